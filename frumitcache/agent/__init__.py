@@ -1,0 +1,2 @@
+"""The agent: wires store, origin, swarm, site and the front doors into one trio nursery, and
+serves the local control API (msgpack over a Unix socket) that the CLI and library use."""

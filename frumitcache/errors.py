@@ -1,0 +1,115 @@
+"""The one error tree of frumitcache.
+
+Every exception that crosses a public boundary (library call, CLI, control API) is a
+:class:`FrumitcacheError`. Library exceptions from trio, httpx, sqlite or libtorrent are
+translated where they enter our code, so callers catch one family::
+
+    FrumitcacheError
+    ├── ConfigError              bad or unreadable configuration (names the key)
+    ├── StoreError               the local content store
+    │   ├── StoreFullError       the disk or the size cap left no room
+    │   ├── CorruptChunkError    bytes on disk no longer match their digest
+    │   └── NotInStoreError      the digest or URL is not (completely) in the store
+    ├── OriginError              the uplink fetch failed
+    │   ├── OriginStatusError    the origin answered with an error status (404, 5xx, ...)
+    │   ├── OriginUnreachableError  connect failure or timeout
+    │   └── OriginTruncatedError the body was shorter than announced and could not be resumed
+    ├── DigestMismatchError      content does not hash to the digest it was asked for
+    ├── ProtocolError            a peer or client sent something malformed
+    ├── PeerError                a site member misbehaved or failed (bad data, gone)
+    └── AgentError               talking to the local agent failed
+        └── AgentUnavailableError  no agent is listening on the control socket
+
+Each error carries a ``code`` (a short stable string) so that it survives the trip over the
+control socket and can be mapped to CLI exit codes.
+"""
+
+from __future__ import annotations
+
+
+class FrumitcacheError(Exception):
+    """Base of every error frumitcache raises on purpose."""
+
+    code = "error"
+
+
+class ConfigError(FrumitcacheError):
+    code = "config"
+
+
+class StoreError(FrumitcacheError):
+    code = "store"
+
+
+class StoreFullError(StoreError):
+    code = "store-full"
+
+
+class CorruptChunkError(StoreError):
+    code = "corrupt-chunk"
+
+
+class NotInStoreError(StoreError):
+    code = "not-in-store"
+
+
+class OriginError(FrumitcacheError):
+    code = "origin"
+
+
+class OriginStatusError(OriginError):
+    """The origin answered, but with an error status; ``status`` holds it."""
+
+    code = "origin-status"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class OriginUnreachableError(OriginError):
+    code = "origin-unreachable"
+
+
+class OriginTruncatedError(OriginError):
+    code = "origin-truncated"
+
+
+class DigestMismatchError(FrumitcacheError):
+    code = "digest-mismatch"
+
+
+class ProtocolError(FrumitcacheError):
+    code = "protocol"
+
+
+class PeerError(FrumitcacheError):
+    code = "peer"
+
+
+class AgentError(FrumitcacheError):
+    code = "agent"
+
+
+class AgentUnavailableError(AgentError):
+    code = "agent-unavailable"
+
+
+def _all_error_classes() -> list[type[FrumitcacheError]]:
+    seen: list[type[FrumitcacheError]] = []
+    todo: list[type[FrumitcacheError]] = [FrumitcacheError]
+    while todo:
+        cls = todo.pop()
+        seen.append(cls)
+        todo.extend(cls.__subclasses__())
+    return seen
+
+
+def error_from_code(code: str, message: str, *, status: int | None = None) -> FrumitcacheError:
+    """Rebuild an error sent over the control socket as ``(code, message)``."""
+    for cls in _all_error_classes():
+        if cls.code == code:
+            if cls is OriginStatusError:
+                return OriginStatusError(message, status=status or 0)
+            return cls(message)
+    return FrumitcacheError(message)
