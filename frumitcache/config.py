@@ -82,12 +82,15 @@ class NodeConfig:
         "the agent on loopback: a one-node site.",
     )
     priority: int = opt(0, "Seeder election preference; a higher value wins.")
-    model: str = opt("", "Board model advertised to the site; empty means read it from the device tree.")
+    model: str = opt(
+        "", "Board model advertised to the site; empty means read it from the device tree."
+    )
     link_mbit: int = opt(0, "Link speed advertised to the site; 0 means detect it.", "Mbit/s")
     wired: bool = opt(True, "Whether the node's site link is wired (preferred as seeder).")
     state_dir: str = opt(
-        "", "Directory for small state (node id, site key); empty means ~/.local/state/frumitcache "
-        "(/var/lib/frumitcache as root)."
+        "",
+        "Directory for small state (node id, site key); empty means ~/.local/state/frumitcache "
+        "(/var/lib/frumitcache as root).",
     )
 
 
@@ -97,12 +100,15 @@ class StoreConfig:
         "", "Store directory; empty means ~/.cache/frumitcache (/var/cache/frumitcache as root)."
     )
     max_bytes: int = opt(
-        8 * GiB, "Size cap of the store; least recently used unpinned objects are evicted past it.",
+        8 * GiB,
+        "Size cap of the store; least recently used unpinned objects are evicted past it.",
         "bytes",
     )
     chunk_size: int = opt(
-        4 * MiB, "Size of the content-addressed chunks objects are cut into (a power of two, "
-        "at least 16 KiB).", "bytes",
+        4 * MiB,
+        "Size of the content-addressed chunks objects are cut into (a power of two, "
+        "at least 16 KiB).",
+        "bytes",
     )
     min_free_bytes: int = opt(
         256 * MiB, "Free disk space the store always leaves on its file system.", "bytes"
@@ -128,8 +134,9 @@ class OriginConfig:
 @dataclass(frozen=True, slots=True)
 class ControlConfig:
     socket: str = opt(
-        "", "Unix socket of the local control API used by the CLI and the library; empty means "
-        "$XDG_RUNTIME_DIR/frumitcache/agent.sock (/run/frumitcache/agent.sock as root)."
+        "",
+        "Unix socket of the local control API used by the CLI and the library; empty means "
+        "$XDG_RUNTIME_DIR/frumitcache/agent.sock (/run/frumitcache/agent.sock as root).",
     )
 
 
@@ -137,11 +144,14 @@ class ControlConfig:
 class SiteConfig:
     name: str = opt("default", "Name of the site this node belongs to.")
     key_file: str = opt(
-        "", "File holding the site key (shared secret of the site); empty means a key generated "
-        "in node.state_dir, which suits only a one-node site."
+        "",
+        "File holding the site key (shared secret of the site); empty means a key generated "
+        "in node.state_dir, which suits only a one-node site.",
     )
     peers: list[str] = opt([], "Static list of site members, as host or host:port.")
-    control_port: int = opt(3143, "UDP port of the site control plane (beacons, election, catalogue).")
+    control_port: int = opt(
+        3143, "UDP port of the site control plane (beacons, election, catalogue)."
+    )
     peer_port: int = opt(3144, "TCP port serving chunks over HTTP to site members.")
     discovery: bool = opt(True, "Discover members by UDP multicast beacons on the site LAN.")
     multicast_v4: str = opt("239.255.42.99", "IPv4 multicast group for beacons.")
@@ -150,8 +160,8 @@ class SiteConfig:
     member_timeout_s: float = opt(4.0, "A member silent this long is considered gone.", "s")
     lease_s: float = opt(3.0, "Seeder lease; a seeder that cannot renew it stops fetching.", "s")
     fallback: Literal["never", "after-timeout", "always"] = opt(
-        "after-timeout", "When an agent may fetch from the origin itself if the seeder is "
-        "unreachable."
+        "after-timeout",
+        "When an agent may fetch from the origin itself if the seeder is unreachable.",
     )
     fallback_timeout_s: float = opt(
         15.0, "How long the seeder must be unreachable before falling back to the origin.", "s"
@@ -162,8 +172,10 @@ class SiteConfig:
 class SwarmConfig:
     port: int = opt(3145, "TCP port of the libtorrent session.")
     small_chunk_bytes: int = opt(
-        1 * MiB, "Chunks up to this size are pulled over the peer HTTP port instead of "
-        "libtorrent (a libtorrent dial costs about a second).", "bytes",
+        1 * MiB,
+        "Chunks up to this size are pulled over the peer HTTP port instead of "
+        "libtorrent (a libtorrent dial costs about a second).",
+        "bytes",
     )
     upload_rate: int = opt(0, "Swarm upload limit; 0 means unlimited.", "bytes/s")
     download_rate: int = opt(0, "Swarm download limit; 0 means unlimited.", "bytes/s")
@@ -198,8 +210,10 @@ class AptConfig:
         [], "Hosts reachable through CONNECT tunnels (not cached); empty means none."
     )
     index_window_s: float = opt(
-        30.0, "Index files (InRelease, Packages, ...) are revalidated at most once per window "
-        "for the whole site, and never served staler.", "s",
+        30.0,
+        "Index files (InRelease, Packages, ...) are revalidated at most once per window "
+        "for the whole site, and never served staler.",
+        "s",
     )
 
 
@@ -229,11 +243,15 @@ class Config:
 
     @property
     def state_path(self) -> Path:
-        return Path(self.node.state_dir).expanduser() if self.node.state_dir else default_state_path()
+        return (
+            Path(self.node.state_dir).expanduser() if self.node.state_dir else default_state_path()
+        )
 
     @property
     def socket_path(self) -> Path:
-        return Path(self.control.socket).expanduser() if self.control.socket else default_socket_path()
+        return (
+            Path(self.control.socket).expanduser() if self.control.socket else default_socket_path()
+        )
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -322,7 +340,9 @@ def _fields(section: type[Any]) -> dict[str, tuple[Any, dataclasses.Field[Any]]]
 def _check_values(cfg: Config) -> None:
     chunk = cfg.store.chunk_size
     if chunk < 16 * KiB or chunk & (chunk - 1):
-        raise ConfigError(f"store.chunk_size: must be a power of two of at least 16 KiB, got {chunk}")
+        raise ConfigError(
+            f"store.chunk_size: must be a power of two of at least 16 KiB, got {chunk}"
+        )
     for key, port in (
         ("site.control_port", cfg.site.control_port),
         ("site.peer_port", cfg.site.peer_port),
@@ -358,6 +378,25 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "config") -> C
     cfg = Config(**built)
     _check_values(cfg)
     return cfg
+
+
+def find_config_file() -> Path | None:
+    """The config file used when none is named.
+
+    ``$FRUMITCACHE_CONFIG``, else the first that exists of
+    ``~/.config/frumitcache/frumitcache.toml`` and ``/etc/frumitcache/frumitcache.toml``.
+    """
+    env = os.environ.get("FRUMITCACHE_CONFIG")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    for candidate in (
+        Path(base) / "frumitcache" / "frumitcache.toml",
+        Path("/etc/frumitcache/frumitcache.toml"),
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def load_config(path: Path | None) -> Config:
@@ -418,7 +457,9 @@ def describe() -> list[tuple[str, str, Any, str, str]]:
     rows: list[tuple[str, str, Any, str, str]] = []
     for name, section in _section_types().items():
         for key, (_tp, f) in _fields(section).items():
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            default = (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            )
             rows.append((name, key, default, f.metadata.get("unit", ""), f.metadata.get("doc", "")))
     return rows
 
@@ -466,6 +507,7 @@ __all__ = [
     "config_from_mapping",
     "describe",
     "example_toml",
+    "find_config_file",
     "load_config",
     "parse_quantity",
     "with_overrides",

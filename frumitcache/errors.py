@@ -113,3 +113,19 @@ def error_from_code(code: str, message: str, *, status: int | None = None) -> Fr
                 return OriginStatusError(message, status=status or 0)
             return cls(message)
     return FrumitcacheError(message)
+
+
+def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error a caller should see from a nursery that failed.
+
+    Tasks that fail together usually fail for one cause (a reader only sees "the writer went
+    away"), so the first of our own errors stands for the group. A group holding none of ours
+    (cancellation, a bug) is returned whole, so nothing is swallowed.
+    """
+    ours, _rest = group.split(FrumitcacheError)
+    if ours is None:
+        return group
+    leaf: BaseException = ours
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf

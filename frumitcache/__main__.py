@@ -1,0 +1,5 @@
+"""``python -m frumitcache`` is the ``frumitcache`` command."""
+
+from frumitcache.cli import main
+
+main()

@@ -1,0 +1,101 @@
+"""Structured logs on stderr: one line per event, ``event key=value ...`` or JSON.
+
+Components log named events with fields (``log.event("pull.done", url=..., bytes=...)``),
+so lines stay greppable and journald keeps them readable. No global state beyond the
+standard logging tree.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+_FIELDS = "frumitcache_fields"
+
+
+class EventLogger:
+    """A thin wrapper over :class:`logging.Logger` that logs events with fields."""
+
+    def __init__(self, name: str) -> None:
+        self._logger = logging.getLogger(f"frumitcache.{name}")
+
+    def _log(self, level: int, event: str, fields: dict[str, Any]) -> None:
+        if self._logger.isEnabledFor(level):
+            self._logger.log(level, event, extra={_FIELDS: fields})
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._log(logging.DEBUG, event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log(logging.INFO, event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log(logging.WARNING, event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._log(logging.ERROR, event, fields)
+
+
+def get_logger(name: str) -> EventLogger:
+    return EventLogger(name)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bytes):
+        return v.hex()
+    text = str(v)
+    if not text or any(c in text for c in ' ="'):
+        return json.dumps(text)
+    return text
+
+
+class TextFormatter(logging.Formatter):
+    """``LEVEL component event k=v ...``; journald adds its own timestamp."""
+
+    def __init__(self, *, timestamps: bool) -> None:
+        super().__init__()
+        self._timestamps = timestamps
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = getattr(record, _FIELDS, {})
+        parts = [
+            record.levelname.lower(),
+            record.name.removeprefix("frumitcache."),
+            record.getMessage(),
+        ]
+        parts += [f"{k}={_value(v)}" for k, v in fields.items()]
+        line = " ".join(parts)
+        if self._timestamps:
+            line = time.strftime("%H:%M:%S ", time.localtime(record.created)) + line
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = getattr(record, _FIELDS, {})
+        out: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "component": record.name.removeprefix("frumitcache."),
+            "event": record.getMessage(),
+        }
+        out.update({k: v.hex() if isinstance(v, bytes) else v for k, v in fields.items()})
+        return json.dumps(out, default=str)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    """Route frumitcache's logs to stderr in the configured format."""
+    handler = logging.StreamHandler(sys.stderr)
+    # Under systemd (JOURNAL_STREAM set) journald timestamps every line itself.
+    timestamps = "JOURNAL_STREAM" not in os.environ
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(timestamps=timestamps))
+    root = logging.getLogger("frumitcache")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False

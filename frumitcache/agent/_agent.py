@@ -1,0 +1,118 @@
+"""The agent: one trio nursery that owns every part of a node.
+
+Start-up order matters for readiness: the store is opened (and recovered after a power cut)
+first, then the servers bind; :meth:`Agent.run` reports :class:`AgentInfo` through
+``task_status`` only when every front door really accepts connections, which is what
+systemd's READY=1 and the tests wait for.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from frumitcache._log import get_logger
+from frumitcache._version import __version__
+from frumitcache.agent._content import ContentService
+from frumitcache.agent._control import ControlServer
+from frumitcache.config import Config
+from frumitcache.control._protocol import Status
+from frumitcache.origin import OriginFetcher
+from frumitcache.store import Store
+
+log = get_logger("agent")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInfo:
+    """Where a running agent can be reached and where it keeps its data."""
+
+    node: str
+    socket: Path
+    store: Path
+    apt: tuple[str, int] | None
+
+
+def node_name(config: Config) -> str:
+    return config.node.name or socket.gethostname()
+
+
+class Agent:
+    """A node's agent; :meth:`run` it in a nursery (or with ``trio.run``)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._started = time.monotonic()
+        self._store: Store | None = None
+        self._fetcher: OriginFetcher | None = None
+        self._apt: tuple[str, int] | None = None
+
+    def status(self) -> Status:
+        store_stats: dict[str, int] = {}
+        origin_stats: dict[str, int] = {}
+        if self._store is not None:
+            store_stats = _int_fields(self._store.stats())
+        if self._fetcher is not None:
+            origin_stats = _int_fields(self._fetcher.statistics())
+        return Status(
+            version=__version__,
+            node=node_name(self.config),
+            address=self.config.node.address,
+            socket=str(self.config.socket_path),
+            store_path=str(self.config.store_path),
+            apt=f"{self._apt[0]}:{self._apt[1]}" if self._apt else "",
+            pid=os.getpid(),
+            uptime_s=time.monotonic() - self._started,
+            store=store_stats,
+            origin=origin_stats,
+            site={"name": self.config.site.name, "members": 1, "seeder": node_name(self.config)},
+        )
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[AgentInfo] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        cfg = self.config
+        store = await trio.to_thread.run_sync(Store.from_config, cfg)
+        self._store = store
+        try:
+            fetcher = OriginFetcher(cfg.origin, store)
+            self._fetcher = fetcher
+            try:
+                content = ContentService(store, fetcher)
+                async with trio.open_nursery(strict_exception_groups=True) as nursery:
+                    control = ControlServer(cfg.socket_path, content, self.status)
+                    sock_path: Path = await nursery.start(control.serve)
+                    info = AgentInfo(node_name(cfg), sock_path, cfg.store_path, self._apt)
+                    log.info(
+                        "agent.ready",
+                        node=info.node,
+                        socket=str(info.socket),
+                        store=str(info.store),
+                        apt=f"{self._apt[0]}:{self._apt[1]}" if self._apt else "off",
+                    )
+                    task_status.started(info)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await fetcher.aclose()
+        finally:
+            store.close()
+            log.info("agent.stopped")
+
+
+def _int_fields(obj: object) -> dict[str, int]:
+    """The integer counters of a statistics dataclass, flattened for the status reply."""
+    out: dict[str, int] = {}
+    for name in getattr(obj, "__dataclass_fields__", {}):
+        value = getattr(obj, name)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            out[name] = value
+        elif isinstance(value, float):
+            out[name] = int(value)
+    return out

@@ -1,0 +1,53 @@
+"""Exit codes of the ``frumitcache`` command, documented in ``frumitcache --help``."""
+
+from __future__ import annotations
+
+from frumitcache.errors import (
+    AgentUnavailableError,
+    ConfigError,
+    DigestMismatchError,
+    FrumitcacheError,
+    NotInStoreError,
+    OriginError,
+    StoreError,
+)
+
+OK = 0
+FAILURE = 1  # an unexpected error (a bug: please report it)
+USAGE = 2  # bad arguments
+CONFIG = 3
+AGENT_UNAVAILABLE = 4
+DIGEST_MISMATCH = 5
+ORIGIN = 6
+STORE = 7
+NOT_FOUND = 8
+INTERRUPTED = 130
+
+# Most specific first: the first class an error is an instance of decides.
+_BY_ERROR: tuple[tuple[type[FrumitcacheError], int], ...] = (
+    (ConfigError, CONFIG),
+    (AgentUnavailableError, AGENT_UNAVAILABLE),
+    (DigestMismatchError, DIGEST_MISMATCH),
+    (NotInStoreError, NOT_FOUND),
+    (OriginError, ORIGIN),
+    (StoreError, STORE),
+)
+
+HELP = """exit codes:
+  0    success
+  1    unexpected error (a bug; please report it with the log)
+  2    bad command-line arguments
+  3    bad or unreadable configuration
+  4    no agent is running (start one with `frumitcache agent`)
+  5    content did not match its SHA-256 (nothing was written)
+  6    the origin failed (HTTP error status, unreachable, truncated)
+  7    the local store failed (disk full, corrupt data)
+  8    not found in the store / site
+  130  interrupted"""
+
+
+def code_for(exc: FrumitcacheError) -> int:
+    for cls, code in _BY_ERROR:
+        if isinstance(exc, cls):
+            return code
+    return FAILURE

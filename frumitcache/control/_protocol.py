@@ -1,0 +1,217 @@
+"""The local control API's wire format: typed messages, msgpack-framed, over a Unix socket.
+
+Only this module sees msgpack maps. Every message is a frozen dataclass registered under a
+short type tag; :func:`encode` turns one into bytes and :class:`Decoder` turns a byte stream
+back into messages, rejecting unknown tags, missing or extra fields and wrong types with
+:class:`~frumitcache.errors.ProtocolError`. A conversation is one request from the client
+followed by one or more replies, ending with a terminal reply (``Done``-style or ``Failed``).
+
+Kept in sync with the client by construction: both import these classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import msgpack
+
+from frumitcache.errors import FrumitcacheError, ProtocolError, error_from_code
+
+# One frame never needs more than a chunk of data plus headroom; bounding it keeps a hostile
+# or broken client from making the agent buffer without limit.
+MAX_FRAME = 8 * 1024 * 1024
+
+
+class Message:
+    """Base of every control message; subclasses set ``tag``."""
+
+    tag: ClassVar[str] = ""
+
+
+_REGISTRY: dict[str, type[Message]] = {}
+
+
+def message(cls: type[Any]) -> type[Any]:
+    """Register a frozen dataclass as a control message under its ``tag``."""
+    if not cls.tag or cls.tag in _REGISTRY:
+        raise TypeError(f"bad or duplicate tag on {cls.__name__}")
+    _REGISTRY[cls.tag] = cls
+    return cls
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class Pull(Message):
+    """Stream the object at ``url`` (fetching it through the site if needed)."""
+
+    tag: ClassVar[str] = "pull"
+    url: str
+    sha256: bytes | None = None
+    offset: int = 0
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class StatusRequest(Message):
+    tag: ClassVar[str] = "status?"
+
+
+# --- replies ------------------------------------------------------------------------------
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class PullStarted(Message):
+    """The object is on its way; ``size`` is known once the origin said it (or it is stored)."""
+
+    tag: ClassVar[str] = "pull+"
+    size: int | None
+    source: str  # "store" (already here), "origin" (fetched now), "site" (from members)
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class Data(Message):
+    """Verified bytes of the object, in order."""
+
+    tag: ClassVar[str] = "data"
+    data: bytes
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class PullDone(Message):
+    tag: ClassVar[str] = "pull."
+    digest: bytes
+    size: int
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class Failed(Message):
+    """A request failed; ``code`` is a :class:`FrumitcacheError` code."""
+
+    tag: ClassVar[str] = "fail"
+    code: str
+    message: str
+    status: int | None = None
+
+    @classmethod
+    def from_error(cls, exc: FrumitcacheError) -> Failed:
+        return cls(code=exc.code, message=str(exc), status=getattr(exc, "status", None))
+
+    def to_error(self) -> FrumitcacheError:
+        return error_from_code(self.code, self.message, status=self.status)
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class Status(Message):
+    """A snapshot of the agent: identity, where it listens and stores, and counters."""
+
+    tag: ClassVar[str] = "status"
+    version: str
+    node: str
+    address: str
+    socket: str
+    store_path: str
+    apt: str
+    pid: int
+    uptime_s: float
+    store: dict[str, int]
+    origin: dict[str, int]
+    site: dict[str, Any]
+
+
+TERMINAL: tuple[type[Message], ...] = (PullDone, Failed, Status)
+
+
+# --- codec --------------------------------------------------------------------------------
+
+
+def _to_wire(msg: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"t": msg.tag}
+    for f in dataclasses.fields(msg):  # type: ignore[arg-type]
+        out[f.name] = getattr(msg, f.name)
+    return out
+
+
+def encode(msg: Message) -> bytes:
+    packed: bytes = msgpack.packb(_to_wire(msg), use_bin_type=True)
+    return packed
+
+
+def _check(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True
+    if origin is types.UnionType or origin is typing.Union:
+        return any(_check(value, arg) for arg in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        return isinstance(value, dict) and all(
+            _check(k, key_tp) and _check(v, value_tp) for k, v in value.items()
+        )
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _from_wire(obj: Any) -> Message:
+    if not isinstance(obj, dict) or not isinstance(obj.get("t"), str):
+        raise ProtocolError("control frame is not a tagged map")
+    cls = _REGISTRY.get(obj["t"])
+    if cls is None:
+        raise ProtocolError(f"unknown control message type {obj['t']!r}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    extra = set(obj) - set(fields) - {"t"}
+    if extra:
+        raise ProtocolError(f"{cls.tag}: unexpected fields {sorted(extra)}")
+    for name, f in fields.items():
+        if name in obj:
+            value = obj[name]
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        else:
+            raise ProtocolError(f"{cls.tag}: missing field {name!r}")
+        if not _check(value, hints[name]):
+            raise ProtocolError(f"{cls.tag}.{name}: wrong type {type(value).__name__}")
+        values[name] = value
+    return cls(**values)
+
+
+class Decoder:
+    """Feed bytes in, take messages out; malformed input raises :class:`ProtocolError`."""
+
+    def __init__(self) -> None:
+        self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_FRAME, strict_map_key=True)
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self._unpacker.feed(data)
+        except msgpack.BufferFull:
+            raise ProtocolError(f"control frame larger than {MAX_FRAME} bytes") from None
+
+    def __iter__(self) -> Iterator[Message]:
+        while True:
+            try:
+                obj = next(self._unpacker)
+            except StopIteration:
+                return
+            except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+                raise ProtocolError(f"malformed control frame: {exc}") from None
+            yield _from_wire(obj)

@@ -1,0 +1,41 @@
+"""Control messages over a trio byte stream (the Unix socket), for both ends."""
+
+from __future__ import annotations
+
+import trio
+
+from frumitcache.control._protocol import Decoder, Message, encode
+from frumitcache.errors import ProtocolError
+
+_READ = 256 * 1024
+
+
+class MessageStream:
+    """Sends and receives typed control messages on one connection."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        self._decoder = Decoder()
+        self._pending: list[Message] = []
+
+    async def send(self, msg: Message) -> None:
+        await self._stream.send_all(encode(msg))
+
+    async def receive(self) -> Message | None:
+        """The next message, or ``None`` when the peer closed the connection cleanly."""
+        while not self._pending:
+            data = await self._stream.receive_some(_READ)
+            if not data:
+                return None
+            self._decoder.feed(bytes(data))
+            self._pending.extend(self._decoder)
+        return self._pending.pop(0)
+
+    async def receive_required(self) -> Message:
+        msg = await self.receive()
+        if msg is None:
+            raise ProtocolError("connection closed in the middle of a conversation")
+        return msg
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
