@@ -159,6 +159,21 @@ class SiteConfig:
     beacon_interval_s: float = opt(1.0, "Interval between membership beacons.", "s")
     member_timeout_s: float = opt(4.0, "A member silent this long is considered gone.", "s")
     lease_s: float = opt(3.0, "Seeder lease; a seeder that cannot renew it stops fetching.", "s")
+    member_forget_s: float = opt(
+        20.0,
+        "A member silent this long no longer counts in election majorities (until then a "
+        "minority side of a partition cannot elect a seeder).",
+        "s",
+    )
+    election_round_s: float = opt(
+        0.5, "Length of one election round, and the stagger between candidates.", "s"
+    )
+    max_clock_skew_s: float = opt(
+        60.0,
+        "Control frames timestamped further than this from the local clock are rejected as "
+        "stale (replay protection); 0 disables the check for sites without NTP.",
+        "s",
+    )
     fallback: Literal["never", "after-timeout", "always"] = opt(
         "after-timeout",
         "When an agent may fetch from the origin itself if the seeder is unreachable.",
@@ -214,6 +229,18 @@ class AptConfig:
         "Index files (InRelease, Packages, ...) are revalidated at most once per window "
         "for the whole site, and never served staler.",
         "s",
+    )
+    header_timeout_s: float = opt(
+        10.0,
+        "A client must send a whole request head within this time once it has started one "
+        "(slow-loris clients are cut off).",
+        "s",
+    )
+    idle_timeout_s: float = opt(
+        60.0, "A keep-alive connection with no request for this long is closed.", "s"
+    )
+    max_header_bytes: int = opt(
+        16384, "Largest request head accepted; a bigger one is answered 431.", "bytes"
     )
 
 
@@ -474,6 +501,16 @@ def _toml_value(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def dump_toml(data: Mapping[str, Mapping[str, Any]]) -> str:
+    """Write ``{section: {key: value}}`` as TOML (what tests and tools generate configs with)."""
+    lines: list[str] = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def example_toml(wrap: Callable[[str], list[str]] | None = None) -> str:
     """A complete, commented config file with every key at its default."""
     import textwrap
@@ -506,6 +543,7 @@ __all__ = [
     "SwarmConfig",
     "config_from_mapping",
     "describe",
+    "dump_toml",
     "example_toml",
     "find_config_file",
     "load_config",

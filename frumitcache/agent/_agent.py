@@ -83,8 +83,8 @@ class Agent:
             fetcher = OriginFetcher(cfg.origin, store)
             self._fetcher = fetcher
             try:
-                content = ContentService(store, fetcher)
                 async with trio.open_nursery(strict_exception_groups=True) as nursery:
+                    content = ContentService(store, fetcher, nursery)
                     control = ControlServer(cfg.socket_path, content, self.status)
                     sock_path: Path = await nursery.start(control.serve)
                     info = AgentInfo(node_name(cfg), sock_path, cfg.store_path, self._apt)

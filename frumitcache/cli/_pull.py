@@ -87,6 +87,7 @@ class _Progress:
         self._bar: Progress | None = None
         self._task: TaskID | None = None
         if enabled:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
@@ -100,6 +101,7 @@ class _Progress:
                 DownloadColumn(),
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
+                console=Console(stderr=True),
                 transient=False,
             )
             self._label = label

@@ -17,9 +17,17 @@ class MessageStream:
         self._stream = stream
         self._decoder = Decoder()
         self._pending: list[Message] = []
+        self._broken = False
 
     async def send(self, msg: Message) -> None:
-        await self._stream.send_all(encode(msg))
+        if self._broken:
+            raise trio.BrokenResourceError("an earlier send was interrupted mid-frame")
+        try:
+            await self._stream.send_all(encode(msg))
+        except BaseException:
+            # Part of a frame may be on the wire; anything sent after it would be misread.
+            self._broken = True
+            raise
 
     async def receive(self) -> Message | None:
         """The next message, or ``None`` when the peer closed the connection cleanly."""

@@ -1,0 +1,641 @@
+"""Local set-up checks behind ``frumitcache doctor``: what is wrong with this node, and the fix.
+
+Each check returns a :class:`Check` ``(name, ok, message, hint)``; none raises for a broken
+set-up (that is what it reports). :func:`run_checks` runs them all for one config:
+
+- ``site key``      the site key file exists, is readable by the service, not world-readable;
+- ``store dir`` / ``state dir``  writable by the service (or creatable), with room left;
+- ``control socket``  an agent answers on the control socket;
+- ``port ...``      every port the agent binds is free, or held by the agent itself;
+- ``apt``           apt's effective ``Acquire::http::Proxy`` points at this agent.
+
+Checking "by the service": run as root with ``service_user="frumitcache"`` (what the systemd
+unit runs as), permissions are judged from the file modes for that user instead of for root,
+to whom everything is writable. Reachability of the site's other members is not checked here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+import pwd
+import re
+import shlex
+import socket
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from frumitcache.config import Config
+
+SERVICE_USER = "frumitcache"
+"""The user the systemd unit runs the agent as (deploy/systemd/frumitcache.service)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One finding: ``ok`` or not, what was seen (``message``) and what to do (``hint``)."""
+
+    name: str
+    ok: bool
+    message: str
+    hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceUser:
+    """The user whose access the file checks judge (by mode bits, not by trying)."""
+
+    name: str
+    uid: int
+    gids: frozenset[int]
+
+    @classmethod
+    def lookup(cls, name: str) -> ServiceUser:
+        """The user ``name`` with all its groups; :class:`KeyError` if there is none."""
+        entry = pwd.getpwnam(name)
+        return cls(name, entry.pw_uid, frozenset(os.getgrouplist(name, entry.pw_gid)))
+
+
+def default_service_user() -> str | None:
+    """``"frumitcache"`` when running as root and that user exists, else ``None`` (check as
+    the caller): what ``frumitcache doctor`` should pass as ``service_user`` by default."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        return None
+    return SERVICE_USER
+
+
+def run_checks(
+    config: Config,
+    *,
+    service_user: str | None = None,
+    apt_dir: Path = Path("/etc/apt"),
+    timeout_s: float = 1.0,
+) -> list[Check]:
+    """Every local check for ``config``, in a stable order.
+
+    ``service_user`` judges file access as that user (see the module docstring); ``apt_dir``
+    is where apt's configuration lives; ``timeout_s`` bounds the control-socket connect.
+    """
+    checks: list[Check] = []
+    user: ServiceUser | None = None
+    if service_user is not None:
+        try:
+            user = ServiceUser.lookup(service_user)
+        except KeyError:
+            checks.append(
+                Check(
+                    "service user",
+                    False,
+                    f"user {service_user!r} does not exist",
+                    "create it: systemd-sysusers (deploy/systemd/frumitcache.sysusers.conf) or "
+                    "the ansible role",
+                )
+            )
+        else:
+            checks.append(Check("service user", True, f"checking access as {service_user!r}"))
+    checks.append(check_key_file(config, user))
+    min_free = config.store.min_free_bytes
+    checks.append(check_directory("store dir", config.store_path, user, min_free))
+    checks.append(check_directory("state dir", config.state_path, user, 0))
+    control, agent = _check_control_socket(config.socket_path, timeout_s)
+    checks.append(control)
+    checks.extend(check_ports(config, agent))
+    checks.append(check_apt(config, apt_dir))
+    return checks
+
+
+# --- file access -----------------------------------------------------------------------------
+
+
+def _mode_allows(st: os.stat_result, user: ServiceUser, want: int) -> bool:
+    """Whether ``user`` has all of ``want`` (a mix of R_OK/W_OK/X_OK) by the mode bits."""
+    if user.uid == 0:
+        return True
+    if st.st_uid == user.uid:
+        shift = 6
+    elif st.st_gid in user.gids:
+        shift = 3
+    else:
+        shift = 0
+    bits = (st.st_mode >> shift) & 0o7
+    return bits & want == want
+
+
+def _reachable(path: Path, user: ServiceUser) -> Path | None:
+    """The first ancestor directory of ``path`` that ``user`` cannot traverse, if any."""
+    for parent in reversed(path.parents):
+        try:
+            st = parent.stat()
+        except OSError:
+            return None  # the missing part is reported by the caller
+        if not _mode_allows(st, user, os.X_OK):
+            return parent
+    return None
+
+
+def _readable(path: Path, user: ServiceUser | None) -> str | None:
+    """``None`` if ``user`` (or this process) can read the file at ``path``, else why not."""
+    if user is None:
+        try:
+            with path.open("rb") as f:
+                f.read(1)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        return None
+    blocked = _reachable(path, user)
+    if blocked is not None:
+        return f"{user.name} cannot enter {blocked}"
+    if not _mode_allows(path.stat(), user, os.R_OK):
+        return f"{user.name} has no read permission"
+    return None
+
+
+def _writable_dir(path: Path, user: ServiceUser | None) -> str | None:
+    """``None`` if files can be created in the directory ``path``, else why not."""
+    if user is None:
+        try:
+            fd, name = tempfile.mkstemp(prefix=".doctor-", dir=path)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        os.close(fd)
+        os.unlink(name)
+        return None
+    blocked = _reachable(path / "x", user)
+    if blocked is not None:
+        return f"{user.name} cannot enter {blocked}"
+    if not _mode_allows(path.stat(), user, os.W_OK | os.X_OK):
+        return f"{user.name} has no write permission"
+    if os.statvfs(path).f_flag & os.ST_RDONLY:
+        return "read-only file system"
+    return None
+
+
+def check_key_file(config: Config, user: ServiceUser | None = None) -> Check:
+    """The site key: set for a multi-node site, readable, and not readable by everyone."""
+    name = "site key"
+    key_file = config.site.key_file
+    if not key_file:
+        lonely = not config.site.peers and _is_loopback(config.node.address)
+        if lonely:
+            return Check(name, True, "no site.key_file: a key is generated in the state dir "
+                         "(a one-node site)")
+        return Check(
+            name,
+            False,
+            "no site.key_file, but this node has site peers or a non-loopback address: a "
+            "generated key is shared with no other node",
+            "set site.key_file to the site's key (the ansible role installs it as "
+            "/etc/frumitcache/site.key)",
+        )
+    path = Path(key_file).expanduser()
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return Check(name, False, f"{path}: {exc.strerror or exc}",
+                     "install the site key there (mode 0640, group frumitcache)")
+    if not stat.S_ISREG(st.st_mode):
+        return Check(name, False, f"{path} is not a regular file", "point site.key_file at the key")
+    why = _readable(path, user)
+    if why is not None:
+        return Check(name, False, f"{path} is not readable: {why}",
+                     f"chgrp {SERVICE_USER} {path} && chmod 0640 {path}")
+    if st.st_mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
+        return Check(name, False, f"{path} has mode {stat.S_IMODE(st.st_mode):04o}: other users "
+                     "can read or change the site key", f"chmod 0640 {path}")
+    if st.st_size == 0:
+        return Check(name, False, f"{path} is empty", "install the site's key in it")
+    return Check(name, True, f"{path} is readable")
+
+
+# Directories the systemd unit has systemd create and hand to the service user.
+_UNIT_DIRECTORIES = frozenset(
+    {Path("/var/lib/frumitcache"), Path("/var/cache/frumitcache"), Path("/run/frumitcache")}
+)
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path("/")  # pragma: no cover - "/" always exists
+
+
+def check_directory(
+    name: str, path: Path, user: ServiceUser | None = None, min_free: int = 0
+) -> Check:
+    """A directory the agent writes: exists (or can be created), writable, with room left."""
+    existing = _existing_ancestor(path)
+    if user is not None and existing != path and path in _UNIT_DIRECTORIES:
+        return Check(name, True, f"{path} does not exist yet; systemd creates it for "
+                     f"{user.name} when the agent starts (StateDirectory=/CacheDirectory=)")
+    if existing == path and not path.is_dir():
+        return Check(name, False, f"{path} is not a directory", f"remove {path} or fix the path")
+    if not existing.is_dir():
+        return Check(name, False, f"{path} cannot be created: {existing} is not a directory",
+                     f"fix the path, or remove {existing}")
+    why = _writable_dir(existing, user)
+    if why is not None:
+        where = path if existing == path else f"{existing} (to create {path})"
+        owner = user.name if user is not None else "the agent's user"
+        return Check(name, False, f"{where} is not writable: {why}",
+                     f"chown {owner} {existing} (the systemd unit's StateDirectory=/"
+                     "CacheDirectory= do this for the default paths)")
+    free = _free_bytes(existing)
+    if free < min_free:
+        return Check(name, False, f"{path}: {free} bytes free, below store.min_free_bytes "
+                     f"({min_free})", "free disk space or lower store.min_free_bytes")
+    state = "writable" if existing == path else f"will be created (in {existing})"
+    return Check(name, True, f"{path} {state}, {free // (1024 * 1024)} MiB free")
+
+
+def _free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+# --- control socket --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentProcess:
+    """The process that answered on the control socket (from SO_PEERCRED)."""
+
+    pid: int
+    uid: int
+
+
+def _check_control_socket(path: Path, timeout_s: float) -> tuple[Check, AgentProcess | None]:
+    name = "control socket"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s)
+        try:
+            sock.connect(str(path))
+        except FileNotFoundError:
+            return Check(name, False, f"no socket at {path}: the agent is not running",
+                         "systemctl start frumitcache; journalctl -u frumitcache"), None
+        except PermissionError:
+            return Check(name, False, f"{path}: permission denied",
+                         f"run as root, or add your user to group {SERVICE_USER}"), None
+        except ConnectionRefusedError:
+            return Check(name, False, f"{path} exists but nobody listens (a stale socket)",
+                         "systemctl restart frumitcache; journalctl -u frumitcache"), None
+        except OSError as exc:
+            return Check(name, False, f"{path}: {exc.strerror or exc}",
+                         "systemctl status frumitcache"), None
+        peer = _peer_of(sock)
+    who = f" (pid {peer.pid})" if peer is not None else ""
+    return Check(name, True, f"the agent listens on {path}{who}"), peer
+
+
+def _peer_of(sock: socket.socket) -> AgentProcess | None:
+    opt = getattr(socket, "SO_PEERCRED", None)
+    if opt is None:  # pragma: no cover - not Linux
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, opt, 12)
+    pid, uid, _gid = (int.from_bytes(raw[i : i + 4], "little") for i in (0, 4, 8))
+    return AgentProcess(pid, uid)
+
+
+def check_control_socket(path: Path, timeout_s: float = 1.0) -> Check:
+    """Whether an agent accepts connections on the control socket at ``path``."""
+    return _check_control_socket(path, timeout_s)[0]
+
+
+# --- ports -----------------------------------------------------------------------------------
+
+
+def _agent_ports(config: Config) -> list[tuple[str, str, str, int]]:
+    """``(config key, "tcp"|"udp", address, port)`` for every port the agent binds."""
+    node = config.node.address
+    ports = [
+        ("site.control_port", "udp", node, config.site.control_port),
+        ("site.peer_port", "tcp", node, config.site.peer_port),
+        ("swarm.port", "tcp", node, config.swarm.port),
+    ]
+    if config.apt.enabled:
+        ports.append(("apt.port", "tcp", config.apt.listen, config.apt.port))
+    return [p for p in ports if p[3] != 0]  # 0 picks a free port at start-up
+
+
+def check_ports(config: Config, agent: AgentProcess | None = None) -> list[Check]:
+    """One check per port: free, or held by the running agent (``agent``), else the culprit."""
+    return [
+        _check_port(key, proto, host, port, agent)
+        for key, proto, host, port in _agent_ports(config)
+    ]
+
+
+def _check_port(key: str, proto: str, host: str, port: int, agent: AgentProcess | None) -> Check:
+    name = f"port {proto}/{port}"
+    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        with socket.socket(family, kind) as s:
+            if proto == "tcp":
+                # A listener sets this too; without it a connection in TIME_WAIT reads as busy.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return Check(name, False, f"{where} ({key}): {host} is not an address of this host",
+                         "set node.address / apt.listen to one of this host's addresses")
+        if exc.errno == errno.EACCES:
+            return Check(name, False, f"{where} ({key}): permission denied",
+                         f"choose a port above 1023 for {key}")
+        if exc.errno != errno.EADDRINUSE:
+            return Check(name, False, f"{where} ({key}): {exc.strerror or exc}", "")
+    else:
+        return Check(name, True, f"{where} ({key}) is free")
+    return _who_holds(name, key, where, proto, port, agent)
+
+
+def _who_holds(
+    name: str, key: str, where: str, proto: str, port: int, agent: AgentProcess | None
+) -> Check:
+    holders = list(_socket_holders(proto, port))
+    for pid, uid in holders:
+        if pid is not None and ((agent is not None and pid == agent.pid) or _is_agent(pid)):
+            return Check(name, True, f"{where} ({key}) is held by the agent (pid {pid})")
+        if pid is None and agent is not None and uid == agent.uid:
+            return Check(name, True, f"{where} ({key}) is held by the agent's user (uid {uid})")
+    culprits = [f"pid {pid} ({_command(pid)})" for pid, _uid in holders if pid is not None]
+    if culprits:
+        return Check(name, False, f"{where} ({key}) is in use by {', '.join(culprits)}",
+                     f"stop that service, or move {key} to a free port")
+    return Check(name, False, f"{where} ({key}) is in use by another process",
+                 f"run doctor as root to see which; or move {key} to a free port")
+
+
+_PROC_NET = {"tcp": ("tcp", "tcp6"), "udp": ("udp", "udp6")}
+_LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp; unbound UDP sockets show state 07
+
+
+def _socket_holders(
+    proto: str, port: int, proc: Path = Path("/proc")
+) -> Iterator[tuple[int | None, int]]:
+    """``(pid or None, uid)`` of each socket bound to ``port`` (a listener for TCP)."""
+    inodes: dict[int, int] = {}
+    for table in _PROC_NET[proto]:
+        try:
+            lines = (proc / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) < 10:
+                continue
+            local, state = parts[1], parts[3]
+            if int(local.rpartition(":")[2], 16) != port:
+                continue
+            if proto == "tcp" and state != _LISTEN:
+                continue
+            inodes[int(parts[9])] = int(parts[7])
+    pids = _pids_of_inodes(set(inodes), proc)
+    for inode, uid in inodes.items():
+        yield pids.get(inode), uid
+
+
+def _pids_of_inodes(inodes: set[int], proc: Path) -> dict[int, int]:
+    """Which process holds each socket inode; only the processes we may look into (all as root)."""
+    found: dict[int, int] = {}
+    if not inodes:
+        return found
+    for entry in _iter_pids(proc):
+        with contextlib.suppress(OSError):
+            for fd in (proc / str(entry) / "fd").iterdir():
+                m = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(fd))
+                if m and int(m.group(1)) in inodes:
+                    found[int(m.group(1))] = entry
+    return found
+
+
+def _iter_pids(proc: Path) -> Iterable[int]:
+    try:
+        names = os.listdir(proc)
+    except OSError:
+        return []
+    return sorted(int(n) for n in names if n.isdigit())
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def _command(pid: int) -> str:
+    argv = _argv(pid)
+    return shlex.join(argv)[:80] if argv else "?"
+
+
+def _is_agent(pid: int) -> bool:
+    """``frumitcache agent ...`` or ``python -m frumitcache agent ...``."""
+    argv = _argv(pid)
+    for i, arg in enumerate(argv):
+        if os.path.basename(arg) == "frumitcache":
+            return "agent" in argv[i + 1 :]
+    return False
+
+
+# --- apt -------------------------------------------------------------------------------------
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+_WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104 - names the wildcard, binds nothing
+
+
+def _agent_hosts(config: Config) -> set[str]:
+    """Host names under which apt reaches this node's proxy."""
+    listen = config.apt.listen
+    if listen in _WILDCARDS:
+        return {"127.0.0.1", "localhost", "::1", config.node.address, socket.gethostname()}
+    if _is_loopback(listen):
+        return {listen, "localhost"}
+    return {listen}
+
+
+def check_apt(config: Config, apt_dir: Path = Path("/etc/apt")) -> Check:
+    """Whether apt's effective ``Acquire::http::Proxy`` is this agent's apt proxy."""
+    name = "apt"
+    if not config.apt.enabled:
+        return Check(name, True, "the apt proxy is disabled (apt.enabled = false)")
+    settings = read_apt_config(apt_dir)
+    host = "127.0.0.1" if config.apt.listen in _WILDCARDS else config.apt.listen
+    want = f"http://{host}:{config.apt.port}"
+    hint = (f"install deploy/apt/01frumitcache as {apt_dir}/apt.conf.d/01frumitcache "
+            f"(Acquire::http::Proxy \"{want}\";)")
+    proxy = settings.get("acquire::http::proxy", "")
+    if proxy:
+        url = urlsplit(proxy)
+        port = url.port or 80
+        ours = url.hostname in _agent_hosts(config) and port == config.apt.port
+        if url.scheme == "http" and ours:
+            return Check(name, True, f"apt uses the agent: Acquire::http::Proxy \"{proxy}\"")
+        return Check(name, False, f"apt uses another proxy: Acquire::http::Proxy \"{proxy}\"",
+                     f"point it at {want}; " + hint)
+    detect = settings.get("acquire::http::proxy-auto-detect", "")
+    if detect:
+        return Check(name, False, f"apt detects its proxy with {detect}; doctor cannot tell "
+                     "whether that finds the agent", hint)
+    return Check(name, False, f"apt uses no proxy ({apt_dir}/apt.conf.d/* sets no "
+                 "Acquire::http::Proxy)", hint)
+
+
+_CONF_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def apt_config_files(apt_dir: Path) -> list[Path]:
+    """The files apt reads, in its order: ``apt.conf.d/*`` sorted, then ``apt.conf``.
+
+    Like apt, only names of ``[A-Za-z0-9_.-]`` with no extension or ``.conf`` count (so
+    ``x.dpkg-old`` and ``x.disabled`` are ignored).
+    """
+    files: list[Path] = []
+    parts = apt_dir / "apt.conf.d"
+    with contextlib.suppress(OSError):
+        for entry in sorted(parts.iterdir(), key=lambda p: p.name):
+            if not _CONF_NAME.match(entry.name) or entry.name.startswith("."):
+                continue
+            if "." in entry.name and not entry.name.endswith(".conf"):
+                continue
+            if entry.is_file():
+                files.append(entry)
+    main = apt_dir / "apt.conf"
+    if main.is_file():
+        files.append(main)
+    return files
+
+
+def read_apt_config(apt_dir: Path) -> dict[str, str]:
+    """apt's effective scalar settings from ``apt_dir`` (keys lower-cased, last one wins)."""
+    settings: dict[str, str] = {}
+    for path in apt_config_files(apt_dir):
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for key, value in parse_apt_conf(text):
+            if value is None:
+                for k in [k for k in settings if k == key or k.startswith(key + "::")]:
+                    del settings[k]
+            else:
+                settings[key] = value
+    return settings
+
+
+_TOKEN = re.compile(
+    r'"(?P<str>[^"]*)"'  # apt strings have no escapes
+    r"|(?P<punct>[{};])"
+    r"|(?P<word>[^\s{};\"]+)"
+)
+
+
+def _strip_comments(text: str) -> tuple[str, list[str]]:
+    """Text without comments, and the ``#clear`` targets in order (``#include`` is ignored)."""
+    out: list[str] = []
+    cleared: list[str] = []
+    i, n = 0, len(text)
+    in_str = False
+    while i < n:
+        c = text[i]
+        if in_str:
+            out.append(c)
+            in_str = c != '"'
+            i += 1
+        elif c == '"':
+            out.append(c)
+            in_str = True
+            i += 1
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif text.startswith("//", i) or c == "#":
+            end = text.find("\n", i)
+            line = text[i : n if end < 0 else end]
+            if line.startswith("#clear"):
+                cleared.extend(w.rstrip(";") for w in line.split()[1:])
+                out.append("\0")  # marks where the #clear took effect
+            i = n if end < 0 else end
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out), cleared
+
+
+def parse_apt_conf(text: str) -> list[tuple[str, str | None]]:
+    """apt.conf syntax to ``[(key, value)]`` in order; ``(key, None)`` is a ``#clear key``.
+
+    Handles ``A::B "v";``, nested ``A { B "v"; };``, comments (``//``, ``#``, ``/* */``) and
+    lists (``A { "x"; "y"; };``, reported as ``A`` = last item). Keys are lower-cased, as apt
+    matches them case-insensitively.
+    """
+    body, cleared = _strip_comments(text)
+    result: list[tuple[str, str | None]] = []
+    stack: list[str] = []
+    pending: list[str] = []
+    clear_iter = iter(cleared)
+    for segment_index, segment in enumerate(body.split("\0")):
+        if segment_index:
+            target = next(clear_iter, "")
+            if target:
+                result.append((target.lower(), None))
+        for m in _TOKEN.finditer(segment):
+            punct = m.group("punct")
+            if punct is None:
+                pending.append(m.group("str") if m.group("str") is not None else m.group("word"))
+                continue
+            if punct == "{":
+                if pending:
+                    stack.append(pending[0].lower())
+                    if len(pending) > 1:
+                        result.append(("::".join(stack), pending[1]))
+                else:
+                    stack.append("")
+            elif punct == ";":
+                if len(pending) >= 2:
+                    result.append(("::".join([*stack, pending[0].lower()]), pending[1]))
+                elif len(pending) == 1 and stack:
+                    result.append(("::".join(stack), pending[0]))  # a list item
+            elif stack:  # "}"
+                stack.pop()
+            pending = []
+    return [(k.strip(":"), v) for k, v in result]
+
+
+__all__ = [
+    "SERVICE_USER",
+    "AgentProcess",
+    "Check",
+    "ServiceUser",
+    "apt_config_files",
+    "check_apt",
+    "check_control_socket",
+    "check_directory",
+    "check_key_file",
+    "check_ports",
+    "default_service_user",
+    "parse_apt_conf",
+    "read_apt_config",
+    "run_checks",
+]

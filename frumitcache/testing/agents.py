@@ -1,0 +1,117 @@
+"""Real agent processes for tests and benchmarks.
+
+:class:`AgentProcess` writes a config file, starts ``python -m frumitcache agent`` as a child
+process with its own loopback address, store and control socket, waits until its banner says it
+serves, and stops it by pid: SIGTERM for a clean stop, SIGKILL for a crash. Output goes to
+files in the node's directory so a failing test can show the agent's log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from frumitcache.config import dump_toml
+
+READY_LINE = "stop with Ctrl-C"
+
+
+class AgentProcess:
+    """One agent child process; see the module docstring."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        address: str,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.address = address
+        self.socket = directory / "agent.sock"
+        self.store = directory / "store"
+        self.config_path = directory / "frumitcache.toml"
+        self.stdout_path = directory / "agent.out"
+        self.stderr_path = directory / "agent.log"
+        config: dict[str, dict[str, Any]] = {
+            "node": {
+                "address": address,
+                "name": f"node-{address}",
+                "state_dir": str(directory / "state"),
+            },
+            "store": {"path": str(self.store)},
+            "control": {"socket": str(self.socket)},
+            "apt": {"enabled": False},
+        }
+        for section, values in (settings or {}).items():
+            config.setdefault(section, {}).update(values)
+        self.settings = config
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log(self) -> str:
+        out = self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
+        err = self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+        return f"--- stdout ---\n{out}\n--- stderr ---\n{err}"
+
+    def banner(self) -> str:
+        return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
+
+    async def start(self, *, timeout: float = 30.0) -> None:
+        """Start the process and wait until it serves (its banner is printed)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(dump_toml(self.settings))
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("FRUMITCACHE_CONFIG", None)
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "frumitcache", "agent", "--config", str(self.config_path)],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        with trio.move_on_after(timeout):
+            while READY_LINE not in self.banner():
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"agent exited with {self.proc.returncode}\n{self.log()}")
+                await trio.sleep(0.05)
+            return
+        self.kill()
+        raise RuntimeError(f"agent not ready after {timeout}s\n{self.log()}")
+
+    async def wait(self, *, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        with trio.move_on_after(timeout):
+            while self.proc.poll() is None:
+                await trio.sleep(0.05)
+            return self.proc.returncode
+        raise RuntimeError(f"agent {self.pid} did not exit within {timeout}s\n{self.log()}")
+
+    async def stop(self, sig: int = signal.SIGTERM, *, timeout: float = 30.0) -> int:
+        """Send ``sig`` (SIGTERM: clean stop) and wait for the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return await self.wait(timeout=timeout)
+        except RuntimeError:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL by pid: a crash or power cut, as far as the agent can tell."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
