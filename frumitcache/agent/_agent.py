@@ -8,11 +8,13 @@ systemd's READY=1 and the tests wait for.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -20,6 +22,8 @@ from frumitcache._log import get_logger
 from frumitcache._version import __version__
 from frumitcache.agent._content import ContentService
 from frumitcache.agent._control import ControlServer
+from frumitcache.agent._keys import load_site_key
+from frumitcache.agent._sitelink import SiteLink
 from frumitcache.config import Config
 from frumitcache.control._protocol import Status
 from frumitcache.origin import OriginFetcher
@@ -51,6 +55,8 @@ class Agent:
         self._store: Store | None = None
         self._fetcher: OriginFetcher | None = None
         self._apt: tuple[str, int] | None = None
+        self._site: SiteLink | None = None
+        self._content: ContentService | None = None
 
     def status(self) -> Status:
         store_stats: dict[str, int] = {}
@@ -70,13 +76,52 @@ class Agent:
             uptime_s=time.monotonic() - self._started,
             store=store_stats,
             origin=origin_stats,
-            site={"name": self.config.site.name, "members": 1, "seeder": node_name(self.config)},
+            site=self._site_status(),
         )
+
+    def _site_status(self) -> dict[str, Any]:
+        name = node_name(self.config)
+        out: dict[str, Any] = {"name": self.config.site.name}
+        if self._content is not None:
+            out.update(dataclasses.asdict(self._content.stats))
+        node = self._site.node if self._site is not None else None
+        if node is None:
+            out.update(
+                members=[{"node": name, "address": self.config.node.address}],
+                seeder=name,
+                term=0,
+                solo=True,
+            )
+            return out
+        seeder = node.seeder()
+        stats = node.statistics()
+        out.update(
+            solo=False,
+            seeder=seeder[0] if seeder else None,
+            term=seeder[1] if seeder else stats.term,
+            dropped_frames=sum(stats.dropped.values()),
+            members=[
+                {
+                    "node": m.node_id,
+                    "address": m.address,
+                    "priority": m.priority,
+                    "model": m.model,
+                    "ram_bytes": m.ram_bytes,
+                    "free_disk_bytes": m.free_disk_bytes,
+                    "link_mbit": m.link_mbit,
+                    "wired": m.wired,
+                    "load": m.load,
+                }
+                for m in node.members()
+            ],
+        )
+        return out
 
     async def run(
         self, *, task_status: trio.TaskStatus[AgentInfo] = trio.TASK_STATUS_IGNORED
     ) -> None:
         cfg = self.config
+        await trio.to_thread.run_sync(lambda: cfg.state_path.mkdir(parents=True, exist_ok=True))
         store = await trio.to_thread.run_sync(Store.from_config, cfg)
         self._store = store
         try:
@@ -84,7 +129,15 @@ class Agent:
             self._fetcher = fetcher
             try:
                 async with trio.open_nursery(strict_exception_groups=True) as nursery:
-                    content = ContentService(store, fetcher, nursery)
+                    site: SiteLink | None = None
+                    if cfg.site.peers or cfg.site.discovery:
+                        key = await trio.to_thread.run_sync(load_site_key, cfg)
+                        site = SiteLink(cfg, store, key, node_name(cfg))
+                        self._site = site
+                    content = ContentService(store, fetcher, nursery, site, cfg.site)
+                    self._content = content
+                    if site is not None:
+                        await nursery.start(site.run)
                     control = ControlServer(cfg.socket_path, content, self.status)
                     sock_path: Path = await nursery.start(control.serve)
                     info = AgentInfo(node_name(cfg), sock_path, cfg.store_path, self._apt)

@@ -1,19 +1,27 @@
 """How the agent answers "give me the bytes of this URL": the one path every front door uses.
 
-A request is served from the local store when the object is complete there (looked up by
-URL, or by digest when the caller knows it — content addressing makes the URL secondary).
-Otherwise an origin fetch is started (single-flight inside the fetcher) and the caller reads
-the object cut-through from the store while it is still being written: every chunk it gets has
-been hashed and stored first.
+1. **Local**: the object is complete in the store (by digest when the caller knows it —
+   content addressing makes the URL secondary — else by URL): serve it.
+2. **Seeder** (or a one-node site): fetch it from the origin, single-flight, and announce each
+   chunk to the site the moment it is stored. After a failover the new seeder first pulls the
+   chunks live members already hold, then resumes the origin with HTTP Range after them.
+3. **Member**: ask the seeder (it starts the one origin fetch), then pull each chunk from its
+   holders as it is announced — peer HTTP for small chunks, the swarm for large ones — and
+   append it to a local writer in order. If the seeder changes, ask the new one; if this node
+   becomes the seeder, carry on as the seeder from what it holds.
+4. **Fallback**: no seeder reachable → fetch the origin directly if ``site.fallback`` allows
+   it (at once, or after ``site.fallback_timeout_s``), counted and logged.
 
-Fetches run in the agent's own nursery, not the caller's: a client that hangs up does not
-abort a fetch other clients share, and a failing fetch does not cancel a caller halfway
-through a send (which would cut a frame in two); the caller's reader just ends, and the
-fetch's error is what the caller is told.
+Every path writes into the store, and callers read from the store, so every byte a caller
+gets was hashed first. One :class:`_Flight` per URL runs in the agent's nursery (not the
+caller's): a caller that hangs up does not abort a fetch others share, and a failing fetch
+never cancels a caller halfway through sending a frame. A caller follows the object through
+writer hand-overs (member → seeder) by reopening its reader at the offset it reached.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,11 +30,34 @@ from typing import cast
 import trio
 
 from frumitcache._log import get_logger
-from frumitcache.errors import DigestMismatchError, FrumitcacheError
+from frumitcache.agent._sitelink import SiteLink
+from frumitcache.config import SiteConfig
+from frumitcache.errors import (
+    DigestMismatchError,
+    FrumitcacheError,
+    NotInStoreError,
+    PeerError,
+    error_from_code,
+)
 from frumitcache.origin import FetchInfo, OriginFetcher
-from frumitcache.store import Store
+from frumitcache.site import (
+    ChunkAnnounce,
+    ErrorReply,
+    FetchFailed,
+    FetchRequest,
+    ObjectAnnounce,
+    ObjectInfo,
+    ObjectManifest,
+)
+from frumitcache.store import Manifest, ObjectWriter, Store
+from frumitcache.swarm import ChunkOffer, ChunkRef, fetch_object
 
 log = get_logger("content")
+
+# How often a seeder checks it still holds its lease while fetching (fencing).
+_FENCE_CHECK_S = 0.2
+# Chunks a member pulls at once.
+_PARALLEL_CHUNKS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,31 +69,80 @@ class Opened:
     chunks: AsyncIterator[bytes]
 
 
-class _Outcome:
-    """How a background fetch went: started (its writer exists), done, and its error.
+@dataclass(slots=True)
+class ContentStatistics:
+    served_local: int = 0
+    fetched_origin: int = 0
+    fetched_site: int = 0
+    fallbacks: int = 0
+    failovers: int = 0
 
-    It is handed to the fetcher as its ``task_status``: the fetcher reports "the writer
-    exists" the trio way, by calling ``started()``.
+
+class _SeederChanged(Exception):
+    """The seeder a member was following is gone or replaced: ask again."""
+
+
+class _Flight:
+    """One URL being brought into this node's store, however many callers wait for it.
+
+    ``writing`` is set while a writer for the URL exists (callers may follow it), ``changed``
+    fires on every hand-over, ``done`` when the flight ends (``error`` set if it failed).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, url: str, sha256: bytes | None) -> None:
+        self.url = url
+        self.sha256 = sha256
+        self.source = "origin"
+        self.size: int | None = None
         self.writing = trio.Event()
+        self.changed = trio.Event()
         self.done = trio.Event()
         self.error: FrumitcacheError | None = None
-        self.info: FetchInfo | None = None
 
+    # Handed to the origin fetcher as its task_status: "the writer exists, the size is known".
     def started(self, value: FetchInfo | None = None) -> None:
-        self.info = value
+        if value is not None and value.size is not None:
+            self.size = value.size
         self.writing.set()
+        self.handover()
+
+    def handover(self) -> None:
+        event, self.changed = self.changed, trio.Event()
+        event.set()
+
+    async def wait_writing_or_done(self) -> None:
+        async with trio.open_nursery() as waiters:
+            for event in (self.writing, self.done):
+                waiters.start_soon(_wait_then_cancel, event, waiters.cancel_scope)
+
+
+async def _wait_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 class ContentService:
     """Finds or fetches objects for the control API and the other front doors."""
 
-    def __init__(self, store: Store, fetcher: OriginFetcher, nursery: trio.Nursery) -> None:
+    def __init__(
+        self,
+        store: Store,
+        fetcher: OriginFetcher,
+        nursery: trio.Nursery,
+        site: SiteLink | None = None,
+        site_config: SiteConfig | None = None,
+    ) -> None:
         self._store = store
         self._fetcher = fetcher
         self._nursery = nursery
+        self._site = site
+        self._site_config = site_config or SiteConfig()
+        self._flights: dict[str, _Flight] = {}
+        self.stats = ContentStatistics()
+        if site is not None:
+            site.on_fetch = self._on_fetch_request
+
+    # --- the front doors' entry ---------------------------------------------------------------
 
     def lookup(self, url: str, sha256: bytes | None) -> bytes | None:
         """Digest of a complete local object for this request, or ``None``."""
@@ -87,46 +167,438 @@ class ContentService:
         """Deliver the object at ``url`` from ``offset``; errors are :class:`FrumitcacheError`."""
         digest = self.lookup(url, sha256)
         if digest is not None:
+            self.stats.served_local += 1
             self._store.touch(digest)
             async with self._store.open_reader(digest, offset=offset) as reader:
                 yield Opened("store", reader.size, _chunks(reader))
             return
-        outcome = _Outcome()
-        self._nursery.start_soon(self._fetch, url, sha256, outcome)
-        async with trio.open_nursery() as waiters:  # whichever comes first
-            for event in (outcome.writing, outcome.done):
-                waiters.start_soon(_set_then_cancel, event, waiters.cancel_scope)
-        if not outcome.writing.is_set() and outcome.error is not None:
-            raise outcome.error
-        try:
-            async with self._store.open_reader(url, offset=offset) as reader:
-                size = reader.size
-                if size is None and outcome.info is not None:
-                    size = outcome.info.size
-                yield Opened("origin", size, _chunks(reader))
-        except FrumitcacheError:
-            # The reader only knows the writer went away; the fetch knows why.
-            await outcome.done.wait()
-            if outcome.error is not None:
-                raise outcome.error from None
-            raise
+        flight = self.ensure(url, sha256)
+        await flight.wait_writing_or_done()
+        if flight.error is not None and not flight.writing.is_set():
+            raise flight.error
+        yield Opened(flight.source, flight.size, self._follow(flight, offset))
 
-    async def _fetch(self, url: str, sha256: bytes | None, outcome: _Outcome) -> None:
+    def ensure(self, url: str, sha256: bytes | None) -> _Flight:
+        """The flight bringing ``url`` here, started if none runs (single-flight per URL)."""
+        flight = self._flights.get(url)
+        if flight is None:
+            flight = _Flight(url, sha256)
+            self._flights[url] = flight
+            self._nursery.start_soon(self._run, flight)
+        return flight
+
+    async def _follow(self, flight: _Flight, offset: int) -> AsyncIterator[bytes]:
+        """The object's bytes from ``offset``, across writer hand-overs, until complete."""
+        delivered = offset
+        while True:
+            changed = flight.changed
+            try:
+                async with self._store.open_reader(flight.url, offset=delivered) as reader:
+                    if flight.size is None:
+                        flight.size = reader.size
+                    async for chunk in reader:
+                        delivered += len(chunk)
+                        yield chunk
+                return
+            except NotInStoreError:
+                pass
+            # The writer went away: finished, failed, or handed over to another flight stage.
+            if self._store.lookup(flight.url) is not None:
+                continue
+            if flight.done.is_set():
+                raise flight.error or NotInStoreError(f"{flight.url} vanished while being read")
+            async with trio.open_nursery() as waiters:
+                waiters.start_soon(_wait_then_cancel, changed, waiters.cancel_scope)
+                waiters.start_soon(_wait_then_cancel, flight.done, waiters.cancel_scope)
+
+    # --- flights ------------------------------------------------------------------------------
+
+    async def _run(self, flight: _Flight) -> None:
         try:
-            await self._fetcher.fetch(
-                url, expected_digest=sha256, task_status=cast("trio.TaskStatus[FetchInfo]", outcome)
-            )
+            if self._site is None or self._site.solo:
+                await self._from_origin(flight)
+            else:
+                await self._via_site(flight)
         except FrumitcacheError as exc:
-            # Reported to the waiting caller; the agent's nursery must not die of it.
-            log.warning("fetch.failed", url=url, error=exc.code, detail=str(exc))
-            outcome.error = exc
+            log.warning("fetch.failed", url=flight.url, error=exc.code, detail=str(exc))
+            flight.error = exc
         finally:
-            outcome.done.set()
+            if self._flights.get(flight.url) is flight:
+                del self._flights[flight.url]
+            flight.done.set()
+            flight.handover()
+
+    async def _from_origin(self, flight: _Flight) -> Manifest:
+        self.stats.fetched_origin += 1
+        flight.source = "origin"
+        return await self._fetcher.fetch(
+            flight.url,
+            expected_digest=flight.sha256,
+            task_status=cast("trio.TaskStatus[FetchInfo]", flight),
+        )
+
+    async def _via_site(self, flight: _Flight) -> None:
+        site = self._site
+        assert site is not None
+        node, _ = site.parts()
+        cfg = self._site_config
+        unreachable_since: float | None = None
+        while True:
+            seeder = node.seeder()
+            if seeder is None:
+                with trio.move_on_after(cfg.lease_s * 3):
+                    seeder = await node.wait_seeder()
+            try:
+                if seeder is None:
+                    raise PeerError("no seeder elected in the site")
+                if seeder[0] == site.node_id:
+                    await self._as_seeder(flight)
+                    return
+                await self._as_member(flight, seeder)
+                return
+            except _SeederChanged:
+                self.stats.failovers += 1
+                log.info("fetch.seeder-changed", url=flight.url)
+                continue
+            except PeerError as exc:
+                now = trio.current_time()
+                unreachable_since = unreachable_since if unreachable_since is not None else now
+                waited = now - unreachable_since
+                if cfg.fallback == "always" or (
+                    cfg.fallback == "after-timeout" and waited >= cfg.fallback_timeout_s
+                ):
+                    self.stats.fallbacks += 1
+                    log.warning(
+                        "fetch.fallback-origin",
+                        url=flight.url,
+                        reason=str(exc),
+                        waited_s=round(waited, 1),
+                    )
+                    await self._from_origin(flight)
+                    return
+                if cfg.fallback == "never" and waited >= cfg.fallback_timeout_s:
+                    raise PeerError(
+                        f"{exc}; not fetching {flight.url} from the origin because "
+                        "site.fallback = never"
+                    ) from None
+                await trio.sleep(0.5)
+
+    # --- the seeder's side -----------------------------------------------------------------------
+
+    async def _on_fetch_request(
+        self, sender: str, request: FetchRequest
+    ) -> ObjectInfo | ErrorReply:
+        """A member asks the seeder for ``request.url``: start (or join) the one fetch."""
+        site = self._site
+        assert site is not None
+        catalogue = site.parts()[0].catalogue
+        manifest = self._store.lookup(request.url)
+        if manifest is None and request.sha256 is not None:
+            manifest = self._store.lookup(request.sha256)
+        if manifest is not None:
+            if request.sha256 is not None and manifest.digest != request.sha256:
+                return ErrorReply(
+                    request.request_id,
+                    DigestMismatchError.code,
+                    f"{request.url} is stored with another SHA-256",
+                )
+            known = catalogue.get(request.url)
+            if known is None or not known.complete:
+                catalogue.put_manifest(_wire_manifest(request.url, manifest))
+                for digest in manifest.chunks:
+                    catalogue.add_holder(digest, site.node_id)
+            return catalogue.info(request.url, request_id=request.request_id)
+        self.ensure(request.url, request.sha256)
+        return catalogue.info(request.url, request_id=request.request_id, fetching=True)
+
+    async def _as_seeder(self, flight: _Flight) -> None:
+        site = self._site
+        assert site is not None
+        node, _ = site.parts()
+        await self._pull_held_prefix(flight)
+        flight.source = "origin"
+        try:
+            async with trio.open_nursery(strict_exception_groups=True) as nursery:
+                fence = trio.CancelScope()
+                nursery.start_soon(self._fence, fence, nursery.cancel_scope)
+                info: FetchInfo = await nursery.start(self._seeder_fetch, flight)
+                if info.size is not None:
+                    flight.size = info.size
+                chunk_size = self._store.chunk_size
+                async for index, digest in self._store.watch_chunks(flight.url):
+                    await node.announce_chunk(flight.url, index, digest, chunk_size)
+                    await site.seed_chunk(digest)
+                fence.cancel()
+        except BaseExceptionGroup as group:
+            ours, _ = group.split(FrumitcacheError)
+            if ours is not None:
+                exc = _first(ours)
+                await node.announce_failure(
+                    flight.url, exc.code, str(exc), getattr(exc, "status", 0) or 0
+                )
+                raise exc from None
+            raise
+        manifest = self._store.lookup(flight.url)
+        if manifest is None:
+            if not site.is_seeder():
+                raise _SeederChanged()
+            raise NotInStoreError(f"{flight.url}: fetch ended without a complete object")
+        self.stats.fetched_origin += 1
+        await node.announce_object(_wire_manifest(flight.url, manifest))
+
+    async def _seeder_fetch(
+        self, flight: _Flight, *, task_status: trio.TaskStatus[FetchInfo] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        class _Relay:
+            def started(self, value: FetchInfo) -> None:
+                flight.started(value)
+                task_status.started(value)
+
+        await self._fetcher.fetch(
+            flight.url,
+            expected_digest=flight.sha256,
+            task_status=cast("trio.TaskStatus[FetchInfo]", _Relay()),
+        )
+
+    async def _fence(self, fence: trio.CancelScope, fetch: trio.CancelScope) -> None:
+        """Fencing: a seeder that loses its lease stops fetching at once."""
+        assert self._site is not None
+        with fence:
+            while True:
+                await trio.sleep(_FENCE_CHECK_S)
+                if not self._site.is_seeder():
+                    log.warning("seeder.fenced", detail="lease lost; origin fetch stopped")
+                    fetch.cancel()
+                    return
+
+    async def _pull_held_prefix(self, flight: _Flight) -> None:
+        """After a failover: bring in the chunks live members already hold, so the origin
+        fetch resumes (with Range) after them instead of starting over."""
+        site = self._site
+        assert site is not None
+        node, chunks = site.parts()
+        info = node.catalogue.info(flight.url)
+        manifest = info.manifest
+        if manifest is None or manifest.complete or not manifest.chunks:
+            return
+        writer = self._store.open_writer(flight.url, expected_digest=flight.sha256)
+        try:
+            if list(writer.chunks) != list(manifest.chunks[: len(writer.chunks)]):
+                await writer.discard()
+                writer = self._store.open_writer(flight.url, expected_digest=flight.sha256)
+            flight.writing.set()
+            flight.handover()
+            for index in range(len(writer.chunks), len(manifest.chunks)):
+                holders = site.holders(
+                    info.holders[index].full if index < len(info.holders) else ()
+                )
+                if not holders:
+                    break
+                digest = manifest.chunks[index]
+                try:
+                    await chunks.fetch(ChunkRef(digest.hex(), manifest.chunk_size), holders)
+                except (PeerError, DigestMismatchError) as exc:
+                    log.info(
+                        "resume.chunk-unavailable", url=flight.url, index=index, detail=str(exc)
+                    )
+                    break
+                await writer.add_chunk(digest)
+            if writer.chunks:
+                log.info("resume.prefix", url=flight.url, chunks=len(writer.chunks))
+        finally:
+            with trio.CancelScope(shield=True):
+                await writer.abort()  # keeps the chunks: the origin fetch resumes after them
+            flight.handover()
+
+    # --- a member's side -------------------------------------------------------------------------
+
+    async def _as_member(self, flight: _Flight, seeder: tuple[str, int]) -> None:
+        site = self._site
+        assert site is not None
+        node, _ = site.parts()
+        flight.source = "site"
+        with node.open_subscription() as announcements:
+            reply = await node.request(FetchRequest(0, flight.url, flight.sha256))
+            if isinstance(reply, ErrorReply):
+                if reply.code == PeerError.code and "not the seeder" in reply.message:
+                    raise _SeederChanged()
+                raise error_from_code(reply.code, reply.message, status=reply.status or None)
+            plan = _MemberPlan(flight.url, reply, self._store.chunk_size)
+            expected = flight.sha256 or (plan.digest if plan.complete else None)
+            writer = self._store.open_writer(flight.url, expected_digest=expected)
+            try:
+                if list(writer.chunks) != plan.digests[: len(writer.chunks)]:
+                    await writer.discard()
+                    writer = self._store.open_writer(flight.url, expected_digest=expected)
+                flight.writing.set()
+                flight.handover()
+                if plan.size is not None:
+                    flight.size = plan.size
+                manifest = await self._member_pull(flight, writer, plan, announcements, seeder)
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    if not writer.closed:
+                        await writer.abort()
+                raise
+        self.stats.fetched_site += 1
+        await node.announce_object(_wire_manifest(flight.url, manifest))
+
+    async def _member_pull(
+        self,
+        flight: _Flight,
+        writer: ObjectWriter,
+        plan: _MemberPlan,
+        announcements: trio.MemoryReceiveChannel[ChunkAnnounce | ObjectAnnounce | FetchFailed],
+        seeder: tuple[str, int],
+    ) -> Manifest:
+        site = self._site
+        assert site is not None
+        node, chunks = site.parts()
+        start = len(writer.chunks)
+        send, receive = trio.open_memory_channel[ChunkOffer](math.inf)
+        send_closed: list[bool] = []
+
+        def offer_ready() -> None:
+            if send_closed:
+                return
+            indexes = sorted(set(plan.ready(start)) | {i for i in plan.more_holders if i >= start})
+            plan.more_holders.clear()
+            for index in indexes:
+                holders = site.holders(plan.holders.get(index, ()))
+                size = plan.chunk_len(index)
+                if size > site.config.swarm.small_chunk_bytes:
+                    # Fellow fetchers trade pieces: every member is a potential holder.
+                    holders = tuple(dict.fromkeys(holders + site.holders(site.other_members())))
+                send.send_nowait(
+                    ChunkOffer(index, ChunkRef(plan.digests[index].hex(), size), holders)
+                )
+            if plan.complete and plan.offered_all():
+                send_closed.append(True)
+                send.close()
+
+        async def sink(index: int, ref: ChunkRef) -> None:
+            digest = bytes.fromhex(ref.digest)
+            await writer.add_chunk(digest)
+            await node.announce_chunk(flight.url, index, digest, self._store.chunk_size)
+            await site.seed_chunk(digest)
+
+        async def listen() -> None:
+            async for msg in announcements:
+                if isinstance(msg, FetchFailed) and msg.url == flight.url:
+                    raise error_from_code(msg.code, msg.message, status=msg.status or None)
+                if plan.update(msg):
+                    offer_ready()
+
+        async def watch_seeder() -> None:
+            while True:
+                await trio.sleep(0.25)
+                now = node.seeder()
+                if now is None or now[0] != seeder[0]:
+                    raise _SeederChanged()
+
+        try:
+            async with trio.open_nursery(strict_exception_groups=True) as nursery:
+                nursery.start_soon(listen)
+                nursery.start_soon(watch_seeder)
+                offer_ready()
+                await fetch_object(chunks, receive, sink, parallel=_PARALLEL_CHUNKS)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            changed, _ = group.split(_SeederChanged)
+            if changed is not None:
+                raise _SeederChanged() from None
+            ours, _ = group.split(FrumitcacheError)
+            if ours is not None:
+                raise _first(ours) from None
+            raise
+        manifest = await writer.finish()
+        if plan.digest is not None and manifest.digest != plan.digest:
+            raise DigestMismatchError(
+                f"{flight.url}: assembled SHA-256 {manifest.digest.hex()} differs from the "
+                f"seeder's {plan.digest.hex()}"
+            )
+        return manifest
 
 
-async def _set_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
+class _MemberPlan:
+    """What a member knows of an object it pulls: chunk digests and holders so far, and the
+    final size and digest once the seeder announces the object complete."""
+
+    def __init__(self, url: str, reply: ObjectInfo, chunk_size: int) -> None:
+        self.url = url
+        self.chunk_size = chunk_size
+        self.digests: list[bytes] = []
+        self.holders: dict[int, tuple[str, ...]] = {}
+        self.digest: bytes | None = None
+        self.size: int | None = None
+        self.complete = False
+        self._offered = 0
+        self.more_holders: set[int] = set()  # offered chunks that gained holders since
+        if reply.manifest is not None:
+            self._absorb(reply.manifest)
+            for index, held in enumerate(reply.holders):
+                self.holders[index] = tuple(held.full)
+
+    def _absorb(self, manifest: ObjectManifest) -> None:
+        if manifest.chunk_size != self.chunk_size:
+            raise PeerError(
+                f"{self.url}: the site cuts chunks of {manifest.chunk_size} bytes, this node "
+                f"{self.chunk_size}; every member needs the same store.chunk_size"
+            )
+        if len(manifest.chunks) > len(self.digests):
+            self.digests = list(manifest.chunks)
+        if manifest.size is not None:
+            self.size = manifest.size
+        if manifest.complete:
+            self.complete = True
+            self.digest = manifest.digest
+
+    def update(self, msg: ChunkAnnounce | ObjectAnnounce | FetchFailed) -> bool:
+        """Take in an announcement; True if it concerns this object."""
+        if isinstance(msg, ChunkAnnounce) and msg.url == self.url:
+            if msg.index == len(self.digests):
+                self.digests.append(msg.digest)
+            if msg.index < len(self.digests) and self.digests[msg.index] == msg.digest:
+                self.holders[msg.index] = (*self.holders.get(msg.index, ()), msg.holder)
+                if msg.index < self._offered:
+                    self.more_holders.add(msg.index)
+            return True
+        if isinstance(msg, ObjectAnnounce) and msg.manifest.url == self.url:
+            self._absorb(msg.manifest)
+            for index in range(len(self.digests)):
+                self.holders[index] = (*self.holders.get(index, ()), msg.holder)
+            return True
+        return False
+
+    def chunk_len(self, index: int) -> int:
+        if self.size is not None and index == len(self.digests) - 1 and self.complete:
+            return self.size - index * self.chunk_size
+        return self.chunk_size
+
+    def ready(self, start: int) -> range:
+        """Indexes to offer now: a chunk's length is certain once a later chunk is known or
+        the object is complete."""
+        end = len(self.digests) if self.complete else max(len(self.digests) - 1, 0)
+        first = max(self._offered, start)
+        self._offered = max(self._offered, end)
+        return range(first, end)
+
+    def offered_all(self) -> bool:
+        return self._offered >= len(self.digests)
+
+
+def _wire_manifest(url: str, manifest: Manifest) -> ObjectManifest:
+    return ObjectManifest(
+        url, manifest.digest, manifest.size, manifest.chunk_size, tuple(manifest.chunks), True
+    )
+
+
+def _first(group: BaseExceptionGroup[FrumitcacheError]) -> FrumitcacheError:
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, FrumitcacheError)
+    return leaf
 
 
 async def _chunks(reader: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -187,8 +187,11 @@ def check_key_file(config: Config, user: ServiceUser | None = None) -> Check:
     if not key_file:
         lonely = not config.site.peers and _is_loopback(config.node.address)
         if lonely:
-            return Check(name, True, "no site.key_file: a key is generated in the state dir "
-                         "(a one-node site)")
+            return Check(
+                name,
+                True,
+                "no site.key_file: a key is generated in the state dir (a one-node site)",
+            )
         return Check(
             name,
             False,
@@ -201,17 +204,30 @@ def check_key_file(config: Config, user: ServiceUser | None = None) -> Check:
     try:
         st = path.stat()
     except OSError as exc:
-        return Check(name, False, f"{path}: {exc.strerror or exc}",
-                     "install the site key there (mode 0640, group frumitcache)")
+        return Check(
+            name,
+            False,
+            f"{path}: {exc.strerror or exc}",
+            "install the site key there (mode 0640, group frumitcache)",
+        )
     if not stat.S_ISREG(st.st_mode):
         return Check(name, False, f"{path} is not a regular file", "point site.key_file at the key")
     why = _readable(path, user)
     if why is not None:
-        return Check(name, False, f"{path} is not readable: {why}",
-                     f"chgrp {SERVICE_USER} {path} && chmod 0640 {path}")
+        return Check(
+            name,
+            False,
+            f"{path} is not readable: {why}",
+            f"chgrp {SERVICE_USER} {path} && chmod 0640 {path}",
+        )
     if st.st_mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
-        return Check(name, False, f"{path} has mode {stat.S_IMODE(st.st_mode):04o}: other users "
-                     "can read or change the site key", f"chmod 0640 {path}")
+        return Check(
+            name,
+            False,
+            f"{path} has mode {stat.S_IMODE(st.st_mode):04o}: other users "
+            "can read or change the site key",
+            f"chmod 0640 {path}",
+        )
     if st.st_size == 0:
         return Check(name, False, f"{path} is empty", "install the site's key in it")
     return Check(name, True, f"{path} is readable")
@@ -236,24 +252,40 @@ def check_directory(
     """A directory the agent writes: exists (or can be created), writable, with room left."""
     existing = _existing_ancestor(path)
     if user is not None and existing != path and path in _UNIT_DIRECTORIES:
-        return Check(name, True, f"{path} does not exist yet; systemd creates it for "
-                     f"{user.name} when the agent starts (StateDirectory=/CacheDirectory=)")
+        return Check(
+            name,
+            True,
+            f"{path} does not exist yet; systemd creates it for "
+            f"{user.name} when the agent starts (StateDirectory=/CacheDirectory=)",
+        )
     if existing == path and not path.is_dir():
         return Check(name, False, f"{path} is not a directory", f"remove {path} or fix the path")
     if not existing.is_dir():
-        return Check(name, False, f"{path} cannot be created: {existing} is not a directory",
-                     f"fix the path, or remove {existing}")
+        return Check(
+            name,
+            False,
+            f"{path} cannot be created: {existing} is not a directory",
+            f"fix the path, or remove {existing}",
+        )
     why = _writable_dir(existing, user)
     if why is not None:
         where = path if existing == path else f"{existing} (to create {path})"
         owner = user.name if user is not None else "the agent's user"
-        return Check(name, False, f"{where} is not writable: {why}",
-                     f"chown {owner} {existing} (the systemd unit's StateDirectory=/"
-                     "CacheDirectory= do this for the default paths)")
+        return Check(
+            name,
+            False,
+            f"{where} is not writable: {why}",
+            f"chown {owner} {existing} (the systemd unit's StateDirectory=/"
+            "CacheDirectory= do this for the default paths)",
+        )
     free = _free_bytes(existing)
     if free < min_free:
-        return Check(name, False, f"{path}: {free} bytes free, below store.min_free_bytes "
-                     f"({min_free})", "free disk space or lower store.min_free_bytes")
+        return Check(
+            name,
+            False,
+            f"{path}: {free} bytes free, below store.min_free_bytes ({min_free})",
+            "free disk space or lower store.min_free_bytes",
+        )
     state = "writable" if existing == path else f"will be created (in {existing})"
     return Check(name, True, f"{path} {state}, {free // (1024 * 1024)} MiB free")
 
@@ -281,17 +313,30 @@ def _check_control_socket(path: Path, timeout_s: float) -> tuple[Check, AgentPro
         try:
             sock.connect(str(path))
         except FileNotFoundError:
-            return Check(name, False, f"no socket at {path}: the agent is not running",
-                         "systemctl start frumitcache; journalctl -u frumitcache"), None
+            return Check(
+                name,
+                False,
+                f"no socket at {path}: the agent is not running",
+                "systemctl start frumitcache; journalctl -u frumitcache",
+            ), None
         except PermissionError:
-            return Check(name, False, f"{path}: permission denied",
-                         f"run as root, or add your user to group {SERVICE_USER}"), None
+            return Check(
+                name,
+                False,
+                f"{path}: permission denied",
+                f"run as root, or add your user to group {SERVICE_USER}",
+            ), None
         except ConnectionRefusedError:
-            return Check(name, False, f"{path} exists but nobody listens (a stale socket)",
-                         "systemctl restart frumitcache; journalctl -u frumitcache"), None
+            return Check(
+                name,
+                False,
+                f"{path} exists but nobody listens (a stale socket)",
+                "systemctl restart frumitcache; journalctl -u frumitcache",
+            ), None
         except OSError as exc:
-            return Check(name, False, f"{path}: {exc.strerror or exc}",
-                         "systemctl status frumitcache"), None
+            return Check(
+                name, False, f"{path}: {exc.strerror or exc}", "systemctl status frumitcache"
+            ), None
         peer = _peer_of(sock)
     who = f" (pid {peer.pid})" if peer is not None else ""
     return Check(name, True, f"the agent listens on {path}{who}"), peer
@@ -348,11 +393,19 @@ def _check_port(key: str, proto: str, host: str, port: int, agent: AgentProcess 
             s.bind((host, port))
     except OSError as exc:
         if exc.errno == errno.EADDRNOTAVAIL:
-            return Check(name, False, f"{where} ({key}): {host} is not an address of this host",
-                         "set node.address / apt.listen to one of this host's addresses")
+            return Check(
+                name,
+                False,
+                f"{where} ({key}): {host} is not an address of this host",
+                "set node.address / apt.listen to one of this host's addresses",
+            )
         if exc.errno == errno.EACCES:
-            return Check(name, False, f"{where} ({key}): permission denied",
-                         f"choose a port above 1023 for {key}")
+            return Check(
+                name,
+                False,
+                f"{where} ({key}): permission denied",
+                f"choose a port above 1023 for {key}",
+            )
         if exc.errno != errno.EADDRINUSE:
             return Check(name, False, f"{where} ({key}): {exc.strerror or exc}", "")
     else:
@@ -371,10 +424,18 @@ def _who_holds(
             return Check(name, True, f"{where} ({key}) is held by the agent's user (uid {uid})")
     culprits = [f"pid {pid} ({_command(pid)})" for pid, _uid in holders if pid is not None]
     if culprits:
-        return Check(name, False, f"{where} ({key}) is in use by {', '.join(culprits)}",
-                     f"stop that service, or move {key} to a free port")
-    return Check(name, False, f"{where} ({key}) is in use by another process",
-                 f"run doctor as root to see which; or move {key} to a free port")
+        return Check(
+            name,
+            False,
+            f"{where} ({key}) is in use by {', '.join(culprits)}",
+            f"stop that service, or move {key} to a free port",
+        )
+    return Check(
+        name,
+        False,
+        f"{where} ({key}) is in use by another process",
+        f"run doctor as root to see which; or move {key} to a free port",
+    )
 
 
 _PROC_NET = {"tcp": ("tcp", "tcp6"), "udp": ("udp", "udp6")}
@@ -483,23 +544,37 @@ def check_apt(config: Config, apt_dir: Path = Path("/etc/apt")) -> Check:
     settings = read_apt_config(apt_dir)
     host = "127.0.0.1" if config.apt.listen in _WILDCARDS else config.apt.listen
     want = f"http://{host}:{config.apt.port}"
-    hint = (f"install deploy/apt/01frumitcache as {apt_dir}/apt.conf.d/01frumitcache "
-            f"(Acquire::http::Proxy \"{want}\";)")
+    hint = (
+        f"install deploy/apt/01frumitcache as {apt_dir}/apt.conf.d/01frumitcache "
+        f'(Acquire::http::Proxy "{want}";)'
+    )
     proxy = settings.get("acquire::http::proxy", "")
     if proxy:
         url = urlsplit(proxy)
         port = url.port or 80
         ours = url.hostname in _agent_hosts(config) and port == config.apt.port
         if url.scheme == "http" and ours:
-            return Check(name, True, f"apt uses the agent: Acquire::http::Proxy \"{proxy}\"")
-        return Check(name, False, f"apt uses another proxy: Acquire::http::Proxy \"{proxy}\"",
-                     f"point it at {want}; " + hint)
+            return Check(name, True, f'apt uses the agent: Acquire::http::Proxy "{proxy}"')
+        return Check(
+            name,
+            False,
+            f'apt uses another proxy: Acquire::http::Proxy "{proxy}"',
+            f"point it at {want}; " + hint,
+        )
     detect = settings.get("acquire::http::proxy-auto-detect", "")
     if detect:
-        return Check(name, False, f"apt detects its proxy with {detect}; doctor cannot tell "
-                     "whether that finds the agent", hint)
-    return Check(name, False, f"apt uses no proxy ({apt_dir}/apt.conf.d/* sets no "
-                 "Acquire::http::Proxy)", hint)
+        return Check(
+            name,
+            False,
+            f"apt detects its proxy with {detect}; doctor cannot tell whether that finds the agent",
+            hint,
+        )
+    return Check(
+        name,
+        False,
+        f"apt uses no proxy ({apt_dir}/apt.conf.d/* sets no Acquire::http::Proxy)",
+        hint,
+    )
 
 
 _CONF_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -1,2 +1,46 @@
 """libtorrent inside trio: one session per agent, deterministic per-chunk v2 torrents seeded
-from the store, and chunk fetches from a list of site holders."""
+from the store, and chunk fetches from a list of site holders.
+
+- :class:`Swarm` — the session and its alert pump; seed a stored chunk, fetch one from holders.
+- :class:`PeerHttpServer` / :class:`HttpChunkClient` — small chunks over the signed peer HTTP port.
+- :class:`ChunkFetcher` / :func:`fetch_object` — the right transport per chunk, and whole
+  objects fetched in parallel and delivered in order (cut-through).
+- :func:`chunk_torrent` / :func:`merkle_tree` — the deterministic torrent of a chunk.
+"""
+
+from frumitcache.swarm._fetch import (
+    ChunkFetcher,
+    ChunkOffer,
+    ChunkRef,
+    Holder,
+    assigned_fetcher,
+    fetch_object,
+)
+from frumitcache.swarm._merkle import MerkleHasher, MerkleTree, merkle_tree, piece_size_for
+from frumitcache.swarm._peer_http import HttpChunkClient, PeerHttpServer, PeerHttpStatistics
+from frumitcache.swarm._session import ChunkStatistics, Swarm, SwarmStatistics, cleanup_partials
+from frumitcache.swarm._storeapi import ChunkStore
+from frumitcache.swarm._torrent import ChunkTorrent, chunk_torrent
+
+__all__ = [
+    "ChunkFetcher",
+    "ChunkOffer",
+    "ChunkRef",
+    "ChunkStatistics",
+    "ChunkStore",
+    "ChunkTorrent",
+    "Holder",
+    "HttpChunkClient",
+    "MerkleHasher",
+    "MerkleTree",
+    "PeerHttpServer",
+    "PeerHttpStatistics",
+    "Swarm",
+    "SwarmStatistics",
+    "assigned_fetcher",
+    "chunk_torrent",
+    "cleanup_partials",
+    "fetch_object",
+    "merkle_tree",
+    "piece_size_for",
+]

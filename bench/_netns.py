@@ -1,0 +1,194 @@
+"""A shaped site made of Linux network namespaces (root only).
+
+Layout, all inside namespaces named ``fc<pid>-...`` (the harness's pid, so parallel runs and
+leftovers never clash; nothing is added to the host's own namespace)::
+
+    fc<pid>-inet  eth0 10.99.1.2 ──(U both ways)──wan 10.99.1.1 ┐
+                                                               fc<pid>-site (router + bridge br0
+                                                                10.99.0.1)
+    fc<pid>-pi<i> eth0 10.99.0.<10+i> ──(u up / d down)── p<i> ┘ (bridge port)
+
+Every link is a veth pair created straight into its two namespaces and shaped on egress with
+htb: a Pi's upload on its own ``eth0``, its download on the bridge port ``p<i>``; the site uplink
+on ``wan`` (site → internet) and on the internet side's ``eth0`` (internet → site). The private
+addresses exist only inside these namespaces; the host's interfaces are never touched.
+
+:func:`cleanup_leftovers` removes the namespaces of runs whose harness process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+PREFIX = "fc"
+SITE_NET = "10.99.0"
+INET_NET = "10.99.1"
+_NAME = re.compile(rf"^{PREFIX}(\d+)-[a-z0-9]+$")
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        ["ip", *args], capture_output=True, text=True, timeout=30, check=False
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+def _tc(ns: str, *args: str) -> None:
+    result = subprocess.run(
+        ["ip", "netns", "exec", ns, "tc", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"tc {' '.join(args)} in {ns}: {result.stderr.strip()}")
+
+
+def _shape(ns: str, dev: str, rate_bytes: int) -> None:
+    """Limit ``dev``'s egress to ``rate_bytes`` bytes/s with one htb class (0: unshaped)."""
+    if not rate_bytes:
+        return
+    bits = rate_bytes * 8
+    # A burst of ~10 ms at the rate (at least 32 KiB) keeps htb accurate on veth with GSO.
+    burst = max(32 * 1024, rate_bytes // 100)
+    _tc(ns, "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "1")
+    _tc(
+        ns,
+        "class", "add", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
+        "rate", f"{bits}bit", "ceil", f"{bits}bit", "burst", str(burst), "cburst", str(burst),
+    )  # fmt: skip
+
+
+def list_namespaces() -> list[str]:
+    out = _ip("netns", "list", check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def namespace_pids(ns: str) -> list[int]:
+    out = _ip("netns", "pids", ns, check=False).stdout
+    return [int(p) for p in out.split() if p.isdigit()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        cmdline = open(f"/proc/{pid}/cmdline", "rb").read()  # noqa: SIM115 - tiny read
+    except OSError:
+        return False
+    return b"bench" in cmdline or b"pytest" in cmdline
+
+
+def delete_namespace(ns: str) -> None:
+    """Kill what still runs in ``ns`` (by pid) and delete it; deleting it frees its links."""
+    for pid in namespace_pids(ns):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    _ip("netns", "del", ns, check=False)
+
+
+def cleanup_leftovers() -> list[str]:
+    """Delete the namespaces of dead harness runs; returns their names."""
+    removed = []
+    for ns in list_namespaces():
+        m = _NAME.match(ns)
+        if m and not _alive(int(m.group(1))):
+            delete_namespace(ns)
+            removed.append(ns)
+    return removed
+
+
+@dataclass
+class ShapedSite:
+    """The namespaces of one run; :meth:`build` makes them, :meth:`teardown` removes them."""
+
+    nodes: int
+    uplink: int  # bytes/s, both directions
+    down: int  # bytes/s per Pi
+    up: int  # bytes/s per Pi
+    tag: str = field(default_factory=lambda: f"{PREFIX}{os.getpid()}")
+    created: list[str] = field(default_factory=list)
+
+    @property
+    def site_ns(self) -> str:
+        return f"{self.tag}-site"
+
+    @property
+    def inet_ns(self) -> str:
+        return f"{self.tag}-inet"
+
+    def pi_ns(self, i: int) -> str:
+        return f"{self.tag}-pi{i}"
+
+    def pi_address(self, i: int) -> str:
+        return f"{SITE_NET}.{10 + i}"
+
+    @property
+    def origin_address(self) -> str:
+        return f"{INET_NET}.2"
+
+    def prefix(self, ns: str) -> list[str]:
+        """argv prefix that runs a command inside ``ns``."""
+        return ["ip", "netns", "exec", ns]
+
+    def _add_ns(self, ns: str) -> None:
+        _ip("netns", "add", ns)
+        self.created.append(ns)
+        _ip("-n", ns, "link", "set", "lo", "up")
+
+    def build(self) -> None:
+        if self.nodes > 200:
+            raise ValueError("at most 200 Pis fit the site subnet")
+        try:
+            self._build()
+        except BaseException:
+            self.teardown()
+            raise
+
+    def _build(self) -> None:
+        site, inet = self.site_ns, self.inet_ns
+        self._add_ns(site)
+        self._add_ns(inet)
+        _ip("-n", site, "link", "add", "br0", "type", "bridge")
+        _ip("-n", site, "addr", "add", f"{SITE_NET}.1/24", "dev", "br0")
+        _ip("-n", site, "link", "set", "br0", "up")
+        subprocess.run(
+            ["ip", "netns", "exec", site, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        # The site uplink: site "wan" <-> internet "eth0", shaped to U each way.
+        _ip("-n", site, "link", "add", "wan", "type", "veth", "peer", "name", "eth0", "netns", inet)
+        _ip("-n", site, "addr", "add", f"{INET_NET}.1/24", "dev", "wan")
+        _ip("-n", inet, "addr", "add", f"{self.origin_address}/24", "dev", "eth0")
+        _ip("-n", site, "link", "set", "wan", "up")
+        _ip("-n", inet, "link", "set", "eth0", "up")
+        _ip("-n", inet, "route", "add", "default", "via", f"{INET_NET}.1")
+        _shape(site, "wan", self.uplink)
+        _shape(inet, "eth0", self.uplink)
+        for i in range(self.nodes):
+            pi, port = self.pi_ns(i), f"p{i}"
+            self._add_ns(pi)
+            _ip("-n", site, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", pi)
+            _ip("-n", site, "link", "set", port, "master", "br0")
+            _ip("-n", site, "link", "set", port, "up")
+            _ip("-n", pi, "addr", "add", f"{self.pi_address(i)}/24", "dev", "eth0")
+            _ip("-n", pi, "link", "set", "eth0", "up")
+            _ip("-n", pi, "route", "add", "default", "via", f"{SITE_NET}.1")
+            _shape(pi, "eth0", self.up)
+            _shape(site, port, self.down)
+
+    def teardown(self) -> None:
+        for ns in reversed(self.created):
+            delete_namespace(ns)
+        self.created.clear()
+
+    def exists(self) -> Sequence[str]:
+        """Namespaces of this run that still exist (empty after :meth:`teardown`)."""
+        return [ns for ns in list_namespaces() if ns.startswith(f"{self.tag}-")]

@@ -1,0 +1,294 @@
+"""apt proxy benchmark: hot-cache ``apt-get download`` through frumitcache vs apt-cacher-ng.
+
+    python -m bench.apt [--packages 24] [--rounds 5] [--json]
+
+Builds a signed repository (``dpkg-deb``, ``apt-ftparchive``, throw-away gpg key) of
+``--packages`` packages (sizes from 20 kB to 2 MB, incompressible), serves it with the test
+origin (its own process, on a loopback address), and starts, each in its own process on its
+own loopback address:
+
+* ``frumitcache``: a one-node agent's apt proxy (store + origin fetcher + LocalSource);
+* ``apt-cacher-ng``: the Debian package's daemon with a throw-away config, cache and log
+  directory (never the system service).
+
+Each proxy is warmed (one client: ``apt-get update`` + ``apt-get download`` of every package).
+Then, per round, a fresh apt client (own state and cache directories) runs ``apt-get update``
+(not timed) and the timed ``apt-get download`` of every package; the two proxies alternate
+round by round. Figures: wall seconds of the download and CPU seconds (user + system) the
+proxy process spent on it, each the median over the rounds, and frumitcache/apt-cacher-ng
+ratios. Printed as one JSON object. Needs root for nothing but installing the tools
+(``apt-get install apt-utils dpkg-dev gnupg apt-cacher-ng``).
+
+``--serve`` is the internal mode that runs the frumitcache proxy process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from frumitcache.config import AptConfig, OriginConfig
+from frumitcache.testing.net import free_port, loopback_address
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+# --- the frumitcache proxy process -------------------------------------------------------------
+
+
+async def _serve(address: str, origin: str, store_dir: Path) -> None:
+    from frumitcache.apt import AptProxy, HashBook, LocalSource
+    from frumitcache.origin import OriginFetcher
+    from frumitcache.store import Store
+
+    store = Store.open(store_dir, max_bytes=4 << 30, chunk_size=4 << 20)
+    hashes = HashBook(store_dir.parent / "apt-hashes.sqlite")
+    config = AptConfig(port=0, listen=address, allowed_hosts=[origin], index_window_s=30.0)
+    try:
+        async with OriginFetcher(OriginConfig(), store) as fetcher, trio.open_nursery() as n:
+            source = LocalSource(store, fetcher, n, index_window_s=config.index_window_s)
+            proxy = AptProxy(config, source, hashes=hashes)
+            _host, port = await n.start(proxy.serve)
+            sys.stdout.write(json.dumps({"port": port}) + "\n")
+            sys.stdout.flush()
+    finally:
+        hashes.close()
+        store.close()
+
+
+# --- orchestration -----------------------------------------------------------------------------
+
+
+def _read_port(proc: subprocess.Popen[bytes]) -> int:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"process {proc.args!r} exited before reporting its port")
+    return int(json.loads(line)["port"])
+
+
+def _wait_listening(
+    address: str, port: int, proc: subprocess.Popen[bytes], limit_s: float = 20
+) -> None:
+    import socket
+
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex((address, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {address}:{port}")
+
+
+def _start_acng(work: Path, address: str) -> tuple[subprocess.Popen[bytes], int]:
+    binary = shutil.which("apt-cacher-ng") or "/usr/sbin/apt-cacher-ng"
+    conf = work / "acng-conf"
+    for sub in ("acng-conf", "acng-cache", "acng-log"):
+        (work / sub).mkdir()
+    port = free_port(address)
+    (conf / "acng.conf").write_text(
+        f"CacheDir: {work / 'acng-cache'}\nLogDir: {work / 'acng-log'}\nPort: {port}\n"
+        f"BindAddress: {address}\nSocketPath: {work / 'acng.socket'}\n"
+        f"PidFile: {work / 'acng.pid'}\nForeGround: 1\nExThreshold: 4\n"
+        "ReportPage: acng-report.html\n"
+    )
+    with (work / "acng-stdout.log").open("wb") as log:
+        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_listening(address, port, proc, limit_s=5)
+    except RuntimeError as exc:
+        _stop(proc)
+        said = (work / "acng-stdout.log").read_text(errors="replace").strip()
+        raise RuntimeError(f"apt-cacher-ng did not listen on {address}:{port}: {said}") from exc
+    return proc, port
+
+
+def _apt(client: Any, *args: str) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(
+        ["apt-get", "-q", *args],
+        cwd=client.home / "downloads",
+        env=client.env(),
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"apt-get {' '.join(args)} failed: {result.stderr.decode()[-2000:]}")
+    return wall
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def run(packages: int, rounds: int, keep: bool) -> dict[str, Any]:
+    from tests.apt.conftest import make_client, new_repo_builder
+
+    for tool in ("apt-get", "apt-ftparchive", "dpkg-deb", "gpg", "apt-cacher-ng"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            raise SystemExit(f"bench.apt needs {tool} (apt-get install apt-cacher-ng apt-utils)")
+    work = Path(tempfile.mkdtemp(prefix="bench-apt-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    builder = new_repo_builder(work)
+    try:
+        sizes = {f"pkg{i:02d}": 20_000 + (i * 7919 % 100) * 20_000 for i in range(packages)}
+        names = tuple(sizes)
+        root = work / "origin"
+        builder.publish(root, dict.fromkeys(names, "1.0"), sizes)
+        total = sum(p.stat().st_size for p in (root / "debian/pool/main").glob("*.deb"))
+
+        origin_addr = loopback_address()
+        origin = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "frumitcache.testing.origin",
+                "--address",
+                origin_addr,
+                "--port",
+                "0",
+                "--dir",
+                str(root),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        procs.append(origin)
+        origin_port = _read_port(origin)
+        authority = f"{origin_addr}:{origin_port}"
+
+        ours_addr = loopback_address()
+        ours = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.apt",
+                "--serve",
+                "--address",
+                ours_addr,
+                "--origin",
+                authority,
+                "--store",
+                str(work / "ours-store"),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        procs.append(ours)
+        ours_port = _read_port(ours)
+
+        proxies = {"frumitcache": (ours, f"http://{ours_addr}:{ours_port}")}
+        acng_error = None
+        acng_addr = loopback_address()
+        try:
+            acng, acng_port = _start_acng(work, acng_addr)
+            procs.append(acng)
+            proxies["apt-cacher-ng"] = (acng, f"http://{acng_addr}:{acng_port}")
+        except RuntimeError as exc:
+            acng_error = str(exc)
+        archive = f"http://{authority}/debian"
+        clients = 0
+
+        def client(proxy_url: str) -> Any:
+            nonlocal clients
+            clients += 1
+            return make_client(work / f"client{clients}", builder.keyring, archive, proxy_url)
+
+        warm: dict[str, float] = {}
+        for name, (_proc, url) in proxies.items():
+            c = client(url)
+            _apt(c, "update")
+            warm[name] = _apt(c, "download", *names)
+        walls: dict[str, list[float]] = {name: [] for name in proxies}
+        cpus: dict[str, list[float]] = {name: [] for name in proxies}
+        for _ in range(rounds):
+            for name, (proc, url) in proxies.items():
+                c = client(url)
+                _apt(c, "update")
+                before = cpu_seconds(proc.pid)
+                walls[name].append(_apt(c, "download", *names))
+                cpus[name].append(cpu_seconds(proc.pid) - before)
+                got = sum(p.stat().st_size for p in (c.home / "downloads").glob("*.deb"))
+                if got != total:
+                    raise RuntimeError(f"{name}: downloaded {got} bytes, expected {total}")
+
+        result: dict[str, Any] = {
+            "benchmark": "apt hot-cache download",
+            "packages": packages,
+            "bytes": total,
+            "rounds": rounds,
+            "cold_download_wall_s": warm,
+        }
+        for name in proxies:
+            result[name] = {
+                "wall_s": statistics.median(walls[name]),
+                "cpu_s": statistics.median(cpus[name]),
+                "wall_s_all": walls[name],
+                "cpu_s_all": cpus[name],
+            }
+        if acng_error is not None:
+            result["apt-cacher-ng"] = {"error": acng_error}
+            result["wall_ratio"] = result["cpu_ratio"] = None
+        else:
+            ours_r, acng_r = result["frumitcache"], result["apt-cacher-ng"]
+            result["wall_ratio"] = ours_r["wall_s"] / acng_r["wall_s"]
+            result["cpu_ratio"] = ours_r["cpu_s"] / acng_r["cpu_s"] if acng_r["cpu_s"] else None
+        result["origin_pid_cpu_s"] = cpu_seconds(origin.pid)
+        return result
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        builder.close()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--packages", type=int, default=24)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="one line of JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)
+    parser.add_argument("--origin", help=argparse.SUPPRESS)
+    parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        with contextlib.suppress(KeyboardInterrupt):
+            trio.run(_serve, args.address, args.origin, args.store)
+        return None
+    out = run(args.packages, args.rounds, args.keep)
+    print(json.dumps(out, indent=None if args.json else 2))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,513 @@
+"""The herd benchmark: N Pis ask for the same bytes at once, for several systems side by side.
+
+    python -m bench.herd --nodes 8 --size 64MiB --json                     # loopback, no root
+    python -m bench.herd --shaped --scenario all --json                    # namespaces + tc (root)
+    python -m bench.herd --nodes 5 --size 32MiB --kill-seeder-at 0.5 --json
+    python -m bench.herd --cleanup                 # delete namespaces left by dead runs
+
+Systems (``--systems``, default all three): ``frumitcache`` (an agent per Pi, one site),
+``central`` (apt-cacher-ng on Pi 0, every Pi through it), ``direct`` (every Pi to the origin).
+See :mod:`bench._systems`. Testbeds: loopback (the origin's rate limit is the uplink ``U``)
+or ``--shaped`` (network namespaces, every Pi link shaped to ``--down``/``--up``, the uplink to
+``--uplink``); see :mod:`bench._testbed` and :mod:`bench._netns`.
+
+Scenarios (``--scenario``, default ``cold``; ``all`` runs each):
+
+* ``cold``: every Pi asks for the same F bytes at t=0 (``frumitcache pull`` / one GET);
+* ``warm``: the same, with the object already on the seeder / in the central cache;
+* ``seeder-kill``: cold, with the seeder (frumitcache) or the cache box (central) SIGKILLed when
+  the origin has sent ``--kill-seeder-at`` × F bytes (default 0.5); adds ``failover_s``;
+* ``apt``: every Pi runs real ``apt-get update`` + ``apt-get download`` of a package set (a
+  signed repository built here) through its proxy (``direct``: no proxy);
+* ``footprint``: the cold herd's daemon figures: peak RSS, RSS at rest, CPU seconds per GB.
+
+Each (scenario, system) gives one JSON object (``--json`` prints them one per line) with
+``scenario``, ``system``, ``nodes``, ``bytes`` (F, or the unique bytes of the apt run),
+``uplink_bytes`` (the origin's own counter), ``uplink_ratio`` (÷ F), ``t_last_s`` (last verified
+copy, ``null`` if a live Pi never got one), ``t_bound_s`` (see :mod:`bench._report`),
+``bound_ratio``, ``verified`` (every live Pi's copy hashed right), ``max_rss_mb`` (largest
+daemon peak RSS), ``times_s`` per Pi and more. The markdown table, the JSON and a PNG per
+scenario (each Pi's completion over time, one line per system) go to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from bench._netns import cleanup_leftovers
+from bench._report import lower_bound, machine, markdown, plot
+from bench._systems import SYSTEMS, NotRunnable, System
+from bench._testbed import LoopbackTestbed, Rates, ShapedTestbed, Testbed
+from frumitcache.config import parse_quantity
+
+SCENARIOS = ("cold", "warm", "seeder-kill", "apt", "footprint")
+OBJECT_PATH = "/debian/herd/herd-blob_1.0_all.deb"  # a .deb name: apt-cacher-ng caches those
+
+
+def _write_random(path: Path, size: int) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with path.open("wb") as f:
+        seed = hashlib.sha256(str(size).encode()).digest()
+        left = size
+        while left:
+            # Fast deterministic incompressible bytes: a hash chain, 1 MiB at a time.
+            seed = hashlib.sha256(seed).digest()
+            block = (seed * 32768)[: min(left, 1 << 20)]
+            block = bytes(a ^ b for a, b in zip(block[:64], seed * 2, strict=True)) + block[64:]
+            f.write(block)
+            digest.update(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Run:
+    """One invocation: a testbed, an origin, and the rows measured on them."""
+
+    def __init__(self, args: argparse.Namespace, bed: Testbed, work: Path) -> None:
+        self.args = args
+        self.bed = bed
+        self.work = work
+        self.size: int = args.size
+        self.rows: list[dict[str, Any]] = []
+        self.root = work / "origin"
+        self.sha = _write_random(self.root / OBJECT_PATH.lstrip("/"), self.size)
+        self.repo: dict[str, Any] | None = None
+        self.base = ""
+
+    def log(self, text: str) -> None:
+        if not self.args.quiet:
+            sys.stderr.write(f"[herd {time.strftime('%H:%M:%S')}] {text}\n")
+            sys.stderr.flush()
+
+    def base_row(self, scenario: str, system: str) -> dict[str, Any]:
+        return {
+            "scenario": scenario,
+            "system": system,
+            "mode": self.bed.mode,
+            "nodes": self.bed.nodes,
+            **self.bed.describe(),
+        }
+
+    def limit_s(self, size: int) -> float:
+        if self.args.timeout:
+            return float(self.args.timeout)
+        slowest = self.bed.rates.uplink or 20_000_000
+        return 120 + 3 * self.bed.nodes * size / slowest
+
+    # --- one cold/warm/kill herd --------------------------------------------------------------
+
+    async def herd(self, system: System, scenario: str, kill_at: float | None) -> dict[str, Any]:
+        bed, size = self.bed, self.size
+        url = self.base + OBJECT_PATH
+        out = self.work / "out" / f"{scenario}-{system.name}"
+        out.mkdir(parents=True, exist_ok=True)
+        row = self.base_row(scenario, system.name)
+        if scenario == "warm":
+            await system.warm(url, self.sha)
+        idle_rss = system.rss_mb()
+        await trio.to_thread.run_sync(bed.reset_origin)
+        cpu_before = system.cpu()
+
+        times: list[float | None] = [None] * bed.nodes
+        codes: list[int | None] = [None] * bed.nodes
+        killed: str | None = None
+        failover: float | None = None
+        kill_time: float | None = None
+        limit = self.limit_s(size)
+        procs: list[subprocess.Popen[bytes]] = []
+        t0 = trio.current_time()
+
+        async def client(i: int) -> None:
+            while procs[i].poll() is None:
+                await trio.sleep(0.02)
+            codes[i] = procs[i].returncode
+            if codes[i] == 0:
+                times[i] = trio.current_time() - t0
+
+        async def killer(cancel: trio.CancelScope) -> None:
+            nonlocal killed, failover, kill_time
+            assert kill_at is not None
+            while True:
+                stats = await trio.to_thread.run_sync(bed.origin_stats)
+                if stats["bytes_sent"].get(OBJECT_PATH, 0) >= kill_at * size:
+                    break
+                if all(c is not None for c in codes):
+                    return  # everyone finished before the kill point
+                await trio.sleep(0.1)
+            kill_time = trio.current_time() - t0
+            killed = await system.kill_seeder()
+            self.log(f"{system.name}: killed {killed} at {kill_time:.1f} s")
+            failover = await system.wait_failover(killed, limit_s=60)
+
+        with trio.move_on_after(limit) as scope:
+            async with trio.open_nursery() as nursery:
+                for i in range(bed.nodes):
+                    err = (out / f"pi{i}.err").open("wb")
+                    argv = system.client_argv(i, url, self.sha, out / f"pi{i}.bin")
+                    procs.append(bed.spawn_argv(argv, stderr=err))
+                    err.close()
+                for i in range(bed.nodes):
+                    nursery.start_soon(client, i)
+                if kill_at is not None:
+                    nursery.start_soon(killer, nursery.cancel_scope)
+        if scope.cancelled_caught:
+            row.setdefault("notes", []).append(f"timed out after {limit:.0f} s")
+        for proc in procs:
+            bed.kill(proc)
+        cpu = system.cpu() - cpu_before
+        stats = await trio.to_thread.run_sync(bed.origin_stats)
+
+        live = [i for i in range(bed.nodes) if bed.pis[i].name != killed]
+        hashes = await trio.to_thread.run_sync(
+            lambda: [_sha256(out / f"pi{i}.bin") for i in range(bed.nodes)]
+        )
+        verified = all(hashes[i] == self.sha for i in live)
+        complete = [times[i] for i in live if times[i] is not None and hashes[i] == self.sha]
+        all_done = len(complete) == len(live)
+        delivered = len(complete) * size
+        uplink = int(stats["total_bytes_sent"])
+        bound = lower_bound(size, bed.nodes, bed.rates)
+        t_last = max(complete) if all_done and complete else None
+        failed = [bed.pis[i].name for i in live if times[i] is None]
+        errors = {}
+        for name in failed:
+            text = (out / f"{name}.err").read_text(errors="replace").strip()
+            errors[name] = text[-300:]
+        row.update(
+            bytes=size,
+            delivered_bytes=delivered,
+            uplink_bytes=uplink,
+            uplink_ratio=uplink / size,
+            origin_requests=int(stats["total_requests"]),
+            t_last_s=t_last,
+            t_bound_s=bound,
+            bound_ratio=(t_last / bound) if t_last is not None and bound else None,
+            verified=verified,
+            completed=len(complete),
+            live_nodes=len(live),
+            times_s=times,
+            max_rss_mb=system.max_rss_mb(),
+            idle_rss_mb=idle_rss,
+            cpu_s=cpu if system.daemons else None,
+            cpu_s_per_gb=(cpu / (delivered / 1e9)) if system.daemons and delivered else None,
+        )
+        if kill_at is not None:
+            row.update(kill_at=kill_at, killed=killed, kill_time_s=kill_time, failover_s=failover)
+            if system.name == "central" and killed:
+                row.setdefault("notes", []).append(
+                    f"cache box killed at {kill_time:.1f} s: {len(complete)}/{len(live)} Pis "
+                    "got a copy; clients have no other source (no failover)"
+                )
+        if failed:
+            row["errors"] = errors
+        notes = system.notes()
+        if notes:
+            row.setdefault("notes", []).extend(notes)
+        shutil.rmtree(out, ignore_errors=True)
+        return row
+
+    # --- the apt herd -------------------------------------------------------------------------
+
+    def build_repo(self) -> dict[str, Any]:
+        """A signed repository of ``--apt-packages`` packages under the origin's root."""
+        from tests.apt.conftest import new_repo_builder
+
+        for tool in ("apt-get", "apt-ftparchive", "dpkg-deb", "gpg", "xz", "gzip"):
+            if shutil.which(tool) is None:
+                raise NotRunnable(f"the apt herd needs {tool} (apt-utils dpkg-dev gnupg xz-utils)")
+        count = self.args.apt_packages
+        each = max(10_000, self.size // count)
+        # Sizes from half to one and a half times the mean, so indexes list varied packages.
+        sizes = {f"herdpkg{k:02d}": int(each * (0.5 + k / max(1, count - 1))) for k in range(count)}
+        builder = new_repo_builder(self.work / "aptrepo")
+        try:
+            builder.publish(self.root, dict.fromkeys(sizes, "1.0"), sizes)
+        finally:
+            builder.close()
+        pool = self.root / "debian/pool/main"
+        debs = {p.name: _sha256(p) for p in pool.glob("*.deb")}
+        return {"names": list(sizes), "debs": debs, "keyring": builder.keyring}
+
+    async def apt_herd(self, system: System) -> dict[str, Any]:
+        from tests.apt.conftest import make_client
+
+        bed = self.bed
+        assert self.repo is not None
+        row = self.base_row("apt", system.name)
+        proxies = [system.apt_proxy(i) for i in range(bed.nodes)]  # may raise NotRunnable
+        archive = self.base + "/debian"
+        homes = self.work / "apt-clients" / system.name
+        clients = [
+            make_client(homes / f"pi{i}", self.repo["keyring"], archive, proxies[i])
+            for i in range(bed.nodes)
+        ]
+        idle_rss = system.rss_mb()
+        await trio.to_thread.run_sync(bed.reset_origin)
+        cpu_before = system.cpu()
+        times: list[float | None] = [None] * bed.nodes
+        errors: dict[str, str] = {}
+        t0 = trio.current_time()
+
+        async def pi(i: int) -> None:
+            client = clients[i]
+            for args in (("update",), ("download", *self.repo_names())):
+                argv = [*bed.pis[i].prefix, "apt-get", "-q", *args]
+                with (client.home / "apt.err").open("ab") as err:
+                    proc = bed.spawn_argv(
+                        argv, stderr=err, env=client.env(), cwd=client.home / "downloads"
+                    )
+                while proc.poll() is None:
+                    await trio.sleep(0.02)
+                if proc.returncode != 0:
+                    text = (client.home / "apt.err").read_text(errors="replace")
+                    errors[bed.pis[i].name] = f"apt-get {args[0]}: {text[-300:]}"
+                    return
+            times[i] = trio.current_time() - t0
+
+        limit = self.limit_s(self.size)
+        with trio.move_on_after(limit) as scope:
+            async with trio.open_nursery() as nursery:
+                for i in range(bed.nodes):
+                    nursery.start_soon(pi, i)
+        if scope.cancelled_caught:
+            row.setdefault("notes", []).append(f"timed out after {limit:.0f} s")
+        cpu = system.cpu() - cpu_before
+        stats = await trio.to_thread.run_sync(bed.origin_stats)
+        expected = self.repo["debs"]
+        verified = True
+        for i, client in enumerate(clients):
+            got = {p.name: _sha256(p) for p in (client.home / "downloads").glob("*.deb")}
+            if got != expected:
+                verified = False
+                times[i] = None
+        unique = 0
+        for path in stats["bytes_sent"]:
+            candidate = self.root / path.lstrip("/")
+            if candidate.is_file():
+                unique += candidate.stat().st_size
+        uplink = int(stats["total_bytes_sent"])
+        done = [t for t in times if t is not None]
+        t_last = max(done) if len(done) == bed.nodes else None
+        bound = lower_bound(unique, bed.nodes, bed.rates) if unique else None
+        delivered = len(done) * sum(
+            (self.root / "debian/pool/main" / n).stat().st_size for n in expected
+        )
+        row.update(
+            bytes=unique,
+            packages=len(expected),
+            delivered_bytes=delivered,
+            uplink_bytes=uplink,
+            uplink_ratio=uplink / unique if unique else None,
+            origin_requests=int(stats["total_requests"]),
+            t_last_s=t_last,
+            t_bound_s=bound,
+            bound_ratio=(t_last / bound) if t_last is not None and bound else None,
+            verified=verified and len(done) == bed.nodes,
+            completed=len(done),
+            live_nodes=bed.nodes,
+            times_s=times,
+            max_rss_mb=system.max_rss_mb(),
+            idle_rss_mb=idle_rss,
+            cpu_s=cpu if system.daemons else None,
+            cpu_s_per_gb=(cpu / (delivered / 1e9)) if system.daemons and delivered else None,
+        )
+        if errors:
+            row["errors"] = errors
+        shutil.rmtree(homes, ignore_errors=True)
+        return row
+
+    def repo_names(self) -> list[str]:
+        assert self.repo is not None
+        return list(self.repo["names"])
+
+    # --- everything ---------------------------------------------------------------------------
+
+    async def one(self, scenario: str, name: str) -> dict[str, Any]:
+        system = SYSTEMS[name](self.bed, self.work / "systems" / f"{scenario}-{name}")
+        kill_at = self.args.kill_seeder_at if scenario == "seeder-kill" else None
+        try:
+            if scenario == "seeder-kill" and name == "direct":
+                raise NotRunnable("direct has no seeder or cache box to kill")
+            if scenario == "warm" and name == "direct":
+                raise NotRunnable("direct keeps nothing: warm is the same as cold")
+            if scenario == "apt" and self.repo is None:
+                self.repo = await trio.to_thread.run_sync(self.build_repo)
+            await system.start(apt=scenario == "apt")
+            if scenario == "apt":
+                return await self.apt_herd(system)
+            return await self.herd(system, scenario, kill_at)
+        except NotRunnable as exc:
+            return {**self.base_row(scenario, name), "runnable": False, "reason": str(exc)}
+        finally:
+            with trio.CancelScope(shield=True):
+                await system.stop()
+            shutil.rmtree(system.work, ignore_errors=True)
+
+    async def main(self, scenarios: Sequence[str], systems: Sequence[str]) -> None:
+        self.base = await trio.to_thread.run_sync(self.bed.start_origin, self.root)
+        cold: dict[str, dict[str, Any]] = {}
+        for scenario in scenarios:
+            for name in systems:
+                if scenario == "footprint" and name in cold:
+                    row = {**cold[name], "scenario": "footprint"}
+                else:
+                    self.log(f"{scenario} / {name} ...")
+                    row = await self.one("cold" if scenario == "footprint" else scenario, name)
+                    row["scenario"] = scenario
+                if scenario == "cold":
+                    cold[name] = row
+                self.rows.append(row)
+                self.log(_summary(row))
+                if self.args.json:
+                    print(json.dumps(row), flush=True)
+
+
+def _summary(row: dict[str, Any]) -> str:
+    if row.get("runnable") is False:
+        return f"{row['scenario']}/{row['system']}: not runnable: {row['reason']}"
+    return (
+        f"{row['scenario']}/{row['system']}: {row.get('completed')}/{row.get('live_nodes')} "
+        f"verified={row.get('verified')} uplink_ratio={row.get('uplink_ratio')} "
+        f"t_last={row.get('t_last_s')} bound={row.get('t_bound_s')}"
+    )
+
+
+def _rate(text: str) -> int:
+    return parse_quantity(text, "bytes/s")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--nodes", type=int, default=8, help="Pis in the site (default 8)")
+    parser.add_argument(
+        "--size", type=lambda s: parse_quantity(s, "bytes"), default=64 << 20,
+        help="object size F (default 64MiB)",
+    )  # fmt: skip
+    parser.add_argument("--shaped", action="store_true", help="network namespaces + tc (root)")
+    parser.add_argument("--systems", default="frumitcache,central,direct")
+    parser.add_argument("--scenario", default="cold", help=f"one of {', '.join(SCENARIOS)}, all")
+    parser.add_argument(
+        "--kill-seeder-at", type=float, default=None,
+        help="SIGKILL the seeder/cache box when the origin has sent this share of F "
+        "(turns cold into seeder-kill; default 0.5 for seeder-kill)",
+    )  # fmt: skip
+    parser.add_argument("--uplink", type=_rate, default=_rate("20Mbit"), help="U (0: none)")
+    parser.add_argument("--down", type=_rate, default=_rate("100Mbit"), help="d (shaped mode)")
+    parser.add_argument("--up", type=_rate, default=_rate("100Mbit"), help="u (shaped mode)")
+    parser.add_argument("--apt-packages", type=int, default=16, help="packages in the apt herd")
+    parser.add_argument("--timeout", type=float, default=0, help="per herd; 0: from the rates")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="table, plots")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--cleanup", action="store_true", help="remove leftovers and exit")
+    args = parser.parse_args(argv)
+    if args.scenario == "all":
+        args.scenarios = list(SCENARIOS)
+    elif args.scenario in SCENARIOS:
+        args.scenarios = [args.scenario]
+    else:
+        parser.error(f"--scenario: one of {', '.join(SCENARIOS)}, all")
+    if args.kill_seeder_at is not None and args.scenarios == ["cold"]:
+        args.scenarios = ["seeder-kill"]
+    if args.kill_seeder_at is None:
+        args.kill_seeder_at = 0.5
+    args.system_list = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = set(args.system_list) - set(SYSTEMS)
+    if unknown:
+        parser.error(f"--systems: unknown {sorted(unknown)}; known: {', '.join(SYSTEMS)}")
+    return args
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    if args.cleanup:
+        removed = cleanup_leftovers()
+        print(json.dumps({"removed": removed}))
+        return []
+    if args.shaped:
+        import os
+
+        if os.geteuid() != 0:
+            raise SystemExit("--shaped needs root (network namespaces and tc)")
+        for tool in ("ip", "tc"):
+            if shutil.which(tool) is None:
+                raise SystemExit(f"--shaped needs {tool} (apt-get install iproute2)")
+        rates = Rates(uplink=args.uplink or None, down=args.down or None, up=args.up or None)
+    else:
+        rates = Rates(uplink=args.uplink or None, down=None, up=None)
+    work = Path(tempfile.mkdtemp(prefix="herd-"))
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    bed: Testbed | None = None
+    run: Run | None = None
+    try:
+        bed = (ShapedTestbed if args.shaped else LoopbackTestbed)(args.nodes, rates, work)
+        run = Run(args, bed, work)
+        trio.run(run.main, args.scenarios, args.system_list)
+    finally:
+        if bed is not None:
+            bed.close()
+        signal.signal(signal.SIGTERM, previous)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        if run is not None and run.rows:
+            _write_outputs(args, bed, run.rows)
+    return run.rows
+
+
+def _write_outputs(args: argparse.Namespace, bed: Testbed | None, rows: list[dict[str, Any]]) -> None:
+    mode = bed.mode if bed is not None else "?"
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    info = {"machine": machine(), "argv": sys.argv[1:], "rows": rows}
+    (out / f"herd-{mode}.json").write_text(json.dumps(info, indent=1) + "\n")
+    table = markdown(rows)
+    m = info["machine"]
+    header = (
+        f"herd, {mode} mode, N={rows[0]['nodes']}, on {m['nproc']} × {m['cpu']}, "
+        f"{m['ram_gib']} GiB RAM ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n"
+    )
+    (out / f"herd-{mode}.md").write_text(header + table)
+    if not args.json:
+        print(header + table)
+    for scenario in dict.fromkeys(r["scenario"] for r in rows):
+        path = out / f"herd-{mode}-{scenario}.png"
+        title = f"{scenario} herd, {mode}, N={rows[0]['nodes']}"
+        with contextlib.suppress(Exception):
+            path.unlink(missing_ok=True)
+        said = plot(rows, scenario, path, title)
+        if not args.quiet:
+            sys.stderr.write(said + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""The agent's side of its site: the control plane and the chunk transports, wired together.
+
+:class:`SiteLink` starts the peer HTTP port (small chunks, signed with the site key), the
+libtorrent session (large chunks; not started on a one-node site, where nobody would dial
+it) and the :class:`~frumitcache.site.SiteNode`. It turns the catalogue's node ids into
+:class:`~frumitcache.swarm.Holder` addresses, keeps the swarm's IP filter equal to the live
+members, and answers the site's hooks: what this node holds (for a new seeder's catalogue)
+and fetch requests when this node is the seeder (handed to the content service).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+import trio
+
+from frumitcache._log import get_logger
+from frumitcache.agent import _sysinfo
+from frumitcache.config import Config
+from frumitcache.errors import AgentError
+from frumitcache.site import (
+    ErrorReply,
+    FetchRequest,
+    Have,
+    MemberInfo,
+    ObjectInfo,
+    ObjectManifest,
+    SiteHooks,
+    SiteNode,
+    split_have,
+)
+from frumitcache.store import Store
+from frumitcache.swarm import (
+    ChunkFetcher,
+    Holder,
+    HttpChunkClient,
+    MerkleTree,
+    PeerHttpServer,
+    Swarm,
+)
+
+log = get_logger("site")
+
+FetchHandler = Callable[[str, FetchRequest], Awaitable[ObjectInfo | ErrorReply]]
+
+# How often advertised figures (free disk, load) and the swarm's member filter are refreshed.
+_REFRESH_S = 2.0
+
+
+class SiteLink(SiteHooks):
+    """One node's membership of its site; run it with ``nursery.start(link.run)``."""
+
+    def __init__(self, config: Config, store: Store, key: bytes, node_id: str) -> None:
+        self.config = config
+        self.store = store
+        self.key = key
+        self.node_id = node_id
+        self.solo = not config.site.peers and not config.site.discovery
+        self.http_server = PeerHttpServer(store, key, upload_rate=config.swarm.upload_rate)
+        self.http_client = HttpChunkClient(store, key)
+        self.swarm: Swarm | None = None
+        self.node: SiteNode | None = None
+        self.chunks: ChunkFetcher | None = None
+        self.on_fetch: FetchHandler | None = None
+        self.seeder_changed = trio.Event()
+
+    # --- running --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.config
+        address = cfg.node.address
+        async with trio.open_nursery(strict_exception_groups=True) as nursery:
+            swarm_port = 0
+            if not self.solo:
+                self.swarm = Swarm(
+                    self.store, address=address, port=cfg.swarm.port, config=cfg.swarm
+                )
+                swarm_port = await nursery.start(self.swarm.run)
+                self.http_server = PeerHttpServer(
+                    self.store, self.key, upload_rate=cfg.swarm.upload_rate, trees=self._tree
+                )
+            peer_port = await nursery.start(self.http_server.serve, address, cfg.site.peer_port)
+            me = MemberInfo(
+                node_id=self.node_id,
+                address=address,
+                control_port=cfg.site.control_port,
+                peer_port=peer_port,
+                swarm_port=swarm_port,
+                priority=cfg.node.priority,
+                model=cfg.node.model or _sysinfo.board_model(),
+                ram_bytes=_sysinfo.ram_bytes(),
+                free_disk_bytes=_sysinfo.free_disk_bytes(self.store.root),
+                link_mbit=cfg.node.link_mbit or _sysinfo.link_mbit(),
+                wired=cfg.node.wired,
+                load=_sysinfo.load_average(),
+            )
+            self.node = SiteNode(
+                cfg.site, me, self.key, hooks=self, durable_path=cfg.state_path / "site-term.json"
+            )
+            self.chunks = ChunkFetcher(
+                self.store,
+                self.http_client,
+                self.swarm,
+                small_chunk_bytes=cfg.swarm.small_chunk_bytes,
+                me=Holder(address, peer_port, swarm_port),
+            )
+            await nursery.start(self.node.run)
+            nursery.start_soon(self._refresh)
+            log.info(
+                "site.joined",
+                site=cfg.site.name,
+                node=self.node_id,
+                peer_port=peer_port,
+                swarm_port=swarm_port,
+                solo=self.solo,
+            )
+            task_status.started()
+
+    def parts(self) -> tuple[SiteNode, ChunkFetcher]:
+        """The running control plane and chunk fetcher (after :meth:`run` started)."""
+        if self.node is None or self.chunks is None:
+            raise AgentError("the site link is not running yet")
+        return self.node, self.chunks
+
+    async def _tree(self, digest: str) -> MerkleTree:
+        # A member asking for a chunk's tree is about to dial us for it: seed it now.
+        assert self.swarm is not None
+        await self.swarm.seed(digest)
+        return await self.swarm.tree(digest)
+
+    async def _refresh(self) -> None:
+        assert self.node is not None
+        last_seeder = self.node.seeder()
+        while True:
+            await trio.sleep(_REFRESH_S)
+            self.node.update_self(
+                free_disk_bytes=_sysinfo.free_disk_bytes(self.store.root),
+                load=_sysinfo.load_average(),
+            )
+            if self.swarm is not None:
+                self.swarm.set_members([m.address for m in self.node.members()])
+            seeder = self.node.seeder()
+            if seeder != last_seeder:
+                last_seeder = seeder
+                log.info(
+                    "site.seeder",
+                    seeder=seeder[0] if seeder else "none",
+                    term=seeder[1] if seeder else 0,
+                )
+
+    # --- queries the content service uses --------------------------------------------------
+
+    def holders(self, nodes: Iterable[str]) -> tuple[Holder, ...]:
+        """Addresses of the live members among ``nodes`` (this node left out)."""
+        assert self.node is not None
+        members = {m.node_id: m for m in self.node.members()}
+        seeder = self.node.seeder()
+        out = []
+        for node in dict.fromkeys(nodes):
+            member = members.get(node)
+            if member is None or node == self.node_id:
+                continue
+            out.append(
+                Holder(
+                    member.address,
+                    member.peer_port,
+                    member.swarm_port,
+                    seeder=seeder is not None and seeder[0] == node,
+                )
+            )
+        return tuple(out)
+
+    def other_members(self) -> list[str]:
+        assert self.node is not None
+        return [m.node_id for m in self.node.members() if m.node_id != self.node_id]
+
+    def is_seeder(self) -> bool:
+        return self.node is not None and self.node.is_seeder()
+
+    async def seed_chunk(self, digest: bytes) -> None:
+        """Offer a stored chunk to the swarm when it is big enough to go that way."""
+        if self.swarm is None:
+            return
+        size = self.store.chunk_len(digest)
+        if size is not None and size > self.config.swarm.small_chunk_bytes:
+            await self.swarm.seed(digest.hex())
+
+    # --- hooks --------------------------------------------------------------------------------
+
+    async def on_fetch_request(self, sender: str, request: FetchRequest) -> ObjectInfo | ErrorReply:
+        if self.on_fetch is None:
+            return ErrorReply(request.request_id, "agent", "this agent is still starting")
+        return await self.on_fetch(sender, request)
+
+    def have_report(self) -> list[Have]:
+        manifests = []
+        for stored in self.store.objects():
+            m = stored.manifest
+            for key in stored.keys or (f"sha256:{m.digest.hex()}",):
+                manifests.append(
+                    ObjectManifest(key, m.digest, m.size, m.chunk_size, m.chunks, True)
+                )
+        for key in self.store.partial_keys():
+            chunks = tuple(self.store.partial_chunks(key))
+            if chunks:
+                manifests.append(
+                    ObjectManifest(key, None, None, self.store.chunk_size, chunks, False)
+                )
+        return split_have(self.node_id, tuple(manifests), (), ())
+
+    def on_seeder_change(self, seeder: tuple[str, int] | None) -> None:
+        # Wake whoever waits on the seeder (fetches that must re-ask the new one).
+        event, self.seeder_changed = self.seeder_changed, trio.Event()
+        event.set()

@@ -1,0 +1,109 @@
+"""HTTP/1.1 decisions of the proxy that need no I/O: Range, If-Range, If-Modified-Since, dates.
+
+:func:`plan_response` turns the request's conditional and range headers plus what is known about
+the object into the status, the byte range to send and the extra headers. Pure, so every case
+(206, 304, 416, If-Range mismatch) is tested without a socket.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to answer: status, the half-open byte range ``[start, end)`` and extra headers."""
+
+    status: int
+    start: int
+    end: int
+    headers: tuple[tuple[str, str], ...]
+
+
+def http_date(timestamp: float) -> str:
+    return email.utils.formatdate(timestamp, usegmt=True)
+
+
+def parse_http_date(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        parsed: datetime = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.timestamp()
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """One ``bytes=`` range as half-open ``(start, end)``; None: ignore it; "416": unsatisfiable.
+
+    Multiple ranges and unknown units are ignored (answered with the whole object), which
+    RFC 9110 allows; apt only ever asks for ``bytes=N-``.
+    """
+    if header is None:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    first, last = first.strip(), last.strip()
+    if (first and not first.isdigit()) or (last and not last.isdigit()):
+        return None
+    if not first:
+        if not last:
+            return None
+        suffix = int(last)
+        if suffix == 0:
+            return "416"
+        return max(0, size - suffix), size
+    start = int(first)
+    end = size if not last else min(size, int(last) + 1)
+    if last and int(last) < start:
+        return None  # syntactically invalid: ignored
+    if start >= size:
+        return "416"
+    return start, end
+
+
+def plan_response(
+    *,
+    size: int,
+    last_modified: float | None,
+    etag: str | None,
+    range_header: str | None,
+    if_range: str | None,
+    if_modified_since: str | None,
+) -> Plan:
+    """Status and byte range for a GET/HEAD of an object of ``size`` bytes."""
+    if if_modified_since is not None and last_modified is not None and range_header is None:
+        since = parse_http_date(if_modified_since)
+        if since is not None and int(last_modified) <= since:
+            return Plan(304, 0, 0, ())
+    wanted = parse_range(range_header, size)
+    if (
+        wanted is not None
+        and if_range is not None
+        and not _if_range_matches(if_range, last_modified, etag)
+    ):
+        wanted = None
+    if wanted == "416":
+        return Plan(416, 0, 0, (("Content-Range", f"bytes */{size}"),))
+    if isinstance(wanted, tuple):
+        start, end = wanted
+        return Plan(206, start, end, (("Content-Range", f"bytes {start}-{end - 1}/{size}"),))
+    return Plan(200, 0, size, ())
+
+
+def _if_range_matches(if_range: str, last_modified: float | None, etag: str | None) -> bool:
+    value = if_range.strip()
+    if value.startswith(('"', "W/")):
+        # Strong comparison: a weak validator never matches If-Range.
+        return etag is not None and not value.startswith("W/") and value == etag
+    when = parse_http_date(value)
+    return when is not None and last_modified is not None and int(last_modified) == int(when)

@@ -1,0 +1,580 @@
+"""The apt proxy: HTTP/1.1 (h11) on trio, apt-cacher-ng's port and conventions.
+
+One task per connection, owned by the listener nursery; requests on a connection are answered
+in order (h11 buffers pipelined ones). Per request: the target is resolved and checked
+(:mod:`._requests`), the expected SHA-256 looked up in the hashes learned from served indexes
+(:mod:`._packages`), the content opened from the :class:`~._source.ContentSource`, and the
+answer planned by the pure rules of :mod:`._http` (Range, If-Range, If-Modified-Since).
+
+Bytes go out as the source releases them (cut-through); headers are sent only once the first
+piece is in hand, so a failure before any byte (404, unreachable, digest mismatch) gets an
+honest status and a text body instead of a broken transfer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import h11
+import trio
+
+from frumitcache._version import __version__
+from frumitcache.apt._http import http_date, plan_response
+from frumitcache.apt._packages import HashBook, index_role, learn_entries, release_by_hash
+from frumitcache.apt._requests import (
+    FileKind,
+    Rejection,
+    Target,
+    parse_connect_target,
+    parse_target,
+)
+from frumitcache.apt._source import Content, ContentInfo, ContentSource
+from frumitcache.apt._status import ProxyMetrics, SiteStatus, render_metrics, render_status_page
+from frumitcache.config import AptConfig
+from frumitcache.errors import (
+    DigestMismatchError,
+    FrumitcacheError,
+    OriginError,
+    OriginStatusError,
+    OriginUnreachableError,
+)
+
+log = logging.getLogger(__name__)
+
+_RECEIVE = 65536
+_LEARN_WAIT_S = 60.0  # longest a .deb waits for a Packages file still being learned
+_TUNNEL_CONNECT_S = 10.0
+
+
+class _ConnectionDone(Exception):
+    """The connection must close now (client gone, timeout, unrecoverable state)."""
+
+
+class _Learner:
+    """Learns URL -> SHA-256 from the Packages/Release files the proxy served, off the request path.
+
+    The proxy waits for pending learning before it looks a .deb up, so a .deb requested right
+    after its Packages file is still checked.
+    """
+
+    def __init__(self, book: HashBook | None) -> None:
+        self.book = book
+        self._pending = 0
+        self._idle = trio.Event()
+        self._idle.set()
+        self._learned: dict[str, tuple[Any, ...]] = {}
+        # "ALGO/hex" of a by-hash URL -> (the index URL it stands for, its SHA-256), from the
+        # Release files learned: apt fetches Packages by hash, and the name says how to parse
+        # it and where its paths start.
+        self.by_hash: dict[str, tuple[str, str]] = {}
+
+    def wanted(self, target: Target, info: ContentInfo) -> tuple[str, str] | None:
+        """``(role, url to learn it as)`` if this index should be learned now."""
+        if self.book is None:
+            return None
+        url = target.url
+        if target.by_hash is not None and target.by_hash in self.by_hash:
+            url = self.by_hash[target.by_hash][0]
+        role = index_role(url)
+        token = (info.size, info.sha256, info.etag, info.last_modified)
+        if role is None or self._learned.get(url) == token:
+            return None
+        self._learned[url] = token
+        return role, url
+
+    def start(self, nursery: trio.Nursery, url: str, role: str, content: Content) -> None:
+        self._pending += 1
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        nursery.start_soon(self._learn, url, role, content)
+
+    async def wait_idle(self) -> None:
+        with trio.move_on_after(_LEARN_WAIT_S):
+            await self._idle.wait()
+
+    async def _learn(self, url: str, role: str, content: Content) -> None:
+        assert self.book is not None
+        book = self.book
+        try:
+            data = bytearray()
+            async with content.read(0, content.info.size) as pieces:
+                async for piece in pieces:
+                    data += piece
+            raw = bytes(data)
+
+            def work() -> tuple[int, dict[str, tuple[str, str]]]:
+                slices = (raw[i : i + _RECEIVE] for i in range(0, len(raw), _RECEIVE))
+                count = book.record(learn_entries(url, role, slices))
+                return count, release_by_hash(url, raw) if role == "release" else {}
+
+            count, by_hash = await trio.to_thread.run_sync(work)
+            self.by_hash.update(by_hash)
+            log.debug("learned %d hashes from %s", count, url)
+        except (FrumitcacheError, OSError, EOFError, ValueError) as exc:
+            # lzma/zlib raise their own errors on a corrupt index; apt will reject it too.
+            self._learned.pop(url, None)
+            log.warning("could not learn hashes from %s: %s", url, exc)
+        finally:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.set()
+
+
+class AptProxy:
+    """The drop-in apt proxy. Run :meth:`serve` in a nursery; it reports ``(host, port)``."""
+
+    def __init__(
+        self,
+        config: AptConfig,
+        source: ContentSource,
+        *,
+        hashes: HashBook | None = None,
+        status: Callable[[], SiteStatus] | None = None,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.metrics = ProxyMetrics()
+        self._status = status or SiteStatus
+        self._learner = _Learner(hashes)
+        self._nursery: trio.Nursery | None = None
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen on ``apt.listen:apt.port`` and serve until cancelled."""
+        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.listen)
+        sockname = listeners[0].socket.getsockname()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started((str(sockname[0]), int(sockname[1])))
+            await trio.serve_listeners(self._connection, listeners, handler_nursery=nursery)
+
+    # --- one connection ------------------------------------------------------------------------
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.config.max_header_bytes)
+        try:
+            while True:
+                request = await self._next_request(conn, stream)
+                if request is None:
+                    return
+                if request.http_version not in (b"1.0", b"1.1"):
+                    self.metrics.rejected[505] += 1
+                    await self._simple_error(conn, stream, 505, "only HTTP/1.0 and 1.1 here\n")
+                    return
+                if request.method == b"CONNECT":
+                    await self._connect(conn, stream, request)
+                    return
+                await self._drain_body(conn, stream)
+                await self._respond(conn, stream, request)
+                if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+                    conn.start_next_cycle()
+                else:
+                    return
+        except _ConnectionDone:
+            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        except Exception:
+            # A bug must cost one connection, never the proxy.
+            log.exception("apt proxy connection failed")
+            with trio.move_on_after(1):
+                await self._simple_error(conn, stream, 500, "internal error in the proxy\n")
+        finally:
+            with trio.move_on_after(1) as cs:
+                cs.shield = True
+                await stream.aclose()
+
+    async def _next_request(
+        self, conn: h11.Connection, stream: trio.SocketStream
+    ) -> h11.Request | None:
+        """The next request head, within the idle and header deadlines; None when done."""
+        idle_deadline = trio.current_time() + self.config.idle_timeout_s
+        head_deadline = math.inf
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                await self._protocol_error(conn, stream, exc)
+                return None
+            if isinstance(event, h11.Request):
+                # h11 only bounds heads still incomplete in its buffer; one that arrived whole
+                # in a single read is measured here.
+                size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+                if size > self.config.max_header_bytes:
+                    self.metrics.rejected[431] += 1
+                    self.metrics.requests[("?", 431)] += 1
+                    await self._simple_error(conn, stream, 431, "request head too large\n")
+                    return None
+                return event
+            if event is h11.NEED_DATA:
+                deadline = min(idle_deadline, head_deadline)
+                data = b""
+                with trio.move_on_at(deadline):
+                    data = await stream.receive_some(_RECEIVE)
+                    if head_deadline == math.inf and data:
+                        head_deadline = trio.current_time() + self.config.header_timeout_s
+                    conn.receive_data(data)
+                    if not data:
+                        continue  # h11 now reports ConnectionClosed or an error
+                    continue
+                # Timed out: idle keep-alive, or a client dribbling its head (slow-loris).
+                if head_deadline != math.inf and conn.their_state is h11.IDLE:
+                    self.metrics.rejected[408] += 1
+                    await self._simple_error(
+                        conn, stream, 408, "request head not received in time\n"
+                    )
+                return None
+            return None  # ConnectionClosed, PAUSED (we never leave a request unanswered)
+
+    async def _drain_body(self, conn: h11.Connection, stream: trio.SocketStream) -> None:
+        """Read and drop a request body (GET/HEAD bodies carry nothing we use)."""
+        with trio.move_on_after(self.config.header_timeout_s) as cs:
+            while True:
+                try:
+                    event = conn.next_event()
+                except h11.RemoteProtocolError as exc:
+                    await self._protocol_error(conn, stream, exc)
+                    raise _ConnectionDone from None
+                if isinstance(event, h11.EndOfMessage):
+                    return
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await stream.receive_some(_RECEIVE))
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise _ConnectionDone
+        if cs.cancelled_caught:
+            raise _ConnectionDone
+
+    async def _protocol_error(
+        self, conn: h11.Connection, stream: trio.SocketStream, exc: h11.RemoteProtocolError
+    ) -> None:
+        status = exc.error_status_hint
+        text = "request head too large\n" if status == 431 else f"malformed request: {exc}\n"
+        self.metrics.rejected[status] += 1
+        self.metrics.requests[("?", status)] += 1
+        await self._simple_error(conn, stream, status, text)
+
+    async def _simple_error(
+        self, conn: h11.Connection, stream: trio.SocketStream, status: int, text: str
+    ) -> None:
+        """A final text answer on a connection that closes after it."""
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = text.encode()
+        headers = [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+        ]
+        try:
+            await _send(conn, stream, h11.Response(status_code=status, headers=headers))
+            await _send(conn, stream, h11.Data(data=body))
+            await _send(conn, stream, h11.EndOfMessage())
+        except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    # --- GET / HEAD ----------------------------------------------------------------------------
+
+    async def _respond(
+        self, conn: h11.Connection, stream: trio.SocketStream, request: h11.Request
+    ) -> None:
+        method = request.method.decode("ascii", "replace").upper()
+        status = await self._dispatch(conn, stream, request, method)
+        self.metrics.requests[(method if method in ("GET", "HEAD") else "other", status)] += 1
+
+    async def _dispatch(
+        self, conn: h11.Connection, stream: trio.SocketStream, request: h11.Request, method: str
+    ) -> int:
+        if method not in ("GET", "HEAD"):
+            return await self._text(
+                conn,
+                stream,
+                method,
+                405,
+                f"method {method} is not supported by this proxy\n",
+                extra=[("Allow", "GET, HEAD, CONNECT")],
+            )
+        target = request.target
+        if target in (b"/", b"/index.html"):
+            return await self._status_page(conn, stream, method)
+        if target == b"/metrics":
+            return await self._text(
+                conn,
+                stream,
+                method,
+                200,
+                render_metrics(self.metrics),
+                content_type="text/plain; version=0.0.4; charset=utf-8",
+            )
+        resolved = parse_target(target, self.config.allowed_hosts)
+        if isinstance(resolved, Rejection):
+            self.metrics.rejected[resolved.status] += 1
+            return await self._text(conn, stream, method, resolved.status, resolved.reason + "\n")
+        return await self._proxy(conn, stream, request, method, resolved)
+
+    async def _proxy(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        request: h11.Request,
+        method: str,
+        target: Target,
+    ) -> int:
+        expected_sha, expected_size = target.by_hash_sha256, None
+        if target.by_hash is not None and self._learner.book is not None:
+            await self._learner.wait_idle()  # a Release being learned names this file
+            named = self._learner.by_hash.get(target.by_hash)
+            if named is not None and expected_sha is None:
+                expected_sha = named[1]
+        # InRelease/Release are the roots of trust: never pinned to an older Release's hashes.
+        pinnable = target.kind is not FileKind.INDEX or index_role(target.url) != "release"
+        if expected_sha is None and self._learner.book is not None and pinnable:
+            await self._learner.wait_idle()
+            known = self._learner.book.lookup(target.url)
+            if known is not None:
+                expected_sha, expected_size = known.sha256, known.size
+        try:
+            content = await self.source.open(
+                target.url,
+                kind=target.kind,
+                expected_sha256=expected_sha,
+                expected_size=expected_size,
+            )
+        except FrumitcacheError as exc:
+            return await self._source_error(conn, stream, method, target, exc)
+
+        info = content.info
+        log.debug("%s %s: %d bytes from %s", method, target.url, info.size, info.source)
+        learn = self._learner.wanted(target, info)
+        if learn is not None and self._nursery is not None:
+            self._learner.start(self._nursery, learn[1], learn[0], content)
+
+        headers = {_lower(k): v.decode("latin-1") for k, v in request.headers}
+        plan = plan_response(
+            size=info.size,
+            last_modified=info.last_modified,
+            etag=info.etag,
+            range_header=headers.get("range") if method == "GET" else None,
+            if_range=headers.get("if-range"),
+            if_modified_since=headers.get("if-modified-since"),
+        )
+        if info.source == "local":
+            self.metrics.hits += 1
+        else:
+            self.metrics.misses += 1
+        out: list[tuple[str, str]] = [("Date", http_date(time.time()))]
+        if info.last_modified is not None:
+            out.append(("Last-Modified", http_date(info.last_modified)))
+        if info.etag is not None:
+            out.append(("ETag", info.etag))
+        if plan.status == 304:
+            await _send(conn, stream, h11.Response(status_code=304, headers=out))
+            await _send(conn, stream, h11.EndOfMessage())
+            return 304
+        out += list(plan.headers)
+        if plan.status == 416:
+            return await self._text(
+                conn, stream, method, 416, "requested range not satisfiable\n", extra=out
+            )
+        out += [
+            ("Content-Type", info.content_type or _content_type(target.path)),
+            ("Content-Length", str(plan.end - plan.start)),
+            ("Accept-Ranges", "bytes"),
+        ]
+        if method == "HEAD" or plan.end == plan.start:
+            await _send(conn, stream, h11.Response(status_code=plan.status, headers=out))
+            await _send(conn, stream, h11.EndOfMessage())
+            return plan.status
+        return await self._body(
+            conn, stream, method, target, content, plan.status, out, plan.start, plan.end
+        )
+
+    async def _body(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        method: str,
+        target: Target,
+        content: Content,
+        status: int,
+        headers: list[tuple[str, str]],
+        start: int,
+        end: int,
+    ) -> int:
+        source = content.info.source
+        sent_head = False
+        try:
+            async with content.read(start, end) as pieces:
+                async for piece in pieces:
+                    if not sent_head:
+                        await _send(conn, stream, h11.Response(status_code=status, headers=headers))
+                        sent_head = True
+                    await _send(conn, stream, h11.Data(data=piece))
+                    self.metrics.bytes_served[source] += len(piece)
+        except FrumitcacheError as exc:
+            if not sent_head:
+                return await self._source_error(conn, stream, method, target, exc)
+            log.warning("%s failed part-way: %s; closing the connection", target.url, exc)
+            if isinstance(exc, DigestMismatchError):
+                self.metrics.digest_mismatches += 1
+            raise _ConnectionDone from None
+        if not sent_head:
+            await _send(conn, stream, h11.Response(status_code=status, headers=headers))
+        try:
+            await _send(conn, stream, h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            # The source yielded fewer bytes than its size: never let apt take a short file.
+            log.warning("%s ended short; closing the connection", target.url)
+            raise _ConnectionDone from None
+        return status
+
+    async def _source_error(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        method: str,
+        target: Target,
+        exc: FrumitcacheError,
+    ) -> int:
+        if isinstance(exc, OriginStatusError):
+            status = exc.status if 400 <= exc.status < 600 else 502
+            text = f"the origin answered {exc.status} for {target.url}\n"
+        elif isinstance(exc, OriginUnreachableError):
+            status = 504
+            text = f"the origin for {target.url} is unreachable and no copy is held here: {exc}\n"
+        elif isinstance(exc, DigestMismatchError):
+            self.metrics.digest_mismatches += 1
+            status = 502
+            text = (
+                f"{target.url} from the origin does not match the SHA-256 its index lists; "
+                "refused (not served, not cached)\n"
+            )
+        elif isinstance(exc, OriginError):
+            status = 502
+            text = f"fetching {target.url} failed: {exc}\n"
+        else:
+            status = 502
+            text = f"cannot serve {target.url}: {exc}\n"
+        log.info("%s %s -> %d (%s)", method, target.url, status, exc)
+        return await self._text(conn, stream, method, status, text)
+
+    async def _status_page(
+        self, conn: h11.Connection, stream: trio.SocketStream, method: str
+    ) -> int:
+        try:
+            site = self._status()
+        except Exception:  # the page must render even if the agent's status callable fails
+            log.exception("status callable failed")
+            site = SiteStatus()
+        page = render_status_page(site, self.metrics, version=__version__)
+        # apt-cacher-ng answers its root with "406 Usage Information"; auto-apt-proxy looks
+        # for exactly that, so the page is served with it.
+        return await self._text(
+            conn,
+            stream,
+            method,
+            406,
+            page,
+            content_type="text/html; charset=utf-8",
+            reason=b"Usage Information",
+        )
+
+    async def _text(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        method: str,
+        status: int,
+        text: str,
+        *,
+        content_type: str = "text/plain; charset=utf-8",
+        extra: list[tuple[str, str]] | None = None,
+        reason: bytes = b"",
+    ) -> int:
+        body = text.encode()
+        headers = [
+            *(extra or []),
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+        ]
+        await _send(conn, stream, h11.Response(status_code=status, headers=headers, reason=reason))
+        if method != "HEAD":
+            await _send(conn, stream, h11.Data(data=body))
+        await _send(conn, stream, h11.EndOfMessage())
+        return status
+
+    # --- CONNECT -------------------------------------------------------------------------------
+
+    async def _connect(
+        self, conn: h11.Connection, stream: trio.SocketStream, request: h11.Request
+    ) -> None:
+        resolved = parse_connect_target(request.target, self.config.connect_allowed_hosts)
+        if isinstance(resolved, Rejection):
+            self.metrics.rejected[resolved.status] += 1
+            self.metrics.requests[("CONNECT", resolved.status)] += 1
+            await self._simple_error(conn, stream, resolved.status, resolved.reason + "\n")
+            return
+        host, port = resolved
+        try:
+            with trio.fail_after(_TUNNEL_CONNECT_S):
+                upstream = await trio.open_tcp_stream(host, port)
+        except (OSError, trio.TooSlowError) as exc:
+            self.metrics.requests[("CONNECT", 502)] += 1
+            await self._simple_error(conn, stream, 502, f"cannot reach {host}:{port}: {exc}\n")
+            return
+        async with upstream:
+            await _send(conn, stream, h11.Response(status_code=200, headers=[]))
+            self.metrics.requests[("CONNECT", 200)] += 1
+            self.metrics.connect_tunnels += 1
+            leftover, _closed = conn.trailing_data
+            if leftover:
+                await upstream.send_all(leftover)
+                self.metrics.connect_bytes += len(leftover)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump, stream, upstream, False)
+                nursery.start_soon(self._pump, upstream, stream, True)
+
+    async def _pump(self, src: trio.SocketStream, dst: trio.SocketStream, down: bool) -> None:
+        try:
+            while data := await src.receive_some(_RECEIVE):
+                await dst.send_all(data)
+                self.metrics.connect_bytes += len(data)
+                if down:  # what the client received all crossed the uplink
+                    self.metrics.bytes_served["uplink"] += len(data)
+            await dst.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await dst.aclose()
+
+
+def _lower(name: bytes) -> str:
+    return name.decode("latin-1").lower()
+
+
+_TYPES = {
+    ".deb": "application/vnd.debian.binary-package",
+    ".udeb": "application/vnd.debian.binary-package",
+    ".gz": "application/gzip",
+    ".xz": "application/x-xz",
+    ".bz2": "application/x-bzip2",
+    ".gpg": "application/pgp-signature",
+    ".dsc": "text/plain",
+}
+
+
+def _content_type(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    for suffix, ctype in _TYPES.items():
+        if name.endswith(suffix):
+            return ctype
+    if name in ("InRelease", "Release", "Packages", "Sources") or name.startswith("Translation-"):
+        return "text/plain"
+    return "application/octet-stream"
+
+
+async def _send(conn: h11.Connection, stream: trio.SocketStream, event: Any) -> None:
+    data = conn.send(event)
+    if data:
+        await stream.send_all(data)

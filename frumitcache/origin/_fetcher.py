@@ -1,0 +1,634 @@
+"""The origin fetcher: one httpx client on trio, writing origin bodies into the store.
+
+:meth:`OriginFetcher.fetch` is single-flight per URL: the first caller (the leader) runs the
+fetch in its own task, later callers wait for its outcome and share it, result or error. If
+the leader is cancelled, the fetch stops (its full chunks stay in the store as a resumable
+partial) and a waiting caller takes over, resuming with ``Range``.
+
+Bodies are written to the store as they arrive, so a caller can start the fetch with
+``await nursery.start(fetcher.fetch, url)`` and read the object cut-through with
+``store.open_reader(url)`` meanwhile. ``start`` returns a :class:`FetchInfo` once the origin
+has answered with a body (or at once when the object is already stored); an origin error
+before that raises from ``start`` itself.
+
+Every body byte received counts against one :class:`~frumitcache.origin.TokenBucket` shared by
+all fetches (``origin.max_rate``) and is counted per origin host (:meth:`statistics`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol
+
+import httpx
+import trio
+
+from frumitcache._version import __version__
+from frumitcache.config import OriginConfig
+from frumitcache.errors import (
+    DigestMismatchError,
+    FrumitcacheError,
+    OriginError,
+    OriginStatusError,
+    OriginTruncatedError,
+    OriginUnreachableError,
+)
+from frumitcache.origin._plan import Action, plan_response
+from frumitcache.origin._rate import RateMeter, TokenBucket
+
+if TYPE_CHECKING:
+    from frumitcache.store import Manifest, Store
+
+log = logging.getLogger(__name__)
+
+# Keys this module keeps in store.key_meta(url).
+META_ETAG = "etag"
+META_LAST_MODIFIED = "last_modified"
+META_CONTENT_TYPE = "content_type"
+META_FETCHED_AT = "fetched_at"  # unix seconds, as a decimal string
+META_PARTIAL_VALIDATOR = "partial_validator"  # If-Range value for a stored partial
+
+
+class _Writer(Protocol):
+    @property
+    def offset(self) -> int: ...
+    async def write(self, data: bytes) -> None: ...
+    async def finish(self) -> Manifest: ...
+    async def abort(self) -> None: ...
+    async def discard(self) -> None: ...
+
+
+class _Store(Protocol):
+    """The part of :class:`frumitcache.store.Store` the fetcher uses."""
+
+    def lookup(self, key_or_digest: str | bytes) -> Manifest | None: ...
+    def open_writer(
+        self, key: str, *, expected_digest: bytes | None = ..., expected_size: int | None = ...
+    ) -> _Writer: ...
+    def map_key(self, key: str, digest: bytes) -> None: ...
+    def key_meta(self, key: str) -> dict[str, str]: ...
+    def set_key_meta(self, key: str, meta: dict[str, str]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FetchInfo:
+    """What ``nursery.start(fetcher.fetch, url)`` returns: the object is stored or on its way."""
+
+    url: str
+    size: int | None  # the object's size, when the origin announced it
+    offset: int  # bytes already in the store when this body started (a resume)
+    content_type: str | None
+    etag: str | None
+    last_modified: str | None
+    cached: bool  # complete in the store already (or revalidated with 304): no origin body
+
+
+@dataclass(frozen=True, slots=True)
+class OriginStats:
+    """A snapshot of what the uplink carried (see :meth:`OriginFetcher.statistics`)."""
+
+    bytes_received: int  # body bytes received from origins, in total
+    bytes_by_host: Mapping[str, int]  # the same per origin ``host:port``
+    requests: int  # HTTP requests sent (redirects and resumes included)
+    requests_by_host: Mapping[str, int]
+    resumes: int  # requests that continued a partial object with Range
+    fetches: int  # fetches that reached the origin
+    active_fetches: int  # fetches in flight now (one per URL)
+    rate: float  # body bytes/s over the last few seconds
+    max_rate: int  # the configured budget, bytes/s (0: unlimited)
+
+
+@dataclass(slots=True)
+class _Flight:
+    """One URL being fetched; waiters share its outcome."""
+
+    info: FetchInfo | None = None
+    info_ready: trio.Event = field(default_factory=trio.Event)
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Manifest | None = None
+    error: BaseException | None = None  # None with result None: the leader was cancelled
+
+
+class _Transient(Exception):
+    """A connection-level failure worth resuming after (internal)."""
+
+    def __init__(self, cause: Exception, *, in_body: bool) -> None:
+        super().__init__(str(cause) or type(cause).__name__)
+        self.cause = cause
+        self.in_body = in_body
+
+
+def _host_of(url: httpx.URL) -> str:
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
+    return f"{url.host}:{port}"
+
+
+def _validator(etag: str | None, last_modified: str | None) -> str | None:
+    """The If-Range value: a strong ETag, else Last-Modified (RFC 9110 13.1.5)."""
+    if etag and not etag.startswith("W/"):
+        return etag
+    return last_modified or None
+
+
+class OriginFetcher:
+    """The uplink client of one agent. Use as ``async with OriginFetcher(cfg, store) as f``
+    (or call :meth:`aclose`). ``transport`` replaces the network (tests, proxies)."""
+
+    def __init__(
+        self,
+        config: OriginConfig,
+        store: Store,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self._store: _Store = store
+        if transport is None:
+            proxy = httpx.Proxy(config.proxy) if config.proxy else None
+            transport = httpx.AsyncHTTPTransport(proxy=proxy)
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s),
+            follow_redirects=True,
+            max_redirects=config.max_redirects,
+            # Only our config decides about proxies, never the environment.
+            trust_env=False,
+            event_hooks={"response": [self._count_response]},
+            headers={
+                "User-Agent": config.user_agent or f"frumitcache/{__version__}",
+                # Store the representation the origin holds, byte for byte.
+                "Accept-Encoding": "identity",
+            },
+        )
+        self._bucket = TokenBucket(config.max_rate)
+        self._meter = RateMeter()
+        self._flights: dict[str, _Flight] = {}
+        self._bytes: Counter[str] = Counter()
+        self._requests: Counter[str] = Counter()
+        self._resumes = 0
+        self._fetches = 0
+
+    async def _count_response(self, response: httpx.Response) -> None:
+        # A hook sees every response, redirects included, even when a redirect limit ends
+        # the request before the caller gets a response.
+        self._requests[_host_of(response.url)] += 1
+
+    async def __aenter__(self) -> OriginFetcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def statistics(self) -> OriginStats:
+        return OriginStats(
+            bytes_received=sum(self._bytes.values()),
+            bytes_by_host=dict(self._bytes),
+            requests=sum(self._requests.values()),
+            requests_by_host=dict(self._requests),
+            resumes=self._resumes,
+            fetches=self._fetches,
+            active_fetches=len(self._flights),
+            rate=self._meter.rate(trio.current_time()),
+            max_rate=self.config.max_rate,
+        )
+
+    # --- single flight -----------------------------------------------------------------------
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        expected_digest: bytes | None = None,
+        expected_size: int | None = None,
+        revalidate: bool = False,
+        task_status: trio.TaskStatus[FetchInfo] = trio.TASK_STATUS_IGNORED,
+    ) -> Manifest:
+        """Make the object at ``url`` complete in the store and return its manifest.
+
+        ``expected_digest``/``expected_size`` are checked before anything is stored.
+        ``revalidate`` (index files) asks the origin with the stored validators first and
+        keeps the stored object on 304. Raises :class:`~frumitcache.errors.OriginError`
+        subclasses or :class:`~frumitcache.errors.DigestMismatchError`; nothing that failed
+        is ever stored as a complete object.
+        """
+        started = False
+
+        def announce(info: FetchInfo) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                task_status.started(info)
+
+        while True:
+            flight = self._flights.get(url)
+            if flight is None:
+                return await self._lead(
+                    url, expected_digest, expected_size, revalidate, announce
+                )
+            await flight.info_ready.wait()
+            if flight.info is not None:
+                announce(flight.info)
+            await flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            if flight.result is not None:
+                if expected_digest is not None and flight.result.digest != expected_digest:
+                    raise DigestMismatchError(
+                        f"{url}: origin content has SHA-256 {flight.result.digest.hex()}, "
+                        f"expected {expected_digest.hex()}"
+                    )
+                return flight.result
+            # The leader was cancelled: loop and take over (resuming its partial).
+
+    async def _lead(
+        self,
+        url: str,
+        expected_digest: bytes | None,
+        expected_size: int | None,
+        revalidate: bool,
+        announce: Callable[[FetchInfo], None],
+    ) -> Manifest:
+        flight = _Flight()
+        self._flights[url] = flight
+
+        def share(info: FetchInfo) -> None:
+            flight.info = info
+            flight.info_ready.set()
+            announce(info)
+
+        try:
+            flight.result = await self._fetch(
+                url, expected_digest, expected_size, revalidate, share
+            )
+            return flight.result
+        except trio.Cancelled:
+            raise
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            del self._flights[url]
+            flight.info_ready.set()
+            flight.done.set()
+
+    # --- one fetch ---------------------------------------------------------------------------
+
+    def _cached(self, url: str, manifest: Manifest) -> FetchInfo:
+        meta = self._store.key_meta(url)
+        return FetchInfo(
+            url=url,
+            size=manifest.size,
+            offset=manifest.size,
+            content_type=meta.get(META_CONTENT_TYPE),
+            etag=meta.get(META_ETAG),
+            last_modified=meta.get(META_LAST_MODIFIED),
+            cached=True,
+        )
+
+    async def _fetch(
+        self,
+        url: str,
+        expected_digest: bytes | None,
+        expected_size: int | None,
+        revalidate: bool,
+        share: Callable[[FetchInfo], None],
+    ) -> Manifest:
+        if expected_digest is not None:
+            # Content-addressed: the bytes may already be here under another URL.
+            held = self._store.lookup(expected_digest)
+            if held is not None:
+                if self._store.lookup(url) != held:
+                    self._store.map_key(url, held.digest)
+                share(self._cached(url, held))
+                return held
+        stored = self._store.lookup(url)
+        if stored is not None and expected_digest is not None and stored.digest != expected_digest:
+            stored = None  # the URL's content changed since; fetch it again
+        if stored is not None and not revalidate:
+            share(self._cached(url, stored))
+            return stored
+        self._fetches += 1
+        job = _Job(self, url, expected_digest, expected_size, stored, share)
+        return await job.run()
+
+    async def _pace(self, n: int) -> None:
+        now = trio.current_time()
+        self._meter.add(n, now)
+        wait = self._bucket.take(n, now)
+        if wait > 0:
+            await trio.sleep(wait)
+
+
+class _Job:
+    """The state of one leader's fetch: the writer, the offset, the retries left."""
+
+    def __init__(
+        self,
+        fetcher: OriginFetcher,
+        url: str,
+        expected_digest: bytes | None,
+        expected_size: int | None,
+        stored: Manifest | None,
+        share: Callable[[FetchInfo], None],
+    ) -> None:
+        self.f = fetcher
+        self.store = fetcher._store
+        self.url = url
+        self.expected_digest = expected_digest
+        self.expected_size = expected_size
+        self.stored = stored  # set when revalidating a complete object
+        self.share = share
+        self.writer: _Writer | None = None
+        self.total: int | None = None  # size the origin announced in this fetch
+        self.validator: str | None = None  # If-Range value for resumes
+        self.seen_body = False  # a body of this fetch reached the store
+        self.body_read = False  # the current response was read to its end
+        self.meta: dict[str, str] = {}
+
+    def _open(self) -> _Writer:
+        self.writer = self.store.open_writer(
+            self.url, expected_digest=self.expected_digest, expected_size=self.expected_size
+        )
+        return self.writer
+
+    async def _close(self, how: str) -> None:
+        """``abort`` (keep full chunks resumable) or ``discard`` the writer, even if cancelled."""
+        writer, self.writer = self.writer, None
+        if writer is None:
+            return
+        with trio.CancelScope(shield=True):
+            try:
+                if how == "abort":
+                    await writer.abort()
+                    if self.validator and writer.offset > 0:
+                        meta = dict(self.store.key_meta(self.url))
+                        meta[META_PARTIAL_VALIDATOR] = self.validator
+                        self.store.set_key_meta(self.url, meta)
+                else:
+                    await writer.discard()
+            except FrumitcacheError:
+                log.exception("%s: could not %s the partial object", self.url, how)
+
+    async def run(self) -> Manifest:
+        try:
+            return await self._run()
+        finally:
+            if self.writer is not None:
+                await self._close("abort")
+
+    async def _run(self) -> Manifest:
+        cfg = self.f.config
+        conditional = self.stored is not None
+        if not conditional:
+            writer = self._open()
+            if writer.offset > 0:
+                self.validator = self.store.key_meta(self.url).get(META_PARTIAL_VALIDATOR)
+        failures = 0
+        while True:
+            try:
+                done = await self._attempt(conditional)
+            except _Transient as exc:
+                failures += 1
+                offset = self.writer.offset if self.writer is not None else 0
+                if failures > cfg.retries:
+                    if exc.in_body or self.seen_body:
+                        raise OriginTruncatedError(
+                            f"{self.url}: body cut short at byte {offset} "
+                            f"(of {self.total if self.total is not None else 'unknown'}) "
+                            f"after {cfg.retries} resumes: {exc}"
+                        ) from exc.cause
+                    raise OriginUnreachableError(f"{self.url}: {exc}") from exc.cause
+                log.info("%s: %s; resuming at byte %d", self.url, exc, offset)
+                await trio.sleep(min(1.0, 0.05 * 2 ** (failures - 1)))
+                continue
+            if done is not None:
+                return done
+            conditional = False  # after a restart: a plain request
+
+    def _headers(self, conditional: bool) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        offset = self.writer.offset if self.writer is not None else 0
+        if offset > 0:
+            headers["Range"] = f"bytes={offset}-"
+            if self.validator:
+                headers["If-Range"] = self.validator
+        if conditional:
+            meta = self.store.key_meta(self.url)
+            if meta.get(META_ETAG):
+                headers["If-None-Match"] = meta[META_ETAG]
+            if meta.get(META_LAST_MODIFIED):
+                headers["If-Modified-Since"] = meta[META_LAST_MODIFIED]
+        return headers
+
+    @contextlib.asynccontextmanager
+    async def _response(self, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
+        client = self.f._client
+        request = client.build_request("GET", self.url, headers=headers)
+        self.body_read = False
+        response = await client.send(request, stream=True)
+        try:
+            yield response
+        except trio.Cancelled:
+            # A cancelled fetch must close its connection, or the origin keeps sending into
+            # a socket nobody reads. httpcore before 1.0 skips that close when cancelled, so
+            # close the network stream by hand when the body was not read to its end.
+            with trio.move_on_after(5) as scope:
+                scope.shield = True
+                stream = response.extensions.get("network_stream")
+                if stream is not None and not self.body_read:
+                    await stream.aclose()
+                await response.aclose()
+            raise
+        finally:
+            with trio.move_on_after(5) as scope:
+                scope.shield = True
+                await response.aclose()  # a no-op when closed above
+
+    async def _attempt(self, conditional: bool) -> Manifest | None:
+        """One request; the manifest when the object is complete, None to go again."""
+        headers = self._headers(conditional)
+        conditional = conditional and any(k.startswith("If-") for k in headers)
+        offset = self.writer.offset if self.writer is not None else 0
+        if offset > 0:
+            self.f._resumes += 1
+        in_body = False
+        try:
+            async with self._response(headers) as resp:
+                step = plan_response(
+                    resp.status_code,
+                    resp.headers,
+                    offset=offset,
+                    known_total=self.total,
+                    conditional=conditional,
+                )
+                if step.action is Action.NOT_MODIFIED:
+                    assert self.stored is not None
+                    self._remember(resp, keep_old=True)
+                    self.share(self._info(resp, cached=True))
+                    return self.stored
+                if step.action is Action.STATUS:
+                    await self._fail_status(resp.status_code, step.reason)
+                if step.action is Action.LIE:
+                    if not self.seen_body:
+                        # The partial came from an earlier run and the object changed since.
+                        await self._close("discard")
+                        self._open()
+                        return None
+                    await self._close("discard")
+                    raise OriginTruncatedError(f"{self.url}: {step.reason}")
+                if step.action is Action.COMPLETE:
+                    return await self._finish(resp)
+                if step.action is Action.RESTART:
+                    log.info("%s: %s; restarting from byte 0", self.url, step.reason)
+                    await self._close("discard")
+                    self.total = self.validator = None
+                    self._open()
+                    return None
+                if self.writer is None or self.writer.offset != step.start:
+                    # A 200 to a Range request or to a revalidation: the whole object.
+                    if step.reason:
+                        log.info("%s: %s; restarting from byte 0", self.url, step.reason)
+                    await self._close("discard")
+                    writer = self._open()
+                    if writer.offset != step.start:
+                        raise OriginError(f"{self.url}: store kept a partial after discard")
+                await self._check_size(step.total)
+                self.total = step.total
+                self.validator = _validator(
+                    resp.headers.get("etag"), resp.headers.get("last-modified")
+                )
+                self._remember(resp, keep_old=False)
+                self.share(self._info(resp, cached=False))
+                in_body = True
+                await self._body(resp)
+                in_body = False
+                assert self.writer is not None
+                if self.total is not None and self.writer.offset < self.total:
+                    # A shorter range than asked for: ask for the rest.
+                    raise _Transient(
+                        OriginError("origin sent a shorter range"), in_body=True
+                    )
+                return await self._finish(resp)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise OriginUnreachableError(f"{self.url}: cannot connect: {exc}") from exc
+        except httpx.ProxyError as exc:
+            raise OriginUnreachableError(f"{self.url}: proxy failed: {exc}") from exc
+        except httpx.TooManyRedirects as exc:
+            await self._close("discard")
+            limit = self.f.config.max_redirects
+            raise OriginError(f"{self.url}: more than {limit} redirects") from exc
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            raise _Transient(exc, in_body=in_body) from exc
+        except httpx.HTTPError as exc:
+            raise OriginError(f"{self.url}: {exc}") from exc
+
+    async def _check_size(self, total: int | None) -> None:
+        if total is not None and self.expected_size is not None and total != self.expected_size:
+            await self._close("discard")
+            raise DigestMismatchError(
+                f"{self.url}: origin announced {total} bytes, expected {self.expected_size}"
+            )
+
+    async def _fail_status(self, status: int, reason: str) -> None:
+        # An origin error is never content. A partial of an earlier fetch is kept for a
+        # transient 5xx (it is still valid), dropped for anything else.
+        keep = status >= 500 and self.writer is not None and self.writer.offset > 0
+        await self._close("abort" if keep else "discard")
+        raise OriginStatusError(f"{self.url}: origin answered {reason}", status=status)
+
+    async def _body(self, resp: httpx.Response) -> None:
+        assert self.writer is not None
+        writer = self.writer
+        host = _host_of(resp.url)
+        limit = self.total if self.total is not None else self.expected_size
+        async for data in resp.aiter_raw():
+            n = len(data)
+            self.f._bytes[host] += n
+            if limit is not None and writer.offset + n > limit:
+                # h11 never reads past a Content-Length, so this is a chunked body longer
+                # than expected, or a Content-Range that understated the object.
+                await self._close("discard")
+                raise DigestMismatchError(
+                    f"{self.url}: origin sent more than the {limit} bytes expected"
+                )
+            await writer.write(data)
+            self.seen_body = True
+            await self.f._pace(n)
+        self.body_read = True
+
+    async def _finish(self, resp: httpx.Response) -> Manifest:
+        assert self.writer is not None
+        writer, self.writer = self.writer, None
+        if self.expected_size is not None and writer.offset != self.expected_size:
+            self.writer = writer
+            await self._close("discard")
+            raise DigestMismatchError(
+                f"{self.url}: origin sent {writer.offset} bytes, expected {self.expected_size}"
+            )
+        try:
+            manifest = await writer.finish()
+        except DigestMismatchError:
+            self.writer = writer
+            await self._close("discard")
+            raise
+        except BaseException:
+            self.writer = writer
+            raise
+        if self.expected_digest is not None and manifest.digest != self.expected_digest:
+            # The store checks this too; a second look costs nothing.
+            raise DigestMismatchError(
+                f"{self.url}: content has SHA-256 {manifest.digest.hex()}, "
+                f"expected {self.expected_digest.hex()}"
+            )
+        self.store.set_key_meta(self.url, self.meta)
+        return manifest
+
+    def _remember(self, resp: httpx.Response, *, keep_old: bool) -> None:
+        meta = dict(self.store.key_meta(self.url)) if keep_old else {}
+        meta.pop(META_PARTIAL_VALIDATOR, None)
+        for key, header in (
+            (META_ETAG, "etag"),
+            (META_LAST_MODIFIED, "last-modified"),
+            (META_CONTENT_TYPE, "content-type"),
+        ):
+            value = resp.headers.get(header)
+            if value is not None:
+                meta[key] = value
+            elif not keep_old:
+                meta.pop(key, None)
+        meta[META_FETCHED_AT] = f"{time.time():.3f}"
+        self.meta = meta
+        if keep_old:
+            self.store.set_key_meta(self.url, meta)
+
+    def _info(self, resp: httpx.Response, *, cached: bool) -> FetchInfo:
+        if cached:
+            assert self.stored is not None
+            size: int | None = self.stored.size
+            offset = size
+        else:
+            size = self.total
+            offset = self.writer.offset if self.writer is not None else 0
+        return FetchInfo(
+            url=self.url,
+            size=size,
+            offset=offset or 0,
+            content_type=self.meta.get(META_CONTENT_TYPE),
+            etag=self.meta.get(META_ETAG),
+            last_modified=self.meta.get(META_LAST_MODIFIED),
+            cached=cached,
+        )

@@ -1,0 +1,212 @@
+"""The site catalogue: what the site holds and who holds it. A plain data structure.
+
+The seeder keeps one :class:`Catalogue`: URL -> object entry (digest and size once known, the
+chunk size, the ordered chunk digests so far, whether the object is complete) and chunk digest
+-> holders (members with the whole chunk, and members pulling it). Chunks are content
+addressed, so two URLs sharing a chunk share its holders.
+
+After a failover the new seeder starts empty and rebuilds it from every member's
+:class:`~._messages.Have` report (:meth:`Catalogue.apply_have`); to resume an interrupted origin
+fetch it asks :meth:`Catalogue.resume_index` for the first chunk no live member holds and
+fetches from ``index * chunk_size`` with an HTTP Range. When a partition heals, the surviving
+seeder :meth:`merges <Catalogue.merge>` what the other side knew.
+
+Conflicts (the origin changed an object between two fetches, e.g. on both sides of a
+partition): a complete entry beats an incomplete one; between two incomplete entries the one
+with more chunks wins, unless the chunk lists disagree, when this catalogue's entry is kept
+(the seeder's own view); between two complete entries with different digests, this
+catalogue's entry is kept. Holders are per digest, so they are never wrong, merely unused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+from frumitcache.site._messages import ChunkHolders, Have, ObjectInfo, ObjectManifest
+
+
+@dataclass(slots=True)
+class _Entry:
+    url: str
+    chunk_size: int
+    digest: bytes | None = None
+    size: int | None = None
+    chunks: list[bytes] = field(default_factory=list)
+    complete: bool = False
+
+    def manifest(self) -> ObjectManifest:
+        return ObjectManifest(
+            self.url, self.digest, self.size, self.chunk_size, tuple(self.chunks), self.complete
+        )
+
+
+def _prefix_of(
+    short: list[bytes] | tuple[bytes, ...], long: list[bytes] | tuple[bytes, ...]
+) -> bool:
+    return len(short) <= len(long) and list(long[: len(short)]) == list(short)
+
+
+class Catalogue:
+    """URL -> object entry, and chunk digest -> holders."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, _Entry] = {}
+        self._full: dict[bytes, set[str]] = {}
+        self._partial: dict[bytes, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def urls(self) -> list[str]:
+        return sorted(self._objects)
+
+    # --- objects ------------------------------------------------------------------------------
+
+    def get(self, url: str) -> ObjectManifest | None:
+        entry = self._objects.get(url)
+        return entry.manifest() if entry is not None else None
+
+    def put_manifest(self, manifest: ObjectManifest) -> None:
+        """Learn (part of) an object; see the module docstring for conflicts."""
+        entry = self._objects.get(manifest.url)
+        if entry is None:
+            self._objects[manifest.url] = _Entry(
+                manifest.url,
+                manifest.chunk_size,
+                manifest.digest,
+                manifest.size,
+                list(manifest.chunks),
+                manifest.complete,
+            )
+            return
+        if entry.complete:
+            return
+        if manifest.chunk_size != entry.chunk_size and entry.chunks:
+            if not manifest.complete:
+                return
+        elif not manifest.complete and not _prefix_of(entry.chunks, manifest.chunks):
+            return
+        entry.chunk_size = manifest.chunk_size
+        entry.chunks = list(manifest.chunks)
+        entry.digest = manifest.digest if manifest.digest is not None else entry.digest
+        entry.size = manifest.size if manifest.size is not None else entry.size
+        entry.complete = manifest.complete
+
+    def add_chunk(self, url: str, index: int, digest: bytes, chunk_size: int) -> bool:
+        """Chunk ``index`` of ``url`` is ``digest``. False if it contradicts what is known
+        (a gap before it, or a different digest at that index)."""
+        entry = self._objects.get(url)
+        if entry is None:
+            entry = self._objects[url] = _Entry(url, chunk_size)
+        if entry.chunk_size != chunk_size:
+            return False
+        if index < len(entry.chunks):
+            return entry.chunks[index] == digest
+        if index != len(entry.chunks) or entry.complete:
+            return False
+        entry.chunks.append(digest)
+        return True
+
+    def finish(self, manifest: ObjectManifest) -> None:
+        """The object is complete: its final manifest replaces what was built chunk by chunk."""
+        entry = self._objects.get(manifest.url)
+        if entry is not None and not _prefix_of(entry.chunks, manifest.chunks):
+            del self._objects[manifest.url]
+        self.put_manifest(manifest)
+
+    def forget(self, url: str) -> None:
+        """Drop ``url`` (its fetch failed, or it changed at the origin)."""
+        self._objects.pop(url, None)
+
+    # --- holders ------------------------------------------------------------------------------
+
+    def add_holder(self, digest: bytes, node: str, *, full: bool = True) -> None:
+        if full:
+            self._full.setdefault(digest, set()).add(node)
+            self._discard(self._partial, digest, node)
+        elif node not in self._full.get(digest, ()):
+            self._partial.setdefault(digest, set()).add(node)
+
+    def drop_holder(self, digest: bytes, node: str) -> None:
+        """``node`` no longer holds ``digest`` (evicted, or it failed to serve it)."""
+        self._discard(self._full, digest, node)
+        self._discard(self._partial, digest, node)
+
+    @staticmethod
+    def _discard(index: dict[bytes, set[str]], digest: bytes, node: str) -> None:
+        nodes = index.get(digest)
+        if nodes is not None:
+            nodes.discard(node)
+            if not nodes:
+                del index[digest]
+
+    def remove_member(self, node: str) -> None:
+        """``node`` left the site: it holds nothing any more."""
+        for index in (self._full, self._partial):
+            for digest in [d for d, nodes in index.items() if node in nodes]:
+                self._discard(index, digest, node)
+
+    def holders(self, digest: bytes) -> ChunkHolders:
+        return ChunkHolders(
+            full=tuple(sorted(self._full.get(digest, ()))),
+            partial=tuple(sorted(self._partial.get(digest, ()))),
+        )
+
+    def info(self, url: str, *, request_id: int = 0, fetching: bool = False) -> ObjectInfo:
+        """The reply to a lookup of ``url``: its manifest and the holders of each chunk."""
+        entry = self._objects.get(url)
+        if entry is None:
+            return ObjectInfo(request_id, url, None, (), fetching)
+        return ObjectInfo(
+            request_id,
+            url,
+            entry.manifest(),
+            tuple(self.holders(d) for d in entry.chunks),
+            fetching,
+        )
+
+    def resume_index(self, url: str, live: Collection[str]) -> int:
+        """Index of the first chunk of ``url`` that no member in ``live`` holds completely
+        (the known chunk count if they hold them all; 0 for an unknown URL). An origin fetch
+        resumes there, at byte ``index * chunk_size``."""
+        entry = self._objects.get(url)
+        if entry is None:
+            return 0
+        for i, digest in enumerate(entry.chunks):
+            if not any(n in live for n in self._full.get(digest, ())):
+                return i
+        return len(entry.chunks)
+
+    # --- rebuild and merge --------------------------------------------------------------------
+
+    def apply_have(self, have: Have) -> None:
+        for manifest in have.objects:
+            self.put_manifest(manifest)
+        for digest in have.full:
+            self.add_holder(digest, have.node_id, full=True)
+        for digest in have.partial:
+            self.add_holder(digest, have.node_id, full=False)
+
+    @classmethod
+    def rebuild(cls, haves: Iterable[Have]) -> Catalogue:
+        """A catalogue from members' reports alone (a new seeder after a failover)."""
+        cat = cls()
+        for have in haves:
+            cat.apply_have(have)
+        return cat
+
+    def merge(self, other: Catalogue) -> None:
+        """Take in everything ``other`` knows (partition healing); conflicts as documented."""
+        for entry in other._objects.values():
+            self.put_manifest(entry.manifest())
+        for digest, nodes in other._full.items():
+            for node in nodes:
+                self.add_holder(digest, node, full=True)
+        for digest, nodes in other._partial.items():
+            for node in nodes:
+                self.add_holder(digest, node, full=False)
+
+    def snapshot(self) -> tuple[ObjectManifest, ...]:
+        """Every entry (what a seeder stepping down hands to the winner as a :class:`Have`)."""
+        return tuple(self._objects[u].manifest() for u in sorted(self._objects))

@@ -1,0 +1,301 @@
+"""Authenticated msgpack frames for the site control plane.
+
+A frame is::
+
+    b"FCS1" | HMAC-SHA256(mac_key, b"FCS1" + body) (32 bytes) | body
+    body = msgpack [sender, boot, seq, timestamp, type name, {field: value}]
+
+``mac_key`` is derived from the site key and the site name, so two sites that happen to share
+a key file still do not hear each other. ``boot`` is a random 64-bit nonce drawn when the
+sender starts and ``seq`` counts its frames from zero, so (sender, boot, seq) names a frame
+once: the receiver keeps a sliding window of the last 64 sequence numbers of the last few boots
+of every sender and rejects a frame it has already accepted (``replay``). ``timestamp`` is the
+sender's wall clock; a frame further than ``max_skew_s`` from the receiver's clock is
+``stale`` (so a frame recorded before the receiver restarted cannot be replayed later). Members
+therefore need roughly synchronised clocks (NTP); ``max_skew_s = 0`` turns the check off for
+sites without them, leaving the per-boot windows.
+
+:meth:`FrameCodec.decode` raises :class:`FrameRejected` (a
+:class:`~frumitcache.errors.ProtocolError`) with a short ``reason`` for anything it does not
+accept; the driver drops and counts the frame per reason. Nothing else escapes decode. This is
+the only module that sees msgpack values: fields are checked against the annotations of the
+message dataclasses (``str``, ``int``, ``float``, ``bool``, ``bytes``, ``X | None``,
+``tuple[X, ...]`` and nested dataclasses) and unknown types or fields are rejected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import types
+import typing
+from collections import OrderedDict
+from typing import Any
+
+import msgpack
+
+from frumitcache.errors import ProtocolError
+from frumitcache.site._messages import MESSAGE_TYPES, Message
+
+MAGIC = b"FCS1"
+MAC_LEN = 32
+#: A UDP datagram carries at most 65,507 bytes; stay clear of it.
+DEFAULT_MAX_FRAME = 60_000
+WINDOW = 64
+_BOOTS_PER_SENDER = 4
+_MAX_SENDERS = 4096
+
+#: Every reason :class:`FrameRejected` may carry (the driver's drop counters use these keys).
+REASONS = (
+    "too-large",
+    "garbage",
+    "bad-mac",
+    "malformed",
+    "unknown-type",
+    "bad-field",
+    "stale",
+    "replay",
+    "own",
+)
+
+
+class FrameRejected(ProtocolError):
+    """A frame was not accepted; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+def derive_mac_key(site_key: bytes, site_name: str) -> bytes:
+    """The HMAC key of a site's control frames, bound to the site name."""
+    return hmac.new(
+        site_key, b"frumitcache control v1\x00" + site_name.encode(), hashlib.sha256
+    ).digest()
+
+
+# --- typed fields <-> msgpack values ----------------------------------------------------------
+
+_Schema = tuple[tuple[str, Any, bool], ...]
+_schemas: dict[type[Any], _Schema] = {}
+
+
+def _schema(cls: type[Any]) -> _Schema:
+    schema = _schemas.get(cls)
+    if schema is None:
+        hints = typing.get_type_hints(cls)
+        schema = tuple(
+            (
+                f.name,
+                hints[f.name],
+                f.default is not dataclasses.MISSING
+                or f.default_factory is not dataclasses.MISSING,
+            )
+            for f in dataclasses.fields(cls)
+        )
+        _schemas[cls] = schema
+    return schema
+
+
+def _to_wire(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: _to_wire(getattr(value, name)) for name, _tp, _d in _schema(type(value))}
+    if isinstance(value, tuple):
+        return [_to_wire(v) for v in value]
+    return value
+
+
+def _bad(path: str, expected: str, value: Any) -> FrameRejected:
+    return FrameRejected("bad-field", f"{path}: expected {expected}, got {type(value).__name__}")
+
+
+def _from_wire(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is types.UnionType or origin is typing.Union:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) != 1:  # pragma: no cover - messages only use `X | None`
+            raise TypeError(f"unsupported field type {tp}")
+        return _from_wire(inner[0], value, path)
+    if origin is tuple:
+        item_tp = typing.get_args(tp)[0]
+        if not isinstance(value, list | tuple):
+            raise _bad(path, "a list", value)
+        return tuple(_from_wire(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _bad(path, "a bool", value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(path, "an int", value)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _bad(path, "a number", value)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise _bad(path, "a string", value)
+        return value
+    if tp is bytes:
+        if not isinstance(value, bytes):
+            raise _bad(path, "bytes", value)
+        return value
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    raise TypeError(f"unsupported field type {tp}")  # pragma: no cover - a bug in _messages
+
+
+def _build(cls: type[Any], value: Any, path: str) -> Any:
+    if not isinstance(value, dict):
+        raise _bad(path, "a map", value)
+    schema = _schema(cls)
+    known = {name for name, _tp, _d in schema}
+    extra = [k for k in value if k not in known]
+    if extra:
+        raise FrameRejected("bad-field", f"{path}: unknown field {str(extra[0])[:40]!r}")
+    kwargs: dict[str, Any] = {}
+    for name, tp, has_default in schema:
+        if name in value:
+            kwargs[name] = _from_wire(tp, value[name], f"{path}.{name}")
+        elif not has_default:
+            raise FrameRejected("bad-field", f"{path}.{name}: missing")
+    return cls(**kwargs)
+
+
+# --- replay protection ------------------------------------------------------------------------
+
+
+class _Window:
+    """Accepted sequence numbers of one (sender, boot): the highest and a 64-bit bitmap below."""
+
+    __slots__ = ("bits", "highest")
+
+    def __init__(self) -> None:
+        self.highest = -1
+        self.bits = 0
+
+    def seen(self, seq: int) -> bool:
+        if seq > self.highest:
+            return False
+        offset = self.highest - seq
+        return offset >= WINDOW or bool(self.bits >> offset & 1)
+
+    def accept(self, seq: int) -> None:
+        if seq > self.highest:
+            shift = seq - self.highest
+            self.bits = ((self.bits << shift) | 1) & ((1 << WINDOW) - 1)
+            self.highest = seq
+        else:
+            self.bits |= 1 << (self.highest - seq)
+
+
+class FrameCodec:
+    """Encodes this node's frames and authenticates, checks and decodes everyone's.
+
+    Pure: the wall-clock time is passed in. ``boot`` must be fresh for every start of the node
+    (``secrets.randbits(64)``), or a restarted node's first frames look like replays.
+    """
+
+    def __init__(
+        self,
+        mac_key: bytes,
+        node_id: str,
+        *,
+        boot: int,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        max_skew_s: float = 60.0,
+    ) -> None:
+        self._key = mac_key
+        self.node_id = node_id
+        self._boot = boot
+        self._seq = 0
+        self.max_frame = max_frame
+        self.max_skew_s = max_skew_s
+        self._windows: OrderedDict[str, OrderedDict[int, _Window]] = OrderedDict()
+
+    def _mac(self, body: bytes) -> bytes:
+        return hmac.new(self._key, MAGIC + body, hashlib.sha256).digest()
+
+    def encode(self, msg: Message, *, wall: float) -> bytes:
+        """One frame carrying ``msg``; raises :class:`FrameRejected` if it would be too large."""
+        name = type(msg).__name__
+        if MESSAGE_TYPES.get(name) is not type(msg):
+            raise TypeError(f"not a site message: {msg!r}")
+        body: bytes = msgpack.packb(
+            [self.node_id, self._boot, self._seq, float(wall), name, _to_wire(msg)],
+            use_bin_type=True,
+        )
+        self._seq += 1
+        frame = MAGIC + self._mac(body) + body
+        if len(frame) > self.max_frame:
+            raise FrameRejected("too-large", f"{name} frame of {len(frame)} bytes")
+        return frame
+
+    def decode(self, frame: bytes, *, wall: float) -> tuple[str, Message]:
+        """``(sender, message)`` of an accepted frame; :class:`FrameRejected` otherwise."""
+        if len(frame) > self.max_frame:
+            raise FrameRejected("too-large", f"{len(frame)} bytes")
+        if len(frame) < len(MAGIC) + MAC_LEN + 1 or not frame.startswith(MAGIC):
+            raise FrameRejected("garbage", "no frame header")
+        mac = frame[len(MAGIC) : len(MAGIC) + MAC_LEN]
+        body = frame[len(MAGIC) + MAC_LEN :]
+        if not hmac.compare_digest(mac, self._mac(body)):
+            raise FrameRejected("bad-mac", "authentication failed")
+        try:
+            head = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True)
+        except Exception as exc:  # msgpack raises many types on bad input; all mean garbage
+            raise FrameRejected("garbage", f"undecodable body ({type(exc).__name__})") from None
+        if not isinstance(head, list) or len(head) != 6:
+            raise FrameRejected("malformed", "frame body is not a 6-item list")
+        sender, boot, seq, ts, name, fields = head
+        if (
+            not isinstance(sender, str)
+            or not sender
+            or isinstance(boot, bool)
+            or not isinstance(boot, int)
+            or isinstance(seq, bool)
+            or not isinstance(seq, int)
+            or seq < 0
+            or isinstance(ts, bool)
+            or not isinstance(ts, int | float)
+            or not isinstance(name, str)
+        ):
+            raise FrameRejected("malformed", "bad frame header fields")
+        cls = MESSAGE_TYPES.get(name)
+        if cls is None:
+            raise FrameRejected("unknown-type", f"message type {name[:40]!r}")
+        if sender == self.node_id:
+            raise FrameRejected("own", "our own frame (multicast loopback)")
+        if self.max_skew_s and not abs(wall - ts) <= self.max_skew_s:
+            raise FrameRejected("stale", f"timestamp {wall - ts:+.1f}s off")
+        window = self._window(sender, boot, create=False)
+        if window is not None and window.seen(seq):
+            raise FrameRejected("replay", f"{sender} boot {boot:#x} seq {seq}")
+        msg = _build(cls, fields, name)
+        # Only an authentic, well-formed frame may create or move a window.
+        window = self._window(sender, boot, create=True)
+        assert window is not None
+        window.accept(seq)
+        return sender, msg
+
+    def _window(self, sender: str, boot: int, *, create: bool) -> _Window | None:
+        boots = self._windows.get(sender)
+        if boots is None:
+            if not create:
+                return None
+            boots = self._windows[sender] = OrderedDict()
+            if len(self._windows) > _MAX_SENDERS:
+                self._windows.popitem(last=False)
+        window = boots.get(boot)
+        if window is None and create:
+            window = boots[boot] = _Window()
+            if len(boots) > _BOOTS_PER_SENDER:
+                boots.popitem(last=False)
+        if create:
+            self._windows.move_to_end(sender)
+        return window

@@ -1,0 +1,386 @@
+"""Seeder election with terms and leases: a pure state machine, time passed in.
+
+Roles: every node is a *follower*, a *candidate* (standing for a term) or the *seeder* (won
+its term). Only a seeder whose lease is live may fetch from origins: the fetch path checks
+:meth:`Election.is_seeder` (``now``) before every origin request and between chunks.
+
+Rules (the whole protocol):
+
+1. **Majority.** Majorities are counted over the *electorate*: this node plus every member
+   heard within ``forget_after_s`` (see :mod:`._membership`), and never over fewer than the
+   largest electorate a voter reported in the same round (votes and acks carry the voter's
+   electorate size). So a member that only went quiet still counts, and a minority side of a
+   partition cannot elect; a member silent for ``forget_after_s`` is forgotten, after which
+   the side it is missing from counts without it. A one-node site (no static peers, no
+   discovery) has an electorate of one and elects itself at once.
+2. **Votes.** A node votes at most once per term (the vote is durable state the driver keeps
+   on disk, :class:`Durable`) and only for a term above every term it knows a seeder of.
+3. **Leases and fencing.** A seeder renews its lease every ``lease_s / 3`` with a
+   :class:`~._messages.Lease` round; a follower that acks promises, for ``lease_s`` from its
+   ack, to ack and vote for no one else. A round acked by a majority gives the seeder a lease
+   until *round sent* + ``lease_s`` - guard, which ends before the earliest promise of that
+   round ends. Hence two nodes never both hold a live lease when their electorates agree (the
+   ack majorities share a member). A seeder that cannot renew (lost a majority) stops being
+   ``is_seeder`` when its lease runs out; it keeps trying, and carries on if acks come back.
+4. **Start-up.** Promises are not durable, so a (re)started node neither acks, votes nor stands
+   for ``lease_s``; it does not stand before it has heard another member (or ``forget_after_s``
+   has passed), so it cannot win a one-node "majority" of an electorate it has not learnt yet,
+   and for ``forget_after_s`` it counts majorities over at least the electorate size it saved
+   before the restart. A node can only count members it has heard of: nodes that have never
+   met (a site partitioned from its very first boot) are two sites until they meet.
+5. **Standing.** A follower whose promise ran out (no lease renewal for ``lease_s``) stands
+   after ``position * round_s``, where ``position`` is its rank among the alive members other
+   than the lost seeder, best first: configured priority, then wired link, RAM, free disk,
+   then the node id (lowest wins). So the preferred live node normally stands first, alone.
+   A failed round (split vote, loss) is retried after ``round_s`` plus the same stagger.
+6. **No preemption (anti-flapping).** A live seeder is never replaced by a better node: a
+   follower with a live promise refuses every claim, and a node that (re)joins hears the
+   seeder's lease before its start-up quiet ends and follows it. Preference only decides who
+   stands first when there is no live seeder.
+7. **Healing.** When two seeders hear each other's leases (a partition longer than
+   ``forget_after_s`` healed), the one with the smaller ``(term, node id)`` steps down at once
+   and follows the other; its followers follow once their promise to it runs out.
+
+Expected failover with the defaults (``lease_s`` = 3, ``round_s`` = 0.5): followers' promises
+run out between ``lease_s - lease_s/3`` and ``lease_s`` after the seeder's death, the best
+survivor stands at once, one claim round and one lease round later (a few LAN round trips)
+it is seeder: about 2 to 3.5 s, plus ``round_s`` per colliding claim round.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from frumitcache.site._membership import Membership
+from frumitcache.site._messages import Claim, Lease, LeaseAck, MemberInfo, Message, Vote
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    SEEDER = "seeder"
+
+
+@dataclass(frozen=True, slots=True)
+class Durable:
+    """Election state that must survive a restart (kept on disk by the driver)."""
+
+    term: int = 0
+    voted_term: int = 0
+    voted_for: str | None = None
+    #: Size of the electorate when last saved: for ``forget_after_s`` after a restart the
+    #: majority is counted over at least this many, so nodes restarted on the minority side of
+    #: a partition (who remember no one) cannot elect among themselves.
+    electorate: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to send: ``to`` is a member id, or ``None`` for the beacon targets
+    (the multicast groups and the static peers)."""
+
+    to: str | None
+    msg: Message
+
+
+def rank_key(info: MemberInfo) -> tuple[int, int, int, int, str]:
+    """Sort key of the seeder preference, best first."""
+    return (
+        -info.priority,
+        0 if info.wired else 1,
+        -info.ram_bytes,
+        -info.free_disk_bytes,
+        info.node_id,
+    )
+
+
+@dataclass(slots=True)
+class _Round:
+    sent_at: float
+    acks: dict[str, int] = field(default_factory=dict)  # voter -> its electorate size
+
+
+class Election:
+    """The election state of one node; reads (never changes) the node's :class:`Membership`."""
+
+    def __init__(
+        self,
+        membership: Membership,
+        *,
+        now: float,
+        lease_s: float,
+        round_s: float,
+        solo: bool = False,
+        durable: Durable | None = None,
+    ) -> None:
+        if not 0 < round_s < lease_s:
+            raise ValueError(f"need 0 < round_s < lease_s, got {round_s}, {lease_s}")
+        self._m = membership
+        self.me = membership.me.node_id
+        self.lease_s = lease_s
+        self.round_s = round_s
+        self.solo = solo
+        d = durable or Durable()
+        self.term = d.term
+        self.voted_term = d.voted_term
+        self.voted_for = d.voted_for
+        self._remembered = d.electorate
+        self.role = Role.FOLLOWER
+        self.started = now
+        self.quiet_until = now if solo else now + lease_s
+        # The seeder this node follows (or last followed) and the promise made to it.
+        self.leader: tuple[str, int] | None = None
+        self.promise_to: str | None = None
+        self.promise_until = -1.0
+        self.seen_term = self.term
+        self._stand_at: float | None = None
+        # A lease we heard but could not ack (start-up quiet, promised elsewhere) still shows
+        # that a seeder lives: do not stand against it.
+        self._lease_seen_until = -1.0
+        # After voting, give the winner time to send its first lease before standing.
+        self._hold_until = -1.0
+        self._now = now
+        # candidate
+        self._attempt = 0
+        self._votes: dict[str, int] = {}
+        self._round_end = 0.0
+        # seeder
+        self.lease_until = -1.0
+        self._seq = 0
+        self._rounds: dict[int, _Round] = {}
+        self._next_renew = 0.0
+        self.guard = min(0.1 * lease_s, 0.25)
+        self.elections_won = 0
+
+    # --- queries ------------------------------------------------------------------------------
+
+    @property
+    def durable(self) -> Durable:
+        return Durable(
+            self.term, self.voted_term, self.voted_for, self._electorate_size(self._now)
+        )
+
+    def is_seeder(self, now: float) -> bool:
+        """True while this node is the seeder with a live lease: only then may it fetch."""
+        return self.role is Role.SEEDER and now < self.lease_until
+
+    def seeder(self, now: float) -> tuple[str, int] | None:
+        """``(node id, term)`` of the live seeder as this node sees it, else ``None``."""
+        if self.is_seeder(now):
+            return (self.me, self.term)
+        if (
+            self.leader is not None
+            and self.promise_to == self.leader[0]
+            and now < self.promise_until
+        ):
+            return self.leader
+        return None
+
+    def _electorate_size(self, now: float) -> int:
+        if self.solo:
+            return 1
+        size = len(self._m.electorate(now))
+        if now < self.started + self._m.forget_after_s:
+            size = max(size, self._remembered)
+        return size
+
+    def _majority(self, now: float, reported: dict[str, int]) -> bool:
+        size = max([self._electorate_size(now), *reported.values()])
+        return len(reported) > size // 2
+
+    def _promised_elsewhere(self, node: str, now: float) -> bool:
+        if self.role is Role.SEEDER and now < self.lease_until and node != self.me:
+            return True
+        return self.promise_to is not None and self.promise_to != node and now < self.promise_until
+
+    # --- input --------------------------------------------------------------------------------
+
+    def receive(self, msg: Message, now: float) -> list[Outgoing]:
+        self._now = max(self._now, now)
+        if isinstance(msg, Claim):
+            return self._on_claim(msg, now)
+        if isinstance(msg, Vote):
+            return self._on_vote(msg, now)
+        if isinstance(msg, Lease):
+            return self._on_lease(msg, now)
+        if isinstance(msg, LeaseAck):
+            return self._on_ack(msg, now)
+        return []
+
+    def observe_term(self, term: int) -> None:
+        """A term mentioned by someone (a beacon): stand above it next time."""
+        self.seen_term = max(self.seen_term, term)
+
+    def _on_claim(self, c: Claim, now: float) -> list[Outgoing]:
+        self.seen_term = max(self.seen_term, c.term)
+        grant = (
+            now >= self.quiet_until
+            and not self._promised_elsewhere(c.candidate, now)
+            and c.term >= self.voted_term
+            and (c.term > self.voted_term or self.voted_for == c.candidate)
+            and c.term > (self.leader[1] if self.leader else 0)
+        )
+        if grant:
+            self.term = max(self.term, c.term)
+            self.voted_term, self.voted_for = c.term, c.candidate
+            if self.role is not Role.FOLLOWER:
+                self._become_follower()
+            self._stand_at = None
+            self._hold_until = now + 2 * self.round_s
+        size = self._electorate_size(now)
+        return [Outgoing(c.candidate, Vote(c.term, self.me, c.candidate, grant, size))]
+
+    def _on_vote(self, v: Vote, now: float) -> list[Outgoing]:
+        self.seen_term = max(self.seen_term, v.term)
+        if (
+            self.role is not Role.CANDIDATE
+            or v.term != self._attempt
+            or v.candidate != self.me
+            or not v.granted
+        ):
+            return []
+        self._votes[v.voter] = v.electorate
+        return self._check_won(now)
+
+    def _on_lease(self, lease: Lease, now: float) -> list[Outgoing]:
+        self.seen_term = max(self.seen_term, lease.term)
+        if lease.seeder == self.me:
+            return []  # our own lease echoed back by a confused peer
+        if self.role is Role.SEEDER:
+            if (lease.term, lease.seeder) < (self.term, self.me):
+                # Healing: the other seeder must step down; tell it at once.
+                return [Outgoing(lease.seeder, Lease(self.term, self.me, self._seq))]
+            self._become_follower()
+        size = self._electorate_size(now)
+        if now < self.quiet_until or self._promised_elsewhere(lease.seeder, now):
+            self._lease_seen_until = max(self._lease_seen_until, now + self.lease_s)
+            if self.leader is None or now >= self.promise_until:
+                self.leader = (lease.seeder, lease.term)
+            return [
+                Outgoing(
+                    lease.seeder,
+                    LeaseAck(lease.term, lease.seeder, lease.seq, self.me, False, size),
+                )
+            ]
+        if self.role is Role.CANDIDATE:
+            self._become_follower()
+        self.promise_to = lease.seeder
+        self.promise_until = now + self.lease_s
+        self.leader = (lease.seeder, lease.term)
+        self.term = max(self.term, lease.term)
+        self._stand_at = None
+        return [
+            Outgoing(
+                lease.seeder, LeaseAck(lease.term, lease.seeder, lease.seq, self.me, True, size)
+            )
+        ]
+
+    def _on_ack(self, ack: LeaseAck, now: float) -> list[Outgoing]:
+        if self.role is not Role.SEEDER or ack.term != self.term or ack.seeder != self.me:
+            return []
+        rnd = self._rounds.get(ack.seq)
+        if rnd is None or not ack.granted:
+            return []
+        rnd.acks[ack.voter] = ack.electorate
+        self._check_lease(rnd, now)
+        return []
+
+    # --- timers -------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float:
+        """When :meth:`on_timer` wants to run next (``inf``: only on input)."""
+        if self.role is Role.SEEDER:
+            candidates = [self._next_renew, self.lease_until]
+        else:
+            candidates = [
+                self.quiet_until,
+                self.promise_until,
+                self._lease_seen_until,
+                self._hold_until,
+            ]
+            if self._stand_at is not None:
+                candidates.append(self._stand_at)
+            if self.role is Role.CANDIDATE:
+                candidates.append(self._round_end)
+            if not self._m.heard_anyone and not self.solo:
+                candidates.append(self.started + self._m.forget_after_s)
+        return min((d for d in candidates if d > self._now), default=float("inf"))
+
+    def on_timer(self, now: float) -> list[Outgoing]:
+        self._now = max(self._now, now)
+        if self.role is Role.SEEDER:
+            if now >= self._next_renew:
+                return self._renew(now)
+            return []
+        if self.role is Role.CANDIDATE:
+            if now < self._round_end:
+                return []
+            self._become_follower()
+            self._stand_at = now + self.round_s + self._position(now) * self.round_s
+        if (
+            self.seeder(now) is not None
+            or now < self.quiet_until
+            or now < self._lease_seen_until
+            or now < self._hold_until
+        ):
+            self._stand_at = None
+            return []
+        if not (self.solo or self._m.heard_anyone or now >= self.started + self._m.forget_after_s):
+            return []
+        if self._stand_at is None:
+            self._stand_at = now + self._position(now) * self.round_s
+        if now >= self._stand_at:
+            return self._stand(now)
+        return []
+
+    def _position(self, now: float) -> int:
+        lost = self.leader[0] if self.leader and self.leader[0] != self.me else None
+        ranked = sorted(rank_key(i) for i in self._m.members(now) if i.node_id != lost)
+        return ranked.index(rank_key(self._m.me))
+
+    # --- transitions --------------------------------------------------------------------------
+
+    def _become_follower(self) -> None:
+        self.role = Role.FOLLOWER
+        self._votes = {}
+        self._rounds = {}
+        self.lease_until = -1.0
+
+    def _stand(self, now: float) -> list[Outgoing]:
+        self._stand_at = None
+        self._attempt = max(self.term, self.voted_term, self.seen_term) + 1
+        self.term = self._attempt
+        self.voted_term, self.voted_for = self._attempt, self.me
+        self.role = Role.CANDIDATE
+        self._votes = {self.me: self._electorate_size(now)}
+        self._round_end = now + self.round_s
+        out = [Outgoing(n, Claim(self._attempt, self.me)) for n in self._m.alive_ids(now)]
+        return out + self._check_won(now)
+
+    def _check_won(self, now: float) -> list[Outgoing]:
+        if not self._majority(now, self._votes):
+            return []
+        self.role = Role.SEEDER
+        self.leader = (self.me, self.term)
+        self.promise_to, self.promise_until = None, -1.0
+        self.lease_until = -1.0
+        self._rounds = {}
+        self.elections_won += 1
+        return self._renew(now)
+
+    def _renew(self, now: float) -> list[Outgoing]:
+        self._seq += 1
+        rnd = _Round(now, {self.me: self._electorate_size(now)})
+        self._rounds[self._seq] = rnd
+        # Rounds older than a lease can no longer extend it.
+        for seq in [s for s, r in self._rounds.items() if r.sent_at < now - self.lease_s]:
+            del self._rounds[seq]
+        self._next_renew = now + self.lease_s / 3
+        self._check_lease(rnd, now)
+        lease = Lease(self.term, self.me, self._seq)
+        return [Outgoing(n, lease) for n in self._m.alive_ids(now)]
+
+    def _check_lease(self, rnd: _Round, now: float) -> None:
+        if self._majority(now, rnd.acks):
+            self.lease_until = max(self.lease_until, rnd.sent_at + self.lease_s - self.guard)

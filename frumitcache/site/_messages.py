@@ -1,0 +1,292 @@
+"""Every message of the site control plane, as frozen slotted dataclasses.
+
+These are the only shapes that cross the wire. The codec (:mod:`._codec`) turns them into
+authenticated msgpack frames and back, checking every field against the annotations here, so
+the state machines and the driver only ever see well-typed instances.
+
+Digests are raw 32-byte SHA-256 values (``bytes``), as in the store's manifests. Node ids are
+the ``node.name`` of each member. ``request_id`` pairs a request with its reply; it is chosen
+by the asker and only needs to be unique per asker.
+
+Groups:
+
+- membership: :class:`Beacon` (periodic, multicast and to static peers; also the hello sent
+  back to a newly heard member), :class:`Bye` (graceful leave);
+- election: :class:`Claim` / :class:`Vote` (stand for a term), :class:`Lease` /
+  :class:`LeaseAck` (the seeder renews its lease with a majority);
+- catalogue: :class:`Lookup` -> :class:`ObjectInfo`, :class:`FetchRequest` -> :class:`ObjectInfo`
+  (both to the seeder), :class:`ChunkAnnounce` / :class:`ObjectAnnounce` / :class:`FetchFailed`
+  (the seeder announces progress; members announce chunks they completed), :class:`Have`
+  (a member's holdings, sent to every new seeder so it can rebuild its catalogue),
+  :class:`ErrorReply` (a request that could not be served).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """What a member advertises: where to reach it and what the election and scheduler need."""
+
+    node_id: str
+    address: str
+    control_port: int
+    peer_port: int
+    swarm_port: int
+    priority: int = 0
+    model: str = ""
+    ram_bytes: int = 0
+    free_disk_bytes: int = 0
+    link_mbit: int = 0
+    wired: bool = True
+    load: float = 0.0
+
+
+# --- membership -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Beacon:
+    """Periodic announcement of a member, with its view of the seeder and its electorate size.
+
+    ``reply`` asks the receiver to answer at once with its own beacon (sent to a member heard
+    for the first time, so that discovery takes one round trip instead of one interval).
+    """
+
+    member: MemberInfo
+    term: int
+    seeder: str | None
+    electorate: int
+    reply: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    """A member leaves on purpose (shutdown): forget it now rather than after the timeout."""
+
+    node_id: str
+
+
+# --- election ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """``candidate`` stands for seeder in ``term``."""
+
+    term: int
+    candidate: str
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """Answer to a :class:`Claim`; ``electorate`` is the size of the voter's electorate."""
+
+    term: int
+    voter: str
+    candidate: str
+    granted: bool
+    electorate: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The seeder of ``term`` renews its lease (round ``seq``); also its heartbeat."""
+
+    term: int
+    seeder: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseAck:
+    """Answer to a :class:`Lease`; a granted ack promises no vote for another for one lease."""
+
+    term: int
+    seeder: str
+    seq: int
+    voter: str
+    granted: bool
+    electorate: int
+
+
+# --- catalogue --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectManifest:
+    """What the site knows of one URL: digest and size once known, the chunks so far."""
+
+    url: str
+    digest: bytes | None
+    size: int | None
+    chunk_size: int
+    chunks: tuple[bytes, ...]
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkHolders:
+    """Members holding one chunk completely (``full``) or downloading it (``partial``)."""
+
+    full: tuple[str, ...] = ()
+    partial: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Ask the seeder what the site knows of ``url`` (no fetch is started)."""
+
+    request_id: int
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    """Ask the seeder for ``url``: it starts the one origin fetch unless one runs already."""
+
+    request_id: int
+    url: str
+    sha256: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """Reply to :class:`Lookup` and :class:`FetchRequest`.
+
+    ``manifest`` is ``None`` when the site knows nothing of the URL; ``holders[i]`` lists who
+    holds chunk ``i`` of ``manifest.chunks``.
+    """
+
+    request_id: int
+    url: str
+    manifest: ObjectManifest | None
+    holders: tuple[ChunkHolders, ...] = ()
+    fetching: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """A request could not be served; ``code`` is a :class:`~frumitcache.errors` code."""
+
+    request_id: int
+    code: str
+    message: str
+    status: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkAnnounce:
+    """Chunk ``index`` of ``url`` (digest ``digest``, ``chunk_size`` bytes per chunk) is complete
+    at ``holder``: from the seeder to every member while it fetches (cut-through), and from a
+    member to the seeder when it has pulled one."""
+
+    url: str
+    index: int
+    digest: bytes
+    chunk_size: int
+    holder: str
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectAnnounce:
+    """``manifest`` is now complete (or newly known) at ``holder``."""
+
+    manifest: ObjectManifest
+    holder: str
+
+
+@dataclass(frozen=True, slots=True)
+class FetchFailed:
+    """The seeder's origin fetch of ``url`` failed; waiting members pass the error on."""
+
+    url: str
+    code: str
+    message: str
+    status: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Have:
+    """Part of a member's holdings, sent to each new seeder (catalogue rebuild after failover
+    or partition healing). A member may send several; the seeder merges them all."""
+
+    node_id: str
+    objects: tuple[ObjectManifest, ...] = ()
+    full: tuple[bytes, ...] = ()
+    partial: tuple[bytes, ...] = ()
+
+
+Message = (
+    Beacon
+    | Bye
+    | Claim
+    | Vote
+    | Lease
+    | LeaseAck
+    | Lookup
+    | FetchRequest
+    | ObjectInfo
+    | ErrorReply
+    | ChunkAnnounce
+    | ObjectAnnounce
+    | FetchFailed
+    | Have
+)
+
+#: Every top-level message type, by its wire name. The wire name is the class name; adding a
+#: type here is the only way to make the codec accept it.
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.__name__: cls
+    for cls in (
+        Beacon,
+        Bye,
+        Claim,
+        Vote,
+        Lease,
+        LeaseAck,
+        Lookup,
+        FetchRequest,
+        ObjectInfo,
+        ErrorReply,
+        ChunkAnnounce,
+        ObjectAnnounce,
+        FetchFailed,
+        Have,
+    )
+}
+
+#: Requests carry a ``request_id`` and get exactly one reply with the same id.
+Request = Lookup | FetchRequest
+Reply = ObjectInfo | ErrorReply
+
+
+def split_have(
+    node_id: str,
+    objects: tuple[ObjectManifest, ...],
+    full: tuple[bytes, ...],
+    partial: tuple[bytes, ...],
+    *,
+    max_digests: int = 400,
+) -> list[Have]:
+    """Cut a member's holdings into :class:`Have` messages of at most ``max_digests`` digests
+    each, so that every one fits in a frame (400 digests are about 14 KB)."""
+    out: list[Have] = []
+    batch: list[ObjectManifest] = []
+    count = 0
+    for manifest in objects:
+        n = len(manifest.chunks) + 1
+        if batch and count + n > max_digests:
+            out.append(Have(node_id, objects=tuple(batch)))
+            batch, count = [], 0
+        batch.append(manifest)
+        count += n
+    if batch:
+        out.append(Have(node_id, objects=tuple(batch)))
+    for kind, digests in (("full", full), ("partial", partial)):
+        for start in range(0, len(digests), max_digests):
+            part = digests[start : start + max_digests]
+            out.append(Have(node_id, full=part) if kind == "full" else Have(node_id, partial=part))
+    return out or [Have(node_id)]

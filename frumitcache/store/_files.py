@@ -1,0 +1,113 @@
+"""Chunk files on disk: the layout, atomic writes and the checks that read them back.
+
+Layout under the store root::
+
+    chunks/<2 hex>/<64 hex>   one file per chunk, named by its SHA-256 and holding exactly
+                              the chunk's bytes (the swarm seeds straight from these files)
+    tmp/                      temp files; everything here is garbage after a restart
+    index.sqlite              the index (see _index.py)
+
+Everything here is blocking and runs in worker threads. Disk-full errors become
+:class:`~frumitcache.errors.StoreFullError` with the path and the errno text.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+import xxhash
+
+from frumitcache.errors import StoreError, StoreFullError
+
+BytesLike = bytes | bytearray | memoryview
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_READ_BLOCK = 1 << 20
+
+
+def chunk_rel(digest: bytes) -> str:
+    h = digest.hex()
+    return f"{h[:2]}/{h}"
+
+
+def xxh3(data: BytesLike) -> bytes:
+    return xxhash.xxh3_64_digest(data)
+
+
+def is_full_error(exc: OSError) -> bool:
+    return exc.errno in _FULL_ERRNOS
+
+
+def full_error(exc: OSError, what: str, path: Path) -> StoreFullError:
+    return StoreFullError(f"no room to {what} {path}: {os.strerror(exc.errno or 0)}")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_temp(tmp_dir: Path, data: BytesLike) -> Path:
+    """Write ``data`` to a new temp file and fsync it; the file is removed on any error."""
+    path = tmp_dir / f"{secrets.token_hex(8)}.chunk"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError as exc:
+        if is_full_error(exc):
+            raise full_error(exc, "create", path) from None
+        raise StoreError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        try:
+            view = memoryview(data).cast("B")
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        remove_quietly(path)
+        if is_full_error(exc):
+            raise full_error(exc, "write", path) from None
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
+    except BaseException:
+        remove_quietly(path)
+        raise
+    return path
+
+
+def hash_file(path: Path) -> tuple[bytes, bytes, int]:
+    """SHA-256, xxh3 and length of a file, read in blocks (never the whole file in RAM)."""
+    sha = hashlib.sha256()
+    xx = xxhash.xxh3_64()
+    size = 0
+    with path.open("rb", buffering=0) as f:
+        while block := f.read(_READ_BLOCK):
+            sha.update(block)
+            xx.update(block)
+            size += len(block)
+    return sha.digest(), xx.digest(), size
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass  # best effort: open() sweeps tmp/ and orphans anyway

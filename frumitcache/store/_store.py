@@ -1,0 +1,429 @@
+"""The store as the agent sees it: a trio-friendly face over :class:`~._core.StoreCore`.
+
+Anything that hashes, fsyncs or commits runs in a worker thread (``trio.to_thread``), so the
+agent's event loop stays responsive on a one-core Pi; small index reads (``lookup``,
+``has_chunk``) run inline on their own sqlite connection and never wait for a commit.
+Writers and readers of the same key meet in :class:`~._writer.LiveObject`, which wakes
+readers with trio events as chunks land.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import trio
+
+from frumitcache.errors import NotInStoreError, StoreError
+from frumitcache.store._core import PartialSpec, StoreCore, digest_of_key
+from frumitcache.store._manifest import (
+    DIGEST_LEN,
+    Manifest,
+    RecoveryReport,
+    ScrubReport,
+    StoreStats,
+)
+from frumitcache.store._reader import ObjectReader
+from frumitcache.store._writer import LiveObject, ObjectWriter
+
+if TYPE_CHECKING:
+    from frumitcache.config import Config
+
+
+def _check_digest(digest: bytes) -> None:
+    if not isinstance(digest, bytes) or len(digest) != DIGEST_LEN:
+        raise ValueError(f"a digest is 32 bytes of SHA-256, got {digest!r}")
+
+
+def _digest(digest: bytes | str) -> bytes:
+    """Chunk methods take the raw 32-byte digest or its 64-character hex form."""
+    if isinstance(digest, str):
+        try:
+            raw = bytes.fromhex(digest)
+        except ValueError:
+            raise ValueError(f"not a hex SHA-256 digest: {digest!r}") from None
+        digest = raw
+    _check_digest(digest)
+    return digest
+
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """A complete object as :meth:`Store.objects` lists it."""
+
+    manifest: Manifest
+    keys: tuple[str, ...]
+    pinned: bool
+    last_used: float
+
+class Store:
+    """Content-addressed chunk and object store rooted at ``root``.
+
+    Open it with :meth:`open` (or :meth:`from_config`) inside or outside a trio run; use its
+    async methods from within one. Close it with :meth:`close` (or ``with Store.open(...)``).
+    """
+
+    def __init__(self, core: StoreCore, recovery: RecoveryReport) -> None:
+        self._core = core
+        self.recovery = recovery  # what open() had to repair
+        self.root = core.root
+        self.tmp_dir = core.tmp_dir
+        self.chunk_size = core.chunk_size
+        self._live: dict[str, LiveObject] = {}
+        self._evict_lock: trio.Lock | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, root: Path, *, max_bytes: int, chunk_size: int, min_free_bytes: int = 0
+    ) -> Store:
+        """Open (creating if needed) the store at ``root`` and recover from any crash:
+        temp files are removed, index rows whose chunk files are missing or wrong-sized are
+        dropped (their objects demoted to partial), orphan chunk files adopted or deleted."""
+        core = StoreCore(
+            Path(root), max_bytes=max_bytes, chunk_size=chunk_size, min_free_bytes=min_free_bytes
+        )
+        try:
+            recovery = core.recover()
+        except BaseException:
+            core.close()
+            raise
+        return cls(core, recovery)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Store:
+        return cls.open(
+            cfg.store_path,
+            max_bytes=cfg.store.max_bytes,
+            chunk_size=cfg.store.chunk_size,
+            min_free_bytes=cfg.store.min_free_bytes,
+        )
+
+    def close(self) -> None:
+        for live in list(self._live.values()):
+            self._end_live(live, "was closed")
+        self._core.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def max_bytes(self) -> int:
+        return self._core.max_bytes
+
+    # --- chunks ----------------------------------------------------------------------------
+
+    # Chunk methods take a digest as 32 raw bytes or as 64 hex characters.
+
+    def has_chunk(self, digest: bytes | str) -> bool:
+        return self._core.chunk_size_of(_digest(digest)) is not None
+
+    def chunk_len(self, digest: bytes | str) -> int | None:
+        """The stored chunk's length, or None when it is not in the store."""
+        return self._core.chunk_size_of(_digest(digest))
+
+    def chunk_path(self, digest: bytes | str) -> Path:
+        """Path of a complete chunk file (named by its hex digest; read it, never write)."""
+        digest = _digest(digest)
+        if not self.has_chunk(digest):
+            raise NotInStoreError(f"chunk {digest.hex()} is not in the store")
+        return self._core.path_of(digest)
+
+    async def put_chunk(
+        self, data: bytes | bytearray | memoryview, digest: bytes | str
+    ) -> None:
+        """Store a chunk after checking it hashes to ``digest`` (DigestMismatchError)."""
+        digest = _digest(digest)
+        if not self.has_chunk(digest):
+            await self.evict(len(data))
+        await trio.to_thread.run_sync(self._core.ingest, data, digest)
+
+    async def adopt_chunk_file(self, path: Path, digest: bytes | str) -> None:
+        """Verify a finished file on the store's file system (e.g. under ``tmp_dir``) and
+        rename it into the store. On a mismatch the file is left where it was."""
+        digest = _digest(digest)
+        if not self.has_chunk(digest):
+            await self.evict(os.stat(path).st_size)
+        await trio.to_thread.run_sync(self._core.adopt, Path(path), digest)
+
+    async def read_chunk(self, digest: bytes | str) -> bytes:
+        """The chunk's bytes after an xxh3 check; a corrupt chunk is removed from the store
+        and CorruptChunkError raised."""
+        return await trio.to_thread.run_sync(self._core.read_chunk, _digest(digest))
+
+    def set_chunk_root(self, digest: bytes | str, root: bytes) -> None:
+        """Remember an opaque 32-byte value with a chunk (the swarm's v2 merkle root)."""
+        digest = _digest(digest)
+        if len(root) != DIGEST_LEN:
+            raise ValueError("a chunk root is 32 bytes")
+        with self._core.index.write("set a chunk root") as tx:
+            n = tx.execute("UPDATE chunks SET root = ? WHERE digest = ?", (root, digest)).rowcount
+        if not n:
+            raise NotInStoreError(f"chunk {digest.hex()} is not in the store")
+
+    def chunk_root(self, digest: bytes | str) -> bytes | None:
+        row = self._core.index.one("SELECT root FROM chunks WHERE digest = ?", (_digest(digest),))
+        return None if row is None else row[0]
+
+    # --- writing objects -------------------------------------------------------------------
+
+    def open_writer(
+        self,
+        key: str,
+        *,
+        expected_digest: bytes | None = None,
+        expected_size: int | None = None,
+    ) -> ObjectWriter:
+        """A writer for ``key``; resumes the key's partial object if one exists (see
+        ``ObjectWriter.offset``). One writer per key at a time."""
+        if key in self._live:
+            raise StoreError(f"{key} is already being written")
+        if expected_digest is not None:
+            _check_digest(expected_digest)
+        chunks: list[bytes] = []
+        sizes: list[int] = []
+        partial = self._core.load_partial(key)
+        if partial is not None:
+            old = partial.spec
+            conflict = (
+                old.chunk_size != self.chunk_size
+                or (old.expected_digest not in (None, expected_digest) and expected_digest)
+                or (expected_size is not None and old.expected_size not in (None, expected_size))
+            )
+            if conflict:
+                self._core.drop_partial(key)
+            else:
+                if partial.rows > len(partial.chunks):
+                    self._core.trim_partial(key, len(partial.chunks))
+                chunks, sizes = partial.chunks, partial.sizes
+        spec = PartialSpec(key, self.chunk_size, expected_digest, expected_size)
+        live = LiveObject(key, self.chunk_size, chunks, sizes, expected_digest, expected_size)
+        self._live[key] = live
+        self._core.live_keys.add(key)
+        return ObjectWriter(self, live, spec)
+
+    def _end_live(self, live: LiveObject, how: str) -> None:
+        live.failure = how
+        self._forget_live(live)
+
+    def _complete_live(self, live: LiveObject, manifest: Manifest) -> None:
+        # Readers following the writer now hold the finished object, before anything else
+        # runs, so an eviction cannot slip in between.
+        with self._core.use_lock:
+            for reader in live.readers:
+                if reader.held is None:
+                    reader.held = manifest.digest
+                    self._core.in_use[manifest.digest] += 1
+        live.manifest = manifest
+        self._forget_live(live)
+
+    def _forget_live(self, live: LiveObject) -> None:
+        if self._live.get(live.key) is live:
+            del self._live[live.key]
+            self._core.live_keys.discard(live.key)
+        live.notify()
+
+    def partial_chunks(self, key: str) -> list[bytes]:
+        """Chunk digests of the key's in-progress or partial object, in order."""
+        live = self._live.get(key)
+        if live is not None:
+            return list(live.chunks)
+        partial = self._core.load_partial(key)
+        return [] if partial is None else list(partial.chunks)
+
+    # --- objects and keys ------------------------------------------------------------------
+
+    def lookup(self, key_or_digest: str | bytes) -> Manifest | None:
+        """The manifest of a complete object by key or object digest, else None."""
+        digest = self._core.resolve(key_or_digest)
+        manifest = None if digest is None else self._core.manifest(digest)
+        if manifest is None:
+            self._core.misses += 1
+        else:
+            self._core.hits += 1
+        return manifest
+
+    def map_key(self, key: str, digest: bytes) -> None:
+        """Make ``key`` name the complete object ``digest`` too."""
+        self._core.map_key(key, digest)
+
+    def key_meta(self, key: str) -> dict[str, str]:
+        return self._core.key_meta(key)
+
+    def set_key_meta(self, key: str, meta: dict[str, str]) -> None:
+        """Replace the key's small metadata (etag, last-modified, content-type, ...)."""
+        self._core.set_key_meta(key, meta)
+
+    def _live_for(self, key_or_digest: str | bytes) -> LiveObject | None:
+        if isinstance(key_or_digest, str):
+            live = self._live.get(key_or_digest)
+            if live is not None:
+                return live
+            digest = digest_of_key(key_or_digest)
+        else:
+            digest = key_or_digest
+        if digest is None:
+            return None
+        for live in self._live.values():
+            if live.expected_digest == digest:
+                return live
+        return None
+
+    @contextlib.asynccontextmanager
+    async def open_reader(
+        self, key_or_digest: str | bytes, offset: int = 0
+    ) -> AsyncIterator[ObjectReader]:
+        """Read a complete object, or one a writer in this process is still writing (the
+        reader then waits for each chunk). The object stays in use (never evicted) while
+        the reader is open. Raises NotInStoreError when there is neither."""
+        if offset < 0:
+            raise ValueError("offset must not be negative")
+        reader = self._new_reader(key_or_digest, offset)
+        try:
+            yield reader
+        finally:
+            self._release_reader(reader)
+
+    def _new_reader(self, key_or_digest: str | bytes, offset: int) -> ObjectReader:
+        live = None if isinstance(key_or_digest, bytes) else self._live_for(key_or_digest)
+        if live is None:
+            with self._core.use_lock:
+                digest = self._core.resolve(key_or_digest)
+                if digest is not None:
+                    self._core.in_use[digest] += 1
+            if digest is None:
+                live = self._live_for(key_or_digest)
+                if live is None:
+                    raise NotInStoreError(f"{_name(key_or_digest)} is not in the store")
+            else:
+                manifest = self._core.manifest(digest)
+                reader = ObjectReader(self, offset=offset, manifest=manifest)
+                reader.held = digest
+                if manifest is None or offset > manifest.size:
+                    self._release_reader(reader)
+                    if manifest is None:
+                        raise NotInStoreError(f"{_name(key_or_digest)} is not in the store")
+                    raise StoreError(f"offset {offset} is past the end ({manifest.size} bytes)")
+                self._core.touch(digest)
+                return reader
+        reader = ObjectReader(self, offset=offset, live=live)
+        live.readers.add(reader)
+        return reader
+
+    def _release_reader(self, reader: ObjectReader) -> None:
+        live = reader._live
+        if live is not None:
+            live.readers.discard(reader)
+        if reader.held is not None:
+            with self._core.use_lock:
+                digest, reader.held = reader.held, None
+                self._core.in_use[digest] -= 1
+                if self._core.in_use[digest] <= 0:
+                    del self._core.in_use[digest]
+
+    def objects(self) -> list[StoredObject]:
+        """Every complete object with the keys that name it, most recently used first."""
+        index = self._core.index
+        rows = index.all("SELECT digest, last_used FROM objects ORDER BY last_used DESC")
+        keys: dict[bytes, list[str]] = {}
+        for key, digest in index.all("SELECT key, digest FROM keys WHERE digest IS NOT NULL"):
+            keys.setdefault(digest, []).append(key)
+        pinned = {d for (d,) in index.all("SELECT digest FROM pins")}
+        out = []
+        for digest, last_used in rows:
+            manifest = self._core.manifest(digest)
+            if manifest is not None:
+                out.append(
+                    StoredObject(manifest, tuple(sorted(keys.get(digest, ()))), digest in pinned,
+                                 last_used)
+                )
+        return out
+
+    def partial_keys(self) -> list[str]:
+        """Keys of objects held in part (being written, or kept to resume later)."""
+        return [k for (k,) in self._core.index.all("SELECT key FROM partials ORDER BY key")]
+
+    async def watch_chunks(self, key: str) -> AsyncIterator[tuple[int, bytes]]:
+        """``(index, chunk digest)`` of ``key``'s object as each chunk is stored, from chunk 0.
+
+        Follows a writer in this process (the seeder announces chunks to the site this way,
+        the moment they are stored) and ends when the object is complete. Raises
+        :class:`NotInStoreError` when the writer gives up or there is nothing under ``key``.
+        """
+        sent = 0
+        live = self._live.get(key)
+        while live is not None:
+            while sent < len(live.chunks):
+                yield sent, live.chunks[sent]
+                sent += 1
+            if live.manifest is not None or live.failure is not None:
+                break
+            await live.wait_changed()
+        if live is not None and live.failure is not None:
+            raise NotInStoreError(f"{key}: the writer stopped ({live.failure})")
+        digest = self._core.resolve(key)
+        manifest = None if digest is None else self._core.manifest(digest)
+        if manifest is None:
+            raise NotInStoreError(f"{key} is not in the store")
+        for index in range(sent, len(manifest.chunks)):
+            yield index, manifest.chunks[index]
+
+    # --- use, pins, eviction ---------------------------------------------------------------
+
+    def touch(self, digest: bytes) -> None:
+        """Record a use of the object (LRU)."""
+        self._core.touch(digest)
+
+    def pin(self, digest: bytes) -> None:
+        """Never evict the object ``digest`` (it may arrive later; the pin waits for it)."""
+        _check_digest(digest)
+        self._core.pin(digest, True)
+
+    def unpin(self, digest: bytes) -> None:
+        self._core.pin(digest, False)
+
+    def is_pinned(self, digest: bytes) -> bool:
+        return self._core.index.one("SELECT 1 FROM pins WHERE digest = ?", (digest,)) is not None
+
+    def stats(self) -> StoreStats:
+        return self._core.stats()
+
+    async def evict(self, needed: int = 0) -> int:
+        """Free space until ``needed`` more bytes fit under ``max_bytes`` (and above the
+        free-disk floor); returns the bytes freed. StoreFullError when nothing evictable is
+        left."""
+        if not self._core.needs_eviction(needed):
+            return 0
+        if self._evict_lock is None:
+            self._evict_lock = trio.Lock()
+        async with self._evict_lock:
+            return await trio.to_thread.run_sync(self._core.evict, needed)
+
+    async def scrub(self) -> ScrubReport:
+        """Re-check every chunk (xxh3, then SHA-256 when it disagrees); remove bad chunks
+        and demote the objects that had them to partial (resumable) objects."""
+        counts = self._core.new_scrub_counts()
+        for digest, size, xx in await trio.to_thread.run_sync(self._core.scrub_list):
+            await trio.to_thread.run_sync(self._core.scrub_one, digest, size, xx, counts)
+        return self._core.scrub_report(counts)
+
+
+def _name(key_or_digest: str | bytes) -> str:
+    if isinstance(key_or_digest, bytes):
+        return f"object {key_or_digest.hex()}"
+    return key_or_digest

@@ -1,0 +1,277 @@
+"""Small chunks over the peer HTTP port: an h11 server and client on trio.
+
+A libtorrent transfer costs about a second of connect tick however small the chunk; a chunk up
+to ``swarm.small_chunk_bytes`` is instead pulled with one HTTP request from a holder. Requests
+are signed with the site key (:mod:`._auth`); the server answers 403 to anything unsigned or
+stale and counts it. The client verifies SHA-256 before storing and moves on to the next holder
+on any failure, remembering holders that sent bad bytes so they are not asked again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import h11
+import trio
+
+from frumitcache.errors import DigestMismatchError, FrumitcacheError, NotInStoreError, PeerError
+from frumitcache.swarm._auth import HEADER, Verifier, sign
+from frumitcache.swarm._merkle import MerkleTree, tree_from_layer
+from frumitcache.swarm._ratelimit import TokenBucket
+from frumitcache.swarm._storeapi import ChunkStore
+
+Address = tuple[str, int]
+_PATH = re.compile(rb"^/chunk/([0-9a-f]{64})(/tree)?$")
+_BLOCK = 64 * 1024
+_MAX_HEAD = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PeerHttpStatistics:
+    served: int
+    bytes_served: int
+    not_found: int
+    rejected: int
+
+
+class PeerHttpServer:
+    """Serves ``GET /chunk/<hex>`` from the store to site members holding the key."""
+
+    def __init__(
+        self,
+        store: ChunkStore,
+        key: bytes,
+        *,
+        upload_rate: int = 0,
+        trees: Callable[[str], Awaitable[MerkleTree]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._trees = trees
+        self._verifier = Verifier(key)
+        self._clock = clock
+        # Shared by all connections: the port's budget, not a per-connection one.
+        self._bucket = TokenBucket(upload_rate)
+        self._served = 0
+        self._bytes = 0
+        self._not_found = 0
+        self._rejected = 0
+
+    def statistics(self) -> PeerHttpStatistics:
+        return PeerHttpStatistics(self._served, self._bytes, self._not_found, self._rejected)
+
+    async def serve(
+        self,
+        address: str,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``address:port`` until cancelled; reports the bound port."""
+        listeners = await trio.open_tcp_listeners(port, host=address)
+        bound = int(listeners[0].socket.getsockname()[1])
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, self._handle, listeners)
+            task_status.started(bound)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        try:
+            with trio.fail_after(60):
+                while True:
+                    event = await _next_event(conn, stream)
+                    if not isinstance(event, h11.Request):
+                        return
+                    while not isinstance(await _next_event(conn, stream), h11.EndOfMessage):
+                        pass
+                    await self._respond(conn, stream, event)
+                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                        return
+                    conn.start_next_cycle()
+        except (trio.BrokenResourceError, trio.TooSlowError, h11.ProtocolError, OSError):
+            return
+        finally:
+            await stream.aclose()
+
+    async def _respond(
+        self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request
+    ) -> None:
+        headers = dict(req.headers)
+        if not self._verifier.check(req.method, req.target, headers.get(HEADER), self._clock()):
+            self._rejected += 1
+            await _send_simple(conn, stream, 403, b"forbidden\n")
+            return
+        m = _PATH.match(req.target)
+        if req.method != b"GET" or m is None:
+            await _send_simple(conn, stream, 404, b"not found\n")
+            return
+        digest = m.group(1).decode()
+        if m.group(2):
+            await self._respond_tree(conn, stream, digest)
+            return
+        try:
+            f = await trio.open_file(self._store.chunk_path(digest), "rb")
+        except (OSError, NotInStoreError):
+            self._not_found += 1
+            await _send_simple(conn, stream, 404, b"no such chunk\n")
+            return
+        async with f:
+            size = os.fstat(f.fileno()).st_size
+            head = h11.Response(
+                status_code=200,
+                headers=[(b"content-length", str(size).encode()),
+                         (b"content-type", b"application/octet-stream")],
+            )
+            await stream.send_all(conn.send(head) or b"")
+            sent = 0
+            while block := await f.read(_BLOCK):
+                await trio.sleep(self._bucket.take(len(block), trio.current_time()))
+                await stream.send_all(conn.send(h11.Data(data=block)) or b"")
+                sent += len(block)
+            await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+        self._served += 1
+        self._bytes += sent
+
+
+    async def _respond_tree(
+        self, conn: h11.Connection, stream: trio.SocketStream, digest: str
+    ) -> None:
+        """The chunk's pieces root and piece layer (what a libtorrent leecher needs)."""
+        try:
+            if self._trees is None:
+                raise NotInStoreError("no trees here")
+            tree = await self._trees(digest)
+        except (FrumitcacheError, OSError):
+            self._not_found += 1
+            await _send_simple(conn, stream, 404, b"no such chunk\n")
+            return
+        await _send_simple(conn, stream, 200, tree.root + tree.piece_layer)
+
+
+async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> object:
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(65536)
+            conn.receive_data(data)
+            continue
+        return event
+
+
+async def _send_simple(
+    conn: h11.Connection, stream: trio.SocketStream, status: int, body: bytes
+) -> None:
+    head = h11.Response(status_code=status, headers=[(b"content-length", str(len(body)).encode())])
+    await stream.send_all(
+        (conn.send(head) or b"")
+        + (conn.send(h11.Data(data=body)) or b"")
+        + (conn.send(h11.EndOfMessage()) or b"")
+    )
+
+
+async def get_chunk(
+    address: Address, digest: str, key: bytes, *, max_bytes: int, what: str = ""
+) -> bytes:
+    """One signed ``GET /chunk/<digest>[/what]`` from ``address``; the body, unverified.
+
+    The caller bounds it with a cancel scope (:class:`HttpChunkClient` does, per holder).
+    """
+    path = f"/chunk/{digest}{'/' + what if what else ''}".encode()
+    host = address[0]
+    stream = await trio.open_tcp_stream(host, address[1])
+    async with stream:
+        conn = h11.Connection(h11.CLIENT)
+        req = h11.Request(
+            method=b"GET",
+            target=path,
+            headers=[(b"host", host.encode()), (HEADER, sign(key, b"GET", path, time.time())),
+                     (b"connection", b"close")],
+        )
+        await stream.send_all((conn.send(req) or b"") + (conn.send(h11.EndOfMessage()) or b""))
+        resp = await _next_event(conn, stream)
+        if not isinstance(resp, h11.Response):
+            raise PeerError(f"{host}: no HTTP response")
+        if resp.status_code != 200:
+            raise PeerError(f"{host}: chunk {digest}: HTTP {resp.status_code}")
+        body = bytearray()
+        while True:
+            event = await _next_event(conn, stream)
+            if isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > max_bytes:
+                    raise PeerError(f"{host}: chunk {digest} longer than {max_bytes} bytes")
+            elif isinstance(event, h11.EndOfMessage):
+                return bytes(body)
+            else:
+                raise PeerError(f"{host}: broken response")
+
+
+class HttpChunkClient:
+    """Pulls chunks from holders over peer HTTP, verifying each; drops holders that lie."""
+
+    def __init__(self, store: ChunkStore, key: bytes) -> None:
+        self._store = store
+        self._key = key
+        self.bad_holders: set[str] = set()
+        self.timeout = 30.0
+        self.bytes_fetched = 0
+        self.digest_mismatches = 0
+
+    async def fetch_tree(
+        self, digest: str, size: int, holders: Iterable[Address], root: bytes | None = None
+    ) -> tuple[MerkleTree, Address]:
+        """A chunk's v2 tree from the first holder that has it, checked against itself (and
+        ``root`` when known). A lying holder is caught later: the bytes it leads to will not
+        hash to ``digest``."""
+        errors: list[str] = []
+        for holder in holders:
+            if holder[0] in self.bad_holders:
+                continue
+            try:
+                with trio.fail_after(self.timeout):
+                    body = await get_chunk(holder, digest, self._key, max_bytes=32 * 33,
+                                           what="tree")
+                tree = tree_from_layer(size, body[:32], body[32:])
+            except (PeerError, OSError, trio.TooSlowError, h11.ProtocolError) as exc:
+                errors.append(f"{holder[0]}: {exc}")
+                continue
+            except ValueError as exc:
+                self.bad_holders.add(holder[0])
+                errors.append(f"{holder[0]}: {exc}")
+                continue
+            if root is not None and tree.root != root:
+                self.bad_holders.add(holder[0])
+                errors.append(f"{holder[0]}: wrong pieces root")
+                continue
+            return tree, holder
+        raise PeerError(f"chunk {digest}: no tree: {'; '.join(errors) or 'no usable holder'}")
+
+    async def fetch(self, digest: str, size: int, holders: Iterable[Address]) -> Address:
+        """Store chunk ``digest``; returns the holder it came from."""
+        errors: list[str] = []
+        for holder in holders:
+            if holder[0] in self.bad_holders:
+                continue
+            try:
+                with trio.fail_after(self.timeout):
+                    data = await get_chunk(holder, digest, self._key, max_bytes=size)
+            except (PeerError, OSError, trio.TooSlowError, h11.ProtocolError) as exc:
+                errors.append(f"{holder[0]}: {exc}")
+                continue
+            if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+                self.digest_mismatches += 1
+                self.bad_holders.add(holder[0])
+                errors.append(f"{holder[0]}: sent bytes that do not hash to {digest}")
+                continue
+            await self._store.put_chunk(data, digest)
+            self.bytes_fetched += len(data)
+            return holder
+        detail = "; ".join(errors) or "no usable holder"
+        if errors and all("do not hash" in e for e in errors):
+            raise DigestMismatchError(f"chunk {digest}: {detail}")
+        raise PeerError(f"chunk {digest}: {detail}")

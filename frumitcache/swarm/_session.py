@@ -1,0 +1,550 @@
+"""One libtorrent session per agent, driven from trio.
+
+:class:`Swarm` owns the session and its alert pump (``set_alert_fd`` on a non-blocking
+socketpair, woken with ``trio.lowlevel.wait_readable``). Each chunk is its own deterministic v2
+torrent (see :mod:`._torrent`): a chunk in the store is seeded in seed mode straight from its
+store file; a missing chunk is downloaded into ``store.tmp_dir``, checked, adopted into the
+store and then seeded from there.
+
+Traps handled here (measured, see shared/LIBTORRENT.md): settings are passed at construction;
+an alert is copied out at once (it dies at the next ``pop_alerts``); a finished download is
+flushed (``cache_flushed_alert``) before its file is read; every address is put in the global
+peer class so rate limits apply on a LAN; outgoing connections leave from the node's own
+address so that libtorrent's per-IP bans and our IP filter see distinct nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import math
+import shutil
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libtorrent as lt
+import trio
+
+from frumitcache.config import SwarmConfig
+from frumitcache.errors import DigestMismatchError, FrumitcacheError, NotInStoreError, PeerError
+from frumitcache.swarm._merkle import MerkleHasher, MerkleTree, piece_size_for
+from frumitcache.swarm._storeapi import ChunkStore
+from frumitcache.swarm._torrent import ChunkTorrent, chunk_torrent, torrent_of_tree
+
+Address = tuple[str, int]
+# Whole address ranges, for ip_filter rules (not addresses anything binds to).
+_V4_FIRST, _V4_LAST = str(ipaddress.IPv4Address(0)), "255.255.255.255"
+_V6_FIRST, _V6_LAST = str(ipaddress.IPv6Address(0)), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+
+_ALERTS = (
+    lt.alert.category_t.status_notification
+    | lt.alert.category_t.error_notification
+    | lt.alert.category_t.storage_notification
+    | lt.alert.category_t.peer_notification
+    | lt.alert.category_t.ip_block_notification
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkStatistics:
+    uploaded: int
+    downloaded: int
+    seeding: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmStatistics:
+    """Payload bytes moved by this node's session since it started."""
+
+    uploaded: int
+    downloaded: int
+    chunks: dict[str, ChunkStatistics]
+    hash_failures: int
+    #: Peers libtorrent banned for sending data that failed its hash check.
+    banned_peers: tuple[str, ...]
+    #: Chunks whose store file failed a hash check while being seeded (bit rot or tampering).
+    corrupt_chunks: tuple[str, ...]
+
+
+@dataclass(eq=False)
+class _Torrent:
+    digest: str
+    handle: Any
+    seeding: bool
+    finished: trio.Event = field(default_factory=trio.Event)
+    flushed: trio.Event = field(default_factory=trio.Event)
+    removed: trio.Event = field(default_factory=trio.Event)
+    error: str = ""
+    retiring: bool = False
+
+
+def _file_tree(path: Path, piece_size: int) -> tuple[str, MerkleTree]:
+    """SHA-256 and v2 merkle tree of a file in one pass (run in a worker thread)."""
+    sha = hashlib.sha256()
+    tree = MerkleHasher(piece_size)
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            sha.update(block)
+            tree.update(block)
+    return sha.hexdigest(), tree.finish()
+
+
+def session_settings(address: str, port: int, config: SwarmConfig) -> dict[str, Any]:
+    """The settings pack of a closed-LAN session (see the module docstring for the why)."""
+    host = f"[{address}]" if ":" in address else address
+    return {
+        "listen_interfaces": f"{host}:{port}",
+        "outgoing_interfaces": address,
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_incoming_utp": False,
+        "enable_outgoing_utp": False,
+        "enable_incoming_tcp": True,
+        "enable_outgoing_tcp": True,
+        # A dial made before the other side added the torrent must be retried soon.
+        "min_reconnect_time": 1,
+        "peer_connect_timeout": 3,
+        "active_downloads": -1,
+        "active_seeds": -1,
+        "active_limit": -1,
+        "active_checking": -1,
+        # Every member is trusted: unchoke all at once. The default 8 slots are shared by all
+        # chunk torrents, so interested peers waited for the 15 s rechoke.
+        "unchoke_slots_limit": -1,
+        "unchoke_interval": 1,
+        "max_queued_disk_bytes": config.max_queued_disk_bytes,
+        "upload_rate_limit": config.upload_rate,
+        "download_rate_limit": config.download_rate,
+        "alert_mask": int(_ALERTS),
+        "alert_queue_size": 10000,
+        "user_agent": "frumitcache",
+        "smooth_connects": False,
+        "connection_speed": 200,
+    }
+
+
+class Swarm:
+    """The libtorrent side of one agent. Start it with ``nursery.start(swarm.run)``."""
+
+    def __init__(
+        self,
+        store: ChunkStore,
+        *,
+        address: str,
+        port: int = 0,
+        config: SwarmConfig | None = None,
+    ) -> None:
+        self._store = store
+        self._address = address
+        self._port = port
+        self._config = config or SwarmConfig()
+        self._ses: Any = None
+        self._torrents: dict[str, _Torrent] = {}
+        self._holders: dict[str, set[Address]] = {}
+        self._trees: dict[str, MerkleTree] = {}
+        self._fetching: dict[str, trio.Event] = {}
+        self._base: dict[str, tuple[int, int]] = {}  # totals of torrents already removed
+        self._hash_failures = 0
+        self._banned: set[str] = set()
+        self._corrupt: set[str] = set()
+        self._members: set[str] | None = None
+        self._listen_port = 0
+        self._stopping = False
+        self._nursery: trio.Nursery | None = None  # follow-up work started by alerts
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def listen_port(self) -> int:
+        return self._listen_port
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def banned(self) -> frozenset[str]:
+        """IPs libtorrent banned for sending data that failed its hash check."""
+        return frozenset(self._banned)
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the session and pump its alerts until cancelled; reports the listen port."""
+        params: Any = session_settings(self._address, self._port, self._config)
+        ses = lt.session(params)
+        wake_r, wake_w = socket.socketpair()
+        try:
+            wake_r.setblocking(False)
+            wake_w.setblocking(False)
+            ses.set_alert_fd(wake_w.fileno())
+            self._ses = ses
+            self._apply_peer_classes()
+            self._apply_members()
+            self._listen_port = await self._wait_listening(wake_r)
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started(self._listen_port)
+                while True:
+                    self._drain(wake_r)
+                    for alert in ses.pop_alerts():
+                        self._on_alert(alert)
+                    await trio.lowlevel.wait_readable(wake_r)
+        finally:
+            self._nursery = None
+            self._stopping = True
+            self._ses = None
+            for t in self._torrents.values():
+                t.removed.set()
+                t.finished.set()
+                t.flushed.set()
+            with contextlib.suppress(Exception):
+                ses.set_alert_fd(-1)
+            ses.pause()
+            del ses
+            wake_r.close()
+            wake_w.close()
+
+    async def _wait_listening(self, wake: socket.socket) -> int:
+        with trio.fail_after(10):
+            while True:
+                self._drain(wake)
+                for alert in self._ses.pop_alerts():
+                    if isinstance(alert, lt.listen_failed_alert):
+                        msg = alert.message()
+                        raise PeerError(f"swarm cannot listen on {self._address}: {msg}")
+                    self._on_alert(alert)
+                port = int(self._ses.listen_port())
+                if port:
+                    return port
+                await trio.lowlevel.wait_readable(wake)
+
+    @staticmethod
+    def _drain(sock: socket.socket) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while sock.recv(4096):
+                pass
+
+    def _session(self) -> Any:
+        if self._ses is None:
+            raise PeerError("the swarm session is not running")
+        return self._ses
+
+    # --- admission ------------------------------------------------------------------------
+
+    def _apply_peer_classes(self) -> None:
+        # Without this, libtorrent exempts LAN (and loopback) peers from every rate limit.
+        f = lt.ip_filter()
+        gid = 1 << int(lt.session.global_peer_class_id)
+        f.add_rule(_V4_FIRST, _V4_LAST, gid)
+        f.add_rule(_V6_FIRST, _V6_LAST, gid)
+        self._ses.set_peer_class_filter(f)
+
+    def set_members(self, ips: Iterable[str] | None) -> None:
+        """Admit only these peer IPs (and this node); ``None`` admits everyone."""
+        self._members = None if ips is None else {str(ipaddress.ip_address(i)) for i in ips}
+        if self._ses is not None:
+            self._apply_members()
+
+    def _apply_members(self) -> None:
+        f = lt.ip_filter()
+        if self._members is not None:
+            f.add_rule(_V4_FIRST, _V4_LAST, 1)
+            f.add_rule(_V6_FIRST, _V6_LAST, 1)
+            for ip in {*self._members, self._address}:
+                f.add_rule(ip, ip, 0)
+        self._ses.set_ip_filter(f)
+
+    # --- alerts ---------------------------------------------------------------------------
+
+    def _on_alert(self, alert: Any) -> None:
+        # Copy what is needed now: the alert object dies at the next pop_alerts().
+        name = getattr(alert, "torrent_name", "")
+        t = self._torrents.get(name) if name else None
+        if isinstance(alert, lt.torrent_finished_alert) and t is not None:
+            t.finished.set()
+        elif isinstance(alert, lt.cache_flushed_alert) and t is not None:
+            t.flushed.set()
+        elif isinstance(alert, lt.torrent_removed_alert):
+            # A removed torrent's name may already be reused by its successor: match handles.
+            for t2 in list(self._torrents.values()):
+                if t2.removed.is_set():
+                    continue
+                if t2.handle == alert.handle:
+                    t2.removed.set()
+        elif isinstance(alert, lt.hash_failed_alert):
+            self._hash_failures += 1
+            if t is not None and t.seeding:
+                # A seed-mode torrent hashes each piece on its first upload: our own store file
+                # is bad. Stop serving it, and let the store check (and drop) the chunk.
+                self._corrupt.add(t.digest)
+                self._retire(t, check=True)
+        elif isinstance(alert, lt.peer_ban_alert):
+            with contextlib.suppress(Exception):
+                self._banned.add(str(alert.ip[0]))
+        elif isinstance(alert, lt.torrent_error_alert | lt.file_error_alert) and t is not None:
+            t.error = alert.message()
+            t.finished.set()
+            t.flushed.set()
+            if t.seeding:  # e.g. the store evicted the chunk under us
+                self._retire(t, check=False)
+
+    def _retire(self, t: _Torrent, *, check: bool) -> None:
+        """Stop seeding a chunk whose store file failed us; with ``check``, have the store
+        verify it (its read path drops a corrupt chunk)."""
+        if t.retiring:
+            return
+        t.retiring = True
+        with contextlib.suppress(RuntimeError):
+            t.handle.pause()
+        if self._nursery is None:
+            return
+
+        async def retire() -> None:
+            await self._remove(t)
+            self._trees.pop(t.digest, None)
+            if check:
+                with contextlib.suppress(FrumitcacheError, OSError):
+                    await self._store.read_chunk(t.digest)
+
+        self._nursery.start_soon(retire)
+
+    # --- seeding --------------------------------------------------------------------------
+
+    async def tree(self, digest: str) -> MerkleTree:
+        """The v2 tree (root and piece layer) of a stored chunk; peers ask for it over HTTP."""
+        cached = self._trees.get(digest)
+        if cached is not None:
+            return cached
+        if not self._store.has_chunk(digest):
+            raise NotInStoreError(f"chunk {digest} is not in the store")
+        return await self._tree(digest, self._store.chunk_path(digest))
+
+    async def _tree(self, digest: str, path: Path) -> MerkleTree:
+        cached = self._trees.get(digest)
+        if cached is not None:
+            return cached
+        # One pass over the file for the piece layer, which the store does not keep.
+        size = (await trio.Path(path).stat()).st_size
+        actual, tree = await trio.to_thread.run_sync(_file_tree, path, piece_size_for(size))
+        if actual != digest:
+            self._corrupt.add(digest)
+            raise DigestMismatchError(f"store file of chunk {digest} hashes to {actual}")
+        known = self._store.chunk_root(digest)
+        if known is None:
+            self._store.set_chunk_root(digest, tree.root)
+        elif known != tree.root:
+            raise DigestMismatchError(f"chunk {digest}: stored pieces root does not match")
+        self._trees[digest] = tree
+        return tree
+
+    def remember_tree(self, digest: str, tree: MerkleTree) -> None:
+        """Keep a chunk's piece layer (computed while its bytes were hashed anyway)."""
+        self._trees[digest] = tree
+
+    def _add(self, ct: ChunkTorrent, data: bytes, save_path: Path, flags: int) -> _Torrent:
+        atp = lt.add_torrent_params()
+        atp.ti = lt.torrent_info(data)
+        atp.save_path = str(save_path)
+        # No PEX: peers are dialled only as the catalogue says (this keeps fetchers off the
+        # seeder for chunks not assigned to them).
+        atp.flags = (
+            int(atp.flags) | flags | int(lt.torrent_flags.disable_pex)
+        ) & ~int(lt.torrent_flags.auto_managed) & ~int(lt.torrent_flags.paused)
+        handle = self._session().add_torrent(atp)
+        t = _Torrent(ct.digest, handle, seeding=bool(flags & int(lt.torrent_flags.seed_mode)))
+        self._torrents[ct.digest] = t
+        return t
+
+    async def seed(self, digest: str, *, super_seed: bool = False) -> None:
+        """Serve a stored chunk to the swarm (seed mode: libtorrent does not re-hash it)."""
+        if digest in self._torrents and self._torrents[digest].seeding:
+            return
+        if not self._store.has_chunk(digest):
+            raise NotInStoreError(f"chunk {digest} is not in the store")
+        path = self._store.chunk_path(digest)
+        tree = await self._tree(digest, path)
+        ct = torrent_of_tree(digest, tree)
+        flags = int(lt.torrent_flags.seed_mode)
+        if super_seed:
+            # Off by default: libtorrent reveals the first piece only after a 10 s timer.
+            flags |= int(lt.torrent_flags.super_seeding)
+        if digest in self._torrents:  # a finished download still in the session
+            return
+        self._add(ct, ct.seeder_bytes(tree.piece_layer), path.parent, flags)
+        self._dial(digest)
+
+    async def unseed(self, digest: str) -> None:
+        t = self._torrents.get(digest)
+        if t is not None:
+            await self._remove(t)
+
+    async def _remove(self, t: _Torrent) -> None:
+        if self._ses is not None and not t.removed.is_set():
+            self._account(t)
+            self._ses.remove_torrent(t.handle)
+            with trio.move_on_after(10):
+                await t.removed.wait()
+        if self._torrents.get(t.digest) is t:
+            del self._torrents[t.digest]
+
+    def _account(self, t: _Torrent) -> None:
+        with contextlib.suppress(Exception):
+            s = t.handle.status()
+            up, down = self._base.get(t.digest, (0, 0))
+            self._base[t.digest] = (
+                up + int(s.total_payload_upload),
+                down + int(s.total_payload_download),
+            )
+
+    # --- fetching -------------------------------------------------------------------------
+
+    def add_holders(self, digest: str, holders: Iterable[Address]) -> None:
+        """More peers that hold (or are fetching) ``digest``; dialled at once if it is active."""
+        own = (self._address, self._listen_port)
+        self._holders.setdefault(digest, set()).update(
+            (h, int(p)) for h, p in holders if (h, int(p)) != own
+        )
+        self._dial(digest)
+
+    def _dial(self, digest: str) -> None:
+        t = self._torrents.get(digest)
+        if t is None or self._ses is None:
+            return
+        for peer in self._holders.get(digest, ()):
+            if peer[0] in self._banned:
+                continue
+            with contextlib.suppress(Exception):
+                t.handle.connect_peer(peer)
+
+    async def fetch_chunk(
+        self,
+        digest: str,
+        size: int,
+        holders: Iterable[Address],
+        *,
+        root: bytes,
+        piece_layer: bytes | None = None,
+        stall_timeout: float = 30.0,
+    ) -> None:
+        """Download chunk ``digest`` from the swarm into the store, then keep seeding it.
+
+        ``root`` is the chunk's v2 pieces root (from the manifest); with ``digest`` and
+        ``size`` it names the torrent. Raises :class:`PeerError` when no byte arrives for
+        ``stall_timeout`` seconds, :class:`DigestMismatchError` when the result is not
+        ``digest`` (a lying manifest).
+        """
+        self.add_holders(digest, holders)
+        if self._store.has_chunk(digest):
+            return
+        running = self._fetching.get(digest)
+        if running is not None:
+            await running.wait()
+            if not self._store.has_chunk(digest):
+                raise PeerError(f"chunk {digest}: the concurrent fetch failed")
+            return
+        done = trio.Event()
+        self._fetching[digest] = done
+        try:
+            await self._fetch(digest, size, root, piece_layer, stall_timeout)
+        finally:
+            del self._fetching[digest]
+            done.set()
+
+    async def _fetch(
+        self, digest: str, size: int, root: bytes, piece_layer: bytes | None, stall_timeout: float
+    ) -> None:
+        ct = chunk_torrent(digest, size, root)
+        work = self._store.tmp_dir / "swarm"
+        work.mkdir(exist_ok=True)
+        partial = work / digest
+        partial.unlink(missing_ok=True)
+        data = ct.leecher_bytes() if piece_layer is None else ct.seeder_bytes(piece_layer)
+        t = self._add(ct, data, work, 0)
+        try:
+            await self._wait_finished(t, stall_timeout)
+            self._session()
+            t.handle.flush_cache()
+            with trio.fail_after(30):
+                await t.flushed.wait()
+            if t.error:
+                raise PeerError(f"chunk {digest}: {t.error}")
+            actual, tree = await trio.to_thread.run_sync(_file_tree, partial, ct.piece_size)
+            if actual != digest or tree.root != root:
+                raise DigestMismatchError(f"chunk {digest}: downloaded bytes hash to {actual}")
+            await self._remove(t)
+            await self._store.adopt_chunk_file(partial, digest)
+            self._store.set_chunk_root(digest, root)
+            self._trees[digest] = tree
+        finally:
+            if self._torrents.get(digest) is t:
+                with trio.CancelScope(shield=True):
+                    await self._remove(t)
+                with contextlib.suppress(OSError):
+                    partial.unlink(missing_ok=True)
+        # Keep serving what we just fetched: the other leechers are still trading.
+        await self.seed(digest, super_seed=False)
+
+    async def _wait_finished(self, t: _Torrent, stall_timeout: float) -> None:
+        done_bytes = -1
+        last_progress = trio.current_time()
+        while not t.finished.is_set():
+            self._dial(t.digest)
+            with trio.move_on_after(1):
+                await t.finished.wait()
+            if t.finished.is_set():
+                break
+            now = trio.current_time()
+            s = t.handle.status()
+            if int(s.total_wanted_done) != done_bytes:
+                done_bytes = int(s.total_wanted_done)
+                last_progress = now
+            elif now - last_progress > stall_timeout:
+                raise PeerError(f"chunk {t.digest}: no progress from any holder for "
+                                f"{math.ceil(stall_timeout)} s")
+        if t.error:
+            raise PeerError(f"chunk {t.digest}: {t.error}")
+
+    def progress(self, digest: str) -> int:
+        """Verified bytes of an active download of ``digest`` (-1 when there is none)."""
+        t = self._torrents.get(digest)
+        if t is None or t.seeding:
+            return -1
+        try:
+            return int(t.handle.status().total_wanted_done)
+        except RuntimeError:
+            return -1
+
+    # --- statistics -----------------------------------------------------------------------
+
+    def statistics(self) -> SwarmStatistics:
+        chunks: dict[str, ChunkStatistics] = {}
+        for digest, (up, down) in self._base.items():
+            chunks[digest] = ChunkStatistics(up, down, False)
+        for digest, t in self._torrents.items():
+            up, down = self._base.get(digest, (0, 0))
+            with contextlib.suppress(Exception):
+                s = t.handle.status()
+                up += int(s.total_payload_upload)
+                down += int(s.total_payload_download)
+            chunks[digest] = ChunkStatistics(up, down, t.seeding)
+        return SwarmStatistics(
+            uploaded=sum(c.uploaded for c in chunks.values()),
+            downloaded=sum(c.downloaded for c in chunks.values()),
+            chunks=chunks,
+            hash_failures=self._hash_failures,
+            banned_peers=tuple(sorted(self._banned)),
+            corrupt_chunks=tuple(sorted(self._corrupt)),
+        )
+
+
+def cleanup_partials(store: ChunkStore) -> None:
+    """Remove leftovers of downloads interrupted by a crash (call before the swarm starts)."""
+    shutil.rmtree(store.tmp_dir / "swarm", ignore_errors=True)
+
+
+__all__ = ["ChunkStatistics", "Swarm", "SwarmStatistics", "cleanup_partials"]

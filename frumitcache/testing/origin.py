@@ -1,0 +1,580 @@
+"""A real HTTP/1.1 origin server (trio + h11) for tests and benchmarks, misbehaving on demand.
+
+It serves named files (bytes added with :meth:`OriginServer.add`, or files under a directory)
+with Content-Length, ETag, Last-Modified, Range (206/416), conditional requests (304),
+If-Range, HEAD and keep-alive. A global rate limit shared by every connection models a slow
+site uplink. Per path, a :class:`Fault` makes it misbehave: an error status, a body cut short
+(closed or reset), a stall, a Content-Length lie, a slow drip, a redirect, Range ignored, or
+the content replaced after a response. It counts requests and body bytes sent per path, so a
+test can assert that the origin served each file once.
+
+In a test::
+
+    server = OriginServer()
+    server.add("/a.bin", data)
+    port = await nursery.start(server.serve, address)
+    ... server.url("/a.bin") ... server.stats.bytes_sent["/a.bin"] ...
+
+As a process (multi-process tests, benchmarks)::
+
+    python -m frumitcache.testing.origin --address 127.0.0.2 --port 0 --dir DIR [--rate B/S]
+
+prints ``{"port": N}`` once listening; ``GET /_stats`` answers the counts as JSON,
+``POST /_fault`` with ``{"path": "/x", "fault": {...} | null}`` sets a fault and
+``POST /_reset`` clears the counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import email.utils
+import hashlib
+import json
+import socket
+import struct
+import sys
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import h11
+import trio
+
+from frumitcache.origin import TokenBucket
+
+_PIECE = 16 * 1024  # body bytes per send: small enough for rate limits and exact cut points
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """How a path misbehaves. Offsets count body bytes of the one response they apply to."""
+
+    status: int | None = None  # answer this status (404, 500, 503, ...) with a short text body
+    truncate_at: int | None = None  # send this many body bytes, then close (FIN)
+    drop_at: int | None = None  # send this many body bytes, then reset the connection (RST)
+    stall_at: int | None = None  # send this many body bytes, then send nothing more
+    content_length: int | None = None  # announce this Content-Length on a 200, send the real body
+    drip_rate: int | None = None  # send this response's body at this many bytes/s
+    redirect: str | None = None  # answer 302 with this Location (a path or a URL)
+    ignore_range: bool = False  # answer a Range request with 200 and the full body
+    replace_with: bytes | None = None  # after this response the content is these bytes
+    times: int | None = None  # apply to this many requests, then behave; None means always
+    then: Fault | None = None  # the fault that follows once ``times`` is used up
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Fault:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown fault fields: {sorted(unknown)}")
+        values = dict(data)
+        if isinstance(values.get("replace_with"), str):
+            values["replace_with"] = values["replace_with"].encode()
+        if isinstance(values.get("then"), Mapping):
+            values["then"] = cls.from_json(values["then"])
+        return cls(**values)
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One request as the server saw it (in :attr:`ServerStats.log`), logged on arrival;
+    ``status`` and ``bytes_sent`` fill in as the answer goes out."""
+
+    method: str
+    path: str
+    target: str  # as sent: origin-form ``/a`` or absolute-form ``http://host/a`` (proxy use)
+    headers: Mapping[str, str]
+    status: int = 0
+    bytes_sent: int = 0
+
+
+@dataclass(slots=True)
+class ServerStats:
+    """Counts per path; missing paths count 0. Control paths (``/_stats``...) are not counted."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    connections: int = 0  # TCP connections accepted (keep-alive reuses one)
+    bytes_sent: Counter[str] = field(default_factory=Counter)
+    log: list[RequestRecord] = field(default_factory=list)
+
+    @property
+    def total_bytes_sent(self) -> int:
+        return sum(self.bytes_sent.values())
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.connections = 0
+        self.bytes_sent.clear()
+        self.log.clear()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": dict(self.requests),
+            "bytes_sent": dict(self.bytes_sent),
+            "connections": self.connections,
+            "total_requests": self.total_requests,
+            "total_bytes_sent": self.total_bytes_sent,
+        }
+
+
+@dataclass(slots=True)
+class _Resource:
+    size: int
+    etag: str | None
+    last_modified: str | None
+    mtime: float
+    headers: dict[str, str]
+    data: bytes | None = None
+    file: Path | None = None
+
+    async def pieces(self, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        """The bytes ``[start, end)`` in pieces of at most :data:`_PIECE`."""
+        if self.data is not None:
+            for pos in range(start, end, _PIECE):
+                yield self.data[pos : min(end, pos + _PIECE)]
+            return
+        assert self.file is not None
+        async with await trio.open_file(self.file, "rb") as f:
+            await f.seek(start)
+            pos = start
+            while pos < end:
+                # One thread hop per 16 pieces keeps a large file from being thread-bound.
+                block = await f.read(min(16 * _PIECE, end - pos))
+                if not block:
+                    return  # the file shrank under us: a short body, like a real server
+                pos += len(block)
+                for i in range(0, len(block), _PIECE):
+                    yield block[i : i + _PIECE]
+
+
+def _http_date(ts: float) -> str:
+    return email.utils.formatdate(ts, usegmt=True)
+
+
+def _parse_date(text: str) -> float | None:
+    try:
+        return email.utils.parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _parse_range(value: str, size: int) -> tuple[int, int] | str | None:
+    """One ``bytes=`` range as ``(start, end)`` (end exclusive), ``None`` when the header is
+    to be ignored (not bytes, several ranges, bad syntax), ``"unsatisfiable"`` for a 416."""
+    unit, _, spec = value.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if first == "":
+            n = int(last)
+            if n <= 0:
+                return "unsatisfiable"
+            return max(0, size - n), size
+        start = int(first)
+        end = int(last) + 1 if last else size
+    except ValueError:
+        return None
+    if start >= size:
+        return "unsatisfiable"
+    if end <= start:
+        return None
+    return start, min(end, size)
+
+
+class OriginServer:
+    """The origin; see the module docstring. ``rate`` (bytes/s, 0 = unlimited) is shared."""
+
+    def __init__(self, root: Path | str | None = None, *, rate: int = 0) -> None:
+        self.root = Path(root).resolve() if root is not None else None
+        self.stats = ServerStats()
+        self.address = ""
+        self.port = 0
+        self._files: dict[str, _Resource] = {}
+        self._faults: dict[str, Fault] = {}
+        self._fault_uses: Counter[str] = Counter()
+        self._bucket = TokenBucket(rate, max(_PIECE, rate / 10)) if rate else None
+
+    # --- content and faults ------------------------------------------------------------------
+
+    def add(self, path: str, data: bytes, **headers: str | None) -> None:
+        """Serve ``data`` at ``path``; adding again replaces it (new ETag, later Last-Modified).
+
+        Keyword headers are sent with it (``content_type="text/plain"``); ``etag=None`` or
+        ``last_modified=None`` removes a validator.
+        """
+        previous = self._files.get(path)
+        mtime = float(int(time.time()))
+        if previous is not None and mtime <= previous.mtime:
+            mtime = previous.mtime + 1  # validators must change even within one second
+        digest = hashlib.sha256(data).hexdigest()[:24]
+        extra = {k.replace("_", "-").lower(): v for k, v in headers.items()}
+        etag = extra.pop("etag", f'"{digest}-{int(mtime)}"')
+        last_modified = extra.pop("last-modified", _http_date(mtime))
+        self._files[path] = _Resource(
+            size=len(data),
+            etag=etag,
+            last_modified=last_modified,
+            mtime=mtime,
+            headers={k: v for k, v in extra.items() if v is not None},
+            data=bytes(data),
+        )
+
+    def remove(self, path: str) -> None:
+        self._files.pop(path, None)
+
+    def misbehave(self, path: str, fault: Fault | None) -> None:
+        """Set (or with ``None`` clear) the fault of ``path``."""
+        self._fault_uses.pop(path, None)
+        if fault is None:
+            self._faults.pop(path, None)
+        else:
+            self._faults[path] = fault
+
+    def url(self, path: str) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.port}{path}"
+
+    def _resource(self, path: str) -> _Resource | None:
+        if path in self._files:
+            return self._files[path]
+        if self.root is None:
+            return None
+        candidate = (self.root / urllib.parse.unquote(path).lstrip("/")).resolve()
+        if not candidate.is_relative_to(self.root) or not candidate.is_file():
+            return None
+        st = candidate.stat()
+        return _Resource(
+            size=st.st_size,
+            etag=f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"',
+            last_modified=_http_date(st.st_mtime),
+            mtime=st.st_mtime,
+            headers={},
+            file=candidate,
+        )
+
+    def _take_fault(self, path: str) -> Fault | None:
+        fault = self._faults.get(path)
+        if fault is None:
+            return None
+        self._fault_uses[path] += 1
+        if fault.times is not None and self._fault_uses[path] >= fault.times:
+            self.misbehave(path, fault.then)
+        return fault
+
+    # --- serving -----------------------------------------------------------------------------
+
+    async def serve(
+        self,
+        address: str,
+        port: int = 0,
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``address:port`` (0 picks one), report the port, serve until cancelled."""
+        listeners = await trio.open_tcp_listeners(port, host=address)
+        self.address = address
+        self.port = int(listeners[0].socket.getsockname()[1])
+        task_status.started(self.port)
+        await trio.serve_listeners(self._connection, listeners)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        self.stats.connections += 1
+        try:
+            while True:
+                request, body = await _read_request(conn, stream)
+                if request is None:
+                    return
+                if not await self._respond(conn, stream, request, body):
+                    return
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, OSError):
+            return
+        finally:
+            await stream.aclose()
+
+    async def _respond(
+        self, conn: h11.Connection, stream: trio.SocketStream, request: h11.Request, body: bytes
+    ) -> bool:
+        """Answer one request; False when the connection must end now."""
+        method = request.method.decode("ascii", "replace").upper()
+        target = request.target.decode("ascii", "replace")
+        path = urllib.parse.urlsplit(target).path or "/"
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
+        if path in ("/_stats", "/_fault", "/_reset"):
+            return await self._control(conn, stream, method, path, body)
+        self.stats.requests[path] += 1
+        entry = RequestRecord(method, path, target, headers)
+        self.stats.log.append(entry)
+
+        def record(n: int) -> None:
+            entry.bytes_sent += n
+            self.stats.bytes_sent[path] += n
+
+        fault = self._take_fault(path)
+        resource = self._resource(path)
+        try:
+            entry.status, keep = await self._answer(
+                conn, stream, method, headers, resource, fault, record, entry
+            )
+        finally:
+            if fault is not None and fault.replace_with is not None:
+                self.add(path, fault.replace_with)
+        return keep
+
+    async def _answer(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        method: str,
+        headers: dict[str, str],
+        resource: _Resource | None,
+        fault: Fault | None,
+        record: Callable[[int], None],
+        entry: RequestRecord,
+    ) -> tuple[int, bool]:
+        if fault is not None and fault.status is not None:
+            await _send_simple(conn, stream, fault.status, record, method)
+            return fault.status, True
+        if fault is not None and fault.redirect is not None:
+            extra = [("Location", fault.redirect)]
+            await _send_simple(conn, stream, 302, record, method, extra)
+            return 302, True
+        if method not in ("GET", "HEAD"):
+            await _send_simple(conn, stream, 405, record, method, [("Allow", "GET, HEAD")])
+            return 405, True
+        if resource is None:
+            await _send_simple(conn, stream, 404, record, method)
+            return 404, True
+
+        validators: list[tuple[str, str]] = []
+        if resource.etag:
+            validators.append(("ETag", resource.etag))
+        if resource.last_modified:
+            validators.append(("Last-Modified", resource.last_modified))
+        if _not_modified(headers, resource):
+            not_modified = h11.Response(status_code=304, headers=validators, reason=b"Not Modified")
+            await _send(conn, stream, not_modified)
+            await _send(conn, stream, h11.EndOfMessage())
+            return 304, True
+
+        start, end, status = 0, resource.size, 200
+        range_header = headers.get("range")
+        if (
+            range_header
+            and method == "GET"
+            and not (fault and fault.ignore_range)
+            and _if_range_holds(headers.get("if-range"), resource)
+        ):
+            parsed = _parse_range(range_header, resource.size)
+            if parsed == "unsatisfiable":
+                extra = [("Content-Range", f"bytes */{resource.size}")]
+                await _send_simple(conn, stream, 416, record, method, extra)
+                return 416, True
+            if isinstance(parsed, tuple):
+                start, end = parsed
+                status = 206
+
+        out = [
+            ("Content-Type", resource.headers.get("content-type", "application/octet-stream")),
+            ("Accept-Ranges", "bytes"),
+            *validators,
+            *((k, v) for k, v in resource.headers.items() if k != "content-type"),
+        ]
+        announced = end - start
+        if status == 206:
+            out.append(("Content-Range", f"bytes {start}-{end - 1}/{resource.size}"))
+        elif fault is not None and fault.content_length is not None:
+            announced = fault.content_length
+        out.append(("Content-Length", str(announced)))
+        reason = _reason(status).encode()
+        entry.status = status  # now, for whoever looks while the body goes out
+        await _send(conn, stream, h11.Response(status_code=status, headers=out, reason=reason))
+        if method == "HEAD":
+            await _send(conn, stream, h11.EndOfMessage())
+            return status, True
+
+        # Where the body stops short, and how the connection ends then.
+        cut, how = end - start, "done"
+        if fault is not None:
+            for at, mode in (
+                (fault.truncate_at, "close"),
+                (fault.drop_at, "reset"),
+                (fault.stall_at, "stall"),
+            ):
+                if at is not None and at < cut:
+                    cut, how = at, mode
+        raw = announced < end - start  # a lie h11 refuses to tell: write past it by hand
+        if how == "done" and announced != end - start:
+            how = "close"
+        drip = TokenBucket(fault.drip_rate, _PIECE) if fault and fault.drip_rate else None
+
+        async with contextlib.aclosing(resource.pieces(start, start + cut)) as pieces:
+            async for piece in pieces:
+                await self._pace(len(piece), drip)
+                # Counted before the send: the client may have it all before we run again.
+                record(len(piece))
+                if raw:
+                    await stream.send_all(piece)
+                else:
+                    await _send(conn, stream, h11.Data(data=piece))
+
+        if how == "done":
+            await _send(conn, stream, h11.EndOfMessage())
+            return status, True
+        if how == "reset":
+            # SO_LINGER 0: close() sends RST, the harshest way a connection dies.
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif how == "stall":
+            # Keep the connection open, sending nothing, until the client gives up.
+            while await stream.receive_some(65536):
+                pass
+        return status, False
+
+    async def _pace(self, n: int, drip: TokenBucket | None) -> None:
+        for bucket in (drip, self._bucket):
+            if bucket is not None:
+                wait = bucket.take(n, trio.current_time())
+                if wait > 0:
+                    await trio.sleep(wait)
+
+    async def _control(
+        self, conn: h11.Connection, stream: trio.SocketStream, method: str, path: str, body: bytes
+    ) -> bool:
+        status, answer = 200, b""
+        try:
+            if path == "/_stats" and method == "GET":
+                answer = json.dumps(self.stats.to_json()).encode()
+            elif path == "/_reset" and method == "POST":
+                self.stats.reset()
+            elif path == "/_fault" and method == "POST":
+                data = json.loads(body)
+                spec = data.get("fault")
+                self.misbehave(data["path"], None if spec is None else Fault.from_json(spec))
+            else:
+                status = 405
+        except (ValueError, KeyError, TypeError) as exc:
+            status, answer = 400, f"{exc}\n".encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))]
+        await _send(conn, stream, h11.Response(status_code=status, headers=headers))
+        if method != "HEAD":
+            await _send(conn, stream, h11.Data(data=answer))
+        await _send(conn, stream, h11.EndOfMessage())
+        return True
+
+
+def _not_modified(headers: Mapping[str, str], resource: _Resource) -> bool:
+    inm = headers.get("if-none-match")
+    if inm is not None:
+        if resource.etag is None:
+            return False
+        tags = [t.strip() for t in inm.split(",")]
+        mine = resource.etag.removeprefix("W/")
+        return "*" in tags or any(t.removeprefix("W/") == mine for t in tags)
+    ims = headers.get("if-modified-since")
+    if ims is not None and resource.last_modified is not None:
+        since = _parse_date(ims)
+        return since is not None and int(resource.mtime) <= since
+    return False
+
+
+def _if_range_holds(value: str | None, resource: _Resource) -> bool:
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith(('"', "W/")):
+        # Strong comparison only: a weak tag never validates a range.
+        return resource.etag is not None and not value.startswith("W/") and value == resource.etag
+    return resource.last_modified is not None and value == resource.last_modified
+
+
+async def _read_request(
+    conn: h11.Connection, stream: trio.SocketStream
+) -> tuple[h11.Request | None, bytes]:
+    request: h11.Request | None = None
+    body = bytearray()
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(65536))
+        elif isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            return request, bytes(body)
+        else:  # ConnectionClosed (or PAUSED, which a well-behaved client never causes)
+            return None, b""
+
+
+async def _send(conn: h11.Connection, stream: trio.SocketStream, event: Any) -> None:
+    data = conn.send(event)
+    if data:
+        await stream.send_all(data)
+
+
+async def _send_simple(
+    conn: h11.Connection,
+    stream: trio.SocketStream,
+    status: int,
+    record: Callable[[int], None],
+    method: str,
+    extra: list[tuple[str, str]] | None = None,
+) -> None:
+    text = f"{status} {_reason(status)}\n".encode()
+    headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(text))), *(extra or [])]
+    response = h11.Response(status_code=status, headers=headers, reason=_reason(status).encode())
+    await _send(conn, stream, response)
+    if method != "HEAD":
+        record(len(text))
+        await _send(conn, stream, h11.Data(data=text))
+    await _send(conn, stream, h11.EndOfMessage())
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Status"
+
+
+# --- as a process ------------------------------------------------------------------------------
+
+
+async def _main(address: str, port: int, root: Path, rate: int) -> None:
+    server = OriginServer(root, rate=rate)
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(server.serve, address, port)
+        sys.stdout.write(json.dumps({"port": bound}) + "\n")
+        sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="A misbehaving test origin (HTTP/1.1).")
+    parser.add_argument("--address", default="127.0.0.2")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--dir", type=Path, required=True, help="serve files under DIR")
+    parser.add_argument("--rate", type=int, default=0, help="shared limit in bytes/s; 0: none")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(_main, args.address, args.port, args.dir, args.rate)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Tests of the apt proxy (frumitcache.apt)."""

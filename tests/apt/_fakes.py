@@ -1,0 +1,131 @@
+"""An in-memory ContentSource and a raw HTTP client, to test the proxy without store or origin."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import trio
+
+from frumitcache.apt._requests import FileKind
+from frumitcache.apt._source import Content, ContentInfo, Origin
+from frumitcache.errors import DigestMismatchError, FrumitcacheError
+
+
+@dataclass
+class OpenCall:
+    url: str
+    kind: FileKind
+    expected_sha256: str | None
+    expected_size: int | None
+
+
+@dataclass
+class MemoryContent:
+    data: bytes
+    info: ContentInfo
+    expected_sha256: str | None
+    piece: int = 1000
+
+    @asynccontextmanager
+    async def read(self, start: int, end: int) -> AsyncIterator[AsyncIterator[bytes]]:
+        yield self._pieces(start, end)
+
+    async def _pieces(self, start: int, end: int) -> AsyncIterator[bytes]:
+        for pos in range(start, end, self.piece):
+            last = pos + self.piece >= end
+            expected = self.expected_sha256
+            if last and expected is not None and hashlib.sha256(self.data).hexdigest() != expected:
+                raise DigestMismatchError("bad bytes")
+            await trio.lowlevel.checkpoint()
+            yield self.data[pos : min(end, pos + self.piece)]
+
+
+@dataclass
+class MemorySource:
+    files: dict[str, tuple[bytes, float]] = field(default_factory=dict)
+    errors: dict[str, FrumitcacheError] = field(default_factory=dict)
+    calls: list[OpenCall] = field(default_factory=list)
+    held: set[str] = field(default_factory=set)
+
+    def add(self, url: str, data: bytes, last_modified: float = 1_700_000_000.0) -> None:
+        self.files[url] = (data, last_modified)
+
+    async def open(
+        self,
+        url: str,
+        *,
+        kind: FileKind,
+        expected_sha256: str | None = None,
+        expected_size: int | None = None,
+        revalidate: bool = False,
+    ) -> Content:
+        self.calls.append(OpenCall(url, kind, expected_sha256, expected_size))
+        await trio.lowlevel.checkpoint()
+        if url in self.errors:
+            raise self.errors[url]
+        from frumitcache.errors import OriginStatusError
+
+        if url not in self.files:
+            raise OriginStatusError(f"{url}: 404", status=404)
+        data, lm = self.files[url]
+        source: Origin = "local" if url in self.held else "uplink"
+        self.held.add(url)
+        info = ContentInfo(
+            size=len(data),
+            last_modified=lm,
+            etag=f'"{len(data)}"',
+            content_type=None,
+            sha256=None,
+            source=source,
+        )
+        return MemoryContent(data, info, expected_sha256)
+
+
+@dataclass
+class Reply:
+    status: int
+    reason: bytes
+    headers: dict[str, str]
+    body: bytes
+
+
+async def read_reply(stream: trio.abc.Stream, buf: bytearray, *, head: bool = False) -> Reply:
+    """One response from ``stream`` (``buf`` holds bytes read past the previous one)."""
+    while b"\r\n\r\n" not in buf:
+        data = await stream.receive_some(65536)
+        if not data:
+            raise EOFError(bytes(buf))
+        buf += data
+    raw_head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    lines = raw_head.split(b"\r\n")
+    _version, status, reason = ([*lines[0].split(b" ", 2), b""])[:3]
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        headers[k.decode().strip().lower()] = v.decode().strip()
+    length = 0 if head or int(status) in (304,) else int(headers.get("content-length", "0"))
+    body = bytearray(rest)
+    while len(body) < length:
+        data = await stream.receive_some(65536)
+        if not data:
+            raise EOFError(bytes(body))
+        body += data
+    buf[:] = body[length:]
+    return Reply(int(status), reason, headers, bytes(body[:length]))
+
+
+async def exchange(addr: tuple[str, int], raw: bytes, *, head: bool = False) -> Reply:
+    stream = await trio.open_tcp_stream(*addr)
+    async with stream:
+        await stream.send_all(raw)
+        return await read_reply(stream, bytearray(), head=head)
+
+
+async def read_all(stream: trio.abc.Stream) -> bytes:
+    out = bytearray()
+    while data := await stream.receive_some(65536):
+        out += data
+    return bytes(out)

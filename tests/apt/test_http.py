@@ -1,0 +1,109 @@
+"""Range, If-Range and If-Modified-Since decisions (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from frumitcache.apt._http import http_date, parse_http_date, parse_range, plan_response
+from frumitcache.apt._window import IndexWindow
+
+LM = 1_700_000_000.0
+
+
+def plan(**kw: object):  # type: ignore[no-untyped-def]
+    args: dict[str, object] = {
+        "size": 1000,
+        "last_modified": LM,
+        "etag": '"abc"',
+        "range_header": None,
+        "if_range": None,
+        "if_modified_since": None,
+    }
+    args.update(kw)
+    return plan_response(**args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("header", "want"),
+    [
+        (None, None),
+        ("bytes=0-", (0, 1000)),
+        ("bytes=100-", (100, 1000)),
+        ("bytes=100-199", (100, 200)),
+        ("bytes=900-5000", (900, 1000)),
+        ("bytes=-100", (900, 1000)),
+        ("bytes=-5000", (0, 1000)),
+        ("bytes=1000-", "416"),
+        ("bytes=-0", "416"),
+        ("bytes=5-1", None),
+        ("bytes=0-1,5-6", None),
+        ("items=0-1", None),
+        ("bytes=a-b", None),
+        ("bytes=-", None),
+    ],
+)
+def test_parse_range(header: str | None, want: object) -> None:
+    assert parse_range(header, 1000) == want
+
+
+def test_plain_get() -> None:
+    p = plan()
+    assert (p.status, p.start, p.end, p.headers) == (200, 0, 1000, ())
+
+
+def test_range_206() -> None:
+    p = plan(range_header="bytes=10-")
+    assert (p.status, p.start, p.end) == (206, 10, 1000)
+    assert ("Content-Range", "bytes 10-999/1000") in p.headers
+
+
+def test_range_416() -> None:
+    p = plan(range_header="bytes=1000-")
+    assert p.status == 416
+    assert ("Content-Range", "bytes */1000") in p.headers
+
+
+def test_if_range_date_match_and_mismatch() -> None:
+    assert plan(range_header="bytes=10-", if_range=http_date(LM)).status == 206
+    assert plan(range_header="bytes=10-", if_range=http_date(LM - 10)).status == 200
+
+
+def test_if_range_etag() -> None:
+    assert plan(range_header="bytes=10-", if_range='"abc"').status == 206
+    assert plan(range_header="bytes=10-", if_range='"other"').status == 200
+    assert plan(range_header="bytes=10-", if_range='W/"abc"').status == 200
+
+
+def test_if_modified_since() -> None:
+    assert plan(if_modified_since=http_date(LM)).status == 304
+    assert plan(if_modified_since=http_date(LM + 60)).status == 304
+    assert plan(if_modified_since=http_date(LM - 60)).status == 200
+    assert plan(if_modified_since="garbage").status == 200
+    assert plan(if_modified_since=http_date(LM), last_modified=None).status == 200
+
+
+def test_http_date_round_trip() -> None:
+    assert parse_http_date(http_date(LM)) == LM
+    assert parse_http_date(None) is None
+    assert parse_http_date("Sun, 06 Nov 1994 08:49:37") is None  # no zone: refused
+
+
+def test_index_window() -> None:
+    w = IndexWindow(30.0)
+    url = "http://h/d/dists/s/InRelease"
+    assert w.due(url, 100.0)
+    w.mark(url, 100.0)
+    assert not w.due(url, 129.9)
+    assert w.due(url, 130.0)
+
+
+def test_release_gpg_follows_release() -> None:
+    w = IndexWindow(30.0)
+    rel, sig = "http://h/d/dists/s/Release", "http://h/d/dists/s/Release.gpg"
+    w.mark(sig, 100.0)
+    w.mark(rel, 100.0)
+    assert not w.due(sig, 110.0)
+    w.mark(rel, 111.0)  # Release was revalidated after the signature: the signature is due
+    assert w.due(sig, 112.0)
+    w.forget_before(200.0)
+    assert w.last(rel) is None

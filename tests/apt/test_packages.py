@@ -1,0 +1,165 @@
+"""Index parsing (Packages, Release, InRelease) and the persisted hash book."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import lzma
+from pathlib import Path
+
+import pytest
+
+from frumitcache.apt._packages import (
+    HashBook,
+    IndexEntry,
+    PackagesParser,
+    archive_base,
+    index_role,
+    learn_entries,
+    parse_packages,
+    parse_release,
+    strip_clearsign,
+)
+
+SHA_A = hashlib.sha256(b"a").hexdigest()
+SHA_B = hashlib.sha256(b"b").hexdigest()
+
+PACKAGES = f"""Package: alpha
+Version: 1.0
+Architecture: all
+Filename: pool/main/a/alpha/alpha_1.0_all.deb
+Size: 1234
+SHA256: {SHA_A}
+Description: first
+ a long description
+ .
+ Filename: pool/evil.deb
+
+Package: libc++-x
+Version: 2:1.0
+Filename: pool/main/l/libc++/libc++-x_1.0_all.deb
+Size: 99
+SHA256: {SHA_B.upper()}
+
+Package: broken
+Filename: pool/main/b/broken.deb
+Size: notanumber
+SHA256: {SHA_A}
+""".encode()
+
+
+def test_parse_packages() -> None:
+    entries = parse_packages(PACKAGES)
+    assert entries == [
+        IndexEntry("pool/main/a/alpha/alpha_1.0_all.deb", 1234, SHA_A),
+        IndexEntry("pool/main/l/libc++/libc++-x_1.0_all.deb", 99, SHA_B),
+    ]
+
+
+@pytest.mark.parametrize("step", [1, 7, 64, 10_000])
+def test_packages_parser_is_incremental(step: int) -> None:
+    parser = PackagesParser()
+    got: list[IndexEntry] = []
+    for i in range(0, len(PACKAGES), step):
+        got += parser.feed(PACKAGES[i : i + step])
+    got += parser.close()
+    assert got == parse_packages(PACKAGES)
+
+
+RELEASE = f"""Origin: test
+Suite: stable
+Acquire-By-Hash: yes
+MD5Sum:
+ {"0" * 32} 10 main/binary-all/Packages
+SHA256:
+ {SHA_A}     1234 main/binary-all/Packages
+ {SHA_B}      99 main/binary-all/Packages.xz
+""".encode()
+
+
+def test_parse_release_takes_sha256_only() -> None:
+    assert parse_release(RELEASE) == [
+        IndexEntry("main/binary-all/Packages", 1234, SHA_A),
+        IndexEntry("main/binary-all/Packages.xz", 99, SHA_B),
+    ]
+
+
+def test_parse_inrelease_strips_signature_and_dash_escapes() -> None:
+    signed = (
+        b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n"
+        + RELEASE.replace(b"Origin: test", b"- -Origin: test")
+        + b"-----BEGIN PGP SIGNATURE-----\n\nabc\n-----END PGP SIGNATURE-----\n"
+    )
+    assert strip_clearsign(signed).startswith(b"-Origin: test")
+    assert parse_release(signed) == parse_release(RELEASE)
+
+
+def test_archive_base() -> None:
+    url = "http://h/debian/dists/stable/main/binary-all/Packages.xz"
+    assert archive_base(url, packages=True) == "http://h/debian/"
+    assert archive_base("http://h/debian/dists/stable/InRelease", packages=False) == (
+        "http://h/debian/dists/stable/"
+    )
+    assert archive_base("http://h/flat/Packages", packages=True) == "http://h/flat/"
+
+
+def test_index_role() -> None:
+    assert index_role("http://h/d/dists/s/main/binary-all/Packages.gz") == "packages"
+    assert index_role("http://h/d/dists/s/InRelease") == "release"
+    assert index_role("http://h/d/dists/s/Release") == "release"
+    assert index_role("http://h/d/dists/s/Release.gpg") is None
+    assert index_role("http://h/d/dists/s/main/binary-all/by-hash/SHA256/" + "a" * 64) is None
+    assert index_role("http://h/d/dists/s/main/i18n/Translation-en") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "pack"),
+    [
+        ("Packages", lambda b: b),
+        ("Packages.gz", gzip.compress),
+        ("Packages.xz", lzma.compress),
+        ("Packages.bz2", bz2.compress),
+    ],
+)
+def test_learn_entries_from_compressed_packages(name: str, pack: object) -> None:
+    data = pack(PACKAGES)  # type: ignore[operator]
+    url = f"http://h/debian/dists/stable/main/binary-all/{name}"
+    chunks = [data[i : i + 5] for i in range(0, len(data), 5)]
+    rows = list(learn_entries(url, "packages", chunks))
+    assert rows == [
+        ("http://h/debian/pool/main/a/alpha/alpha_1.0_all.deb", 1234, SHA_A),
+        ("http://h/debian/pool/main/l/libc%2B%2B/libc%2B%2B-x_1.0_all.deb", 99, SHA_B),
+    ]
+
+
+def test_learn_entries_from_release() -> None:
+    rows = list(learn_entries("http://h/d/dists/stable/InRelease", "release", [RELEASE]))
+    assert rows[1] == ("http://h/d/dists/stable/main/binary-all/Packages.xz", 99, SHA_B)
+
+
+def test_unknown_compression_learns_nothing() -> None:
+    assert (
+        list(
+            learn_entries(
+                "http://h/d/dists/s/main/binary-all/Packages.zst", "packages", [b"\x28\xb5\x2f\xfd"]
+            )
+        )
+        == []
+    )
+
+
+def test_hash_book_persists(tmp_path: Path) -> None:
+    path = tmp_path / "hashes.sqlite"
+    book = HashBook(path)
+    assert book.record([("http://h/a.deb", 1, SHA_A), ("http://h/b.deb", 2, SHA_B)], batch=1) == 2
+    book.record([("http://h/a.deb", 3, SHA_B)])  # a newer index replaces the fact
+    book.close()
+    again = HashBook(path)
+    try:
+        a = again.lookup("http://h/a.deb")
+        assert a is not None
+        assert (a.size, a.sha256) == (3, SHA_B)
+        assert again.lookup("http://h/zzz.deb") is None
+    finally:
+        again.close()

@@ -1,0 +1,171 @@
+"""A simulated site for the pure state machines: nodes, a lossy reordering network, crashes,
+restarts and partitions, all in simulated time (no sockets, no clock).
+
+Broadcasts (beacons to ``None``) reach every other node, like multicast on one LAN. Every
+message is independently lost with probability ``loss`` and delayed by a random delay, so
+messages reorder. A partition is a list of groups; a message crosses only between nodes of the
+same group, both when it is sent and when it arrives.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from dataclasses import dataclass, field
+
+from frumitcache.site import MemberInfo, Message, SiteCore, Timings
+from frumitcache.site._election import Durable
+
+TIMINGS = Timings()
+
+
+def member(i: int, *, priority: int = 0, ram: int = 1 << 30, wired: bool = True) -> MemberInfo:
+    return MemberInfo(
+        node_id=f"n{i}",
+        address=f"10.0.0.{i + 1}",
+        control_port=3143,
+        peer_port=3144,
+        swarm_port=3145,
+        priority=priority,
+        ram_bytes=ram,
+        wired=wired,
+    )
+
+
+@dataclass
+class SimNode:
+    info: MemberInfo
+    core: SiteCore | None
+    durable: Durable = field(default_factory=Durable)
+
+
+class SimSite:
+    def __init__(
+        self,
+        infos: list[MemberInfo],
+        *,
+        seed: int = 0,
+        loss: float = 0.0,
+        delay: tuple[float, float] = (0.001, 0.05),
+        timings: Timings = TIMINGS,
+        start: float = 0.0,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.loss = loss
+        self.delay = delay
+        self.timings = timings
+        self.now = start
+        self.solo = len(infos) == 1
+        self.nodes: dict[str, SimNode] = {}
+        self._queue: list[tuple[float, int, str, str, Message]] = []
+        self._seq = itertools.count()
+        self.groups: list[set[str]] | None = None
+        self.wins: dict[int, set[str]] = {}  # term -> nodes that won it
+        self.max_seeders = 0  # most nodes with is_seeder(now) at one instant
+        self.overlaps: list[tuple[float, list[str]]] = []
+        self.seeder_history: list[tuple[float, str, int]] = []  # (time, node, term) lease starts
+        self._deadline: dict[str, float] = {}
+        for info in infos:
+            self.nodes[info.node_id] = SimNode(info, None)
+            self.start_node(info.node_id)
+
+    # --- faults -------------------------------------------------------------------------------
+
+    def start_node(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        node.core = SiteCore(
+            node.info, self.timings, now=self.now, solo=self.solo, durable=node.durable
+        )
+        self._deadline[node_id] = node.core.next_deadline()
+
+    def crash(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        if node.core is not None:
+            node.durable = node.core.durable
+            node.core = None
+            self._deadline.pop(node_id, None)
+
+    def up(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if node.core is not None]
+
+    def partition(self, groups: list[set[str]] | None) -> None:
+        self.groups = groups
+
+    def connected(self, a: str, b: str) -> bool:
+        if self.groups is None:
+            return True
+        return any(a in g and b in g for g in self.groups)
+
+    # --- running ------------------------------------------------------------------------------
+
+    def _send(self, src: str, outgoing: list) -> None:  # type: ignore[type-arg]
+        for out in outgoing:
+            targets = [n for n in self.nodes if n != src] if out.to is None else [out.to]
+            for dst in targets:
+                if dst not in self.nodes or not self.connected(src, dst):
+                    continue
+                if self.rng.random() < self.loss:
+                    continue
+                at = self.now + self.rng.uniform(*self.delay)
+                heapq.heappush(self._queue, (at, next(self._seq), src, dst, out.msg))
+
+    def _next_time(self) -> float:
+        head = self._queue[0][0] if self._queue else float("inf")
+        return min(head, min(self._deadline.values(), default=float("inf")))
+
+    def run_until(self, until: float) -> None:
+        stuck = 0
+        while True:
+            t = self._next_time()
+            stuck = stuck + 1 if t <= self.now else 0
+            if stuck > 10_000:
+                raise AssertionError(f"a machine keeps asking for a timer at {t} <= {self.now}")
+            if t > until:
+                self.now = until
+                self._check()
+                return
+            self.now = max(self.now, t)
+            while self._queue and self._queue[0][0] <= self.now:
+                _at, _s, src, dst, msg = heapq.heappop(self._queue)
+                node = self.nodes[dst]
+                if node.core is None or not self.connected(src, dst):
+                    continue
+                self._send(dst, node.core.receive(src, msg, self.now))
+                self._deadline[dst] = node.core.next_deadline()
+                self._check()
+            for node_id, deadline in list(self._deadline.items()):
+                core = self.nodes[node_id].core
+                if core is not None and deadline <= self.now:
+                    self._send(node_id, core.on_timer(self.now))
+                    self._deadline[node_id] = core.next_deadline()
+                    self._check()
+
+    def _check(self) -> None:
+        seeders = []
+        for node_id, node in self.nodes.items():
+            core = node.core
+            if core is None:
+                continue
+            if core.is_seeder(self.now):
+                seeders.append(node_id)
+                term = core.election.term
+                if not self.seeder_history or self.seeder_history[-1][1:] != (node_id, term):
+                    self.seeder_history.append((self.now, node_id, term))
+            election = core.election
+            if election.role.value == "seeder":
+                self.wins.setdefault(election.term, set()).add(node_id)
+        if len(seeders) > 1:
+            self.overlaps.append((self.now, seeders))
+        self.max_seeders = max(self.max_seeders, len(seeders))
+
+    # --- observations -------------------------------------------------------------------------
+
+    def seeders(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if node.core and node.core.is_seeder(self.now)]
+
+    def views(self) -> dict[str, tuple[str, int] | None]:
+        return {n: node.core.seeder(self.now) for n, node in self.nodes.items() if node.core}
+
+    def double_wins(self) -> dict[int, set[str]]:
+        return {t: w for t, w in self.wins.items() if len(w) > 1}

@@ -1,0 +1,172 @@
+"""Randomized schedules over a simulated site (see ``sim.py``), all in simulated time.
+
+Invariants checked:
+- without partitions (loss, delays/reordering, crashes, restarts): never two nodes with a
+  live seeder lease at one instant, never two winners of one term;
+- with partitions shorter than ``forget_after_s``: never two winners of one term (a minority
+  side cannot elect);
+- with any partitions: after healing, exactly one seeder, seen by every node, within a bound;
+- a better node (re)joining never replaces a live seeder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.site.sim import TIMINGS, SimSite, member
+
+SETTLE_S = 20.0  # convergence bound after the network is healed and every node is back up
+FAULT_WINDOW_S = 40.0
+FORMED_S = 6.0
+
+_settings = settings(
+    max_examples=int(os.environ.get("SITE_SIM_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=False,
+)
+
+
+@dataclass
+class Schedule:
+    n: int
+    priorities: list[int]
+    seed: int
+    loss: float
+    delay_max: float
+    events: list[tuple[float, str, object]]
+
+
+@st.composite
+def schedules(draw: st.DrawFn, *, partitions: bool, max_partition_s: float = 0.0) -> Schedule:
+    n = draw(st.integers(3, 7))
+    priorities = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
+    seed = draw(st.integers(0, 2**32 - 1))
+    loss = draw(st.sampled_from([0.0, 0.05, 0.2, 0.35]))
+    delay_max = draw(st.sampled_from([0.005, 0.1, 0.5]))
+    events: list[tuple[float, str, object]] = []
+    times = st.floats(0.0, FAULT_WINDOW_S, allow_nan=False)
+    for _ in range(draw(st.integers(0, 6))):
+        t = draw(times)
+        node = draw(st.integers(0, n - 1))
+        kind = draw(st.sampled_from(["crash", "crash-restart", "partition"] if partitions
+                                    else ["crash", "crash-restart"]))
+        if kind == "crash":
+            events.append((t, "crash", node))
+        elif kind == "crash-restart":
+            down = draw(st.floats(0.1, 15.0))
+            events.append((t, "crash", node))
+            events.append((t + down, "restart", node))
+        else:
+            # Partitions split a site that has formed: nodes that never met cannot count each
+            # other (see the election's docstring).
+            t = max(t, FORMED_S)
+            sides = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
+            length = draw(st.floats(0.5, max_partition_s))
+            events.append((t, "partition", sides))
+            events.append((t + length, "heal", None))
+    events.sort(key=lambda e: e[0])
+    return Schedule(n, priorities, seed, loss, delay_max, events)
+
+
+def run_schedule(s: Schedule) -> tuple[SimSite, float]:
+    site = SimSite(
+        [member(i, priority=p) for i, p in enumerate(s.priorities)],
+        seed=s.seed,
+        loss=s.loss,
+        delay=(0.0005, s.delay_max),
+    )
+    for t, kind, arg in s.events:
+        site.run_until(t)
+        if kind == "crash":
+            site.crash(f"n{arg}")
+        elif kind == "restart":
+            if f"n{arg}" not in site.up():
+                site.start_node(f"n{arg}")
+        elif kind == "partition":
+            sides = arg
+            assert isinstance(sides, list)
+            site.partition([{f"n{i}" for i, g in enumerate(sides) if g == k} for k in range(3)])
+        else:
+            site.partition(None)
+    end = max([FAULT_WINDOW_S, *(e[0] for e in s.events)])
+    site.run_until(end)
+    # Heal everything: network whole, lossless, every node back.
+    site.partition(None)
+    site.loss = 0.0
+    for node_id in site.nodes:
+        if node_id not in site.up():
+            site.start_node(node_id)
+    healed_at = site.now
+    site.run_until(healed_at + SETTLE_S)
+    return site, healed_at
+
+
+def assert_converged(site: SimSite) -> None:
+    seeders = site.seeders()
+    assert len(seeders) == 1, (seeders, site.views())
+    core = site.nodes[seeders[0]].core
+    assert core is not None
+    expected = (seeders[0], core.election.term)
+    assert all(v == expected for v in site.views().values()), site.views()
+
+
+@_settings
+@given(schedules(partitions=False))
+def test_no_two_seeders_without_partitions(s: Schedule) -> None:
+    site, _ = run_schedule(s)
+    assert site.overlaps == [], site.overlaps[:3]
+    assert site.double_wins() == {}
+    assert_converged(site)
+
+
+@_settings
+@given(schedules(partitions=True, max_partition_s=TIMINGS.forget_after_s - 1))
+def test_short_partitions_never_elect_twice_per_term(s: Schedule) -> None:
+    site, _ = run_schedule(s)
+    assert site.double_wins() == {}
+    assert_converged(site)
+
+
+@_settings
+@given(schedules(partitions=True, max_partition_s=60.0))
+def test_long_partitions_converge_after_healing(s: Schedule) -> None:
+    site, healed_at = run_schedule(s)
+    assert_converged(site)
+    # Once healed, overlapping leases last at most until the loser hears the winner.
+    late = [t for t, _nodes in site.overlaps if t > healed_at + TIMINGS.lease_s]
+    assert late == []
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(3, 6),
+    seed=st.integers(0, 2**32 - 1),
+    rejoin_at=st.floats(5.0, 30.0),
+    down_s=st.floats(0.1, 20.0),
+    delay_max=st.sampled_from([0.005, 0.1, 0.3]),
+)
+def test_better_node_rejoining_does_not_preempt(
+    n: int, seed: int, rejoin_at: float, down_s: float, delay_max: float
+) -> None:
+    # n0 is the best node by far; keep it down at first so that another node wins.
+    site = SimSite(
+        [member(i, priority=10 if i == 0 else 0) for i in range(n)],
+        seed=seed,
+        delay=(0.0005, delay_max),
+    )
+    site.crash("n0")
+    site.run_until(rejoin_at)
+    (seeder,) = site.seeders()
+    assert seeder != "n0"
+    site.start_node("n0")
+    site.run_until(rejoin_at + 60.0)
+    assert site.seeders() == [seeder]
+    # One lease, never interrupted: no election after the first.
+    assert [h[1] for h in site.seeder_history] == [seeder]
+    core = site.nodes["n0"].core
+    assert core is not None and core.election.elections_won == 0

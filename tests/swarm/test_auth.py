@@ -1,0 +1,32 @@
+"""Site-key signatures of peer HTTP requests (sans-IO: the clock is an argument)."""
+
+from __future__ import annotations
+
+from frumitcache.swarm._auth import Verifier, sign
+
+KEY = b"k" * 32
+
+
+def test_signed_request_is_accepted_once() -> None:
+    v = Verifier(KEY, window=30)
+    header = sign(KEY, b"GET", b"/chunk/ab", 1000.0)
+    assert v.check(b"GET", b"/chunk/ab", header, 1010.0)
+    assert not v.check(b"GET", b"/chunk/ab", header, 1011.0)  # replayed
+
+
+def test_rejects_stale_wrong_key_wrong_path_and_garbage() -> None:
+    v = Verifier(KEY, window=30)
+    assert not v.check(b"GET", b"/chunk/ab", sign(KEY, b"GET", b"/chunk/ab", 1000.0), 1031.0)
+    assert not v.check(b"GET", b"/chunk/ab", sign(KEY, b"GET", b"/chunk/ab", 1000.0), 969.0)
+    assert not v.check(b"GET", b"/chunk/ab", sign(b"x" * 32, b"GET", b"/chunk/ab", 1000.0), 1000.0)
+    assert not v.check(b"GET", b"/chunk/cd", sign(KEY, b"GET", b"/chunk/ab", 1000.0), 1000.0)
+    assert not v.check(b"HEAD", b"/chunk/ab", sign(KEY, b"GET", b"/chunk/ab", 1000.0), 1000.0)
+    for bad in (None, b"", b"1000:abc", b"x:y:z", b"1000:\xff\xfe:00", b"1000:short:00"):
+        assert not v.check(b"GET", b"/chunk/ab", bad, 1000.0)
+
+
+def test_nonce_memory_is_bounded() -> None:
+    v = Verifier(KEY, window=1)
+    for i in range(5000):
+        assert v.check(b"GET", b"/p", sign(KEY, b"GET", b"/p", float(i)), float(i))
+    assert len(v._seen) <= 1100

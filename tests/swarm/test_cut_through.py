@@ -1,0 +1,138 @@
+"""Cut-through: an object's reader gets chunk 0 while its last chunk is not yet published.
+
+In one process: a seeder node and a fetching node, each with a real store, libtorrent session
+and peer HTTP server on its own loopback address. The fetcher appends chunks to a store writer
+as fetch_object delivers them; a store reader on the same key yields them as they land.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+import trio
+
+from frumitcache.errors import PeerError
+from frumitcache.store import Store
+from frumitcache.swarm import (
+    ChunkFetcher,
+    ChunkOffer,
+    ChunkRef,
+    Holder,
+    HttpChunkClient,
+    PeerHttpServer,
+    Swarm,
+    fetch_object,
+)
+from frumitcache.swarm._merkle import merkle_tree
+from frumitcache.testing.net import loopback_address
+
+KEY = os.urandom(32)
+CHUNK = 512 * 1024
+
+
+class _Node:
+    def __init__(self, root: Path) -> None:
+        self.address = loopback_address()
+        self.store = Store.open(root, max_bytes=1 << 30, chunk_size=CHUNK)
+        self.swarm = Swarm(self.store, address=self.address)
+        self.server = PeerHttpServer(self.store, KEY, trees=self.swarm.tree)
+        self.holder = Holder(self.address, 0, 0)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        swarm_port = await nursery.start(self.swarm.run)
+        peer_port = await nursery.start(self.server.serve, self.address, 0)
+        self.holder = Holder(self.address, peer_port, swarm_port)
+
+    async def publish(self, data: bytes) -> ChunkRef:
+        digest = hashlib.sha256(data).hexdigest()
+        tree = merkle_tree(data)
+        await self.store.put_chunk(data, digest)
+        self.store.set_chunk_root(digest, tree.root)
+        self.swarm.remember_tree(digest, tree)
+        await self.swarm.seed(digest)
+        return ChunkRef(digest, len(data))  # the root comes from the holder, over HTTP
+
+
+@pytest.mark.parametrize("small_chunk_bytes", [0, 1 << 20], ids=["libtorrent", "peer-http"])
+async def test_reader_gets_chunk0_before_last_chunk_is_published(
+    tmp_path: Path, small_chunk_bytes: int
+) -> None:
+    parts = [os.urandom(CHUNK) for _ in range(3)] + [os.urandom(1000)]
+    delivered: list[int] = []
+    read: list[tuple[int, bool]] = []  # (length, seeder holds the last chunk yet)
+    seeder, me = _Node(tmp_path / "seeder"), _Node(tmp_path / "me")
+    with seeder.store, me.store, trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await seeder.start(nursery)
+            await me.start(nursery)
+            fetcher = ChunkFetcher(me.store, HttpChunkClient(me.store, KEY), me.swarm,
+                                   small_chunk_bytes=small_chunk_bytes, me=me.holder)
+            refs = [await seeder.publish(p) for p in parts[:-1]]
+            last_digest = hashlib.sha256(parts[-1]).hexdigest()
+            first_delivered = trio.Event()
+
+            writer = me.store.open_writer("object")
+
+            async def sink(index: int, chunk: ChunkRef) -> None:
+                delivered.append(index)
+                await writer.add_chunk(bytes.fromhex(chunk.digest))
+
+            async def reader() -> None:
+                async with me.store.open_reader("object") as r:
+                    async for data in r:
+                        read.append((len(data), seeder.store.has_chunk(last_digest)))
+                        received.extend(data)
+                        first_delivered.set()
+                reader_done.set()
+
+            received = bytearray()
+            reader_done = trio.Event()
+            nursery.start_soon(reader)
+
+            send, receive = trio.open_memory_channel[ChunkOffer](10)
+            result: list[int] = []
+            finished = trio.Event()
+
+            async def run() -> None:
+                result.append(await fetch_object(fetcher, receive, sink, parallel=2))
+                finished.set()
+
+            nursery.start_soon(run)
+            for i, ref in enumerate(refs):
+                await send.send(ChunkOffer(i, ref, (seeder.holder,)))
+            await first_delivered.wait()
+            # The reader has chunk 0 and the seeder does not even hold the last chunk yet.
+            assert read[0] == (CHUNK, False)
+            last = await seeder.publish(parts[-1])
+            await send.send(ChunkOffer(3, last, (seeder.holder,)))
+            await send.aclose()
+            await finished.wait()
+            manifest = await writer.finish()
+            assert manifest.digest == hashlib.sha256(b"".join(parts)).digest()
+            assert result == [4]
+            assert delivered == [0, 1, 2, 3]
+            await reader_done.wait()
+            assert bytes(received) == b"".join(parts)
+            nursery.cancel_scope.cancel()
+
+
+async def test_missing_index_is_an_error(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "me", max_bytes=1 << 30, chunk_size=CHUNK)
+    data = b"abc"
+    digest = hashlib.sha256(data).hexdigest()
+    await store.put_chunk(data, digest)
+    fetcher = ChunkFetcher(store, HttpChunkClient(store, KEY), None, small_chunk_bytes=1 << 20)
+    send, receive = trio.open_memory_channel[ChunkOffer](10)
+    got: list[int] = []
+
+    async def sink(index: int, chunk: ChunkRef) -> None:
+        got.append(index)
+
+    await send.send(ChunkOffer(1, ChunkRef(digest, 3, bytes(32)), ()))
+    await send.aclose()
+    with store, trio.fail_after(10), pytest.raises(PeerError, match="never offered"):
+        await fetch_object(fetcher, receive, sink)
+    assert got == []

@@ -1,0 +1,105 @@
+"""Peer HTTP: signed chunk pulls between real loopback sockets."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import h11
+import pytest
+import trio
+
+from frumitcache.errors import PeerError
+from frumitcache.store import Store
+from frumitcache.swarm._peer_http import HttpChunkClient, PeerHttpServer, get_chunk
+from frumitcache.testing.net import loopback_address
+
+KEY = os.urandom(32)
+
+
+def _store(path: Path) -> Store:
+    return Store.open(path, max_bytes=1 << 30, chunk_size=1 << 20)
+
+
+async def _serve(
+    nursery: trio.Nursery, store: Store, key: bytes = KEY
+) -> tuple[str, int, PeerHttpServer]:
+    address = loopback_address()
+    server = PeerHttpServer(store, key)
+    port = await nursery.start(server.serve, address, 0)
+    return address, port, server
+
+
+async def test_pull_verify_store(tmp_path: Path) -> None:
+    data = os.urandom(300_000)
+    digest = hashlib.sha256(data).hexdigest()
+    holder = _store(tmp_path / "holder")
+    await holder.put_chunk(data, digest)
+    mine = _store(tmp_path / "mine")
+    with holder, mine, trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            address, port, server = await _serve(nursery, holder)
+            client = HttpChunkClient(mine, KEY)
+            assert await client.fetch(digest, len(data), [(address, port)]) == (address, port)
+            assert (await mine.read_chunk(digest)) == data
+            assert server.statistics().served == 1
+            assert server.statistics().bytes_served == len(data)
+            nursery.cancel_scope.cancel()
+
+
+async def test_unsigned_stale_and_wrong_key_get_403(tmp_path: Path) -> None:
+    holder = _store(tmp_path / "holder")
+    data = b"x" * 1000
+    digest = hashlib.sha256(data).hexdigest()
+    await holder.put_chunk(data, digest)
+    with holder, trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            address, port, server = await _serve(nursery, holder)
+            with pytest.raises(PeerError, match="HTTP 403"):
+                await get_chunk((address, port), digest, b"wrong key", max_bytes=10_000)
+            # unsigned, by hand
+            stream = await trio.open_tcp_stream(address, port)
+            async with stream:
+                conn = h11.Connection(h11.CLIENT)
+                req = h11.Request(method="GET", target=f"/chunk/{digest}", headers=[("host", "x")])
+                await stream.send_all(conn.send(req) + conn.send(h11.EndOfMessage()))
+                raw = await stream.receive_some(4096)
+                assert raw.startswith(b"HTTP/1.1 403")
+            assert server.statistics().rejected == 2
+            assert server.statistics().served == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_bad_holder_is_dropped_and_next_holder_used(tmp_path: Path) -> None:
+    data = os.urandom(100_000)
+    digest = hashlib.sha256(data).hexdigest()
+    good = _store(tmp_path / "good")
+    bad = _store(tmp_path / "bad")
+    await good.put_chunk(data, digest)
+    await bad.put_chunk(data, digest)
+    path = bad.chunk_path(digest)
+    rotten = bytearray(path.read_bytes())
+    rotten[5000] ^= 0xFF
+    path.write_bytes(bytes(rotten))
+    empty = _store(tmp_path / "empty")
+    mine = _store(tmp_path / "mine")
+    with good, bad, empty, mine, trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            a_bad, p_bad, _ = await _serve(nursery, bad)
+            a_empty, p_empty, s_empty = await _serve(nursery, empty)
+            a_good, p_good, _ = await _serve(nursery, good)
+            client = HttpChunkClient(mine, KEY)
+            holders = [(a_bad, p_bad), (a_empty, p_empty), (a_good, p_good)]
+            assert await client.fetch(digest, len(data), holders) == (a_good, p_good)
+            assert client.bad_holders == {a_bad}
+            assert client.digest_mismatches == 1
+            assert s_empty.statistics().not_found == 1
+            assert (await mine.read_chunk(digest)) == data
+            # The bad holder is not asked again.
+            data2 = os.urandom(1000)
+            d2 = hashlib.sha256(data2).hexdigest()
+            await bad.put_chunk(data2, d2)
+            with pytest.raises(PeerError, match="no usable holder"):
+                await client.fetch(d2, len(data2), [(a_bad, p_bad)])
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,118 @@
+"""The libtorrent session inside trio: admission, single-flight fetches, statistics."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+import trio
+
+from frumitcache.errors import NotInStoreError, PeerError
+from frumitcache.store import Store
+from frumitcache.swarm import Swarm, chunk_torrent, merkle_tree
+from frumitcache.testing.net import loopback_address
+from tests.swarm.fakepeer import LyingPeer
+
+MiB = 1024 * 1024
+
+
+def _store(path: Path) -> Store:
+    return Store.open(path, max_bytes=1 << 30, chunk_size=4 * MiB)
+
+
+async def test_ip_filter_admits_members_only_and_fetches_are_single_flight(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(2 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    tree = merkle_tree(data)
+    stores = [_store(tmp_path / name) for name in ("holder", "member", "stranger")]
+    holder_s, member_s, stranger_s = stores
+    await holder_s.put_chunk(data, digest)
+    swarms = [Swarm(s, address=loopback_address()) for s in stores]
+    holder, member, stranger = swarms
+    try:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for s in swarms:
+                    await nursery.start(s.run)
+                holder.set_members([member.address])
+                await holder.seed(digest)
+                peer = [(holder.address, holder.listen_port)]
+                with pytest.raises(PeerError, match="no progress"):
+                    await stranger.fetch_chunk(digest, len(data), peer, root=tree.root,
+                                               stall_timeout=3)
+                assert not stranger_s.has_chunk(digest)
+                # Two fetches of one chunk at once: one download, both return when stored.
+                async with trio.open_nursery() as both:
+                    for _ in range(2):
+                        both.start_soon(lambda: member.fetch_chunk(
+                            digest, len(data), peer, root=tree.root))
+                assert (await member_s.read_chunk(digest)) == data
+                assert member_s.chunk_root(digest) == tree.root
+                st = member.statistics()
+                assert st.downloaded >= len(data)
+                assert st.chunks[digest].seeding  # it serves what it fetched
+                assert holder.statistics().uploaded >= len(data)
+                assert stranger.statistics().downloaded == 0
+                # Already stored: returns at once, no torrent needed.
+                await member.fetch_chunk(digest, len(data), [], root=tree.root)
+                with pytest.raises(NotInStoreError):
+                    await stranger.seed(digest)
+                nursery.cancel_scope.cancel()
+    finally:
+        for s in stores:
+            s.close()
+
+
+async def test_tree_of_a_stored_chunk_is_computed_and_checked(tmp_path: Path) -> None:
+    data = os.urandom(3 * MiB + 5)
+    digest = hashlib.sha256(data).hexdigest()
+    with _store(tmp_path / "s") as store:
+        await store.put_chunk(data, digest)
+        swarm = Swarm(store, address=loopback_address())
+        tree = await swarm.tree(digest)
+        assert tree == merkle_tree(data)
+        assert store.chunk_root(digest) == tree.root
+        with pytest.raises(NotInStoreError):
+            await swarm.tree("0" * 64)
+
+
+async def test_peer_sending_bad_data_is_banned_and_chunk_comes_from_another(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(2 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    tree = merkle_tree(data)
+    torrent = chunk_torrent(digest, len(data), tree.root)
+    liar = LyingPeer(torrent.info_hash, torrent.num_pieces)
+    liar_address = loopback_address()
+    stores = [_store(tmp_path / name) for name in ("holder", "me")]
+    await stores[0].put_chunk(data, digest)
+    holder, me = (Swarm(s, address=loopback_address()) for s in stores)
+    try:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                liar_port = await nursery.start(liar.serve, liar_address)
+                for s in (holder, me):
+                    await nursery.start(s.run)
+                await holder.seed(digest)
+
+                async def honest_later() -> None:
+                    await liar.lied.wait()
+                    me.add_holders(digest, [(holder.address, holder.listen_port)])
+
+                nursery.start_soon(honest_later)
+                await me.fetch_chunk(digest, len(data), [(liar_address, liar_port)],
+                                     root=tree.root, piece_layer=tree.piece_layer)
+                assert (await stores[1].read_chunk(digest)) == data
+                st = me.statistics()
+                assert liar.blocks_sent > 0
+                assert st.hash_failures > 0
+                assert liar_address in st.banned_peers
+                nursery.cancel_scope.cancel()
+    finally:
+        for s in stores:
+            s.close()
