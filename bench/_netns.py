@@ -33,9 +33,7 @@ _NAME = re.compile(rf"^{PREFIX}(\d+)-[a-z0-9]+$")
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        ["ip", *args], capture_output=True, text=True, timeout=30, check=False
-    )
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=False)
     if check and result.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
     return result
@@ -175,7 +173,9 @@ class ShapedSite:
         for i in range(self.nodes):
             pi, port = self.pi_ns(i), f"p{i}"
             self._add_ns(pi)
-            _ip("-n", site, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", pi)
+            _ip(
+                "-n", site, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", pi
+            )
             _ip("-n", site, "link", "set", port, "master", "br0")
             _ip("-n", site, "link", "set", port, "up")
             _ip("-n", pi, "addr", "add", f"{self.pi_address(i)}/24", "dev", "eth0")

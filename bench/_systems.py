@@ -169,6 +169,8 @@ class Central(System):
             f"BindAddress: {self.host.address}\nSocketPath: {root / 'acng.socket'}\n"
             f"PidFile: {root / 'acng.pid'}\nForeGround: 1\nExThreshold: 4\n"
             "ReportPage: acng-report.html\n"
+            # By default it proxies only to port 80; the origin listens elsewhere.
+            f"AllowUserPorts: 80 {self.bed.origin_port}\n"
         )
         out = (root / "stdout.log").open("wb")
         proc = self.bed.spawn(
@@ -279,16 +281,18 @@ class Frumitcache(System):
                     raise RuntimeError(f"agent on {d.host.name} did not start:\n{log}")
                 await trio.sleep(0.05)
         statuses = [await self.status(i) for i in range(len(self.daemons))]
-        # Membership takes a few beacons: wait (bounded) until every agent sees the whole site,
-        # but give up early on agents that never see anyone (one-node sites).
-        started = trio.current_time()
-        with trio.move_on_after(20):
-            while any(_members(s) < len(self.daemons) for s in statuses):
-                lonely = all(_members(s) == 1 for s in statuses)
-                if lonely and trio.current_time() - started > 5:
+        # Membership takes a few beacons and the election a few rounds: wait (bounded) until
+        # every agent sees the whole site and all name the same seeder, as on a site that has
+        # been up for a while. One-node agents (no site control plane) never will.
+        with trio.move_on_after(30):
+            while not _settled(statuses, len(self.daemons)):
+                if all(s.site.get("solo") for s in statuses):
                     break
-                await trio.sleep(0.5)
+                await trio.sleep(0.25)
                 statuses = [await self.status(i) for i in range(len(self.daemons))]
+        if not _settled(statuses, len(self.daemons)):
+            seen = sorted({str(s.site.get("seeder")) for s in statuses})
+            self._notes.append(f"site not settled before t=0 (seeders named: {seen})")
         self.members_seen = min(_members(s) for s in statuses)
         if self.members_seen < len(self.daemons):
             self._notes.append(
@@ -361,6 +365,11 @@ class Frumitcache(System):
                         break
                 await trio.sleep(0.1)
         return None
+
+
+def _settled(statuses: list[Status], nodes: int) -> bool:
+    seeders = {s.site.get("seeder") for s in statuses}
+    return all(_members(s) >= nodes for s in statuses) and len(seeders) == 1 and None not in seeders
 
 
 def _members(status: Status) -> int:

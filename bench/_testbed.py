@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,6 +50,8 @@ class Rates:
 
 # Runs beside the origin (same host) and answers "stats"/"reset" lines with its counters: the
 # harness cannot reach an origin inside a namespace directly, and must not route to it.
+ORIGIN_PORT = 8080
+
 _PROBE = r"""
 import json, sys, urllib.request
 base = sys.argv[1]
@@ -135,6 +138,10 @@ class Testbed:
         """The origin's own rate limit (the uplink in loopback mode; 0 when tc shapes it)."""
         return 0
 
+    def origin_listen_port(self) -> int:
+        """A port below 32768: apt-cacher-ng 3.7.4 answers 503 for origin ports above that."""
+        return ORIGIN_PORT
+
     def start_origin(self, root: Path) -> str:
         """Serve ``root`` from the origin host; returns its base URL."""
         argv = [
@@ -144,7 +151,7 @@ class Testbed:
             "--address",
             self.origin_host.address,
             "--port",
-            "0",
+            str(self.origin_listen_port()),
             "--dir",
             str(root),
             "--rate",
@@ -209,6 +216,16 @@ class Testbed:
 
 class LoopbackTestbed(Testbed):
     mode = "loopback"
+
+    def origin_listen_port(self) -> int:
+        for port in range(ORIGIN_PORT, ORIGIN_PORT + 200):
+            with socket.socket() as s:
+                try:
+                    s.bind((self.origin_host.address, port))
+                except OSError:
+                    continue
+            return port
+        raise RuntimeError(f"no free port below {ORIGIN_PORT + 200} on {self.origin_host.address}")
 
     def __init__(self, nodes: int, rates: Rates, work: Path) -> None:
         super().__init__(nodes, rates, work)

@@ -1,6 +1,6 @@
 """apt proxy benchmark: hot-cache ``apt-get download`` through frumitcache vs apt-cacher-ng.
 
-    python -m bench.apt [--packages 24] [--rounds 5] [--json]
+    python -m bench.apt [--packages 24] [--rounds 5] [--clients 3] [--json]
 
 Builds a signed repository (``dpkg-deb``, ``apt-ftparchive``, throw-away gpg key) of
 ``--packages`` packages (sizes from 20 kB to 2 MB, incompressible), serves it with the test
@@ -12,12 +12,20 @@ own loopback address:
   directory (never the system service).
 
 Each proxy is warmed (one client: ``apt-get update`` + ``apt-get download`` of every package).
-Then, per round, a fresh apt client (own state and cache directories) runs ``apt-get update``
-(not timed) and the timed ``apt-get download`` of every package; the two proxies alternate
-round by round. Figures: wall seconds of the download and CPU seconds (user + system) the
-proxy process spent on it, each the median over the rounds, and frumitcache/apt-cacher-ng
-ratios. Printed as one JSON object. Needs root for nothing but installing the tools
+Then, per round, ``--clients`` fresh apt clients (own state and cache directories) run
+``apt-get update`` (not timed), then each in turn the timed ``apt-get download`` of every
+package; the two proxies alternate round by round. Figures per proxy: wall seconds of a
+round's downloads and CPU seconds (user + system) the proxy process spent on them (medians
+over the rounds; CPU also in total), the origin requests seen while hot (should be 0), and
+frumitcache/apt-cacher-ng ratios (wall: medians; CPU: totals). Printed as one JSON object.
+Needs root for nothing but installing the tools
 (``apt-get install apt-utils dpkg-dev gnupg apt-cacher-ng``).
+
+CPU is read from ``/proc/PID/stat`` (10 ms ticks). apt-cacher-ng serves files with
+``sendfile``; where the kernel's work is not charged to the process (gVisor), its CPU figure
+is a lower bound. apt-cacher-ng 3.7.4 mangles ports above 32767 (it formats the port as a
+signed 16-bit number) and refuses upstream ports other than 80 unless ``AllowUserPorts``
+lists them; both are handled here.
 
 ``--serve`` is the internal mode that runs the frumitcache proxy process.
 """
@@ -40,7 +48,7 @@ from typing import Any
 import trio
 
 from frumitcache.config import AptConfig, OriginConfig
-from frumitcache.testing.net import free_port, loopback_address
+from frumitcache.testing.net import loopback_address
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -101,17 +109,36 @@ def _wait_listening(
     raise RuntimeError(f"nothing listens on {address}:{port}")
 
 
-def _start_acng(work: Path, address: str) -> tuple[subprocess.Popen[bytes], int]:
+def _low_port(address: str) -> int:
+    """A free port below 32768: apt-cacher-ng 3.7.4 formats its port as a signed 16-bit
+    number, so 39995 becomes the service name "-2554" and it binds nothing."""
+    import random
+    import socket
+
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind((address, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port below 32768 on {address}")
+
+
+def _start_acng(work: Path, address: str, origin_port: int) -> tuple[subprocess.Popen[bytes], int]:
     binary = shutil.which("apt-cacher-ng") or "/usr/sbin/apt-cacher-ng"
     conf = work / "acng-conf"
     for sub in ("acng-conf", "acng-cache", "acng-log"):
         (work / sub).mkdir()
-    port = free_port(address)
+    port = _low_port(address)
     (conf / "acng.conf").write_text(
         f"CacheDir: {work / 'acng-cache'}\nLogDir: {work / 'acng-log'}\nPort: {port}\n"
         f"BindAddress: {address}\nSocketPath: {work / 'acng.socket'}\n"
         f"PidFile: {work / 'acng.pid'}\nForeGround: 1\nExThreshold: 4\n"
         "ReportPage: acng-report.html\n"
+        # The test origin is not on port 80; acng refuses other ports unless told.
+        f"AllowUserPorts: 80 {origin_port}\n"
     )
     with (work / "acng-stdout.log").open("wb") as log:
         proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
@@ -150,7 +177,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
-def run(packages: int, rounds: int, keep: bool) -> dict[str, Any]:
+def _origin_requests(authority: str) -> int:
+    """Requests the test origin has answered so far (its ``/_stats``)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{authority}/_stats", timeout=10) as resp:
+        return int(json.load(resp)["total_requests"])
+
+
+def run(packages: int, rounds: int, keep: bool, clients_per_round: int = 3) -> dict[str, Any]:
     from tests.apt.conftest import make_client, new_repo_builder
 
     for tool in ("apt-get", "apt-ftparchive", "dpkg-deb", "gpg", "apt-cacher-ng"):
@@ -160,6 +195,7 @@ def run(packages: int, rounds: int, keep: bool) -> dict[str, Any]:
     procs: list[subprocess.Popen[bytes]] = []
     builder = new_repo_builder(work)
     try:
+        # 20 kB .. 2 MB, spread deterministically (typical .debs are well under 1 MB).
         sizes = {f"pkg{i:02d}": 20_000 + (i * 7919 % 100) * 20_000 for i in range(packages)}
         names = tuple(sizes)
         root = work / "origin"
@@ -175,7 +211,7 @@ def run(packages: int, rounds: int, keep: bool) -> dict[str, Any]:
                 "--address",
                 origin_addr,
                 "--port",
-                "0",
+                str(_low_port(origin_addr)),  # apt-cacher-ng mangles ports above 32767
                 "--dir",
                 str(root),
             ],
@@ -208,18 +244,18 @@ def run(packages: int, rounds: int, keep: bool) -> dict[str, Any]:
         acng_error = None
         acng_addr = loopback_address()
         try:
-            acng, acng_port = _start_acng(work, acng_addr)
+            acng, acng_port = _start_acng(work, acng_addr, origin_port)
             procs.append(acng)
             proxies["apt-cacher-ng"] = (acng, f"http://{acng_addr}:{acng_port}")
         except RuntimeError as exc:
             acng_error = str(exc)
         archive = f"http://{authority}/debian"
-        clients = 0
+        made = 0
 
         def client(proxy_url: str) -> Any:
-            nonlocal clients
-            clients += 1
-            return make_client(work / f"client{clients}", builder.keyring, archive, proxy_url)
+            nonlocal made
+            made += 1
+            return make_client(work / f"client{made}", builder.keyring, archive, proxy_url)
 
         warm: dict[str, float] = {}
         for name, (_proc, url) in proxies.items():
@@ -228,30 +264,42 @@ def run(packages: int, rounds: int, keep: bool) -> dict[str, Any]:
             warm[name] = _apt(c, "download", *names)
         walls: dict[str, list[float]] = {name: [] for name in proxies}
         cpus: dict[str, list[float]] = {name: [] for name in proxies}
+        origin_hot: dict[str, int] = dict.fromkeys(proxies, 0)
         for _ in range(rounds):
             for name, (proc, url) in proxies.items():
-                c = client(url)
-                _apt(c, "update")
+                batch = [client(url) for _ in range(clients_per_round)]
+                for c in batch:
+                    _apt(c, "update")
+                served_before = _origin_requests(authority)
                 before = cpu_seconds(proc.pid)
-                walls[name].append(_apt(c, "download", *names))
+                start = time.perf_counter()
+                for c in batch:
+                    _apt(c, "download", *names)
+                walls[name].append(time.perf_counter() - start)
                 cpus[name].append(cpu_seconds(proc.pid) - before)
-                got = sum(p.stat().st_size for p in (c.home / "downloads").glob("*.deb"))
-                if got != total:
-                    raise RuntimeError(f"{name}: downloaded {got} bytes, expected {total}")
+                origin_hot[name] += _origin_requests(authority) - served_before
+                for c in batch:
+                    got = sum(p.stat().st_size for p in (c.home / "downloads").glob("*.deb"))
+                    if got != total:
+                        raise RuntimeError(f"{name}: downloaded {got} bytes, expected {total}")
 
         result: dict[str, Any] = {
             "benchmark": "apt hot-cache download",
             "packages": packages,
             "bytes": total,
             "rounds": rounds,
+            "clients_per_round": clients_per_round,
+            "bytes_per_round": total * clients_per_round,
             "cold_download_wall_s": warm,
         }
         for name in proxies:
             result[name] = {
                 "wall_s": statistics.median(walls[name]),
                 "cpu_s": statistics.median(cpus[name]),
+                "cpu_s_total": sum(cpus[name]),
                 "wall_s_all": walls[name],
                 "cpu_s_all": cpus[name],
+                "origin_requests_while_hot": origin_hot[name],
             }
         if acng_error is not None:
             result["apt-cacher-ng"] = {"error": acng_error}
@@ -259,7 +307,9 @@ def run(packages: int, rounds: int, keep: bool) -> dict[str, Any]:
         else:
             ours_r, acng_r = result["frumitcache"], result["apt-cacher-ng"]
             result["wall_ratio"] = ours_r["wall_s"] / acng_r["wall_s"]
-            result["cpu_ratio"] = ours_r["cpu_s"] / acng_r["cpu_s"] if acng_r["cpu_s"] else None
+            result["cpu_ratio"] = (
+                ours_r["cpu_s_total"] / acng_r["cpu_s_total"] if acng_r["cpu_s_total"] else None
+            )
         result["origin_pid_cpu_s"] = cpu_seconds(origin.pid)
         return result
     finally:
@@ -274,6 +324,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--packages", type=int, default=24)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=3, help="fresh apt clients per round")
     parser.add_argument("--json", action="store_true", help="one line of JSON")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -285,7 +336,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         with contextlib.suppress(KeyboardInterrupt):
             trio.run(_serve, args.address, args.origin, args.store)
         return None
-    out = run(args.packages, args.rounds, args.keep)
+    out = run(args.packages, args.rounds, args.keep, args.clients)
     print(json.dumps(out, indent=None if args.json else 2))
     return out
 

@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import random
 import shutil
 import signal
 import subprocess
@@ -59,16 +60,14 @@ OBJECT_PATH = "/debian/herd/herd-blob_1.0_all.deb"  # a .deb name: apt-cacher-ng
 
 
 def _write_random(path: Path, size: int) -> str:
+    """Incompressible bytes (seeded, so runs of one size serve the same object); SHA-256 hex."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(size)
     digest = hashlib.sha256()
     with path.open("wb") as f:
-        seed = hashlib.sha256(str(size).encode()).digest()
         left = size
         while left:
-            # Fast deterministic incompressible bytes: a hash chain, 1 MiB at a time.
-            seed = hashlib.sha256(seed).digest()
-            block = (seed * 32768)[: min(left, 1 << 20)]
-            block = bytes(a ^ b for a, b in zip(block[:64], seed * 2, strict=True)) + block[64:]
+            block = rng.randbytes(min(left, 1 << 20))
             f.write(block)
             digest.update(block)
             left -= len(block)
@@ -244,6 +243,7 @@ class Run:
         each = max(10_000, self.size // count)
         # Sizes from half to one and a half times the mean, so indexes list varied packages.
         sizes = {f"herdpkg{k:02d}": int(each * (0.5 + k / max(1, count - 1))) for k in range(count)}
+        (self.work / "aptrepo").mkdir(parents=True, exist_ok=True)
         builder = new_repo_builder(self.work / "aptrepo")
         try:
             builder.publish(self.root, dict.fromkeys(sizes, "1.0"), sizes)
@@ -366,7 +366,8 @@ class Run:
         finally:
             with trio.CancelScope(shield=True):
                 await system.stop()
-            shutil.rmtree(system.work, ignore_errors=True)
+            if not self.args.keep:
+                shutil.rmtree(system.work, ignore_errors=True)
 
     async def main(self, scenarios: Sequence[str], systems: Sequence[str]) -> None:
         self.base = await trio.to_thread.run_sync(self.bed.start_origin, self.root)
@@ -484,7 +485,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     return run.rows
 
 
-def _write_outputs(args: argparse.Namespace, bed: Testbed | None, rows: list[dict[str, Any]]) -> None:
+def _write_outputs(
+    args: argparse.Namespace, bed: Testbed | None, rows: list[dict[str, Any]]
+) -> None:
     mode = bed.mode if bed is not None else "?"
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -105,14 +105,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         src = scratch / "source.bin"
         make_file(src, size)
-        base_sync = [run_baseline(src, scratch / "copy.bin", sync=True) for _ in range(args.repeat)]
-        base_nosync = [
-            run_baseline(src, scratch / "copy.bin", sync=False) for _ in range(args.repeat)
-        ]
-        (scratch / "copy.bin").unlink(missing_ok=True)
+        base_sync: list[float] = []
+        base_nosync: list[float] = []
         store_times: list[float] = []
         read_times: list[float] = []
+        # Interleaved, so that a busy neighbour slows both sides alike.
         for i in range(args.repeat):
+            base_sync.append(run_baseline(src, scratch / "copy.bin", sync=True))
+            base_nosync.append(run_baseline(src, scratch / "copy.bin", sync=False))
+            (scratch / "copy.bin").unlink()
             root = scratch / f"store{i}"
             with Store.open(root, max_bytes=4 * size + 64 * MiB, chunk_size=chunk_size) as store:
                 store_times.append(trio.run(ingest, store, src, "bench"))
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rss_kib": rss_now_kib(),
         "rss_peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "cpus": os.cpu_count(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
         "python": sys.version.split()[0],
     }
     return result

@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from frumitcache.config import parse_quantity
+from frumitcache.config import SwarmConfig, parse_quantity
 from frumitcache.swarm._nodeproc import NodeProcess, start_nodes
 from frumitcache.testing.net import loopback_address
 
@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", default="64MiB")
     p.add_argument("--chunk-size", default="4MiB")
     p.add_argument("--rate", default="", help="per-node swarm rate cap, e.g. 12MiB (0: none)")
-    p.add_argument("--parallel", type=int, default=4, help="chunks in flight per fetcher")
+    p.add_argument("--parallel", type=int, default=SwarmConfig().parallel_chunks,
+                   help="chunks in flight per fetcher")
     p.add_argument("--seeder-once", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--threshold", action="store_true", help="peer HTTP vs libtorrent per size")
     p.add_argument("--sizes", default="16KiB,64KiB,256KiB,1MiB,2MiB,4MiB,8MiB")

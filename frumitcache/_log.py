@@ -25,7 +25,8 @@ class EventLogger:
 
     def _log(self, level: int, event: str, fields: dict[str, Any]) -> None:
         if self._logger.isEnabledFor(level):
-            self._logger.log(level, event, extra={_FIELDS: fields})
+            exc_info = fields.pop("exc_info", None)
+            self._logger.log(level, event, extra={_FIELDS: fields}, exc_info=exc_info)
 
     def debug(self, event: str, **fields: Any) -> None:
         self._log(logging.DEBUG, event, fields)

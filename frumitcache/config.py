@@ -215,6 +215,10 @@ class SwarmConfig:
     stall_timeout_s: float = opt(
         20.0, "A libtorrent fetch with no progress for this long falls back to peer HTTP.", "s"
     )
+    parallel_chunks: int = opt(
+        8, "Chunks of one object fetched at once (each libtorrent chunk pays a connect tick, "
+        "so a few in flight hide it; more costs memory)."
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ writer hand-overs (member → seeder) by reopening its reader at the offset it r
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import cast
@@ -33,6 +33,7 @@ from frumitcache._log import get_logger
 from frumitcache.agent._sitelink import SiteLink
 from frumitcache.config import SiteConfig
 from frumitcache.errors import (
+    AgentError,
     DigestMismatchError,
     FrumitcacheError,
     NotInStoreError,
@@ -98,6 +99,7 @@ class _Flight:
         self.changed = trio.Event()
         self.done = trio.Event()
         self.error: FrumitcacheError | None = None
+        self.failovers = 0
 
     # Handed to the origin fetcher as its task_status: "the writer exists, the size is known".
     def started(self, value: FetchInfo | None = None) -> None:
@@ -222,6 +224,10 @@ class ContentService:
         except FrumitcacheError as exc:
             log.warning("fetch.failed", url=flight.url, error=exc.code, detail=str(exc))
             flight.error = exc
+        except Exception as exc:
+            # A bug in one fetch must not take the agent (and every other transfer) down.
+            log.error("fetch.crashed", url=flight.url, detail=repr(exc), exc_info=exc)
+            flight.error = AgentError(f"internal error while fetching {flight.url}: {exc!r}")
         finally:
             if self._flights.get(flight.url) is flight:
                 del self._flights[flight.url]
@@ -252,12 +258,13 @@ class ContentService:
                 if seeder is None:
                     raise PeerError("no seeder elected in the site")
                 if seeder[0] == site.node_id:
-                    await self._as_seeder(flight)
+                    await self._as_seeder(flight, after_failover=self._failed_over(flight))
                     return
                 await self._as_member(flight, seeder)
                 return
             except _SeederChanged:
                 self.stats.failovers += 1
+                flight.failovers += 1
                 log.info("fetch.seeder-changed", url=flight.url)
                 continue
             except PeerError as exc:
@@ -282,6 +289,14 @@ class ContentService:
                         "site.fallback = never"
                     ) from None
                 await trio.sleep(0.5)
+
+    def _failed_over(self, flight: _Flight) -> bool:
+        """Did this fetch see a seeder change, or does the site know a partial of it?"""
+        if flight.failovers:
+            return True
+        assert self._site is not None
+        known = self._site.parts()[0].catalogue.get(flight.url)
+        return known is not None and not known.complete
 
     # --- the seeder's side -----------------------------------------------------------------------
 
@@ -311,11 +326,11 @@ class ContentService:
         self.ensure(request.url, request.sha256)
         return catalogue.info(request.url, request_id=request.request_id, fetching=True)
 
-    async def _as_seeder(self, flight: _Flight) -> None:
+    async def _as_seeder(self, flight: _Flight, *, after_failover: bool = False) -> None:
         site = self._site
         assert site is not None
         node, _ = site.parts()
-        await self._pull_held_prefix(flight)
+        await self._pull_held_prefix(flight, after_failover=after_failover)
         flight.source = "origin"
         try:
             async with trio.open_nursery(strict_exception_groups=True) as nursery:
@@ -324,6 +339,18 @@ class ContentService:
                 info: FetchInfo = await nursery.start(self._seeder_fetch, flight)
                 if info.size is not None:
                     flight.size = info.size
+                    # Members can take each chunk the moment it is announced once they know
+                    # where the object ends; without the size they must lag one chunk.
+                    await node.announce_object(
+                        ObjectManifest(
+                            flight.url,
+                            None,
+                            info.size,
+                            self._store.chunk_size,
+                            tuple(self._store.partial_chunks(flight.url)),
+                            False,
+                        )
+                    )
                 chunk_size = self._store.chunk_size
                 async for index, digest in self._store.watch_chunks(flight.url):
                     await node.announce_chunk(flight.url, index, digest, chunk_size)
@@ -371,12 +398,16 @@ class ContentService:
                     fetch.cancel()
                     return
 
-    async def _pull_held_prefix(self, flight: _Flight) -> None:
+    async def _pull_held_prefix(self, flight: _Flight, *, after_failover: bool) -> None:
         """After a failover: bring in the chunks live members already hold, so the origin
         fetch resumes (with Range) after them instead of starting over."""
         site = self._site
         assert site is not None
         node, chunks = site.parts()
+        if after_failover:
+            # Members report what they hold to a new seeder (Have); give the reports a moment
+            # to arrive so the origin resumes after every chunk the site still has.
+            await _settle(lambda: _known_chunks(node.catalogue.get(flight.url)))
         info = node.catalogue.info(flight.url)
         manifest = info.manifest
         if manifest is None or manifest.complete or not manifest.chunks:
@@ -461,7 +492,7 @@ class ContentService:
         def offer_ready() -> None:
             if send_closed:
                 return
-            indexes = sorted(set(plan.ready(start)) | {i for i in plan.more_holders if i >= start})
+            indexes = sorted(set(plan.ready(0)) | {i for i in plan.more_holders if i >= start})
             plan.more_holders.clear()
             for index in indexes:
                 holders = site.holders(plan.holders.get(index, ()))
@@ -478,6 +509,8 @@ class ContentService:
 
         async def sink(index: int, ref: ChunkRef) -> None:
             digest = bytes.fromhex(ref.digest)
+            if index < start:
+                return  # resumed: already in the writer
             await writer.add_chunk(digest)
             await node.announce_chunk(flight.url, index, digest, self._store.chunk_size)
             await site.seed_chunk(digest)
@@ -571,20 +604,38 @@ class _MemberPlan:
         return False
 
     def chunk_len(self, index: int) -> int:
-        if self.size is not None and index == len(self.digests) - 1 and self.complete:
-            return self.size - index * self.chunk_size
+        if self.size is not None:
+            return min(self.chunk_size, self.size - index * self.chunk_size)
         return self.chunk_size
 
     def ready(self, start: int) -> range:
-        """Indexes to offer now: a chunk's length is certain once a later chunk is known or
-        the object is complete."""
-        end = len(self.digests) if self.complete else max(len(self.digests) - 1, 0)
+        """Indexes to offer now: a chunk's length is certain once the object's size is known
+        (the seeder announces it as soon as the origin does), or a later chunk is known."""
+        known_length = self.complete or self.size is not None
+        end = len(self.digests) if known_length else max(len(self.digests) - 1, 0)
         first = max(self._offered, start)
         self._offered = max(self._offered, end)
         return range(first, end)
 
     def offered_all(self) -> bool:
         return self._offered >= len(self.digests)
+
+
+def _known_chunks(manifest: ObjectManifest | None) -> int:
+    return -1 if manifest is None else len(manifest.chunks)
+
+
+async def _settle(
+    measure: Callable[[], int], *, quiet_s: float = 0.5, limit_s: float = 2.0
+) -> None:
+    """Wait until ``measure()`` has not changed for ``quiet_s`` (at most ``limit_s``)."""
+    with trio.move_on_after(limit_s):
+        last, since = measure(), trio.current_time()
+        while trio.current_time() - since < quiet_s:
+            await trio.sleep(0.1)
+            now = measure()
+            if now != last:
+                last, since = now, trio.current_time()
 
 
 def _wire_manifest(url: str, manifest: Manifest) -> ObjectManifest:

@@ -575,6 +575,11 @@ def _content_type(path: str) -> str:
 
 
 async def _send(conn: h11.Connection, stream: trio.SocketStream, event: Any) -> None:
+    if isinstance(event, h11.Data):
+        # Body pieces go out as they are (no join into a fresh buffer).
+        for part in conn.send_with_data_passthrough(event) or ():
+            await stream.send_all(part)
+        return
     data = conn.send(event)
     if data:
         await stream.send_all(data)

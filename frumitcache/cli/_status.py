@@ -43,11 +43,34 @@ def _rows(status: Status) -> list[tuple[str, str]]:
         ("uptime", f"{status.uptime_s:.0f} s"),
     ]
     for key, value in status.site.items():
-        rows.append((f"site {key}", str(value)))
+        if key != "members":
+            rows.append((f"site {key}", str(value)))
     for key, value in status.store.items():
         rows.append((f"store {key}", human_bytes(value) if "bytes" in key else str(value)))
     for key, value in status.origin.items():
         rows.append((f"uplink {key}", human_bytes(value) if "bytes" in key else str(value)))
+    return rows
+
+
+MEMBER_COLUMNS = ("node", "address", "priority", "model", "ram", "free disk", "link", "load")
+
+
+def _member_rows(status: Status) -> list[tuple[str, ...]]:
+    seeder = status.site.get("seeder")
+    rows: list[tuple[str, ...]] = []
+    for m in status.site.get("members", []):
+        rows.append(
+            (
+                str(m.get("node", "")) + (" (seeder)" if m.get("node") == seeder else ""),
+                str(m.get("address", "")),
+                str(m.get("priority", "")),
+                str(m.get("model", "")) or "-",
+                human_bytes(m["ram_bytes"]) if m.get("ram_bytes") else "-",
+                human_bytes(m["free_disk_bytes"]) if m.get("free_disk_bytes") else "-",
+                f"{m['link_mbit']} Mbit/s" if m.get("link_mbit") else "-",
+                f"{m.get('load', 0):.2f}" if "load" in m else "-",
+            )
+        )
     return rows
 
 
@@ -62,8 +85,15 @@ def run(args: argparse.Namespace) -> int:
         table = Table(title=f"frumitcache agent on {status.node}", show_header=False)
         for key, value in _rows(status):
             table.add_row(key, value)
-        Console().print(table)
+        members = Table(*MEMBER_COLUMNS, title="site members")
+        for row in _member_rows(status):
+            members.add_row(*row)
+        console = Console()
+        console.print(table)
+        console.print(members)
     else:
         for key, value in _rows(status):
             sys.stdout.write(f"{key}: {value}\n")
+        for row in _member_rows(status):
+            sys.stdout.write("member: " + "  ".join(row) + "\n")
     return _exit.OK

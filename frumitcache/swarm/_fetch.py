@@ -162,6 +162,9 @@ class ChunkFetcher:
         await self._http.fetch(
             chunk.digest, chunk.size, [(h.address, h.peer_port) for h in ordered]
         )
+        if self._swarm is not None and chunk.size > self._small:
+            # A large chunk that came over HTTP (the swarm stalled) is still served by torrent.
+            await self._swarm.seed(chunk.digest)
 
     async def _fetch_swarm(self, swarm: Swarm, chunk: ChunkRef, holders: list[Holder]) -> None:
         seeders = [h for h in holders if h.seeder]
@@ -226,7 +229,7 @@ async def fetch_object(
     offers: trio.MemoryReceiveChannel[ChunkOffer],
     sink: Callable[[int, ChunkRef], Awaitable[None]],
     *,
-    parallel: int = 4,
+    parallel: int = 8,
     retries: int = 3,
 ) -> int:
     """Fetch every offered chunk; call ``sink(index, chunk)`` in index order once stored.

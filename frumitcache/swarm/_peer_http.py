@@ -211,6 +211,10 @@ async def get_chunk(
                 raise PeerError(f"{host}: broken response")
 
 
+# A holder that is gone, slow, closes early or speaks garbage: try the next one.
+_FETCH_ERRORS = (PeerError, OSError, trio.BrokenResourceError, trio.TooSlowError, h11.ProtocolError)
+
+
 class HttpChunkClient:
     """Pulls chunks from holders over peer HTTP, verifying each; drops holders that lie."""
 
@@ -237,7 +241,7 @@ class HttpChunkClient:
                     body = await get_chunk(holder, digest, self._key, max_bytes=32 * 33,
                                            what="tree")
                 tree = tree_from_layer(size, body[:32], body[32:])
-            except (PeerError, OSError, trio.TooSlowError, h11.ProtocolError) as exc:
+            except _FETCH_ERRORS as exc:
                 errors.append(f"{holder[0]}: {exc}")
                 continue
             except ValueError as exc:
@@ -260,7 +264,7 @@ class HttpChunkClient:
             try:
                 with trio.fail_after(self.timeout):
                     data = await get_chunk(holder, digest, self._key, max_bytes=size)
-            except (PeerError, OSError, trio.TooSlowError, h11.ProtocolError) as exc:
+            except _FETCH_ERRORS as exc:
                 errors.append(f"{holder[0]}: {exc}")
                 continue
             if len(data) != size or hashlib.sha256(data).hexdigest() != digest:

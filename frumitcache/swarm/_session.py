@@ -386,7 +386,10 @@ class Swarm:
     async def _remove(self, t: _Torrent) -> None:
         if self._ses is not None and not t.removed.is_set():
             self._account(t)
-            self._ses.remove_torrent(t.handle)
+            try:
+                self._ses.remove_torrent(t.handle)
+            except RuntimeError:  # the handle is no longer valid: nothing left to remove
+                t.removed.set()
             with trio.move_on_after(10):
                 await t.removed.wait()
         if self._torrents.get(t.digest) is t:

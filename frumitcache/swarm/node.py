@@ -238,7 +238,8 @@ class Node:
                         self.store, self.http, self.swarm, config, me=fetcher.me
                     )
                 count = await fetch_object(fetcher, receive, sink,
-                                           parallel=int(cmd.get("parallel", 4)))
+                                           parallel=int(cmd.get("parallel",
+                                                                self.config.parallel_chunks)))
                 if writer is not None:
                     await writer.finish()
                 nursery.cancel_scope.cancel()

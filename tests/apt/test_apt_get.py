@@ -135,11 +135,6 @@ async def test_offline_mode(one_node: OneNode, caplog: pytest.LogCaptureFixture)
     assert b"unreachable" in reply.body
 
 
-def test_tools_present_or_skipped(repo_builder: object, tmp_path: Path) -> None:
-    """The repository fixture skips with a reason when tools are missing; here they are."""
-    assert repo_builder is not None
-
-
 async def test_same_deb_through_two_mirrors_is_one_object(one_node: OneNode) -> None:
     from frumitcache.testing.net import loopback_address
     from frumitcache.testing.origin import OriginServer

@@ -391,3 +391,36 @@ def test_public_surface() -> None:
     )
     for name in apt.__all__:
         assert getattr(apt, name) is not None
+
+
+async def test_learned_hashes_survive_a_restart(
+    nursery: trio.Nursery, source: MemorySource, tmp_path: Path
+) -> None:
+    packages_url = "http://deb.debian.org/debian/dists/stable/main/binary-all/Packages"
+    source.add(
+        packages_url,
+        f"Package: hello\nFilename: pool/main/h/hello/hello_1_all.deb\nSize: {len(DEB)}\n"
+        f"SHA256: {'0' * 64}\n".encode(),
+    )
+    book_path = tmp_path / "restart.sqlite"
+    first_book = HashBook(book_path)
+    first = AptProxy(config(), source, hashes=first_book)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as inner:
+            bound = await inner.start(first.serve)
+            assert (await exchange(bound, get(packages_url))).status == 200
+            await first._learner.wait_idle()
+            inner.cancel_scope.cancel()
+    first_book.close()
+    # A new proxy on the same table: the .deb is checked without Packages being served again.
+    second = AptProxy(config(), source, hashes=HashBook(book_path))
+    bound = await nursery.start(second.serve)
+    with trio.fail_after(5):
+        stream = await trio.open_tcp_stream(*bound)
+        async with stream:
+            await stream.send_all(get(DEB_URL))
+            raw = await read_all(stream)
+    assert source.calls[-1].url == DEB_URL
+    assert source.calls[-1].expected_sha256 == "0" * 64
+    assert len(raw.partition(b"\r\n\r\n")[2]) < len(DEB)  # never the whole (bad) file
+    assert second.metrics.digest_mismatches == 1

@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,7 @@ def _render(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         "frumitcache_user": "root",  # group of the key; the service user does not exist here
         "frumitcache_site_key_file": str(key2),
         "vault_frumitcache_keys": {"lab1": "bGFiMSBzaXRlIGtleQ=="},
+        "frumitcache_apt_port": 3150,
         "ansible_connection": "local",
     }
     return _run(
@@ -119,6 +121,10 @@ def test_role_writes_loadable_configs(tmp_path: Path) -> None:
         assert key == out / host / "site.key"
         mode = stat.S_IMODE(key.stat().st_mode)
         assert mode == 0o640, f"{key}: {mode:o}"
+        assert cfg.apt.port == 3150
+        advert = ET.parse(out / host / "avahi.service").getroot()  # noqa: S314 - ours
+        assert advert.findtext("service/type") == "_apt_proxy._tcp"
+        assert advert.findtext("service/port") == "3150"
     assert (out / "lab1-pi01" / "site.key").read_text() == "bGFiMSBzaXRlIGtleQ=="
     assert (out / "lab2-pi01" / "site.key").read_text() == "bGFiMiBzaXRlIGtleQ==\n"
 
@@ -131,3 +137,4 @@ def test_role_refuses_a_config_the_agent_would_reject(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "chunk_size" in proc.stdout + proc.stderr
     assert not list((tmp_path / "etc").glob("*/frumitcache.toml"))
+    assert not list((tmp_path / "etc").glob("*/avahi.service"))  # the play stopped

@@ -22,9 +22,10 @@ from tests.site.sim import TIMINGS, SimSite, member
 SETTLE_S = 20.0  # convergence bound after the network is healed and every node is back up
 FAULT_WINDOW_S = 40.0
 FORMED_S = 6.0
+PARTITION_GAP_S = 4.0
 
 _settings = settings(
-    max_examples=int(os.environ.get("SITE_SIM_EXAMPLES", "150")),
+    max_examples=int(os.environ.get("SITE_SIM_EXAMPLES", "100")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=False,
@@ -42,19 +43,26 @@ class Schedule:
 
 
 @st.composite
-def schedules(draw: st.DrawFn, *, partitions: bool, max_partition_s: float = 0.0) -> Schedule:
+def schedules(
+    draw: st.DrawFn,
+    *,
+    partitions: bool,
+    max_partition_s: float = 0.0,
+    losses: tuple[float, ...] = (0.0, 0.05, 0.2, 0.35),
+) -> Schedule:
     n = draw(st.integers(3, 7))
     priorities = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
     seed = draw(st.integers(0, 2**32 - 1))
-    loss = draw(st.sampled_from([0.0, 0.05, 0.2, 0.35]))
+    loss = draw(st.sampled_from(losses))
     delay_max = draw(st.sampled_from([0.005, 0.1, 0.5]))
     events: list[tuple[float, str, object]] = []
+    splits: list[tuple[float, float, list[int]]] = []
     times = st.floats(0.0, FAULT_WINDOW_S, allow_nan=False)
+    kinds = ["crash", "crash-restart", "partition"] if partitions else ["crash", "crash-restart"]
     for _ in range(draw(st.integers(0, 6))):
         t = draw(times)
         node = draw(st.integers(0, n - 1))
-        kind = draw(st.sampled_from(["crash", "crash-restart", "partition"] if partitions
-                                    else ["crash", "crash-restart"]))
+        kind = draw(st.sampled_from(kinds))
         if kind == "crash":
             events.append((t, "crash", node))
         elif kind == "crash-restart":
@@ -62,13 +70,17 @@ def schedules(draw: st.DrawFn, *, partitions: bool, max_partition_s: float = 0.0
             events.append((t, "crash", node))
             events.append((t + down, "restart", node))
         else:
-            # Partitions split a site that has formed: nodes that never met cannot count each
-            # other (see the election's docstring).
-            t = max(t, FORMED_S)
             sides = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
-            length = draw(st.floats(0.5, max_partition_s))
-            events.append((t, "partition", sides))
-            events.append((t + length, "heal", None))
+            splits.append((t, draw(st.floats(0.5, max_partition_s)), sides))
+    # Partitions split a site that has formed (nodes that never met cannot count each other,
+    # see the election's docstring), one at a time, with a few beacons between two of them:
+    # back to back they would be one long partition.
+    free_at = FORMED_S
+    for t, length, sides in sorted(splits, key=lambda p: p[0]):
+        start = max(t, free_at)
+        events.append((start, "partition", sides))
+        events.append((start + length, "heal", None))
+        free_at = start + length + PARTITION_GAP_S
     events.sort(key=lambda e: e[0])
     return Schedule(n, priorities, seed, loss, delay_max, events)
 
@@ -125,7 +137,12 @@ def test_no_two_seeders_without_partitions(s: Schedule) -> None:
 
 
 @_settings
-@given(schedules(partitions=True, max_partition_s=TIMINGS.forget_after_s - 1))
+# A partition shorter than forget_after_s by a margin that covers the beacons lost around it.
+@given(
+    schedules(
+        partitions=True, max_partition_s=TIMINGS.forget_after_s - 8, losses=(0.0, 0.05, 0.2)
+    )
+)
 def test_short_partitions_never_elect_twice_per_term(s: Schedule) -> None:
     site, _ = run_schedule(s)
     assert site.double_wins() == {}

@@ -107,8 +107,9 @@ async def test_corrupt_holder_is_detected_and_dropped(tmp_path: Path) -> None:
                 assert bs["swarm_uploaded"] < 4 * MiB
                 if chunks[1]["digest"] in bs["corrupt_chunks"]:
                     # ... and handed the chunk back to its store, whose check dropped it.
+                    has = {"cmd": "has", "digest": chunks[1]["digest"]}
                     for _ in range(100):
-                        gone = not (await bad.call({"cmd": "has", "digest": chunks[1]["digest"]}))["has"]
+                        gone = not (await bad.call(dict(has)))["has"]
                         if gone:
                             break
                         await trio.sleep(0.05)

@@ -11,7 +11,16 @@ import trio
 
 from frumitcache.errors import NotInStoreError, PeerError
 from frumitcache.store import Store
-from frumitcache.swarm import Swarm, chunk_torrent, merkle_tree
+from frumitcache.swarm import (
+    ChunkFetcher,
+    ChunkRef,
+    Holder,
+    HttpChunkClient,
+    PeerHttpServer,
+    Swarm,
+    chunk_torrent,
+    merkle_tree,
+)
 from frumitcache.testing.net import loopback_address
 from tests.swarm.fakepeer import LyingPeer
 
@@ -112,6 +121,35 @@ async def test_peer_sending_bad_data_is_banned_and_chunk_comes_from_another(
                 assert liar.blocks_sent > 0
                 assert st.hash_failures > 0
                 assert liar_address in st.banned_peers
+                nursery.cancel_scope.cancel()
+    finally:
+        for s in stores:
+            s.close()
+
+
+async def test_stalled_swarm_falls_back_to_peer_http(tmp_path: Path) -> None:
+    key = os.urandom(32)
+    data = os.urandom(2 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    stores = [_store(tmp_path / name) for name in ("holder", "me")]
+    await stores[0].put_chunk(data, digest)
+    holder, me = (Swarm(s, address=loopback_address()) for s in stores)
+    try:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for s in (holder, me):
+                    await nursery.start(s.run)
+                server = PeerHttpServer(stores[0], key, trees=holder.tree)
+                peer_port = await nursery.start(server.serve, holder.address, 0)
+                holder.set_members([])  # its torrent port admits nobody: the swarm stalls
+                await holder.seed(digest)
+                fetcher = ChunkFetcher(stores[1], HttpChunkClient(stores[1], key), me,
+                                       small_chunk_bytes=0, stall_timeout=2)
+                await fetcher.fetch(ChunkRef(digest, len(data)),
+                                    [Holder(holder.address, peer_port, holder.listen_port)])
+                assert (await stores[1].read_chunk(digest)) == data
+                assert server.statistics().bytes_served == len(data)
+                assert me.statistics().chunks[digest].seeding  # and it serves it by torrent
                 nursery.cancel_scope.cancel()
     finally:
         for s in stores:

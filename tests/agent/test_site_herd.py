@@ -1,0 +1,249 @@
+"""A loopback site of real agent processes: the uplink carries each byte once.
+
+Every agent is a real ``frumitcache agent`` process on its own 127.0.B.N address; the origin is
+the real test server, rate-limited like a site uplink; every member pulls through its own agent
+with the real CLI. The origin's byte counters are the ground truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from frumitcache.client import AgentClient
+from frumitcache.errors import PeerError
+from frumitcache.swarm import HttpChunkClient
+from frumitcache.testing.agents import AgentProcess
+from frumitcache.testing.net import loopback_address
+from frumitcache.testing.origin import OriginServer
+from frumitcache.testing.site import LoopbackSite
+
+pytestmark = pytest.mark.slow
+
+MiB = 1024 * 1024
+CHUNK = 4 * MiB
+
+
+async def pull(
+    agent: AgentProcess, url: str, digest: str, out: Path
+) -> subprocess.CompletedProcess[bytes]:
+    return await trio.run_process(
+        [
+            sys.executable,
+            "-m",
+            "frumitcache",
+            "pull",
+            url,
+            "--sha256",
+            digest,
+            "-o",
+            str(out),
+            "--socket",
+            str(agent.socket),
+        ],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+
+
+async def site_status(agent: AgentProcess) -> dict[str, object]:
+    return (await AgentClient(agent.socket).status()).site
+
+
+async def wait_for_seeder(site: LoopbackSite) -> str:
+    with trio.fail_after(30):
+        while True:
+            views = [await site_status(a) for a in site.agents if a.proc and a.proc.poll() is None]
+            seeders = {v.get("seeder") for v in views}
+            if (
+                len(seeders) == 1
+                and None not in seeders
+                and all(
+                    len(v["members"]) == len(views)
+                    for v in views  # type: ignore[arg-type]
+                )
+            ):
+                return str(seeders.pop())
+            await trio.sleep(0.2)
+
+
+@pytest.fixture
+async def origin(nursery: trio.Nursery) -> OriginServer:
+    # 4 MiB/s: a 32 MiB object takes about 8 s, long enough to pull while it is fetched.
+    server = OriginServer(rate=4 * MiB)
+    await nursery.start(server.serve, loopback_address())
+    return server
+
+
+async def test_herd_fetches_the_origin_once(origin: OriginServer, tmp_path: Path) -> None:
+    data = os.urandom(32 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/herd.bin", data)
+    site = LoopbackSite(tmp_path / "site", 5)
+    try:
+        await site.start()
+        await wait_for_seeder(site)
+        results: dict[int, subprocess.CompletedProcess[bytes]] = {}
+
+        async def one(i: int, agent: AgentProcess) -> None:
+            results[i] = await pull(agent, origin.url("/herd.bin"), digest, tmp_path / f"out{i}")
+
+        with trio.fail_after(150):
+            async with trio.open_nursery() as nursery:
+                for i, agent in enumerate(site.agents):
+                    nursery.start_soon(one, i, agent)
+        for i, result in sorted(results.items()):
+            assert result.returncode == 0, (result.stderr, site.agents[i].log())
+            assert (tmp_path / f"out{i}").read_bytes() == data
+        assert origin.stats.requests["/herd.bin"] == 1
+        assert origin.stats.bytes_sent["/herd.bin"] == len(data)
+        # The members really got it from the site, not each from the origin.
+        sources = sorted(
+            r.stderr.decode().rsplit(" from ", 1)[1].split(",")[0] for r in results.values()
+        )
+        assert sources.count("site") == 4, sources
+    finally:
+        site.kill()
+
+
+async def test_seeder_killed_half_way(origin: OriginServer, tmp_path: Path) -> None:
+    data = os.urandom(24 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/kill.bin", data)
+    site = LoopbackSite(tmp_path / "site", 5)
+    try:
+        await site.start()
+        first = await wait_for_seeder(site)
+        victim = next(a for a in site.agents if a.settings["node"]["name"] == first)
+        term_before = (await site_status(victim))["term"]
+        survivors = [a for a in site.agents if a is not victim]
+        results: dict[int, subprocess.CompletedProcess[bytes]] = {}
+
+        async def one(i: int, agent: AgentProcess) -> None:
+            results[i] = await pull(agent, origin.url("/kill.bin"), digest, tmp_path / f"out{i}")
+
+        async def kill_half_way() -> None:
+            while origin.stats.bytes_sent["/kill.bin"] < len(data) // 2:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+            victim.kill()
+
+        with trio.fail_after(150):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(kill_half_way)
+                for i, agent in enumerate(survivors):
+                    nursery.start_soon(one, i, agent)
+        for i, result in sorted(results.items()):
+            assert result.returncode == 0, (result.stderr, survivors[i].log())
+            assert (tmp_path / f"out{i}").read_bytes() == data
+        # The new seeder resumed after the chunks the site still held: the uplink carried at
+        # most one chunk again (plus what was in flight when the seeder died).
+        sent = origin.stats.bytes_sent["/kill.bin"]
+        assert sent <= len(data) + CHUNK + 256 * 1024, sent
+        view = await site_status(survivors[0])
+        assert view["seeder"] not in (None, first)
+        assert int(view["term"]) > int(term_before)  # type: ignore[call-overload]
+    finally:
+        site.kill()
+
+
+async def test_outsider_with_the_wrong_key_learns_and_gets_nothing(
+    origin: OriginServer, tmp_path: Path
+) -> None:
+    data = os.urandom(2 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/secret.bin", data)
+    site = LoopbackSite(tmp_path / "site", 3)
+    outsider_address = loopback_address()
+    outsider_key = tmp_path / "wrong.key"
+    outsider_key.write_text("not-the-site-key-" + "x" * 32 + "\n")
+    outsider = AgentProcess(
+        tmp_path / "outsider",
+        address=outsider_address,
+        settings={
+            "node": {"name": "outsider"},
+            "site": {"peers": site.addresses, "discovery": False, "key_file": str(outsider_key)},
+        },
+    )
+    try:
+        await site.start()
+        await outsider.start()
+        await wait_for_seeder(site)
+        with trio.fail_after(60):
+            ok = await pull(site.agents[0], origin.url("/secret.bin"), digest, tmp_path / "in.bin")
+        assert ok.returncode == 0, ok.stderr
+        await trio.sleep(2)  # a few beacon intervals for the outsider to try its luck
+        seen = await site_status(outsider)
+        assert [m["node"] for m in seen["members"]] == ["outsider"]  # type: ignore[index, union-attr]
+        for agent in site.agents:
+            view = await site_status(agent)
+            assert "outsider" not in json.dumps(view["members"])
+            assert int(view["dropped_frames"]) > 0  # type: ignore[call-overload]
+        # Chunks over the peer port need the key: the outsider's requests are refused.
+        member = await AgentClient(site.agents[0].socket).status()
+        assert member.node == "pi-00"
+        client = HttpChunkClient(_NoStore(), b"not-the-site-key-" + b"x" * 32)
+        chunk_digest = hashlib.sha256(data).hexdigest()  # a 2 MiB object is one chunk
+        with pytest.raises(PeerError, match="403"):
+            await client.fetch(chunk_digest, len(data), [(site.addresses[0], 3144)])
+    finally:
+        outsider.kill()
+        site.kill()
+
+
+class _NoStore:
+    """The outsider's chunk client never gets far enough to store anything."""
+
+    tmp_dir = Path("/nonexistent")
+
+    def has_chunk(self, digest: str) -> bool:
+        return False
+
+    async def put_chunk(self, data: bytes, digest: str) -> None:  # pragma: no cover
+        raise AssertionError("an outsider received chunk bytes")
+
+
+async def test_status_shows_members_seeder_term_and_capabilities(tmp_path: Path) -> None:
+    site = LoopbackSite(tmp_path / "site", 3, priorities=[0, 5, 1])
+    try:
+        await site.start()
+        seeder = await wait_for_seeder(site)
+        assert seeder == "pi-01"  # the highest configured priority wins the first election
+        result = await trio.run_process(
+            [
+                sys.executable,
+                "-m",
+                "frumitcache",
+                "status",
+                "--json",
+                "--socket",
+                str(site.agents[2].socket),
+            ],
+            capture_stdout=True,
+            check=True,
+        )
+        status = json.loads(result.stdout)
+        assert status["site"]["seeder"] == "pi-01"
+        assert status["site"]["term"] >= 1
+        members = {m["node"]: m for m in status["site"]["members"]}
+        assert set(members) == {"pi-00", "pi-01", "pi-02"}
+        assert members["pi-01"]["priority"] == 5
+        for member in members.values():
+            assert member["ram_bytes"] > 0
+            assert member["free_disk_bytes"] > 0
+            assert isinstance(member["model"], str)
+        plain = await trio.run_process(
+            [sys.executable, "-m", "frumitcache", "status", "--socket", str(site.agents[2].socket)],
+            capture_stdout=True,
+            check=True,
+        )
+        assert b"site seeder: pi-01" in plain.stdout
+    finally:
+        site.kill()
