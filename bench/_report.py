@@ -8,6 +8,7 @@ sender, the uplink or a Pi's upload port (the seeder's included). Rates nobody c
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -62,7 +63,7 @@ def machine() -> dict[str, Any]:
 
 def _fmt(value: Any, digits: int = 2) -> str:
     if value is None:
-        return "–"
+        return "-"
     if isinstance(value, bool):
         return "yes" if value else "NO"
     if isinstance(value, float):
@@ -99,7 +100,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         else:
             view = {**row, "size_mib": row["bytes"] / (1 << 20) if row.get("bytes") else None}
             if view.get("completed") is not None:
-                view["completed"] = f"{row['completed']}/{row['nodes']}"
+                view["completed"] = f"{row['completed']}/{row.get('live_nodes', row['nodes'])}"
             cells = [_fmt(view.get(key), digits) for key, _, digits in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [
@@ -107,17 +108,19 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         for row in rows
         for note in row.get("notes", [])
     ]
-    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+    return "\n".join(lines + (["", *notes] if notes else [])) + "\n"
 
 
 def plot(rows: list[dict[str, Any]], scenario: str, path: Path, title: str) -> str:
     """Plot each Pi's completion over time, one line per system; returns what happened."""
     try:
-        import matplotlib
+        # Imported by name: matplotlib is optional and has no stubs here.
+        matplotlib: Any = importlib.import_module("matplotlib")
     except ImportError:
         return _plot_elsewhere(rows, scenario, path, title)
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt: Any = importlib.import_module("matplotlib.pyplot")
+    ticker: Any = importlib.import_module("matplotlib.ticker")
 
     fig, ax = plt.subplots(figsize=(7, 4))
     bound = None
@@ -134,6 +137,7 @@ def plot(rows: list[dict[str, Any]], scenario: str, path: Path, title: str) -> s
         bound = row.get("t_bound_s") or bound
     if bound:
         ax.axvline(bound, linestyle="--", color="grey", label=f"bound {bound:.1f} s")
+    ax.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_xlabel("seconds since t=0")
     ax.set_ylabel("Pis with a verified copy")
     ax.set_title(title)

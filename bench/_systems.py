@@ -1,4 +1,4 @@
-"""The systems the herd benchmark compares, each started fresh on a :class:`~bench._testbed.Testbed`.
+"""The systems the herd benchmark compares, each started fresh on a testbed.
 
 * :class:`Frumitcache` — an agent per Pi (``python -m frumitcache agent``), configured as one
   site: every agent lists the others as static peers, discovery off, one shared key file, Pi 0
@@ -82,6 +82,8 @@ class System:
         self.bed = bed
         self.work = work
         self.daemons: list[Daemon] = []
+        self._cpu: dict[int, float] = {}
+        self._hwm: dict[int, float] = {}
 
     async def start(self, *, apt: bool = False) -> None:
         """Start the system's daemons (``apt``: with whatever it needs to serve apt)."""
@@ -105,15 +107,27 @@ class System:
         """Seconds until another box serves in the killed one's place, ``None`` if never."""
         return None
 
+    def sample(self) -> None:
+        """Read every live daemon's CPU time and peak RSS; the last reading outlives a kill."""
+        for d in self.daemons:
+            if d.proc.poll() is None:
+                self._cpu[d.pid] = cpu_seconds(d.pid)
+                hwm = memory_mb(d.pid)
+                if hwm is not None:
+                    self._hwm[d.pid] = hwm
+
     def cpu(self) -> float:
-        return sum(cpu_seconds(d.pid) for d in self.daemons if d.proc.poll() is None)
+        """CPU seconds of all daemons so far (killed ones as last read)."""
+        self.sample()
+        return sum(self._cpu.values())
 
     def max_rss_mb(self) -> float | None:
-        values = [memory_mb(d.pid) for d in self.daemons if d.proc.poll() is None]
-        known = [v for v in values if v is not None]
-        return max(known) if known else None
+        """Largest peak RSS of any daemon (killed ones as last read)."""
+        self.sample()
+        return max(self._hwm.values()) if self._hwm else None
 
     def rss_mb(self) -> float | None:
+        """Largest current RSS of a live daemon (at rest, when asked before a herd)."""
         values = [memory_mb(d.pid, "VmRSS") for d in self.daemons if d.proc.poll() is None]
         known = [v for v in values if v is not None]
         return max(known) if known else None
@@ -158,8 +172,8 @@ class Central(System):
         return f"http://{self.host.address}:{self.port}"
 
     async def start(self, *, apt: bool = False) -> None:
-        binary = shutil.which("apt-cacher-ng") or "/usr/sbin/apt-cacher-ng"
-        if not Path(binary).exists():
+        binary = shutil.which("apt-cacher-ng", path=os.environ.get("PATH", "") + ":/usr/sbin")
+        if binary is None:
             raise NotRunnable("apt-cacher-ng is not installed (apt-get install apt-cacher-ng)")
         root = self.work / "acng"
         for sub in ("conf", "cache", "log"):
@@ -199,6 +213,7 @@ class Central(System):
         out.unlink()
 
     async def kill_seeder(self) -> str:
+        self.sample()
         for d in self.daemons:
             self.bed.kill(d.proc, signal.SIGKILL)
         self.killed = True
@@ -345,6 +360,7 @@ class Frumitcache(System):
     async def kill_seeder(self) -> str:
         i = await self.seeder()
         d = self.daemons[i]
+        self.sample()
         self.bed.kill(d.proc, signal.SIGKILL)
         self.killed.add(d.host.name)
         return d.host.name

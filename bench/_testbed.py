@@ -59,7 +59,8 @@ for line in sys.stdin:
     cmd = line.strip()
     try:
         if cmd == "reset":
-            urllib.request.urlopen(urllib.request.Request(base + "/_reset", method="POST", data=b""), timeout=10).read()
+            request = urllib.request.Request(base + "/_reset", method="POST", data=b"")
+            urllib.request.urlopen(request, timeout=10).read()
             out = {}
         else:
             out = json.loads(urllib.request.urlopen(base + "/_stats", timeout=10).read())
@@ -180,7 +181,9 @@ class Testbed:
 
     def _ask_probe(self, cmd: str) -> dict[str, Any]:
         probe = self._probe
-        assert probe is not None and probe.stdin is not None and probe.stdout is not None
+        assert probe is not None
+        assert probe.stdin is not None
+        assert probe.stdout is not None
         probe.stdin.write(cmd + "\n")
         probe.stdin.flush()
         answer: dict[str, Any] = json.loads(probe.stdout.readline())

@@ -16,7 +16,7 @@ Scenarios (``--scenario``, default ``cold``; ``all`` runs each):
 * ``cold``: every Pi asks for the same F bytes at t=0 (``frumitcache pull`` / one GET);
 * ``warm``: the same, with the object already on the seeder / in the central cache;
 * ``seeder-kill``: cold, with the seeder (frumitcache) or the cache box (central) SIGKILLed when
-  the origin has sent ``--kill-seeder-at`` × F bytes (default 0.5); adds ``failover_s``;
+  the origin has sent ``--kill-seeder-at`` times F bytes (default 0.5); adds ``failover_s``;
 * ``apt``: every Pi runs real ``apt-get update`` + ``apt-get download`` of a package set (a
   signed repository built here) through its proxy (``direct``: no proxy);
 * ``footprint``: the cold herd's daemon figures: peak RSS, RSS at rest, CPU seconds per GB.
@@ -142,13 +142,11 @@ class Run:
         t0 = trio.current_time()
 
         async def client(i: int) -> None:
-            while procs[i].poll() is None:
-                await trio.sleep(0.02)
-            codes[i] = procs[i].returncode
+            codes[i] = await wait_exit(procs[i])
             if codes[i] == 0:
                 times[i] = trio.current_time() - t0
 
-        async def killer(cancel: trio.CancelScope) -> None:
+        async def killer() -> None:
             nonlocal killed, failover, kill_time
             assert kill_at is not None
             while True:
@@ -172,8 +170,9 @@ class Run:
                     err.close()
                 for i in range(bed.nodes):
                     nursery.start_soon(client, i)
+                nursery.start_soon(sampler, system, codes)
                 if kill_at is not None:
-                    nursery.start_soon(killer, nursery.cancel_scope)
+                    nursery.start_soon(killer)
         if scope.cancelled_caught:
             row.setdefault("notes", []).append(f"timed out after {limit:.0f} s")
         for proc in procs:
@@ -186,7 +185,9 @@ class Run:
             lambda: [_sha256(out / f"pi{i}.bin") for i in range(bed.nodes)]
         )
         verified = all(hashes[i] == self.sha for i in live)
-        complete = [times[i] for i in live if times[i] is not None and hashes[i] == self.sha]
+        complete: list[float] = [
+            t for i in live if (t := times[i]) is not None and hashes[i] == self.sha
+        ]
         all_done = len(complete) == len(live)
         delivered = len(complete) * size
         uplink = int(stats["total_bytes_sent"])
@@ -281,9 +282,7 @@ class Run:
                     proc = bed.spawn_argv(
                         argv, stderr=err, env=client.env(), cwd=client.home / "downloads"
                     )
-                while proc.poll() is None:
-                    await trio.sleep(0.02)
-                if proc.returncode != 0:
+                if await wait_exit(proc) != 0:
                     text = (client.home / "apt.err").read_text(errors="replace")
                     errors[bed.pis[i].name] = f"apt-get {args[0]}: {text[-300:]}"
                     return
@@ -386,6 +385,20 @@ class Run:
                 self.log(_summary(row))
                 if self.args.json:
                     print(json.dumps(row), flush=True)
+
+
+async def wait_exit(proc: subprocess.Popen[bytes]) -> int:
+    """The exit status of a child we own, within 20 ms of its exit (good enough for timing)."""
+    while proc.poll() is None:  # noqa: ASYNC110 - a Popen has no event to wait on
+        await trio.sleep(0.02)
+    return proc.returncode
+
+
+async def sampler(system: System, codes: list[int | None]) -> None:
+    """Read the daemons' CPU and memory while the herd runs (a killed one keeps its figures)."""
+    while any(c is None for c in codes):
+        system.sample()
+        await trio.sleep(0.5)
 
 
 def _summary(row: dict[str, Any]) -> str:
@@ -491,12 +504,12 @@ def _write_outputs(
     mode = bed.mode if bed is not None else "?"
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    info = {"machine": machine(), "argv": sys.argv[1:], "rows": rows}
+    info: dict[str, Any] = {"machine": machine(), "argv": sys.argv[1:], "rows": rows}
     (out / f"herd-{mode}.json").write_text(json.dumps(info, indent=1) + "\n")
     table = markdown(rows)
     m = info["machine"]
     header = (
-        f"herd, {mode} mode, N={rows[0]['nodes']}, on {m['nproc']} × {m['cpu']}, "
+        f"herd, {mode} mode, N={rows[0]['nodes']}, on {m['nproc']} x {m['cpu']}, "
         f"{m['ram_gib']} GiB RAM ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n"
     )
     (out / f"herd-{mode}.md").write_text(header + table)

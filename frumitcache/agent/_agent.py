@@ -79,6 +79,11 @@ class Agent:
             site=self._site_status(),
         )
 
+    async def drain(self) -> None:
+        """Until no fetch is in flight (SIGTERM: let transfers finish before stopping)."""
+        if self._content is not None:
+            await self._content.wait_idle()
+
     def _site_status(self) -> dict[str, Any]:
         name = node_name(self.config)
         out: dict[str, Any] = {"name": self.config.site.name}

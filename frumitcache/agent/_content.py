@@ -57,8 +57,6 @@ log = get_logger("content")
 
 # How often a seeder checks it still holds its lease while fetching (fencing).
 _FENCE_CHECK_S = 0.2
-# Chunks a member pulls at once.
-_PARALLEL_CHUNKS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +177,12 @@ class ContentService:
         if flight.error is not None and not flight.writing.is_set():
             raise flight.error
         yield Opened(flight.source, flight.size, self._follow(flight, offset))
+
+    async def wait_idle(self) -> None:
+        """Until no flight is running."""
+        while self._flights:
+            flight = next(iter(self._flights.values()))
+            await flight.done.wait()
 
     def ensure(self, url: str, sha256: bytes | None) -> _Flight:
         """The flight bringing ``url`` here, started if none runs (single-flight per URL)."""
@@ -534,7 +538,9 @@ class ContentService:
                 nursery.start_soon(listen)
                 nursery.start_soon(watch_seeder)
                 offer_ready()
-                await fetch_object(chunks, receive, sink, parallel=_PARALLEL_CHUNKS)
+                await fetch_object(
+                    chunks, receive, sink, parallel=site.config.swarm.parallel_chunks
+                )
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             changed, _ = group.split(_SeederChanged)

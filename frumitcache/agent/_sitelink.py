@@ -97,11 +97,11 @@ class SiteLink(SiteHooks):
             self.node = SiteNode(
                 cfg.site, me, self.key, hooks=self, durable_path=cfg.state_path / "site-term.json"
             )
-            self.chunks = ChunkFetcher(
+            self.chunks = ChunkFetcher.from_config(
                 self.store,
                 self.http_client,
                 self.swarm,
-                small_chunk_bytes=cfg.swarm.small_chunk_bytes,
+                cfg.swarm,
                 me=Holder(address, peer_port, swarm_port),
             )
             await nursery.start(self.node.run)

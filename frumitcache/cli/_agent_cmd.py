@@ -52,17 +52,33 @@ def _banner(info: AgentInfo) -> str:
     return "\n".join(lines)
 
 
+# How long in-flight fetches get to complete after SIGTERM before they are cancelled (their
+# writers then keep what they have as resumable partials; nothing partial is ever complete).
+# deploy/systemd/frumitcache.service's TimeoutStopSec is larger than this.
+GRACE_S = 10.0
+
+
 async def serve(config: Config) -> None:
-    """Run the agent until SIGINT/SIGTERM, then stop it cleanly."""
+    """Run the agent until SIGINT/SIGTERM, then drain it and stop cleanly."""
     # Imported here so that `frumitcache --help` and the client commands start fast.
     from frumitcache.agent import Agent
+    from frumitcache.agent._systemd import Notifier
 
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with (
+        Notifier.from_environ() as notifier,
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+    ):
         async with trio.open_nursery(strict_exception_groups=True) as nursery:
-            info: AgentInfo = await nursery.start(Agent(config).run)
+            agent = Agent(config)
+            info: AgentInfo = await nursery.start(agent.run)
             print(_banner(info), flush=True)
+            notifier.ready(f"serving on {info.socket}")
+            nursery.start_soon(notifier.watchdog_loop)
             async for signum in signals:
                 log.info("agent.stopping", signal=signal.Signals(signum).name)
+                notifier.stopping("draining in-flight fetches")
+                with trio.move_on_after(GRACE_S):
+                    await agent.drain()
                 nursery.cancel_scope.cancel()
                 break
 

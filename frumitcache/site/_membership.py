@@ -104,7 +104,9 @@ class Membership:
             if entry.last_heard + self.forget_after_s <= now:
                 del self._others[node_id]
         if now >= self._next_beacon:
-            self._next_beacon = max(self._next_beacon + self.beacon_interval_s, now)
+            self._next_beacon += self.beacon_interval_s
+            if self._next_beacon <= now:  # a late timer: no burst of catch-up beacons
+                self._next_beacon = now + self.beacon_interval_s
             return True
         return False
 

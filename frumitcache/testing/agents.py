@@ -68,44 +68,46 @@ class AgentProcess:
     def banner(self) -> str:
         return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
 
-    async def start(self, *, timeout: float = 30.0) -> None:
+    async def start(self, *, patience_s: float = 30.0) -> None:
         """Start the process and wait until it serves (its banner is printed)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(dump_toml(self.settings))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("FRUMITCACHE_CONFIG", None)
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.proc = subprocess.Popen(
+            # Popen, not trio's process API: fixtures and finally blocks must be able to kill
+            # and reap the agent synchronously, whatever state the trio run is in.
+            self.proc = subprocess.Popen(  # noqa: ASYNC220
                 [sys.executable, "-m", "frumitcache", "agent", "--config", str(self.config_path)],
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
                 env=env,
             )
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(patience_s):
             while READY_LINE not in self.banner():
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"agent exited with {self.proc.returncode}\n{self.log()}")
                 await trio.sleep(0.05)
             return
         self.kill()
-        raise RuntimeError(f"agent not ready after {timeout}s\n{self.log()}")
+        raise RuntimeError(f"agent not ready after {patience_s}s\n{self.log()}")
 
-    async def wait(self, *, timeout: float = 30.0) -> int:
+    async def wait(self, *, patience_s: float = 30.0) -> int:
         assert self.proc is not None
-        with trio.move_on_after(timeout):
-            while self.proc.poll() is None:
+        with trio.move_on_after(patience_s):
+            while self.proc.poll() is None:  # noqa: ASYNC110 - polling a child process
                 await trio.sleep(0.05)
             return self.proc.returncode
-        raise RuntimeError(f"agent {self.pid} did not exit within {timeout}s\n{self.log()}")
+        raise RuntimeError(f"agent {self.pid} did not exit within {patience_s}s\n{self.log()}")
 
-    async def stop(self, sig: int = signal.SIGTERM, *, timeout: float = 30.0) -> int:
+    async def stop(self, sig: int = signal.SIGTERM, *, patience_s: float = 30.0) -> int:
         """Send ``sig`` (SIGTERM: clean stop) and wait for the exit code."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(sig)
         try:
-            return await self.wait(timeout=timeout)
+            return await self.wait(patience_s=patience_s)
         except RuntimeError:
             self.kill()
             raise

@@ -47,10 +47,10 @@ class LoopbackSite:
             self.agents.append(AgentProcess(directory / f"pi-{i:02d}", address=address,
                                             settings=merged))
 
-    async def start(self, *, timeout: float = 60.0) -> None:
+    async def start(self, *, patience_s: float = 60.0) -> None:
         async with trio.open_nursery() as nursery:
             for agent in self.agents:
-                nursery.start_soon(lambda a=agent: a.start(timeout=timeout))
+                nursery.start_soon(lambda a=agent: a.start(patience_s=patience_s))
 
     def kill(self) -> None:
         for agent in self.agents:

@@ -202,8 +202,55 @@ async def test_a_second_agent_on_the_same_socket_is_refused(
     twin.settings["control"]["socket"] = str(agent.socket)
     try:
         with pytest.raises(RuntimeError, match="another agent already listens"):
-            await twin.start(timeout=15)
+            await twin.start(patience_s=15)
     finally:
         twin.kill()
     assert agent.proc is not None
     assert agent.proc.poll() is None
+
+
+async def test_sigterm_during_a_transfer_leaves_a_clean_store(tmp_path: Path) -> None:
+    """SIGTERM mid-fetch: the agent drains for its grace period, then stops; the half-fetched
+    object is kept only as a resumable partial, never as complete, and the store is clean."""
+    from frumitcache.cli._agent_cmd import GRACE_S
+    from frumitcache.store import Store
+
+    data = blob(24 * MiB, seed=9)
+    async with trio.open_nursery() as nursery:
+        slow = OriginServer(rate=MiB)  # 24 s of body: longer than the grace period
+        await nursery.start(slow.serve, loopback_address())
+        slow.add("/slow.bin", data)
+        node = AgentProcess(tmp_path / "node", address=loopback_address())
+        await node.start()
+        try:
+            puller = await trio.lowlevel.open_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "frumitcache",
+                    "pull",
+                    slow.url("/slow.bin"),
+                    "-o",
+                    str(tmp_path / "slow.bin"),
+                    "--socket",
+                    str(node.socket),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            with trio.fail_after(30):
+                while slow.stats.bytes_sent["/slow.bin"] < 6 * MiB:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            with trio.fail_after(GRACE_S + 20):
+                assert await node.stop(signal.SIGTERM) == 0, node.log()
+                assert await puller.wait() != 0  # its agent went away mid-object
+        finally:
+            node.kill()
+        nursery.cancel_scope.cancel()
+    assert not (tmp_path / "slow.bin").exists()
+    with Store.open(node.store, max_bytes=1 << 34, chunk_size=4 * MiB) as store:
+        assert store.lookup(slow.url("/slow.bin")) is None
+        assert len(store.partial_chunks(slow.url("/slow.bin"))) >= 1  # kept to resume
+        report = await store.scrub()
+        assert report.corrupt_chunks == 0
+        assert report.missing_chunks == 0

@@ -12,7 +12,7 @@ import pytest
 from frumitcache._version import __version__
 from frumitcache.cli import _exit
 
-COMMANDS = ["agent", "pull", "status", "config"]
+COMMANDS = ["agent", "pull", "status", "config", "doctor"]
 
 
 def run_cli(

@@ -8,9 +8,9 @@ import pytest
 
 import frumitcache.config as config_module
 from frumitcache.config import (
+    Config,
     GiB,
     MiB,
-    Config,
     config_from_mapping,
     describe,
     example_toml,
@@ -111,11 +111,11 @@ def test_overrides_are_typed_and_checked() -> None:
     assert cfg.site.peers == ["a", "b"]
     assert cfg.apt.enabled is False
     assert cfg.node.priority == 7
-    with pytest.raises(ConfigError, match="apt.enabled"):
+    with pytest.raises(ConfigError, match=r"apt\.enabled"):
         with_overrides(Config(), {"apt.enabled": "maybe"})
-    with pytest.raises(ConfigError, match="store.nope"):
+    with pytest.raises(ConfigError, match=r"store\.nope"):
         with_overrides(Config(), {"store.nope": "1"})
-    with pytest.raises(ConfigError, match="section.key"):
+    with pytest.raises(ConfigError, match=r"section\.key"):
         with_overrides(Config(), {"max_bytes": "1"})
 
 

@@ -1,0 +1,242 @@
+"""The herd harness as its users run it: ``python -m bench.herd`` in a subprocess.
+
+A loopback smoke run checks the shape of what it prints and that its counts agree with each
+other; root-only tests build a tiny shaped site and prove every namespace is gone afterwards,
+after a clean run, after Ctrl-C, and when a run died without cleaning up. The figures are never
+asserted here (performance goes in bench/, as JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench._netns import PREFIX, ShapedSite, cleanup_leftovers, list_namespaces
+from bench._report import lower_bound, markdown
+from bench._testbed import Rates
+
+ROOT = Path(__file__).resolve().parents[2]
+MiB = 1 << 20
+REQUIRED = (
+    "scenario",
+    "system",
+    "nodes",
+    "bytes",
+    "uplink_bytes",
+    "uplink_ratio",
+    "t_last_s",
+    "t_bound_s",
+    "bound_ratio",
+    "verified",
+    "max_rss_mb",
+)
+
+
+def herd(*args: str, timeout: float) -> tuple[list[dict[str, Any]], str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.herd", *args, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return rows, done.stderr
+
+
+def test_bound_is_the_slowest_constraint() -> None:
+    size, n = 64 * MiB, 8
+    rates = Rates(uplink=2_500_000, down=12_500_000, up=12_500_000)
+    assert lower_bound(size, n, rates) == pytest.approx(size / 2_500_000)
+    # A slow Pi link dominates; with all Pis uploading slowly, the upload term does.
+    slow_down = Rates(uplink=2_500_000, down=1_000_000, up=12_500_000)
+    assert lower_bound(size, n, slow_down) == pytest.approx(size / 1_000_000)
+    slow_up = Rates(uplink=2_500_000, down=12_500_000, up=100_000)
+    assert lower_bound(size, n, slow_up) == pytest.approx(n * size / (2_500_000 + n * 100_000))
+    assert lower_bound(size, n, Rates(uplink=2_500_000, down=None, up=None)) == pytest.approx(
+        size / 2_500_000
+    )
+    assert lower_bound(size, n, Rates(uplink=None, down=None, up=None)) is None
+
+
+def test_table_shows_rows_and_unrunnable_ones() -> None:
+    rows = [
+        {
+            "scenario": "cold",
+            "system": "direct",
+            "nodes": 2,
+            "live_nodes": 2,
+            "bytes": MiB,
+            "completed": 2,
+            "uplink_ratio": 2.0,
+            "t_last_s": 1.5,
+            "t_bound_s": 0.5,
+            "bound_ratio": 3.0,
+            "verified": True,
+        },
+        {"scenario": "apt", "system": "frumitcache", "runnable": False, "reason": "not wired"},
+    ]
+    table = markdown(rows).splitlines()
+    assert table[2].startswith("| cold | direct | 2 | 1.0 | 2/2 | 2.00 | 1.5 | 0.5 | 3.00 | yes")
+    assert "not runnable: not wired" in table[3]
+
+
+def test_loopback_smoke(tmp_path: Path) -> None:
+    nodes, size, uplink = 3, 2 * MiB, 10_000_000
+    rows, log = herd(
+        "--nodes", str(nodes), "--size", "2MiB", "--uplink", "80Mbit",
+        "--systems", "direct,frumitcache", "--scenario", "cold", "--out", str(tmp_path),
+        timeout=110,
+    )  # fmt: skip
+    assert [r["system"] for r in rows] == ["direct", "frumitcache"], log
+    for row in rows:
+        missing = [k for k in REQUIRED if k not in row]
+        assert not missing, (missing, row)
+        assert row["scenario"] == "cold"
+        assert row["nodes"] == nodes
+        assert row["bytes"] == size
+        assert row["verified"] is True, row
+        assert row["completed"] == nodes
+        assert row["uplink_ratio"] == pytest.approx(row["uplink_bytes"] / size)
+        # Every Pi's byte left the origin at least once; nobody fetched more than once.
+        assert size <= row["uplink_bytes"] <= nodes * size + nodes * 4096, row
+        assert row["t_last_s"] == pytest.approx(max(row["times_s"]))
+        assert row["t_bound_s"] == pytest.approx(size / uplink)
+        assert row["bound_ratio"] == pytest.approx(row["t_last_s"] / row["t_bound_s"])
+    direct, ours = rows
+    # No cache: each Pi's copy crossed the uplink, exactly, in one request each.
+    assert direct["uplink_bytes"] == nodes * size
+    assert direct["origin_requests"] == nodes
+    assert direct["max_rss_mb"] is None
+    assert ours["max_rss_mb"] > 0
+    assert ours["cpu_s_per_gb"] is not None
+    saved = json.loads((tmp_path / "herd-loopback.json").read_text())
+    assert saved["rows"] == rows
+    assert "| cold | frumitcache | 3 |" in (tmp_path / "herd-loopback.md").read_text()
+
+
+# --- shaped sites (root) -----------------------------------------------------------------------
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None,
+    reason="shaped sites need root and iproute2 (ip, tc)",
+)
+
+
+def ours(tag: str) -> list[str]:
+    return [ns for ns in list_namespaces() if ns.startswith(f"{tag}-")]
+
+
+def in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+@needs_root
+def test_shaped_site_builds_shapes_and_goes_away() -> None:
+    site = ShapedSite(nodes=2, uplink=2_500_000, down=12_500_000, up=12_500_000)
+    try:
+        site.build()
+        assert sorted(ours(site.tag)) == sorted(
+            [site.site_ns, site.inet_ns, site.pi_ns(0), site.pi_ns(1)]
+        )
+        # Shaped: htb on the Pi's own port and on both ends of the uplink.
+        assert "htb" in in_ns(site.pi_ns(0), "tc", "qdisc", "show", "dev", "eth0").stdout
+        assert "htb" in in_ns(site.inet_ns, "tc", "qdisc", "show", "dev", "eth0").stdout
+        # Routed: a Pi reaches the origin's address, and the other Pi over the bridge.
+        for target in (site.origin_address, site.pi_address(1)):
+            probe = in_ns(site.pi_ns(0), "ping", "-c", "1", "-W", "2", target)
+            if probe.returncode == 127:
+                pytest.skip("ping is not installed")
+            assert probe.returncode == 0, probe.stdout + probe.stderr
+    finally:
+        site.teardown()
+    assert ours(site.tag) == []
+
+
+@needs_root
+def test_shaped_herd_leaves_nothing_behind(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "bench.herd", "--shaped", "--nodes", "2", "--size", "1MiB",
+            "--systems", "direct", "--json", "--quiet", "--out", str(tmp_path),
+        ],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, err[-3000:]
+    (row,) = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert row["mode"] == "shaped"
+    assert row["verified"] is True
+    assert row["uplink_bytes"] == 2 * MiB
+    assert ours(f"{PREFIX}{proc.pid}") == []
+
+
+@needs_root
+def test_shaped_herd_cleans_up_on_ctrl_c(tmp_path: Path) -> None:
+    # Big and slow enough to be mid-herd when interrupted.
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "bench.herd", "--shaped", "--nodes", "2", "--size", "64MiB",
+            "--uplink", "8Mbit", "--systems", "direct", "--quiet", "--out", str(tmp_path),
+        ],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    tag = f"{PREFIX}{proc.pid}"
+    try:
+        deadline = time.monotonic() + 60
+        while len(ours(tag)) < 4 or not _pids_in(f"{tag}-pi1"):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the site never came up"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert ours(tag) == []
+
+
+def _pids_in(ns: str) -> list[str]:
+    done = subprocess.run(
+        ["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=10, check=False
+    )
+    return done.stdout.split()
+
+
+@needs_root
+def test_leftovers_of_dead_runs_are_removed() -> None:
+    # A pid that surely belongs to no running harness: a child that has exited.
+    child = subprocess.Popen(["true"])
+    child.wait(timeout=10)
+    dead = f"{PREFIX}{child.pid}-pi0"
+    alive = f"{PREFIX}{os.getpid()}-pi0"  # this pytest process counts as a live run
+    subprocess.run(["ip", "netns", "add", dead], check=True, timeout=10)
+    subprocess.run(["ip", "netns", "add", alive], check=True, timeout=10)
+    try:
+        removed = cleanup_leftovers()
+        assert dead in removed
+        assert alive not in removed
+        assert dead not in list_namespaces()
+        assert alive in list_namespaces()
+    finally:
+        for ns in (dead, alive):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10, check=False)

@@ -1,0 +1,161 @@
+"""The election machine with explicit times: small hand-made scenarios.
+
+The randomized schedules are in ``test_sim.py``; these pin the individual rules.
+"""
+
+from __future__ import annotations
+
+from frumitcache.site import Claim, Durable, Lease, LeaseAck, Role, SiteCore, Timings, Vote
+from frumitcache.site._election import Outgoing
+from tests.site.sim import TIMINGS, SimSite, member
+
+
+def test_a_one_node_site_elects_itself_at_once() -> None:
+    core = SiteCore(member(0), TIMINGS, now=100.0, solo=True)
+    core.on_timer(100.0)
+    assert core.is_seeder(100.0)
+    assert core.seeder(100.0) == ("n0", 1)
+    # It renews alone and stays seeder.
+    t = 100.0
+    while t < 200.0:
+        t = core.next_deadline()
+        core.on_timer(t)
+        assert core.is_seeder(t)
+
+
+def test_a_lone_node_of_a_real_site_waits_before_electing_itself() -> None:
+    core = SiteCore(member(0), TIMINGS, now=0.0)
+    t = 0.0
+    while t < TIMINGS.forget_after_s - 0.01:
+        core.on_timer(t)
+        assert not core.is_seeder(t)
+        t = min(core.next_deadline(), TIMINGS.forget_after_s - 0.01)
+    core.on_timer(TIMINGS.forget_after_s)
+    assert core.is_seeder(TIMINGS.forget_after_s)
+
+
+def test_the_preferred_node_is_elected() -> None:
+    infos = [member(0), member(1, priority=1), member(2, ram=4 << 30), member(3, wired=False)]
+    site = SimSite(infos, seed=1)
+    site.run_until(10.0)
+    assert site.seeders() == ["n1"]  # priority first
+    site = SimSite([member(0), member(2, ram=4 << 30), member(3, wired=False)], seed=1)
+    site.run_until(10.0)
+    assert site.seeders() == ["n2"]  # then RAM
+    site = SimSite([member(3, wired=False, ram=8 << 30), member(4)], seed=1)
+    site.run_until(10.0)
+    assert site.seeders() == ["n4"]  # a wired link before RAM
+
+
+def test_failover_within_a_few_seconds_and_fencing_first() -> None:
+    site = SimSite([member(i) for i in range(5)], seed=3)
+    site.run_until(10.0)
+    (old,) = site.seeders()
+    old_core = site.nodes[old].core
+    assert old_core is not None
+    others = {n for n in site.nodes if n != old}
+    # Cut the seeder off (cable pulled): it must lose its lease before anyone else wins one.
+    site.partition([{old}, others])
+    cut = site.now
+    while old_core.is_seeder(site.now):
+        site.run_until(site.now + 0.01)
+    fenced = site.now - cut
+    assert fenced <= TIMINGS.lease_s
+    assert not set(site.seeders()) & others
+    while not site.seeders():
+        site.run_until(site.now + 0.01)
+    elected = site.now - cut
+    assert site.seeders()[0] in others
+    assert elected <= TIMINGS.lease_s + 2 * TIMINGS.round_s
+    # The isolated old seeder is a minority of one: it cannot elect itself back.
+    site.run_until(cut + TIMINGS.forget_after_s - 1)
+    assert not old_core.is_seeder(site.now)
+    # Healing: it follows the new seeder.
+    site.partition(None)
+    site.run_until(site.now + 10)
+    assert len(site.seeders()) == 1 and site.seeders()[0] in others
+    assert old_core.seeder(site.now) == site.nodes[site.seeders()[0]].core.seeder(site.now)  # type: ignore[union-attr]
+
+
+def test_a_minority_elects_only_after_forgetting_the_others() -> None:
+    site = SimSite([member(i) for i in range(5)], seed=4)
+    site.run_until(10.0)
+    (seeder,) = site.seeders()
+    minority = {n for n in site.nodes if n != seeder}
+    minority = set(sorted(minority)[:2])
+    site.partition([minority, set(site.nodes) - minority])
+    cut = site.now
+    site.run_until(cut + TIMINGS.forget_after_s - 1.5)
+    assert set(site.seeders()) == {seeder}
+    site.run_until(cut + TIMINGS.forget_after_s + 5)
+    # Then the minority is a site of its own (documented: degrade, don't fail) ...
+    assert len(site.seeders()) == 2 and seeder in site.seeders()
+    # ... and after healing exactly one seeder remains.
+    site.partition(None)
+    site.run_until(site.now + 10)
+    assert len(site.seeders()) == 1
+
+
+def test_a_promised_follower_refuses_claims_and_foreign_leases() -> None:
+    t = TIMINGS
+    core = SiteCore(member(1), t, now=0.0)
+    core.receive("n0", Lease(1, "n0", 1), t.lease_s)  # quiet: no ack, but no standing either
+    out = core.receive("n0", Lease(1, "n0", 2), t.lease_s + 0.1)
+    assert out == [Outgoing("n0", LeaseAck(1, "n0", 2, "n1", True, 1))]
+    assert core.seeder(t.lease_s + 0.2) == ("n0", 1)
+    # A better node claims a higher term while the promise lives: refused.
+    out = core.receive("n9", Claim(7, "n9"), t.lease_s + 1.0)
+    assert out == [Outgoing("n9", Vote(7, "n1", "n9", False, 1))]
+    out = core.receive("n9", Lease(7, "n9", 1), t.lease_s + 1.0)
+    assert out[0].msg == LeaseAck(7, "n9", 1, "n1", False, 1)
+    assert core.seeder(t.lease_s + 1.0) == ("n0", 1)
+    # Once the promise ran out the claim is granted.
+    later = t.lease_s + 0.1 + t.lease_s
+    out = core.receive("n9", Claim(7, "n9"), later)
+    assert out == [Outgoing("n9", Vote(7, "n1", "n9", True, 1))]
+    # One vote per term.
+    out = core.receive("n8", Claim(7, "n8"), later)
+    assert out[0].msg == Vote(7, "n1", "n8", False, 1)
+
+
+def test_votes_survive_a_restart_and_promises_are_kept_by_a_quiet_start() -> None:
+    t = TIMINGS
+    durable = Durable(term=5, voted_term=5, voted_for="n2", electorate=3)
+    core = SiteCore(member(1), t, now=100.0, durable=durable)
+    # Quiet: no vote at all for lease_s after the start (a promise may still be running).
+    out = core.receive("n3", Claim(6, "n3"), 100.0 + t.lease_s - 0.1)
+    assert out[0].msg == Vote(6, "n1", "n3", False, 3)
+    # After it: never twice in one term, and majorities count the remembered electorate.
+    out = core.receive("n3", Claim(5, "n3"), 100.0 + t.lease_s)
+    assert out[0].msg == Vote(5, "n1", "n3", False, 3)
+    out = core.receive("n2", Claim(5, "n2"), 100.0 + t.lease_s)
+    assert out[0].msg == Vote(5, "n1", "n2", True, 3)
+    assert core.durable == Durable(5, 5, "n2", 3)
+
+
+def test_healing_keeps_the_seeder_with_the_larger_term() -> None:
+    t = Timings()
+    a = SiteCore(member(0), t, now=0.0, solo=True)
+    a.on_timer(0.0)
+    assert a.is_seeder(0.0)
+    # Another seeder of a higher term shows up: a steps down at once and follows it.
+    out = a.receive("n5", Lease(4, "n5", 9), 1.0)
+    assert not a.is_seeder(1.0)
+    assert a.election.role is Role.FOLLOWER
+    assert out[0].msg == LeaseAck(4, "n5", 9, "n0", True, 1)
+    # The other way round: it tells the lower seeder at once.
+    b = SiteCore(member(1), t, now=0.0, solo=True)
+    b.on_timer(0.0)
+    b.election.term = 9
+    out = b.receive("n5", Lease(4, "n5", 2), 1.0)
+    assert b.is_seeder(1.0)
+    assert out == [Outgoing("n5", Lease(9, "n1", b.election._seq))]
+
+
+def test_next_deadline_is_always_in_the_future_after_a_timer() -> None:
+    site = SimSite([member(i) for i in range(4)], seed=5, loss=0.2)
+    for step in range(1, 400):
+        site.run_until(step * 0.1)
+        for node in site.nodes.values():
+            assert node.core is not None
+            assert node.core.next_deadline() > site.now or node.core.next_deadline() == site.now
