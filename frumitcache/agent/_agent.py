@@ -20,12 +20,15 @@ import trio
 
 from frumitcache._log import get_logger
 from frumitcache._version import __version__
+from frumitcache.agent._aptsource import ContentFetcher
 from frumitcache.agent._content import ContentService
 from frumitcache.agent._control import ControlServer
 from frumitcache.agent._keys import load_site_key
 from frumitcache.agent._sitelink import SiteLink
+from frumitcache.apt import AptProxy, HashBook, LocalSource, SiteStatus
 from frumitcache.config import Config
 from frumitcache.control._protocol import Status
+from frumitcache.errors import AgentError
 from frumitcache.origin import OriginFetcher
 from frumitcache.store import Store
 
@@ -57,6 +60,7 @@ class Agent:
         self._apt: tuple[str, int] | None = None
         self._site: SiteLink | None = None
         self._content: ContentService | None = None
+        self._proxy: AptProxy | None = None
 
     def status(self) -> Status:
         store_stats: dict[str, int] = {}
@@ -77,6 +81,45 @@ class Agent:
             store=store_stats,
             origin=origin_stats,
             site=self._site_status(),
+        )
+
+    async def _serve_apt(
+        self,
+        store: Store,
+        content: ContentService,
+        *,
+        task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        cfg = self.config
+        hashes = await trio.to_thread.run_sync(HashBook, cfg.state_path / "apt-hashes.sqlite")
+        async with trio.open_nursery() as nursery:
+            source = LocalSource(
+                store,
+                ContentFetcher(content, store),
+                nursery,
+                index_window_s=cfg.apt.index_window_s,
+            )
+            proxy = AptProxy(cfg.apt, source, hashes=hashes, status=self._apt_site_status)
+            self._proxy = proxy
+            try:
+                bound: tuple[str, int] = await nursery.start(proxy.serve)
+            except OSError as exc:
+                raise AgentError(
+                    f"cannot serve the apt proxy on {cfg.apt.listen}:{cfg.apt.port}: "
+                    f"{exc.strerror or exc} (change apt.listen / apt.port, or apt.enabled = false)"
+                ) from None
+            task_status.started(bound)
+
+    def _apt_site_status(self) -> SiteStatus:
+        site = self._site_status()
+        members = site.get("members", [])
+        uplink = self._fetcher.statistics().bytes_received if self._fetcher else None
+        return SiteStatus(
+            site=self.config.site.name,
+            node=node_name(self.config),
+            seeder=str(site.get("seeder") or ""),
+            members=tuple(str(m["node"]) for m in members),
+            uplink_bytes=uplink,
         )
 
     async def drain(self) -> None:
@@ -139,10 +182,19 @@ class Agent:
                         key = await trio.to_thread.run_sync(load_site_key, cfg)
                         site = SiteLink(cfg, store, key, node_name(cfg))
                         self._site = site
-                    content = ContentService(store, fetcher, nursery, site, cfg.site)
+                    content = ContentService(
+                        store,
+                        fetcher,
+                        nursery,
+                        site,
+                        cfg.site,
+                        index_window_s=cfg.apt.index_window_s,
+                    )
                     self._content = content
                     if site is not None:
                         await nursery.start(site.run)
+                    if cfg.apt.enabled:
+                        self._apt = await nursery.start(self._serve_apt, store, content)
                     control = ControlServer(cfg.socket_path, content, self.status)
                     sock_path: Path = await nursery.start(control.serve)
                     info = AgentInfo(node_name(cfg), sock_path, cfg.store_path, self._apt)

@@ -88,9 +88,12 @@ class _Flight:
     fires on every hand-over, ``done`` when the flight ends (``error`` set if it failed).
     """
 
-    def __init__(self, url: str, sha256: bytes | None) -> None:
+    def __init__(self, url: str, sha256: bytes | None, *, revalidate: bool = False) -> None:
         self.url = url
         self.sha256 = sha256
+        self.revalidate = revalidate
+        self.info: FetchInfo | None = None
+        self.manifest: Manifest | None = None
         self.source = "origin"
         self.size: int | None = None
         self.writing = trio.Event()
@@ -101,8 +104,10 @@ class _Flight:
 
     # Handed to the origin fetcher as its task_status: "the writer exists, the size is known".
     def started(self, value: FetchInfo | None = None) -> None:
-        if value is not None and value.size is not None:
-            self.size = value.size
+        if value is not None:
+            self.info = value
+            if value.size is not None:
+                self.size = value.size
         self.writing.set()
         self.handover()
 
@@ -131,6 +136,8 @@ class ContentService:
         nursery: trio.Nursery,
         site: SiteLink | None = None,
         site_config: SiteConfig | None = None,
+        *,
+        index_window_s: float = 30.0,
     ) -> None:
         self._store = store
         self._fetcher = fetcher
@@ -138,6 +145,8 @@ class ContentService:
         self._site = site
         self._site_config = site_config or SiteConfig()
         self._flights: dict[str, _Flight] = {}
+        self._index_window_s = index_window_s
+        self._validated: dict[str, float] = {}  # seeder: when each URL was last revalidated
         self.stats = ContentStatistics()
         if site is not None:
             site.on_fetch = self._on_fetch_request
@@ -184,11 +193,15 @@ class ContentService:
             flight = next(iter(self._flights.values()))
             await flight.done.wait()
 
-    def ensure(self, url: str, sha256: bytes | None) -> _Flight:
-        """The flight bringing ``url`` here, started if none runs (single-flight per URL)."""
+    def ensure(self, url: str, sha256: bytes | None, *, revalidate: bool = False) -> _Flight:
+        """The flight bringing ``url`` here, started if none runs (single-flight per URL).
+
+        ``revalidate``: the object may be held already, but the origin (through the seeder,
+        once per index window for the site) decides whether it is still current.
+        """
         flight = self._flights.get(url)
         if flight is None:
-            flight = _Flight(url, sha256)
+            flight = _Flight(url, sha256, revalidate=revalidate)
             self._flights[url] = flight
             self._nursery.start_soon(self._run, flight)
         return flight
@@ -241,11 +254,13 @@ class ContentService:
     async def _from_origin(self, flight: _Flight) -> Manifest:
         self.stats.fetched_origin += 1
         flight.source = "origin"
-        return await self._fetcher.fetch(
+        flight.manifest = await self._fetcher.fetch(
             flight.url,
             expected_digest=flight.sha256,
+            revalidate=flight.revalidate,
             task_status=cast("trio.TaskStatus[FetchInfo]", flight),
         )
+        return flight.manifest
 
     async def _via_site(self, flight: _Flight) -> None:
         site = self._site
@@ -311,6 +326,11 @@ class ContentService:
         site = self._site
         assert site is not None
         catalogue = site.parts()[0].catalogue
+        if request.revalidate and self._revalidation_due(request.url):
+            # What the catalogue says may be stale: it is rebuilt from the revalidated object.
+            catalogue.forget(request.url)
+            self.ensure(request.url, request.sha256, revalidate=True)
+            return catalogue.info(request.url, request_id=request.request_id, fetching=True)
         manifest = self._store.lookup(request.url)
         if manifest is None and request.sha256 is not None:
             manifest = self._store.lookup(request.sha256)
@@ -329,6 +349,13 @@ class ContentService:
             return catalogue.info(request.url, request_id=request.request_id)
         self.ensure(request.url, request.sha256)
         return catalogue.info(request.url, request_id=request.request_id, fetching=True)
+
+    def _revalidation_due(self, url: str) -> bool:
+        last = self._validated.get(url)
+        flight = self._flights.get(url)
+        if flight is not None and flight.revalidate:
+            return False  # one is running: join it
+        return last is None or trio.current_time() - last >= self._index_window_s
 
     async def _as_seeder(self, flight: _Flight, *, after_failover: bool = False) -> None:
         site = self._site
@@ -374,6 +401,9 @@ class ContentService:
             if not site.is_seeder():
                 raise _SeederChanged()
             raise NotInStoreError(f"{flight.url}: fetch ended without a complete object")
+        flight.manifest = manifest
+        if flight.revalidate:
+            self._validated[flight.url] = trio.current_time()
         self.stats.fetched_origin += 1
         await node.announce_object(_wire_manifest(flight.url, manifest))
 
@@ -388,6 +418,7 @@ class ContentService:
         await self._fetcher.fetch(
             flight.url,
             expected_digest=flight.sha256,
+            revalidate=flight.revalidate,
             task_status=cast("trio.TaskStatus[FetchInfo]", _Relay()),
         )
 
@@ -453,7 +484,9 @@ class ContentService:
         node, _ = site.parts()
         flight.source = "site"
         with node.open_subscription() as announcements:
-            reply = await node.request(FetchRequest(0, flight.url, flight.sha256))
+            reply = await node.request(
+                FetchRequest(0, flight.url, flight.sha256, revalidate=flight.revalidate)
+            )
             if isinstance(reply, ErrorReply):
                 if reply.code == PeerError.code and "not the seeder" in reply.message:
                     raise _SeederChanged()
@@ -476,6 +509,7 @@ class ContentService:
                         await writer.abort()
                 raise
         self.stats.fetched_site += 1
+        flight.manifest = manifest
         await node.announce_object(_wire_manifest(flight.url, manifest))
 
     async def _member_pull(
@@ -524,6 +558,9 @@ class ContentService:
                 if isinstance(msg, FetchFailed) and msg.url == flight.url:
                     raise error_from_code(msg.code, msg.message, status=msg.status or None)
                 if plan.update(msg):
+                    if flight.size is None and plan.size is not None:
+                        flight.size = plan.size
+                        flight.handover()
                     offer_ready()
 
         async def watch_seeder() -> None:

@@ -202,6 +202,8 @@ class SiteNode:
         self._send_errors = 0
         self._served = 0
         self._ready = trio.Event()
+        #: Send a Bye on shutdown (tests clear it to look like a crash).
+        self.say_goodbye = True
 
     # --- public queries -----------------------------------------------------------------------
 
@@ -280,7 +282,7 @@ class SiteNode:
                 task_status.started((self.me.address, port))
         finally:
             self._nursery = None
-            if self._core is not None:
+            if self._core is not None and self.say_goodbye:
                 with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                     await self._send_all(self._core.leave(self._now()))
             for s in (sock, *mcast_socks):

@@ -145,11 +145,16 @@ class Lookup:
 
 @dataclass(frozen=True, slots=True)
 class FetchRequest:
-    """Ask the seeder for ``url``: it starts the one origin fetch unless one runs already."""
+    """Ask the seeder for ``url``: it starts the one origin fetch unless one runs already.
+
+    ``revalidate`` (apt index files): the seeder checks the origin for a newer version, at most
+    once per ``apt.index_window_s`` for the whole site.
+    """
 
     request_id: int
     url: str
     sha256: bytes | None = None
+    revalidate: bool = False
 
 
 @dataclass(frozen=True, slots=True)

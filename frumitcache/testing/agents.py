@@ -48,7 +48,7 @@ class AgentProcess:
             },
             "store": {"path": str(self.store)},
             "control": {"socket": str(self.socket)},
-            "apt": {"enabled": False},
+            "apt": {"enabled": False, "listen": address},
         }
         for section, values in (settings or {}).items():
             config.setdefault(section, {}).update(values)

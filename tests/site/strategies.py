@@ -30,7 +30,7 @@ def for_type(tp: Any) -> st.SearchStrategy[Any]:
         return st.text(max_size=24)
     if tp is bytes:
         return st.binary(max_size=40)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
         return st.builds(tp, **{f.name: for_type(hints[f.name]) for f in dataclasses.fields(tp)})
     raise TypeError(tp)
@@ -48,7 +48,8 @@ wire_values = st.recursive(
     | st.floats()
     | st.text(max_size=10)
     | st.binary(max_size=10),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=12,
 )

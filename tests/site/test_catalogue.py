@@ -38,7 +38,8 @@ def test_chunks_arrive_in_order_and_the_object_completes() -> None:
     cat.finish(manifest("u", 3))
     assert cat.get("u") == manifest("u", 3)
     assert not cat.add_chunk("u", 3, d(3), CS)  # complete objects do not grow
-    assert cat.urls() == ["u"] and len(cat) == 1
+    assert cat.urls() == ["u"]
+    assert len(cat) == 1
     cat.forget("u")
     assert cat.get("u") is None
 
@@ -65,7 +66,8 @@ def test_info_lists_holders_per_chunk() -> None:
     cat.put_manifest(manifest("u", 2))
     cat.add_holder(d(1), "b")
     info = cat.info("u", request_id=7, fetching=True)
-    assert info.request_id == 7 and info.fetching
+    assert info.request_id == 7
+    assert info.fetching
     assert info.manifest == manifest("u", 2)
     assert info.holders == (ChunkHolders(), ChunkHolders(full=("b",)))
     assert cat.info("nope").manifest is None

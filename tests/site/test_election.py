@@ -73,7 +73,8 @@ def test_failover_within_a_few_seconds_and_fencing_first() -> None:
     # Healing: it follows the new seeder.
     site.partition(None)
     site.run_until(site.now + 10)
-    assert len(site.seeders()) == 1 and site.seeders()[0] in others
+    assert len(site.seeders()) == 1
+    assert site.seeders()[0] in others
     assert old_core.seeder(site.now) == site.nodes[site.seeders()[0]].core.seeder(site.now)  # type: ignore[union-attr]
 
 
@@ -89,7 +90,8 @@ def test_a_minority_elects_only_after_forgetting_the_others() -> None:
     assert set(site.seeders()) == {seeder}
     site.run_until(cut + TIMINGS.forget_after_s + 5)
     # Then the minority is a site of its own (documented: degrade, don't fail) ...
-    assert len(site.seeders()) == 2 and seeder in site.seeders()
+    assert len(site.seeders()) == 2
+    assert seeder in site.seeders()
     # ... and after healing exactly one seeder remains.
     site.partition(None)
     site.run_until(site.now + 10)

@@ -11,9 +11,7 @@ ME = member(0)
 
 
 def make(now: float = 0.0) -> Membership:
-    return Membership(
-        ME, now=now, beacon_interval_s=1.0, member_timeout_s=4.0, forget_after_s=20.0
-    )
+    return Membership(ME, now=now, beacon_interval_s=1.0, member_timeout_s=4.0, forget_after_s=20.0)
 
 
 def test_beacons_are_due_at_start_and_every_interval() -> None:

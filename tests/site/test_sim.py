@@ -139,9 +139,7 @@ def test_no_two_seeders_without_partitions(s: Schedule) -> None:
 @_settings
 # A partition shorter than forget_after_s by a margin that covers the beacons lost around it.
 @given(
-    schedules(
-        partitions=True, max_partition_s=TIMINGS.forget_after_s - 8, losses=(0.0, 0.05, 0.2)
-    )
+    schedules(partitions=True, max_partition_s=TIMINGS.forget_after_s - 8, losses=(0.0, 0.05, 0.2))
 )
 def test_short_partitions_never_elect_twice_per_term(s: Schedule) -> None:
     site, _ = run_schedule(s)
@@ -186,4 +184,5 @@ def test_better_node_rejoining_does_not_preempt(
     # One lease, never interrupted: no election after the first.
     assert [h[1] for h in site.seeder_history] == [seeder]
     core = site.nodes["n0"].core
-    assert core is not None and core.election.elections_won == 0
+    assert core is not None
+    assert core.election.elections_won == 0

@@ -1,0 +1,95 @@
+"""Real apt-get through a loopback site of real agents: each client at its own agent.
+
+The repository is built and signed in the test (dpkg-deb, apt-ftparchive with by-hash, a
+throw-away gpg key) and served by the real test origin. Every agent runs its apt proxy on its
+own address; the site's one seeder fetches each file from the origin once.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from frumitcache.testing.net import loopback_address
+from frumitcache.testing.origin import OriginServer
+from frumitcache.testing.site import LoopbackSite
+from tests.agent.test_site_herd import wait_for_seeder
+from tests.apt.conftest import (
+    PACKAGES,
+    RepoBuilder,
+    _missing_tools,
+    make_client,
+    new_repo_builder,
+)
+
+pytestmark = pytest.mark.slow
+
+ALL = tuple(sorted(PACKAGES))
+
+
+@pytest.fixture(scope="module")
+def builder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RepoBuilder]:
+    missing = _missing_tools()
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (install apt-utils dpkg-dev gnupg xz-utils)")
+    built = new_repo_builder(tmp_path_factory.mktemp("siterepo"))
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def ok(proc: subprocess.CompletedProcess[bytes]) -> str:
+    out = (proc.stdout + proc.stderr).decode(errors="replace")
+    assert proc.returncode == 0, out
+    assert "hash sum mismatch" not in out.lower(), out
+    return out
+
+
+async def test_apt_clients_at_three_agents_fetch_each_file_once(
+    builder: RepoBuilder, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    root = tmp_path / "origin"
+    builder.publish(root, dict.fromkeys(ALL, "1.0"))
+    origin = OriginServer(root)
+    origin_address = loopback_address()
+    port = await nursery.start(origin.serve, origin_address)
+    authority = f"{origin_address}:{port}"
+    site = LoopbackSite(
+        tmp_path / "site",
+        3,
+        settings={"apt": {"enabled": True, "allowed_hosts": [authority], "port": 3142}},
+    )
+    try:
+        await site.start()
+        await wait_for_seeder(site)
+        assert all("apt proxy" in agent.banner() for agent in site.agents)
+        clients = [
+            make_client(
+                tmp_path / f"client{i}",
+                builder.keyring,
+                f"http://{authority}/debian",
+                f"http://{agent.address}:3142",
+            )
+            for i, agent in enumerate(site.agents)
+        ]
+        with trio.fail_after(180):
+            # One after another: the seeder is elected by now, and apt's own retries are off.
+            for client in clients:
+                ok(await client.run("update"))
+                ok(await client.run("download", *ALL))
+        want = {p.name: p.read_bytes() for p in (root / "debian/pool/main").glob("*.deb")}
+        for client in clients:
+            assert client.downloaded() == want
+        served = {path: n for path, n in origin.stats.requests.items() if n}
+        assert served
+        for name in want:
+            assert origin.stats.requests[f"/debian/pool/main/{name}"] == 1, served
+        # Index files: revalidated by the seeder at most once per window for the whole site.
+        assert origin.stats.requests["/debian/dists/stable/InRelease"] == 1, served
+    finally:
+        site.kill()

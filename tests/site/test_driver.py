@@ -1,0 +1,297 @@
+"""SiteNode over real UDP sockets on loopback addresses: election, requests, announcements,
+an outsider without the key, garbage and replayed frames, failover."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from frumitcache.config import SiteConfig
+from frumitcache.errors import PeerError
+from frumitcache.site import (
+    ChunkAnnounce,
+    ErrorReply,
+    FetchRequest,
+    Have,
+    Lookup,
+    MemberInfo,
+    ObjectInfo,
+    ObjectManifest,
+    SiteHooks,
+    SiteNode,
+)
+from frumitcache.testing.net import loopback_address
+
+KEY = b"site-key-" * 4
+PORT = 3143
+FAST = SiteConfig(
+    name="testsite",
+    discovery=False,
+    control_port=PORT,
+    beacon_interval_s=0.2,
+    member_timeout_s=0.8,
+    member_forget_s=3.0,
+    lease_s=0.6,
+    election_round_s=0.1,
+)
+
+
+class RecordingHooks(SiteHooks):
+    def __init__(self) -> None:
+        self.fetches: list[tuple[str, str]] = []
+        self.node: SiteNode | None = None
+        self.changes: list[tuple[str, int] | None] = []
+        self.holdings: list[Have] = []
+
+    async def on_fetch_request(self, sender: str, request: FetchRequest) -> ObjectInfo | ErrorReply:
+        assert self.node is not None
+        self.fetches.append((sender, request.url))
+        return self.node.catalogue.info(request.url, fetching=True)
+
+    def have_report(self) -> list[Have]:
+        return list(self.holdings)
+
+    def on_seeder_change(self, seeder: tuple[str, int] | None) -> None:
+        self.changes.append(seeder)
+
+
+def make_node(name: str, address: str, peers: list[str], *, key: bytes = KEY) -> SiteNode:
+    me = MemberInfo(name, address, PORT, 3144, 3145, ram_bytes=1 << 30)
+    hooks = RecordingHooks()
+    node = SiteNode(dataclasses.replace(FAST, peers=peers), me, key, hooks=hooks)
+    hooks.node = node
+    return node
+
+
+@asynccontextmanager
+async def running(*nodes: SiteNode) -> AsyncIterator[list[trio.CancelScope]]:
+    """Run every node in its own cancel scope (cancel one to stop that node)."""
+    async with trio.open_nursery() as nursery:
+        scopes: list[trio.CancelScope] = []
+        for node in nodes:
+            scope = trio.CancelScope()
+            scopes.append(scope)
+
+            async def run(node: SiteNode = node, scope: trio.CancelScope = scope) -> None:
+                with scope:
+                    await node.run()
+
+            nursery.start_soon(run)
+        for node in nodes:
+            await node.wait_ready()
+        try:
+            yield scopes
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+def site(n: int) -> list[SiteNode]:
+    addresses = [loopback_address() for _ in range(n)]
+    return [
+        make_node(f"node{i}", a, [p for p in addresses if p != a]) for i, a in enumerate(addresses)
+    ]
+
+
+async def eventually(predicate: Callable[[], bool]) -> None:
+    """Poll state that other tasks change (there is no event to wait on from outside)."""
+    while not predicate():  # noqa: ASYNC110
+        await trio.sleep(0.02)
+
+
+async def wait_one_seeder(nodes: list[SiteNode]) -> SiteNode:
+    while True:
+        views = {node.seeder() for node in nodes}
+        seeders = [node for node in nodes if node.is_seeder()]
+        if len(views) == 1 and None not in views and len(seeders) == 1:
+            return seeders[0]
+        await trio.sleep(0.02)
+
+
+async def test_three_nodes_elect_one_seeder_and_answer_requests() -> None:
+    nodes = site(3)
+    with trio.fail_after(15):
+        async with running(*nodes):
+            seeder = await wait_one_seeder(nodes)
+            member = next(n for n in nodes if n is not seeder)
+            assert {m.node_id for m in member.members()} == {"node0", "node1", "node2"}
+            assert member.members()[0].node_id == member.me.node_id
+            # Lookups and fetch requests go to the seeder, from anywhere.
+            info = await member.request(Lookup(0, "http://o/x"))
+            assert isinstance(info, ObjectInfo)
+            assert info.manifest is None
+            inbox = member.open_subscription()
+            info = await member.request(FetchRequest(0, "http://o/x", b"\1" * 32))
+            assert isinstance(info, ObjectInfo)
+            assert info.fetching
+            assert seeder.hooks.fetches == [(member.me.node_id, "http://o/x")]  # type: ignore[attr-defined]
+            local = await seeder.request(FetchRequest(0, "http://o/x"))
+            assert isinstance(local, ObjectInfo)
+            # The seeder announces chunks as it fetches them (cut-through) ...
+            await seeder.announce_chunk("http://o/x", 0, b"\2" * 32, 1 << 20)
+            got = await inbox.receive()
+            assert got == ChunkAnnounce("http://o/x", 0, b"\2" * 32, 1 << 20, seeder.me.node_id)
+            # ... and members report what they pulled.
+            await member.announce_chunk("http://o/x", 0, b"\2" * 32, 1 << 20)
+            await eventually(lambda: member.me.node_id in seeder.catalogue.holders(b"\2" * 32).full)
+            info = await member.request(Lookup(0, "http://o/x"))
+            assert isinstance(info, ObjectInfo)
+            assert info.manifest is not None
+            assert info.manifest.chunks == (b"\2" * 32,)
+            assert set(info.holders[0].full) == {seeder.me.node_id, member.me.node_id}
+            stats = member.statistics()
+            assert stats.frames_in > 0
+            assert stats.frames_out > 0
+            assert stats.seeder == seeder.seeder()
+            assert stats.members == 3
+
+
+async def test_an_outsider_with_a_wrong_key_learns_nothing() -> None:
+    nodes = site(3)
+    outsider_address = loopback_address()
+    outsider = make_node(
+        "eve", outsider_address, [f"{n.me.address}:{PORT}" for n in nodes], key=b"wrong" * 8
+    )
+    with trio.fail_after(15):
+        async with running(*nodes, outsider):
+            seeder = await wait_one_seeder(nodes)
+            await trio.sleep(1.0)  # several beacon intervals of the outsider
+            for node in nodes:
+                assert "eve" not in {m.node_id for m in node.members()}
+                assert node.statistics().dropped.get("bad-mac", 0) > 0
+            assert [m.node_id for m in outsider.members()] == ["eve"]
+            assert outsider.seeder() in (None, ("eve", 1))  # at most a site of its own
+            # It cannot inject catalogue entries either.
+            await outsider.send(seeder.me.node_id, ChunkAnnounce("u", 0, b"\3" * 32, 1, "eve"))
+            await trio.sleep(0.2)
+            assert seeder.catalogue.get("u") is None
+            # Asking the outsider's "seeder" for anything gets nothing from the site.
+            try:
+                reply = await outsider.request(Lookup(0, "u"), timeout_s=0.3)
+            except PeerError:
+                pass
+            else:
+                assert isinstance(reply, ObjectInfo)
+                assert reply.manifest is None
+
+
+async def test_garbage_and_replayed_frames_are_dropped_and_counted() -> None:
+    nodes = site(3)
+    sniffer = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sniffer_address = loopback_address()
+    await sniffer.bind((sniffer_address, PORT))
+    # node0 also beacons to the sniffer: the same frame bytes it sends to node1.
+    nodes[0] = make_node(
+        "node0", nodes[0].me.address, [*nodes[0].site.peers, f"{sniffer_address}:{PORT}"]
+    )
+    target = (nodes[1].me.address, PORT)
+    with sniffer, trio.fail_after(15):
+        async with running(*nodes):
+            await wait_one_seeder(nodes)
+            frame = b""
+            with trio.move_on_after(0.5):
+                while True:  # the latest frame: node1 certainly got its copy
+                    frame, _ = await sniffer.recvfrom(65536)
+            assert frame
+            await trio.sleep(0.05)
+            for _ in range(3):
+                await sniffer.sendto(frame, target)
+            await sniffer.sendto(b"\x00garbage" * 10, target)
+            await sniffer.sendto(frame[:20], target)
+            await sniffer.sendto(frame[:-1] + bytes([frame[-1] ^ 1]), target)
+            dropped: dict[str, int] = {}
+            while (
+                dropped.get("replay", 0) < 3
+                or dropped.get("garbage", 0) < 2
+                or dropped.get("bad-mac", 0) < 1
+            ):
+                await trio.sleep(0.02)
+                dropped = nodes[1].statistics().dropped
+            # And node1 is as healthy as before.
+            await wait_one_seeder(nodes)
+
+
+async def test_seeder_crash_fails_over_and_the_catalogue_is_rebuilt() -> None:
+    nodes = site(3)
+    with trio.fail_after(20):
+        async with running(*nodes) as scopes:
+            seeder = await wait_one_seeder(nodes)
+            term = seeder.seeder()
+            assert term is not None
+            survivors = [n for n in nodes if n is not seeder]
+            object_ = ObjectManifest("http://o/y", None, None, 1 << 20, (b"\4" * 32,), False)
+            for node in survivors:
+                node.hooks.holdings = [  # type: ignore[attr-defined]
+                    Have(node.me.node_id, objects=(object_,), full=(b"\4" * 32,))
+                ]
+            seeder.say_goodbye = False  # a crash: no Bye
+            scopes[nodes.index(seeder)].cancel()
+            start = trio.current_time()
+            new = await wait_one_seeder(survivors)
+            failover_s = trio.current_time() - start
+            print(f"failover {failover_s:.2f}s with lease_s={FAST.lease_s}")
+            now_seeder = new.seeder()
+            assert now_seeder is not None
+            assert now_seeder[1] > term[1]
+            # The new seeder rebuilt the catalogue from the members' reports.
+            await eventually(lambda: len(new.catalogue.holders(b"\4" * 32).full) == 2)
+            assert new.catalogue.get("http://o/y") == object_
+            live = {m.node_id for m in new.members()}
+            assert new.catalogue.resume_index("http://o/y", live) == 1
+
+
+async def test_discovery_by_ipv4_multicast() -> None:
+    # A group and port of this test's own, so that no other site on the host is heard.
+    nonce = int.from_bytes(loopback_address().encode()[-2:], "big") % 200
+    cfg = dataclasses.replace(
+        FAST,
+        discovery=True,
+        peers=[],
+        multicast_v4=f"239.255.77.{nonce + 1}",
+        control_port=PORT + 10,
+    )
+    nodes = [
+        SiteNode(cfg, MemberInfo(f"m{i}", loopback_address(), PORT + 10, 1, 2), KEY)
+        for i in range(3)
+    ]
+    with trio.fail_after(15):
+        async with running(*nodes):
+            if nodes[0].statistics().dropped.get("multicast-v4-unavailable"):
+                pytest.skip("IPv4 multicast is not available on loopback here")
+            await wait_one_seeder(nodes)
+            await eventually(lambda: all(len(n.members()) == 3 for n in nodes))
+            assert nodes[0].statistics().dropped.get("own", 0) > 0  # our own beacons loop back
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback (::1) here")
+async def test_ipv6_static_peers() -> None:
+    ports = []
+    for _ in range(2):
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+            ports.append(s.getsockname()[1])
+    nodes = [
+        SiteNode(
+            dataclasses.replace(FAST, control_port=ports[i], peers=[f"[::1]:{ports[1 - i]}"]),
+            MemberInfo(f"v{i}", "::1", ports[i], 1, 2),
+            KEY,
+        )
+        for i in range(2)
+    ]
+    with trio.fail_after(15):
+        async with running(*nodes):
+            await wait_one_seeder(nodes)
+            assert {m.node_id for m in nodes[0].members()} == {"v0", "v1"}
