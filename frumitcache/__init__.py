@@ -5,13 +5,37 @@ members then swarm it among themselves as content-addressed chunks. This package
 its command line (``frumitcache``) and the library a scheduler imports.
 
 The public names are the ones listed in ``__all__``; everything else is internal.
+
+The library: :class:`AgentClient` (trio) and :class:`Client` (synchronous) talk to the local
+agent — ``fetch``, ``stream``, ``prefetch``, ``pin``/``unpin``, ``locate``, ``site``,
+``estimate`` and the store's ``cache_list``/``verify``/``gc``/``import_debs`` — and return the
+frozen dataclasses listed below; every error is a :class:`FrumitcacheError`.
 """
 
+from frumitcache._results import (
+    CacheContents,
+    CachedObject,
+    CacheStats,
+    Estimate,
+    EstimateItem,
+    GcReport,
+    Holding,
+    ImportReport,
+    Location,
+    Member,
+    PinState,
+    PrefetchProgress,
+    SiteInfo,
+    UplinkStats,
+    VerifyReport,
+)
 from frumitcache._version import __version__
+from frumitcache.client import AgentClient, PrefetchHandle, PullStream, default_download_dir
 from frumitcache.config import Config, load_config
 from frumitcache.errors import (
     AgentError,
     AgentUnavailableError,
+    BadUrlError,
     ConfigError,
     CorruptChunkError,
     DigestMismatchError,
@@ -26,24 +50,47 @@ from frumitcache.errors import (
     StoreError,
     StoreFullError,
 )
+from frumitcache.sync import Client, Prefetch
 
 __all__ = [
+    "AgentClient",
     "AgentError",
     "AgentUnavailableError",
+    "BadUrlError",
+    "CacheContents",
+    "CacheStats",
+    "CachedObject",
+    "Client",
     "Config",
     "ConfigError",
     "CorruptChunkError",
     "DigestMismatchError",
+    "Estimate",
+    "EstimateItem",
     "FrumitcacheError",
+    "GcReport",
+    "Holding",
+    "ImportReport",
+    "Location",
+    "Member",
     "NotInStoreError",
     "OriginError",
     "OriginStatusError",
     "OriginTruncatedError",
     "OriginUnreachableError",
     "PeerError",
+    "PinState",
+    "Prefetch",
+    "PrefetchHandle",
+    "PrefetchProgress",
     "ProtocolError",
+    "PullStream",
+    "SiteInfo",
     "StoreError",
     "StoreFullError",
+    "UplinkStats",
+    "VerifyReport",
     "__version__",
+    "default_download_dir",
     "load_config",
 ]

@@ -16,6 +16,7 @@ translated where they enter our code, so callers catch one family::
     │   └── OriginTruncatedError the body was shorter than announced and could not be resumed
     ├── DigestMismatchError      content does not hash to the digest it was asked for
     ├── ProtocolError            a peer or client sent something malformed
+    │   └── BadUrlError          a URL that is not http:// or https:// (or not a URL)
     ├── PeerError                a site member misbehaved or failed (bad data, gone)
     └── AgentError               talking to the local agent failed
         └── AgentUnavailableError  no agent is listening on the control socket
@@ -81,6 +82,12 @@ class DigestMismatchError(FrumitcacheError):
 
 class ProtocolError(FrumitcacheError):
     code = "protocol"
+
+
+class BadUrlError(ProtocolError):
+    """A URL the agent cannot fetch: not ``http://`` or ``https://``, or no host."""
+
+    code = "bad-url"
 
 
 class PeerError(FrumitcacheError):

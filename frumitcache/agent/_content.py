@@ -151,6 +151,23 @@ class ContentService:
         if site is not None:
             site.on_fetch = self._on_fetch_request
 
+    # Read-only views for the control API's library requests (locate, estimate, cache, ...).
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def site(self) -> SiteLink | None:
+        return self._site
+
+    @property
+    def fetcher(self) -> OriginFetcher:
+        return self._fetcher
+
+    def is_fetching(self, url: str) -> bool:
+        """True while a flight for ``url`` runs on this node."""
+        return url in self._flights
+
     # --- the front doors' entry ---------------------------------------------------------------
 
     def lookup(self, url: str, sha256: bytes | None) -> bytes | None:
@@ -351,16 +368,23 @@ class ContentService:
         return catalogue.info(request.url, request_id=request.request_id, fetching=True)
 
     def _revalidation_due(self, url: str) -> bool:
-        last = self._validated.get(url)
+        """Seeder: may the origin be asked about ``url`` again (once per index window)?"""
         flight = self._flights.get(url)
         if flight is not None and flight.revalidate:
             return False  # one is running: join it
+        return self._window_passed(url)
+
+    def _window_passed(self, url: str) -> bool:
+        last = self._validated.get(url)
         return last is None or trio.current_time() - last >= self._index_window_s
 
     async def _as_seeder(self, flight: _Flight, *, after_failover: bool = False) -> None:
         site = self._site
         assert site is not None
         node, _ = site.parts()
+        if flight.revalidate and not self._window_passed(flight.url):
+            # The site asked the origin about it within the window: what is held is current.
+            flight.revalidate = False
         await self._pull_held_prefix(flight, after_failover=after_failover)
         flight.source = "origin"
         try:
@@ -402,7 +426,8 @@ class ContentService:
                 raise _SeederChanged()
             raise NotInStoreError(f"{flight.url}: fetch ended without a complete object")
         flight.manifest = manifest
-        if flight.revalidate:
+        if flight.revalidate or not info.cached:
+            # A fresh fetch or a conditional one: the origin was asked just now.
             self._validated[flight.url] = trio.current_time()
         self.stats.fetched_origin += 1
         await node.announce_object(_wire_manifest(flight.url, manifest))

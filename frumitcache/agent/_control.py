@@ -12,20 +12,31 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from frumitcache._log import get_logger
 from frumitcache.agent._content import ContentService
+from frumitcache.agent._library import LibraryRequests
 from frumitcache.control._protocol import (
+    CacheListRequest,
     Data,
+    EstimateRequest,
     Failed,
+    GcRequest,
+    ImportRequest,
+    LocateRequest,
     Message,
+    PinRequest,
+    PrefetchRequest,
     Pull,
     PullDone,
     PullStarted,
+    SiteRequest,
     Status,
     StatusRequest,
+    VerifyRequest,
 )
 from frumitcache.control._stream import MessageStream
 from frumitcache.errors import AgentError, FrumitcacheError, ProtocolError
@@ -70,10 +81,40 @@ class ControlServer:
         self._path = path
         self._content = content
         self._status = status
+        self.library = LibraryRequests(content, status)
         self._handlers: dict[type[Message], Callable[[MessageStream, Message], Awaitable[None]]] = {
             Pull: self._pull,
             StatusRequest: self._status_request,
         }
+        lib = self.library
+        # One-reply requests of the library: (request type, how to build the reply).
+        answers: dict[type[Message], Callable[[Any], Awaitable[Message]]] = {
+            PrefetchRequest: lambda m: lib.prefetch(m.url, m.sha256, m.nodes),
+            PinRequest: lambda m: _now(lib.pin(m.target, m.pinned)),
+            LocateRequest: lambda m: lib.locate(m.target),
+            SiteRequest: lambda m: _now(lib.site()),
+            EstimateRequest: lambda m: lib.estimate(m.urls),
+            CacheListRequest: lambda m: _now(lib.cache_list()),
+            VerifyRequest: lambda m: lib.verify(),
+            GcRequest: lambda m: lib.gc(m.free),
+            ImportRequest: lambda m: lib.import_debs(m.directory),
+        }
+        for kind, answer in answers.items():
+            self._handlers[kind] = self._one_reply(answer)
+
+    @staticmethod
+    def _one_reply(
+        answer: Callable[[Any], Awaitable[Message]],
+    ) -> Callable[[MessageStream, Message], Awaitable[None]]:
+        async def handle(conn: MessageStream, msg: Message) -> None:
+            try:
+                reply = await answer(msg)
+            except FrumitcacheError as exc:
+                log.info("request.failed", request=msg.tag, error=exc.code, detail=str(exc))
+                reply = Failed.from_error(exc)
+            await conn.send(reply)
+
+        return handle
 
     async def serve(self, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
         listener = await bind_control_socket(self._path)
@@ -134,5 +175,12 @@ class ControlServer:
         if digest is None:  # the object vanished between the last byte and now (evicted)
             await conn.send(Failed.from_error(AgentError("object was evicted while being sent")))
             return
+        self.library.bytes_served += sent
+        if opened.source != "origin":
+            self.library.bytes_spared += sent
         log.info("pull.done", url=msg.url, bytes=sent, source=opened.source)
         await conn.send(PullDone(digest=digest, size=msg.offset + sent))
+
+
+async def _now(reply: Message) -> Message:
+    return reply

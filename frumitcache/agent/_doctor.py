@@ -299,14 +299,14 @@ def _free_bytes(path: Path) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class AgentProcess:
+class AgentCredentials:
     """The process that answered on the control socket (from SO_PEERCRED)."""
 
     pid: int
     uid: int
 
 
-def _check_control_socket(path: Path, timeout_s: float) -> tuple[Check, AgentProcess | None]:
+def _check_control_socket(path: Path, timeout_s: float) -> tuple[Check, AgentCredentials | None]:
     name = "control socket"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_s)
@@ -342,13 +342,13 @@ def _check_control_socket(path: Path, timeout_s: float) -> tuple[Check, AgentPro
     return Check(name, True, f"the agent listens on {path}{who}"), peer
 
 
-def _peer_of(sock: socket.socket) -> AgentProcess | None:
+def _peer_of(sock: socket.socket) -> AgentCredentials | None:
     opt = getattr(socket, "SO_PEERCRED", None)
     if opt is None:  # pragma: no cover - not Linux
         return None
     raw = sock.getsockopt(socket.SOL_SOCKET, opt, 12)
     pid, uid, _gid = (int.from_bytes(raw[i : i + 4], "little") for i in (0, 4, 8))
-    return AgentProcess(pid, uid)
+    return AgentCredentials(pid, uid)
 
 
 def check_control_socket(path: Path, timeout_s: float = 1.0) -> Check:
@@ -372,7 +372,7 @@ def _agent_ports(config: Config) -> list[tuple[str, str, str, int]]:
     return [p for p in ports if p[3] != 0]  # 0 picks a free port at start-up
 
 
-def check_ports(config: Config, agent: AgentProcess | None = None) -> list[Check]:
+def check_ports(config: Config, agent: AgentCredentials | None = None) -> list[Check]:
     """One check per port: free, or held by the running agent (``agent``), else the culprit."""
     return [
         _check_port(key, proto, host, port, agent)
@@ -380,7 +380,9 @@ def check_ports(config: Config, agent: AgentProcess | None = None) -> list[Check
     ]
 
 
-def _check_port(key: str, proto: str, host: str, port: int, agent: AgentProcess | None) -> Check:
+def _check_port(
+    key: str, proto: str, host: str, port: int, agent: AgentCredentials | None
+) -> Check:
     name = f"port {proto}/{port}"
     where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     try:
@@ -414,7 +416,7 @@ def _check_port(key: str, proto: str, host: str, port: int, agent: AgentProcess 
 
 
 def _who_holds(
-    name: str, key: str, where: str, proto: str, port: int, agent: AgentProcess | None
+    name: str, key: str, where: str, proto: str, port: int, agent: AgentCredentials | None
 ) -> Check:
     holders = list(_socket_holders(proto, port))
     for pid, uid in holders:
@@ -700,7 +702,7 @@ def parse_apt_conf(text: str) -> list[tuple[str, str | None]]:
 
 __all__ = [
     "SERVICE_USER",
-    "AgentProcess",
+    "AgentCredentials",
     "Check",
     "ServiceUser",
     "apt_config_files",

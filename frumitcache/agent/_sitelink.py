@@ -16,6 +16,7 @@ import trio
 
 from frumitcache._log import get_logger
 from frumitcache.agent import _sysinfo
+from frumitcache.agent._peerapi import PrefetchHandler, PrefetchPeerHttpServer
 from frumitcache.config import Config
 from frumitcache.errors import AgentError
 from frumitcache.site import (
@@ -56,7 +57,15 @@ class SiteLink(SiteHooks):
         self.key = key
         self.node_id = node_id
         self.solo = not config.site.peers and not config.site.discovery
-        self.http_server = PeerHttpServer(store, key, upload_rate=config.swarm.upload_rate)
+        #: Set by the control server: stage a URL here when a member asks (prefetch).
+        self.on_prefetch: PrefetchHandler | None = None
+        self.http_server: PeerHttpServer = PrefetchPeerHttpServer(
+            store,
+            key,
+            prefetch=self._prefetch,
+            keys=self._keys,
+            upload_rate=config.swarm.upload_rate,
+        )
         self.http_client = HttpChunkClient(store, key)
         self.swarm: Swarm | None = None
         self.node: SiteNode | None = None
@@ -76,8 +85,13 @@ class SiteLink(SiteHooks):
                     self.store, address=address, port=cfg.swarm.port, config=cfg.swarm
                 )
                 swarm_port = await nursery.start(self.swarm.run)
-                self.http_server = PeerHttpServer(
-                    self.store, self.key, upload_rate=cfg.swarm.upload_rate, trees=self._tree
+                self.http_server = PrefetchPeerHttpServer(
+                    self.store,
+                    self.key,
+                    prefetch=self._prefetch,
+                    keys=self._keys,
+                    upload_rate=cfg.swarm.upload_rate,
+                    trees=self._tree,
                 )
             peer_port = await nursery.start(self.http_server.serve, address, cfg.site.peer_port)
             me = MemberInfo(
@@ -186,6 +200,20 @@ class SiteLink(SiteHooks):
             await self.swarm.seed(digest.hex())
 
     # --- hooks --------------------------------------------------------------------------------
+
+    def _prefetch(self, url: str, sha256: bytes | None) -> str:
+        if self.on_prefetch is None:
+            raise AgentError("this agent is still starting")
+        return self.on_prefetch(url, sha256)
+
+    def _keys(self, digest: bytes) -> list[str]:
+        """The keys naming the complete object ``digest`` here (a member locating it asks)."""
+        if self.store.lookup(digest) is None:
+            return []
+        for stored in self.store.objects():
+            if stored.manifest.digest == digest:
+                return list(stored.keys) or [f"sha256:{digest.hex()}"]
+        return []
 
     async def on_fetch_request(self, sender: str, request: FetchRequest) -> ObjectInfo | ErrorReply:
         if self.on_fetch is None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from frumitcache.errors import (
     AgentUnavailableError,
+    BadUrlError,
     ConfigError,
     DigestMismatchError,
     FrumitcacheError,
     NotInStoreError,
     OriginError,
+    PeerError,
     StoreError,
 )
 
@@ -21,28 +23,32 @@ DIGEST_MISMATCH = 5
 ORIGIN = 6
 STORE = 7
 NOT_FOUND = 8
+SITE = 9
 INTERRUPTED = 130
 
 # Most specific first: the first class an error is an instance of decides.
 _BY_ERROR: tuple[tuple[type[FrumitcacheError], int], ...] = (
     (ConfigError, CONFIG),
+    (BadUrlError, USAGE),
     (AgentUnavailableError, AGENT_UNAVAILABLE),
     (DigestMismatchError, DIGEST_MISMATCH),
     (NotInStoreError, NOT_FOUND),
     (OriginError, ORIGIN),
     (StoreError, STORE),
+    (PeerError, SITE),
 )
 
 HELP = """exit codes:
   0    success
   1    unexpected error (a bug; please report it with the log)
-  2    bad command-line arguments
+  2    bad command-line arguments (or a URL that is not http:// or https://)
   3    bad or unreadable configuration
   4    no agent is running (start one with `frumitcache agent`)
   5    content did not match its SHA-256 (nothing was written)
   6    the origin failed (HTTP error status, unreachable, truncated)
   7    the local store failed (disk full, corrupt data)
-  8    not found in the store / site
+  8    not found in the store / site (unknown digest, URL never fetched)
+  9    the site failed (no seeder elected, a member did not answer)
   130  interrupted"""
 
 

@@ -131,7 +131,195 @@ class Status(Message):
     site: dict[str, Any]
 
 
-TERMINAL: tuple[type[Message], ...] = (PullDone, Failed, Status)
+# --- library requests (issue 6) and their replies -------------------------------------------
+# Results that hold several records carry them as lists of plain maps; the client turns them
+# into the typed results of :mod:`frumitcache._results`.
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class PrefetchRequest(Message):
+    """Stage ``url`` on ``nodes`` (``None``: every member) without waiting for it."""
+
+    tag: ClassVar[str] = "prefetch"
+    url: str
+    sha256: bytes | None = None
+    nodes: list[str] | None = None
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class PrefetchReply(Message):
+    """Per node: ``present`` (already held), ``fetching`` (started), or why it was not."""
+
+    tag: ClassVar[str] = "prefetch."
+    url: str
+    nodes: dict[str, str]
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class PinRequest(Message):
+    """Pin (``pinned``) or unpin the object named by a URL or a 64-hex-digit digest."""
+
+    tag: ClassVar[str] = "pin"
+    target: str
+    pinned: bool
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class PinReply(Message):
+    tag: ClassVar[str] = "pin."
+    digest: bytes
+    pinned: bool
+    present: bool
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class LocateRequest(Message):
+    """Which members hold the object named by a URL or a 64-hex-digit digest."""
+
+    tag: ClassVar[str] = "locate"
+    target: str
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class LocateReply(Message):
+    """``holders`` maps a node to ``{"chunks": n, "bytes": n}`` it holds of the object."""
+
+    tag: ClassVar[str] = "locate."
+    url: str
+    digest: bytes | None
+    size: int | None
+    chunk_size: int
+    chunks: int
+    complete: bool
+    fetching: bool
+    holders: dict[str, Any]
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class SiteRequest(Message):
+    tag: ClassVar[str] = "site?"
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class SiteReply(Message):
+    """The site as this agent sees it: members, seeder, uplink and cache figures."""
+
+    tag: ClassVar[str] = "site"
+    node: str
+    site: str
+    solo: bool
+    seeder: str | None
+    term: int
+    members: list[Any]
+    uplink: dict[str, Any]
+    cache: dict[str, int]
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class EstimateRequest(Message):
+    tag: ClassVar[str] = "estimate"
+    urls: list[str]
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class EstimateReply(Message):
+    """One map per URL: ``url``, ``size``, ``in_site``, ``uplink`` (``None``: unknown),
+    ``source`` (``site`` or ``origin-head``) and ``error``."""
+
+    tag: ClassVar[str] = "estimate."
+    items: list[Any]
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class CacheListRequest(Message):
+    tag: ClassVar[str] = "cache-ls"
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class CacheListing(Message):
+    tag: ClassVar[str] = "cache-ls."
+    objects: list[Any]
+    partial: list[str]
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class VerifyRequest(Message):
+    tag: ClassVar[str] = "verify"
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class VerifyReply(Message):
+    tag: ClassVar[str] = "verify."
+    report: dict[str, int]
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class GcRequest(Message):
+    """Evict unpinned objects, least recently used first, until ``free`` more bytes fit."""
+
+    tag: ClassVar[str] = "gc"
+    free: int = 0
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class GcReply(Message):
+    tag: ClassVar[str] = "gc."
+    freed: int
+    bytes_used: int
+    max_bytes: int
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class ImportRequest(Message):
+    """Ingest the ``*.deb`` files in ``directory`` (read by the agent) into the store."""
+
+    tag: ClassVar[str] = "import"
+    directory: str
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class ImportReply(Message):
+    tag: ClassVar[str] = "import."
+    files: int
+    imported: int
+    present: int
+    failed: int
+    bytes_imported: int
+    errors: list[str]
+
+
+TERMINAL: tuple[type[Message], ...] = (
+    PullDone,
+    Failed,
+    Status,
+    PrefetchReply,
+    PinReply,
+    LocateReply,
+    SiteReply,
+    EstimateReply,
+    CacheListing,
+    VerifyReply,
+    GcReply,
+    ImportReply,
+)
 
 
 # --- codec --------------------------------------------------------------------------------
@@ -157,6 +345,9 @@ def _check(value: Any, tp: Any) -> bool:
         return any(_check(value, arg) for arg in typing.get_args(tp))
     if tp is type(None):
         return value is None
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_check(v, item_tp) for v in value)
     if origin is dict:
         key_tp, value_tp = typing.get_args(tp)
         return isinstance(value, dict) and all(

@@ -9,7 +9,13 @@ customised by the agent through :class:`SiteHooks`.
 from frumitcache.site._catalogue import Catalogue
 from frumitcache.site._codec import REASONS, FrameCodec, FrameRejected, derive_mac_key
 from frumitcache.site._core import SiteCore, Timings
-from frumitcache.site._driver import SiteHooks, SiteNode, SiteStatistics, parse_peer
+from frumitcache.site._driver import (
+    SiteHooks,
+    SiteNode,
+    SiteStatistics,
+    member_from_config,
+    parse_peer,
+)
 from frumitcache.site._election import Durable, Election, Outgoing, Role, rank_key
 from frumitcache.site._membership import Membership
 from frumitcache.site._messages import (
@@ -70,6 +76,7 @@ __all__ = [
     "Timings",
     "Vote",
     "derive_mac_key",
+    "member_from_config",
     "parse_peer",
     "rank_key",
     "split_have",

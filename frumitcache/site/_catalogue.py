@@ -96,8 +96,12 @@ class Catalogue:
     def add_chunk(self, url: str, index: int, digest: bytes, chunk_size: int) -> bool:
         """Chunk ``index`` of ``url`` is ``digest``. False if it contradicts what is known
         (a gap before it, or a different digest at that index)."""
+        if index < 0 or chunk_size <= 0:
+            return False
         entry = self._objects.get(url)
         if entry is None:
+            if index != 0:
+                return False
             entry = self._objects[url] = _Entry(url, chunk_size)
         if entry.chunk_size != chunk_size:
             return False

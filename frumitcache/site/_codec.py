@@ -43,6 +43,8 @@ MAC_LEN = 32
 #: A UDP datagram carries at most 65,507 bytes; stay clear of it.
 DEFAULT_MAX_FRAME = 60_000
 WINDOW = 64
+#: Longest node id accepted in a frame header (ids are host names).
+MAX_NODE_ID = 255
 _BOOTS_PER_SENDER = 4
 _MAX_SENDERS = 4096
 
@@ -255,7 +257,7 @@ class FrameCodec:
         sender, boot, seq, ts, name, fields = head
         if (
             not isinstance(sender, str)
-            or not sender
+            or not 0 < len(sender) <= MAX_NODE_ID
             or isinstance(boot, bool)
             or not isinstance(boot, int)
             or isinstance(seq, bool)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from frumitcache.config import SiteConfig
+from frumitcache.errors import ConfigError
 from frumitcache.site._election import Durable, Election, Outgoing
 from frumitcache.site._membership import Membership
 from frumitcache.site._messages import (
@@ -37,6 +38,18 @@ class Timings:
 
     @classmethod
     def from_config(cls, site: SiteConfig) -> Timings:
+        """The timings of ``site``; :class:`~frumitcache.errors.ConfigError` if they do not fit
+        together."""
+        if not 0 < site.beacon_interval_s < site.member_timeout_s:
+            raise ConfigError(
+                "site.member_timeout_s: must be longer than site.beacon_interval_s "
+                f"({site.member_timeout_s} <= {site.beacon_interval_s})"
+            )
+        if not 0 < site.election_round_s < site.lease_s:
+            raise ConfigError(
+                "site.election_round_s: must be positive and shorter than site.lease_s "
+                f"({site.election_round_s}, lease {site.lease_s})"
+            )
         return cls(
             beacon_interval_s=site.beacon_interval_s,
             member_timeout_s=site.member_timeout_s,

@@ -44,12 +44,12 @@ from typing import Any
 
 import trio
 
-from frumitcache.config import SiteConfig
-from frumitcache.errors import PeerError
+from frumitcache.config import Config, SiteConfig
+from frumitcache.errors import ConfigError, FrumitcacheError, OriginStatusError, PeerError
 from frumitcache.site._catalogue import Catalogue
 from frumitcache.site._codec import FrameCodec, FrameRejected, derive_mac_key
 from frumitcache.site._core import SiteCore, Timings
-from frumitcache.site._election import Durable, Outgoing
+from frumitcache.site._election import Durable, Outgoing, Role
 from frumitcache.site._messages import (
     ChunkAnnounce,
     ErrorReply,
@@ -94,6 +94,15 @@ class SiteHooks:
 
 @dataclass(frozen=True, slots=True)
 class SiteStatistics:
+    """Counters and state of a :class:`SiteNode` (what ``frumitcache status`` shows).
+
+    ``dropped`` counts frames and messages dropped, per reason: the codec's
+    (:data:`~._codec.REASONS`: ``bad-mac``, ``garbage``, ``replay``, ``stale``, ...) and the
+    driver's (``not-from-seeder``: an announcement from a node that is not our seeder,
+    ``not-for-seeder``: catalogue input while we are not the seeder, ``subscriber-full``,
+    ``too-large-out``, ``socket-error``, ``multicast-v4-unavailable``, ...).
+    """
+
     frames_in: int
     frames_out: int
     bytes_in: int
@@ -105,6 +114,28 @@ class SiteStatistics:
     term: int
     seeder: tuple[str, int] | None
     members: int
+    role: str
+    electorate: int
+
+
+def member_from_config(
+    cfg: Config, *, node_id: str, ram_bytes: int = 0, free_disk_bytes: int = 0
+) -> MemberInfo:
+    """What this node advertises, from its config (``node_id`` is ``node.name`` or the host
+    name, resolved by the caller; RAM and free disk are measured by the caller)."""
+    return MemberInfo(
+        node_id=node_id,
+        address=cfg.node.address,
+        control_port=cfg.site.control_port,
+        peer_port=cfg.site.peer_port,
+        swarm_port=cfg.swarm.port,
+        priority=cfg.node.priority,
+        model=cfg.node.model,
+        ram_bytes=ram_bytes,
+        free_disk_bytes=free_disk_bytes,
+        link_mbit=cfg.node.link_mbit,
+        wired=cfg.node.wired,
+    )
 
 
 def parse_peer(text: str, default_port: int) -> tuple[str, int]:
@@ -201,6 +232,8 @@ class SiteNode:
         self._frames_in = self._frames_out = self._bytes_in = self._bytes_out = 0
         self._send_errors = 0
         self._served = 0
+        self._serving: set[tuple[str, int]] = set()
+        self._catalogue_term = -1
         self._ready = trio.Event()
         #: Send a Bye on shutdown (tests clear it to look like a crash).
         self.say_goodbye = True
@@ -236,6 +269,8 @@ class SiteNode:
             term=core.election.term if core else 0,
             seeder=self.seeder(),
             members=len(self.members()),
+            role=core.election.role.value if core else "follower",
+            electorate=core.election.durable.electorate if core else 1,
         )
 
     async def wait_seeder(self) -> tuple[str, int]:
@@ -255,7 +290,13 @@ class SiteNode:
         sock = trio.socket.socket(family, socket.SOCK_DGRAM)
         mcast_socks: list[trio.socket.SocketType] = []
         try:
-            await sock.bind((self.me.address, self.me.control_port))
+            try:
+                await sock.bind((self.me.address, self.me.control_port))
+            except OSError as exc:
+                raise ConfigError(
+                    f"site.control_port: cannot bind UDP {self.me.address} port "
+                    f"{self.me.control_port}: {exc.strerror or exc}"
+                ) from None
             port = sock.getsockname()[1]
             self.me = dataclasses.replace(self.me, control_port=port)
             self._sock = sock
@@ -385,8 +426,11 @@ class SiteNode:
         now = self._now()
         await self._send_all(self._core.receive(sender, msg, now))
         if isinstance(msg, Lookup | FetchRequest):
-            assert self._nursery is not None
-            self._nursery.start_soon(self._serve_remote, sender, msg)
+            # A retransmission of a request still being served gets the one reply.
+            if (sender, msg.request_id) not in self._serving:
+                assert self._nursery is not None
+                self._serving.add((sender, msg.request_id))
+                self._nursery.start_soon(self._serve_remote, sender, msg)
         elif isinstance(msg, ObjectInfo | ErrorReply):
             channel = self._pending.get(msg.request_id)
             if channel is not None:
@@ -400,7 +444,9 @@ class SiteNode:
     def _on_catalogue_message(self, sender: str, msg: Message, now: float) -> None:
         assert self._core is not None
         seeder = self._core.seeder(now)
-        if self._core.is_seeder(now):
+        # Reports count from the moment we won the term, before the first lease round is
+        # acked: members send their Have as soon as they follow us.
+        if self._core.election.role is Role.SEEDER:
             # Members may only speak for themselves: no injecting holders for others.
             if isinstance(msg, ChunkAnnounce) and msg.holder == sender:
                 if self.catalogue.add_chunk(msg.url, msg.index, msg.digest, msg.chunk_size):
@@ -441,23 +487,36 @@ class SiteNode:
         self._last_durable = durable
         for node in core.membership.take_departures():
             self.catalogue.remove_member(node)
+        election = core.election
+        if election.role is Role.SEEDER and self._catalogue_term != election.term:
+            # A new term of ours: a fresh catalogue, rebuilt from our own holdings and the
+            # members' Have reports as they start following us.
+            self._catalogue_term = election.term
+            self.catalogue = Catalogue()
+            for have in self.hooks.have_report():
+                self.catalogue.apply_have(dataclasses.replace(have, node_id=self.me.node_id))
         seeder = core.seeder(now)
         if seeder == self._last_seeder:
             return
         previous, self._last_seeder = self._last_seeder, seeder
         log.info("site %s: seeder %s (was %s)", self.site.name, seeder, previous)
-        if seeder is not None and seeder[0] == self.me.node_id:
-            if previous is None or previous[0] != self.me.node_id:
-                self.catalogue = Catalogue()
-                for have in self.hooks.have_report():
-                    self.catalogue.apply_have(dataclasses.replace(have, node_id=self.me.node_id))
-        elif seeder is not None:
+        if seeder is not None and seeder[0] != self.me.node_id:
             reports = self.hooks.have_report()
             if previous is not None and previous[0] == self.me.node_id and len(self.catalogue):
                 # We stepped down (partition healed): hand over what we knew.
                 reports.append(Have(self.me.node_id, objects=self.catalogue.snapshot()))
-            await self._send_all([Outgoing(seeder[0], h) for h in reports])
+            assert self._nursery is not None
+            self._nursery.start_soon(self._send_haves, seeder, reports)
         self.hooks.on_seeder_change(seeder)
+
+    async def _send_haves(self, seeder: tuple[str, int], reports: list[Have]) -> None:
+        """Our holdings to a new seeder, repeated a few times (UDP may lose one; merging a
+        report twice changes nothing) while it stays the seeder."""
+        for delay in (0.0, 0.3, 1.0):
+            await trio.sleep(delay)
+            if self.seeder() != seeder:
+                return
+            await self._send_all([Outgoing(seeder[0], h) for h in reports])
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -511,26 +570,31 @@ class SiteNode:
         """
         rid = next(self._ids)
         msg = dataclasses.replace(msg, request_id=rid)
-        seeder = self.seeder()
-        if seeder is None:
+        if self.seeder() is None:
             raise PeerError("no live seeder in the site")
-        if seeder[0] == self.me.node_id:
-            return await self._serve(self.me.node_id, msg)
         send, receive = trio.open_memory_channel[ObjectInfo | ErrorReply](1)
         self._pending[rid] = send
         try:
             with trio.move_on_after(timeout_s):
                 while True:
-                    await self.send(seeder[0], msg)
+                    # Asked afresh on every try: the seeder may fail over meanwhile.
+                    seeder = self.seeder()
+                    if seeder is not None and seeder[0] == self.me.node_id:
+                        return await self._serve(self.me.node_id, msg)
+                    if seeder is not None:
+                        await self.send(seeder[0], msg)
                     with trio.move_on_after(self._retry):
                         return await receive.receive()
-            raise PeerError(f"seeder {seeder[0]} did not answer within {timeout_s}s")
+            raise PeerError(f"the seeder did not answer within {timeout_s}s")
         finally:
             del self._pending[rid]
 
     async def _serve_remote(self, sender: str, msg: Lookup | FetchRequest) -> None:
-        reply = await self._serve(sender, msg)
-        await self.send(sender, reply)
+        try:
+            reply = await self._serve(sender, msg)
+            await self.send(sender, reply)
+        finally:
+            self._serving.discard((sender, msg.request_id))
 
     async def _serve(self, sender: str, msg: Lookup | FetchRequest) -> ObjectInfo | ErrorReply:
         if not self.is_seeder():
@@ -541,8 +605,18 @@ class SiteNode:
         self._served += 1
         if isinstance(msg, Lookup):
             return self.catalogue.info(msg.url, request_id=msg.request_id)
-        reply = await self.hooks.on_fetch_request(sender, msg)
+        try:
+            reply = await self.hooks.on_fetch_request(sender, msg)
+        except FrumitcacheError as exc:  # e.g. a URL outside the allow-list: the asker learns why
+            status = exc.status if isinstance(exc, OriginStatusError) else 0
+            return ErrorReply(msg.request_id, exc.code, str(exc), status)
         return dataclasses.replace(reply, request_id=msg.request_id)
+
+    def resume_index(self, url: str) -> int:
+        """Seeder: index of the first chunk of ``url`` that no alive member holds completely;
+        an interrupted origin fetch resumes there with ``Range: bytes=index*chunk_size-``."""
+        live = {m.node_id for m in self.members()}
+        return self.catalogue.resume_index(url, live)
 
     def open_subscription(self, max_buffer: int = 1024) -> trio.MemoryReceiveChannel[Announcement]:
         """A channel of the seeder's announcements (and this node's own, when it is the

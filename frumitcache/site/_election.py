@@ -41,6 +41,14 @@ Rules (the whole protocol):
    ``forget_after_s`` healed), the one with the smaller ``(term, node id)`` steps down at once
    and follows the other; its followers follow once their promise to it runs out.
 
+Partitions and the uplink: during a partition shorter than ``forget_after_s`` only the side
+holding a majority of the electorate has a seeder; members on the other side get no seeder
+(``SiteNode.request`` raises ``PeerError``) and may fetch from the origin themselves only as
+``site.fallback`` allows, which is the only duplicate uplink traffic. A longer partition makes
+each side a site of its own: an object requested on both sides crosses the uplink at most once
+per side. On healing the smaller seeder steps down and hands its catalogue over (a ``Have``),
+the members re-report to the winner, and the catalogues are merged.
+
 Expected failover with the defaults (``lease_s`` = 3, ``round_s`` = 0.5): followers' promises
 run out between ``lease_s - lease_s/3`` and ``lease_s`` after the seeder's death, the best
 survivor stands at once, one claim round and one lease round later (a few LAN round trips)
@@ -157,9 +165,7 @@ class Election:
 
     @property
     def durable(self) -> Durable:
-        return Durable(
-            self.term, self.voted_term, self.voted_for, self._electorate_size(self._now)
-        )
+        return Durable(self.term, self.voted_term, self.voted_for, self._electorate_size(self._now))
 
     def is_seeder(self, now: float) -> bool:
         """True while this node is the seeder with a live lease: only then may it fetch."""
@@ -169,12 +175,12 @@ class Election:
         """``(node id, term)`` of the live seeder as this node sees it, else ``None``."""
         if self.is_seeder(now):
             return (self.me, self.term)
-        if (
-            self.leader is not None
-            and self.promise_to == self.leader[0]
-            and now < self.promise_until
-        ):
+        if self.leader is None or self.leader[0] == self.me:
+            return None
+        if self.promise_to == self.leader[0] and now < self.promise_until:
             return self.leader
+        if now < self._lease_seen_until:
+            return self.leader  # heard its lease directly, but could not ack yet (start-up)
         return None
 
     def _electorate_size(self, now: float) -> int:

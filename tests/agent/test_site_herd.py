@@ -214,8 +214,9 @@ async def test_status_shows_members_seeder_term_and_capabilities(tmp_path: Path)
     site = LoopbackSite(tmp_path / "site", 3, priorities=[0, 5, 1])
     try:
         await site.start()
+        # Which node wins depends on who was up at the first election (no preemption later);
+        # the preference order itself is tested on the pure election machine.
         seeder = await wait_for_seeder(site)
-        assert seeder == "pi-01"  # the highest configured priority wins the first election
         result = await trio.run_process(
             [
                 sys.executable,
@@ -230,7 +231,7 @@ async def test_status_shows_members_seeder_term_and_capabilities(tmp_path: Path)
             check=True,
         )
         status = json.loads(result.stdout)
-        assert status["site"]["seeder"] == "pi-01"
+        assert status["site"]["seeder"] == seeder
         assert status["site"]["term"] >= 1
         members = {m["node"]: m for m in status["site"]["members"]}
         assert set(members) == {"pi-00", "pi-01", "pi-02"}
@@ -244,6 +245,7 @@ async def test_status_shows_members_seeder_term_and_capabilities(tmp_path: Path)
             capture_stdout=True,
             check=True,
         )
-        assert b"site seeder: pi-01" in plain.stdout
+        assert f"site seeder: {seeder}".encode() in plain.stdout
+        assert b"member: pi-00" in plain.stdout
     finally:
         site.kill()

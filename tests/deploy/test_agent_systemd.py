@@ -31,11 +31,6 @@ def _receive_nowait(sock: socket.socket) -> list[tuple[int, dict[str, str]]]:
         out.append((pid, dict(line.split("=", 1) for line in data.decode().splitlines())))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the agent does not call frumitcache.agent._systemd.Notifier yet; remove this "
-    "marker once `frumitcache agent` sends READY/WATCHDOG/STOPPING",
-)
 async def test_agent_speaks_sd_notify(
     tmp_path: Path, address: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

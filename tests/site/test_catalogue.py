@@ -33,6 +33,9 @@ def test_chunks_arrive_in_order_and_the_object_completes() -> None:
     assert not cat.add_chunk("u", 1, d(9), CS)  # contradiction
     assert not cat.add_chunk("u", 3, d(3), CS)  # gap
     assert not cat.add_chunk("u", 2, d(2), CS * 2)  # other chunk size
+    assert not cat.add_chunk("u", -1, d(1), CS)
+    assert not cat.add_chunk("v", 1, d(1), CS)  # an object starts at chunk 0
+    assert cat.get("v") is None
     partial = cat.get("u")
     assert partial == ObjectManifest("u", None, None, CS, (d(0), d(1)), False)
     cat.finish(manifest("u", 3))

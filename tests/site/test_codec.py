@@ -119,6 +119,7 @@ def test_size_limit_both_ways() -> None:
         (msgpack.packb(["bob", 1, 0, WALL, "Bye"]), "malformed"),
         (msgpack.packb(["bob", 1, -1, WALL, "Bye", {"node_id": "b"}]), "malformed"),
         (msgpack.packb(["bob", True, 0, WALL, "Bye", {"node_id": "b"}]), "malformed"),
+        (msgpack.packb(["b" * 256, 1, 0, WALL, "Bye", {"node_id": "b"}]), "malformed"),
         (msgpack.packb(["bob", 1, 0, WALL, "Hack", {}]), "unknown-type"),
         (msgpack.packb(["bob", 1, 0, WALL, "Bye", {"node_id": 7}]), "bad-field"),
         (msgpack.packb(["bob", 1, 0, WALL, "Bye", {}]), "bad-field"),

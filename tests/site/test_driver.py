@@ -4,15 +4,17 @@ an outsider without the key, garbage and replayed frames, failover."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
 
-from frumitcache.config import SiteConfig
-from frumitcache.errors import PeerError
+from frumitcache.config import Config, NodeConfig, SiteConfig, SwarmConfig
+from frumitcache.errors import ConfigError, OriginStatusError, PeerError
 from frumitcache.site import (
     ChunkAnnounce,
     ErrorReply,
@@ -24,6 +26,8 @@ from frumitcache.site import (
     ObjectManifest,
     SiteHooks,
     SiteNode,
+    member_from_config,
+    parse_peer,
 )
 from frumitcache.testing.net import loopback_address
 
@@ -50,6 +54,8 @@ class RecordingHooks(SiteHooks):
 
     async def on_fetch_request(self, sender: str, request: FetchRequest) -> ObjectInfo | ErrorReply:
         assert self.node is not None
+        if request.url.endswith("/404"):
+            raise OriginStatusError("404 Not Found", status=404)
         self.fetches.append((sender, request.url))
         return self.node.catalogue.info(request.url, fetching=True)
 
@@ -129,6 +135,8 @@ async def test_three_nodes_elect_one_seeder_and_answer_requests() -> None:
             assert isinstance(info, ObjectInfo)
             assert info.fetching
             assert seeder.hooks.fetches == [(member.me.node_id, "http://o/x")]  # type: ignore[attr-defined]
+            missing = await member.request(FetchRequest(0, "http://o/404"))
+            assert missing == ErrorReply(missing.request_id, "origin-status", "404 Not Found", 404)
             local = await seeder.request(FetchRequest(0, "http://o/x"))
             assert isinstance(local, ObjectInfo)
             # The seeder announces chunks as it fetches them (cut-through) ...
@@ -240,8 +248,7 @@ async def test_seeder_crash_fails_over_and_the_catalogue_is_rebuilt() -> None:
             # The new seeder rebuilt the catalogue from the members' reports.
             await eventually(lambda: len(new.catalogue.holders(b"\4" * 32).full) == 2)
             assert new.catalogue.get("http://o/y") == object_
-            live = {m.node_id for m in new.members()}
-            assert new.catalogue.resume_index("http://o/y", live) == 1
+            assert new.resume_index("http://o/y") == 1
 
 
 async def test_discovery_by_ipv4_multicast() -> None:
@@ -295,3 +302,57 @@ async def test_ipv6_static_peers() -> None:
         async with running(*nodes):
             await wait_one_seeder(nodes)
             assert {m.node_id for m in nodes[0].members()} == {"v0", "v1"}
+
+
+async def test_requests_without_a_seeder_fail_fast_and_bad_timings_are_config_errors() -> None:
+    node = make_node("alone", loopback_address(), [f"{loopback_address()}:{PORT}"])
+    with trio.fail_after(5):
+        async with running(node):
+            assert node.seeder() is None  # it has peers, so it waits to hear them first
+            with pytest.raises(PeerError):
+                await node.request(Lookup(0, "u"))
+            stats = node.statistics()
+            assert stats.role == "follower"
+            assert stats.members == 1
+    with pytest.raises(ConfigError, match="member_timeout_s"):
+        SiteNode(dataclasses.replace(FAST, member_timeout_s=0.1), node.me, KEY)
+    with pytest.raises(ConfigError, match="election_round_s"):
+        SiteNode(dataclasses.replace(FAST, election_round_s=1.0), node.me, KEY)
+
+
+async def test_member_from_config_and_a_port_in_use() -> None:
+    cfg = Config(
+        node=NodeConfig(address=loopback_address(), priority=3, wired=False, link_mbit=100),
+        site=dataclasses.replace(FAST, peer_port=4001),
+        swarm=SwarmConfig(port=4002),
+    )
+    me = member_from_config(cfg, node_id="pi7", ram_bytes=512 << 20, free_disk_bytes=5)
+    assert me == MemberInfo(
+        "pi7", cfg.node.address, PORT, 4001, 4002, 3, "", 512 << 20, 5, 100, False, 0.0
+    )
+    assert parse_peer("10.0.0.1", 7) == ("10.0.0.1", 7)
+    assert parse_peer("10.0.0.1:8", 7) == ("10.0.0.1", 8)
+    assert parse_peer("fd00::1", 7) == ("fd00::1", 7)
+    assert parse_peer("[fd00::1]:9", 7) == ("fd00::1", 9)
+    first = SiteNode(FAST, me, KEY)
+    second = SiteNode(FAST, dataclasses.replace(me, node_id="pi8"), KEY)
+    with trio.fail_after(5):
+        async with running(first):
+            with pytest.raises(ConfigError, match="control_port"):
+                await second.run()
+
+
+async def test_a_one_node_site_elects_at_once_and_keeps_its_vote_on_disk(tmp_path: Path) -> None:
+    state = tmp_path / "site-election.json"
+    cfg = dataclasses.replace(FAST, peers=[])
+    me = MemberInfo("solo", loopback_address(), PORT, 1, 2)
+    with trio.fail_after(5):
+        for expected_term in (1, 2):
+            node = SiteNode(cfg, me, KEY, durable_path=state)
+            async with running(node):
+                assert await node.wait_seeder() == ("solo", expected_term)
+                assert node.is_seeder()
+                await eventually(lambda: state.exists())
+            saved = json.loads(state.read_text())
+            assert saved["voted_term"] == expected_term
+            assert saved["voted_for"] == "solo"

@@ -1,0 +1,195 @@
+"""Member-to-member requests on the peer HTTP port: "stage this URL" (prefetch) and "what do
+you call this object" (locate by digest).
+
+A prefetch on another member must make *that* member's agent fetch through the site. The site
+control plane's UDP requests only go to the seeder, so the request rides the peer HTTP port
+every member already runs, signed with the site key like chunk requests (time, nonce and MAC
+over method and path; replays are refused). The URL and digest travel in the path, so the
+signature covers them:
+
+    POST /prefetch/<base64url(msgpack [url, sha256 or nil])>   ->  200 "present" | "fetching"
+    POST /keys/<sha256 hex>   ->  200 the keys (URLs) naming that complete object, one a line
+
+The second exists because the seeder's catalogue is indexed by URL: a member asked to locate
+a digest it does not hold itself learns a URL for it from the members that do.
+
+:class:`PrefetchPeerHttpServer` answers both (and everything else as the plain chunk server
+does); :func:`request_prefetch` and :func:`request_keys` ask a member.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Awaitable, Callable
+
+import h11
+import msgpack
+import trio
+
+from frumitcache.errors import FrumitcacheError, PeerError
+from frumitcache.store import Store
+from frumitcache.swarm import MerkleTree, PeerHttpServer
+from frumitcache.swarm._auth import HEADER, sign
+
+PREFIX = b"/prefetch/"
+KEYS = b"/keys/"
+_MAX_BODY = 4096
+
+#: Called with (url, sha256) on the member asked; returns "present" or "fetching".
+PrefetchHandler = Callable[[str, bytes | None], str]
+#: Called with an object digest; returns the keys naming it here (empty: not held).
+KeysHandler = Callable[[bytes], list[str]]
+
+
+def encode_target(url: str, sha256: bytes | None) -> bytes:
+    packed: bytes = msgpack.packb([url, sha256], use_bin_type=True)
+    return PREFIX + base64.urlsafe_b64encode(packed).rstrip(b"=")
+
+
+def decode_target(path: bytes) -> tuple[str, bytes | None]:
+    """``(url, sha256)`` from a prefetch path; ValueError when it is not one."""
+    token = path[len(PREFIX) :]
+    try:
+        obj = msgpack.unpackb(base64.urlsafe_b64decode(token + b"=" * (-len(token) % 4)))
+    except Exception as exc:  # any decoding failure is a malformed request
+        raise ValueError(f"malformed prefetch request: {exc}") from None
+    if (
+        not isinstance(obj, list)
+        or len(obj) != 2
+        or not isinstance(obj[0], str)
+        or not (obj[1] is None or (isinstance(obj[1], bytes) and len(obj[1]) == 32))
+    ):
+        raise ValueError("malformed prefetch request")
+    return obj[0], obj[1]
+
+
+class PrefetchPeerHttpServer(PeerHttpServer):
+    """The peer chunk server plus signed ``POST /prefetch/...`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        key: bytes,
+        *,
+        prefetch: PrefetchHandler,
+        keys: KeysHandler,
+        upload_rate: int = 0,
+        trees: Callable[[str], Awaitable[MerkleTree]] | None = None,
+    ) -> None:
+        super().__init__(store, key, upload_rate=upload_rate, trees=trees)
+        self._prefetch = prefetch
+        self._keys = keys
+
+    async def _respond(
+        self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request
+    ) -> None:
+        if not req.target.startswith((PREFIX, KEYS)):
+            await super()._respond(conn, stream, req)
+            return
+        headers = dict(req.headers)
+        if req.method != b"POST" or not self._verifier.check(
+            req.method, req.target, headers.get(HEADER), self._clock()
+        ):
+            self._rejected += 1
+            await _reply(conn, stream, 403, b"forbidden")
+            return
+        if req.target.startswith(KEYS):
+            try:
+                digest = bytes.fromhex(req.target[len(KEYS) :].decode())
+            except (ValueError, UnicodeDecodeError):
+                digest = b""
+            if len(digest) != 32:
+                await _reply(conn, stream, 400, b"not a SHA-256")
+                return
+            names = self._keys(digest)
+            await _reply(conn, stream, 200 if names else 404, "\n".join(names).encode())
+            return
+        try:
+            url, sha256 = decode_target(req.target)
+        except ValueError as exc:
+            await _reply(conn, stream, 400, str(exc).encode())
+            return
+        try:
+            state = self._prefetch(url, sha256)
+        except FrumitcacheError as exc:
+            await _reply(conn, stream, 409, f"{exc.code}: {exc}".encode())
+            return
+        await _reply(conn, stream, 200, state.encode())
+
+
+async def _reply(conn: h11.Connection, stream: trio.SocketStream, status: int, body: bytes) -> None:
+    head = h11.Response(status_code=status, headers=[(b"content-length", str(len(body)).encode())])
+    await stream.send_all(
+        (conn.send(head) or b"")
+        + (conn.send(h11.Data(data=body)) or b"")
+        + (conn.send(h11.EndOfMessage()) or b"")
+    )
+
+
+async def request_prefetch(
+    address: tuple[str, int], key: bytes, url: str, sha256: bytes | None, *, timeout_s: float = 5.0
+) -> str:
+    """Ask the member at ``address`` (its peer HTTP port) to stage ``url``; its answer."""
+    status, text = await _signed_post(address, key, encode_target(url, sha256), timeout_s)
+    if status != 200:
+        raise PeerError(f"{address[0]}: prefetch refused (HTTP {status}): {text}")
+    return text
+
+
+async def request_keys(
+    address: tuple[str, int], key: bytes, digest: bytes, *, timeout_s: float = 2.0
+) -> list[str]:
+    """The keys under which the member at ``address`` holds object ``digest`` (may be [])."""
+    status, text = await _signed_post(address, key, KEYS + digest.hex().encode(), timeout_s)
+    if status == 404:
+        return []
+    if status != 200:
+        raise PeerError(f"{address[0]}: keys request refused (HTTP {status}): {text}")
+    return [line for line in text.splitlines() if line]
+
+
+async def _signed_post(
+    address: tuple[str, int], key: bytes, path: bytes, timeout_s: float
+) -> tuple[int, str]:
+    try:
+        with trio.fail_after(timeout_s):
+            stream = await trio.open_tcp_stream(*address)
+            async with stream:
+                conn = h11.Connection(h11.CLIENT)
+                req = h11.Request(
+                    method=b"POST",
+                    target=path,
+                    headers=[
+                        (b"host", address[0].encode()),
+                        (HEADER, sign(key, b"POST", path, time.time())),
+                        (b"content-length", b"0"),
+                        (b"connection", b"close"),
+                    ],
+                )
+                await stream.send_all(
+                    (conn.send(req) or b"") + (conn.send(h11.EndOfMessage()) or b"")
+                )
+                status = 0
+                body = bytearray()
+                while True:
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA:
+                        data = await stream.receive_some(65536)
+                        conn.receive_data(data)
+                        continue
+                    if isinstance(event, h11.ConnectionClosed):
+                        raise PeerError(f"{address[0]}: connection closed mid-reply")
+                    if isinstance(event, h11.Response):
+                        status = event.status_code
+                    elif isinstance(event, h11.Data):
+                        body += event.data
+                        if len(body) > _MAX_BODY:
+                            raise PeerError(f"{address[0]}: reply too long")
+                    elif isinstance(event, h11.EndOfMessage):
+                        break
+    except (OSError, trio.BrokenResourceError, trio.TooSlowError, h11.ProtocolError) as exc:
+        raise PeerError(
+            f"{address[0]}: request to the peer port failed: {exc or type(exc).__name__}"
+        ) from None
+    return status, body.decode(errors="replace")
