@@ -122,6 +122,20 @@ class Agent:
             uplink_bytes=uplink,
         )
 
+    async def _scrub_loop(self, store: Store, interval_s: float) -> None:
+        """Re-check every chunk now and then: bit rot on an SD card is found before a peer
+        or a client would be handed it (reads check xxh3 too, this finds what nobody reads)."""
+        while True:
+            await trio.sleep(interval_s)
+            report = await store.scrub()
+            log.info(
+                "store.scrub",
+                chunks=report.chunks_checked,
+                corrupt=report.corrupt_chunks,
+                missing=report.missing_chunks,
+                objects_affected=report.objects_affected,
+            )
+
     async def drain(self) -> None:
         """Until no fetch is in flight (SIGTERM: let transfers finish before stopping)."""
         if self._content is not None:
@@ -172,6 +186,9 @@ class Agent:
         await trio.to_thread.run_sync(lambda: cfg.state_path.mkdir(parents=True, exist_ok=True))
         store = await trio.to_thread.run_sync(Store.from_config, cfg)
         self._store = store
+        recovery = store.recovery
+        if any(dataclasses.astuple(recovery)):
+            log.info("store.recovered", **dataclasses.asdict(recovery))
         try:
             fetcher = OriginFetcher(cfg.origin, store)
             self._fetcher = fetcher
@@ -195,6 +212,8 @@ class Agent:
                         await nursery.start(site.run)
                     if cfg.apt.enabled:
                         self._apt = await nursery.start(self._serve_apt, store, content)
+                    if cfg.store.scrub_interval_s > 0:
+                        nursery.start_soon(self._scrub_loop, store, cfg.store.scrub_interval_s)
                     control = ControlServer(cfg.socket_path, content, self.status)
                     sock_path: Path = await nursery.start(control.serve)
                     info = AgentInfo(node_name(cfg), sock_path, cfg.store_path, self._apt)

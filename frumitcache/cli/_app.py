@@ -77,7 +77,18 @@ def load_cli_config(args: argparse.Namespace) -> Config:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from frumitcache.cli import _agent_cmd, _config_cmd, _doctor_cmd, _pull, _status
+    from frumitcache.cli import (
+        _agent_cmd,
+        _cache_cmd,
+        _config_cmd,
+        _doctor_cmd,
+        _estimate_cmd,
+        _locate_cmd,
+        _prefetch_cmd,
+        _pull,
+        _site_cmd,
+        _status,
+    )
 
     parser = argparse.ArgumentParser(
         prog="frumitcache",
@@ -98,7 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
-    for module in (_agent_cmd, _pull, _status, _config_cmd, _doctor_cmd):
+    for module in (
+        _agent_cmd,
+        _pull,
+        _prefetch_cmd,
+        _status,
+        _site_cmd,
+        _locate_cmd,
+        _estimate_cmd,
+        _cache_cmd,
+        _config_cmd,
+        _doctor_cmd,
+    ):
         module.register(sub)
     return parser
 

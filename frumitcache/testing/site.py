@@ -48,9 +48,12 @@ class LoopbackSite:
                                             settings=merged))
 
     async def start(self, *, patience_s: float = 60.0) -> None:
+        async def start_one(agent: AgentProcess) -> None:
+            await agent.start(patience_s=patience_s)
+
         async with trio.open_nursery() as nursery:
             for agent in self.agents:
-                nursery.start_soon(lambda a=agent: a.start(patience_s=patience_s))
+                nursery.start_soon(start_one, agent)
 
     def kill(self) -> None:
         for agent in self.agents:

@@ -254,3 +254,41 @@ async def test_sigterm_during_a_transfer_leaves_a_clean_store(tmp_path: Path) ->
         report = await store.scrub()
         assert report.corrupt_chunks == 0
         assert report.missing_chunks == 0
+
+
+async def test_disk_full_is_a_clear_error_and_the_agent_keeps_serving(
+    origin: OriginServer, tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs for the store")
+    small = tmp_path / "small"
+    small.mkdir()
+    await trio.run_process(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(small)])
+    node = AgentProcess(
+        tmp_path / "node",
+        address=loopback_address(),
+        settings={"store": {"path": str(small / "store"), "min_free_bytes": 0}},
+    )
+    try:
+        await node.start()
+        fits = blob(3 * MiB, seed=21)
+        origin.add("/fits.bin", fits)
+        origin.add("/huge.bin", blob(20 * MiB, seed=22))
+        with trio.fail_after(60):
+            first = await pull(node, origin.url("/fits.bin"), "-o", "fits.bin", cwd=tmp_path)
+            assert first.returncode == 0, first.stderr
+            huge = await pull(node, origin.url("/huge.bin"), "-o", "huge.bin", cwd=tmp_path)
+        assert huge.returncode == _exit.STORE, huge.stderr
+        assert b"full" in huge.stderr.lower()
+        assert not (tmp_path / "huge.bin").exists()
+        # Still serving what it had, from the store, with nothing partial left complete.
+        with trio.fail_after(60):
+            again = await pull(node, origin.url("/fits.bin"), "-o", "again.bin", cwd=tmp_path)
+        assert again.returncode == 0, (again.stderr, node.log())
+        assert (tmp_path / "again.bin").read_bytes() == fits
+        assert node.proc is not None
+        assert node.proc.poll() is None
+    finally:
+        node.kill()
+        with trio.CancelScope(shield=True):
+            await trio.run_process(["umount", "-l", str(small)], check=False)

@@ -70,6 +70,8 @@ def test_hasher_slicing_does_not_matter() -> None:
 
 @pytest.mark.parametrize("size", SIZES)
 def test_root_and_info_equal_libtorrent_21(tmp_path: Path, size: int) -> None:
+    if not lt.__version__.startswith("2.1"):
+        pytest.skip(f"this Python has libtorrent {lt.__version__}; the 2.0 side is checked below")
     path, data, digest = _chunk_file(tmp_path, size)
     tree = merkle_tree(data)
     ours = torrent_of_tree(digest, tree)
