@@ -46,6 +46,7 @@ from frumitcache.site import (
     ErrorReply,
     FetchFailed,
     FetchRequest,
+    Lookup,
     ObjectAnnounce,
     ObjectInfo,
     ObjectManifest,
@@ -57,6 +58,8 @@ log = get_logger("content")
 
 # How often a seeder checks it still holds its lease while fetching (fencing).
 _FENCE_CHECK_S = 0.2
+# How often a member re-reads the seeder's catalogue while chunks are missing.
+_POLL_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,6 +591,21 @@ class ContentService:
                         flight.handover()
                     offer_ready()
 
+        async def poll_catalogue() -> None:
+            # Announcements are UDP, best effort: a lost one must not stall the object, so
+            # the seeder's catalogue is asked again every second while chunks are missing.
+            while True:
+                await trio.sleep(_POLL_S)
+                try:
+                    reply = await node.request(Lookup(0, flight.url), timeout_s=_POLL_S)
+                except PeerError:
+                    continue  # watch_seeder deals with a seeder that is gone
+                if isinstance(reply, ObjectInfo) and plan.merge(reply):
+                    if flight.size is None and plan.size is not None:
+                        flight.size = plan.size
+                        flight.handover()
+                    offer_ready()
+
         async def watch_seeder() -> None:
             while True:
                 await trio.sleep(0.25)
@@ -598,6 +616,7 @@ class ContentService:
         try:
             async with trio.open_nursery(strict_exception_groups=True) as nursery:
                 nursery.start_soon(listen)
+                nursery.start_soon(poll_catalogue)
                 nursery.start_soon(watch_seeder)
                 offer_ready()
                 await fetch_object(
@@ -670,6 +689,23 @@ class _MemberPlan:
                 self.holders[index] = (*self.holders.get(index, ()), msg.holder)
             return True
         return False
+
+    def merge(self, reply: ObjectInfo) -> bool:
+        """Take in a fresh catalogue answer; True if it taught anything new."""
+        if reply.manifest is None:
+            return False
+        before = (len(self.digests), self.size, self.complete)
+        self._absorb(reply.manifest)
+        grew = False
+        for index, held in enumerate(reply.holders):
+            known = self.holders.get(index, ())
+            new = tuple(n for n in held.full if n not in known)
+            if new:
+                self.holders[index] = (*known, *new)
+                grew = True
+                if index < self._offered:
+                    self.more_holders.add(index)
+        return grew or before != (len(self.digests), self.size, self.complete)
 
     def chunk_len(self, index: int) -> int:
         if self.size is not None:

@@ -21,17 +21,17 @@ async def wait_for_site(clients: list[AgentClient]) -> str:
         while True:
             views = [await c.site() for c in clients]
             seeders = {v.seeder for v in views}
-            if None not in seeders and len(seeders) == 1 and all(
-                len(v.members) == len(clients) for v in views
+            if (
+                None not in seeders
+                and len(seeders) == 1
+                and all(len(v.members) == len(clients) for v in views)
             ):
                 return str(seeders.pop())
             await trio.sleep(0.2)
 
 
 @pytest.mark.slow
-async def test_prefetch_and_locate_across_members(
-    origin: OriginServer, tmp_path: Path
-) -> None:
+async def test_prefetch_and_locate_across_members(origin: OriginServer, tmp_path: Path) -> None:
     data = os.urandom(6 * MiB)  # two chunks of the default 4 MiB
     digest = hashlib.sha256(data).hexdigest()
     origin.add("/site/big.bin", data)
@@ -46,16 +46,19 @@ async def test_prefetch_and_locate_across_members(
         asker = clients[names.index(seeder) - 1]  # a member that is not the seeder
         with trio.fail_after(90):
             info = await asker.site()
-            assert not info.solo and info.seeder == seeder and info.term >= 1
+            assert not info.solo
+            assert info.seeder == seeder
+            assert info.term >= 1
             assert sorted(m.node for m in info.members) == sorted(names)
             assert [m.node for m in info.members if m.seeder] == [seeder]
             assert all(m.ram_bytes > 0 and m.free_disk_bytes > 0 for m in info.members)
 
             est = await asker.estimate([url])
-            assert est.uplink_bytes == len(data) and est.in_site_bytes == 0
+            assert est.uplink_bytes == len(data)
+            assert est.in_site_bytes == 0
 
             # Stage it on two members only; the third keeps nothing.
-            targets = [n for n in names if n != seeder][:1] + [seeder]
+            targets = [*[n for n in names if n != seeder][:1], seeder]
             handle = await asker.prefetch([url], nodes=targets)
             assert set(handle.started[url]) == set(targets)
             assert set(handle.started[url].values()) <= {"fetching", "present"}
@@ -65,13 +68,16 @@ async def test_prefetch_and_locate_across_members(
 
             for client in clients:  # every member sees the same answer
                 where = await client.locate(url)
-                assert where.complete and where.digest == digest
-                assert sorted(where.full) == sorted(targets) and where.partial == ()
+                assert where.complete
+                assert where.digest == digest
+                assert sorted(where.full) == sorted(targets)
+                assert where.partial == ()
             by_digest = await asker.locate(digest)
             assert sorted(by_digest.full) == sorted(targets)
 
             est = await asker.estimate([url, origin.url("/site/other.bin")])
-            assert est.items[0].uplink == 0 and est.items[0].in_site == len(data)
+            assert est.items[0].uplink == 0
+            assert est.items[0].in_site == len(data)
             assert est.items[1].uplink == 1000
             assert est.uplink_bytes == 1000
 
