@@ -25,12 +25,18 @@ if TYPE_CHECKING:
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-def lower_bound(size: int, nodes: int, rates: Rates) -> float | None:
+def lower_bound(size: int, nodes: int, rates: Rates, *, warm: bool = False) -> float | None:
+    """The bound above; ``warm``: one Pi already holds the object, so the uplink carries
+    nothing and N-1 copies must leave the Pis' upload ports: ``max(F/d, (N-1)·F/(N·u))``."""
     terms: list[float] = []
-    if rates.uplink:
-        terms.append(size / rates.uplink)
     if rates.down:
         terms.append(size / rates.down)
+    if warm:
+        if rates.up:
+            terms.append((nodes - 1) * size / (nodes * rates.up))
+        return max(terms) if terms else None
+    if rates.uplink:
+        terms.append(size / rates.uplink)
     if rates.up and rates.uplink:
         terms.append(nodes * size / (rates.uplink + nodes * rates.up))
     return max(terms) if terms else None
@@ -108,6 +114,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         for row in rows
         for note in row.get("notes", [])
     ]
+    for row in rows:
+        errors = row.get("errors") or {}
+        if errors:
+            pi, text = next(iter(errors.items()))
+            first = " ".join(text.split())[:160]
+            notes.append(
+                f"- {row['scenario']}/{row['system']}: {len(errors)} Pi(s) failed, "
+                f"e.g. {pi}: {first}"
+            )
     return "\n".join(lines + (["", *notes] if notes else [])) + "\n"
 
 

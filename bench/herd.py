@@ -191,7 +191,7 @@ class Run:
         all_done = len(complete) == len(live)
         delivered = len(complete) * size
         uplink = int(stats["total_bytes_sent"])
-        bound = lower_bound(size, bed.nodes, bed.rates)
+        bound = lower_bound(size, bed.nodes, bed.rates, warm=scenario == "warm")
         t_last = max(complete) if all_done and complete else None
         failed = [bed.pis[i].name for i in live if times[i] is None]
         errors = {}
@@ -440,6 +440,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument("--cleanup", action="store_true", help="remove leftovers and exit")
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="redraw the table and plots of a saved run"
+    )
     args = parser.parse_args(argv)
     if args.scenario == "all":
         args.scenarios = list(SCENARIOS)
@@ -468,6 +471,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         removed = cleanup_leftovers()
         print(json.dumps({"removed": removed}))
         return []
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        for row in saved["rows"]:
+            _rebound(row)
+        _write_outputs(args, saved["rows"], saved.get("machine"), saved.get("argv"))
+        return list(saved["rows"])
     if args.shaped:
         import os
 
@@ -494,31 +503,47 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         if run is not None and run.rows:
-            _write_outputs(args, bed, run.rows)
+            _write_outputs(args, run.rows)
     return run.rows
 
 
+def _rebound(row: dict[str, Any]) -> None:
+    """Recompute a saved row's bound from its rates (the formula may have changed since)."""
+    if row.get("runnable") is False or not row.get("bytes"):
+        return
+    rates = Rates(row.get("uplink_Bps"), row.get("down_Bps"), row.get("up_Bps"))
+    bound = lower_bound(row["bytes"], row["nodes"], rates, warm=row["scenario"] == "warm")
+    row["t_bound_s"] = bound
+    t_last = row.get("t_last_s")
+    row["bound_ratio"] = t_last / bound if t_last is not None and bound else None
+
+
 def _write_outputs(
-    args: argparse.Namespace, bed: Testbed | None, rows: list[dict[str, Any]]
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    measured_on: dict[str, Any] | None = None,
+    argv: list[str] | None = None,
 ) -> None:
-    mode = bed.mode if bed is not None else "?"
+    mode = rows[0].get("mode", "?")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    info: dict[str, Any] = {"machine": machine(), "argv": sys.argv[1:], "rows": rows}
+    m = measured_on or machine()
+    m.setdefault("when", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    info: dict[str, Any] = {"machine": m, "argv": argv or sys.argv[1:], "rows": rows}
+    header = (
+        f"`python -m bench.herd {' '.join(info['argv'])}`: {mode} mode, N={rows[0]['nodes']}, "
+        f"on {m['nproc']} x {m['cpu']}, {m['ram_gib']} GiB RAM, "
+        f"{m['when']}\n\n"
+    )
     (out / f"herd-{mode}.json").write_text(json.dumps(info, indent=1) + "\n")
     table = markdown(rows)
-    m = info["machine"]
-    header = (
-        f"herd, {mode} mode, N={rows[0]['nodes']}, on {m['nproc']} x {m['cpu']}, "
-        f"{m['ram_gib']} GiB RAM ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n"
-    )
     (out / f"herd-{mode}.md").write_text(header + table)
     if not args.json:
         print(header + table)
     for scenario in dict.fromkeys(r["scenario"] for r in rows):
         path = out / f"herd-{mode}-{scenario}.png"
         title = f"{scenario} herd, {mode}, N={rows[0]['nodes']}"
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)
         said = plot(rows, scenario, path, title)
         if not args.quiet:

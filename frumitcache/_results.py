@@ -109,7 +109,8 @@ class Location:
 
     @property
     def known(self) -> bool:
-        return self.chunks > 0
+        """Does the site know anything of this object?"""
+        return self.digest is not None or self.chunks > 0
 
     @property
     def full(self) -> tuple[str, ...]:
@@ -204,6 +205,7 @@ class VerifyReport:
 
     @property
     def damage(self) -> int:
+        """Chunks found corrupt or missing."""
         return self.corrupt_chunks + self.missing_chunks
 
 

@@ -450,9 +450,10 @@ class PrefetchHandle:
         return tuple(out)
 
     async def wait(self, *, poll_s: float = 0.5) -> tuple[PrefetchProgress, ...]:
-        """Until every member that accepted holds every URL completely (bound it with
-        ``trio.fail_after``); raises :class:`~frumitcache.errors.PeerError` when a member
-        could not be asked at all."""
+        """Until every member that accepted holds every URL completely; raises
+        :class:`~frumitcache.errors.PeerError` at once when a member could not be asked at
+        all. A member whose fetch later fails (origin error) never completes, so bound the
+        wait with ``trio.fail_after``."""
         if self.errors:
             (url, node), reason = next(iter(self.errors.items()))
             raise _peer_error(f"{node} did not take {url}: {reason}")

@@ -112,6 +112,10 @@ class ControlServer:
             except FrumitcacheError as exc:
                 log.info("request.failed", request=msg.tag, error=exc.code, detail=str(exc))
                 reply = Failed.from_error(exc)
+            except Exception as exc:
+                # A bug in one request must not take the agent down with it.
+                log.error("request.crashed", request=msg.tag, detail=repr(exc), exc_info=exc)
+                reply = Failed.from_error(AgentError(f"internal error in {msg.tag}: {exc!r}"))
             await conn.send(reply)
 
         return handle

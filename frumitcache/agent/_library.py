@@ -20,6 +20,7 @@ import httpx
 import trio
 
 from frumitcache._log import get_logger
+from frumitcache.agent import _sysinfo
 from frumitcache.agent._content import ContentService
 from frumitcache.agent._peerapi import request_keys, request_prefetch
 from frumitcache.control._protocol import (
@@ -46,6 +47,8 @@ from frumitcache.store import Manifest
 log = get_logger("library")
 
 _READ = 1024 * 1024
+# HEAD requests an estimate sends to origins at once (a scheduler may ask about hundreds).
+_HEADS_AT_ONCE = 8
 
 
 def check_url(url: str) -> None:
@@ -103,8 +106,9 @@ class LibraryRequests:
             targets = [me] if nodes is None else list(dict.fromkeys(nodes))
         else:
             targets = list(members) if nodes is None else list(dict.fromkeys(nodes))
-        out: dict[str, str] = {}
-        for node in targets:
+        out: dict[str, str] = dict.fromkeys(targets, "")
+
+        async def ask(node: str) -> None:
             try:
                 if node == me:
                     out[node] = self._prefetch_here(url, sha256)
@@ -118,6 +122,11 @@ class LibraryRequests:
                     )
             except FrumitcacheError as exc:
                 out[node] = f"error: {exc}"
+
+        # Members are asked at once: one that is slow to answer must not hold up the rest.
+        async with trio.open_nursery() as nursery:
+            for node in targets:
+                nursery.start_soon(ask, node)
         log.info("prefetch", url=url, nodes=out)
         return PrefetchReply(url=url, nodes=out)
 
@@ -213,7 +222,7 @@ class LibraryRequests:
             solo=bool(site.get("solo", True)),
             seeder=site.get("seeder"),
             term=int(site.get("term", 0)),
-            members=list(site.get("members", [])),
+            members=[self._with_capabilities(m) for m in site.get("members", [])],
             uplink={
                 "bytes_fetched": origin.get("bytes_received", 0),
                 "bytes_served": self.bytes_served,
@@ -225,6 +234,20 @@ class LibraryRequests:
             },
             cache=dict(status.store),
         )
+
+    def _with_capabilities(self, member: Any) -> Any:
+        """A one-node site's member entry lacks what a site member advertises: measure it."""
+        if not isinstance(member, dict) or "ram_bytes" in member:
+            return member
+        return {
+            **member,
+            "model": _sysinfo.board_model(),
+            "ram_bytes": _sysinfo.ram_bytes(),
+            "free_disk_bytes": _sysinfo.free_disk_bytes(self._content.store.root),
+            "link_mbit": _sysinfo.link_mbit(),
+            "wired": True,
+            "load": _sysinfo.load_average(),
+        }
 
     # --- estimate ---------------------------------------------------------------------------
 
@@ -270,21 +293,28 @@ class LibraryRequests:
             trust_env=False,
             headers={"Accept-Encoding": "identity"},
         ) as client:
-            for item in items:
-                try:
-                    resp = await client.head(item["url"])
-                except httpx.HTTPError as exc:
-                    item["error"] = f"origin HEAD failed: {exc or type(exc).__name__}"
-                    continue
+            limit = trio.CapacityLimiter(_HEADS_AT_ONCE)
+
+            async def head(item: dict[str, Any]) -> None:
+                async with limit:
+                    try:
+                        resp = await client.head(item["url"])
+                    except httpx.HTTPError as exc:
+                        item["error"] = f"origin HEAD failed: {exc or type(exc).__name__}"
+                        return
                 if resp.status_code >= 400:
                     item["error"] = f"origin answered HEAD with HTTP {resp.status_code}"
-                    continue
+                    return
                 length = resp.headers.get("content-length")
                 if length is not None and length.isdigit():
                     size = int(length)
                     item["size"] = size
                     item["uplink"] = max(size - int(item["in_site"]), 0)
                     item["source"] = "origin-head"
+
+            async with trio.open_nursery() as nursery:
+                for item in items:
+                    nursery.start_soon(head, item)
 
     # --- cache ------------------------------------------------------------------------------
 

@@ -25,7 +25,12 @@ from frumitcache.apt._http import parse_http_date
 from frumitcache.apt._requests import FileKind
 from frumitcache.apt._source import Content, ContentInfo, Origin
 from frumitcache.apt._window import IndexWindow
-from frumitcache.errors import FrumitcacheError, OriginStatusError, OriginUnreachableError
+from frumitcache.errors import (
+    FrumitcacheError,
+    OriginStatusError,
+    OriginUnreachableError,
+    single_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +231,8 @@ class LocalSource:
         conditional = held is not None and digest is None
         flight = _Flight()
         try:
-            info: _FetchInfo = await self._nursery.start(
-                self._fetch, url, digest, expected_size, conditional, flight
+            info: _FetchInfo = await self._start_fetch(
+                url, digest, expected_size, conditional, flight
             )
         except OriginUnreachableError:
             if held is not None:
@@ -251,6 +256,22 @@ class LocalSource:
             source="uplink",
         )
         return _LocalContent(meta, self.store, url, flight, hold_back=digest is not None)
+
+    async def _start_fetch(self, *args: Any) -> Any:
+        """``nursery.start(self._fetch, ...)``, raising the fetch's own error bare.
+
+        Older trio (bookworm's 0.22; trio issue #2611) wraps an error raised before
+        ``started`` in an exception group when the run uses strict exception groups (the
+        agent's does); the proxy maps our errors to statuses, so it must see the error itself,
+        not a group (that was a 500 for an origin 404 or a TLS failure).
+        """
+        try:
+            return await self._nursery.start(self._fetch, *args)
+        except BaseExceptionGroup as group:
+            leaf = single_error(group)
+            if leaf is group:
+                raise
+            raise leaf from None
 
     def _complete(self, url: str, manifest: _Manifest, source: Origin) -> _LocalContent:
         meta = self.store.key_meta(url)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -127,6 +128,18 @@ class _Transient(Exception):
 def _host_of(url: httpx.URL) -> str:
     port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
     return f"{url.host}:{port}"
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error (certificate not trusted, handshake failure) behind a connect error."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _validator(etag: str | None, last_modified: str | None) -> str | None:
@@ -524,6 +537,11 @@ class _Job:
                     )
                 return await self._finish(resp)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            tls = _tls_failure(exc)
+            if tls is not None:
+                # The origin was reached but not trusted (or refused TLS): not "unreachable",
+                # so no offline copy or retry hides it, and the message says why.
+                raise OriginError(f"{self.url}: TLS with the origin failed: {tls}") from exc
             raise OriginUnreachableError(f"{self.url}: cannot connect: {exc}") from exc
         except httpx.ProxyError as exc:
             raise OriginUnreachableError(f"{self.url}: proxy failed: {exc}") from exc

@@ -3,7 +3,8 @@
 :class:`AgentProcess` writes a config file, starts ``python -m frumitcache agent`` as a child
 process with its own loopback address, store and control socket, waits until its banner says it
 serves, and stops it by pid: SIGTERM for a clean stop, SIGKILL for a crash. Output goes to
-files in the node's directory so a failing test can show the agent's log.
+files in the node's directory so a failing test can show the agent's log. The child's
+environment is this process's plus ``env`` (say ``SSL_CERT_FILE`` for a test CA).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ class AgentProcess:
         *,
         address: str,
         settings: Mapping[str, Mapping[str, Any]] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.directory = directory
+        self.env = dict(env or {})  # extra environment of the child (e.g. SSL_CERT_FILE)
         self.address = address
         self.socket = directory / "agent.sock"
         self.store = directory / "store"
@@ -74,6 +77,7 @@ class AgentProcess:
         self.config_path.write_text(dump_toml(self.settings))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("FRUMITCACHE_CONFIG", None)
+        env.update(self.env)
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             # Popen, not trio's process API: fixtures and finally blocks must be able to kill
             # and reap the agent synchronously, whatever state the trio run is in.

@@ -18,10 +18,14 @@ In a test::
 As a process (multi-process tests, benchmarks)::
 
     python -m frumitcache.testing.origin --address 127.0.0.2 --port 0 --dir DIR [--rate B/S]
+        [--tls-cert CERT.pem --tls-key KEY.pem]
 
 prints ``{"port": N}`` once listening; ``GET /_stats`` answers the counts as JSON,
 ``POST /_fault`` with ``{"path": "/x", "fault": {...} | null}`` sets a fault and
 ``POST /_reset`` clears the counts.
+
+HTTPS: ``serve(address, ssl_context=server_ssl_context(cert, key))`` (or ``--tls-cert`` and
+``--tls-key``) wraps every connection in TLS; everything else behaves the same.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ import argparse
 import contextlib
 import dataclasses
 import email.utils
+import functools
 import hashlib
 import json
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -158,6 +164,21 @@ class _Resource:
                     yield block[i : i + _PIECE]
 
 
+def server_ssl_context(certfile: Path | str, keyfile: Path | str) -> ssl.SSLContext:
+    """A server-side TLS context presenting ``certfile`` (PEM chain) with ``keyfile``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(certfile), str(keyfile))
+    return context
+
+
+def _socket_of(stream: trio.abc.Stream) -> socket.socket:
+    """The socket under a plain or a TLS stream (for SO_LINGER)."""
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    assert isinstance(stream, trio.SocketStream)
+    return stream.socket  # type: ignore[return-value]
+
+
 def _http_date(ts: float) -> str:
     return email.utils.formatdate(ts, usegmt=True)
 
@@ -203,6 +224,7 @@ class OriginServer:
         self.stats = ServerStats()
         self.address = ""
         self.port = 0
+        self.tls = False  # serving HTTPS (``serve`` was given an ``ssl_context``)
         self._files: dict[str, _Resource] = {}
         self._faults: dict[str, Fault] = {}
         self._fault_uses: Counter[str] = Counter()
@@ -246,7 +268,8 @@ class OriginServer:
 
     def url(self, path: str) -> str:
         host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"http://{host}:{self.port}{path}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{host}:{self.port}{path}"
 
     def _resource(self, path: str) -> _Resource | None:
         if path in self._files:
@@ -282,16 +305,26 @@ class OriginServer:
         address: str,
         port: int = 0,
         *,
+        ssl_context: ssl.SSLContext | None = None,
         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen on ``address:port`` (0 picks one), report the port, serve until cancelled."""
-        listeners = await trio.open_tcp_listeners(port, host=address)
+        """Listen on ``address:port`` (0 picks one), report the port, serve until cancelled.
+
+        With ``ssl_context`` (a server context, see :func:`server_ssl_context`) it speaks HTTPS:
+        every accepted connection is wrapped in a server-side :class:`trio.SSLStream`.
+        """
+        tcp = await trio.open_tcp_listeners(port, host=address)
         self.address = address
-        self.port = int(listeners[0].socket.getsockname()[1])
+        self.port = int(tcp[0].socket.getsockname()[1])
+        listeners: list[trio.abc.Listener[Any]] = list(tcp)
+        if ssl_context is not None:
+            self.tls = True
+            # https_compatible: clients that close without TLS close_notify are normal.
+            listeners = [trio.SSLListener(t, ssl_context, https_compatible=True) for t in tcp]
         task_status.started(self.port)
         await trio.serve_listeners(self._connection, listeners)
 
-    async def _connection(self, stream: trio.SocketStream) -> None:
+    async def _connection(self, stream: trio.abc.Stream) -> None:
         conn = h11.Connection(h11.SERVER)
         self.stats.connections += 1
         try:
@@ -305,12 +338,13 @@ class OriginServer:
                     return
                 conn.start_next_cycle()
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, OSError):
-            return
+            return  # with TLS this includes a failed handshake (a client not trusting us)
         finally:
-            await stream.aclose()
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.aclose()
 
     async def _respond(
-        self, conn: h11.Connection, stream: trio.SocketStream, request: h11.Request, body: bytes
+        self, conn: h11.Connection, stream: trio.abc.Stream, request: h11.Request, body: bytes
     ) -> bool:
         """Answer one request; False when the connection must end now."""
         method = request.method.decode("ascii", "replace").upper()
@@ -341,7 +375,7 @@ class OriginServer:
     async def _answer(
         self,
         conn: h11.Connection,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
         method: str,
         headers: dict[str, str],
         resource: _Resource | None,
@@ -440,7 +474,8 @@ class OriginServer:
             return status, True
         if how == "reset":
             # SO_LINGER 0: close() sends RST, the harshest way a connection dies.
-            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock = _socket_of(stream)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         elif how == "stall":
             # Keep the connection open, sending nothing, until the client gives up.
             while await stream.receive_some(65536):
@@ -455,7 +490,7 @@ class OriginServer:
                     await trio.sleep(wait)
 
     async def _control(
-        self, conn: h11.Connection, stream: trio.SocketStream, method: str, path: str, body: bytes
+        self, conn: h11.Connection, stream: trio.abc.Stream, method: str, path: str, body: bytes
     ) -> bool:
         status, answer = 200, b""
         try:
@@ -505,14 +540,14 @@ def _if_range_holds(value: str | None, resource: _Resource) -> bool:
 
 
 async def _read_request(
-    conn: h11.Connection, stream: trio.SocketStream
+    conn: h11.Connection, stream: trio.abc.Stream
 ) -> tuple[h11.Request | None, bytes]:
     request: h11.Request | None = None
     body = bytearray()
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            conn.receive_data(await stream.receive_some(65536))
+            conn.receive_data(bytes(await stream.receive_some(65536)))
         elif isinstance(event, h11.Request):
             request = event
         elif isinstance(event, h11.Data):
@@ -523,7 +558,7 @@ async def _read_request(
             return None, b""
 
 
-async def _send(conn: h11.Connection, stream: trio.SocketStream, event: Any) -> None:
+async def _send(conn: h11.Connection, stream: trio.abc.Stream, event: Any) -> None:
     data = conn.send(event)
     if data:
         await stream.send_all(data)
@@ -531,7 +566,7 @@ async def _send(conn: h11.Connection, stream: trio.SocketStream, event: Any) -> 
 
 async def _send_simple(
     conn: h11.Connection,
-    stream: trio.SocketStream,
+    stream: trio.abc.Stream,
     status: int,
     record: Callable[[int], None],
     method: str,
@@ -557,10 +592,15 @@ def _reason(status: int) -> str:
 # --- as a process ------------------------------------------------------------------------------
 
 
-async def _main(address: str, port: int, root: Path, rate: int) -> None:
+async def _main(
+    address: str, port: int, root: Path, rate: int, tls: tuple[Path, Path] | None = None
+) -> None:
     server = OriginServer(root, rate=rate)
+    context = server_ssl_context(*tls) if tls is not None else None
     async with trio.open_nursery() as nursery:
-        bound = await nursery.start(server.serve, address, port)
+        bound = await nursery.start(
+            functools.partial(server.serve, address, port, ssl_context=context)
+        )
         sys.stdout.write(json.dumps({"port": bound}) + "\n")
         sys.stdout.flush()
 
@@ -571,9 +611,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--dir", type=Path, required=True, help="serve files under DIR")
     parser.add_argument("--rate", type=int, default=0, help="shared limit in bytes/s; 0: none")
+    parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate")
+    parser.add_argument("--tls-key", type=Path, help="the private key of --tls-cert (PEM)")
     args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert is not None else None
     with contextlib.suppress(KeyboardInterrupt):
-        trio.run(_main, args.address, args.port, args.dir, args.rate)
+        trio.run(_main, args.address, args.port, args.dir, args.rate, tls)
 
 
 if __name__ == "__main__":

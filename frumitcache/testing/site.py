@@ -1,5 +1,6 @@
 """A loopback site of real agent processes: N agents on distinct 127.0.B.N addresses, one
-shared site key, static peer lists (no multicast needed), for tests and benchmarks."""
+shared site key, static peer lists (no multicast needed), for tests and benchmarks. ``env``
+is added to every agent's environment."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class LoopbackSite:
         settings: Mapping[str, Mapping[str, Any]] | None = None,
         priorities: Sequence[int] | None = None,
         addresses: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.directory = directory
         self.addresses = list(addresses or [loopback_address() for _ in range(nodes)])
@@ -45,7 +47,7 @@ class LoopbackSite:
                 key_file=str(self.key_file),
             )
             self.agents.append(AgentProcess(directory / f"pi-{i:02d}", address=address,
-                                            settings=merged))
+                                            settings=merged, env=env))
 
     async def start(self, *, patience_s: float = 60.0) -> None:
         async def start_one(agent: AgentProcess) -> None:

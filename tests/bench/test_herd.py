@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from bench._netns import PREFIX, ShapedSite, cleanup_leftovers, list_namespaces
+from bench._netns import ETC_NETNS, PREFIX, ShapedSite, cleanup_leftovers, list_namespaces
 from bench._report import lower_bound, markdown
 from bench._testbed import Rates
 
@@ -144,6 +144,37 @@ def in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+_SERVE = (
+    "import socket,sys\n"
+    "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind((sys.argv[1], 9000)); s.listen(); print('up', flush=True)\n"
+    "s.settimeout(20); c,_=s.accept(); c.sendall(b'hello'); c.close()\n"
+)
+_DIAL = (
+    "import socket,sys\n"
+    "c=socket.create_connection((sys.argv[1], 9000), timeout=10); print(c.recv(5).decode())\n"
+)
+
+
+def reach(site: ShapedSite, src: str, dst: str, address: str) -> bool:
+    """Whether a TCP connection from namespace ``src`` reaches a listener in ``dst``."""
+    server = subprocess.Popen(
+        [*site.prefix(dst), sys.executable, "-c", _SERVE, address],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "up"
+        dial = in_ns(src, sys.executable, "-c", _DIAL, address)
+        return dial.stdout.strip() == "hello"
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()
+
+
 @needs_root
 def test_shaped_site_builds_shapes_and_goes_away() -> None:
     site = ShapedSite(nodes=2, uplink=2_500_000, down=12_500_000, up=12_500_000)
@@ -156,14 +187,15 @@ def test_shaped_site_builds_shapes_and_goes_away() -> None:
         assert "htb" in in_ns(site.pi_ns(0), "tc", "qdisc", "show", "dev", "eth0").stdout
         assert "htb" in in_ns(site.inet_ns, "tc", "qdisc", "show", "dev", "eth0").stdout
         # Routed: a Pi reaches the origin's address, and the other Pi over the bridge.
-        for target in (site.origin_address, site.pi_address(1)):
-            probe = in_ns(site.pi_ns(0), "ping", "-c", "1", "-W", "2", target)
-            if probe.returncode == 127:
-                pytest.skip("ping is not installed")
-            assert probe.returncode == 0, probe.stdout + probe.stderr
+        assert reach(site, site.pi_ns(0), site.inet_ns, site.origin_address)
+        assert reach(site, site.pi_ns(0), site.pi_ns(1), site.pi_address(1))
+        # The host's resolver is unreachable from the site: each namespace resolves locally.
+        resolv = in_ns(site.pi_ns(0), "cat", "/etc/resolv.conf").stdout
+        assert "nameserver 127.0.0.1" in resolv
     finally:
         site.teardown()
     assert ours(site.tag) == []
+    assert not list(ETC_NETNS.glob(f"{site.tag}-*"))
 
 
 @needs_root
@@ -197,13 +229,13 @@ def test_shaped_herd_cleans_up_on_ctrl_c(tmp_path: Path) -> None:
             sys.executable, "-m", "bench.herd", "--shaped", "--nodes", "2", "--size", "64MiB",
             "--uplink", "8Mbit", "--systems", "direct", "--quiet", "--out", str(tmp_path),
         ],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     tag = f"{PREFIX}{proc.pid}"
     try:
         deadline = time.monotonic() + 60
         while len(ours(tag)) < 4 or not _pids_in(f"{tag}-pi1"):
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert proc.poll() is None, "the harness exited early"
             assert time.monotonic() < deadline, "the site never came up"
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
@@ -231,8 +263,10 @@ def test_leftovers_of_dead_runs_are_removed() -> None:
     alive = f"{PREFIX}{os.getpid()}-pi0"  # this pytest process counts as a live run
     subprocess.run(["ip", "netns", "add", dead], check=True, timeout=10)
     subprocess.run(["ip", "netns", "add", alive], check=True, timeout=10)
+    (ETC_NETNS / dead).mkdir(parents=True)
     try:
         removed = cleanup_leftovers()
+        assert not (ETC_NETNS / dead).exists()
         assert dead in removed
         assert alive not in removed
         assert dead not in list_namespaces()
@@ -240,3 +274,4 @@ def test_leftovers_of_dead_runs_are_removed() -> None:
     finally:
         for ns in (dead, alive):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10, check=False)
+            shutil.rmtree(ETC_NETNS / ns, ignore_errors=True)

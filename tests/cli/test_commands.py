@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from frumitcache.cli import _exit
+from frumitcache.cli._app import build_parser
 from frumitcache.testing.agents import AgentProcess
 from frumitcache.testing.origin import OriginServer
 
@@ -202,3 +204,25 @@ async def test_exit_codes(agent: AgentProcess, origin: OriginServer, tmp_path: P
         result = await cli(nobody, *args)
         assert result.returncode == _exit.AGENT_UNAVAILABLE, (args, result.stderr.decode())
         assert "frumitcache agent" in result.stderr.decode()
+
+
+NEW_COMMANDS = [
+    ["prefetch"],
+    ["site"],
+    ["locate"],
+    ["estimate"],
+    ["cache"],
+    *[["cache", action] for action in ("ls", "verify", "gc", "pin", "unpin", "import")],
+]
+
+
+@pytest.mark.parametrize("command", NEW_COMMANDS, ids=" ".join)
+def test_help_of_every_new_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([*command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: frumitcache {' '.join(command)}" in out
+    assert "exit codes:" in out
+    if command != ["cache"]:
+        assert "--json" in out

@@ -92,6 +92,8 @@ async def test_fetch_stream_locate_pin_estimate_site(
         assert site.seeder == me
         assert site.node == me
         assert [m.node for m in site.members] == [me]
+        assert site.members[0].ram_bytes > 0
+        assert site.members[0].free_disk_bytes > 0
         assert site.uplink.bytes_fetched == len(data)
         # Three deliveries of the object, two of them (the second fetch, the stream) from
         # the store: those did not cross the uplink.

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -14,6 +17,17 @@ from frumitcache.testing.origin import OriginServer
 from frumitcache.testing.site import LoopbackSite
 
 MiB = 1024 * 1024
+
+
+async def cli(socket: Path, *args: str) -> Any:
+    result = await trio.run_process(
+        [sys.executable, "-m", "frumitcache", *args, "--socket", str(socket)],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    return json.loads(result.stdout)
 
 
 async def wait_for_site(clients: list[AgentClient]) -> str:
@@ -87,5 +101,18 @@ async def test_prefetch_and_locate_across_members(origin: OriginServer, tmp_path
             await everyone.wait(poll_s=0.2)
             assert sorted((await asker.locate(url)).full) == sorted(names)
             assert origin.stats.bytes_sent["/site/big.bin"] == len(data)
+
+            # The command line over the same site: stage the small one on one member,
+            # then ask another member where it is.
+            small = origin.url("/site/other.bin")
+            last = names[-1]
+            staged = await cli(
+                site.agents[0].socket, "prefetch", small, "--node", last, "--wait", "--json"
+            )
+            assert staged["started"] == {small: {last: "fetching"}}
+            where = await cli(site.agents[1].socket, "locate", small, "--json")
+            # The seeder fetched it for the member, so it holds it too; nobody else does.
+            assert sorted(where["full"]) == sorted({last, seeder})
+            assert where["size"] == 1000
     finally:
         site.kill()
