@@ -21,6 +21,7 @@ writer hand-overs (member → seeder) by reopening its reader at the offset it r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -367,8 +368,24 @@ class ContentService:
                 for digest in manifest.chunks:
                     catalogue.add_holder(digest, site.node_id)
             return catalogue.info(request.url, request_id=request.request_id)
+        if request.sha256 is not None and self._alias_by_digest(request.url, request.sha256):
+            # Some member holds these bytes under another name (an imported .deb, another
+            # mirror): content addressing makes the uplink unnecessary.
+            return catalogue.info(request.url, request_id=request.request_id)
         self.ensure(request.url, request.sha256)
         return catalogue.info(request.url, request_id=request.request_id, fetching=True)
+
+    def _alias_by_digest(self, url: str, sha256: bytes) -> bool:
+        """Seeder: record ``url`` as a name of a complete object the site holds by digest."""
+        assert self._site is not None
+        catalogue = self._site.parts()[0].catalogue
+        known = catalogue.get(f"sha256:{sha256.hex()}")
+        if known is None or not known.complete or known.digest != sha256:
+            return False
+        if not all(catalogue.holders(d).full for d in known.chunks):
+            return False
+        catalogue.put_manifest(dataclasses.replace(known, url=url))
+        return True
 
     def _revalidation_due(self, url: str) -> bool:
         """Seeder: may the origin be asked about ``url`` again (once per index window)?"""

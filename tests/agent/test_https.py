@@ -257,6 +257,12 @@ async def test_https_remapping_fetches_over_tls_and_caches(
         )
         store = (await AgentClient(agent.socket).status()).store
         assert store["objects"] >= len(want), store
+        # An origin 404 over TLS stays a 404 (with the agent's strict exception groups on old
+        # trio, an error before the fetch started once came out as a 500).
+        missing = f"http://HTTPS///{authority}/debian/pool/main/nothere_1.0_all.deb"
+        status, body = await get(agent.address, missing)
+        assert status == 404, body
+        assert f"https://{authority}/debian/pool/main/nothere_1.0_all.deb" in body.decode()
         # Every request reached the origin over TLS: the origin speaks nothing else.
         assert origin.tls
         assert origin.stats.total_requests > 0

@@ -249,3 +249,47 @@ async def test_status_shows_members_seeder_term_and_capabilities(tmp_path: Path)
         assert b"member: pi-00" in plain.stdout
     finally:
         site.kill()
+
+
+async def test_a_deb_imported_on_one_member_spares_the_uplink_for_all(
+    origin: OriginServer, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/pool/pkg_1.0_all.deb", data)
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    (archives / "pkg_1.0_all.deb").write_bytes(data)
+    site = LoopbackSite(tmp_path / "site", 3)
+    try:
+        await site.start()
+        seeder = await wait_for_seeder(site)
+        importer = next(a for a in site.agents if a.settings["node"]["name"] != seeder)
+        asker = next(
+            a for a in site.agents if a not in (importer,) and a.settings["node"]["name"] != seeder
+        )
+        imported = await trio.run_process(
+            [
+                sys.executable,
+                "-m",
+                "frumitcache",
+                "cache",
+                "import",
+                str(archives),
+                "--socket",
+                str(importer.socket),
+            ],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert imported.returncode == 0, imported.stderr
+        with trio.fail_after(60):
+            result = await pull(
+                asker, origin.url("/pool/pkg_1.0_all.deb"), digest, tmp_path / "got.deb"
+            )
+        assert result.returncode == 0, (result.stderr, asker.log())
+        assert (tmp_path / "got.deb").read_bytes() == data
+        assert origin.stats.requests["/pool/pkg_1.0_all.deb"] == 0
+    finally:
+        site.kill()
