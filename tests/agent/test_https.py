@@ -15,8 +15,10 @@ through ``SSL_CERT_FILE`` in their environment (the origin fetcher's transport h
 
 from __future__ import annotations
 
+import json
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,3 +401,35 @@ async def test_site_client_at_a_non_seeder_gets_https_packages_fetched_by_the_se
         assert fetched[member.settings["node"]["name"]].get("bytes_received", 0) == 0, fetched
     finally:
         site.kill()
+
+
+async def test_origin_process_serves_https_with_tls_cert_and_key(tls: Tls, tmp_path: Path) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www/hello.txt").write_bytes(b"hello over TLS\n")
+    argv = [
+        sys.executable, "-m", "frumitcache.testing.origin", "--address", tls.address,
+        "--port", "0", "--dir", str(tmp_path / "www"),
+        "--tls-cert", str(tls.cert), "--tls-key", str(tls.key),
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)  # noqa: ASYNC220
+    try:
+        assert proc.stdout is not None
+        with trio.fail_after(30):
+            line = await trio.to_thread.run_sync(proc.stdout.readline)
+            port = json.loads(line)["port"]
+            verify = ssl.create_default_context(cafile=str(tls.ca))
+            async with httpx.AsyncClient(verify=verify, trust_env=False) as client:
+                response = await client.get(f"https://{tls.address}:{port}/hello.txt")
+                stats = (await client.get(f"https://{tls.address}:{port}/_stats")).json()
+            # A client that does not trust the CA fails the handshake.
+            async with httpx.AsyncClient(trust_env=False) as untrusting:
+                with pytest.raises(httpx.ConnectError):
+                    await untrusting.get(f"https://{tls.address}:{port}/hello.txt")
+        assert response.status_code == 200
+        assert response.content == b"hello over TLS\n"
+        assert stats["requests"] == {"/hello.txt": 1}
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()

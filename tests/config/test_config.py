@@ -131,3 +131,15 @@ def test_example_is_complete_and_loads_to_the_defaults(tmp_path: Path) -> None:
     text = example_toml()
     for section, key, *_ in describe():
         assert f"\n{key} = " in text, f"{section}.{key} missing from the example"
+
+
+def test_the_readme_site_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "site.toml"
+    path.write_text(block)
+    cfg = load_config(path)
+    assert cfg.node.address == "10.0.0.11"
+    assert cfg.site.discovery is True
+    assert cfg.site.peers == ["10.0.0.12", "10.0.0.13", "10.0.0.14"]
+    assert cfg.origin.max_rate == 1_000_000
