@@ -13,10 +13,12 @@ honest status and a text body instead of a broken transfer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -580,6 +582,14 @@ async def _send(conn: h11.Connection, stream: trio.SocketStream, event: Any) -> 
         for part in conn.send_with_data_passthrough(event) or ():
             await stream.send_all(part)
         return
+    if isinstance(event, h11.Response) and not event.reason:
+        # apt prints the reason phrase in its errors ("502  Bad Gateway"): always send one.
+        with contextlib.suppress(ValueError):
+            event = h11.Response(
+                status_code=event.status_code,
+                headers=event.headers,
+                reason=HTTPStatus(event.status_code).phrase.encode(),
+            )
     data = conn.send(event)
     if data:
         await stream.send_all(data)
