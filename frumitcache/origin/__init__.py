@@ -6,6 +6,7 @@ arithmetic it (and the test origin) uses, :func:`plan_response` the pure rule bo
 origin response means for a fetch.
 """
 
+from frumitcache._rate import RateMeter, TokenBucket
 from frumitcache.origin._fetcher import (
     META_CONTENT_TYPE,
     META_ETAG,
@@ -16,7 +17,6 @@ from frumitcache.origin._fetcher import (
     OriginStats,
 )
 from frumitcache.origin._plan import Action, Step, parse_content_range, plan_response
-from frumitcache.origin._rate import RateMeter, TokenBucket
 
 __all__ = [
     "META_CONTENT_TYPE",

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 import httpx
 import trio
 
+from frumitcache._rate import RateMeter, TokenBucket
 from frumitcache._version import __version__
 from frumitcache.config import OriginConfig
 from frumitcache.errors import (
@@ -41,7 +42,6 @@ from frumitcache.errors import (
     OriginUnreachableError,
 )
 from frumitcache.origin._plan import Action, plan_response
-from frumitcache.origin._rate import RateMeter, TokenBucket
 
 if TYPE_CHECKING:
     from frumitcache.store import Manifest, Store

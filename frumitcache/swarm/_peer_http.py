@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import h11
 import trio
 
+from frumitcache._rate import TokenBucket
 from frumitcache.errors import DigestMismatchError, FrumitcacheError, NotInStoreError, PeerError
 from frumitcache.swarm._auth import HEADER, Verifier, sign
 from frumitcache.swarm._merkle import MerkleTree, tree_from_layer
-from frumitcache.swarm._ratelimit import TokenBucket
 from frumitcache.swarm._storeapi import ChunkStore
 
 Address = tuple[str, int]

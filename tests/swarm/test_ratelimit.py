@@ -1,8 +1,8 @@
-"""The peer HTTP token bucket (time is an argument)."""
+"""The token bucket as the peer HTTP port uses it (time is an argument)."""
 
 from __future__ import annotations
 
-from frumitcache.swarm._ratelimit import TokenBucket
+from frumitcache._rate import TokenBucket
 
 
 def test_unlimited_never_waits() -> None:

@@ -1,6 +1,7 @@
-"""Pure rate arithmetic for the uplink: a token bucket that says how long to wait, and a meter
-that says how fast bytes went. Neither reads the clock; the caller passes ``now`` (seconds on
-any monotonic clock, e.g. ``trio.current_time()``)."""
+"""Pure rate arithmetic, shared by the uplink client, the peer HTTP port and the test origin:
+a token bucket that says how long to wait, and a meter that says how fast bytes went. Neither
+reads the clock; the caller passes ``now`` (seconds on any monotonic clock, e.g.
+``trio.current_time()``)."""
 
 from __future__ import annotations
 
