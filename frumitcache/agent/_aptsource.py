@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import trio
 
-from frumitcache.agent._content import ContentService
+from frumitcache.agent._content import ContentService, wait_any
 from frumitcache.errors import NotInStoreError
 from frumitcache.origin import FetchInfo
 from frumitcache.store import Manifest, Store
@@ -37,10 +37,7 @@ class ContentFetcher:
         flight = self._content.ensure(url, expected_digest, revalidate=revalidate)
         # The proxy answers apt with a Content-Length: wait for the writer and the size.
         while not flight.done.is_set() and (not flight.writing.is_set() or flight.size is None):
-            changed = flight.changed
-            async with trio.open_nursery() as waiters:
-                for event in (changed, flight.done):
-                    waiters.start_soon(_wait_then_cancel, event, waiters.cancel_scope)
+            await wait_any(flight.changed, flight.done)
         if flight.error is not None:
             raise flight.error
         info = flight.info or FetchInfo(
@@ -61,7 +58,3 @@ class ContentFetcher:
             raise NotInStoreError(f"{url}: the fetch ended without a complete object")
         return manifest
 
-
-async def _wait_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()

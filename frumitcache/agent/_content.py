@@ -120,14 +120,19 @@ class _Flight:
         event.set()
 
     async def wait_writing_or_done(self) -> None:
-        async with trio.open_nursery() as waiters:
-            for event in (self.writing, self.done):
-                waiters.start_soon(_wait_then_cancel, event, waiters.cancel_scope)
+        await wait_any(self.writing, self.done)
 
 
-async def _wait_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
+async def wait_any(*events: trio.Event) -> None:
+    """Until the first of ``events`` is set."""
+
+    async def wait_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
+        await event.wait()
+        scope.cancel()
+
+    async with trio.open_nursery() as waiters:
+        for event in events:
+            waiters.start_soon(wait_then_cancel, event, waiters.cancel_scope)
 
 
 class ContentService:
@@ -247,9 +252,7 @@ class ContentService:
                 continue
             if flight.done.is_set():
                 raise flight.error or NotInStoreError(f"{flight.url} vanished while being read")
-            async with trio.open_nursery() as waiters:
-                waiters.start_soon(_wait_then_cancel, changed, waiters.cancel_scope)
-                waiters.start_soon(_wait_then_cancel, flight.done, waiters.cancel_scope)
+            await wait_any(changed, flight.done)
 
     # --- flights ------------------------------------------------------------------------------
 
