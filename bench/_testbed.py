@@ -206,6 +206,10 @@ class Testbed:
                 self._probe.stdin.close()
         for proc in reversed(self._procs):
             self.kill(proc)
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
         self._procs.clear()
 
     def describe(self) -> dict[str, Any]:
