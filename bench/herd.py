@@ -423,7 +423,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="object size F (default 64MiB)",
     )  # fmt: skip
     parser.add_argument("--shaped", action="store_true", help="network namespaces + tc (root)")
-    parser.add_argument("--systems", default="frumitcache,central,direct")
+    parser.add_argument(
+        "--systems", default=None,
+        help="comma-separated; default frumitcache,central,direct shaped, frumitcache,direct "
+        "on loopback (central needs --shaped: see below)",
+    )  # fmt: skip
     parser.add_argument("--scenario", default="cold", help=f"one of {', '.join(SCENARIOS)}, all")
     parser.add_argument(
         "--kill-seeder-at", type=float, default=None,
@@ -454,10 +458,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.scenarios = ["seeder-kill"]
     if args.kill_seeder_at is None:
         args.kill_seeder_at = 0.5
+    if args.systems is None:
+        args.systems = "frumitcache,central,direct" if args.shaped else "frumitcache,direct"
     args.system_list = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(args.system_list) - set(SYSTEMS)
     if unknown:
         parser.error(f"--systems: unknown {sorted(unknown)}; known: {', '.join(SYSTEMS)}")
+    if "central" in args.system_list and not args.shaped and not args.render:
+        # apt-cacher-ng looks up DNS SRV records (_http._tcp.<host>) even for IP addresses;
+        # outside the namespaces those queries would go to the machine's real resolver.
+        parser.error(
+            "--systems central needs --shaped: apt-cacher-ng sends DNS SRV queries for every "
+            "origin host, and only inside the shaped site's namespaces do they stay local"
+        )
     return args
 
 

@@ -256,6 +256,9 @@ def make_client(
         "Acquire::Languages": "none",
         "Acquire::Retries": "0",
         "Acquire::http::Proxy": proxy or "DIRECT",
+        # apt looks up DNS SRV records for the hosts it connects to; tests talk to loopback
+        # addresses only and must send nothing to the machine's resolver.
+        "Acquire::EnableSrvRecords": "false",
         **(extra or {}),
     }
     conf = home / "apt.conf"
