@@ -292,3 +292,21 @@ async def test_disk_full_is_a_clear_error_and_the_agent_keeps_serving(
         node.kill()
         with trio.CancelScope(shield=True):
             await trio.run_process(["umount", "-l", str(small)], check=False)
+
+
+async def test_a_newer_version_at_the_same_url_is_fetched_by_its_digest(
+    agent: AgentProcess, origin: OriginServer, tmp_path: Path
+) -> None:
+    old, new = blob(MiB, seed=31), blob(MiB, seed=32)
+    origin.add("/artifact.tar", old)
+    with trio.fail_after(60):
+        first = await pull(agent, origin.url("/artifact.tar"), "-o", "a1", cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        origin.add("/artifact.tar", new)  # republished
+        digest = hashlib.sha256(new).hexdigest()
+        second = await pull(
+            agent, origin.url("/artifact.tar"), "--sha256", digest, "-o", "a2", cwd=tmp_path
+        )
+    assert second.returncode == 0, second.stderr
+    assert (tmp_path / "a1").read_bytes() == old
+    assert (tmp_path / "a2").read_bytes() == new
