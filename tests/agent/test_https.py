@@ -19,7 +19,6 @@ import json
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +36,7 @@ from tests.apt.conftest import (
     PACKAGES,
     AptClient,
     RepoBuilder,
-    _missing_tools,
     make_client,
-    new_repo_builder,
 )
 
 pytestmark = pytest.mark.slow
@@ -113,18 +110,6 @@ def make_server_cert(directory: Path, ca: tuple[Path, Path], address: str) -> Tl
 def tls(tmp_path: Path) -> Tls:
     directory = tmp_path / "tls"
     return make_server_cert(directory, make_ca(directory, "ca"), loopback_address())
-
-
-@pytest.fixture(scope="module")
-def builder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RepoBuilder]:
-    missing = _missing_tools()
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (install apt-utils dpkg-dev gnupg xz-utils)")
-    built = new_repo_builder(tmp_path_factory.mktemp("httpsrepo"))
-    try:
-        yield built
-    finally:
-        built.close()
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -209,10 +194,10 @@ async def update_and_download(client: AptClient) -> None:
 
 
 async def test_https_remapping_fetches_over_tls_and_caches(
-    builder: RepoBuilder, tls: Tls, tmp_path: Path, nursery: trio.Nursery
+    repo_builder: RepoBuilder, tls: Tls, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
     root = tmp_path / "origin"
-    builder.publish(root, dict.fromkeys(ALL, "1.0"))
+    repo_builder.publish(root, dict.fromkeys(ALL, "1.0"))
     origin = await tls_origin(nursery, tls, root)
     authority = f"{tls.address}:{origin.port}"
     agent = AgentProcess(
@@ -226,7 +211,7 @@ async def test_https_remapping_fetches_over_tls_and_caches(
         # Absolute form through Acquire::http::Proxy: GET http://HTTPS///host:port/debian/...
         through_proxy = make_client(
             tmp_path / "client-proxy",
-            builder.keyring,
+            repo_builder.keyring,
             f"http://HTTPS///{authority}/debian",
             f"http://{agent.address}:{APT_PORT}",
         )
@@ -244,7 +229,7 @@ async def test_https_remapping_fetches_over_tls_and_caches(
         # upstream URLs, so the .debs come from the agent's store.
         prefixed = make_client(
             tmp_path / "client-prefix",
-            builder.keyring,
+            repo_builder.keyring,
             f"http://{agent.address}:{APT_PORT}/HTTPS///{authority}/debian",
             None,
         )
@@ -322,10 +307,10 @@ async def test_connect_tunnels_tls_end_to_end_and_refuses_other_hosts(
 
 
 async def test_untrusted_origin_certificate_is_a_502_and_nothing_is_cached(
-    builder: RepoBuilder, tls: Tls, tmp_path: Path, nursery: trio.Nursery
+    repo_builder: RepoBuilder, tls: Tls, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
     root = tmp_path / "origin"
-    builder.publish(root, dict.fromkeys(ALL, "1.0"))
+    repo_builder.publish(root, dict.fromkeys(ALL, "1.0"))
     origin = await tls_origin(nursery, tls, root)
     authority = f"{tls.address}:{origin.port}"
     # The agent trusts another throw-away CA only, not the one that signed the origin's cert.
@@ -348,7 +333,7 @@ async def test_untrusted_origin_certificate_is_a_502_and_nothing_is_cached(
             assert f"https://{authority}/debian/pool/main/{deb}" in body.decode()
         client = make_client(
             tmp_path / "client",
-            builder.keyring,
+            repo_builder.keyring,
             f"http://HTTPS///{authority}/debian",
             f"http://{agent.address}:{APT_PORT}",
         )
@@ -368,10 +353,10 @@ async def test_untrusted_origin_certificate_is_a_502_and_nothing_is_cached(
 
 
 async def test_site_client_at_a_non_seeder_gets_https_packages_fetched_by_the_seeder(
-    builder: RepoBuilder, tls: Tls, tmp_path: Path, nursery: trio.Nursery
+    repo_builder: RepoBuilder, tls: Tls, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
     root = tmp_path / "origin"
-    builder.publish(root, dict.fromkeys(ALL, "1.0"))
+    repo_builder.publish(root, dict.fromkeys(ALL, "1.0"))
     origin = await tls_origin(nursery, tls, root)
     authority = f"{tls.address}:{origin.port}"
     site = LoopbackSite(
@@ -383,7 +368,7 @@ async def test_site_client_at_a_non_seeder_gets_https_packages_fetched_by_the_se
         member = next(a for a in site.agents if a.settings["node"]["name"] != seeder)
         client = make_client(
             tmp_path / "client",
-            builder.keyring,
+            repo_builder.keyring,
             f"http://HTTPS///{authority}/debian",
             f"http://{member.address}:{APT_PORT}",
         )

@@ -8,7 +8,6 @@ own address; the site's one seeder fetches each file from the origin once.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,26 +20,12 @@ from tests.agent.test_site_herd import wait_for_seeder
 from tests.apt.conftest import (
     PACKAGES,
     RepoBuilder,
-    _missing_tools,
     make_client,
-    new_repo_builder,
 )
 
 pytestmark = pytest.mark.slow
 
 ALL = tuple(sorted(PACKAGES))
-
-
-@pytest.fixture(scope="module")
-def builder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RepoBuilder]:
-    missing = _missing_tools()
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (install apt-utils dpkg-dev gnupg xz-utils)")
-    built = new_repo_builder(tmp_path_factory.mktemp("siterepo"))
-    try:
-        yield built
-    finally:
-        built.close()
 
 
 def ok(proc: subprocess.CompletedProcess[bytes]) -> str:
@@ -51,10 +36,10 @@ def ok(proc: subprocess.CompletedProcess[bytes]) -> str:
 
 
 async def test_apt_clients_at_three_agents_fetch_each_file_once(
-    builder: RepoBuilder, tmp_path: Path, nursery: trio.Nursery
+    repo_builder: RepoBuilder, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
     root = tmp_path / "origin"
-    builder.publish(root, dict.fromkeys(ALL, "1.0"))
+    repo_builder.publish(root, dict.fromkeys(ALL, "1.0"))
     origin = OriginServer(root)
     origin_address = loopback_address()
     port = await nursery.start(origin.serve, origin_address)
@@ -71,7 +56,7 @@ async def test_apt_clients_at_three_agents_fetch_each_file_once(
         clients = [
             make_client(
                 tmp_path / f"client{i}",
-                builder.keyring,
+                repo_builder.keyring,
                 f"http://{authority}/debian",
                 f"http://{agent.address}:3142",
             )
