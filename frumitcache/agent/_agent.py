@@ -92,12 +92,13 @@ class Agent:
     ) -> None:
         cfg = self.config
         hashes = await trio.to_thread.run_sync(HashBook, cfg.state_path / "apt-hashes.sqlite")
+        # On a site the seeder keeps the one index window for everybody: a member asks it on
+        # every index request (a LAN round trip; it answers from its catalogue within the
+        # window), so no copy is ever staler than the window, wherever it was fetched.
+        window_s = cfg.apt.index_window_s if self._site is None else 0.0
         async with trio.open_nursery() as nursery:
             source = LocalSource(
-                store,
-                ContentFetcher(content, store),
-                nursery,
-                index_window_s=cfg.apt.index_window_s,
+                store, ContentFetcher(content, store), nursery, index_window_s=window_s
             )
             proxy = AptProxy(cfg.apt, source, hashes=hashes, status=self._apt_site_status)
             self._proxy = proxy

@@ -19,6 +19,7 @@ from frumitcache.testing.site import LoopbackSite
 from tests.agent.test_site_herd import wait_for_seeder
 from tests.apt.conftest import (
     PACKAGES,
+    AptClient,
     RepoBuilder,
     make_client,
 )
@@ -76,5 +77,69 @@ async def test_apt_clients_at_three_agents_fetch_each_file_once(
             assert origin.stats.requests[f"/debian/pool/main/{name}"] == 1, served
         # Index files: revalidated by the seeder at most once per window for the whole site.
         assert origin.stats.requests["/debian/dists/stable/InRelease"] == 1, served
+    finally:
+        site.kill()
+
+
+async def test_republished_repository_site_wide_window(
+    repo_builder: RepoBuilder, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """Within the index window every client, at any agent, sees the old repository whole (no
+    hash-sum mismatch); after it, the new version; the seeder asked the origin about InRelease
+    once per window for the whole site."""
+    window_s = 10.0
+    root = tmp_path / "origin"
+    repo_builder.publish(root, dict.fromkeys(ALL, "1.0"))
+    origin = OriginServer(root)
+    origin_address = loopback_address()
+    port = await nursery.start(origin.serve, origin_address)
+    authority = f"{origin_address}:{port}"
+    site = LoopbackSite(
+        tmp_path / "site",
+        2,
+        settings={
+            "apt": {"enabled": True, "allowed_hosts": [authority], "index_window_s": window_s}
+        },
+    )
+
+    def client(name: str, agent: int, **options: str) -> AptClient:
+        return make_client(
+            tmp_path / name,
+            repo_builder.keyring,
+            f"http://{authority}/debian",
+            f"http://{site.agents[agent].address}:3142",
+            options,
+        )
+
+    try:
+        await site.start()
+        await wait_for_seeder(site)
+        with trio.fail_after(120):
+            first = client("first", 0)
+            started = trio.current_time()  # no window can have begun before this
+            ok(await first.run("update"))
+            ok(await first.run("download", *ALL))
+            assert first.candidate("pkga") == "1.0"
+            # apt compares Last-Modified in whole seconds: republish in a later second.
+            await trio.sleep(1.1)
+            repo_builder.publish(root, {**dict.fromkeys(ALL, "1.0"), "pkga": "2.0"})
+            within = client("within", 1)
+            plain = client("plain", 1, **{"Acquire::By-Hash": "no"})
+            ok(await within.run("update"))
+            ok(await plain.run("update"))
+            assert trio.current_time() - started < window_s, "too slow to test the window"
+            assert within.candidate("pkga") == "1.0"
+            assert plain.candidate("pkga") == "1.0"
+            ok(await plain.run("download", "pkga"))
+            await trio.sleep(window_s + 0.5 - (trio.current_time() - started))
+            after = client("after", 1)
+            ok(await after.run("update"))
+            assert after.candidate("pkga") == "2.0"
+            ok(await after.run("download", "pkga"))
+            ok(await first.run("update"))
+            assert first.candidate("pkga") == "2.0"
+        assert after.downloaded() == {
+            "pkga_2.0_all.deb": (root / "debian/pool/main/pkga_2.0_all.deb").read_bytes()
+        }
     finally:
         site.kill()
