@@ -230,12 +230,17 @@ class ContentService:
         return flight
 
     async def _follow(self, flight: _Flight, offset: int) -> AsyncIterator[bytes]:
-        """The object's bytes from ``offset``, across writer hand-overs, until complete."""
+        """The object's bytes from ``offset``, across writer hand-overs, until complete.
+
+        With a wanted digest the object is read *by that digest* (the store follows a writer
+        expecting it): an older object still stored under the URL is never handed over.
+        """
+        key: str | bytes = flight.sha256 if flight.sha256 is not None else flight.url
         delivered = offset
         while True:
             changed = flight.changed
             try:
-                async with self._store.open_reader(flight.url, offset=delivered) as reader:
+                async with self._store.open_reader(key, offset=delivered) as reader:
                     if flight.size is None:
                         flight.size = reader.size
                     async for chunk in reader:
@@ -245,7 +250,7 @@ class ContentService:
             except NotInStoreError:
                 pass
             # The writer went away: finished, failed, or handed over to another flight stage.
-            if self._store.lookup(flight.url) is not None:
+            if self._store.lookup(key) is not None:
                 continue
             if flight.done.is_set():
                 raise flight.error or NotInStoreError(f"{flight.url} vanished while being read")

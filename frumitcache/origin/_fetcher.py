@@ -330,7 +330,10 @@ class OriginFetcher:
                 return held
         stored = self._store.lookup(url)
         if stored is not None and expected_digest is not None and stored.digest != expected_digest:
-            stored = None  # the URL's content changed since; fetch it again
+            # Other content than wanted is stored under the URL: ask the origin whether it
+            # changed since (conditional GET). A 304 means it still serves what is stored, so
+            # the wanted digest cannot be had there, and no body crossed the uplink to learn it.
+            revalidate = True
         if stored is not None and not revalidate:
             share(self._cached(url, stored))
             return stored
@@ -490,6 +493,12 @@ class _Job:
                 )
                 if step.action is Action.NOT_MODIFIED:
                     assert self.stored is not None
+                    if self.expected_digest not in (None, self.stored.digest):
+                        assert self.expected_digest is not None
+                        raise DigestMismatchError(
+                            f"{self.url}: the origin still serves SHA-256 "
+                            f"{self.stored.digest.hex()}, not {self.expected_digest.hex()}"
+                        )
                     self._remember(resp, keep_old=True)
                     self.share(self._info(resp, cached=True))
                     return self.stored
