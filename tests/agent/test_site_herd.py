@@ -150,7 +150,6 @@ async def test_seeder_killed_half_way(origin: OriginServer, tmp_path: Path) -> N
         # "size + one chunk" is met when they keep up (bench.herd: F + 4.1 MiB), not always.
         sent = origin.stats.bytes_sent["/kill.bin"]
         assert sent <= len(data) + 2 * CHUNK + 256 * 1024, sent
-        assert sent < 2 * len(data)
         view = await site_status(survivors[0])
         assert view["seeder"] not in (None, first)
         assert int(view["term"]) > int(term_before)  # type: ignore[call-overload]
