@@ -152,6 +152,16 @@ class ChunkFetcher:
         bad = self._http.bad_holders | (self._swarm.banned if self._swarm else frozenset())
         usable = [h for h in holders if h.address not in bad]
         if self._swarm is not None and chunk.size > self._small:
+            if self._first_replica(chunk, usable):
+                # This node is the one fetcher that takes the chunk from the seeder: one HTTP
+                # GET (no libtorrent connect tick) puts a first replica in the site within a
+                # LAN chunk-time, which is what a seeder's death can cost; the others then
+                # trade it through the swarm from here.
+                seeders = [(h.address, h.peer_port) for h in usable if h.seeder]
+                with contextlib.suppress(PeerError):
+                    await self._http.fetch(chunk.digest, chunk.size, seeders)
+                    await self._swarm.seed(chunk.digest)
+                    return
             try:
                 await self._fetch_swarm(self._swarm, chunk, usable)
                 return
@@ -165,6 +175,17 @@ class ChunkFetcher:
         if self._swarm is not None and chunk.size > self._small:
             # A large chunk that came over HTTP (the swarm stalled) is still served by torrent.
             await self._swarm.seed(chunk.digest)
+
+    def _first_replica(self, chunk: ChunkRef, holders: Sequence[Holder]) -> bool:
+        """Is this node the fetcher assigned to take ``chunk`` from the seeder?"""
+        others = [h for h in holders if not h.seeder]
+        return (
+            self._seeder_once
+            and self._me is not None
+            and bool(others)
+            and any(h.seeder for h in holders)
+            and assigned_fetcher(chunk.digest, [self._me, *others]) == self._me
+        )
 
     async def _fetch_swarm(self, swarm: Swarm, chunk: ChunkRef, holders: list[Holder]) -> None:
         seeders = [h for h in holders if h.seeder]

@@ -143,13 +143,12 @@ async def test_seeder_killed_half_way(origin: OriginServer, tmp_path: Path) -> N
         for i, result in sorted(results.items()):
             assert result.returncode == 0, (result.stderr, survivors[i].log())
             assert (tmp_path / f"out{i}").read_bytes() == data
-        # The new seeder resumed after the chunks the site still held, not from zero. What is
-        # lost is the chunk in flight at the seeder plus the chunks it stored that no member
-        # had pulled yet: members take a fresh 4 MiB chunk through libtorrent (a ~1 s connect
-        # tick), so on a loaded 2-core machine they trail by up to two chunks. Issue 4's
-        # "size + one chunk" is met when they keep up (bench.herd: F + 4.1 MiB), not always.
+        # The new seeder resumed after the chunks the site still held. The kill lands right
+        # after the seeder stored a chunk (half of 24 MiB is a chunk boundary), the worst case:
+        # that chunk is lost unless a member already pulled it (the assigned fetcher pulls each
+        # fresh chunk over peer HTTP at once), plus the bytes already in flight.
         sent = origin.stats.bytes_sent["/kill.bin"]
-        assert sent <= len(data) + 2 * CHUNK + 256 * 1024, sent
+        assert sent <= len(data) + CHUNK + 512 * 1024, sent
         view = await site_status(survivors[0])
         assert view["seeder"] not in (None, first)
         assert int(view["term"]) > int(term_before)  # type: ignore[call-overload]
