@@ -20,6 +20,7 @@ import trio
 
 from frumitcache._log import get_logger
 from frumitcache._version import __version__
+from frumitcache.agent import _sysinfo
 from frumitcache.agent._aptsource import ContentFetcher
 from frumitcache.agent._content import ContentService
 from frumitcache.agent._control import ControlServer
@@ -30,6 +31,7 @@ from frumitcache.config import Config
 from frumitcache.control._protocol import Status
 from frumitcache.errors import AgentError
 from frumitcache.origin import OriginFetcher
+from frumitcache.site import MemberInfo
 from frumitcache.store import Store
 
 log = get_logger("agent")
@@ -149,12 +151,10 @@ class Agent:
             out.update(dataclasses.asdict(self._content.stats))
         node = self._site.node if self._site is not None else None
         if node is None:
-            out.update(
-                members=[{"node": name, "address": self.config.node.address}],
-                seeder=name,
-                term=0,
-                solo=True,
+            me = _sysinfo.local_member(
+                self.config, name, self.config.store_path, peer_port=0, swarm_port=0
             )
+            out.update(members=[_member_dict(me)], seeder=name, term=0, solo=True)
             return out
         seeder = node.seeder()
         stats = node.statistics()
@@ -163,20 +163,7 @@ class Agent:
             seeder=seeder[0] if seeder else None,
             term=seeder[1] if seeder else stats.term,
             dropped_frames=sum(stats.dropped.values()),
-            members=[
-                {
-                    "node": m.node_id,
-                    "address": m.address,
-                    "priority": m.priority,
-                    "model": m.model,
-                    "ram_bytes": m.ram_bytes,
-                    "free_disk_bytes": m.free_disk_bytes,
-                    "link_mbit": m.link_mbit,
-                    "wired": m.wired,
-                    "load": m.load,
-                }
-                for m in node.members()
-            ],
+            members=[_member_dict(m) for m in node.members()],
         )
         return out
 
@@ -232,6 +219,21 @@ class Agent:
         finally:
             store.close()
             log.info("agent.stopped")
+
+
+def _member_dict(m: MemberInfo) -> dict[str, Any]:
+    """A member as the status reply and the library show it."""
+    return {
+        "node": m.node_id,
+        "address": m.address,
+        "priority": m.priority,
+        "model": m.model,
+        "ram_bytes": m.ram_bytes,
+        "free_disk_bytes": m.free_disk_bytes,
+        "link_mbit": m.link_mbit,
+        "wired": m.wired,
+        "load": m.load,
+    }
 
 
 def _int_fields(obj: object) -> dict[str, int]:

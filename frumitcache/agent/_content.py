@@ -202,7 +202,7 @@ class ContentService:
             self.stats.served_local += 1
             self._store.touch(digest)
             async with self._store.open_reader(digest, offset=offset) as reader:
-                yield Opened("store", reader.size, _chunks(reader))
+                yield Opened("store", reader.size, reader)
             return
         flight = self.ensure(url, sha256)
         await flight.wait_writing_or_done()
@@ -776,8 +776,3 @@ def _first(group: BaseExceptionGroup[FrumitcacheError]) -> FrumitcacheError:
         leaf = leaf.exceptions[0]
     assert isinstance(leaf, FrumitcacheError)
     return leaf
-
-
-async def _chunks(reader: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    async for chunk in reader:
-        yield chunk

@@ -20,7 +20,6 @@ import httpx
 import trio
 
 from frumitcache._log import get_logger
-from frumitcache.agent import _sysinfo
 from frumitcache.agent._content import ContentService
 from frumitcache.agent._peerapi import request_keys, request_prefetch
 from frumitcache.control._protocol import (
@@ -222,7 +221,7 @@ class LibraryRequests:
             solo=bool(site.get("solo", True)),
             seeder=site.get("seeder"),
             term=int(site.get("term", 0)),
-            members=[self._with_capabilities(m) for m in site.get("members", [])],
+            members=list(site.get("members", [])),
             uplink={
                 "bytes_fetched": origin.get("bytes_received", 0),
                 "bytes_served": self.bytes_served,
@@ -234,20 +233,6 @@ class LibraryRequests:
             },
             cache=dict(status.store),
         )
-
-    def _with_capabilities(self, member: Any) -> Any:
-        """A one-node site's member entry lacks what a site member advertises: measure it."""
-        if not isinstance(member, dict) or "ram_bytes" in member:
-            return member
-        return {
-            **member,
-            "model": _sysinfo.board_model(),
-            "ram_bytes": _sysinfo.ram_bytes(),
-            "free_disk_bytes": _sysinfo.free_disk_bytes(self._content.store.root),
-            "link_mbit": _sysinfo.link_mbit(),
-            "wired": True,
-            "load": _sysinfo.load_average(),
-        }
 
     # --- estimate ---------------------------------------------------------------------------
 

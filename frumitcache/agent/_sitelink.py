@@ -23,7 +23,6 @@ from frumitcache.site import (
     ErrorReply,
     FetchRequest,
     Have,
-    MemberInfo,
     ObjectInfo,
     ObjectManifest,
     SiteHooks,
@@ -94,19 +93,8 @@ class SiteLink(SiteHooks):
                     trees=self._tree,
                 )
             peer_port = await nursery.start(self.http_server.serve, address, cfg.site.peer_port)
-            me = MemberInfo(
-                node_id=self.node_id,
-                address=address,
-                control_port=cfg.site.control_port,
-                peer_port=peer_port,
-                swarm_port=swarm_port,
-                priority=cfg.node.priority,
-                model=cfg.node.model or _sysinfo.board_model(),
-                ram_bytes=_sysinfo.ram_bytes(),
-                free_disk_bytes=_sysinfo.free_disk_bytes(self.store.root),
-                link_mbit=cfg.node.link_mbit or _sysinfo.link_mbit(),
-                wired=cfg.node.wired,
-                load=_sysinfo.load_average(),
+            me = _sysinfo.local_member(
+                cfg, self.node_id, self.store.root, peer_port=peer_port, swarm_port=swarm_port
             )
             self.node = SiteNode(
                 cfg.site, me, self.key, hooks=self, durable_path=cfg.state_path / "site-term.json"

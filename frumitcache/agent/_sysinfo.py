@@ -6,8 +6,12 @@ than an error, since the figures only rank seeder candidates and inform the sche
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+
+from frumitcache.config import Config
+from frumitcache.site import MemberInfo, member_from_config
 
 
 def board_model() -> str:
@@ -67,3 +71,23 @@ def load_average() -> float:
         return os.getloadavg()[0]
     except OSError:
         return 0.0
+
+
+def local_member(
+    config: Config, node_id: str, store_root: Path, *, peer_port: int, swarm_port: int
+) -> MemberInfo:
+    """What this node advertises: its config, with what it did not set measured here."""
+    member = member_from_config(
+        config,
+        node_id=node_id,
+        ram_bytes=ram_bytes(),
+        free_disk_bytes=free_disk_bytes(store_root),
+    )
+    return dataclasses.replace(
+        member,
+        peer_port=peer_port,
+        swarm_port=swarm_port,
+        model=member.model or board_model(),
+        link_mbit=member.link_mbit or link_mbit(),
+        load=load_average(),
+    )
