@@ -19,18 +19,14 @@ from typing import Any
 
 import trio
 
+from bench._systems import memory_mb
 from frumitcache.testing.agents import AgentProcess
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.site import LoopbackSite
 
 
 def proc_mem_mb(pid: int) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = round(int(value.split()[0]) / 1024, 1)
-    return out
+    return {key: round(memory_mb(pid, key) or 0.0, 1) for key in ("VmRSS", "VmHWM")}
 
 
 async def measure(idle_s: float) -> dict[str, Any]:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -47,17 +46,9 @@ from typing import Any
 
 import trio
 
+from bench._systems import cpu_seconds
 from frumitcache.config import AptConfig, OriginConfig
 from frumitcache.testing.net import loopback_address
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
 
 # --- the frumitcache proxy process -------------------------------------------------------------
 
