@@ -45,6 +45,31 @@ def get_logger(name: str) -> EventLogger:
     return EventLogger(name)
 
 
+class Throttle:
+    """Lets an event through at most once per ``period_s`` for each key and counts the ones it
+    held back (logged as ``suppressed=n`` with the next one let through). For errors a client
+    can provoke at will: one line a minute tells the operator, a line per request fills the
+    disk."""
+
+    def __init__(self, period_s: float = 60.0) -> None:
+        self.period_s = period_s
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def admit(self, key: str) -> int | None:
+        """``None``: stay quiet; else the number of events held back since the last one."""
+        now = time.monotonic()  # log pacing only; no protocol decision depends on it
+        last = self._last.get(key)
+        if last is not None and now - last < self.period_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        if len(self._last) > 1000:  # keys come from input: keep the table bounded
+            self._last.clear()
+            self._held.clear()
+        self._last[key] = now
+        return self._held.pop(key, 0)
+
+
 def _value(v: Any) -> str:
     if isinstance(v, bytes):
         return v.hex()

@@ -2,11 +2,15 @@
 
 One connection carries one conversation at a time (request, replies, terminal reply) and may
 carry several in turn. A malformed frame ends only that connection, with a ``Failed`` reply
-when the socket still takes one; the agent carries on.
+when the socket still takes one; the agent carries on. Every connection is its own fault
+domain: whatever escapes a handler (a bug, an input nobody foresaw) is logged (throttled),
+answered with ``Failed`` where the socket still takes it, and never reaches the agent's
+nursery.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -16,7 +20,7 @@ from typing import Any
 
 import trio
 
-from frumitcache._log import get_logger
+from frumitcache._log import Throttle, get_logger
 from frumitcache.agent._content import ContentService
 from frumitcache.agent._library import LibraryRequests
 from frumitcache.control._protocol import (
@@ -39,7 +43,7 @@ from frumitcache.control._protocol import (
     VerifyRequest,
 )
 from frumitcache.control._stream import MessageStream
-from frumitcache.errors import AgentError, FrumitcacheError, ProtocolError
+from frumitcache.errors import AgentError, FrumitcacheError, ProtocolError, StoreError
 
 log = get_logger("control")
 
@@ -82,6 +86,7 @@ class ControlServer:
         self._content = content
         self._status = status
         self.library = LibraryRequests(content, status)
+        self._crash_log = Throttle()
         self._handlers: dict[type[Message], Callable[[MessageStream, Message], Awaitable[None]]] = {
             Pull: self._pull,
             StatusRequest: self._status_request,
@@ -112,10 +117,6 @@ class ControlServer:
             except FrumitcacheError as exc:
                 log.info("request.failed", request=msg.tag, error=exc.code, detail=str(exc))
                 reply = Failed.from_error(exc)
-            except Exception as exc:
-                # A bug in one request must not take the agent down with it.
-                log.error("request.crashed", request=msg.tag, detail=repr(exc), exc_info=exc)
-                reply = Failed.from_error(AgentError(f"internal error in {msg.tag}: {exc!r}"))
             await conn.send(reply)
 
         return handle
@@ -134,25 +135,41 @@ class ControlServer:
     async def _connection(self, stream: trio.SocketStream) -> None:
         conn = MessageStream(stream)
         try:
-            while True:
-                try:
-                    msg = await conn.receive()
-                except ProtocolError as exc:
-                    log.warning("control.bad-frame", detail=str(exc))
-                    await conn.send(Failed.from_error(exc))
-                    return
-                if msg is None:
-                    return
-                handler = self._handlers.get(type(msg))
-                if handler is None:
-                    await conn.send(Failed.from_error(ProtocolError(f"{msg.tag} is not a request")))
-                    return
-                await handler(conn, msg)
+            await self._converse(conn)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away; whatever it was reading is its loss, not ours
+        except Exception as exc:
+            # A bug, or an input nobody foresaw: it ends this connection, never the agent.
+            self._crashed(exc)
+            reply = Failed.from_error(AgentError(f"internal error: {exc!r}"[:300]))
+            with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError):
+                await conn.send(reply)
         finally:
             with trio.CancelScope(shield=True):
                 await conn.aclose()
+
+    def _crashed(self, exc: Exception) -> None:
+        held = self._crash_log.admit(type(exc).__name__)
+        if held is not None:
+            log.error("control.crashed", detail=repr(exc)[:300], suppressed=held, exc_info=exc)
+
+    async def _converse(self, conn: MessageStream) -> None:
+        while True:
+            try:
+                msg = await conn.receive()
+            except ProtocolError as exc:
+                held = self._crash_log.admit("bad-frame")
+                if held is not None:
+                    log.warning("control.bad-frame", detail=str(exc), suppressed=held)
+                await conn.send(Failed.from_error(exc))
+                return
+            if msg is None:
+                return
+            handler = self._handlers.get(type(msg))
+            if handler is None:
+                await conn.send(Failed.from_error(ProtocolError(f"{msg.tag} is not a request")))
+                return
+            await handler(conn, msg)
 
     async def _status_request(self, conn: MessageStream, msg: Message) -> None:
         await conn.send(self._status())
@@ -165,6 +182,8 @@ class ControlServer:
         sent = 0
         try:
             async with self._content.open(msg.url, sha256=msg.sha256, offset=msg.offset) as opened:
+                if opened.size is not None and msg.offset > opened.size:
+                    raise StoreError(f"offset {msg.offset} is past the end ({opened.size} bytes)")
                 await conn.send(PullStarted(size=opened.size, source=opened.source))
                 async for chunk in opened.chunks:
                     view = memoryview(chunk)
@@ -179,6 +198,13 @@ class ControlServer:
         if digest is None:  # the object vanished between the last byte and now (evicted)
             await conn.send(Failed.from_error(AgentError("object was evicted while being sent")))
             return
+        if sent == 0 and opened.size is None and msg.offset > 0:
+            # A live object whose size was unknown at the start: the offset may be past its end.
+            manifest = self._content.store.lookup(digest)
+            if manifest is not None and msg.offset > manifest.size:
+                err = StoreError(f"offset {msg.offset} is past the end ({manifest.size} bytes)")
+                await conn.send(Failed.from_error(err))
+                return
         self.library.bytes_served += sent
         if opened.source != "origin":
             self.library.bytes_spared += sent

@@ -16,7 +16,7 @@ import types
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgpack
 
@@ -25,6 +25,37 @@ from frumitcache.errors import FrumitcacheError, ProtocolError, error_from_code
 # One frame never needs more than a chunk of data plus headroom; bounding it keeps a hostile
 # or broken client from making the agent buffer without limit.
 MAX_FRAME = 8 * 1024 * 1024
+MAX_TEXT = 8 * 1024  # a URL, node name or path; longer ones are not requests anyone means
+MAX_ITEMS = 10_000  # URLs or nodes in one request
+MAX_SIZE = 2**62  # offsets and byte counts: far beyond any store, well inside int64
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """A value limit the codec checks on top of the type (``Annotated[int, Bound(...)]``):
+    integers within ``[low, high]``; strings, bytes and lists at most ``max_len`` long, or
+    exactly ``exact_len``. Requests come from any local user, so every field carries one."""
+
+    low: int | None = None
+    high: int | None = None
+    max_len: int | None = None
+    exact_len: int | None = None
+
+    def admits(self, value: Any) -> bool:
+        if isinstance(value, int):
+            return (self.low is None or value >= self.low) and (
+                self.high is None or value <= self.high
+            )
+        if isinstance(value, str | bytes | list | dict):
+            if self.exact_len is not None and len(value) != self.exact_len:
+                return False
+            return self.max_len is None or len(value) <= self.max_len
+        return True
+
+
+Text = Annotated[str, Bound(max_len=MAX_TEXT)]
+Digest = Annotated[bytes, Bound(exact_len=32)]
+Size = Annotated[int, Bound(low=0, high=MAX_SIZE)]
 
 
 class Message:
@@ -53,9 +84,9 @@ class Pull(Message):
     """Stream the object at ``url`` (fetching it through the site if needed)."""
 
     tag: ClassVar[str] = "pull"
-    url: str
-    sha256: bytes | None = None
-    offset: int = 0
+    url: Text
+    sha256: Digest | None = None
+    offset: Size = 0
 
 
 @message
@@ -142,9 +173,9 @@ class PrefetchRequest(Message):
     """Stage ``url`` on ``nodes`` (``None``: every member) without waiting for it."""
 
     tag: ClassVar[str] = "prefetch"
-    url: str
-    sha256: bytes | None = None
-    nodes: list[str] | None = None
+    url: Text
+    sha256: Digest | None = None
+    nodes: Annotated[list[Text], Bound(max_len=MAX_ITEMS)] | None = None
 
 
 @message
@@ -163,7 +194,7 @@ class PinRequest(Message):
     """Pin (``pinned``) or unpin the object named by a URL or a 64-hex-digit digest."""
 
     tag: ClassVar[str] = "pin"
-    target: str
+    target: Text
     pinned: bool
 
 
@@ -182,7 +213,7 @@ class LocateRequest(Message):
     """Which members hold the object named by a URL or a 64-hex-digit digest."""
 
     tag: ClassVar[str] = "locate"
-    target: str
+    target: Text
 
 
 @message
@@ -227,7 +258,7 @@ class SiteReply(Message):
 @dataclass(frozen=True, slots=True)
 class EstimateRequest(Message):
     tag: ClassVar[str] = "estimate"
-    urls: list[str]
+    urls: Annotated[list[Text], Bound(max_len=MAX_ITEMS)]
 
 
 @message
@@ -273,7 +304,7 @@ class GcRequest(Message):
     """Evict unpinned objects, least recently used first, until ``free`` more bytes fit."""
 
     tag: ClassVar[str] = "gc"
-    free: int = 0
+    free: Size = 0
 
 
 @message
@@ -291,7 +322,7 @@ class ImportRequest(Message):
     """Ingest the ``*.deb`` files in ``directory`` (read by the agent) into the store."""
 
     tag: ClassVar[str] = "import"
-    directory: str
+    directory: Text
 
 
 @message
@@ -341,6 +372,11 @@ def _check(value: Any, tp: Any) -> bool:
     origin = typing.get_origin(tp)
     if tp is Any:
         return True
+    if origin is Annotated:
+        base, *limits = typing.get_args(tp)
+        return _check(value, base) and all(
+            lim.admits(value) for lim in limits if isinstance(lim, Bound)
+        )
     if origin is types.UnionType or origin is typing.Union:
         return any(_check(value, arg) for arg in typing.get_args(tp))
     if tp is type(None):
@@ -360,18 +396,38 @@ def _check(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
+_HINTS: dict[str, dict[str, Any]] = {}
+
+
+def _hints(cls: type[Message]) -> dict[str, Any]:
+    hints = _HINTS.get(cls.tag)
+    if hints is None:
+        hints = _HINTS[cls.tag] = typing.get_type_hints(cls, include_extras=True)
+    return hints
+
+
+def _brief(value: Any) -> str:
+    """A short, log-safe description of a rejected value (it may be megabytes of anything)."""
+    if isinstance(value, int | float | bool) or value is None:
+        return repr(value)[:40]
+    size = f", {len(value)} long" if isinstance(value, str | bytes | list | dict) else ""
+    return f"{type(value).__name__}{size}"
+
+
 def _from_wire(obj: Any) -> Message:
     if not isinstance(obj, dict) or not isinstance(obj.get("t"), str):
         raise ProtocolError("control frame is not a tagged map")
     cls = _REGISTRY.get(obj["t"])
     if cls is None:
-        raise ProtocolError(f"unknown control message type {obj['t']!r}")
-    hints = typing.get_type_hints(cls)
+        raise ProtocolError(f"unknown control message type {obj['t'][:40]!r}")
+    hints = _hints(cls)
     values: dict[str, Any] = {}
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     extra = set(obj) - set(fields) - {"t"}
     if extra:
-        raise ProtocolError(f"{cls.tag}: unexpected fields {sorted(extra)}")
+        # Keys may mix str and bytes (msgpack allows both), so sort their reprs.
+        names = sorted(repr(k)[:40] for k in extra)[:8]
+        raise ProtocolError(f"{cls.tag}: unexpected fields {names}")
     for name, f in fields.items():
         if name in obj:
             value = obj[name]
@@ -380,7 +436,7 @@ def _from_wire(obj: Any) -> Message:
         else:
             raise ProtocolError(f"{cls.tag}: missing field {name!r}")
         if not _check(value, hints[name]):
-            raise ProtocolError(f"{cls.tag}.{name}: wrong type {type(value).__name__}")
+            raise ProtocolError(f"{cls.tag}.{name}: wrong type or out of range ({_brief(value)})")
         values[name] = value
     return cls(**values)
 
