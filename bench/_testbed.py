@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from bench._cgroup import CgroupSet
 from bench._netns import ShapedSite, cleanup_leftovers
 from frumitcache.testing.net import loopback_address
 
@@ -85,6 +86,8 @@ class Testbed:
         self.origin_port = 0
         self._procs: list[subprocess.Popen[bytes]] = []
         self._probe: subprocess.Popen[str] | None = None
+        # Per-Pi CPU/memory budgets (bench._cgroup), owned and torn down by the harness.
+        self.cgroups: CgroupSet | None = None
 
     # --- processes ----------------------------------------------------------------------------
 
@@ -97,10 +100,18 @@ class Testbed:
         stderr: int | IO[Any] | None = subprocess.DEVNULL,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        role: str = "daemons",
     ) -> subprocess.Popen[bytes]:
+        pi = self.pi_index(host)
         return self.spawn_argv(
-            [*host.prefix, *argv], stdout=stdout, stderr=stderr, env=env, cwd=cwd
+            [*host.prefix, *argv], stdout=stdout, stderr=stderr, env=env, cwd=cwd, pi=pi, role=role
         )
+
+    def pi_index(self, host: Host) -> int | None:
+        for i, pi in enumerate(self.pis):
+            if pi.name == host.name:
+                return i
+        return None
 
     def spawn_argv(
         self,
@@ -110,8 +121,13 @@ class Testbed:
         stderr: int | IO[Any] | None = subprocess.DEVNULL,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        pi: int | None = None,
+        role: str = "clients",
     ) -> subprocess.Popen[bytes]:
-        """Start ``argv`` as is (its host prefix included) and own it."""
+        """Start ``argv`` as is (its host prefix included) and own it; with ``pi``, inside
+        that Pi's cgroup (as ``role``) when the run has budgets."""
+        if pi is not None and self.cgroups is not None:
+            argv = self.cgroups.wrap(argv, self.pis[pi].name, role)
         proc = subprocess.Popen(
             argv,
             stdout=stdout,

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -46,6 +47,8 @@ from typing import Any
 
 import trio
 
+from bench._cgroup import PROFILES, Budget, CgroupError, CgroupSet, describe
+from bench._netns import delete_namespace, loopback_namespace
 from bench._systems import cpu_seconds
 from frumitcache.config import AptConfig, OriginConfig
 from frumitcache.testing.net import loopback_address
@@ -117,7 +120,13 @@ def _low_port(address: str) -> int:
     raise RuntimeError(f"no free port below 32768 on {address}")
 
 
-def _start_acng(work: Path, address: str, origin_port: int) -> tuple[subprocess.Popen[bytes], int]:
+def _in_group(cgroups: CgroupSet | None, group: str, *argv: str) -> list[str]:
+    return cgroups.wrap(list(argv), group, "daemons") if cgroups else list(argv)
+
+
+def _start_acng(
+    work: Path, address: str, origin_port: int, cgroups: CgroupSet | None
+) -> tuple[subprocess.Popen[bytes], int]:
     binary = shutil.which("apt-cacher-ng") or "/usr/sbin/apt-cacher-ng"
     conf = work / "acng-conf"
     for sub in ("acng-conf", "acng-cache", "acng-log"):
@@ -132,7 +141,8 @@ def _start_acng(work: Path, address: str, origin_port: int) -> tuple[subprocess.
         f"AllowUserPorts: 80 {origin_port}\n"
     )
     with (work / "acng-stdout.log").open("wb") as log:
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+        argv = _in_group(cgroups, "apt-cacher-ng", binary, "-c", str(conf))
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_listening(address, port, proc, limit_s=5)
     except RuntimeError as exc:
@@ -158,6 +168,11 @@ def _apt(client: Any, *args: str) -> float:
     return wall
 
 
+def _cpu(cgroups: CgroupSet | None, group: str, pid: int) -> float:
+    """CPU seconds of a proxy: its cgroup's (all its processes and threads) or its /proc."""
+    return cgroups.cpu_s(group) if cgroups else cpu_seconds(pid)
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -176,8 +191,14 @@ def _origin_requests(authority: str) -> int:
         return int(json.load(resp)["total_requests"])
 
 
-def run(packages: int, rounds: int, keep: bool, clients_per_round: int = 3) -> dict[str, Any]:
-    from tests.apt.conftest import make_client, new_repo_builder
+def run(
+    packages: int,
+    rounds: int,
+    keep: bool,
+    clients_per_round: int = 3,
+    budget: Budget | None = None,
+) -> dict[str, Any]:
+    from frumitcache.testing.aptrepo import make_client, new_repo_builder
 
     for tool in ("apt-get", "apt-ftparchive", "dpkg-deb", "gpg", "apt-cacher-ng"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
@@ -185,7 +206,11 @@ def run(packages: int, rounds: int, keep: bool, clients_per_round: int = 3) -> d
     work = Path(tempfile.mkdtemp(prefix="bench-apt-"))
     procs: list[subprocess.Popen[bytes]] = []
     builder = new_repo_builder(work)
+    # Each proxy alone in a cgroup with the budget (clients unlimited: they are the same apt).
+    cgroups = CgroupSet(["frumitcache", "apt-cacher-ng"], budget) if budget else None
     try:
+        if cgroups is not None:
+            cgroups.setup()
         # 20 kB .. 2 MB, spread deterministically (typical .debs are well under 1 MB).
         sizes = {f"pkg{i:02d}": 20_000 + (i * 7919 % 100) * 20_000 for i in range(packages)}
         names = tuple(sizes)
@@ -214,7 +239,9 @@ def run(packages: int, rounds: int, keep: bool, clients_per_round: int = 3) -> d
 
         ours_addr = loopback_address()
         ours = subprocess.Popen(
-            [
+            _in_group(
+                cgroups,
+                "frumitcache",
                 sys.executable,
                 "-m",
                 "bench.apt",
@@ -225,7 +252,7 @@ def run(packages: int, rounds: int, keep: bool, clients_per_round: int = 3) -> d
                 authority,
                 "--store",
                 str(work / "ours-store"),
-            ],
+            ),
             stdout=subprocess.PIPE,
         )
         procs.append(ours)
@@ -235,7 +262,7 @@ def run(packages: int, rounds: int, keep: bool, clients_per_round: int = 3) -> d
         acng_error = None
         acng_addr = loopback_address()
         try:
-            acng, acng_port = _start_acng(work, acng_addr, origin_port)
+            acng, acng_port = _start_acng(work, acng_addr, origin_port, cgroups)
             procs.append(acng)
             proxies["apt-cacher-ng"] = (acng, f"http://{acng_addr}:{acng_port}")
         except RuntimeError as exc:
@@ -255,6 +282,7 @@ def run(packages: int, rounds: int, keep: bool, clients_per_round: int = 3) -> d
             warm[name] = _apt(c, "download", *names)
         walls: dict[str, list[float]] = {name: [] for name in proxies}
         cpus: dict[str, list[float]] = {name: [] for name in proxies}
+        throttled: dict[str, float] = dict.fromkeys(proxies, 0.0)
         origin_hot: dict[str, int] = dict.fromkeys(proxies, 0)
         for _ in range(rounds):
             for name, (proc, url) in proxies.items():
@@ -262,12 +290,14 @@ def run(packages: int, rounds: int, keep: bool, clients_per_round: int = 3) -> d
                 for c in batch:
                     _apt(c, "update")
                 served_before = _origin_requests(authority)
-                before = cpu_seconds(proc.pid)
+                before = _cpu(cgroups, name, proc.pid)
+                held = cgroups.throttled_s(name) if cgroups else 0.0
                 start = time.perf_counter()
                 for c in batch:
                     _apt(c, "download", *names)
                 walls[name].append(time.perf_counter() - start)
-                cpus[name].append(cpu_seconds(proc.pid) - before)
+                cpus[name].append(_cpu(cgroups, name, proc.pid) - before)
+                throttled[name] += (cgroups.throttled_s(name) if cgroups else 0.0) - held
                 origin_hot[name] += _origin_requests(authority) - served_before
                 for c in batch:
                     got = sum(p.stat().st_size for p in (c.home / "downloads").glob("*.deb"))
@@ -282,6 +312,9 @@ def run(packages: int, rounds: int, keep: bool, clients_per_round: int = 3) -> d
             "clients_per_round": clients_per_round,
             "bytes_per_round": total * clients_per_round,
             "cold_download_wall_s": warm,
+            **describe(budget),
+            "cpu_from": "cgroup" if cgroups else "/proc/PID/stat",
+            "loadavg_1m": round(os.getloadavg()[0], 2),
         }
         for name in proxies:
             result[name] = {
@@ -291,6 +324,7 @@ def run(packages: int, rounds: int, keep: bool, clients_per_round: int = 3) -> d
                 "wall_s_all": walls[name],
                 "cpu_s_all": cpus[name],
                 "origin_requests_while_hot": origin_hot[name],
+                "throttled_s": throttled[name],
             }
         if acng_error is not None:
             result["apt-cacher-ng"] = {"error": acng_error}
@@ -307,6 +341,8 @@ def run(packages: int, rounds: int, keep: bool, clients_per_round: int = 3) -> d
         for proc in reversed(procs):
             _stop(proc)
         builder.close()
+        if cgroups is not None:
+            cgroups.teardown()
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -318,6 +354,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--clients", type=int, default=3, help="fresh apt clients per round")
     parser.add_argument("--json", action="store_true", help="one line of JSON")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--cpu-quota", type=float, default=None, metavar="PCT",
+        help="each proxy in a cgroup limited to PCT %% of one core (root)",
+    )  # fmt: skip
+    parser.add_argument("--pi", choices=sorted(PROFILES), default=None, help="a Pi's CPU budget")
+    parser.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     parser.add_argument("--origin", help=argparse.SUPPRESS)
@@ -327,7 +369,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         with contextlib.suppress(KeyboardInterrupt):
             trio.run(_serve, args.address, args.origin, args.store)
         return None
-    out = run(args.packages, args.rounds, args.keep, args.clients)
+    quota = args.cpu_quota if args.cpu_quota is not None else None
+    if quota is None and args.pi:
+        quota = PROFILES[args.pi].cpu_quota_pct
+    if os.geteuid() == 0 and not args.in_netns:
+        # apt-cacher-ng asks DNS for SRV records of every origin host, even an IP address:
+        # run everything in a namespace with only lo, so nothing leaves the machine.
+        ns = loopback_namespace("apt")
+        try:
+            argv_in = [*(argv if argv is not None else sys.argv[1:]), "--in-netns"]
+            done = subprocess.run(
+                ["ip", "netns", "exec", ns, sys.executable, "-m", "bench.apt", *argv_in],
+                check=False,
+            )
+        finally:
+            delete_namespace(ns)
+        if done.returncode:
+            raise SystemExit(done.returncode)
+        return None
+    if quota is not None and os.geteuid() != 0:
+        raise SystemExit("--cpu-quota / --pi need root (each proxy goes into a cgroup)")
+    try:
+        out = run(
+            args.packages, args.rounds, args.keep, args.clients, Budget(quota) if quota else None
+        )
+    except CgroupError as exc:
+        raise SystemExit(str(exc)) from exc
     print(json.dumps(out, indent=None if args.json else 2))
     return out
 

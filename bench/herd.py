@@ -33,9 +33,9 @@ scenario (each Pi's completion over time, one line per system) go to ``--out``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
+import os
 import random
 import shutil
 import signal
@@ -49,13 +49,13 @@ from typing import Any
 
 import trio
 
+from bench import _cgroup
+from bench._herdcli import parse_args, rebound, write_outputs
 from bench._netns import cleanup_leftovers
-from bench._report import lower_bound, machine, markdown, plot
-from bench._systems import SYSTEMS, NotRunnable, System
+from bench._report import lower_bound
+from bench._systems import SYSTEMS, Frumitcache, NotRunnable, System
 from bench._testbed import LoopbackTestbed, Rates, ShapedTestbed, Testbed
-from frumitcache.config import parse_quantity
 
-SCENARIOS = ("cold", "warm", "seeder-kill", "apt", "footprint")
 OBJECT_PATH = "/debian/herd/herd-blob_1.0_all.deb"  # a .deb name: apt-cacher-ng caches those
 
 
@@ -110,7 +110,17 @@ class Run:
             "mode": self.bed.mode,
             "nodes": self.bed.nodes,
             **self.bed.describe(),
+            **_cgroup.describe(self.args.budget),
+            "loadavg_1m": round(os.getloadavg()[0], 2),
         }
+
+    def budget_before(self) -> dict[str, float]:
+        cgroups = self.bed.cgroups
+        return cgroups.snapshot() if cgroups is not None else {}
+
+    def budget_figures(self, before: dict[str, float], delivered: int) -> dict[str, Any]:
+        cgroups = self.bed.cgroups
+        return cgroups.figures(before, delivered) if cgroups is not None else {}
 
     def limit_s(self, size: int) -> float:
         if self.args.timeout:
@@ -131,6 +141,7 @@ class Run:
         idle_rss = system.rss_mb()
         await trio.to_thread.run_sync(bed.reset_origin)
         cpu_before = system.cpu()
+        budget_before = self.budget_before()
 
         times: list[float | None] = [None] * bed.nodes
         codes: list[int | None] = [None] * bed.nodes
@@ -166,7 +177,7 @@ class Run:
                 for i in range(bed.nodes):
                     err = (out / f"pi{i}.err").open("wb")
                     argv = system.client_argv(i, url, self.sha, out / f"pi{i}.bin")
-                    procs.append(bed.spawn_argv(argv, stderr=err))
+                    procs.append(bed.spawn_argv(argv, stderr=err, pi=i))
                     err.close()
                 for i in range(bed.nodes):
                     nursery.start_soon(client, i)
@@ -215,6 +226,7 @@ class Run:
             idle_rss_mb=idle_rss,
             cpu_s=cpu if system.daemons else None,
             cpu_s_per_gb=(cpu / (delivered / 1e9)) if system.daemons and delivered else None,
+            **self.budget_figures(budget_before, delivered),
         )
         if kill_at is not None:
             row.update(kill_at=kill_at, killed=killed, kill_time_s=kill_time, failover_s=failover)
@@ -235,7 +247,7 @@ class Run:
 
     def build_repo(self) -> dict[str, Any]:
         """A signed repository of ``--apt-packages`` packages under the origin's root."""
-        from tests.apt.conftest import new_repo_builder
+        from frumitcache.testing.aptrepo import new_repo_builder
 
         for tool in ("apt-get", "apt-ftparchive", "dpkg-deb", "gpg", "xz", "gzip"):
             if shutil.which(tool) is None:
@@ -255,7 +267,7 @@ class Run:
         return {"names": list(sizes), "debs": debs, "keyring": builder.keyring}
 
     async def apt_herd(self, system: System) -> dict[str, Any]:
-        from tests.apt.conftest import make_client
+        from frumitcache.testing.aptrepo import make_client
 
         bed = self.bed
         assert self.repo is not None
@@ -270,6 +282,7 @@ class Run:
         idle_rss = system.rss_mb()
         await trio.to_thread.run_sync(bed.reset_origin)
         cpu_before = system.cpu()
+        budget_before = self.budget_before()
         times: list[float | None] = [None] * bed.nodes
         errors: dict[str, str] = {}
         t0 = trio.current_time()
@@ -280,7 +293,7 @@ class Run:
                 argv = [*bed.pis[i].prefix, "apt-get", "-q", *args]
                 with (client.home / "apt.err").open("ab") as err:
                     proc = bed.spawn_argv(
-                        argv, stderr=err, env=client.env(), cwd=client.home / "downloads"
+                        argv, stderr=err, env=client.env(), cwd=client.home / "downloads", pi=i
                     )
                 if await wait_exit(proc) != 0:
                     text = (client.home / "apt.err").read_text(errors="replace")
@@ -334,6 +347,7 @@ class Run:
             idle_rss_mb=idle_rss,
             cpu_s=cpu if system.daemons else None,
             cpu_s_per_gb=(cpu / (delivered / 1e9)) if system.daemons and delivered else None,
+            **self.budget_figures(budget_before, delivered),
         )
         if errors:
             row["errors"] = errors
@@ -347,7 +361,10 @@ class Run:
     # --- everything ---------------------------------------------------------------------------
 
     async def one(self, scenario: str, name: str) -> dict[str, Any]:
-        system = SYSTEMS[name](self.bed, self.work / "systems" / f"{scenario}-{name}")
+        work = self.work / "systems" / f"{scenario}-{name}"
+        system = SYSTEMS[name](self.bed, work)
+        if isinstance(system, Frumitcache) and self.args.chunk_size:
+            system.extra = {"store": {"chunk_size": self.args.chunk_size}}
         kill_at = self.args.kill_seeder_at if scenario == "seeder-kill" else None
         try:
             if scenario == "seeder-kill" and name == "direct":
@@ -411,69 +428,6 @@ def _summary(row: dict[str, Any]) -> str:
     )
 
 
-def _rate(text: str) -> int:
-    return parse_quantity(text, "bytes/s")
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--nodes", type=int, default=8, help="Pis in the site (default 8)")
-    parser.add_argument(
-        "--size", type=lambda s: parse_quantity(s, "bytes"), default=64 << 20,
-        help="object size F (default 64MiB)",
-    )  # fmt: skip
-    parser.add_argument("--shaped", action="store_true", help="network namespaces + tc (root)")
-    parser.add_argument(
-        "--systems", default=None,
-        help="comma-separated; default frumitcache,central,direct shaped, frumitcache,direct "
-        "on loopback (central needs --shaped: see below)",
-    )  # fmt: skip
-    parser.add_argument("--scenario", default="cold", help=f"one of {', '.join(SCENARIOS)}, all")
-    parser.add_argument(
-        "--kill-seeder-at", type=float, default=None,
-        help="SIGKILL the seeder/cache box when the origin has sent this share of F "
-        "(turns cold into seeder-kill; default 0.5 for seeder-kill)",
-    )  # fmt: skip
-    parser.add_argument("--uplink", type=_rate, default=_rate("20Mbit"), help="U (0: none)")
-    parser.add_argument("--down", type=_rate, default=_rate("100Mbit"), help="d (shaped mode)")
-    parser.add_argument("--up", type=_rate, default=_rate("100Mbit"), help="u (shaped mode)")
-    parser.add_argument("--apt-packages", type=int, default=16, help="packages in the apt herd")
-    parser.add_argument("--timeout", type=float, default=0, help="per herd; 0: from the rates")
-    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="table, plots")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    parser.add_argument("--cleanup", action="store_true", help="remove leftovers and exit")
-    parser.add_argument(
-        "--render", type=Path, metavar="JSON", help="redraw the table and plots of a saved run"
-    )
-    args = parser.parse_args(argv)
-    if args.scenario == "all":
-        args.scenarios = list(SCENARIOS)
-    elif args.scenario in SCENARIOS:
-        args.scenarios = [args.scenario]
-    else:
-        parser.error(f"--scenario: one of {', '.join(SCENARIOS)}, all")
-    if args.kill_seeder_at is not None and args.scenarios == ["cold"]:
-        args.scenarios = ["seeder-kill"]
-    if args.kill_seeder_at is None:
-        args.kill_seeder_at = 0.5
-    if args.systems is None:
-        args.systems = "frumitcache,central,direct" if args.shaped else "frumitcache,direct"
-    args.system_list = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = set(args.system_list) - set(SYSTEMS)
-    if unknown:
-        parser.error(f"--systems: unknown {sorted(unknown)}; known: {', '.join(SYSTEMS)}")
-    if "central" in args.system_list and not args.shaped and not args.render:
-        # apt-cacher-ng looks up DNS SRV records (_http._tcp.<host>) even for IP addresses;
-        # outside the namespaces those queries would go to the machine's real resolver.
-        parser.error(
-            "--systems central needs --shaped: apt-cacher-ng sends DNS SRV queries for every "
-            "origin host, and only inside the shaped site's namespaces do they stay local"
-        )
-    return args
-
-
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -481,18 +435,20 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     if args.cleanup:
-        removed = cleanup_leftovers()
+        removed = cleanup_leftovers() + _cgroup.cleanup_leftovers()
         print(json.dumps({"removed": removed}))
         return []
     if args.render:
         saved = json.loads(args.render.read_text())
         for row in saved["rows"]:
-            _rebound(row)
-        _write_outputs(args, saved["rows"], saved.get("machine"), saved.get("argv"))
+            rebound(row)
+        write_outputs(args, saved["rows"], saved.get("machine"), saved.get("argv"))
         return list(saved["rows"])
+    if args.budget is not None and os.geteuid() != 0:
+        raise SystemExit(
+            "--cpu-quota / --memory / --pi need root: every Pi's processes go into a cgroup"
+        )
     if args.shaped:
-        import os
-
         if os.geteuid() != 0:
             raise SystemExit("--shaped needs root (network namespaces and tc)")
         for tool in ("ip", "tc"):
@@ -505,62 +461,30 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     bed: Testbed | None = None
     run: Run | None = None
+    cgroups: _cgroup.CgroupSet | None = None
     try:
         bed = (ShapedTestbed if args.shaped else LoopbackTestbed)(args.nodes, rates, work)
+        if args.budget is not None:
+            _cgroup.cleanup_leftovers()
+            cgroups = _cgroup.CgroupSet([pi.name for pi in bed.pis], args.budget)
+            try:
+                cgroups.setup()
+            except _cgroup.CgroupError as exc:
+                raise SystemExit(f"--cpu-quota / --memory: {exc}") from exc
+            bed.cgroups = cgroups
         run = Run(args, bed, work)
         trio.run(run.main, args.scenarios, args.system_list)
     finally:
         if bed is not None:
             bed.close()
+        if cgroups is not None:
+            cgroups.teardown()  # after the processes are gone, like the namespaces
         signal.signal(signal.SIGTERM, previous)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         if run is not None and run.rows:
-            _write_outputs(args, run.rows)
+            write_outputs(args, run.rows)
     return run.rows
-
-
-def _rebound(row: dict[str, Any]) -> None:
-    """Recompute a saved row's bound from its rates (the formula may have changed since)."""
-    if row.get("runnable") is False or not row.get("bytes"):
-        return
-    rates = Rates(row.get("uplink_Bps"), row.get("down_Bps"), row.get("up_Bps"))
-    bound = lower_bound(row["bytes"], row["nodes"], rates, warm=row["scenario"] == "warm")
-    row["t_bound_s"] = bound
-    t_last = row.get("t_last_s")
-    row["bound_ratio"] = t_last / bound if t_last is not None and bound else None
-
-
-def _write_outputs(
-    args: argparse.Namespace,
-    rows: list[dict[str, Any]],
-    measured_on: dict[str, Any] | None = None,
-    argv: list[str] | None = None,
-) -> None:
-    mode = rows[0].get("mode", "?")
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    m = measured_on or machine()
-    m.setdefault("when", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
-    info: dict[str, Any] = {"machine": m, "argv": argv or sys.argv[1:], "rows": rows}
-    header = (
-        f"`python -m bench.herd {' '.join(info['argv'])}`: {mode} mode, N={rows[0]['nodes']}, "
-        f"on {m['nproc']} x {m['cpu']}, {m['ram_gib']} GiB RAM, "
-        f"{m['when']}\n\n"
-    )
-    (out / f"herd-{mode}.json").write_text(json.dumps(info, indent=1) + "\n")
-    table = markdown(rows)
-    (out / f"herd-{mode}.md").write_text(header + table)
-    if not args.json:
-        print(header + table)
-    for scenario in dict.fromkeys(r["scenario"] for r in rows):
-        path = out / f"herd-{mode}-{scenario}.png"
-        title = f"{scenario} herd, {mode}, N={rows[0]['nodes']}"
-        with contextlib.suppress(OSError):
-            path.unlink(missing_ok=True)
-        said = plot(rows, scenario, path, title)
-        if not args.quiet:
-            sys.stderr.write(said + "\n")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from bench import _cgroup
 from bench._netns import ETC_NETNS, PREFIX, ShapedSite, cleanup_leftovers, list_namespaces
 from bench._report import lower_bound, markdown
 from bench._testbed import Rates
@@ -93,10 +94,11 @@ def test_table_shows_rows_and_unrunnable_ones() -> None:
 
 
 def test_loopback_smoke(tmp_path: Path) -> None:
-    nodes, size, uplink = 3, 2 * MiB, 10_000_000
+    nodes, size, uplink, chunk = 3, 2 * MiB, 10_000_000, 512 * 1024
     rows, log = herd(
         "--nodes", str(nodes), "--size", "2MiB", "--uplink", "80Mbit",
         "--systems", "direct,frumitcache", "--scenario", "cold", "--out", str(tmp_path),
+        "--chunk-size", str(chunk),  # four chunks: one chunk too many stays below 2 x F
         timeout=110,
     )  # fmt: skip
     assert [r["system"] for r in rows] == ["direct", "frumitcache"], log
@@ -106,11 +108,13 @@ def test_loopback_smoke(tmp_path: Path) -> None:
         assert row["scenario"] == "cold"
         assert row["nodes"] == nodes
         assert row["bytes"] == size
+        assert row["cpu_quota_pct"] is None  # no budget asked: no cgroups, no figures
+        assert "throttled_s" not in row
         assert row["verified"] is True, row
         assert row["completed"] == nodes
         assert row["uplink_ratio"] == pytest.approx(row["uplink_bytes"] / size)
-        # Every Pi's byte left the origin at least once; nobody fetched more than once.
-        assert size <= row["uplink_bytes"] <= nodes * size + nodes * 4096, row
+        # Every Pi's byte left the origin at least once.
+        assert row["uplink_bytes"] >= size, row
         assert row["t_last_s"] == pytest.approx(max(row["times_s"]))
         assert row["t_bound_s"] == pytest.approx(size / uplink)
         assert row["bound_ratio"] == pytest.approx(row["t_last_s"] / row["t_bound_s"])
@@ -119,6 +123,10 @@ def test_loopback_smoke(tmp_path: Path) -> None:
     assert direct["uplink_bytes"] == nodes * size
     assert direct["origin_requests"] == nodes
     assert direct["max_rss_mb"] is None
+    # The site fetched the object across the uplink once: F, plus at most one chunk fetched
+    # twice (a chunk in flight when its fetcher changed); a second Pi at the origin is >= 2 F.
+    assert size <= ours["uplink_bytes"] <= size + chunk, ours
+    assert ours["origin_requests"] <= size // chunk + 1, ours
     assert ours["max_rss_mb"] > 0
     assert ours["cpu_s_per_gb"] is not None
     saved = json.loads((tmp_path / "herd-loopback.json").read_text())
@@ -204,6 +212,7 @@ def test_shaped_herd_leaves_nothing_behind(tmp_path: Path) -> None:
         [
             sys.executable, "-m", "bench.herd", "--shaped", "--nodes", "2", "--size", "1MiB",
             "--systems", "direct", "--json", "--quiet", "--out", str(tmp_path),
+            "--cpu-quota", "50", "--memory", "512",
         ],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -218,7 +227,24 @@ def test_shaped_herd_leaves_nothing_behind(tmp_path: Path) -> None:
     assert row["mode"] == "shaped"
     assert row["verified"] is True
     assert row["uplink_bytes"] == 2 * MiB
+    # Each Pi's clients ran inside its cgroup: counted there, with the budget in the row.
+    assert row["cpu_quota_pct"] == 50
+    assert row["memory_limit_mb"] == 512
+    assert row["client_cpu_s"] > 0
+    assert row["agent_cpu_s"] == 0  # direct has no daemons
+    assert row["throttled_s"] >= 0
     assert ours(f"{PREFIX}{proc.pid}") == []
+    assert cgroups_of(proc.pid) == []
+
+
+def cgroups_of(pid: int) -> list[Path]:
+    """The harness's cgroup directories (bench._cgroup names them fcb<pid>) still present."""
+    found: list[Path] = []
+    for mount in ("cpu", "cpuacct", "memory", "unified"):
+        root = Path("/sys/fs/cgroup") / mount
+        if root.is_dir():
+            found += root.rglob(f"{_cgroup.PREFIX}{pid}")
+    return found
 
 
 @needs_root
@@ -228,13 +254,14 @@ def test_shaped_herd_cleans_up_on_ctrl_c(tmp_path: Path) -> None:
         [
             sys.executable, "-m", "bench.herd", "--shaped", "--nodes", "2", "--size", "64MiB",
             "--uplink", "8Mbit", "--systems", "direct", "--quiet", "--out", str(tmp_path),
+            "--cpu-quota", "50",
         ],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     tag = f"{PREFIX}{proc.pid}"
     try:
         deadline = time.monotonic() + 60
-        while len(ours(tag)) < 4 or not _pids_in(f"{tag}-pi1"):
+        while len(ours(tag)) < 4 or not _pids_in(f"{tag}-pi1") or not cgroups_of(proc.pid):
             assert proc.poll() is None, "the harness exited early"
             assert time.monotonic() < deadline, "the site never came up"
             time.sleep(0.2)
@@ -245,6 +272,7 @@ def test_shaped_herd_cleans_up_on_ctrl_c(tmp_path: Path) -> None:
             proc.kill()
             proc.wait(timeout=10)
     assert ours(tag) == []
+    assert cgroups_of(proc.pid) == []
 
 
 def _pids_in(ns: str) -> list[str]:
