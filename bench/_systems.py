@@ -255,6 +255,8 @@ class Frumitcache(System):
                 "discovery": False,
             },
             "apt": {"enabled": False},
+            # The test origin lives on a private address: name it (a pattern would not reach it).
+            "origin": {"allow": ["*", bed.origin_authority]},
             "log": {"level": "warning"},
         }
         if apt:

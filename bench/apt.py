@@ -65,7 +65,8 @@ async def _serve(address: str, origin: str, store_dir: Path) -> None:
     hashes = HashBook(store_dir.parent / "apt-hashes.sqlite")
     config = AptConfig(port=0, listen=address, allowed_hosts=[origin], index_window_s=30.0)
     try:
-        async with OriginFetcher(OriginConfig(), store) as fetcher, trio.open_nursery() as n:
+        fetcher_config = OriginConfig(allow=[origin])
+        async with OriginFetcher(fetcher_config, store) as fetcher, trio.open_nursery() as n:
             source = LocalSource(store, fetcher, n, index_window_s=config.index_window_s)
             proxy = AptProxy(config, source, hashes=hashes)
             _host, port = await n.start(proxy.serve)

@@ -129,6 +129,15 @@ class OriginConfig:
     )
     proxy: str = opt("", "Upstream HTTP proxy URL for origin fetches; empty means none.")
     user_agent: str = opt("", "User-Agent sent to origins; empty means frumitcache/VERSION.")
+    allow: list[str] = opt(
+        ["*"],
+        "Upstream allow-list of every door that has no list of its own (apt.allowed_hosts, "
+        "control.allow), checked for every URL and every redirect hop, on the member and again "
+        "on the seeder. Entries: host, *.domain, * (any host), an address or a network "
+        "(10.0.0.0/8, [fd00::/8]), each with :port or :* (any port); without a port only 80/443. "
+        "A pattern (* or *.domain) reaches public addresses only: loopback, private, link-local "
+        "and the agent's own addresses need an explicit entry. Only http and https are fetched.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +146,11 @@ class ControlConfig:
         "",
         "Unix socket of the local control API used by the CLI and the library; empty means "
         "$XDG_RUNTIME_DIR/frumitcache/agent.sock (/run/frumitcache/agent.sock as root).",
+    )
+    allow: list[str] = opt(
+        [],
+        "Upstream allow-list of the control socket's door (frumitcache pull, the library's "
+        "fetch and prefetch), with origin.allow's syntax; empty means origin.allow.",
     )
 
 
@@ -238,7 +252,7 @@ class AptConfig:
             "raspbian.raspberrypi.org",
             "raspbian.raspberrypi.com",
         ],
-        "Upstream hosts the proxy fetches from (host or host:port); anything else gets 403.",
+        "Upstream allow-list of the apt proxy (origin.allow's syntax); anything else gets 403.",
     )
     connect_allowed_hosts: list[str] = opt(
         [], "Hosts reachable through CONNECT tunnels (not cached); empty means none."
@@ -399,6 +413,9 @@ def _check_values(cfg: Config) -> None:
             raise ConfigError(f"{key}: must be a port number (0-65535), got {port}")
     if cfg.site.lease_s <= 0 or cfg.site.beacon_interval_s <= 0:
         raise ConfigError("site.lease_s and site.beacon_interval_s: must be positive")
+    from frumitcache.origin._allow import AllowPolicy  # here: origin imports this module
+
+    AllowPolicy.from_config(cfg)  # a bad allow-list entry raises ConfigError naming its key
 
 
 def config_from_mapping(data: Mapping[str, Any], *, source: str = "config") -> Config:

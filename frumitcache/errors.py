@@ -17,6 +17,7 @@ translated where they enter our code, so callers catch one family::
     ├── DigestMismatchError      content does not hash to the digest it was asked for
     ├── ProtocolError            a peer or client sent something malformed
     │   └── BadUrlError          a URL that is not http:// or https:// (or not a URL)
+    ├── NotAllowedError          the URL (or a redirect) is outside the upstream allow-list
     ├── PeerError                a site member misbehaved or failed (bad data, gone)
     └── AgentError               talking to the local agent failed
         └── AgentUnavailableError  no agent is listening on the control socket
@@ -88,6 +89,13 @@ class BadUrlError(ProtocolError):
     """A URL the agent cannot fetch: not ``http://`` or ``https://``, or no host."""
 
     code = "bad-url"
+
+
+class NotAllowedError(FrumitcacheError):
+    """A URL no door may fetch: not on the allow-list, a non-public address reached by a
+    pattern, or a scheme other than http/https (see ``frumitcache.origin._allow``)."""
+
+    code = "not-allowed"
 
 
 class PeerError(FrumitcacheError):

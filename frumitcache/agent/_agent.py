@@ -30,7 +30,7 @@ from frumitcache.apt import AptProxy, HashBook, LocalSource, SiteStatus
 from frumitcache.config import Config
 from frumitcache.control._protocol import Status
 from frumitcache.errors import AgentError
-from frumitcache.origin import OriginFetcher
+from frumitcache.origin import AllowPolicy, OriginFetcher
 from frumitcache.site import MemberInfo
 from frumitcache.store import Store
 
@@ -178,7 +178,7 @@ class Agent:
         if any(dataclasses.astuple(recovery)):
             log.info("store.recovered", **dataclasses.asdict(recovery))
         try:
-            fetcher = OriginFetcher(cfg.origin, store)
+            fetcher = OriginFetcher(cfg.origin, store, allow=AllowPolicy.from_config(cfg))
             self._fetcher = fetcher
             try:
                 async with trio.open_nursery(strict_exception_groups=True) as nursery:

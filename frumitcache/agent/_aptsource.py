@@ -34,7 +34,7 @@ class ContentFetcher:
         revalidate: bool = False,
         task_status: trio.TaskStatus[FetchInfo] = trio.TASK_STATUS_IGNORED,
     ) -> Manifest:
-        flight = self._content.ensure(url, expected_digest, revalidate=revalidate)
+        flight = self._content.ensure(url, expected_digest, revalidate=revalidate, door="apt")
         # The proxy answers apt with a Content-Length: wait for the writer and the size.
         while not flight.done.is_set() and (not flight.writing.is_set() or flight.size is None):
             await wait_any(flight.changed, flight.done)

@@ -12,6 +12,10 @@
 4. **Fallback**: no seeder reachable → fetch the origin directly if ``site.fallback`` allows
    it (at once, or after ``site.fallback_timeout_s``), counted and logged.
 
+Every URL passes the allow-list of the door that asked (:meth:`ContentService.ensure`), and the
+seeder checks a member's ``FetchRequest`` against the union of its own lists: a member cannot
+make the seeder fetch what no door of the seeder admits.
+
 Every path writes into the store, and callers read from the store, so every byte a caller
 gets was hashed first. One :class:`_Flight` per URL runs in the agent's nursery (not the
 caller's): a caller that hangs up does not abort a fetch others share, and a failing fetch
@@ -41,7 +45,7 @@ from frumitcache.errors import (
     PeerError,
     error_from_code,
 )
-from frumitcache.origin import FetchInfo, OriginFetcher
+from frumitcache.origin import Door, FetchInfo, OriginFetcher
 from frumitcache.site import (
     ChunkAnnounce,
     ErrorReply,
@@ -92,8 +96,11 @@ class _Flight:
     fires on every hand-over, ``done`` when the flight ends (``error`` set if it failed).
     """
 
-    def __init__(self, url: str, sha256: bytes | None, *, revalidate: bool = False) -> None:
+    def __init__(
+        self, url: str, sha256: bytes | None, *, revalidate: bool = False, door: Door = "site"
+    ) -> None:
         self.url = url
+        self.door: Door = door  # whose allow-list the origin fetch (and its redirects) obeys
         self.sha256 = sha256
         self.revalidate = revalidate
         self.info: FetchInfo | None = None
@@ -194,9 +201,10 @@ class ContentService:
 
     @asynccontextmanager
     async def open(
-        self, url: str, *, sha256: bytes | None = None, offset: int = 0
+        self, url: str, *, sha256: bytes | None = None, offset: int = 0, door: Door = "control"
     ) -> AsyncIterator[Opened]:
         """Deliver the object at ``url`` from ``offset``; errors are :class:`FrumitcacheError`."""
+        self.check(url, door)
         digest = self.lookup(url, sha256)
         if digest is not None:
             self.stats.served_local += 1
@@ -204,7 +212,7 @@ class ContentService:
             async with self._store.open_reader(digest, offset=offset) as reader:
                 yield Opened("store", reader.size, reader)
             return
-        flight = self.ensure(url, sha256)
+        flight = self.ensure(url, sha256, door=door)
         await flight.wait_writing_or_done()
         if flight.error is not None and not flight.writing.is_set():
             raise flight.error
@@ -216,15 +224,24 @@ class ContentService:
             flight = next(iter(self._flights.values()))
             await flight.done.wait()
 
-    def ensure(self, url: str, sha256: bytes | None, *, revalidate: bool = False) -> _Flight:
+    def check(self, url: str, door: Door) -> None:
+        """Raise :class:`~frumitcache.errors.NotAllowedError` unless ``door`` may fetch ``url``."""
+        self._fetcher.allow.check(url, door)
+
+    def ensure(
+        self, url: str, sha256: bytes | None, *, door: Door, revalidate: bool = False
+    ) -> _Flight:
         """The flight bringing ``url`` here, started if none runs (single-flight per URL).
 
+        ``door`` (apt, control, or site for a request from another member) must admit the
+        URL: :class:`~frumitcache.errors.NotAllowedError` otherwise, before anything starts.
         ``revalidate``: the object may be held already, but the origin (through the seeder,
         once per index window for the site) decides whether it is still current.
         """
+        self.check(url, door)
         flight = self._flights.get(url)
         if flight is None:
-            flight = _Flight(url, sha256, revalidate=revalidate)
+            flight = _Flight(url, sha256, revalidate=revalidate, door=door)
             self._flights[url] = flight
             self._nursery.start_soon(self._run, flight)
         return flight
@@ -284,6 +301,7 @@ class ContentService:
             flight.url,
             expected_digest=flight.sha256,
             revalidate=flight.revalidate,
+            door=flight.door,
             task_status=cast("trio.TaskStatus[FetchInfo]", flight),
         )
         return flight.manifest
@@ -352,10 +370,13 @@ class ContentService:
         site = self._site
         assert site is not None
         catalogue = site.parts()[0].catalogue
+        # The seeder decides, not the member: a URL none of its doors admits is refused here
+        # (and the uplink client checks it, and every redirect, again).
+        self.check(request.url, "site")
         if request.revalidate and self._revalidation_due(request.url):
             # What the catalogue says may be stale: it is rebuilt from the revalidated object.
             catalogue.forget(request.url)
-            self.ensure(request.url, request.sha256, revalidate=True)
+            self.ensure(request.url, request.sha256, revalidate=True, door="site")
             return catalogue.info(request.url, request_id=request.request_id, fetching=True)
         manifest = self._store.lookup(request.url)
         if manifest is None and request.sha256 is not None:
@@ -377,7 +398,7 @@ class ContentService:
             # Some member holds these bytes under another name (an imported .deb, another
             # mirror): content addressing makes the uplink unnecessary.
             return catalogue.info(request.url, request_id=request.request_id)
-        self.ensure(request.url, request.sha256)
+        self.ensure(request.url, request.sha256, door="site")
         return catalogue.info(request.url, request_id=request.request_id, fetching=True)
 
     def _alias_by_digest(self, url: str, sha256: bytes) -> bool:
@@ -469,6 +490,7 @@ class ContentService:
             flight.url,
             expected_digest=flight.sha256,
             revalidate=flight.revalidate,
+            door=flight.door,
             task_status=cast("trio.TaskStatus[FetchInfo]", _Relay()),
         )
 

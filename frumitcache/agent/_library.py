@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import trio
 
 from frumitcache._log import get_logger
@@ -40,6 +39,7 @@ from frumitcache.errors import (
     NotInStoreError,
     PeerError,
 )
+from frumitcache.origin import Door
 from frumitcache.site import Lookup, ObjectInfo, ObjectManifest
 from frumitcache.store import Manifest
 
@@ -87,17 +87,21 @@ class LibraryRequests:
 
     # --- prefetch ---------------------------------------------------------------------------
 
-    def _prefetch_here(self, url: str, sha256: bytes | None) -> str:
+    def _prefetch_here(self, url: str, sha256: bytes | None, door: Door = "site") -> str:
+        """Start the flight for ``url`` here; ``site`` when another member asked (its
+        ``POST /prefetch``): the union of this node's lists, which the seeder checks again."""
         check_url(url)
+        self._content.check(url, door)
         if self._content.lookup(url, sha256) is not None:
             return "present"
-        self._content.ensure(url, sha256)
+        self._content.ensure(url, sha256, door=door)
         return "fetching"
 
     async def prefetch(
         self, url: str, sha256: bytes | None, nodes: list[str] | None
     ) -> PrefetchReply:
         check_url(url)
+        self._content.check(url, "control")  # refused here before any member is asked
         me = self._status().node
         site = self._content.site
         members = {m.node_id: m for m in site.node.members()} if site and site.node else {}
@@ -110,7 +114,7 @@ class LibraryRequests:
         async def ask(node: str) -> None:
             try:
                 if node == me:
-                    out[node] = self._prefetch_here(url, sha256)
+                    out[node] = self._prefetch_here(url, sha256, "control")
                 elif node not in members:
                     out[node] = "error: not a live member of this site"
                 else:
@@ -239,6 +243,7 @@ class LibraryRequests:
     async def estimate(self, urls: list[str]) -> EstimateReply:
         for url in urls:
             check_url(url)
+            self._content.check(url, "control")
         items: list[dict[str, Any]] = []
         unknown: list[int] = []
         for url in urls:
@@ -267,39 +272,29 @@ class LibraryRequests:
         return EstimateReply(items=items)
 
     async def _head_sizes(self, items: list[dict[str, Any]]) -> None:
-        """Ask the origin for the size of URLs the site has never seen (HEAD, no body)."""
-        cfg = self._content.fetcher.config
-        proxy = httpx.Proxy(cfg.proxy) if cfg.proxy else None
-        async with httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(proxy=proxy),
-            timeout=httpx.Timeout(cfg.read_timeout_s, connect=cfg.connect_timeout_s),
-            follow_redirects=True,
-            max_redirects=cfg.max_redirects,
-            trust_env=False,
-            headers={"Accept-Encoding": "identity"},
-        ) as client:
-            limit = trio.CapacityLimiter(_HEADS_AT_ONCE)
+        """Ask the origin for the size of URLs the site has never seen (HEAD, no body),
+        through the uplink client: the allow-list and its redirect checks hold here too."""
+        fetcher = self._content.fetcher
+        limit = trio.CapacityLimiter(_HEADS_AT_ONCE)
 
-            async def head(item: dict[str, Any]) -> None:
-                async with limit:
-                    try:
-                        resp = await client.head(item["url"])
-                    except httpx.HTTPError as exc:
-                        item["error"] = f"origin HEAD failed: {exc or type(exc).__name__}"
-                        return
-                if resp.status_code >= 400:
-                    item["error"] = f"origin answered HEAD with HTTP {resp.status_code}"
+        async def head(item: dict[str, Any]) -> None:
+            async with limit:
+                try:
+                    status, size = await fetcher.head_size(item["url"], door="control")
+                except FrumitcacheError as exc:
+                    item["error"] = str(exc)
                     return
-                length = resp.headers.get("content-length")
-                if length is not None and length.isdigit():
-                    size = int(length)
-                    item["size"] = size
-                    item["uplink"] = max(size - int(item["in_site"]), 0)
-                    item["source"] = "origin-head"
+            if status >= 400:
+                item["error"] = f"origin answered HEAD with HTTP {status}"
+                return
+            if size is not None:
+                item["size"] = size
+                item["uplink"] = max(size - int(item["in_site"]), 0)
+                item["source"] = "origin-head"
 
-            async with trio.open_nursery() as nursery:
-                for item in items:
-                    nursery.start_soon(head, item)
+        async with trio.open_nursery() as nursery:
+            for item in items:
+                nursery.start_soon(head, item)
 
     # --- cache ------------------------------------------------------------------------------
 

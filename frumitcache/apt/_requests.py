@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
+from frumitcache.errors import FrumitcacheError
+
 ALLOW_KEY = "apt.allowed_hosts"
 CONNECT_ALLOW_KEY = "apt.connect_allowed_hosts"
 
@@ -111,17 +113,16 @@ def split_authority(text: str, default_port: int) -> tuple[str, int] | None:
 
 
 def host_allowed(host: str, port: int, scheme: str, allowed: Iterable[str]) -> bool:
-    """Whether ``allowed`` (entries ``host`` or ``host:port``) admits this upstream.
-
-    An entry without a port admits only the scheme's default port, so allowing
-    ``deb.debian.org`` does not open ``deb.debian.org:25``.
+    """Whether ``allowed`` admits this upstream: the one allow-list matcher of every door
+    (:class:`frumitcache.origin.AllowList`). An entry without a port admits only the scheme's
+    default port, so allowing ``deb.debian.org`` does not open ``deb.debian.org:25``.
     """
-    default = _DEFAULT_PORTS.get(scheme, 80)
-    for entry in allowed:
-        parsed = split_authority(entry.strip(), default)
-        if parsed is not None and parsed == (host, port):
-            return True
-    return False
+    from frumitcache.origin import AllowList  # here: origin imports the config, not apt
+
+    try:
+        return AllowList.parse(allowed, ALLOW_KEY).admits_name(host, port, scheme)
+    except FrumitcacheError:
+        return False  # a bad entry admits nothing (the config loader names it)
 
 
 def _check_path(path: str) -> str | None:

@@ -40,6 +40,7 @@ from frumitcache.config import AptConfig
 from frumitcache.errors import (
     DigestMismatchError,
     FrumitcacheError,
+    NotAllowedError,
     OriginError,
     OriginStatusError,
     OriginUnreachableError,
@@ -441,7 +442,10 @@ class AptProxy:
         target: Target,
         exc: FrumitcacheError,
     ) -> int:
-        if isinstance(exc, OriginStatusError):
+        if isinstance(exc, NotAllowedError):
+            status = 403  # a redirect (or a seeder) refused by the allow-list
+            text = f"{exc}\n"
+        elif isinstance(exc, OriginStatusError):
             status = exc.status if 400 <= exc.status < 600 else 502
             text = f"the origin answered {exc.status} for {target.url}\n"
         elif isinstance(exc, OriginUnreachableError):

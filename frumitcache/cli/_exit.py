@@ -8,6 +8,7 @@ from frumitcache.errors import (
     ConfigError,
     DigestMismatchError,
     FrumitcacheError,
+    NotAllowedError,
     NotInStoreError,
     OriginError,
     PeerError,
@@ -24,12 +25,14 @@ ORIGIN = 6
 STORE = 7
 NOT_FOUND = 8
 SITE = 9
+NOT_ALLOWED = 10
 INTERRUPTED = 130
 
 # Most specific first: the first class an error is an instance of decides.
 _BY_ERROR: tuple[tuple[type[FrumitcacheError], int], ...] = (
     (ConfigError, CONFIG),
     (BadUrlError, USAGE),
+    (NotAllowedError, NOT_ALLOWED),
     (AgentUnavailableError, AGENT_UNAVAILABLE),
     (DigestMismatchError, DIGEST_MISMATCH),
     (NotInStoreError, NOT_FOUND),
@@ -49,6 +52,7 @@ HELP = """exit codes:
   7    the local store failed (disk full, corrupt data)
   8    not found in the store / site (unknown digest, URL never fetched)
   9    the site failed (no seeder elected, a member did not answer)
+  10   the URL (or a redirect) is not on the agent's allow-list (origin.allow, control.allow)
   130  interrupted"""
 
 

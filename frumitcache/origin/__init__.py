@@ -3,18 +3,19 @@ accounting; origin errors are passed on honestly and never stored as content.
 
 :class:`OriginFetcher` is the client, :class:`TokenBucket` and :class:`RateMeter` the pure rate
 arithmetic it (and the test origin) uses, :func:`plan_response` the pure rule book of what an
-origin response means for a fetch.
+origin response means for a fetch, :class:`AllowPolicy` the one upstream allow-list every door
+and every redirect obeys.
 """
 
 from frumitcache._rate import RateMeter, TokenBucket
-from frumitcache.origin._fetcher import (
+from frumitcache.origin._allow import AllowList, AllowPolicy, Door
+from frumitcache.origin._fetcher import OriginFetcher, OriginStats
+from frumitcache.origin._job import (
     META_CONTENT_TYPE,
     META_ETAG,
     META_FETCHED_AT,
     META_LAST_MODIFIED,
     FetchInfo,
-    OriginFetcher,
-    OriginStats,
 )
 from frumitcache.origin._plan import Action, Step, parse_content_range, plan_response
 
@@ -24,6 +25,9 @@ __all__ = [
     "META_FETCHED_AT",
     "META_LAST_MODIFIED",
     "Action",
+    "AllowList",
+    "AllowPolicy",
+    "Door",
     "FetchInfo",
     "OriginFetcher",
     "OriginStats",

@@ -11,21 +11,21 @@ Bodies are written to the store as they arrive, so a caller can start the fetch 
 has answered with a body (or at once when the object is already stored); an origin error
 before that raises from ``start`` itself.
 
+Every URL fetched and every redirect hop passes the door's allow-list, and every connection the
+union's address check (:mod:`frumitcache.origin._allow`): ``fetch(url, door=...)``.
+
 Every body byte received counts against one :class:`~frumitcache.origin.TokenBucket` shared by
 all fetches (``origin.max_rate``) and is counted per origin host (:meth:`statistics`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import ssl
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import httpx
 import trio
@@ -35,60 +35,26 @@ from frumitcache._version import __version__
 from frumitcache.config import OriginConfig
 from frumitcache.errors import (
     DigestMismatchError,
-    FrumitcacheError,
+    NotAllowedError,
     OriginError,
-    OriginStatusError,
-    OriginTruncatedError,
-    OriginUnreachableError,
 )
-from frumitcache.origin._plan import Action, plan_response
+from frumitcache.origin._allow import AllowList, AllowPolicy, Door, install_guard
 
 if TYPE_CHECKING:
     from frumitcache.store import Manifest, Store
 
+from frumitcache.origin._job import (
+    _ALLOW,
+    META_CONTENT_TYPE,
+    META_ETAG,
+    META_LAST_MODIFIED,
+    FetchInfo,
+    _host_of,
+    _Job,
+    _Store,
+)
+
 log = logging.getLogger(__name__)
-
-# Keys this module keeps in store.key_meta(url).
-META_ETAG = "etag"
-META_LAST_MODIFIED = "last_modified"
-META_CONTENT_TYPE = "content_type"
-META_FETCHED_AT = "fetched_at"  # unix seconds, as a decimal string
-META_PARTIAL_VALIDATOR = "partial_validator"  # If-Range value for a stored partial
-
-
-class _Writer(Protocol):
-    @property
-    def offset(self) -> int: ...
-    async def write(self, data: bytes) -> None: ...
-    async def finish(self) -> Manifest: ...
-    async def abort(self) -> None: ...
-    async def discard(self) -> None: ...
-
-
-class _Store(Protocol):
-    """The part of :class:`frumitcache.store.Store` the fetcher uses."""
-
-    def lookup(self, key_or_digest: str | bytes) -> Manifest | None: ...
-    def open_writer(
-        self, key: str, *, expected_digest: bytes | None = ..., expected_size: int | None = ...
-    ) -> _Writer: ...
-    def map_key(self, key: str, digest: bytes) -> None: ...
-    def key_meta(self, key: str) -> dict[str, str]: ...
-    def set_key_meta(self, key: str, meta: dict[str, str]) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class FetchInfo:
-    """What ``nursery.start(fetcher.fetch, url)`` returns: the object is stored or on its way."""
-
-    url: str
-    size: int | None  # the object's size, when the origin announced it
-    offset: int  # bytes already in the store when this body started (a resume)
-    content_type: str | None
-    etag: str | None
-    last_modified: str | None
-    cached: bool  # complete in the store already (or revalidated with 304): no origin body
-
 
 @dataclass(frozen=True, slots=True)
 class OriginStats:
@@ -116,42 +82,12 @@ class _Flight:
     error: BaseException | None = None  # None with result None: the leader was cancelled
 
 
-class _Transient(Exception):
-    """A connection-level failure worth resuming after (internal)."""
-
-    def __init__(self, cause: Exception, *, in_body: bool) -> None:
-        super().__init__(str(cause) or type(cause).__name__)
-        self.cause = cause
-        self.in_body = in_body
-
-
-def _host_of(url: httpx.URL) -> str:
-    port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
-    return f"{url.host}:{port}"
-
-
-def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
-    """The TLS error (certificate not trusted, handshake failure) behind a connect error."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, ssl.SSLError):
-            return cause
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
-def _validator(etag: str | None, last_modified: str | None) -> str | None:
-    """The If-Range value: a strong ETag, else Last-Modified (RFC 9110 13.1.5)."""
-    if etag and not etag.startswith("W/"):
-        return etag
-    return last_modified or None
-
 
 class OriginFetcher:
     """The uplink client of one agent. Use as ``async with OriginFetcher(cfg, store) as f``
-    (or call :meth:`aclose`). ``transport`` replaces the network (tests, proxies)."""
+    (or call :meth:`aclose`). ``transport`` replaces the network (tests, proxies). ``allow``
+    is every door's allow-list (the agent builds it from the whole config); by default
+    ``origin.allow`` for every door."""
 
     def __init__(
         self,
@@ -159,12 +95,19 @@ class OriginFetcher:
         store: Store,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        allow: AllowPolicy | None = None,
     ) -> None:
         self.config = config
+        self.allow = allow or AllowPolicy.from_lists(config.allow)
         self._store: _Store = store
         if transport is None:
             proxy = httpx.Proxy(config.proxy) if config.proxy else None
             transport = httpx.AsyncHTTPTransport(proxy=proxy)
+            if proxy is None and not install_guard(
+                transport, self.allow.door("site"), trio.socket.getaddrinfo
+            ):
+                # Refuse to run unguarded rather than let a name resolve to loopback.
+                raise OriginError("cannot guard origin connections with this httpx/httpcore")
         self._client = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s),
@@ -172,7 +115,7 @@ class OriginFetcher:
             max_redirects=config.max_redirects,
             # Only our config decides about proxies, never the environment.
             trust_env=False,
-            event_hooks={"response": [self._count_response]},
+            event_hooks={"request": [self._check_hop], "response": [self._count_response]},
             headers={
                 "User-Agent": config.user_agent or f"frumitcache/{__version__}",
                 # Store the representation the origin holds, byte for byte.
@@ -187,10 +130,40 @@ class OriginFetcher:
         self._resumes = 0
         self._fetches = 0
 
+    def _allow_of(self, request: httpx.Request) -> AllowList:
+        allow = request.extensions.get(_ALLOW)
+        return allow if isinstance(allow, AllowList) else self.allow.door("site")
+
+    async def _check_hop(self, request: httpx.Request) -> None:
+        # httpx calls this before the first request and before every redirect it follows,
+        # and carries the request's extensions (the door's list) over to the redirect.
+        self._allow_of(request).check(str(request.url))
+
     async def _count_response(self, response: httpx.Response) -> None:
         # A hook sees every response, redirects included, even when a redirect limit ends
         # the request before the caller gets a response.
         self._requests[_host_of(response.url)] += 1
+        location = response.headers.get("location")
+        if response.is_redirect and location:
+            try:
+                target = str(response.url.join(location))
+            except (httpx.InvalidURL, ValueError):
+                return  # httpx refuses it itself
+            try:
+                self._allow_of(response.request).check(target)
+            except NotAllowedError as exc:
+                raise NotAllowedError(f"{response.url} redirects to {exc}") from None
+
+    async def head_size(self, url: str, *, door: Door) -> tuple[int, int | None]:
+        """``(status, Content-Length)`` of a HEAD to ``url`` (no body crosses the uplink)."""
+        allow = self.allow.door(door)
+        allow.check(url)
+        try:
+            resp = await self._client.head(url, extensions={_ALLOW: allow})
+        except httpx.HTTPError as exc:
+            raise OriginError(f"origin HEAD failed: {exc or type(exc).__name__}") from exc
+        length = resp.headers.get("content-length")
+        return resp.status_code, int(length) if length and length.isdigit() else None
 
     async def __aenter__(self) -> OriginFetcher:
         return self
@@ -228,9 +201,13 @@ class OriginFetcher:
         expected_digest: bytes | None = None,
         expected_size: int | None = None,
         revalidate: bool = False,
+        door: Door = "site",
         task_status: trio.TaskStatus[FetchInfo] = trio.TASK_STATUS_IGNORED,
     ) -> Manifest:
         """Make the object at ``url`` complete in the store and return its manifest.
+
+        ``door`` names whose allow-list the URL and its redirects must pass (``site``: the
+        union, for requests from other members); :class:`NotAllowedError` otherwise.
 
         ``expected_digest``/``expected_size`` are checked before anything is stored.
         ``revalidate`` (index files) asks the origin with the stored validators first and
@@ -238,6 +215,8 @@ class OriginFetcher:
         subclasses or :class:`~frumitcache.errors.DigestMismatchError`; nothing that failed
         is ever stored as a complete object.
         """
+        allow = self.allow.door(door)
+        allow.check(url)
         started = False
 
         def announce(info: FetchInfo) -> None:
@@ -250,7 +229,7 @@ class OriginFetcher:
             flight = self._flights.get(url)
             if flight is None:
                 return await self._lead(
-                    url, expected_digest, expected_size, revalidate, announce
+                    url, expected_digest, expected_size, revalidate, announce, allow
                 )
             await flight.info_ready.wait()
             if flight.info is not None:
@@ -274,6 +253,7 @@ class OriginFetcher:
         expected_size: int | None,
         revalidate: bool,
         announce: Callable[[FetchInfo], None],
+        allow: AllowList,
     ) -> Manifest:
         flight = _Flight()
         self._flights[url] = flight
@@ -285,7 +265,7 @@ class OriginFetcher:
 
         try:
             flight.result = await self._fetch(
-                url, expected_digest, expected_size, revalidate, share
+                url, expected_digest, expected_size, revalidate, share, allow
             )
             return flight.result
         except trio.Cancelled:
@@ -319,6 +299,7 @@ class OriginFetcher:
         expected_size: int | None,
         revalidate: bool,
         share: Callable[[FetchInfo], None],
+        allow: AllowList,
     ) -> Manifest:
         if expected_digest is not None:
             # Content-addressed: the bytes may already be here under another URL.
@@ -338,7 +319,7 @@ class OriginFetcher:
             share(self._cached(url, stored))
             return stored
         self._fetches += 1
-        job = _Job(self, url, expected_digest, expected_size, stored, share)
+        job = _Job(self, url, expected_digest, expected_size, stored, share, allow)
         return await job.run()
 
     async def _pace(self, n: int) -> None:
@@ -347,315 +328,3 @@ class OriginFetcher:
         wait = self._bucket.take(n, now)
         if wait > 0:
             await trio.sleep(wait)
-
-
-class _Job:
-    """The state of one leader's fetch: the writer, the offset, the retries left."""
-
-    def __init__(
-        self,
-        fetcher: OriginFetcher,
-        url: str,
-        expected_digest: bytes | None,
-        expected_size: int | None,
-        stored: Manifest | None,
-        share: Callable[[FetchInfo], None],
-    ) -> None:
-        self.f = fetcher
-        self.store = fetcher._store
-        self.url = url
-        self.expected_digest = expected_digest
-        self.expected_size = expected_size
-        self.stored = stored  # set when revalidating a complete object
-        self.share = share
-        self.writer: _Writer | None = None
-        self.total: int | None = None  # size the origin announced in this fetch
-        self.validator: str | None = None  # If-Range value for resumes
-        self.seen_body = False  # a body of this fetch reached the store
-        self.body_read = False  # the current response was read to its end
-        self.meta: dict[str, str] = {}
-
-    def _open(self) -> _Writer:
-        self.writer = self.store.open_writer(
-            self.url, expected_digest=self.expected_digest, expected_size=self.expected_size
-        )
-        return self.writer
-
-    async def _close(self, how: str) -> None:
-        """``abort`` (keep full chunks resumable) or ``discard`` the writer, even if cancelled."""
-        writer, self.writer = self.writer, None
-        if writer is None:
-            return
-        with trio.CancelScope(shield=True):
-            try:
-                if how == "abort":
-                    await writer.abort()
-                    if self.validator and writer.offset > 0:
-                        meta = dict(self.store.key_meta(self.url))
-                        meta[META_PARTIAL_VALIDATOR] = self.validator
-                        self.store.set_key_meta(self.url, meta)
-                else:
-                    await writer.discard()
-            except FrumitcacheError:
-                log.exception("%s: could not %s the partial object", self.url, how)
-
-    async def run(self) -> Manifest:
-        try:
-            return await self._run()
-        finally:
-            if self.writer is not None:
-                await self._close("abort")
-
-    async def _run(self) -> Manifest:
-        cfg = self.f.config
-        conditional = self.stored is not None
-        if not conditional:
-            writer = self._open()
-            if writer.offset > 0:
-                self.validator = self.store.key_meta(self.url).get(META_PARTIAL_VALIDATOR)
-        failures = 0
-        while True:
-            try:
-                done = await self._attempt(conditional)
-            except _Transient as exc:
-                failures += 1
-                offset = self.writer.offset if self.writer is not None else 0
-                if failures > cfg.retries:
-                    if exc.in_body or self.seen_body:
-                        raise OriginTruncatedError(
-                            f"{self.url}: body cut short at byte {offset} "
-                            f"(of {self.total if self.total is not None else 'unknown'}) "
-                            f"after {cfg.retries} resumes: {exc}"
-                        ) from exc.cause
-                    raise OriginUnreachableError(f"{self.url}: {exc}") from exc.cause
-                log.info("%s: %s; resuming at byte %d", self.url, exc, offset)
-                await trio.sleep(min(1.0, 0.05 * 2 ** (failures - 1)))
-                continue
-            if done is not None:
-                return done
-            conditional = False  # after a restart: a plain request
-
-    def _headers(self, conditional: bool) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        offset = self.writer.offset if self.writer is not None else 0
-        if offset > 0:
-            headers["Range"] = f"bytes={offset}-"
-            if self.validator:
-                headers["If-Range"] = self.validator
-        if conditional:
-            meta = self.store.key_meta(self.url)
-            if meta.get(META_ETAG):
-                headers["If-None-Match"] = meta[META_ETAG]
-            if meta.get(META_LAST_MODIFIED):
-                headers["If-Modified-Since"] = meta[META_LAST_MODIFIED]
-        return headers
-
-    @contextlib.asynccontextmanager
-    async def _response(self, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
-        client = self.f._client
-        request = client.build_request("GET", self.url, headers=headers)
-        self.body_read = False
-        response = await client.send(request, stream=True)
-        try:
-            yield response
-        except trio.Cancelled:
-            # A cancelled fetch must close its connection, or the origin keeps sending into
-            # a socket nobody reads. httpcore before 1.0 skips that close when cancelled, so
-            # close the network stream by hand when the body was not read to its end.
-            with trio.move_on_after(5) as scope:
-                scope.shield = True
-                stream = response.extensions.get("network_stream")
-                if stream is not None and not self.body_read:
-                    await stream.aclose()
-                await response.aclose()
-            raise
-        finally:
-            with trio.move_on_after(5) as scope:
-                scope.shield = True
-                await response.aclose()  # a no-op when closed above
-
-    async def _attempt(self, conditional: bool) -> Manifest | None:
-        """One request; the manifest when the object is complete, None to go again."""
-        headers = self._headers(conditional)
-        conditional = conditional and any(k.startswith("If-") for k in headers)
-        offset = self.writer.offset if self.writer is not None else 0
-        if offset > 0:
-            self.f._resumes += 1
-        in_body = False
-        try:
-            async with self._response(headers) as resp:
-                step = plan_response(
-                    resp.status_code,
-                    resp.headers,
-                    offset=offset,
-                    known_total=self.total,
-                    conditional=conditional,
-                )
-                if step.action is Action.NOT_MODIFIED:
-                    assert self.stored is not None
-                    if self.expected_digest not in (None, self.stored.digest):
-                        assert self.expected_digest is not None
-                        raise DigestMismatchError(
-                            f"{self.url}: the origin still serves SHA-256 "
-                            f"{self.stored.digest.hex()}, not {self.expected_digest.hex()}"
-                        )
-                    self._remember(resp, keep_old=True)
-                    self.share(self._info(resp, cached=True))
-                    return self.stored
-                if step.action is Action.STATUS:
-                    await self._fail_status(resp.status_code, step.reason)
-                if step.action is Action.LIE:
-                    if not self.seen_body:
-                        # The partial came from an earlier run and the object changed since.
-                        await self._close("discard")
-                        self._open()
-                        return None
-                    await self._close("discard")
-                    raise OriginTruncatedError(f"{self.url}: {step.reason}")
-                if step.action is Action.COMPLETE:
-                    return await self._finish(resp)
-                if step.action is Action.RESTART:
-                    log.info("%s: %s; restarting from byte 0", self.url, step.reason)
-                    await self._close("discard")
-                    self.total = self.validator = None
-                    self._open()
-                    return None
-                if self.writer is None or self.writer.offset != step.start:
-                    # A 200 to a Range request or to a revalidation: the whole object.
-                    if step.reason:
-                        log.info("%s: %s; restarting from byte 0", self.url, step.reason)
-                    await self._close("discard")
-                    writer = self._open()
-                    if writer.offset != step.start:
-                        raise OriginError(f"{self.url}: store kept a partial after discard")
-                await self._check_size(step.total)
-                self.total = step.total
-                self.validator = _validator(
-                    resp.headers.get("etag"), resp.headers.get("last-modified")
-                )
-                self._remember(resp, keep_old=False)
-                self.share(self._info(resp, cached=False))
-                in_body = True
-                await self._body(resp)
-                in_body = False
-                assert self.writer is not None
-                if self.total is not None and self.writer.offset < self.total:
-                    # A shorter range than asked for: ask for the rest.
-                    raise _Transient(
-                        OriginError("origin sent a shorter range"), in_body=True
-                    )
-                return await self._finish(resp)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            tls = _tls_failure(exc)
-            if tls is not None:
-                # The origin was reached but not trusted (or refused TLS): not "unreachable",
-                # so no offline copy or retry hides it, and the message says why.
-                raise OriginError(f"{self.url}: TLS with the origin failed: {tls}") from exc
-            raise OriginUnreachableError(f"{self.url}: cannot connect: {exc}") from exc
-        except httpx.ProxyError as exc:
-            raise OriginUnreachableError(f"{self.url}: proxy failed: {exc}") from exc
-        except httpx.TooManyRedirects as exc:
-            await self._close("discard")
-            limit = self.f.config.max_redirects
-            raise OriginError(f"{self.url}: more than {limit} redirects") from exc
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise _Transient(exc, in_body=in_body) from exc
-        except httpx.HTTPError as exc:
-            raise OriginError(f"{self.url}: {exc}") from exc
-
-    async def _check_size(self, total: int | None) -> None:
-        if total is not None and self.expected_size is not None and total != self.expected_size:
-            await self._close("discard")
-            raise DigestMismatchError(
-                f"{self.url}: origin announced {total} bytes, expected {self.expected_size}"
-            )
-
-    async def _fail_status(self, status: int, reason: str) -> None:
-        # An origin error is never content. A partial of an earlier fetch is kept for a
-        # transient 5xx (it is still valid), dropped for anything else.
-        keep = status >= 500 and self.writer is not None and self.writer.offset > 0
-        await self._close("abort" if keep else "discard")
-        raise OriginStatusError(f"{self.url}: origin answered {reason}", status=status)
-
-    async def _body(self, resp: httpx.Response) -> None:
-        assert self.writer is not None
-        writer = self.writer
-        host = _host_of(resp.url)
-        limit = self.total if self.total is not None else self.expected_size
-        async for data in resp.aiter_raw():
-            n = len(data)
-            self.f._bytes[host] += n
-            if limit is not None and writer.offset + n > limit:
-                # h11 never reads past a Content-Length, so this is a chunked body longer
-                # than expected, or a Content-Range that understated the object.
-                await self._close("discard")
-                raise DigestMismatchError(
-                    f"{self.url}: origin sent more than the {limit} bytes expected"
-                )
-            await writer.write(data)
-            self.seen_body = True
-            await self.f._pace(n)
-        self.body_read = True
-
-    async def _finish(self, resp: httpx.Response) -> Manifest:
-        assert self.writer is not None
-        writer, self.writer = self.writer, None
-        if self.expected_size is not None and writer.offset != self.expected_size:
-            self.writer = writer
-            await self._close("discard")
-            raise DigestMismatchError(
-                f"{self.url}: origin sent {writer.offset} bytes, expected {self.expected_size}"
-            )
-        try:
-            manifest = await writer.finish()
-        except DigestMismatchError:
-            self.writer = writer
-            await self._close("discard")
-            raise
-        except BaseException:
-            self.writer = writer
-            raise
-        if self.expected_digest is not None and manifest.digest != self.expected_digest:
-            # The store checks this too; a second look costs nothing.
-            raise DigestMismatchError(
-                f"{self.url}: content has SHA-256 {manifest.digest.hex()}, "
-                f"expected {self.expected_digest.hex()}"
-            )
-        self.store.set_key_meta(self.url, self.meta)
-        return manifest
-
-    def _remember(self, resp: httpx.Response, *, keep_old: bool) -> None:
-        meta = dict(self.store.key_meta(self.url)) if keep_old else {}
-        meta.pop(META_PARTIAL_VALIDATOR, None)
-        for key, header in (
-            (META_ETAG, "etag"),
-            (META_LAST_MODIFIED, "last-modified"),
-            (META_CONTENT_TYPE, "content-type"),
-        ):
-            value = resp.headers.get(header)
-            if value is not None:
-                meta[key] = value
-            elif not keep_old:
-                meta.pop(key, None)
-        meta[META_FETCHED_AT] = f"{time.time():.3f}"
-        self.meta = meta
-        if keep_old:
-            self.store.set_key_meta(self.url, meta)
-
-    def _info(self, resp: httpx.Response, *, cached: bool) -> FetchInfo:
-        if cached:
-            assert self.stored is not None
-            size: int | None = self.stored.size
-            offset = size
-        else:
-            size = self.total
-            offset = self.writer.offset if self.writer is not None else 0
-        return FetchInfo(
-            url=self.url,
-            size=size,
-            offset=offset or 0,
-            content_type=self.meta.get(META_CONTENT_TYPE),
-            etag=self.meta.get(META_ETAG),
-            last_modified=self.meta.get(META_LAST_MODIFIED),
-            cached=cached,
-        )

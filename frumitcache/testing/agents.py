@@ -22,6 +22,7 @@ import trio
 from frumitcache.config import dump_toml
 
 READY_LINE = "stop with Ctrl-C"
+LOOPBACK_ORIGINS = ["*", "127.0.0.0/8:*", "[::1]:*"]  # origin.allow of test agents
 
 
 class AgentProcess:
@@ -52,6 +53,9 @@ class AgentProcess:
             "store": {"path": str(self.store)},
             "control": {"socket": str(self.socket)},
             "apt": {"enabled": False, "listen": address},
+            # Test origins live on loopback, which a pattern such as "*" never reaches: the
+            # harness names loopback explicitly (tests of the allow-list override this).
+            "origin": {"allow": LOOPBACK_ORIGINS},
         }
         for section, values in (settings or {}).items():
             config.setdefault(section, {}).update(values)

@@ -113,7 +113,12 @@ async def one_node(repo_builder: RepoBuilder, tmp_path: Path) -> AsyncIterator[O
     repo_builder.publish(root, {"pkga": "1.0", "pkgb": "1.0", "pkgc": "1.0"})
     store = Store.open(tmp_path / "store", max_bytes=1 << 30, chunk_size=64 * 1024)
     hashes = HashBook(tmp_path / "apt-hashes.sqlite")
-    fetcher = OriginFetcher(OriginConfig(connect_timeout_s=2, read_timeout_s=5, retries=1), store)
+    fetcher = OriginFetcher(
+        OriginConfig(
+            connect_timeout_s=2, read_timeout_s=5, retries=1, allow=["127.0.0.0/8:*", "[::1]:*"]
+        ),
+        store,
+    )
     try:
         async with trio.open_nursery() as nursery:
             node = OneNode(root, repo_builder, tmp_path, nursery)

@@ -37,7 +37,12 @@ async def fetchers(store: Store) -> AsyncIterator[Callable[..., OriginFetcher]]:
     made: list[OriginFetcher] = []
 
     def make(**overrides: Any) -> OriginFetcher:
-        settings: dict[str, Any] = {"connect_timeout_s": 2.0, "read_timeout_s": 2.0, "retries": 3}
+        settings: dict[str, Any] = {
+            "connect_timeout_s": 2.0,
+            "read_timeout_s": 2.0,
+            "retries": 3,
+            "allow": ["127.0.0.0/8:*"],  # the test origin's loopback address, named
+        }
         fetcher = OriginFetcher(OriginConfig(**{**settings, **overrides}), store)
         made.append(fetcher)
         return fetcher

@@ -11,6 +11,7 @@ from frumitcache.origin import OriginFetcher
 def test_public_names() -> None:
     assert sorted(frumitcache.origin.__all__) == sorted([
         "META_CONTENT_TYPE", "META_ETAG", "META_FETCHED_AT", "META_LAST_MODIFIED", "Action",
+        "AllowList", "AllowPolicy", "Door",
         "FetchInfo", "OriginFetcher", "OriginStats", "RateMeter", "Step", "TokenBucket",
         "parse_content_range", "plan_response",
     ])
@@ -21,6 +22,6 @@ def test_public_names() -> None:
 def test_fetch_signature() -> None:
     params = inspect.signature(OriginFetcher.fetch).parameters
     assert list(params) == [
-        "self", "url", "expected_digest", "expected_size", "revalidate", "task_status",
+        "self", "url", "expected_digest", "expected_size", "revalidate", "door", "task_status",
     ]
     assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in list(params)[2:])
