@@ -204,7 +204,8 @@ class ContentService:
         self, url: str, *, sha256: bytes | None = None, offset: int = 0, door: Door = "control"
     ) -> AsyncIterator[Opened]:
         """Deliver the object at ``url`` from ``offset``; errors are :class:`FrumitcacheError`."""
-        self.check(url, door)
+        if not url.startswith("sha256:"):  # a digest key is served from the store, or fails
+            self.check(url, door)
         digest = self.lookup(url, sha256)
         if digest is not None:
             self.stats.served_local += 1

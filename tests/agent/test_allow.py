@@ -128,25 +128,28 @@ async def wait_for_seeder(site: LoopbackSite) -> str:
 async def test_the_seeder_refuses_what_a_compromised_member_asks_for(
     origin: OriginServer, internal: OriginServer, tmp_path: Path
 ) -> None:
-    # pi-00 (the seeder) allows only the public origin; pi-01 is "compromised": its own
-    # list admits every loopback address, so only the seeder stands in the way.
+    # Both agents allow only the public origin. Once a seeder is elected, the other one is
+    # "compromised": restarted with a list that admits every loopback address, so only the
+    # seeder stands in the way (a rejoining node follows the live seeder: no preemption).
     site = LoopbackSite(tmp_path / "site", 2, priorities=[10, 0],
                         settings={"origin": only(origin)})
-    site.agents[1].settings["origin"]["allow"] = ["127.0.0.0/8:*", "*:*"]
-    seeder, member = site.agents
     await site.start()
     try:
-        assert await wait_for_seeder(site) == "pi-00"
+        name = await wait_for_seeder(site)
+        seeder, member = sorted(site.agents, key=lambda a: a.settings["node"]["name"] != name)
+        await member.stop()
+        member.settings["origin"]["allow"] = ["127.0.0.0/8:*", "*:*"]
+        await member.start()
+        assert await wait_for_seeder(site) == name
         origin.add("/ok.bin", b"public artifact")
         ok = await cli(member, "pull", origin.url("/ok.bin"), "-o", "ok.bin", cwd=tmp_path)
         assert ok.returncode == 0, ok.stderr
         # UDP FetchRequest: the member's pull goes to the seeder, which refuses.
         refused = await cli(member, "pull", internal.url("/secret"), "-o", "x.bin", cwd=tmp_path)
         assert refused.returncode == _exit.NOT_ALLOWED, refused.stderr
-        assert b"not allowed" in refused.stderr
+        assert b"origin.allow or apt.allowed_hosts" in refused.stderr  # the seeder's union
         # Peer POST /prefetch: the member asks the seeder to prefetch; the seeder refuses.
-        pre = await cli(member, "prefetch", internal.url("/secret"), "--node", "pi-00",
-                        cwd=tmp_path)
+        pre = await cli(member, "prefetch", internal.url("/secret"), "--node", name, cwd=tmp_path)
         assert pre.returncode == _exit.SITE, pre.stderr
         assert b"not allowed" in pre.stderr
         assert internal.stats.total_requests == 0
