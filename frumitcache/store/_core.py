@@ -338,12 +338,24 @@ class StoreCore:
                 pending.result()
         return sha
 
-    def adopt(self, path: Path, digest: bytes) -> None:
-        """Verify a finished file and move it into the store (it must be on our file system)."""
-        try:
-            sha, xx, size = hash_file(path)
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+    def adopt(self, path: Path, digest: bytes, verified_xxh3: bytes | None = None) -> None:
+        """Verify a finished file and move it into the store (it must be on our file system).
+
+        ``verified_xxh3``: the caller already verified the file's bytes against an
+        authenticated hash (the swarm: every block against the manifest's v2 pieces root) and
+        computed its xxh3 in the same pass, so it is not hashed again (hash once per node).
+        """
+        if verified_xxh3 is not None:
+            sha, xx = digest, verified_xxh3
+            try:
+                size = os.stat(path).st_size
+            except OSError as exc:
+                raise StoreError(f"cannot stat {path}: {exc.strerror}") from None
+        else:
+            try:
+                sha, xx, size = hash_file(path)
+            except OSError as exc:
+                raise StoreError(f"cannot read {path}: {exc.strerror}") from None
         if sha != digest:
             raise DigestMismatchError(f"{path} hashes to {sha.hex()}, expected {digest.hex()}")
         if size == 0:

@@ -153,13 +153,18 @@ class Store:
             await self.evict(len(data))
         await trio.to_thread.run_sync(self._core.ingest, data, digest)
 
-    async def adopt_chunk_file(self, path: Path, digest: bytes | str) -> None:
+    async def adopt_chunk_file(
+        self, path: Path, digest: bytes | str, *, verified_xxh3: bytes | None = None
+    ) -> None:
         """Verify a finished file on the store's file system (e.g. under ``tmp_dir``) and
-        rename it into the store. On a mismatch the file is left where it was."""
+        rename it into the store. On a mismatch the file is left where it was.
+
+        With ``verified_xxh3`` the caller vouches that it verified the bytes already (and
+        gives their xxh3 for the scrub): the file is not read again."""
         digest = _digest(digest)
         if not self.has_chunk(digest):
             await self.evict(os.stat(path).st_size)
-        await trio.to_thread.run_sync(self._core.adopt, Path(path), digest)
+        await trio.to_thread.run_sync(self._core.adopt, Path(path), digest, verified_xxh3)
 
     async def read_chunk(self, digest: bytes | str) -> bytes:
         """The chunk's bytes after an xxh3 check; a corrupt chunk is removed from the store

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
 
 BLOCK = 16 * 1024
 _ZERO = bytes(32)
@@ -142,3 +145,35 @@ def merkle_tree(data: bytes | bytearray | memoryview, piece_size: int | None = N
     hasher = MerkleHasher(piece_size or piece_size_for(len(data)))
     hasher.update(data)
     return hasher.finish()
+
+
+def file_tree(path: Path, piece_size: int, *, sha: bool) -> tuple[str, MerkleTree, bytes]:
+    """The v2 merkle tree and xxh3 of a file in one pass (run in a worker thread), and its
+    SHA-256 hex when ``sha`` (else ""): a file checked against a known pieces root needs no
+    second hash.
+
+    Reads into one reused buffer and hashes memoryview slices: no per-block copies.
+    """
+    whole = hashlib.sha256() if sha else None
+    xx = xxhash.xxh3_64()
+    tree = MerkleHasher(piece_size)
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    with path.open("rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            block = view[:n]
+            if whole is not None:
+                whole.update(block)
+            xx.update(block)
+            tree.update(block)
+    return (whole.hexdigest() if whole is not None else ""), tree.finish(), xx.digest()
+
+
+def file_xxh3(path: Path) -> bytes:
+    xx = xxhash.xxh3_64()
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    with path.open("rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            xx.update(view[:n])
+    return xx.digest()

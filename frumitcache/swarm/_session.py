@@ -16,7 +16,6 @@ address so that libtorrent's per-IP bans and our IP filter see distinct nodes.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import math
 import shutil
@@ -31,7 +30,13 @@ import trio
 
 from frumitcache.config import SwarmConfig
 from frumitcache.errors import DigestMismatchError, FrumitcacheError, NotInStoreError, PeerError
-from frumitcache.swarm._merkle import MerkleHasher, MerkleTree, piece_size_for
+from frumitcache.swarm._merkle import (
+    MerkleTree,
+    file_tree,
+    file_xxh3,
+    piece_size_for,
+    tree_from_layer,
+)
 from frumitcache.swarm._storeapi import ChunkStore
 from frumitcache.swarm._torrent import ChunkTorrent, chunk_torrent, torrent_of_tree
 
@@ -80,17 +85,6 @@ class _Torrent:
     removed: trio.Event = field(default_factory=trio.Event)
     error: str = ""
     retiring: bool = False
-
-
-def _file_tree(path: Path, piece_size: int) -> tuple[str, MerkleTree]:
-    """SHA-256 and v2 merkle tree of a file in one pass (run in a worker thread)."""
-    sha = hashlib.sha256()
-    tree = MerkleHasher(piece_size)
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            sha.update(block)
-            tree.update(block)
-    return sha.hexdigest(), tree.finish()
 
 
 def session_settings(address: str, port: int, config: SwarmConfig) -> dict[str, Any]:
@@ -328,17 +322,21 @@ class Swarm:
         cached = self._trees.get(digest)
         if cached is not None:
             return cached
-        # One pass over the file for the piece layer, which the store does not keep.
+        # One pass over the file for the piece layer, which the store does not keep. A known
+        # pieces root checks the bytes as well as their SHA-256 would: no second hash.
         size = (await trio.Path(path).stat()).st_size
-        actual, tree = await trio.to_thread.run_sync(_file_tree, path, piece_size_for(size))
-        if actual != digest:
+        known = self._store.chunk_root(digest)
+        actual, tree, _ = await trio.to_thread.run_sync(
+            lambda: file_tree(path, piece_size_for(size), sha=known is None)
+        )
+        if known is None and actual != digest:
             self._corrupt.add(digest)
             raise DigestMismatchError(f"store file of chunk {digest} hashes to {actual}")
-        known = self._store.chunk_root(digest)
         if known is None:
             self._store.set_chunk_root(digest, tree.root)
         elif known != tree.root:
-            raise DigestMismatchError(f"chunk {digest}: stored pieces root does not match")
+            self._corrupt.add(digest)
+            raise DigestMismatchError(f"store file of chunk {digest} does not match its root")
         self._trees[digest] = tree
         return tree
 
@@ -476,11 +474,26 @@ class Swarm:
                 await t.flushed.wait()
             if t.error:
                 raise PeerError(f"chunk {digest}: {t.error}")
-            actual, tree = await trio.to_thread.run_sync(_file_tree, partial, ct.piece_size)
-            if actual != digest or tree.root != root:
-                raise DigestMismatchError(f"chunk {digest}: downloaded bytes hash to {actual}")
+            # libtorrent checked every block against ``root`` (from the site-authenticated
+            # manifest, which binds it to ``digest``); this one read-back pass yields the piece
+            # layer for seeding and the xxh3 for the scrub, and re-checks the root on what
+            # reached the disk. No whole-file SHA-256: each byte is hashed once here.
+            if piece_layer is not None:
+                # The layer we handed libtorrent was checked against ``root`` and every piece
+                # against the layer: only the scrub's xxh3 is left to compute.
+                try:
+                    tree = tree_from_layer(size, root, piece_layer)
+                except ValueError as exc:
+                    raise DigestMismatchError(f"chunk {digest}: {exc}") from None
+                xx = await trio.to_thread.run_sync(file_xxh3, partial)
+            else:
+                _, tree, xx = await trio.to_thread.run_sync(
+                    lambda: file_tree(partial, ct.piece_size, sha=False)
+                )
+            if tree.root != root:
+                raise DigestMismatchError(f"chunk {digest}: downloaded bytes miss the root")
             await self._remove(t)
-            await self._store.adopt_chunk_file(partial, digest)
+            await self._store.adopt_chunk_file(partial, digest, verified_xxh3=xx)
             self._store.set_chunk_root(digest, root)
             self._trees[digest] = tree
         finally:
