@@ -117,23 +117,6 @@ def cleanup_leftovers() -> list[str]:
     return removed
 
 
-def loopback_namespace(suffix: str) -> str:
-    """A namespace with only ``lo`` (up) and a resolver on its own loopback, named like the
-    site's (so :func:`cleanup_leftovers` knows it): programs in it reach 127.0.0.0/8 and no
-    other address, and their DNS questions (apt-cacher-ng's SRV lookups) stay inside."""
-    ns = f"{PREFIX}{os.getpid()}-{suffix}"
-    _ip("netns", "add", ns)
-    try:
-        _ip("-n", ns, "link", "set", "lo", "up")
-        etc = ETC_NETNS / ns
-        etc.mkdir(parents=True, exist_ok=True)
-        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-    except BaseException:
-        delete_namespace(ns)
-        raise
-    return ns
-
-
 @dataclass
 class ShapedSite:
     """The namespaces of one run; :meth:`build` makes them, :meth:`teardown` removes them."""

@@ -18,8 +18,9 @@ package; the two proxies alternate round by round. Figures per proxy: wall secon
 round's downloads and CPU seconds (user + system) the proxy process spent on them (medians
 over the rounds; CPU also in total), the origin requests seen while hot (should be 0), and
 frumitcache/apt-cacher-ng ratios (wall: medians; CPU: totals). Printed as one JSON object.
-Needs root for nothing but installing the tools
-(``apt-get install apt-utils dpkg-dev gnupg apt-cacher-ng``).
+Needs the tools (``apt-get install apt-utils dpkg-dev gnupg apt-cacher-ng``). As root it runs
+inside its own network namespace (only ``lo``), and ``--cpu-quota PCT`` / ``--pi`` put each
+proxy in a cgroup with that CPU budget (:mod:`bench._cgroup`; CPU then read from the cgroup).
 
 CPU is read from ``/proc/PID/stat`` (10 ms ticks). apt-cacher-ng serves files with
 ``sendfile``; where the kernel's work is not charged to the process (gVisor), its CPU figure
@@ -36,6 +37,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -48,7 +50,6 @@ from typing import Any
 import trio
 
 from bench._cgroup import PROFILES, Budget, CgroupError, CgroupSet, describe
-from bench._netns import delete_namespace, loopback_namespace
 from bench._systems import cpu_seconds
 from frumitcache.config import AptConfig, OriginConfig
 from frumitcache.testing.net import loopback_address
@@ -374,17 +375,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if quota is None and args.pi:
         quota = PROFILES[args.pi].cpu_quota_pct
     if os.geteuid() == 0 and not args.in_netns:
-        # apt-cacher-ng asks DNS for SRV records of every origin host, even an IP address:
-        # run everything in a namespace with only lo, so nothing leaves the machine.
-        ns = loopback_namespace("apt")
-        try:
-            argv_in = [*(argv if argv is not None else sys.argv[1:]), "--in-netns"]
-            done = subprocess.run(
-                ["ip", "netns", "exec", ns, sys.executable, "-m", "bench.apt", *argv_in],
-                check=False,
+        # apt-cacher-ng asks DNS for SRV records of every origin host, even an IP address: run
+        # everything in a fresh network namespace with only lo and a resolver on its own
+        # loopback, so nothing leaves the machine. unshare, not `ip netns exec`: the latter
+        # remounts /sys, hiding the cgroup hierarchies the budget needs. Both namespaces die
+        # with the process; nothing to clean up.
+        with tempfile.TemporaryDirectory(prefix="bench-apt-ns-") as tmp:
+            resolv = Path(tmp) / "resolv.conf"
+            resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+            inner = [sys.executable, "-m", "bench.apt", *(argv or sys.argv[1:]), "--in-netns"]
+            script = (
+                f"ip link set lo up && mount --bind {shlex.quote(str(resolv))} /etc/resolv.conf"
+                ' && exec "$@"'
             )
-        finally:
-            delete_namespace(ns)
+            done = subprocess.run(
+                ["unshare", "--net", "--mount", "sh", "-c", script, "sh", *inner], check=False
+            )
         if done.returncode:
             raise SystemExit(done.returncode)
         return None
