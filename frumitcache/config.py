@@ -443,20 +443,23 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "config") -> C
     return cfg
 
 
+_SYSTEM_CONFIG = Path("/etc/frumitcache/frumitcache.toml")
+
+
 def find_config_file() -> Path | None:
     """The config file used when none is named.
 
     ``$FRUMITCACHE_CONFIG``, else the first that exists of
-    ``~/.config/frumitcache/frumitcache.toml`` and ``/etc/frumitcache/frumitcache.toml``.
+    ``$XDG_CONFIG_HOME/frumitcache/frumitcache.toml`` (``~/.config/...``) and
+    ``/etc/frumitcache/frumitcache.toml``. ``$FRUMITCACHE_SYSTEM_CONFIG`` replaces the ``/etc``
+    path; it exists so that tests can check this order without writing to ``/etc``.
     """
     env = os.environ.get("FRUMITCACHE_CONFIG")
     if env:
         return Path(env)
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    for candidate in (
-        Path(base) / "frumitcache" / "frumitcache.toml",
-        Path("/etc/frumitcache/frumitcache.toml"),
-    ):
+    system = os.environ.get("FRUMITCACHE_SYSTEM_CONFIG") or str(_SYSTEM_CONFIG)
+    for candidate in (Path(base) / "frumitcache" / "frumitcache.toml", Path(system)):
         if candidate.is_file():
             return candidate
     return None

@@ -11,7 +11,7 @@ from frumitcache._version import __version__
 from frumitcache.cli import _exit
 from frumitcache.cli._output import error
 from frumitcache.config import Config, find_config_file, load_config, with_overrides
-from frumitcache.errors import FrumitcacheError
+from frumitcache.errors import ConfigError, FrumitcacheError
 
 DESCRIPTION = """\
 frumitcache: peer-to-peer content distribution for Raspberry Pi sites.
@@ -65,7 +65,7 @@ def load_cli_config(args: argparse.Namespace) -> Config:
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
-            raise FrumitcacheError(f"--set {item!r}: write it as KEY=VALUE")
+            raise ConfigError(f"--set {item!r}: write it as KEY=VALUE")
         overrides[key.strip()] = value.strip()
     for _flag, dest, key, _help in AGENT_FLAGS:
         value = getattr(args, dest, None)
