@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from frumitcache.errors import (
     DigestMismatchError,
@@ -86,8 +88,11 @@ async def test_single_flight(origin: OriginServer, fetcher: OriginFetcher) -> No
         async with trio.open_nursery() as nursery:
             for _ in range(20):
                 nursery.start_soon(ask)
-            await trio.sleep(0.05)
+            # Every caller has run until it blocks (the leader on the dripping origin, the
+            # rest on its flight): no sleep guessing how long that takes.
+            await trio.testing.wait_all_tasks_blocked()
             assert fetcher.statistics().active_fetches == 1
+            assert origin.stats.requests["/big"] == 1
     assert len(results) == 20
     assert {m.digest for m in results} == {DIGEST}
     assert origin.stats.requests["/big"] == 1
@@ -358,7 +363,11 @@ async def test_leader_cancelled_follower_takes_over(
         async with trio.open_nursery() as outer, trio.open_nursery() as leader:
             await leader.start(fetcher.fetch, origin.url("/a"))
             outer.start_soon(follower)
-            await trio.sleep(0.15)
+            # Cancel the leader once two full chunks are stored (an event, not a sleep).
+            async with contextlib.aclosing(store.watch_chunks(origin.url("/a"))) as chunks:
+                async for index, _digest in chunks:
+                    if index == 1:
+                        break
             leader.cancel_scope.cancel()
     assert [m.digest for m in got] == [DIGEST]
     assert await stored_bytes(store, origin.url("/a")) == DATA
@@ -397,17 +406,25 @@ async def test_through_upstream_proxy(origin: OriginServer, fetchers: Fetchers,
     assert store.lookup(url) == manifest
 
 
-async def test_rate_limit_accounts_every_byte(origin: OriginServer, fetchers: Fetchers) -> None:
-    fetcher = fetchers(max_rate=4_000_000)
+async def test_rate_limit_holds_as_a_rate_over_concurrent_fetches(
+    origin: OriginServer, fetchers: Fetchers
+) -> None:
+    # Two fetches share one budget: 400 kB at 500 kB/s, after the bucket's 64 KiB burst,
+    # cannot take less than ~0.67 s. A lower bound checks the limiter (no upper bound: a
+    # slow machine is not a failure). Unlimited, this takes a few ms on loopback.
+    rate = 500_000
+    fetcher = fetchers(max_rate=rate)
     origin.add("/a", DATA)
     origin.add("/b", DATA[::-1])
     with trio.fail_after(10):
+        start = trio.current_time()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(fetcher.fetch, origin.url("/a"))
             nursery.start_soon(fetcher.fetch, origin.url("/b"))
+        elapsed = trio.current_time() - start
     stats = fetcher.statistics()
-    assert stats.max_rate == 4_000_000
     assert stats.bytes_received == 2 * SIZE == origin.stats.total_bytes_sent
+    assert elapsed >= 0.9 * (2 * SIZE - 64 * 1024) / rate, elapsed
 
 
 async def test_empty_object(origin: OriginServer, fetcher: OriginFetcher, store: Store) -> None:
