@@ -1,6 +1,7 @@
-"""The fleet rollout: the playbook passes ansible-playbook's syntax check (and ansible-lint where
-installed), and the role's own config tasks, run locally over the example inventory, write a
-config per Pi that the agent loads, with the site's peers, the Pi's priority and the site key."""
+"""The fleet rollout: the playbook passes ansible-playbook's syntax check and ansible-lint (from
+pyproject's test extra), and the role's own config tasks, run locally over the example
+inventory, write a config per Pi that the agent loads, with the site's peers, the Pi's priority
+and the site key."""
 
 from __future__ import annotations
 
@@ -58,10 +59,28 @@ def test_syntax_check_can_fail(tmp_path: Path) -> None:
     assert proc.returncode != 0
 
 
+def _lint() -> str:
+    """ansible-lint from the test venv (pyproject's test extra; the venv need not be on PATH),
+    else from PATH."""
+    beside = Path(sys.executable).parent / "ansible-lint"
+    return str(beside) if beside.exists() else _tool("ansible-lint")
+
+
 def test_ansible_lint(tmp_path: Path) -> None:
-    lint = _tool("ansible-lint")
-    proc = _run([lint, "--offline", "-p", "site.yml", "roles/frumitcache"], tmp_path, timeout=300)
+    proc = _run(
+        [_lint(), "--offline", "--format=pep8", "site.yml", "roles/frumitcache"],
+        tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ansible_lint_can_fail(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"  # an unnamed task running a bare command: two lint errors
+    bad.write_text("- hosts: all\n  tasks:\n    - command: touch /tmp/x\n")
+    proc = _run([_lint(), "--offline", "--format=pep8", str(bad)], tmp_path, timeout=300)
+    assert proc.returncode != 0
+    assert "name[missing]" in proc.stdout + proc.stderr
 
 
 def _render(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
