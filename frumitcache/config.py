@@ -167,6 +167,18 @@ class SiteConfig:
         3143, "UDP port of the site control plane (beacons, election, catalogue)."
     )
     peer_port: int = opt(3144, "TCP port serving chunks over HTTP to site members.")
+    peer_preauth_max: int = opt(
+        64,
+        "Connections to the peer port that may wait for their first signed request at once; "
+        "a new one evicts the oldest waiting (idle sockets cannot lock members out).",
+    )
+    peer_header_timeout_s: float = opt(
+        5.0, "A peer-port connection must send a complete request head within this.", "s"
+    )
+    peer_idle_timeout_s: float = opt(
+        30.0, "A peer-port connection with no byte moving either way for this long is closed.",
+        "s",
+    )
     discovery: bool = opt(
         False,
         "Discover members by UDP multicast beacons on the site LAN (IPv4 and IPv6). Off in the "
@@ -188,8 +200,9 @@ class SiteConfig:
     )
     max_clock_skew_s: float = opt(
         60.0,
-        "Control frames timestamped further than this from the local clock are rejected as "
-        "stale (replay protection); 0 disables the check for sites without NTP.",
+        "Control frames and peer-port requests timestamped further than this from the local "
+        "clock are rejected as stale (replay protection); 0 disables the time check for sites "
+        "without NTP (replays are then refused by nonce only, over a bounded memory).",
         "s",
     )
     fallback: Literal["never", "after-timeout", "always"] = opt(
@@ -416,6 +429,14 @@ def _check_values(cfg: Config) -> None:
     from frumitcache.origin._allow import AllowPolicy  # here: origin imports this module
 
     AllowPolicy.from_config(cfg)  # a bad allow-list entry raises ConfigError naming its key
+    if cfg.site.peer_preauth_max < 1:
+        raise ConfigError("site.peer_preauth_max: must be at least 1")
+    if cfg.site.peer_header_timeout_s <= 0 or cfg.site.peer_idle_timeout_s <= 0:
+        raise ConfigError(
+            "site.peer_header_timeout_s and site.peer_idle_timeout_s: must be positive"
+        )
+    if cfg.site.max_clock_skew_s < 0:
+        raise ConfigError("site.max_clock_skew_s: must be 0 (no check) or positive")
 
 
 def config_from_mapping(data: Mapping[str, Any], *, source: str = "config") -> Config:

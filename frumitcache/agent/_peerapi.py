@@ -29,7 +29,7 @@ import trio
 
 from frumitcache.errors import FrumitcacheError, PeerError
 from frumitcache.store import Store
-from frumitcache.swarm import MerkleTree, PeerHttpServer
+from frumitcache.swarm import IdleTimer, MerkleTree, PeerHttpServer, PeerLimits
 from frumitcache.swarm._auth import HEADER, sign
 
 PREFIX = b"/prefetch/"
@@ -76,23 +76,25 @@ class PrefetchPeerHttpServer(PeerHttpServer):
         keys: KeysHandler,
         upload_rate: int = 0,
         trees: Callable[[str], Awaitable[MerkleTree]] | None = None,
+        limits: PeerLimits | None = None,
+        max_clock_skew_s: float = 60.0,
     ) -> None:
-        super().__init__(store, key, upload_rate=upload_rate, trees=trees)
+        super().__init__(
+            store, key, upload_rate=upload_rate, trees=trees, limits=limits,
+            max_clock_skew_s=max_clock_skew_s,
+        )
         self._prefetch = prefetch
         self._keys = keys
 
     async def _respond(
-        self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request
+        self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request, idle: IdleTimer
     ) -> None:
+        # The signature (method and path under the site key) was checked before routing.
         if not req.target.startswith((PREFIX, KEYS)):
-            await super()._respond(conn, stream, req)
+            await super()._respond(conn, stream, req, idle)
             return
-        headers = dict(req.headers)
-        if req.method != b"POST" or not self._verifier.check(
-            req.method, req.target, headers.get(HEADER), self._clock()
-        ):
-            self._rejected += 1
-            await _reply(conn, stream, 403, b"forbidden")
+        if req.method != b"POST":
+            await _reply(conn, stream, 405, b"POST only")
             return
         if req.target.startswith(KEYS):
             try:

@@ -36,6 +36,7 @@ from frumitcache.swarm import (
     HttpChunkClient,
     MerkleTree,
     PeerHttpServer,
+    PeerLimits,
     Swarm,
 )
 
@@ -64,6 +65,8 @@ class SiteLink(SiteHooks):
             prefetch=self._prefetch,
             keys=self._keys,
             upload_rate=config.swarm.upload_rate,
+            limits=PeerLimits.from_config(config.site),
+            max_clock_skew_s=config.site.max_clock_skew_s,
         )
         self.http_client = HttpChunkClient(store, key)
         self.swarm: Swarm | None = None
@@ -91,6 +94,8 @@ class SiteLink(SiteHooks):
                     keys=self._keys,
                     upload_rate=cfg.swarm.upload_rate,
                     trees=self._tree,
+                    limits=PeerLimits.from_config(cfg.site),
+                    max_clock_skew_s=cfg.site.max_clock_skew_s,
                 )
             peer_port = await nursery.start(self.http_server.serve, address, cfg.site.peer_port)
             me = _sysinfo.local_member(

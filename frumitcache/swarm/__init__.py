@@ -2,12 +2,14 @@
 from the store, and chunk fetches from a list of site holders.
 
 - :class:`Swarm` — the session and its alert pump; seed a stored chunk, fetch one from holders.
-- :class:`PeerHttpServer` / :class:`HttpChunkClient` — small chunks over the signed peer HTTP port.
+- :class:`PeerHttpServer` / :class:`HttpChunkClient` — small chunks over the signed peer HTTP port;
+  :class:`PeerLimits` bounds what an unauthenticated connection may hold.
 - :class:`ChunkFetcher` / :func:`fetch_object` — the right transport per chunk, and whole
   objects fetched in parallel and delivered in order (cut-through).
 - :func:`chunk_torrent` / :func:`merkle_tree` — the deterministic torrent of a chunk.
 """
 
+from frumitcache.swarm._admission import PeerLimits
 from frumitcache.swarm._fetch import (
     ChunkFetcher,
     ChunkOffer,
@@ -17,7 +19,12 @@ from frumitcache.swarm._fetch import (
     fetch_object,
 )
 from frumitcache.swarm._merkle import MerkleHasher, MerkleTree, merkle_tree, piece_size_for
-from frumitcache.swarm._peer_http import HttpChunkClient, PeerHttpServer, PeerHttpStatistics
+from frumitcache.swarm._peer_http import (
+    HttpChunkClient,
+    IdleTimer,
+    PeerHttpServer,
+    PeerHttpStatistics,
+)
 from frumitcache.swarm._session import ChunkStatistics, Swarm, SwarmStatistics, cleanup_partials
 from frumitcache.swarm._storeapi import ChunkStore
 from frumitcache.swarm._torrent import ChunkTorrent, chunk_torrent
@@ -31,10 +38,12 @@ __all__ = [
     "ChunkTorrent",
     "Holder",
     "HttpChunkClient",
+    "IdleTimer",
     "MerkleHasher",
     "MerkleTree",
     "PeerHttpServer",
     "PeerHttpStatistics",
+    "PeerLimits",
     "Swarm",
     "SwarmStatistics",
     "assigned_fetcher",

@@ -2,7 +2,8 @@
 
 A request carries ``X-Frumit-Auth: <unix time>:<nonce hex>:<HMAC-SHA256 hex>`` where the MAC
 covers method, path, time and nonce. The verifier accepts a time within ``window`` seconds of
-its own clock and each nonce once per window, so a captured request cannot be replayed.
+its own clock (``site.max_clock_skew_s``; 0 = no time check) and each nonce once, so a captured
+request cannot be replayed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 
 HEADER = b"x-frumit-auth"
 
@@ -26,13 +28,26 @@ def sign(key: bytes, method: bytes, path: bytes, now: float, nonce: str | None =
     return f"{ts}:{nonce}:{_mac(key, method, path, ts, nonce)}".encode()
 
 
-class Verifier:
-    """Checks auth headers; remembers nonces seen within the window."""
+#: Nonces remembered when there is no clock window (``max_clock_skew_s = 0``): memory bound.
+NONCE_MEMORY = 65536
 
-    def __init__(self, key: bytes, *, window: float = 30.0) -> None:
+
+class Verifier:
+    """Checks auth headers; remembers nonces seen within the window.
+
+    ``window`` follows ``site.max_clock_skew_s`` like the control plane. With ``window = 0``
+    (a site without NTP) the time is not checked at all and replays are refused by nonce only:
+    the last :data:`NONCE_MEMORY` nonces are remembered, so a captured request can be replayed
+    only after that many newer signed requests (residual risk, bounded memory).
+    """
+
+    def __init__(self, key: bytes, *, window: float = 60.0, memory: int = NONCE_MEMORY) -> None:
+        if window < 0:
+            raise ValueError("window must be 0 (no time check) or positive")
         self._key = key
         self._window = window
-        self._seen: dict[str, float] = {}
+        self._memory = memory
+        self._seen: OrderedDict[str, float] = OrderedDict()
 
     def check(self, method: bytes, path: bytes, header: bytes | None, now: float) -> bool:
         if not header:
@@ -42,7 +57,9 @@ class Verifier:
             ts = int(ts_text)
         except (UnicodeDecodeError, ValueError):
             return False
-        if abs(now - ts) > self._window or not 8 <= len(nonce) <= 64:
+        if self._window and abs(now - ts) > self._window:
+            return False
+        if not 8 <= len(nonce) <= 64:
             return False
         if not hmac.compare_digest(mac, _mac(self._key, method, path, ts, nonce)):
             return False
@@ -53,6 +70,10 @@ class Verifier:
         return True
 
     def _expire(self, now: float) -> None:
-        if len(self._seen) > 1024:
+        if self._window:
+            # A nonce older than the window can't pass the time check again: forget it.
             limit = now - 2 * self._window
-            self._seen = {n: t for n, t in self._seen.items() if t >= limit}
+            while self._seen and next(iter(self._seen.values())) < limit:
+                self._seen.popitem(last=False)
+        while len(self._seen) >= self._memory:
+            self._seen.popitem(last=False)

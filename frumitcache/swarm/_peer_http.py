@@ -22,6 +22,7 @@ import trio
 from frumitcache._rate import TokenBucket
 from frumitcache._sendfile import FileRange, send_body
 from frumitcache.errors import DigestMismatchError, FrumitcacheError, NotInStoreError, PeerError
+from frumitcache.swarm._admission import Admission, PeerLimits
 from frumitcache.swarm._auth import HEADER, Verifier, sign
 from frumitcache.swarm._merkle import MerkleTree, tree_from_layer
 from frumitcache.swarm._storeapi import ChunkStore
@@ -29,6 +30,8 @@ from frumitcache.swarm._storeapi import ChunkStore
 Address = tuple[str, int]
 _PATH = re.compile(rb"^/chunk/([0-9a-f]{64})(/tree)?$")
 _MAX_HEAD = 16 * 1024
+# Slowest receiver an unpaced body allows for (bytes/s) before the idle timeout ends it.
+_FLOOR_RATE = 32 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +40,21 @@ class PeerHttpStatistics:
     bytes_served: int
     not_found: int
     rejected: int
+    #: Pre-auth connections closed to make room (cap) or to free a descriptor (EMFILE).
+    evicted: int = 0
+    #: accept() calls that failed for lack of descriptors or memory.
+    accept_errors: int = 0
 
 
 class PeerHttpServer:
-    """Serves ``GET /chunk/<hex>`` from the store to site members holding the key."""
+    """Serves ``GET /chunk/<hex>`` from the store to site members holding the key.
+
+    Three layers, kept apart so each can change alone: admission (:mod:`._admission`: the
+    pre-auth cap, timeouts, accept back-off), the request loop and signature check
+    (:meth:`_handle`), and routing plus body writing (:meth:`_respond`,
+    :meth:`_respond_chunk`). A request whose signature fails gets 403 and the connection is
+    closed; only signed requests reach :meth:`_respond`.
+    """
 
     def __init__(
         self,
@@ -50,11 +64,14 @@ class PeerHttpServer:
         upload_rate: int = 0,
         trees: Callable[[str], Awaitable[MerkleTree]] | None = None,
         clock: Callable[[], float] = time.time,
+        limits: PeerLimits | None = None,
+        max_clock_skew_s: float = 60.0,
     ) -> None:
         self._store = store
         self._trees = trees
-        self._verifier = Verifier(key)
+        self._verifier = Verifier(key, window=max_clock_skew_s)
         self._clock = clock
+        self.admission = Admission(limits or PeerLimits())
         # Shared by all connections: the port's budget, not a per-connection one.
         self._bucket = TokenBucket(upload_rate)
         self._served = 0
@@ -63,7 +80,10 @@ class PeerHttpServer:
         self._rejected = 0
 
     def statistics(self) -> PeerHttpStatistics:
-        return PeerHttpStatistics(self._served, self._bytes, self._not_found, self._rejected)
+        return PeerHttpStatistics(
+            self._served, self._bytes, self._not_found, self._rejected,
+            self.admission.evicted, self.admission.accept_errors,
+        )
 
     async def serve(
         self,
@@ -76,36 +96,52 @@ class PeerHttpServer:
         listeners = await trio.open_tcp_listeners(port, host=address)
         bound = int(listeners[0].socket.getsockname()[1])
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.serve_listeners, self._handle, listeners)
+            for listener in listeners:
+                nursery.start_soon(self.admission.accept_loop, listener, self._handle, nursery)
             task_status.started(bound)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER)
+        limits = self.admission.limits
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
         try:
-            with trio.fail_after(60):
+            with self.admission.slot() as slot, slot.scope:
+                authenticated = False
                 while True:
-                    event = await _next_event(conn, stream)
+                    # Before the key is proved, a head must arrive quickly; after, the
+                    # connection may idle between requests for the idle timeout.
+                    wait = limits.idle_timeout_s if authenticated else limits.header_timeout_s
+                    with trio.fail_after(wait):
+                        event = await _next_event(conn, stream)
                     if not isinstance(event, h11.Request):
                         return
-                    while not isinstance(await _next_event(conn, stream), h11.EndOfMessage):
-                        pass
-                    await self._respond(conn, stream, event)
+                    if not self._verifier.check(
+                        event.method, event.target, _header(event, HEADER), self._clock()
+                    ):
+                        # No body is read and no keep-alive is offered to a stranger.
+                        self._rejected += 1
+                        await _send_simple(conn, stream, 403, b"forbidden\n")
+                        return
+                    if not authenticated:
+                        authenticated = True
+                        slot.authenticated()
+                    with trio.fail_after(limits.idle_timeout_s):
+                        while not isinstance(await _next_event(conn, stream), h11.EndOfMessage):
+                            pass
+                    with IdleTimer(limits.idle_timeout_s) as idle:
+                        await self._respond(conn, stream, event, idle)
                     if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                         return
                     conn.start_next_cycle()
         except (trio.BrokenResourceError, trio.TooSlowError, h11.ProtocolError, OSError):
             return
         finally:
-            await stream.aclose()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
 
     async def _respond(
-        self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request
+        self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request, idle: IdleTimer
     ) -> None:
-        headers = dict(req.headers)
-        if not self._verifier.check(req.method, req.target, headers.get(HEADER), self._clock()):
-            self._rejected += 1
-            await _send_simple(conn, stream, 403, b"forbidden\n")
-            return
+        """Route one signed request."""
         m = _PATH.match(req.target)
         if req.method != b"GET" or m is None:
             await _send_simple(conn, stream, 404, b"not found\n")
@@ -114,6 +150,12 @@ class PeerHttpServer:
         if m.group(2):
             await self._respond_tree(conn, stream, digest)
             return
+        await self._respond_chunk(conn, stream, digest, idle)
+
+    async def _respond_chunk(
+        self, conn: h11.Connection, stream: trio.SocketStream, digest: str, idle: IdleTimer
+    ) -> None:
+        """The chunk file as the body; ``idle`` ends a connection that stops taking bytes."""
         try:
             f = await trio.open_file(self._store.chunk_path(digest), "rb")
         except (OSError, NotInStoreError):
@@ -133,7 +175,11 @@ class PeerHttpServer:
             pace = None
             if self._bucket.rate:
                 def pace(n: int) -> float:
+                    idle.touch()
                     return self._bucket.take(n, trio.current_time())
+            else:
+                # Unpaced sendfile reports no progress: allow the body at a floor rate.
+                idle.allow(size)
             try:
                 await send_body(conn, stream, FileRange(f.fileno(), 0, size), pace=pace)
             except EOFError:
@@ -142,7 +188,6 @@ class PeerHttpServer:
             await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
         self._served += 1
         self._bytes += sent
-
 
     async def _respond_tree(
         self, conn: h11.Connection, stream: trio.SocketStream, digest: str
@@ -157,6 +202,39 @@ class PeerHttpServer:
             await _send_simple(conn, stream, 404, b"no such chunk\n")
             return
         await _send_simple(conn, stream, 200, tree.root + tree.piece_layer)
+
+
+class IdleTimer:
+    """A cancel scope that fires after ``timeout_s`` without a :meth:`touch` (no progress)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout = timeout_s
+        self._scope = trio.CancelScope()
+
+    def touch(self) -> None:
+        self._scope.deadline = trio.current_time() + self._timeout
+
+    def allow(self, nbytes: int) -> None:
+        """Room for ``nbytes`` more at :data:`_FLOOR_RATE` (a sender that can't :meth:`touch`)."""
+        self._scope.deadline = trio.current_time() + self._timeout + nbytes / _FLOOR_RATE
+
+    def __enter__(self) -> IdleTimer:
+        self._scope.__enter__()
+        self.touch()
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        handled = self._scope.__exit__(*exc)  # type: ignore[arg-type]
+        if self._scope.cancelled_caught:
+            raise trio.TooSlowError
+        return bool(handled)
+
+
+def _header(req: h11.Request, name: bytes) -> bytes | None:
+    for key, value in req.headers:
+        if key == name:
+            return bytes(value)
+    return None
 
 
 async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> object:

@@ -30,3 +30,21 @@ def test_nonce_memory_is_bounded() -> None:
     for i in range(5000):
         assert v.check(b"GET", b"/p", sign(KEY, b"GET", b"/p", float(i)), float(i))
     assert len(v._seen) <= 1100
+
+
+def test_window_follows_max_clock_skew() -> None:
+    # Issue 16 finding 9: a 90 s skew passes when the site allows 120 s (was fixed at 30 s).
+    v = Verifier(KEY, window=120)
+    assert v.check(b"GET", b"/p", sign(KEY, b"GET", b"/p", 1000.0), 1090.0)
+    assert not v.check(b"GET", b"/p", sign(KEY, b"GET", b"/p", 1000.0), 1121.0)
+
+
+def test_zero_skew_means_no_time_check_and_nonce_replay_protection() -> None:
+    # A site without NTP: a clock a day off is fine, a replay is not, and memory stays bounded.
+    v = Verifier(KEY, window=0, memory=100)
+    header = sign(KEY, b"GET", b"/p", 1000.0)
+    assert v.check(b"GET", b"/p", header, 1000.0 + 86400)
+    assert not v.check(b"GET", b"/p", header, 1000.0 + 86401)
+    for i in range(1000):
+        assert v.check(b"GET", b"/p", sign(KEY, b"GET", b"/p", float(i)), 5.0)
+    assert len(v._seen) <= 100

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import h11
@@ -12,6 +13,7 @@ import trio
 
 from frumitcache.errors import PeerError
 from frumitcache.store import Store
+from frumitcache.swarm._auth import HEADER, sign
 from frumitcache.swarm._peer_http import HttpChunkClient, PeerHttpServer, get_chunk
 from frumitcache.testing.net import loopback_address
 
@@ -102,4 +104,30 @@ async def test_bad_holder_is_dropped_and_next_holder_used(tmp_path: Path) -> Non
             await bad.put_chunk(data2, d2)
             with pytest.raises(PeerError, match="no usable holder"):
                 await client.fetch(d2, len(data2), [(a_bad, p_bad)])
+            nursery.cancel_scope.cancel()
+
+
+async def test_clock_window_follows_the_site_setting(tmp_path: Path) -> None:
+    """Issue 16 finding 9: ``max_clock_skew_s = 0`` (no NTP) accepts a member whose clock is
+    two hours off; the default window still refuses it."""
+    holder = _store(tmp_path / "holder")
+    data = b"y" * 1000
+    digest = hashlib.sha256(data).hexdigest()
+    await holder.put_chunk(data, digest)
+    path = f"/chunk/{digest}".encode()
+    with holder, trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for skew, expect in ((0.0, b"HTTP/1.1 200"), (60.0, b"HTTP/1.1 403")):
+                address = loopback_address()
+                server = PeerHttpServer(holder, KEY, max_clock_skew_s=skew)
+                port = await nursery.start(server.serve, address, 0)
+                stream = await trio.open_tcp_stream(address, port)
+                async with stream:
+                    conn = h11.Connection(h11.CLIENT)
+                    auth = sign(KEY, b"GET", path, time.time() - 7200)
+                    req = h11.Request(method="GET", target=path,
+                                      headers=[("host", "x"), (HEADER, auth)])
+                    await stream.send_all(conn.send(req) + conn.send(h11.EndOfMessage()))
+                    raw = await stream.receive_some(4096)
+                    assert raw.startswith(expect), (skew, raw[:40])
             nursery.cancel_scope.cancel()
