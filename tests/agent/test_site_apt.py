@@ -7,7 +7,9 @@ own address; the site's one seeder fetches each file from the origin once.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,10 @@ async def test_republished_repository_site_wide_window(
         },
     )
 
+    def inrelease() -> int:
+        """Requests for InRelease the origin answered (fetches and revalidations)."""
+        return origin.stats.requests["/debian/dists/stable/InRelease"]
+
     def client(name: str, agent: int, **options: str) -> AptClient:
         return make_client(
             tmp_path / name,
@@ -120,9 +126,15 @@ async def test_republished_repository_site_wide_window(
             ok(await first.run("update"))
             ok(await first.run("download", *ALL))
             assert first.candidate("pkga") == "1.0"
-            # apt compares Last-Modified in whole seconds: republish in a later second.
-            await trio.sleep(1.1)
+            assert inrelease() == 1  # the first update: fetched once
+            # apt compares Last-Modified in whole seconds: date the republished files a
+            # second after the first publication (no sleep waiting for the clock to tick).
+            first_mtime = max(p.stat().st_mtime for p in root.rglob("*") if p.is_file())
             repo_builder.publish(root, {**dict.fromkeys(ALL, "1.0"), "pkga": "2.0"})
+            later = max(float(int(first_mtime)) + 1.0, time.time())
+            for path in root.rglob("*"):
+                if path.is_file():
+                    os.utime(path, (later, later))
             within = client("within", 1)
             plain = client("plain", 1, **{"Acquire::By-Hash": "no"})
             ok(await within.run("update"))
@@ -131,6 +143,9 @@ async def test_republished_repository_site_wide_window(
             assert within.candidate("pkga") == "1.0"
             assert plain.candidate("pkga") == "1.0"
             ok(await plain.run("download", "pkga"))
+            # Two more clients at the other agent within the window: the origin saw nothing.
+            assert inrelease() == 1
+            # The window runs on the agents' real clocks: wait for it to end, no longer.
             await trio.sleep(window_s + 0.5 - (trio.current_time() - started))
             after = client("after", 1)
             ok(await after.run("update"))
@@ -138,6 +153,8 @@ async def test_republished_repository_site_wide_window(
             ok(await after.run("download", "pkga"))
             ok(await first.run("update"))
             assert first.candidate("pkga") == "2.0"
+            # One revalidation for the new window, however many clients at however many agents.
+            assert inrelease() == 2
         assert after.downloaded() == {
             "pkga_2.0_all.deb": (root / "debian/pool/main/pkga_2.0_all.deb").read_bytes()
         }

@@ -181,7 +181,14 @@ async def test_outsider_with_the_wrong_key_learns_and_gets_nothing(
         with trio.fail_after(60):
             ok = await pull(site.agents[0], origin.url("/secret.bin"), digest, tmp_path / "in.bin")
         assert ok.returncode == 0, ok.stderr
-        await trio.sleep(2)  # a few beacon intervals for the outsider to try its luck
+        # The outsider has tried its luck once every member has dropped a few of its frames
+        # (state, polled; not a guess at how long that takes).
+        with trio.fail_after(30):
+            while True:
+                views = [await site_status(agent) for agent in site.agents]
+                if all(int(v["dropped_frames"]) >= 3 for v in views):  # type: ignore[call-overload]
+                    break
+                await trio.sleep(0.1)
         seen = await site_status(outsider)
         assert [m["node"] for m in seen["members"]] == ["outsider"]  # type: ignore[index, union-attr]
         for agent in site.agents:
