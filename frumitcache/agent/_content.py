@@ -204,8 +204,7 @@ class ContentService:
         self, url: str, *, sha256: bytes | None = None, offset: int = 0, door: Door = "control"
     ) -> AsyncIterator[Opened]:
         """Deliver the object at ``url`` from ``offset``; errors are :class:`FrumitcacheError`."""
-        if not url.startswith("sha256:"):  # a digest key is served from the store, or fails
-            self.check(url, door)
+        self.check(url, door)
         digest = self.lookup(url, sha256)
         if digest is not None:
             self.stats.served_local += 1
@@ -226,8 +225,13 @@ class ContentService:
             await flight.done.wait()
 
     def check(self, url: str, door: Door) -> None:
-        """Raise :class:`~frumitcache.errors.NotAllowedError` unless ``door`` may fetch ``url``."""
-        self._fetcher.allow.check(url, door)
+        """Raise :class:`~frumitcache.errors.NotAllowedError` unless ``door`` may fetch ``url``.
+
+        A ``sha256:`` key names content, not a place: the store or the site serves it, and
+        the uplink client refuses it (not http/https) should it ever get that far.
+        """
+        if not url.startswith("sha256:"):
+            self._fetcher.allow.check(url, door)
 
     def ensure(
         self, url: str, sha256: bytes | None, *, door: Door, revalidate: bool = False
