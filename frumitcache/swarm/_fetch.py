@@ -240,7 +240,7 @@ class ChunkFetcher:
             except DigestMismatchError:
                 # The tree was a lie (its root was not the chunk's): drop whoever served it.
                 if source is not None:
-                    self._http.bad_holders.add(source[0])
+                    self._http.penalise(source[0])
                 raise
             nursery.cancel_scope.cancel()
 

@@ -19,16 +19,20 @@ from dataclasses import dataclass
 import h11
 import trio
 
+from frumitcache._log import get_logger
 from frumitcache._rate import TokenBucket
 from frumitcache._sendfile import FileRange, send_body
 from frumitcache.errors import DigestMismatchError, FrumitcacheError, NotInStoreError, PeerError
 from frumitcache.swarm._admission import Admission, PeerLimits
 from frumitcache.swarm._auth import HEADER, Verifier, sign
+from frumitcache.swarm._holders import HolderPenalties
 from frumitcache.swarm._merkle import MerkleTree, tree_from_layer
 from frumitcache.swarm._storeapi import ChunkStore
 
+log = get_logger("swarm")
+
 Address = tuple[str, int]
-_PATH = re.compile(rb"^/chunk/([0-9a-f]{64})(/tree)?$")
+_PATH = re.compile(rb"^/chunk/([0-9a-f]{64})(/tree|/verify)?$")
 _MAX_HEAD = 16 * 1024
 # Slowest receiver an unpaced body allows for (bytes/s) before the idle timeout ends it.
 _FLOOR_RATE = 32 * 1024
@@ -78,6 +82,9 @@ class PeerHttpServer:
         self._bytes = 0
         self._not_found = 0
         self._rejected = 0
+        self._verify_lock = trio.Lock()
+        #: Chunks dropped from the store after a member reported them corrupt.
+        self.dropped = 0
 
     def statistics(self) -> PeerHttpStatistics:
         return PeerHttpStatistics(
@@ -143,7 +150,10 @@ class PeerHttpServer:
     ) -> None:
         """Route one signed request."""
         m = _PATH.match(req.target)
-        if req.method != b"GET" or m is None:
+        if req.method == b"POST" and m is not None and m.group(2) == b"/verify":
+            await self._respond_verify(conn, stream, m.group(1).decode())
+            return
+        if req.method != b"GET" or m is None or m.group(2) == b"/verify":
             await _send_simple(conn, stream, 404, b"not found\n")
             return
         digest = m.group(1).decode()
@@ -204,6 +214,28 @@ class PeerHttpServer:
         await _send_simple(conn, stream, 200, tree.root + tree.piece_layer)
 
 
+    async def _respond_verify(
+        self, conn: h11.Connection, stream: trio.SocketStream, digest: str
+    ) -> None:
+        """A member got bytes from us that did not hash to ``digest``: re-check that chunk
+        file (the store's read path drops it when corrupt). One at a time, so members can't
+        make us hash more than one chunk at once."""
+        state = b"absent"
+        async with self._verify_lock:
+            if self._store.has_chunk(digest):
+                try:
+                    await self._store.read_chunk(digest)
+                    state = b"good"
+                except NotInStoreError:
+                    pass
+                except (FrumitcacheError, OSError):
+                    state = b"dropped"
+                    self.dropped += 1
+        if state == b"dropped":
+            log.warning("peer_http.chunk_dropped", digest=digest, reason="reported corrupt")
+        await _send_simple(conn, stream, 200, state)
+
+
 class IdleTimer:
     """A cancel scope that fires after ``timeout_s`` without a :meth:`touch` (no progress)."""
 
@@ -259,7 +291,8 @@ async def _send_simple(
 
 
 async def get_chunk(
-    address: Address, digest: str, key: bytes, *, max_bytes: int, what: str = ""
+    address: Address, digest: str, key: bytes, *, max_bytes: int, what: str = "",
+    method: bytes = b"GET",
 ) -> bytes:
     """One signed ``GET /chunk/<digest>[/what]`` from ``address``; the body, unverified.
 
@@ -270,12 +303,11 @@ async def get_chunk(
     stream = await trio.open_tcp_stream(host, address[1])
     async with stream:
         conn = h11.Connection(h11.CLIENT)
-        req = h11.Request(
-            method=b"GET",
-            target=path,
-            headers=[(b"host", host.encode()), (HEADER, sign(key, b"GET", path, time.time())),
-                     (b"connection", b"close")],
-        )
+        headers = [(b"host", host.encode()), (HEADER, sign(key, method, path, time.time())),
+                   (b"connection", b"close")]
+        if method != b"GET":
+            headers.append((b"content-length", b"0"))
+        req = h11.Request(method=method, target=path, headers=headers)
         await stream.send_all((conn.send(req) or b"") + (conn.send(h11.EndOfMessage()) or b""))
         resp = await _next_event(conn, stream)
         if not isinstance(resp, h11.Response):
@@ -300,15 +332,42 @@ _FETCH_ERRORS = (PeerError, OSError, trio.BrokenResourceError, trio.TooSlowError
 
 
 class HttpChunkClient:
-    """Pulls chunks from holders over peer HTTP, verifying each; drops holders that lie."""
+    """Pulls chunks from holders over peer HTTP, verifying each. A holder that sends bad bytes
+    is told (it re-checks and drops that chunk) and skipped for a back-off
+    (:class:`~._holders.HolderPenalties`), not for good."""
 
-    def __init__(self, store: ChunkStore, key: bytes) -> None:
+    def __init__(
+        self, store: ChunkStore, key: bytes, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._store = store
         self._key = key
-        self.bad_holders: set[str] = set()
+        self._clock = clock
+        self.penalties = HolderPenalties()
         self.timeout = 30.0
         self.bytes_fetched = 0
         self.digest_mismatches = 0
+        #: Holders told about a bad chunk that answered they dropped it.
+        self.reported_dropped = 0
+
+    @property
+    def bad_holders(self) -> set[str]:
+        """Holders skipped now (their back-off has not ended)."""
+        return self.penalties.penalised(self._clock())
+
+    def penalise(self, address: str) -> None:
+        self.penalties.penalise(address, self._clock())
+
+    async def report_bad(self, holder: Address, digest: str) -> None:
+        """Tell ``holder`` its chunk ``digest`` came out wrong, so it re-checks and drops it.
+        Best effort: a holder that can't be told is still skipped for its back-off."""
+        try:
+            with trio.fail_after(min(self.timeout, 10.0)):
+                state = await get_chunk(holder, digest, self._key, max_bytes=64,
+                                        what="verify", method=b"POST")
+        except _FETCH_ERRORS:
+            return
+        if state == b"dropped":
+            self.reported_dropped += 1
 
     async def fetch_tree(
         self, digest: str, size: int, holders: Iterable[Address], root: bytes | None = None
@@ -318,7 +377,7 @@ class HttpChunkClient:
         hash to ``digest``."""
         errors: list[str] = []
         for holder in holders:
-            if holder[0] in self.bad_holders:
+            if self.penalties.is_penalised(holder[0], self._clock()):
                 continue
             try:
                 with trio.fail_after(self.timeout):
@@ -329,11 +388,11 @@ class HttpChunkClient:
                 errors.append(f"{holder[0]}: {exc}")
                 continue
             except ValueError as exc:
-                self.bad_holders.add(holder[0])
+                self.penalise(holder[0])
                 errors.append(f"{holder[0]}: {exc}")
                 continue
             if root is not None and tree.root != root:
-                self.bad_holders.add(holder[0])
+                self.penalise(holder[0])
                 errors.append(f"{holder[0]}: wrong pieces root")
                 continue
             return tree, holder
@@ -343,7 +402,7 @@ class HttpChunkClient:
         """Store chunk ``digest``; returns the holder it came from."""
         errors: list[str] = []
         for holder in holders:
-            if holder[0] in self.bad_holders:
+            if self.penalties.is_penalised(holder[0], self._clock()):
                 continue
             try:
                 with trio.fail_after(self.timeout):
@@ -353,11 +412,13 @@ class HttpChunkClient:
                 continue
             if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
                 self.digest_mismatches += 1
-                self.bad_holders.add(holder[0])
+                self.penalise(holder[0])
+                await self.report_bad(holder, digest)
                 errors.append(f"{holder[0]}: sent bytes that do not hash to {digest}")
                 continue
             await self._store.put_chunk(data, digest)
             self.bytes_fetched += len(data)
+            self.penalties.forgive(holder[0])
             return holder
         detail = "; ".join(errors) or "no usable holder"
         if errors and all("do not hash" in e for e in errors):

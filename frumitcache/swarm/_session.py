@@ -20,6 +20,7 @@ import ipaddress
 import math
 import shutil
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ import trio
 
 from frumitcache.config import SwarmConfig
 from frumitcache.errors import DigestMismatchError, FrumitcacheError, NotInStoreError, PeerError
+from frumitcache.swarm._holders import HolderPenalties
 from frumitcache.swarm._merkle import (
     MerkleTree,
     file_tree,
@@ -145,7 +147,8 @@ class Swarm:
         self._fetching: dict[str, trio.Event] = {}
         self._base: dict[str, tuple[int, int]] = {}  # totals of torrents already removed
         self._hash_failures = 0
-        self._banned: set[str] = set()
+        # libtorrent bans a peer per torrent; we skip it for every chunk, for a back-off.
+        self._banned = HolderPenalties()
         self._corrupt: set[str] = set()
         self._members: set[str] | None = None
         self._listen_port = 0
@@ -164,8 +167,9 @@ class Swarm:
 
     @property
     def banned(self) -> frozenset[str]:
-        """IPs libtorrent banned for sending data that failed its hash check."""
-        return frozenset(self._banned)
+        """IPs libtorrent banned for sending data that failed its hash check (their back-off
+        has not ended)."""
+        return frozenset(self._banned.penalised(time.monotonic()))
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Open the session and pump its alerts until cancelled; reports the listen port."""
@@ -279,7 +283,7 @@ class Swarm:
                 self._retire(t, check=True)
         elif isinstance(alert, lt.peer_ban_alert):
             with contextlib.suppress(Exception):
-                self._banned.add(str(alert.ip[0]))
+                self._banned.penalise(str(alert.ip[0]), time.monotonic())
         elif isinstance(alert, lt.torrent_error_alert | lt.file_error_alert) and t is not None:
             t.error = alert.message()
             t.finished.set()
@@ -417,7 +421,7 @@ class Swarm:
         if t is None or self._ses is None:
             return
         for peer in self._holders.get(digest, ()):
-            if peer[0] in self._banned:
+            if self._banned.is_penalised(peer[0], time.monotonic()):
                 continue
             with contextlib.suppress(Exception):
                 t.handle.connect_peer(peer)
@@ -553,7 +557,7 @@ class Swarm:
             downloaded=sum(c.downloaded for c in chunks.values()),
             chunks=chunks,
             hash_failures=self._hash_failures,
-            banned_peers=tuple(sorted(self._banned)),
+            banned_peers=tuple(sorted(self.banned)),
             corrupt_chunks=tuple(sorted(self._corrupt)),
         )
 

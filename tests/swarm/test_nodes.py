@@ -100,8 +100,12 @@ async def test_corrupt_holder_is_detected_and_dropped(tmp_path: Path) -> None:
                 assert (tmp_path / "out").read_bytes() == small + large
                 fs = await fetcher.call({"cmd": "stats"})
                 bs = await bad.call({"cmd": "stats"})
-                # Small chunk: the fetcher saw bad bytes over HTTP and dropped the holder.
+                # Small chunk: the fetcher saw bad bytes over HTTP, skips the holder for a
+                # back-off, and told it: the holder re-checked and dropped its rotten file
+                # (any libtorrent version: this is the peer HTTP path).
                 assert fs["bad_holders"] == [bad.address]
+                assert not (await bad.call({"cmd": "has", "digest": chunks[0]["digest"]}))["has"]
+                assert (await good.call({"cmd": "has", "digest": chunks[0]["digest"]}))["has"]
                 # Large chunk: the bad holder's seed-mode check caught its own rotten piece
                 # before serving it, or the fetcher's v2 check caught it and banned the sender.
                 detected = chunks[1]["digest"] in bs["corrupt_chunks"] or fs["hash_failures"] > 0

@@ -98,7 +98,7 @@ async def test_bad_holder_is_dropped_and_next_holder_used(tmp_path: Path) -> Non
             assert client.digest_mismatches == 1
             assert s_empty.statistics().not_found == 1
             assert (await mine.read_chunk(digest)) == data
-            # The bad holder is not asked again.
+            # The bad holder is not asked again during its back-off.
             data2 = os.urandom(1000)
             d2 = hashlib.sha256(data2).hexdigest()
             await bad.put_chunk(data2, d2)
@@ -130,4 +130,71 @@ async def test_clock_window_follows_the_site_setting(tmp_path: Path) -> None:
                     await stream.send_all(conn.send(req) + conn.send(h11.EndOfMessage()))
                     raw = await stream.receive_some(4096)
                     assert raw.startswith(expect), (skew, raw[:40])
+            nursery.cancel_scope.cancel()
+
+
+async def test_rotten_holder_drops_its_chunk_and_serves_again_after_backoff(
+    tmp_path: Path,
+) -> None:
+    """Issue 16 finding 8: one rotten chunk file no longer bans its holder for good. The
+    member rejects the bytes and tells the holder, which re-checks and drops that chunk; the
+    holder is skipped for a back-off only, after which a later healthy chunk comes from it
+    (not from the other source, which stands in for the origin)."""
+    data = os.urandom(100_000)
+    digest = hashlib.sha256(data).hexdigest()
+    holder, origin, mine = (_store(tmp_path / n) for n in ("holder", "origin", "mine"))
+    await holder.put_chunk(data, digest)
+    await origin.put_chunk(data, digest)
+    path = holder.chunk_path(digest)
+    rotten = bytearray(path.read_bytes())
+    rotten[777] ^= 0x01
+    path.write_bytes(bytes(rotten))
+    now = [1000.0]
+    with holder, origin, mine, trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            a_h, p_h, s_h = await _serve(nursery, holder)
+            a_o, p_o, s_o = await _serve(nursery, origin)
+            client = HttpChunkClient(mine, KEY, clock=lambda: now[0])
+            both = [(a_h, p_h), (a_o, p_o)]
+            assert await client.fetch(digest, len(data), both) == (a_o, p_o)
+            assert client.digest_mismatches == 1
+            # The holder was told and dropped the rotten file.
+            assert s_h.dropped == 1
+            assert client.reported_dropped == 1
+            assert not holder.has_chunk(digest)
+            assert client.bad_holders == {a_h}
+            # A later healthy chunk on the holder: skipped during the back-off ...
+            data2 = os.urandom(2000)
+            d2 = hashlib.sha256(data2).hexdigest()
+            await holder.put_chunk(data2, d2)
+            await origin.put_chunk(data2, d2)
+            assert await client.fetch(d2, len(data2), [(a_h, p_h), (a_o, p_o)]) == (a_o, p_o)
+            # ... and fetched from the holder once the back-off has ended.
+            now[0] += client.penalties.base_s + 1
+            assert client.bad_holders == set()
+            data3 = os.urandom(3000)
+            d3 = hashlib.sha256(data3).hexdigest()
+            await holder.put_chunk(data3, d3)
+            await origin.put_chunk(data3, d3)
+            served_before = s_o.statistics().served
+            assert await client.fetch(d3, len(data3), both) == (a_h, p_h)
+            assert s_o.statistics().served == served_before
+            nursery.cancel_scope.cancel()
+
+
+async def test_verify_request_needs_the_key(tmp_path: Path) -> None:
+    """An outsider cannot make a holder re-hash (or drop) chunks: verify is signed."""
+    holder = _store(tmp_path / "holder")
+    data = b"z" * 5000
+    digest = hashlib.sha256(data).hexdigest()
+    await holder.put_chunk(data, digest)
+    with holder, trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            address, port, _ = await _serve(nursery, holder)
+            with pytest.raises(PeerError, match="HTTP 403"):
+                await get_chunk((address, port), digest, b"wrong key", max_bytes=64,
+                                what="verify", method=b"POST")
+            assert await get_chunk((address, port), digest, KEY, max_bytes=64,
+                                   what="verify", method=b"POST") == b"good"
+            assert holder.has_chunk(digest)
             nursery.cancel_scope.cancel()
