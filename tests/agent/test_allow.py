@@ -162,3 +162,56 @@ async def test_the_seeder_refuses_what_a_compromised_member_asks_for(
     finally:
         site.kill()
     assert internal.stats.total_requests == 0
+
+
+async def apt_get(proxy: tuple[str, int], url: str) -> bytes:
+    """One absolute-form GET through the apt proxy; the whole answer (it closes)."""
+    with trio.fail_after(30):
+        stream = await trio.open_tcp_stream(*proxy)
+        async with stream:
+            host = url.split("/")[2]
+            await stream.send_all(
+                f"GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+            )
+            answer = b""
+            while chunk := await stream.receive_some(65536):
+                answer += chunk
+            return answer
+
+
+async def test_the_apt_door_refuses_disallowed_hosts_and_redirects(
+    origin: OriginServer, internal: OriginServer, tmp_path: Path
+) -> None:
+    address = loopback_address()
+    agent = AgentProcess(
+        tmp_path / "node",
+        address=address,
+        settings={
+            "apt": {"enabled": True, "port": 0, "allowed_hosts": [f"{origin.address}:*"]},
+            "origin": {"allow": ["*"]},
+        },
+    )
+    await agent.start()
+    try:
+        status = await AgentClient(agent.socket).status()
+        host, _, port = status.apt.rpartition(":")
+        proxy = (host, int(port))
+        origin.add("/debian/pool/main/ok.deb", b"deb")
+        assert (await apt_get(proxy, origin.url("/debian/pool/main/ok.deb"))).startswith(
+            b"HTTP/1.1 200"
+        )
+        # Not on apt.allowed_hosts: 403 before anything is fetched.
+        early = await apt_get(proxy, internal.url("/secret"))
+        assert early.startswith(b"HTTP/1.1 403"), early
+        # An allowed mirror redirecting to the internal service: 403 from the uplink client.
+        origin.add("/debian/pool/main/hop.deb", b"never")
+        origin.misbehave("/debian/pool/main/hop.deb", Fault(redirect=internal.url("/secret")))
+        hop = await apt_get(proxy, origin.url("/debian/pool/main/hop.deb"))
+        assert hop.startswith(b"HTTP/1.1 403"), hop
+        assert b"redirects to" in hop
+    except BaseException:
+        print(agent.log())
+        raise
+    finally:
+        agent.kill()
+    assert internal.stats.total_requests == 0
