@@ -3,13 +3,17 @@
 A frame is::
 
     b"FCS1" | HMAC-SHA256(mac_key, b"FCS1" + body) (32 bytes) | body
-    body = msgpack [sender, boot, seq, timestamp, type name, {field: value}]
+    body = msgpack [sender, recipient, boot, seq, timestamp, type name, {field: value}]
 
 ``mac_key`` is derived from the site key and the site name, so two sites that happen to share
-a key file still do not hear each other. ``boot`` is a random 64-bit nonce drawn when the
-sender starts and ``seq`` counts its frames from zero, so (sender, boot, seq) names a frame
-once: the receiver keeps a sliding window of the last 64 sequence numbers of the last few boots
-of every sender and rejects a frame it has already accepted (``replay``). ``timestamp`` is the
+a key file still do not hear each other. ``recipient`` is the node id the frame is for, or
+:data:`BROADCAST` for the few types sent to everyone (beacons, bye); a receiver drops a frame
+addressed to another node (``misaddressed``), so a keyless host cannot replay a frame one
+member sent to another (an ``ObjectInfo`` meant for node A fed to node B). ``boot`` is a random
+64-bit nonce drawn when the sender starts and ``seq`` counts its frames per recipient, so
+(sender, recipient, boot, seq) names a frame once: the receiver keeps a sliding window of the
+last 64 sequence numbers of the last few boots of every (sender, recipient) and rejects a frame
+it has already accepted (``replay``). ``timestamp`` is the
 sender's wall clock; a frame further than ``max_skew_s`` from the receiver's clock is
 ``stale`` (so a frame recorded before the receiver restarted cannot be replayed later). Members
 therefore need roughly synchronised clocks (NTP); ``max_skew_s = 0`` turns the check off for
@@ -36,7 +40,7 @@ from typing import Any
 import msgpack
 
 from frumitcache.errors import ProtocolError
-from frumitcache.site._messages import MESSAGE_TYPES, Message
+from frumitcache.site._messages import MESSAGE_TYPES, Beacon, Bye, Message
 
 MAGIC = b"FCS1"
 MAC_LEN = 32
@@ -47,6 +51,10 @@ WINDOW = 64
 MAX_NODE_ID = 255
 _BOOTS_PER_SENDER = 4
 _MAX_SENDERS = 4096
+#: The recipient of a frame meant for every member (multicast, static peers).
+BROADCAST = "*"
+#: The only message types that may be sent to :data:`BROADCAST`.
+BROADCAST_TYPES: tuple[type[Message], ...] = (Beacon, Bye)
 
 #: Every reason :class:`FrameRejected` may carry (the driver's drop counters use these keys).
 REASONS = (
@@ -59,6 +67,7 @@ REASONS = (
     "stale",
     "replay",
     "own",
+    "misaddressed",
 )
 
 
@@ -215,24 +224,35 @@ class FrameCodec:
         self._key = mac_key
         self.node_id = node_id
         self._boot = boot
-        self._seq = 0
+        # Sequence numbers per recipient; a recipient seen anew starts at the count of every
+        # frame encoded so far, so its numbers grow even after its entry was forgotten.
+        self._seqs: OrderedDict[str, int] = OrderedDict()
+        self._encoded = 0
         self.max_frame = max_frame
         self.max_skew_s = max_skew_s
-        self._windows: OrderedDict[str, OrderedDict[int, _Window]] = OrderedDict()
+        self._windows: OrderedDict[tuple[str, str], OrderedDict[int, _Window]] = OrderedDict()
 
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self._key, MAGIC + body, hashlib.sha256).digest()
 
-    def encode(self, msg: Message, *, wall: float) -> bytes:
-        """One frame carrying ``msg``; raises :class:`FrameRejected` if it would be too large."""
+    def encode(self, msg: Message, *, to: str | None, wall: float) -> bytes:
+        """One frame carrying ``msg`` for node ``to`` (``None``: everyone, beacons and bye
+        only); raises :class:`FrameRejected` if it would be too large."""
         name = type(msg).__name__
         if MESSAGE_TYPES.get(name) is not type(msg):
             raise TypeError(f"not a site message: {msg!r}")
+        if to is None and not isinstance(msg, BROADCAST_TYPES):
+            raise TypeError(f"{name} must name its recipient")
+        recipient = BROADCAST if to is None else to
+        seq = self._seqs.pop(recipient, self._encoded)
+        self._seqs[recipient] = seq + 1
+        if len(self._seqs) > _MAX_SENDERS:
+            self._seqs.popitem(last=False)
+        self._encoded += 1
         body: bytes = msgpack.packb(
-            [self.node_id, self._boot, self._seq, float(wall), name, _to_wire(msg)],
+            [self.node_id, recipient, self._boot, seq, float(wall), name, _to_wire(msg)],
             use_bin_type=True,
         )
-        self._seq += 1
         frame = MAGIC + self._mac(body) + body
         if len(frame) > self.max_frame:
             raise FrameRejected("too-large", f"{name} frame of {len(frame)} bytes")
@@ -252,12 +272,13 @@ class FrameCodec:
             head = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True)
         except Exception as exc:  # msgpack raises many types on bad input; all mean garbage
             raise FrameRejected("garbage", f"undecodable body ({type(exc).__name__})") from None
-        if not isinstance(head, list) or len(head) != 6:
-            raise FrameRejected("malformed", "frame body is not a 6-item list")
-        sender, boot, seq, ts, name, fields = head
+        if not isinstance(head, list) or len(head) != 7:
+            raise FrameRejected("malformed", "frame body is not a 7-item list")
+        sender, recipient, boot, seq, ts, name, fields = head
         if (
             not isinstance(sender, str)
             or not 0 < len(sender) <= MAX_NODE_ID
+            or not isinstance(recipient, str)
             or isinstance(boot, bool)
             or not isinstance(boot, int)
             or isinstance(seq, bool)
@@ -273,24 +294,29 @@ class FrameCodec:
             raise FrameRejected("unknown-type", f"message type {name[:40]!r}")
         if sender == self.node_id:
             raise FrameRejected("own", "our own frame (multicast loopback)")
+        if recipient != self.node_id and not (
+            recipient == BROADCAST and issubclass(cls, BROADCAST_TYPES)
+        ):
+            raise FrameRejected("misaddressed", f"{name} for {recipient[:40]!r}")
         if self.max_skew_s and not abs(wall - ts) <= self.max_skew_s:
             raise FrameRejected("stale", f"timestamp {wall - ts:+.1f}s off")
-        window = self._window(sender, boot, create=False)
+        stream = (sender, recipient)
+        window = self._window(stream, boot, create=False)
         if window is not None and window.seen(seq):
             raise FrameRejected("replay", f"{sender} boot {boot:#x} seq {seq}")
         msg = _build(cls, fields, name)
         # Only an authentic, well-formed frame may create or move a window.
-        window = self._window(sender, boot, create=True)
+        window = self._window(stream, boot, create=True)
         assert window is not None
         window.accept(seq)
         return sender, msg
 
-    def _window(self, sender: str, boot: int, *, create: bool) -> _Window | None:
-        boots = self._windows.get(sender)
+    def _window(self, stream: tuple[str, str], boot: int, *, create: bool) -> _Window | None:
+        boots = self._windows.get(stream)
         if boots is None:
             if not create:
                 return None
-            boots = self._windows[sender] = OrderedDict()
+            boots = self._windows[stream] = OrderedDict()
             if len(self._windows) > _MAX_SENDERS:
                 self._windows.popitem(last=False)
         window = boots.get(boot)
@@ -299,5 +325,5 @@ class FrameCodec:
             if len(boots) > _BOOTS_PER_SENDER:
                 boots.popitem(last=False)
         if create:
-            self._windows.move_to_end(sender)
+            self._windows.move_to_end(stream)
         return window

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import ipaddress
-import itertools
 import json
 import logging
 import os
@@ -92,6 +91,31 @@ class SiteHooks:
         """The live seeder changed (``None``: no live seeder right now)."""
 
 
+@dataclass(slots=True)
+class _Pending:
+    """An outstanding request: what was asked, and of whom (a reply from anyone else, or about
+    anything else, is dropped)."""
+
+    channel: trio.MemorySendChannel[ObjectInfo | ErrorReply]
+    request: Lookup | FetchRequest
+    asked: set[str]
+
+    def matches(self, sender: str, reply: ObjectInfo | ErrorReply) -> str | None:
+        """``None`` if ``reply`` answers this request, else the drop reason."""
+        if sender not in self.asked:
+            return "reply-not-from-seeder"
+        if isinstance(reply, ErrorReply):
+            return None
+        url = self.request.url
+        manifest = reply.manifest
+        if reply.url != url or (manifest is not None and manifest.url != url):
+            return "reply-wrong-url"
+        sha256 = self.request.sha256 if isinstance(self.request, FetchRequest) else None
+        if sha256 is not None and manifest is not None and manifest.digest not in (None, sha256):
+            return "reply-wrong-digest"
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class SiteStatistics:
     """Counters and state of a :class:`SiteNode` (what ``frumitcache status`` shows).
@@ -99,7 +123,9 @@ class SiteStatistics:
     ``dropped`` counts frames and messages dropped, per reason: the codec's
     (:data:`~._codec.REASONS`: ``bad-mac``, ``garbage``, ``replay``, ``stale``, ...) and the
     driver's (``not-from-seeder``: an announcement from a node that is not our seeder,
-    ``not-for-seeder``: catalogue input while we are not the seeder, ``subscriber-full``,
+    ``not-for-seeder``: catalogue input while we are not the seeder, ``reply-unsolicited``: a
+    reply to no outstanding request, ``reply-not-from-seeder``, ``reply-wrong-url``,
+    ``reply-wrong-digest``: a reply that does not answer what we asked, ``subscriber-full``,
     ``too-large-out``, ``socket-error``, ``multicast-v4-unavailable``, ...).
     """
 
@@ -222,8 +248,7 @@ class SiteNode:
         self._static: list[_Addr] = []
         self._last_addr: dict[str, _Addr] = {}
         self._wakeup = trio.Event()
-        self._pending: dict[int, trio.MemorySendChannel[ObjectInfo | ErrorReply]] = {}
-        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
         self._subscribers: list[trio.MemorySendChannel[Announcement]] = []
         self._nursery: trio.Nursery | None = None
         self._last_seeder: tuple[str, int] | None = None
@@ -432,10 +457,14 @@ class SiteNode:
                 self._serving.add((sender, msg.request_id))
                 self._nursery.start_soon(self._serve_remote, sender, msg)
         elif isinstance(msg, ObjectInfo | ErrorReply):
-            channel = self._pending.get(msg.request_id)
-            if channel is not None:
+            pending = self._pending.get(msg.request_id)
+            problem = "reply-unsolicited" if pending is None else pending.matches(sender, msg)
+            if problem is not None:
+                self._dropped[problem] += 1
+            else:
+                assert pending is not None
                 with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
-                    channel.send_nowait(msg)
+                    pending.channel.send_nowait(msg)
         elif isinstance(msg, ChunkAnnounce | ObjectAnnounce | FetchFailed | Have):
             self._on_catalogue_message(sender, msg, now)
         await self._after_event(now)
@@ -542,7 +571,7 @@ class SiteNode:
                 sent.add((addr, id(out.msg)))
                 if frame is None:
                     try:
-                        frame = self.codec.encode(out.msg, wall=self._wall())
+                        frame = self.codec.encode(out.msg, to=out.to, wall=self._wall())
                     except FrameRejected:
                         self._dropped["too-large-out"] += 1
                         break
@@ -568,12 +597,15 @@ class SiteNode:
         Raises :class:`~frumitcache.errors.PeerError` when there is no live seeder or it does
         not answer in time (the caller may then fall back to the origin if allowed).
         """
-        rid = next(self._ids)
+        # Unpredictable ids: an outsider cannot pre-compute the id of a reply to forge.
+        rid = secrets.randbits(64)
+        while rid in self._pending:
+            rid = secrets.randbits(64)
         msg = dataclasses.replace(msg, request_id=rid)
         if self.seeder() is None:
             raise PeerError("no live seeder in the site")
         send, receive = trio.open_memory_channel[ObjectInfo | ErrorReply](1)
-        self._pending[rid] = send
+        pending = self._pending[rid] = _Pending(send, msg, set())
         try:
             with trio.move_on_after(timeout_s):
                 while True:
@@ -582,6 +614,7 @@ class SiteNode:
                     if seeder is not None and seeder[0] == self.me.node_id:
                         return await self._serve(self.me.node_id, msg)
                     if seeder is not None:
+                        pending.asked.add(seeder[0])
                         await self.send(seeder[0], msg)
                     with trio.move_on_after(self._retry):
                         return await receive.receive()

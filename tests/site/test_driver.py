@@ -356,3 +356,25 @@ async def test_a_one_node_site_elects_at_once_and_keeps_its_vote_on_disk(tmp_pat
             saved = json.loads(state.read_text())
             assert saved["voted_term"] == expected_term
             assert saved["voted_for"] == "solo"
+
+
+def test_a_reply_must_answer_the_request_it_claims() -> None:
+    """Finding 5: replies are taken only from the node asked, about the URL (and digest) asked."""
+    from frumitcache.site._driver import _Pending
+
+    send, _receive = trio.open_memory_channel[ObjectInfo | ErrorReply](1)
+    url, digest = "http://o/small.bin", b"\1" * 32
+    pending = _Pending(send, FetchRequest(5, url, digest), {"seeder"})
+
+    def info(u: str, d: bytes | None, manifest_url: str | None = None) -> ObjectInfo:
+        return ObjectInfo(5, u, ObjectManifest(manifest_url or u, d, 1, 1, (b"\2" * 32,), True))
+
+    assert pending.matches("seeder", info(url, digest)) is None
+    assert pending.matches("seeder", info(url, None)) is None  # digest not known yet
+    assert pending.matches("seeder", ErrorReply(5, "origin", "gone")) is None
+    assert pending.matches("node1", info(url, digest)) == "reply-not-from-seeder"
+    assert pending.matches("node1", ErrorReply(5, "origin", "gone")) == "reply-not-from-seeder"
+    assert pending.matches("seeder", info("http://o/big.bin", digest)) == "reply-wrong-url"
+    assert pending.matches("seeder", info(url, digest, "http://o/big.bin")) == "reply-wrong-url"
+    assert pending.matches("seeder", info(url, b"\3" * 32)) == "reply-wrong-digest"
+    send.close()
