@@ -35,11 +35,15 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import math
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
+
+import httpcore
+import trio
 
 from frumitcache.errors import ConfigError, NotAllowedError
 
@@ -268,7 +272,16 @@ class GuardedBackend:
         self._resolve = resolve  # trio.socket.getaddrinfo, injectable
 
     async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
-        infos = await self._resolve(host, port, type=socket.SOCK_STREAM)
+        # Name resolution moved here from the wrapped backend: give it the same connect
+        # timeout and the same error types (httpx makes them "cannot connect").
+        timeout = kwargs.get("timeout")
+        try:
+            with trio.fail_after(math.inf if timeout is None else timeout):
+                infos = await self._resolve(host, port, type=socket.SOCK_STREAM)
+        except trio.TooSlowError:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         admitted = [
             a for a in addresses if self._allow.admits_address(host, ipaddress.ip_address(a))

@@ -7,7 +7,9 @@ import re
 import socket
 from typing import Any
 
+import httpcore
 import pytest
+import trio
 
 from frumitcache.config import config_from_mapping
 from frumitcache.errors import ConfigError, NotAllowedError
@@ -129,3 +131,20 @@ async def test_guard_trusts_an_explicit_name_or_network() -> None:
     assert await GuardedBackend(inner, allow, _resolver("10.9.1.1")).connect_tcp("any.lan", 80)
     with pytest.raises(NotAllowedError):
         await GuardedBackend(inner, allow, _resolver("10.8.1.1")).connect_tcp("any.lan", 80)
+
+
+async def test_guard_turns_resolver_failures_into_connect_errors() -> None:
+    # httpx maps these to ConnectError/ConnectTimeout: the fetcher says "unreachable", and a
+    # stray OSError never escapes as an internal error.
+    async def fails(host: str, port: int, **_: Any) -> list[Any]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def hangs(host: str, port: int, **_: Any) -> list[Any]:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    allow = AllowList.parse(["*"], "origin.allow")
+    with pytest.raises(httpcore.ConnectError, match="cannot resolve"):
+        await GuardedBackend(_Inner(), allow, fails).connect_tcp("nowhere.invalid", 80)
+    with trio.fail_after(5), pytest.raises(httpcore.ConnectTimeout):
+        await GuardedBackend(_Inner(), allow, hangs).connect_tcp("slow.invalid", 80, timeout=0.05)
