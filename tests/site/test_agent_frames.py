@@ -11,19 +11,23 @@ from a plain UDP socket that has no key.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import itertools
 import os
+import random
 import socket
 import sys
 import time
 from pathlib import Path
 
+import msgpack
 import pytest
 import trio
 
 from frumitcache.client import AgentClient
 from frumitcache.config import SiteConfig, StoreConfig
 from frumitcache.site import ChunkHolders, FrameCodec, ObjectInfo, ObjectManifest, derive_mac_key
+from frumitcache.site._codec import MAGIC
 from frumitcache.testing.agents import AgentProcess
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer
@@ -132,5 +136,104 @@ async def test_a_replayed_reply_from_a_keyless_host_does_not_change_what_a_membe
             assert (tmp_path / "again").read_bytes() == small
             after = int((await status(member)).get("dropped_frames", 0))  # type: ignore[arg-type]
             assert after > before, (before, after)
+    finally:
+        site.kill()
+
+
+def _signed(mac_key: bytes, body: bytes) -> bytes:
+    return MAGIC + hmac.new(mac_key, MAGIC + body, hashlib.sha256).digest() + body
+
+
+def _fuzz_corpus(mac_key: bytes, recipient: str, seed: int = 16) -> list[bytes]:
+    """A bounded random corpus: garbage, truncated and oversized datagrams without the key,
+    and frames signed with the key whose content is wrong (each named by what is wrong)."""
+    rng = random.Random(seed)
+    now = time.time()
+    fields = {"request_id": 1, "url": "u", "manifest": None}
+
+    def body(*head: object) -> bytes:
+        packed: bytes = msgpack.packb(list(head), use_bin_type=True)
+        return packed
+
+    corpus: list[bytes] = [
+        b"",
+        MAGIC,
+        b"\0" * 65_000,  # oversized
+        MAGIC + b"\xff" * 60_001,  # oversized, with a header
+    ]
+    for _ in range(300):
+        corpus.append(rng.randbytes(rng.randrange(0, 1500)))  # garbage
+        corpus.append(MAGIC + rng.randbytes(rng.randrange(0, 300)))  # no key: bad MAC
+    good = _signed(mac_key, body("x", recipient, 1, 0, now, "ObjectInfo", fields))
+    corpus += [good[:n] for n in range(0, len(good), 3)]  # truncated
+    signed_bad = [
+        b"\xc1",  # never msgpack
+        msgpack.packb({"a": 1}),
+        body("x", recipient, 1, 0, now, "ObjectInfo"),  # 6 items
+        body("x", recipient, 1, -1, now, "Bye", {"node_id": "x"}),  # negative seq
+        body("x", 7, 1, 0, now, "Bye", {"node_id": "x"}),  # recipient not a string
+        body("x", recipient, 1, 0, now, "Hack", {}),  # unknown type
+        body("x", recipient, 1, 0, now, "ObjectInfo", {**fields, "request_id": "1"}),
+        body("x", recipient, 1, 0, now, "ObjectInfo", {**fields, "extra": 1}),
+        body("x", recipient, 1, 0, now, "ObjectInfo", {"url": "u"}),  # missing fields
+        body("x", recipient, 1, 0, now, "Claim", {"term": True, "candidate": "x"}),
+        body("x", "someone-else", 1, 0, now, "ObjectInfo", fields),  # misaddressed
+        body("x", "*", 1, 0, now, "ObjectInfo", fields),  # a reply may not be broadcast
+        body("x", recipient, 1, 0, now - 3600, "Bye", {"node_id": "x"}),  # stale
+        body("x", recipient, 1, 0, now, "ObjectInfo", fields),  # answers nothing asked
+    ]
+    corpus += [_signed(mac_key, b) for b in signed_bad]
+    for i in range(200):  # signed random structures
+        head = [rng.choice(["x", 1, None, b"x", [], {}]) for _ in range(rng.randrange(0, 9))]
+        corpus.append(_signed(mac_key, body(*head)) if i % 2 else _signed(mac_key, body(head)))
+    return corpus
+
+
+async def test_the_control_port_survives_a_fuzzed_corpus_and_counts_it(
+    origin: OriginServer, tmp_path: Path
+) -> None:
+    data = os.urandom(50_000)
+    origin.add("/after.bin", data)
+    site = LoopbackSite(tmp_path / "site", 2)
+    try:
+        with trio.fail_after(90):
+            await site.start()
+            seeder_name = await wait_for_seeder(site)
+            names = [f"pi-{i:02d}" for i in range(2)]
+            target = site.agents[names.index(seeder_name)]
+            mac_key = derive_mac_key(site.key_file.read_bytes().strip(), "default")
+            corpus = _fuzz_corpus(mac_key, seeder_name)
+            before = int((await status(target)).get("dropped_frames", 0))  # type: ignore[arg-type]
+
+            async def dropped() -> int:
+                site_status = await status(target)
+                return int(site_status.get("dropped_frames", 0)) - before  # type: ignore[arg-type]
+
+            async def wait_dropped(count: int) -> None:
+                # Another process's counter: polled (bounded by the fail_after above).
+                while True:
+                    if await dropped() >= count:
+                        return
+                    await trio.sleep(0.01)
+
+            fuzzer = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            with fuzzer:
+                await fuzzer.bind((loopback_address(), 0))
+                for sent, datagram in enumerate(corpus, 1):
+                    await fuzzer.sendto(datagram, (target.address, PORT))
+                    if sent % 20 == 0 or len(datagram) > 8192:
+                        # Paced by what the agent has read, so the socket buffer never
+                        # overflows and every datagram is accounted for.
+                        await wait_dropped(sent)
+            # Every datagram was dropped and counted; none was taken.
+            await wait_dropped(len(corpus))
+            assert await dropped() == len(corpus)
+            assert target.proc is not None
+            assert target.proc.poll() is None, target.log()
+            # Still a working site: same seeder, both members, and it serves.
+            assert await wait_for_seeder(site) == seeder_name
+            other = site.agents[1 - names.index(seeder_name)]
+            await pull(other, origin.url("/after.bin"), tmp_path / "after")
+            assert (tmp_path / "after").read_bytes() == data
     finally:
         site.kill()
