@@ -14,7 +14,7 @@ import trio
 from frumitcache.config import config_from_mapping
 from frumitcache.errors import ConfigError, NotAllowedError
 from frumitcache.origin import AllowList, AllowPolicy
-from frumitcache.origin._allow import GuardedBackend, is_public
+from frumitcache.origin._allow import GuardedBackend, is_own, is_public
 
 LIST = AllowList.parse(
     ["*", "mirror.lan", "*.example.org:8080", "10.1.2.0/24:*", "[fd00::5]"], "origin.allow"
@@ -65,6 +65,11 @@ def test_public() -> None:
     for text in ("100.64.0.1", "fe80::1", "fd00::1", "::", "224.0.0.1", "2002:7f00:1::"):
         assert not is_public(ipaddress.ip_address(text)), text
     assert not is_public(ipaddress.IPv4Address(0))  # 0.0.0.0 reaches this host on Linux
+
+
+def test_own_addresses_are_found_by_binding_them() -> None:
+    assert is_own(ipaddress.ip_address("127.0.0.1"))
+    assert not is_own(ipaddress.ip_address("203.0.113.7"))  # TEST-NET-3: nobody's here
 
 
 def test_policy_doors_and_union() -> None:
