@@ -8,6 +8,7 @@ the object into the status, the byte range to send and the extra headers. Pure, 
 from __future__ import annotations
 
 import email.utils
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +23,9 @@ class Plan:
     headers: tuple[tuple[str, str], ...]
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
 def http_date(timestamp: float) -> str:
     return email.utils.formatdate(timestamp, usegmt=True)
 
@@ -31,11 +35,11 @@ def parse_http_date(text: str | None) -> float | None:
         return None
     try:
         parsed: datetime = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        if parsed.tzinfo is None:
+            return None
+        return parsed.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
-    if parsed.tzinfo is None:
-        return None
-    return parsed.timestamp()
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
@@ -53,7 +57,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     if not dash:
         return None
     first, last = first.strip(), last.strip()
-    if (first and not first.isdigit()) or (last and not last.isdigit()):
+    # ASCII digits only (str.isdigit() admits "²", which int() refuses), and no more than a
+    # size can have (int() refuses thousands of digits): anything else is ignored.
+    if (first and not _DIGITS.fullmatch(first)) or (last and not _DIGITS.fullmatch(last)):
         return None
     if not first:
         if not last:

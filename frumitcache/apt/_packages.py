@@ -40,25 +40,82 @@ class IndexEntry:
     sha256: str
 
 
+# Bounds on learning one index, so that a hostile or broken one (a decompression bomb, a line
+# that never ends) costs bounded memory and time and is then given up: Debian's largest
+# Packages file is about 60 MB uncompressed, a Release file a few hundred KB.
+MAX_INDEX_BYTES = 1 << 30  # decompressed bytes of one Packages file
+MAX_RELEASE_BYTES = 16 << 20  # one Release/InRelease file
+MAX_LINE_BYTES = 1 << 20  # one line of a Packages file
+_STEP = 1 << 20  # decompressed bytes produced per step: the most one step holds in memory
+
+
+class IndexTooLargeError(ValueError):
+    """An index broke one of the learning bounds (bomb, endless line); it is not learned."""
+
+
 class _Decompressor(Protocol):
-    def decompress(self, data: bytes) -> bytes: ...
+    @property
+    def eof(self) -> bool:
+        """Whether the whole compressed stream was read (a truncated one never gets there)."""
+        ...
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """The decompressed bytes of ``data``, in pieces of at most ``_STEP`` bytes."""
+        ...
 
 
 class _Identity:
-    def decompress(self, data: bytes) -> bytes:
-        return data
+    eof = True
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        for i in range(0, len(data), _STEP):
+            yield data[i : i + _STEP]
+
+
+class _Inflate:
+    """gzip, with zlib's output bound (``max_length`` + ``unconsumed_tail``)."""
+
+    def __init__(self) -> None:
+        self._dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    @property
+    def eof(self) -> bool:
+        return self._dec.eof
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while data and not self._dec.eof:
+            yield self._dec.decompress(data, _STEP)
+            data = self._dec.unconsumed_tail
+
+
+class _Stream:
+    """xz, lzma and bz2, with their output bound (``max_length`` + ``needs_input``)."""
+
+    def __init__(self, dec: lzma.LZMADecompressor | bz2.BZ2Decompressor) -> None:
+        self._dec = dec
+
+    @property
+    def eof(self) -> bool:
+        return self._dec.eof
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if self._dec.eof:
+            return  # trailing bytes after the stream carry nothing
+        yield self._dec.decompress(data, _STEP)
+        while not self._dec.eof and not self._dec.needs_input:
+            yield self._dec.decompress(b"", _STEP)
 
 
 def decompressor_for(name: str) -> _Decompressor | None:
     """A streaming decompressor for an index file name, or None if the format is unknown."""
     if name.endswith(".gz"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        return _Inflate()
     if name.endswith(".xz"):
-        return lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        return _Stream(lzma.LZMADecompressor(format=lzma.FORMAT_XZ))
     if name.endswith(".lzma"):
-        return lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
+        return _Stream(lzma.LZMADecompressor(format=lzma.FORMAT_ALONE))
     if name.endswith(".bz2"):
-        return bz2.BZ2Decompressor()
+        return _Stream(bz2.BZ2Decompressor())
     if "." in name.rsplit("/", 1)[-1]:
         return None  # .zst, .lz4, ...: not in the standard library; such indexes are not learned
     return _Identity()
@@ -75,6 +132,8 @@ class PackagesParser:
         self._buffer += data
         lines = self._buffer.split(b"\n")
         self._buffer = lines.pop()
+        if len(self._buffer) > MAX_LINE_BYTES:
+            raise IndexTooLargeError(f"a line longer than {MAX_LINE_BYTES} bytes")
         out: list[IndexEntry] = []
         for line in lines:
             self._line(line, out)
@@ -200,6 +259,7 @@ def entry_url(base: str, path: str) -> str:
 
 def index_role(url: str) -> str | None:
     """``"packages"`` or ``"release"`` if the proxy learns hashes from this index URL."""
+    url = url.partition("?")[0].partition("#")[0]  # the path decides, never a query
     name = url.rsplit("/", 1)[-1]
     stem = name.split(".", 1)[0] if name.startswith("Packages") else name
     if stem == "Packages" and "/by-hash/" not in url:
@@ -209,24 +269,62 @@ def index_role(url: str) -> str | None:
     return None
 
 
+class IndexLearner:
+    """Learns one index incrementally: :meth:`feed` raw (maybe compressed) bytes as they are
+    served, get ``(url, size, sha256)`` rows; nothing holds the whole index (a Release file,
+    small and bounded, is parsed at :meth:`close`). Raises :class:`IndexTooLargeError` past the
+    bounds, and the decompressor's own error (``zlib.error``, ``lzma.LZMAError``, ``OSError``,
+    ``EOFError``) on a corrupt file.
+    """
+
+    def __init__(self, url: str, role: str) -> None:
+        self.url = url
+        self.role = role
+        self.by_hash: dict[str, tuple[str, str]] = {}  # filled by close() for a Release
+        self._release = bytearray()
+        self._out = 0
+        name = url.partition("?")[0].rsplit("/", 1)[-1]
+        self._dec = decompressor_for(name) if role == "packages" else None
+        self._base = archive_base(url, packages=role == "packages")
+        self._parser = PackagesParser()
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[str, int, str]]:
+        if self.role == "release":
+            self._release += chunk
+            if len(self._release) > MAX_RELEASE_BYTES:
+                raise IndexTooLargeError(f"a Release file over {MAX_RELEASE_BYTES} bytes")
+            return
+        if self._dec is None:
+            return
+        for piece in self._dec.feed(chunk):
+            self._out += len(piece)
+            if self._out > MAX_INDEX_BYTES:
+                raise IndexTooLargeError(f"an index over {MAX_INDEX_BYTES} bytes decompressed")
+            for e in self._parser.feed(piece):
+                yield entry_url(self._base, e.path), e.size, e.sha256
+
+    def close(self) -> Iterator[tuple[str, int, str]]:
+        if self.role == "release":
+            data = bytes(self._release)
+            self._release = bytearray()
+            self.by_hash = release_by_hash(self.url, data)
+            for e in parse_release(data):
+                yield entry_url(self._base, e.path), e.size, e.sha256
+            return
+        if self._dec is None:
+            return
+        if not self._dec.eof:
+            raise EOFError(f"{self.url}: the compressed index is truncated")
+        for e in self._parser.close():
+            yield entry_url(self._base, e.path), e.size, e.sha256
+
+
 def learn_entries(url: str, role: str, chunks: Iterable[bytes]) -> Iterator[tuple[str, int, str]]:
     """Stream ``(url, size, sha256)`` out of an index's raw (maybe compressed) bytes."""
-    if role == "release":
-        base = archive_base(url, packages=False)
-        for e in parse_release(b"".join(chunks)):
-            yield entry_url(base, e.path), e.size, e.sha256
-        return
-    name = url.rsplit("/", 1)[-1]
-    dec = decompressor_for(name)
-    if dec is None:
-        return
-    base = archive_base(url, packages=True)
-    parser = PackagesParser()
+    learner = IndexLearner(url, role)
     for chunk in chunks:
-        for e in parser.feed(dec.decompress(chunk)):
-            yield entry_url(base, e.path), e.size, e.sha256
-    for e in parser.close():
-        yield entry_url(base, e.path), e.size, e.sha256
+        yield from learner.feed(chunk)
+    yield from learner.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,9 @@ Pure functions, no I/O. apt reaches the proxy in three shapes, all mapped to one
 
 A :class:`Rejection` says why a target is refused and with which status: 400 for anything
 malformed or any path traversal attempt (``..`` plain or percent-encoded, encoded slashes, NUL),
-403 for a host not on the allow-list (the body names ``apt.allowed_hosts``).
+403 for a host not on the allow-list (the body names ``apt.allowed_hosts``). A query string is
+refused (400): apt never sends one, and each variant of a URL would otherwise be one more fetch
+over the uplink and one more stored object.
 """
 
 from __future__ import annotations
@@ -227,10 +229,11 @@ def parse_target(target: bytes, allowed_hosts: Iterable[str]) -> Target | Reject
     host, port = parsed
     if not path or path == "/":
         return Rejection(400, "the request target names no file")
-    query = ""
     if "?" in path:
-        path, _, query = path.partition("?")
-    why = _check_path(path) or (_check_path("/" + query) if query else None)
+        # apt never sends a query, and every spelling of one would be another object to fetch
+        # over the uplink and to store: refused, before the allow-list is even consulted.
+        return Rejection(400, "a query (?) is not allowed in an apt request target")
+    why = _check_path(path)
     if why is not None:
         return Rejection(400, why)
     if not host_allowed(host, port, scheme, allowed_hosts):
@@ -243,8 +246,6 @@ def parse_target(target: bytes, allowed_hosts: Iterable[str]) -> Target | Reject
     path = canonical_path(path)
     segments = path.split("/")
     url = f"{scheme}://{format_authority(host, port, scheme)}{path}"
-    if query:
-        url += "?" + query
     return Target(
         url=url,
         scheme=scheme,

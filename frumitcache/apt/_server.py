@@ -25,8 +25,10 @@ import h11
 import trio
 
 from frumitcache._version import __version__
+from frumitcache.apt._guard import RateLimitedLog
 from frumitcache.apt._http import http_date, plan_response
-from frumitcache.apt._packages import HashBook, index_role, learn_entries, release_by_hash
+from frumitcache.apt._learn import Learner
+from frumitcache.apt._packages import HashBook, index_role
 from frumitcache.apt._requests import (
     FileKind,
     Rejection,
@@ -34,7 +36,7 @@ from frumitcache.apt._requests import (
     parse_connect_target,
     parse_target,
 )
-from frumitcache.apt._source import Content, ContentInfo, ContentSource
+from frumitcache.apt._source import Content, ContentSource
 from frumitcache.apt._status import ProxyMetrics, SiteStatus, render_metrics, render_status_page
 from frumitcache.config import AptConfig
 from frumitcache.errors import (
@@ -49,81 +51,11 @@ from frumitcache.errors import (
 log = logging.getLogger(__name__)
 
 _RECEIVE = 65536
-_LEARN_WAIT_S = 60.0  # longest a .deb waits for a Packages file still being learned
 _TUNNEL_CONNECT_S = 10.0
 
 
 class _ConnectionDone(Exception):
     """The connection must close now (client gone, timeout, unrecoverable state)."""
-
-
-class _Learner:
-    """Learns URL -> SHA-256 from the Packages/Release files the proxy served, off the request path.
-
-    The proxy waits for pending learning before it looks a .deb up, so a .deb requested right
-    after its Packages file is still checked.
-    """
-
-    def __init__(self, book: HashBook | None) -> None:
-        self.book = book
-        self._pending = 0
-        self._idle = trio.Event()
-        self._idle.set()
-        self._learned: dict[str, tuple[Any, ...]] = {}
-        # "ALGO/hex" of a by-hash URL -> (the index URL it stands for, its SHA-256), from the
-        # Release files learned: apt fetches Packages by hash, and the name says how to parse
-        # it and where its paths start.
-        self.by_hash: dict[str, tuple[str, str]] = {}
-
-    def wanted(self, target: Target, info: ContentInfo) -> tuple[str, str] | None:
-        """``(role, url to learn it as)`` if this index should be learned now."""
-        if self.book is None:
-            return None
-        url = target.url
-        if target.by_hash is not None and target.by_hash in self.by_hash:
-            url = self.by_hash[target.by_hash][0]
-        role = index_role(url)
-        token = (info.size, info.sha256, info.etag, info.last_modified)
-        if role is None or self._learned.get(url) == token:
-            return None
-        self._learned[url] = token
-        return role, url
-
-    def start(self, nursery: trio.Nursery, url: str, role: str, content: Content) -> None:
-        self._pending += 1
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
-        nursery.start_soon(self._learn, url, role, content)
-
-    async def wait_idle(self) -> None:
-        with trio.move_on_after(_LEARN_WAIT_S):
-            await self._idle.wait()
-
-    async def _learn(self, url: str, role: str, content: Content) -> None:
-        assert self.book is not None
-        book = self.book
-        try:
-            data = bytearray()
-            async with content.read(0, content.info.size) as pieces:
-                async for piece in pieces:
-                    data += piece
-            raw = bytes(data)
-
-            def work() -> tuple[int, dict[str, tuple[str, str]]]:
-                slices = (raw[i : i + _RECEIVE] for i in range(0, len(raw), _RECEIVE))
-                count = book.record(learn_entries(url, role, slices))
-                return count, release_by_hash(url, raw) if role == "release" else {}
-
-            count, by_hash = await trio.to_thread.run_sync(work)
-            self.by_hash.update(by_hash)
-            log.debug("learned %d hashes from %s", count, url)
-        except (FrumitcacheError, OSError, EOFError, ValueError) as exc:
-            # lzma/zlib raise their own errors on a corrupt index; apt will reject it too.
-            self._learned.pop(url, None)
-            log.warning("could not learn hashes from %s: %s", url, exc)
-        finally:
-            self._pending -= 1
-            if self._pending == 0:
-                self._idle.set()
 
 
 class AptProxy:
@@ -141,7 +73,8 @@ class AptProxy:
         self.source = source
         self.metrics = ProxyMetrics()
         self._status = status or SiteStatus
-        self._learner = _Learner(hashes)
+        self._errors = RateLimitedLog(log)
+        self._learner = Learner(hashes, self.metrics, self._errors)
         self._nursery: trio.Nursery | None = None
 
     async def serve(
@@ -181,9 +114,13 @@ class AptProxy:
             return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
-        except Exception:
-            # A bug must cost one connection, never the proxy.
-            log.exception("apt proxy connection failed")
+        except Exception as exc:
+            # A bug must cost one connection, never the proxy; and a client repeating the
+            # request that hits it must not fill the log.
+            self.metrics.internal_errors += 1
+            self._errors.exception(
+                "connection", f"apt proxy connection failed: {exc!r}", exc, trio.current_time()
+            )
             with trio.move_on_after(1):
                 await self._simple_error(conn, stream, 500, "internal error in the proxy\n")
         finally:

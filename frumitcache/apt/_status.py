@@ -43,6 +43,9 @@ class ProxyMetrics:
     connect_bytes: int = 0  # tunnelled bytes (both directions); they all cross the uplink
     rejected: Counter[int] = field(default_factory=Counter)  # 400/403/431/... before any fetch
     digest_mismatches: int = 0
+    indexes_learned: int = 0  # Packages/Release files whose hashes were learned
+    indexes_not_learned: int = 0  # ... given up: corrupt, over the bounds, unreadable
+    internal_errors: int = 0  # connections ended by an unexpected error (answered 500)
 
     @property
     def hit_ratio(self) -> float:
@@ -102,6 +105,19 @@ def render_metrics(m: ProxyMetrics) -> str:
         "Objects refused because they did not match the SHA-256 their index promised.",
     )
     out.append(f"frumitcache_apt_digest_mismatches_total {m.digest_mismatches}")
+    family(
+        "frumitcache_apt_indexes_learned_total",
+        "counter",
+        "Packages/Release files whose hashes were learned, by outcome.",
+    )
+    out.append(f'frumitcache_apt_indexes_learned_total{{outcome="ok"}} {m.indexes_learned}')
+    out.append(f'frumitcache_apt_indexes_learned_total{{outcome="failed"}} {m.indexes_not_learned}')
+    family(
+        "frumitcache_apt_internal_errors_total",
+        "counter",
+        "Connections ended by an unexpected error in the proxy (answered 500 if possible).",
+    )
+    out.append(f"frumitcache_apt_internal_errors_total {m.internal_errors}")
     return "\n".join(out) + "\n"
 
 

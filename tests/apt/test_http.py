@@ -107,3 +107,37 @@ def test_release_gpg_follows_release() -> None:
     assert w.due(sig, 112.0)
     w.forget_before(200.0)
     assert w.last(rel) is None
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "bytes=\u00b2-",  # str.isdigit() says yes, int() says no
+        "bytes=-\u0661",
+        "bytes=1" + "0" * 5000 + "-",  # past int()'s digit limit
+        "bytes=0-" + "9" * 40,
+        "bytes=1-2-3",
+        "bytes= - ",
+        "bytes=\x00-",
+    ],
+)
+def test_malformed_range_is_ignored(header: str) -> None:
+    assert parse_range(header, 1000) is None
+    assert (
+        plan_response(
+            size=1000,
+            last_modified=None,
+            etag=None,
+            range_header=header,
+            if_range=None,
+            if_modified_since=None,
+        ).status
+        == 200
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["Mon, 01 Jan 99999999 00:00:00 GMT", "\u00b2", "Mon, 01 Jan 1 00:00:00 +9999"]
+)
+def test_malformed_dates_are_ignored(text: str) -> None:
+    assert parse_http_date(text) is None

@@ -163,3 +163,59 @@ def test_hash_book_persists(tmp_path: Path) -> None:
         assert again.lookup("http://h/zzz.deb") is None
     finally:
         again.close()
+
+
+def test_index_role_ignores_the_query() -> None:
+    assert index_role("http://h/any/file?x=/Packages.xz") is None
+    assert index_role("http://h/any/file?x=/InRelease") is None
+    assert index_role("http://h/d/dists/s/main/binary-all/Packages.xz?v=1") == "packages"
+
+
+@pytest.mark.parametrize(
+    ("name", "pack"),
+    [
+        ("Packages.gz", gzip.compress),
+        ("Packages.xz", lzma.compress),
+        ("Packages.bz2", bz2.compress),
+    ],
+)
+def test_bomb_is_bounded(name: str, pack: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output past MAX_INDEX_BYTES is refused, and no step holds more than _STEP bytes."""
+    from frumitcache.apt import _packages
+
+    monkeypatch.setattr(_packages, "MAX_INDEX_BYTES", 3 << 20)
+    monkeypatch.setattr(_packages, "_STEP", 64 << 10)
+    lines = b"Package: x\n" * (1 << 19)  # 5.5 MiB of short lines
+    data = pack(lines)  # type: ignore[operator]
+    learner = _packages.IndexLearner(f"http://h/d/dists/s/main/binary-all/{name}", "packages")
+    dec = _packages.decompressor_for(name)
+    assert dec is not None
+    assert max(len(p) for p in dec.feed(data)) <= 64 << 10
+    with pytest.raises(_packages.IndexTooLargeError):
+        list(learner.feed(data))
+
+
+def test_endless_line_is_refused() -> None:
+    from frumitcache.apt import _packages
+
+    data = gzip.compress(b"x" * (3 << 20))
+    with pytest.raises(_packages.IndexTooLargeError):
+        list(learn_entries("http://h/d/dists/s/main/binary-all/Packages.gz", "packages", [data]))
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("Packages.gz", b"\x1f\x8bbad"),
+        ("Packages.xz", b"\xfd7zXZ"),
+        ("Packages.bz2", b"BZh9\x00"),
+        ("Packages.gz", gzip.compress(PACKAGES)[:-20]),  # truncated
+        ("Packages.xz", lzma.compress(PACKAGES)[:-20]),
+    ],
+)
+def test_corrupt_index_raises_a_decoder_error(name: str, data: bytes) -> None:
+    import zlib
+
+    url = f"http://h/d/dists/s/main/binary-all/{name}"
+    with pytest.raises((zlib.error, lzma.LZMAError, OSError, EOFError, ValueError)):
+        list(learn_entries(url, "packages", [data]))

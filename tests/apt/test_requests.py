@@ -201,3 +201,20 @@ def test_connect_target() -> None:
     bad = parse_connect_target(b"/x", allowed)
     assert isinstance(bad, Rejection)
     assert bad.status == 400
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        b"http://deb.debian.org/any/file?x=/Packages.xz",
+        b"http://deb.debian.org/debian/pool/main/h/hello/hello_1_all.deb?v=1",
+        b"http://deb.debian.org/debian/pool/main/h/hello/hello_1_all.deb?",
+        b"/deb.debian.org/debian/dists/stable/InRelease?x",
+        b"http://evil.example/x?y",  # refused as a query before the allow-list is consulted
+    ],
+)
+def test_query_refused(target: bytes) -> None:
+    """apt never sends a query; each variant would be one more uplink fetch and stored copy."""
+    got = rejected(target)
+    assert got.status == 400
+    assert "query" in got.reason
