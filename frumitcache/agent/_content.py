@@ -612,11 +612,21 @@ class ContentService:
             for index in indexes:
                 holders = site.holders(plan.holders.get(index, ()))
                 size = plan.chunk_len(index)
-                if size > site.config.swarm.small_chunk_bytes:
+                # Warm: the object is complete and nobody else is downloading this chunk, so
+                # there is no one to trade pieces with and a libtorrent dial per chunk would
+                # only add its connect tick: take it straight from a holder over peer HTTP.
+                direct = (
+                    plan.complete
+                    and bool(holders)
+                    and not site.holders(plan.partial.get(index, ()))
+                )
+                if size > site.config.swarm.small_chunk_bytes and not direct:
                     # Fellow fetchers trade pieces: every member is a potential holder.
                     holders = tuple(dict.fromkeys(holders + site.holders(site.other_members())))
                 send.send_nowait(
-                    ChunkOffer(index, ChunkRef(plan.digests[index].hex(), size), holders)
+                    ChunkOffer(
+                        index, ChunkRef(plan.digests[index].hex(), size), holders, direct=direct
+                    )
                 )
             if plan.complete and plan.offered_all():
                 send_closed.append(True)
@@ -706,10 +716,13 @@ class _MemberPlan:
         self.complete = False
         self._offered = 0
         self.more_holders: set[int] = set()  # offered chunks that gained holders since
+        #: Members downloading each chunk, as of the last catalogue answer.
+        self.partial: dict[int, tuple[str, ...]] = {}
         if reply.manifest is not None:
             self._absorb(reply.manifest)
             for index, held in enumerate(reply.holders):
                 self.holders[index] = tuple(held.full)
+                self.partial[index] = tuple(held.partial)
 
     def _absorb(self, manifest: ObjectManifest) -> None:
         if manifest.chunk_size != self.chunk_size:
@@ -750,6 +763,7 @@ class _MemberPlan:
         self._absorb(reply.manifest)
         grew = False
         for index, held in enumerate(reply.holders):
+            self.partial[index] = tuple(held.partial)
             known = self.holders.get(index, ())
             new = tuple(n for n in held.full if n not in known)
             if new:

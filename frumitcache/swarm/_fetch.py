@@ -89,6 +89,9 @@ class ChunkOffer:
     index: int
     chunk: ChunkRef
     holders: tuple[Holder, ...]
+    #: No one is downloading the chunk (a warm pull): take it from a holder over peer HTTP
+    #: rather than pay a libtorrent connect tick for a swarm with nobody to trade with.
+    direct: bool = False
 
 
 class ChunkFetcher:
@@ -146,11 +149,25 @@ class ChunkFetcher:
         if self._swarm is not None:
             self._swarm.add_holders(chunk.digest, [(h.address, h.swarm_port) for h in holders])
 
-    async def fetch(self, chunk: ChunkRef, holders: Sequence[Holder]) -> None:
+    async def fetch(
+        self, chunk: ChunkRef, holders: Sequence[Holder], *, direct: bool = False
+    ) -> None:
         if self._store.has_chunk(chunk.digest):
             return
         bad = self._http.bad_holders | (self._swarm.banned if self._swarm else frozenset())
         usable = [h for h in holders if h.address not in bad]
+        if direct and usable:
+            # Spread chunks over the holders (same digest, same first choice), the seeder last.
+            members = sorted((h for h in usable if not h.seeder), key=lambda h: h.address)
+            turn = int(chunk.digest[:8], 16) % len(members) if members else 0
+            ordered = members[turn:] + members[:turn] + [h for h in usable if h.seeder]
+            with contextlib.suppress(PeerError):
+                await self._http.fetch(
+                    chunk.digest, chunk.size, [(h.address, h.peer_port) for h in ordered]
+                )
+                if self._swarm is not None and chunk.size > self._small:
+                    await self._swarm.seed(chunk.digest)
+                return
         if self._swarm is not None and chunk.size > self._small:
             if self._first_replica(chunk, usable):
                 # This node is the one fetcher that takes the chunk from the seeder: one HTTP
@@ -270,7 +287,8 @@ async def fetch_object(
         for attempt in range(retries):
             async with limit:
                 try:
-                    await fetcher.fetch(offer.chunk, known[offer.index].holders)
+                    now = known[offer.index]
+                    await fetcher.fetch(offer.chunk, now.holders, direct=now.direct)
                     break
                 except (PeerError, DigestMismatchError) as exc:
                     last = exc
@@ -303,8 +321,11 @@ async def fetch_object(
         async with offers:
             async for offer in offers:
                 if offer.index in known:
-                    merged = tuple(dict.fromkeys((*known[offer.index].holders, *offer.holders)))
-                    known[offer.index] = ChunkOffer(offer.index, offer.chunk, merged)
+                    was = known[offer.index]
+                    merged = tuple(dict.fromkeys((*was.holders, *offer.holders)))
+                    known[offer.index] = ChunkOffer(
+                        offer.index, offer.chunk, merged, direct=was.direct and offer.direct
+                    )
                     fetcher.add_holders(offer.chunk, offer.holders)
                     continue
                 known[offer.index] = offer
