@@ -16,10 +16,17 @@ partition): a complete entry beats an incomplete one; between two incomplete ent
 with more chunks wins, unless the chunk lists disagree, when this catalogue's entry is kept
 (the seeder's own view); between two complete entries with different digests, this
 catalogue's entry is kept. Holders are per digest, so they are never wrong, merely unused.
+
+Bounded (a seeder runs for weeks): at most ``max_objects`` entries, the least recently used
+forgotten first; the holders of a chunk digest are kept while some entry lists it (a count per
+digest), and forgotten with the last such entry; holders of digests no entry lists (a bare
+:class:`~._messages.Have` digest) are kept for the ``max_orphans`` most recent only; a member
+that leaves is dropped from every holder set (:meth:`Catalogue.remove_member`).
 """
 
 from __future__ import annotations
 
+from collections import Counter, OrderedDict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
@@ -47,13 +54,71 @@ def _prefix_of(
     return len(short) <= len(long) and list(long[: len(short)]) == list(short)
 
 
-class Catalogue:
-    """URL -> object entry, and chunk digest -> holders."""
+#: Default bound of a catalogue's entries (an entry with its chunk list is well under 1 KiB
+#: for objects up to ~100 MB with 4 MiB chunks).
+MAX_OBJECTS = 20_000
+MAX_ORPHANS = 4_096
 
-    def __init__(self) -> None:
-        self._objects: dict[str, _Entry] = {}
+
+class Catalogue:
+    """URL -> object entry, and chunk digest -> holders; bounded (see the module docstring)."""
+
+    def __init__(self, *, max_objects: int = MAX_OBJECTS, max_orphans: int = MAX_ORPHANS) -> None:
+        self.max_objects = max_objects
+        self.max_orphans = max_orphans
+        self._objects: OrderedDict[str, _Entry] = OrderedDict()
         self._full: dict[bytes, set[str]] = {}
         self._partial: dict[bytes, set[str]] = {}
+        # How many entries list each digest; holders live as long as their digest is listed.
+        self._refs: Counter[bytes] = Counter()
+        self._orphans: OrderedDict[bytes, None] = OrderedDict()
+
+    def table_sizes(self) -> dict[str, int]:
+        """Sizes of the internal tables (tests and ``status`` check they stay bounded)."""
+        return {
+            "objects": len(self._objects),
+            "full": len(self._full),
+            "partial": len(self._partial),
+            "digests": len(self._refs),
+            "orphans": len(self._orphans),
+        }
+
+    # --- bookkeeping --------------------------------------------------------------------------
+
+    def _ref(self, digests: Iterable[bytes]) -> None:
+        for digest in digests:
+            self._refs[digest] += 1
+            self._orphans.pop(digest, None)
+
+    def _unref(self, digests: Iterable[bytes]) -> None:
+        for digest in digests:
+            self._refs[digest] -= 1
+            if self._refs[digest] <= 0:
+                del self._refs[digest]
+                self._full.pop(digest, None)
+                self._partial.pop(digest, None)
+
+    def _set_chunks(self, entry: _Entry, chunks: list[bytes]) -> None:
+        self._ref(chunks)  # first: digests in both lists keep their holders
+        self._unref(entry.chunks)
+        entry.chunks = chunks
+
+    def _drop(self, url: str) -> None:
+        entry = self._objects.pop(url, None)
+        if entry is not None:
+            self._unref(entry.chunks)
+
+    def _insert(self, entry: _Entry) -> None:
+        self._objects[entry.url] = entry
+        self._ref(entry.chunks)
+        while len(self._objects) > self.max_objects:
+            self._drop(next(iter(self._objects)))
+
+    def _touch(self, url: str) -> _Entry | None:
+        entry = self._objects.get(url)
+        if entry is not None:
+            self._objects.move_to_end(url)
+        return entry
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -64,20 +129,22 @@ class Catalogue:
     # --- objects ------------------------------------------------------------------------------
 
     def get(self, url: str) -> ObjectManifest | None:
-        entry = self._objects.get(url)
+        entry = self._touch(url)
         return entry.manifest() if entry is not None else None
 
     def put_manifest(self, manifest: ObjectManifest) -> None:
         """Learn (part of) an object; see the module docstring for conflicts."""
-        entry = self._objects.get(manifest.url)
+        entry = self._touch(manifest.url)
         if entry is None:
-            self._objects[manifest.url] = _Entry(
-                manifest.url,
-                manifest.chunk_size,
-                manifest.digest,
-                manifest.size,
-                list(manifest.chunks),
-                manifest.complete,
+            self._insert(
+                _Entry(
+                    manifest.url,
+                    manifest.chunk_size,
+                    manifest.digest,
+                    manifest.size,
+                    list(manifest.chunks),
+                    manifest.complete,
+                )
             )
             return
         if entry.complete:
@@ -88,7 +155,7 @@ class Catalogue:
         elif not manifest.complete and not _prefix_of(entry.chunks, manifest.chunks):
             return
         entry.chunk_size = manifest.chunk_size
-        entry.chunks = list(manifest.chunks)
+        self._set_chunks(entry, list(manifest.chunks))
         entry.digest = manifest.digest if manifest.digest is not None else entry.digest
         entry.size = manifest.size if manifest.size is not None else entry.size
         entry.complete = manifest.complete
@@ -98,11 +165,12 @@ class Catalogue:
         (a gap before it, or a different digest at that index)."""
         if index < 0 or chunk_size <= 0:
             return False
-        entry = self._objects.get(url)
+        entry = self._touch(url)
         if entry is None:
             if index != 0:
                 return False
-            entry = self._objects[url] = _Entry(url, chunk_size)
+            entry = _Entry(url, chunk_size)
+            self._insert(entry)
         if entry.chunk_size != chunk_size:
             return False
         if index < len(entry.chunks):
@@ -110,22 +178,30 @@ class Catalogue:
         if index != len(entry.chunks) or entry.complete:
             return False
         entry.chunks.append(digest)
+        self._ref((digest,))
         return True
 
     def finish(self, manifest: ObjectManifest) -> None:
         """The object is complete: its final manifest replaces what was built chunk by chunk."""
         entry = self._objects.get(manifest.url)
         if entry is not None and not _prefix_of(entry.chunks, manifest.chunks):
-            del self._objects[manifest.url]
+            self._drop(manifest.url)
         self.put_manifest(manifest)
 
     def forget(self, url: str) -> None:
         """Drop ``url`` (its fetch failed, or it changed at the origin)."""
-        self._objects.pop(url, None)
+        self._drop(url)
 
     # --- holders ------------------------------------------------------------------------------
 
     def add_holder(self, digest: bytes, node: str, *, full: bool = True) -> None:
+        if digest not in self._refs:
+            self._orphans[digest] = None
+            self._orphans.move_to_end(digest)
+            while len(self._orphans) > self.max_orphans:
+                oldest, _ = self._orphans.popitem(last=False)
+                self._full.pop(oldest, None)
+                self._partial.pop(oldest, None)
         if full:
             self._full.setdefault(digest, set()).add(node)
             self._discard(self._partial, digest, node)
@@ -159,7 +235,7 @@ class Catalogue:
 
     def info(self, url: str, *, request_id: int = 0, fetching: bool = False) -> ObjectInfo:
         """The reply to a lookup of ``url``: its manifest and the holders of each chunk."""
-        entry = self._objects.get(url)
+        entry = self._touch(url)
         if entry is None:
             return ObjectInfo(request_id, url, None, (), fetching)
         return ObjectInfo(

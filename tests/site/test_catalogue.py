@@ -121,3 +121,59 @@ def test_merge_of_two_sides_of_a_partition() -> None:
     assert left.holders(d(10)) == ChunkHolders(full=("c",))
     assert left.holders(d(0)) == ChunkHolders(full=("a",), partial=("d",))
     assert left.snapshot() == (manifest("x", 2), manifest("y", 1, base=10))
+
+
+def test_churning_many_objects_keeps_every_table_bounded() -> None:
+    """Finding 11 (site part): a seeder runs for weeks; its tables must not grow with them."""
+    cat = Catalogue(max_objects=100, max_orphans=50)
+    members = [f"m{i}" for i in range(8)]
+    peak: dict[str, int] = {}
+    for i in range(10_000):
+        url = f"http://o/obj{i}"
+        if i % 3 == 0:  # fetched by the seeder chunk by chunk, then finished
+            for index in range(3):
+                cat.add_chunk(url, index, d(10 * i + index), CS)
+                cat.add_holder(d(10 * i + index), "seeder")
+            cat.finish(manifest(url, 3, base=10 * i))
+        else:  # announced complete by a member
+            cat.put_manifest(manifest(url, 3, base=10 * i))
+        for index in range(3):
+            cat.add_holder(d(10 * i + index), members[i % 8], full=i % 2 == 0)
+        cat.add_holder(d(-i - 1), members[(i + 1) % 8])  # a bare Have digest: an orphan
+        if i % 7 == 0:
+            cat.forget(f"http://o/obj{i - 5}")  # a failed or changed object
+        if i % 500 == 0:
+            cat.remove_member(members[i % 8])  # a member leaves
+        for name, size in cat.table_sizes().items():
+            peak[name] = max(peak.get(name, 0), size)
+    assert peak["objects"] == 100
+    assert peak["digests"] <= 100 * 3
+    assert peak["full"] + peak["partial"] <= 100 * 3 * 2 + 50
+    assert peak["orphans"] == 50
+    # What is still listed still has its holders; the most recent entries are the ones kept.
+    assert cat.get("http://o/obj9999") == manifest("http://o/obj9999", 3, base=99990)
+    assert cat.get("http://o/obj0") is None
+    assert cat.holders(d(99990)) == ChunkHolders(full=("seeder",), partial=("m7",))
+
+
+def test_eviction_is_least_recently_used_and_shared_chunks_keep_their_holders() -> None:
+    cat = Catalogue(max_objects=2)
+    cat.put_manifest(manifest("a", 2))
+    cat.put_manifest(manifest("b", 2))  # the same chunks under another URL
+    cat.add_holder(d(0), "x")
+    cat.get("a")  # a used again: b is now the oldest
+    cat.put_manifest(manifest("c", 1, base=50))
+    assert cat.urls() == ["a", "c"]
+    assert cat.holders(d(0)).full == ("x",)  # still listed by a
+    cat.forget("a")
+    assert cat.holders(d(0)) == ChunkHolders()  # listed by nobody: forgotten
+    assert cat.table_sizes()["digests"] == 1
+
+
+def test_a_member_that_leaves_is_forgotten_as_a_holder() -> None:
+    cat = Catalogue()
+    cat.put_manifest(manifest("a", 2))
+    cat.add_holder(d(0), "gone")
+    cat.add_holder(d(1), "gone", full=False)
+    cat.remove_member("gone")
+    assert cat.table_sizes()["full"] == cat.table_sizes()["partial"] == 0
