@@ -313,6 +313,10 @@ class SiteNode:
     ) -> None:
         family = _family(self.me.address)
         sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+        if self.site.discovery and family == socket.AF_INET6:
+            # The IPv6 beacon socket binds [::]:port (a link-local group cannot be bound
+            # without a scope), which Linux allows beside this one only if both reuse.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         mcast_socks: list[trio.socket.SocketType] = []
         try:
             try:

@@ -5,7 +5,8 @@ process with its own loopback address, store and control socket, waits until its
 serves, and stops it by pid: SIGTERM for a clean stop, SIGKILL for a crash. Output goes to
 files in the node's directory so a failing test can show the agent's log. The child's
 environment is this process's plus ``env`` (say ``SSL_CERT_FILE`` for a test CA); ``args``
-are added to its command line.
+are added to its command line, and ``prefix`` goes before it (``ip netns exec NS``: the pid
+is then that of ``ip``, which execs the agent in place).
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ class AgentProcess:
         settings: Mapping[str, Mapping[str, Any]] | None = None,
         env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
+        prefix: Sequence[str] = (),
     ) -> None:
         self.directory = directory
         self.args = list(args)  # extra command-line arguments (e.g. --set apt.port=N)
+        self.prefix = list(prefix)  # a command that runs the agent (ip netns exec NS)
         self.env = dict(env or {})  # extra environment of the child (e.g. SSL_CERT_FILE)
         self.address = address
         self.socket = directory / "agent.sock"
@@ -89,8 +92,8 @@ class AgentProcess:
             # Popen, not trio's process API: fixtures and finally blocks must be able to kill
             # and reap the agent synchronously, whatever state the trio run is in.
             self.proc = subprocess.Popen(  # noqa: ASYNC220
-                [sys.executable, "-m", "frumitcache", "agent", "--config", str(self.config_path),
-                 *self.args],
+                [*self.prefix, sys.executable, "-m", "frumitcache", "agent",
+                 "--config", str(self.config_path), *self.args],
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,

@@ -9,9 +9,13 @@ Every agent is killed by pid at the end; every wait is bounded by ``trio.fail_af
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import secrets
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +137,108 @@ async def test_fallback_never_fails_with_a_clear_error(
     assert origin.stats.requests["/never.bin"] == 0
     assert not (tmp_path / "out.bin").exists()
     assert view["fallbacks"] == 0
+
+
+# --- multicast discovery -----------------------------------------------------------------------
+#
+# Each agent runs in a network namespace of its own, joined to the others by veth pairs on a
+# bridge in a hub namespace, all created here and deleted afterwards: a small LAN where IPv4
+# and IPv6 multicast behave as on a real one. (The host's loopback is no place for it: with
+# IPv6 it has one address only and no multicast route, and the test must send nothing outside
+# loopback or its own namespaces.) The addresses exist only inside these namespaces.
+
+
+class Lan:
+    """A hub namespace with a bridge and ``n`` host namespaces with one veth each."""
+
+    def __init__(self, n: int) -> None:
+        tag = f"{os.getpid() % 100000}{secrets.token_hex(2)}"
+        self.hub = f"fct-hub-{tag}"
+        self.hosts = [f"fct-{tag}-{i}" for i in range(n)]
+        self.veths = [f"fv{tag}{i}"[:15] for i in range(n)]
+        self.v4 = [f"10.231.0.{i + 11}" for i in range(n)]
+        self.v6 = [f"fd42:231::{i + 11}" for i in range(n)]
+        self.made: list[str] = []
+
+    def up(self) -> None:
+        ip("netns", "add", self.hub)
+        self.made.append(self.hub)
+        ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
+        ip("-n", self.hub, "link", "set", "br0", "up")
+        for ns, veth, v4, v6 in zip(self.hosts, self.veths, self.v4, self.v6, strict=True):
+            ip("netns", "add", ns)
+            self.made.append(ns)
+            ip("-n", self.hub, "link", "add", veth, "type", "veth", "peer", "name", "eth0",
+               "netns", ns)
+            ip("-n", self.hub, "link", "set", veth, "master", "br0", "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+            ip("-n", ns, "addr", "add", f"{v4}/24", "dev", "eth0")
+            ip("-n", ns, "addr", "add", f"{v6}/64", "dev", "eth0", "nodad")
+            ip("-n", ns, "link", "set", "eth0", "up")
+
+    def down(self) -> None:
+        for ns in reversed(self.made):
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        self.made.clear()
+
+
+def ip(*args: str) -> None:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+
+
+@pytest.fixture
+def lan() -> Iterator[Lan]:
+    if os.geteuid() != 0:
+        pytest.skip("multicast discovery runs in network namespaces, which need root")
+    if shutil.which("ip") is None:
+        pytest.skip("multicast discovery needs iproute2 (ip) for its network namespaces")
+    net = Lan(3)
+    try:
+        net.up()
+    except RuntimeError as exc:
+        net.down()
+        pytest.skip(f"cannot build the namespace LAN here: {exc}")
+    try:
+        yield net
+    finally:
+        net.down()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+async def test_multicast_discovery_elects_one_seeder(
+    tmp_path: Path, lan: Lan, family: str
+) -> None:
+    key = tmp_path / "site.key"
+    key.write_text(secrets.token_hex(32) + "\n")
+    addresses = lan.v4 if family == "ipv4" else lan.v6
+    agents = [
+        AgentProcess(
+            tmp_path / f"pi-{i}",
+            address=address,
+            settings={
+                "node": {"name": f"pi-{i}"},
+                # No static peers: multicast beacons are the only way to meet.
+                "site": {"discovery": True, "peers": [], "key_file": str(key)},
+            },
+            prefix=["ip", "netns", "exec", ns],
+        )
+        for i, (ns, address) in enumerate(zip(lan.hosts, addresses, strict=True))
+    ]
+    try:
+        with trio.fail_after(60):
+            for agent in agents:
+                await agent.start()
+                # The groups are joined before the agent says it is ready.
+                assert "multicast" not in agent.log().replace(str(tmp_path), ""), agent.log()
+            seeder = await wait_for_one_seeder(agents, 3)
+            views = [await site_view(a) for a in agents]
+    finally:
+        for agent in agents:
+            agent.kill()
+    assert seeder in {"pi-0", "pi-1", "pi-2"}
+    for view in views:
+        assert view["solo"] is False
+        assert sorted(m["address"] for m in view["members"]) == sorted(addresses)
