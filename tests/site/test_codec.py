@@ -150,10 +150,14 @@ def test_garbage_does_not_consume_sequence_numbers() -> None:
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_only_raise_protocol_errors(data: bytes) -> None:
-    _, bob = pair()
+    alice, bob = pair()
+    # A well-formed frame for bob whose MAC is not made with the key (random bytes there).
+    body = alice.encode(Bye("alice"), to="bob", wall=WALL)[len(MAGIC) + 32 :]
+    forged = MAGIC + hashlib.sha256(data).digest() + body
     # Without the key nothing is ever accepted, and the reason says why.
-    for frame in (data, MAGIC + data):
+    for frame in (data, MAGIC + data, forged):
         assert reason(bob, frame) in ("garbage", "bad-mac", "too-large")
+    assert reason(bob, forged) == "bad-mac"
     # Signed random bytes: rejected with a known reason, or (never seen) a valid frame.
     outcome = "accepted"
     try:
