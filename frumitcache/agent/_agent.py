@@ -165,6 +165,16 @@ class Agent:
             dropped_frames=sum(stats.dropped.values()),
             members=[_member_dict(m) for m in node.members()],
         )
+        assert self._site is not None
+        # Which carrier moved the LAN bytes: libtorrent payload vs peer HTTP bodies.
+        if self._site.swarm is not None:
+            swarm = self._site.swarm.statistics()
+            out.update(swarm_uploaded=swarm.uploaded, swarm_downloaded=swarm.downloaded)
+        out.update(
+            node=name,
+            peer_http_served=self._site.http_server.statistics().bytes_served,
+            peer_http_fetched=self._site.http_client.bytes_fetched,
+        )
         return out
 
     async def run(

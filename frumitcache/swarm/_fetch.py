@@ -166,7 +166,7 @@ class ChunkFetcher:
                     chunk.digest, chunk.size, [(h.address, h.peer_port) for h in ordered]
                 )
                 if self._swarm is not None and chunk.size > self._small:
-                    await self._swarm.seed(chunk.digest)
+                    await self._swarm.seed(chunk.digest, verified=True)
                 return
         if self._swarm is not None and chunk.size > self._small:
             if self._first_replica(chunk, usable):
@@ -177,7 +177,7 @@ class ChunkFetcher:
                 seeders = [(h.address, h.peer_port) for h in usable if h.seeder]
                 with contextlib.suppress(PeerError):
                     await self._http.fetch(chunk.digest, chunk.size, seeders)
-                    await self._swarm.seed(chunk.digest)
+                    await self._swarm.seed(chunk.digest, verified=True)
                     return
             try:
                 await self._fetch_swarm(self._swarm, chunk, usable)
@@ -191,7 +191,7 @@ class ChunkFetcher:
         )
         if self._swarm is not None and chunk.size > self._small:
             # A large chunk that came over HTTP (the swarm stalled) is still served by torrent.
-            await self._swarm.seed(chunk.digest)
+            await self._swarm.seed(chunk.digest, verified=True)
 
     def _first_replica(self, chunk: ChunkRef, holders: Sequence[Holder]) -> bool:
         """Is this node the fetcher assigned to take ``chunk`` from the seeder?"""

@@ -9,7 +9,6 @@ on any failure, remembering holders that sent bad bytes so they are not asked ag
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -293,7 +292,7 @@ async def _send_simple(
 async def get_chunk(
     address: Address, digest: str, key: bytes, *, max_bytes: int, what: str = "",
     method: bytes = b"GET",
-) -> bytes:
+) -> bytearray:
     """One signed ``GET /chunk/<digest>[/what]`` from ``address``; the body, unverified.
 
     The caller bounds it with a cancel scope (:class:`HttpChunkClient` does, per holder).
@@ -322,7 +321,7 @@ async def get_chunk(
                 if len(body) > max_bytes:
                     raise PeerError(f"{host}: chunk {digest} longer than {max_bytes} bytes")
             elif isinstance(event, h11.EndOfMessage):
-                return bytes(body)
+                return body
             else:
                 raise PeerError(f"{host}: broken response")
 
@@ -383,7 +382,7 @@ class HttpChunkClient:
                 with trio.fail_after(self.timeout):
                     body = await get_chunk(holder, digest, self._key, max_bytes=32 * 33,
                                            what="tree")
-                tree = tree_from_layer(size, body[:32], body[32:])
+                tree = tree_from_layer(size, bytes(body[:32]), bytes(body[32:]))
             except _FETCH_ERRORS as exc:
                 errors.append(f"{holder[0]}: {exc}")
                 continue
@@ -410,13 +409,17 @@ class HttpChunkClient:
             except _FETCH_ERRORS as exc:
                 errors.append(f"{holder[0]}: {exc}")
                 continue
-            if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+            try:
+                if len(data) != size:
+                    raise DigestMismatchError(f"{len(data)} bytes, expected {size}")
+                # The store hashes the bytes once, as it takes them, and refuses a mismatch.
+                await self._store.put_chunk(data, digest)
+            except DigestMismatchError:
                 self.digest_mismatches += 1
                 self.penalise(holder[0])
                 await self.report_bad(holder, digest)
                 errors.append(f"{holder[0]}: sent bytes that do not hash to {digest}")
                 continue
-            await self._store.put_chunk(data, digest)
             self.bytes_fetched += len(data)
             self.penalties.forgive(holder[0])
             return holder

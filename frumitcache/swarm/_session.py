@@ -322,7 +322,7 @@ class Swarm:
             raise NotInStoreError(f"chunk {digest} is not in the store")
         return await self._tree(digest, self._store.chunk_path(digest))
 
-    async def _tree(self, digest: str, path: Path) -> MerkleTree:
+    async def _tree(self, digest: str, path: Path, *, verified: bool = False) -> MerkleTree:
         cached = self._trees.get(digest)
         if cached is not None:
             return cached
@@ -331,9 +331,9 @@ class Swarm:
         size = (await trio.Path(path).stat()).st_size
         known = self._store.chunk_root(digest)
         actual, tree, _ = await trio.to_thread.run_sync(
-            lambda: file_tree(path, piece_size_for(size), sha=known is None)
+            lambda: file_tree(path, piece_size_for(size), sha=known is None and not verified)
         )
-        if known is None and actual != digest:
+        if known is None and not verified and actual != digest:
             self._corrupt.add(digest)
             raise DigestMismatchError(f"store file of chunk {digest} hashes to {actual}")
         if known is None:
@@ -362,14 +362,17 @@ class Swarm:
         self._torrents[ct.digest] = t
         return t
 
-    async def seed(self, digest: str, *, super_seed: bool = False) -> None:
-        """Serve a stored chunk to the swarm (seed mode: libtorrent does not re-hash it)."""
+    async def seed(self, digest: str, *, super_seed: bool = False, verified: bool = False) -> None:
+        """Serve a stored chunk to the swarm (seed mode: libtorrent does not re-hash it).
+
+        ``verified``: the store just checked the chunk's SHA-256 as it took the bytes, so
+        its tree is computed without hashing the whole file again."""
         if digest in self._torrents and self._torrents[digest].seeding:
             return
         if not self._store.has_chunk(digest):
             raise NotInStoreError(f"chunk {digest} is not in the store")
         path = self._store.chunk_path(digest)
-        tree = await self._tree(digest, path)
+        tree = await self._tree(digest, path, verified=verified)
         ct = torrent_of_tree(digest, tree)
         flags = int(lt.torrent_flags.seed_mode)
         if super_seed:

@@ -110,6 +110,15 @@ async def test_herd_fetches_the_origin_once(origin: OriginServer, tmp_path: Path
             r.stderr.decode().rsplit(" from ", 1)[1].split(",")[0] for r in results.values()
         )
         assert sources.count("site") == 4, sources
+        # Member-to-member bytes went through libtorrent, not a star of peer HTTP around the
+        # seeder: the members' libtorrent uploads exceed a whole copy of the object.
+        seeder = await wait_for_seeder(site)
+        views = [await site_status(a) for a in site.agents]
+        members = [v for v in views if v["node"] != seeder]
+        traded = sum(int(v["swarm_uploaded"]) for v in members)  # type: ignore[call-overload]
+        assert traded > len(data), [
+            (v["node"], v["swarm_uploaded"], v["peer_http_served"]) for v in views
+        ]
     finally:
         site.kill()
 
