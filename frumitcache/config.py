@@ -288,6 +288,17 @@ class AptConfig:
     max_header_bytes: int = opt(
         16384, "Largest request head accepted; a bigger one is answered 431.", "bytes"
     )
+    first_request_timeout_s: float = opt(
+        10.0,
+        "A new connection that has not sent its first request head within this time is "
+        "closed (idle connections cannot hold descriptors for long).",
+        "s",
+    )
+    max_pending_connections: int = opt(
+        256,
+        "Most connections that have not sent a request yet; past it the oldest of them is "
+        "closed for each new one, so idle connections never crowd out apt clients.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +448,10 @@ def _check_values(cfg: Config) -> None:
         )
     if cfg.site.max_clock_skew_s < 0:
         raise ConfigError("site.max_clock_skew_s: must be 0 (no check) or positive")
+    if cfg.apt.max_pending_connections < 1 or cfg.apt.first_request_timeout_s <= 0:
+        raise ConfigError(
+            "apt.max_pending_connections and apt.first_request_timeout_s: must be positive"
+        )
 
 
 def config_from_mapping(data: Mapping[str, Any], *, source: str = "config") -> Config:

@@ -2,12 +2,14 @@
 unexpected errors (a flood of bad requests must not become a flood of tracebacks) and the cap on
 connections that have not sent a request yet.
 
-Neither reads the clock: the caller passes ``now``.
+Neither reads the clock: the caller passes ``now`` (the pending set only holds cancel scopes).
 """
 
 from __future__ import annotations
 
 import logging
+
+import trio
 
 
 class RateLimitedLog:
@@ -38,3 +40,39 @@ class RateLimitedLog:
         else:
             self._log.warning("%s%s", message, more)
         return True
+
+
+class PendingConnections:
+    """The connections that have not sent a request yet, oldest first, each with the cancel
+    scope that ends it. Past ``limit`` the oldest is ended for each new one: a client that
+    opens connections and sends nothing only ever pushes out its own, while an apt client,
+    which sends its request at once, is served."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._scopes: dict[int, trio.CancelScope] = {}  # insertion order: oldest first
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._scopes)
+
+    def add(self, scope: trio.CancelScope) -> tuple[int, int]:
+        """Register a new connection's scope: ``(its key, how many older ones were ended)``."""
+        ended = self.evict(len(self._scopes) + 1 - self.limit)
+        key = self._next
+        self._next += 1
+        self._scopes[key] = scope
+        return key, ended
+
+    def evict(self, count: int) -> int:
+        """End the ``count`` oldest pending connections; returns how many were ended."""
+        ended = 0
+        while ended < count and self._scopes:
+            oldest = next(iter(self._scopes))
+            self._scopes.pop(oldest).cancel()
+            ended += 1
+        return ended
+
+    def remove(self, key: int) -> None:
+        """The connection sent its request (or ended): no longer pending."""
+        self._scopes.pop(key, None)

@@ -13,19 +13,17 @@ honest status and a text body instead of a broken transfer.
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import logging
 import math
 import time
 from collections.abc import Callable
-from http import HTTPStatus
-from typing import Any
 
 import h11
 import trio
 
 from frumitcache._version import __version__
-from frumitcache.apt._guard import RateLimitedLog
+from frumitcache.apt._guard import PendingConnections, RateLimitedLog
 from frumitcache.apt._http import http_date, plan_response
 from frumitcache.apt._learn import Learner
 from frumitcache.apt._packages import HashBook, index_role
@@ -33,11 +31,12 @@ from frumitcache.apt._requests import (
     FileKind,
     Rejection,
     Target,
-    parse_connect_target,
     parse_target,
 )
 from frumitcache.apt._source import Content, ContentSource
 from frumitcache.apt._status import ProxyMetrics, SiteStatus, render_metrics, render_status_page
+from frumitcache.apt._tunnel import tunnel
+from frumitcache.apt._wire import content_type, lower, send, simple_error
 from frumitcache.config import AptConfig
 from frumitcache.errors import (
     DigestMismatchError,
@@ -51,7 +50,9 @@ from frumitcache.errors import (
 log = logging.getLogger(__name__)
 
 _RECEIVE = 65536
-_TUNNEL_CONNECT_S = 10.0
+_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_EVICT_ON_EMFILE = 8  # pending connections closed per failed accept, to free descriptors
+_ACCEPT_BACKOFF_S = 0.1
 
 
 class _ConnectionDone(Exception):
@@ -75,6 +76,7 @@ class AptProxy:
         self._status = status or SiteStatus
         self._errors = RateLimitedLog(log)
         self._learner = Learner(hashes, self.metrics, self._errors)
+        self._pending = PendingConnections(config.max_pending_connections)
         self._nursery: trio.Nursery | None = None
 
     async def serve(
@@ -86,15 +88,49 @@ class AptProxy:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started((str(sockname[0]), int(sockname[1])))
-            await trio.serve_listeners(self._connection, listeners, handler_nursery=nursery)
+            for listener in listeners:
+                nursery.start_soon(self._accept_loop, listener, nursery)
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        """Accept connections for ever. Out of descriptors (EMFILE, ...) is survived: the oldest
+        connections still without a request are closed, and accepting resumes after a pause,
+        with one log line per minute rather than a traceback per attempt."""
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    self.metrics.accept_errors += 1
+                    self._errors.exception(
+                        "accept",
+                        f"apt proxy cannot accept connections: {exc.strerror or exc!r}; "
+                        f"closing idle ones and retrying",
+                        exc,
+                        trio.current_time(),
+                        traceback=exc.errno not in _CAPACITY_ERRNOS,
+                    )
+                    self.metrics.connections_dropped += self._pending.evict(_EVICT_ON_EMFILE)
+                    await trio.sleep(_ACCEPT_BACKOFF_S)
+                    continue
+                nursery.start_soon(self._connection, stream)
 
     # --- one connection ------------------------------------------------------------------------
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.config.max_header_bytes)
+        # Until its first request a connection is pending: bounded in time and in number.
+        first = trio.CancelScope(deadline=trio.current_time() + self.config.first_request_timeout_s)
+        key, pushed_out = self._pending.add(first)
+        self.metrics.connections_dropped += pushed_out
         try:
-            while True:
+            with first:
                 request = await self._next_request(conn, stream)
+            self._pending.remove(key)
+            if first.cancelled_caught:
+                if first.deadline <= trio.current_time():
+                    self.metrics.connections_dropped += 1  # pushed-out ones were counted
+                return
+            while True:
                 if request is None:
                     return
                 if request.http_version not in (b"1.0", b"1.1"):
@@ -110,6 +146,7 @@ class AptProxy:
                     conn.start_next_cycle()
                 else:
                     return
+                request = await self._next_request(conn, stream)
         except _ConnectionDone:
             return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -124,6 +161,7 @@ class AptProxy:
             with trio.move_on_after(1):
                 await self._simple_error(conn, stream, 500, "internal error in the proxy\n")
         finally:
+            self._pending.remove(key)
             with trio.move_on_after(1) as cs:
                 cs.shield = True
                 await stream.aclose()
@@ -196,25 +234,6 @@ class AptProxy:
         self.metrics.rejected[status] += 1
         self.metrics.requests[("?", status)] += 1
         await self._simple_error(conn, stream, status, text)
-
-    async def _simple_error(
-        self, conn: h11.Connection, stream: trio.SocketStream, status: int, text: str
-    ) -> None:
-        """A final text answer on a connection that closes after it."""
-        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            return
-        body = text.encode()
-        headers = [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            ("Connection", "close"),
-        ]
-        try:
-            await _send(conn, stream, h11.Response(status_code=status, headers=headers))
-            await _send(conn, stream, h11.Data(data=body))
-            await _send(conn, stream, h11.EndOfMessage())
-        except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
 
     # --- GET / HEAD ----------------------------------------------------------------------------
 
@@ -292,7 +311,7 @@ class AptProxy:
         if learn is not None and self._nursery is not None:
             self._learner.start(self._nursery, learn[1], learn[0], content)
 
-        headers = {_lower(k): v.decode("latin-1") for k, v in request.headers}
+        headers = {lower(k): v.decode("latin-1") for k, v in request.headers}
         plan = plan_response(
             size=info.size,
             last_modified=info.last_modified,
@@ -311,8 +330,8 @@ class AptProxy:
         if info.etag is not None:
             out.append(("ETag", info.etag))
         if plan.status == 304:
-            await _send(conn, stream, h11.Response(status_code=304, headers=out))
-            await _send(conn, stream, h11.EndOfMessage())
+            await send(conn, stream, h11.Response(status_code=304, headers=out))
+            await send(conn, stream, h11.EndOfMessage())
             return 304
         out += list(plan.headers)
         if plan.status == 416:
@@ -320,13 +339,13 @@ class AptProxy:
                 conn, stream, method, 416, "requested range not satisfiable\n", extra=out
             )
         out += [
-            ("Content-Type", info.content_type or _content_type(target.path)),
+            ("Content-Type", info.content_type or content_type(target.path)),
             ("Content-Length", str(plan.end - plan.start)),
             ("Accept-Ranges", "bytes"),
         ]
         if method == "HEAD" or plan.end == plan.start:
-            await _send(conn, stream, h11.Response(status_code=plan.status, headers=out))
-            await _send(conn, stream, h11.EndOfMessage())
+            await send(conn, stream, h11.Response(status_code=plan.status, headers=out))
+            await send(conn, stream, h11.EndOfMessage())
             return plan.status
         return await self._body(
             conn, stream, method, target, content, plan.status, out, plan.start, plan.end
@@ -350,9 +369,9 @@ class AptProxy:
             async with content.read(start, end) as pieces:
                 async for piece in pieces:
                     if not sent_head:
-                        await _send(conn, stream, h11.Response(status_code=status, headers=headers))
+                        await send(conn, stream, h11.Response(status_code=status, headers=headers))
                         sent_head = True
-                    await _send(conn, stream, h11.Data(data=piece))
+                    await send(conn, stream, h11.Data(data=piece))
                     self.metrics.bytes_served[source] += len(piece)
         except FrumitcacheError as exc:
             if not sent_head:
@@ -362,9 +381,9 @@ class AptProxy:
                 self.metrics.digest_mismatches += 1
             raise _ConnectionDone from None
         if not sent_head:
-            await _send(conn, stream, h11.Response(status_code=status, headers=headers))
+            await send(conn, stream, h11.Response(status_code=status, headers=headers))
         try:
-            await _send(conn, stream, h11.EndOfMessage())
+            await send(conn, stream, h11.EndOfMessage())
         except h11.LocalProtocolError:
             # The source yielded fewer bytes than its size: never let apt take a short file.
             log.warning("%s ended short; closing the connection", target.url)
@@ -443,94 +462,18 @@ class AptProxy:
             ("Content-Type", content_type),
             ("Content-Length", str(len(body))),
         ]
-        await _send(conn, stream, h11.Response(status_code=status, headers=headers, reason=reason))
+        await send(conn, stream, h11.Response(status_code=status, headers=headers, reason=reason))
         if method != "HEAD":
-            await _send(conn, stream, h11.Data(data=body))
-        await _send(conn, stream, h11.EndOfMessage())
+            await send(conn, stream, h11.Data(data=body))
+        await send(conn, stream, h11.EndOfMessage())
         return status
-
-    # --- CONNECT -------------------------------------------------------------------------------
 
     async def _connect(
         self, conn: h11.Connection, stream: trio.SocketStream, request: h11.Request
     ) -> None:
-        resolved = parse_connect_target(request.target, self.config.connect_allowed_hosts)
-        if isinstance(resolved, Rejection):
-            self.metrics.rejected[resolved.status] += 1
-            self.metrics.requests[("CONNECT", resolved.status)] += 1
-            await self._simple_error(conn, stream, resolved.status, resolved.reason + "\n")
-            return
-        host, port = resolved
-        try:
-            with trio.fail_after(_TUNNEL_CONNECT_S):
-                upstream = await trio.open_tcp_stream(host, port)
-        except (OSError, trio.TooSlowError) as exc:
-            self.metrics.requests[("CONNECT", 502)] += 1
-            await self._simple_error(conn, stream, 502, f"cannot reach {host}:{port}: {exc}\n")
-            return
-        async with upstream:
-            await _send(conn, stream, h11.Response(status_code=200, headers=[]))
-            self.metrics.requests[("CONNECT", 200)] += 1
-            self.metrics.connect_tunnels += 1
-            leftover, _closed = conn.trailing_data
-            if leftover:
-                await upstream.send_all(leftover)
-                self.metrics.connect_bytes += len(leftover)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump, stream, upstream, False)
-                nursery.start_soon(self._pump, upstream, stream, True)
+        await tunnel(conn, stream, request, self.config.connect_allowed_hosts, self.metrics)
 
-    async def _pump(self, src: trio.SocketStream, dst: trio.SocketStream, down: bool) -> None:
-        try:
-            while data := await src.receive_some(_RECEIVE):
-                await dst.send_all(data)
-                self.metrics.connect_bytes += len(data)
-                if down:  # what the client received all crossed the uplink
-                    self.metrics.bytes_served["uplink"] += len(data)
-            await dst.send_eof()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            await dst.aclose()
-
-
-def _lower(name: bytes) -> str:
-    return name.decode("latin-1").lower()
-
-
-_TYPES = {
-    ".deb": "application/vnd.debian.binary-package",
-    ".udeb": "application/vnd.debian.binary-package",
-    ".gz": "application/gzip",
-    ".xz": "application/x-xz",
-    ".bz2": "application/x-bzip2",
-    ".gpg": "application/pgp-signature",
-    ".dsc": "text/plain",
-}
-
-
-def _content_type(path: str) -> str:
-    name = path.rsplit("/", 1)[-1]
-    for suffix, ctype in _TYPES.items():
-        if name.endswith(suffix):
-            return ctype
-    if name in ("InRelease", "Release", "Packages", "Sources") or name.startswith("Translation-"):
-        return "text/plain"
-    return "application/octet-stream"
-
-
-async def _send(conn: h11.Connection, stream: trio.SocketStream, event: Any) -> None:
-    if isinstance(event, h11.Data):
-        # Body pieces go out as they are (no join into a fresh buffer).
-        for part in conn.send_with_data_passthrough(event) or ():
-            await stream.send_all(part)
-        return
-    if isinstance(event, h11.Response) and not event.reason:
-        # apt prints the reason phrase in its errors ("502  Bad Gateway"): always send one.
-        with contextlib.suppress(ValueError):
-            event = h11.Response(
-                status_code=event.status_code,
-                headers=event.headers,
-                reason=HTTPStatus(event.status_code).phrase.encode(),
-            )
-    data = conn.send(event)
-    if data:
-        await stream.send_all(data)
+    async def _simple_error(
+        self, conn: h11.Connection, stream: trio.SocketStream, status: int, text: str
+    ) -> None:
+        await simple_error(conn, stream, status, text)

@@ -46,6 +46,8 @@ class ProxyMetrics:
     indexes_learned: int = 0  # Packages/Release files whose hashes were learned
     indexes_not_learned: int = 0  # ... given up: corrupt, over the bounds, unreadable
     internal_errors: int = 0  # connections ended by an unexpected error (answered 500)
+    connections_dropped: int = 0  # closed before their first request: late, or pushed out
+    accept_errors: int = 0  # accept() failures (EMFILE, ...) survived with a back-off
 
     @property
     def hit_ratio(self) -> float:
@@ -118,6 +120,18 @@ def render_metrics(m: ProxyMetrics) -> str:
         "Connections ended by an unexpected error in the proxy (answered 500 if possible).",
     )
     out.append(f"frumitcache_apt_internal_errors_total {m.internal_errors}")
+    family(
+        "frumitcache_apt_connections_dropped_total",
+        "counter",
+        "Connections closed before their first request (too slow, or past the pending cap).",
+    )
+    out.append(f"frumitcache_apt_connections_dropped_total {m.connections_dropped}")
+    family(
+        "frumitcache_apt_accept_errors_total",
+        "counter",
+        "Failed accepts (out of descriptors, ...) survived by closing idle ones and backing off.",
+    )
+    out.append(f"frumitcache_apt_accept_errors_total {m.accept_errors}")
     return "\n".join(out) + "\n"
 
 
