@@ -167,9 +167,9 @@ async def test_apt_listen_on_every_address_serves_another_local_address(
     with trio.fail_after(60):
         await agent.start()
         host, port = banner_apt(agent)
-        assert host == ANY
         from_other = await http_get(other, port, origin.url("/any.bin"))
         from_node = await http_get(node_address, port, origin.url("/any.bin"))
+    assert host == ANY
     for response in (from_other, from_node):
         assert response.startswith(b"HTTP/1.1 200"), response[:200]
         assert response.endswith(blob(50 * KiB, seed=1))
