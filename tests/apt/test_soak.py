@@ -106,16 +106,18 @@ def open_fds(pid: int) -> int:
 async def test_100_clients_beside_1000_idle_connections(
     tmp_path: Path, nursery: trio.Nursery, many_fds: None
 ) -> None:
-    agent, authority = await start_agent(tmp_path, nursery, max_pending_connections=64)
+    # The cap is above the 100 clients that connect at once: clients never push each other out
+    # while the agent has not read their requests yet, only the older idle connections.
+    agent, authority = await start_agent(tmp_path, nursery, max_pending_connections=128)
     try:
         with trio.fail_after(60):
             async with idle_connections(agent, 1000):
                 ok = await clients(agent, authority, 100)
                 assert ok == [True] * 100  # nothing lost
                 # The agent holds no more than the cap of idle ones (plus its own files).
-                assert open_fds(agent.pid) < 64 + 100 + 60
+                assert open_fds(agent.pid) < 128 + 100 + 60
                 dropped = await metric(agent, "frumitcache_apt_connections_dropped_total")
-                assert dropped >= 1000 - 64
+                assert dropped >= 1000 - 128
             assert await metric(agent, "frumitcache_apt_internal_errors_total") == 0
         assert agent.proc is not None
         assert agent.proc.poll() is None
