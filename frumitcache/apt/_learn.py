@@ -26,6 +26,7 @@ from frumitcache.errors import FrumitcacheError
 
 log = logging.getLogger(__name__)
 
+MAX_INDEXES = 4096  # index URLs remembered (what was learned, by-hash generations)
 LEARN_WAIT_S = 60.0  # longest a .deb waits for a Packages file still being learned
 # What a corrupt or hostile index raises (IndexTooLargeError is a ValueError); anything else
 # is a bug and is logged with its traceback.
@@ -52,6 +53,9 @@ class Learner:
         # Release files learned: apt fetches Packages by hash, and the name says how to parse
         # it and where its paths start.
         self.by_hash: dict[str, tuple[str, str]] = {}
+        # Release URL -> the by-hash keys of its last two versions: older ones are forgotten,
+        # so the map stays the size of the archives in use, however often they are republished.
+        self._generations: dict[str, list[tuple[str, ...]]] = {}
 
     def wanted(self, target: Target, info: ContentInfo) -> tuple[str, str] | None:
         """``(role, url to learn it as)`` if this index should be learned now."""
@@ -64,7 +68,10 @@ class Learner:
         token = (info.size, info.sha256, info.etag, info.last_modified)
         if role is None or self._learned.get(url) == token:
             return None
+        self._learned.pop(url, None)
         self._learned[url] = token
+        while len(self._learned) > MAX_INDEXES:  # forget the index seen longest ago
+            del self._learned[next(iter(self._learned))]
         return role, url
 
     def start(self, nursery: trio.Nursery, url: str, role: str, content: Content) -> None:
@@ -75,6 +82,22 @@ class Learner:
     async def wait_idle(self) -> None:
         with trio.move_on_after(LEARN_WAIT_S):
             await self._idle.wait()
+
+    def _remember_by_hash(self, url: str, learned: dict[str, tuple[str, str]]) -> None:
+        if not learned:
+            return
+        generations = self._generations.setdefault(url, [])
+        generations.append(tuple(learned))
+        self.by_hash.update(learned)
+        while len(generations) > 2:
+            keep = {k for g in generations[1:] for k in g}
+            for key in generations.pop(0):
+                if key not in keep:
+                    self.by_hash.pop(key, None)
+        while len(self._generations) > MAX_INDEXES:
+            for gen in self._generations.pop(next(iter(self._generations))):
+                for key in gen:
+                    self.by_hash.pop(key, None)
 
     async def _learn(self, url: str, role: str, content: Content) -> None:
         assert self.book is not None
@@ -90,7 +113,7 @@ class Learner:
                 async for piece in pieces:
                     count += await trio.to_thread.run_sync(step, piece)
             count += await trio.to_thread.run_sync(step, None)
-            self.by_hash.update(learner.by_hash)
+            self._remember_by_hash(url, learner.by_hash)
             self.metrics.indexes_learned += 1
             log.debug("learned %d hashes from %s", count, url)
         except Exception as exc:

@@ -47,6 +47,9 @@ MAX_INDEX_BYTES = 1 << 30  # decompressed bytes of one Packages file
 MAX_RELEASE_BYTES = 16 << 20  # one Release/InRelease file
 MAX_LINE_BYTES = 1 << 20  # one line of a Packages file
 _STEP = 1 << 20  # decompressed bytes produced per step: the most one step holds in memory
+# Facts kept in apt-hashes.sqlite (about 150 bytes each): a Debian suite lists ~65,000 files per
+# architecture, so several suites and mirrors fit; the ones learned longest ago go first.
+MAX_HASH_ROWS = 500_000
 
 
 class IndexTooLargeError(ValueError):
@@ -341,7 +344,8 @@ class HashBook:
     Writes come from index learning (run in a worker thread); reads are single-row lookups.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, max_rows: int = MAX_HASH_ROWS) -> None:
+        self.max_rows = max_rows
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -391,4 +395,27 @@ class HashBook:
                 flush()
         if pending:
             flush()
+        if count:
+            self.prune()
         return count
+
+    def prune(self) -> int:
+        """Forget the facts learned longest ago past :attr:`max_rows`; returns how many.
+
+        ``INSERT OR REPLACE`` gives a re-learned URL a new rowid, so rowid order is the order
+        of learning: what goes is what no index served lately still lists.
+        """
+        with self._lock:
+            try:
+                cursor = self._db.execute(
+                    "DELETE FROM expected WHERE rowid <= ("
+                    " SELECT rowid FROM expected ORDER BY rowid DESC LIMIT 1 OFFSET ?)",
+                    (self.max_rows,),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot prune the apt hash table: {exc}") from None
+        return max(cursor.rowcount, 0)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM expected").fetchone()[0])

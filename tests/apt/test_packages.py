@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from frumitcache.apt._packages import (
+    Expected,
     HashBook,
     IndexEntry,
     PackagesParser,
@@ -219,3 +220,33 @@ def test_corrupt_index_raises_a_decoder_error(name: str, data: bytes) -> None:
     url = f"http://h/d/dists/s/main/binary-all/{name}"
     with pytest.raises((zlib.error, lzma.LZMAError, OSError, EOFError, ValueError)):
         list(learn_entries(url, "packages", [data]))
+
+
+def test_hash_book_is_bounded(tmp_path: Path) -> None:
+    """apt-hashes.sqlite keeps the max_rows facts learned last (issue 16, finding 11)."""
+    book = HashBook(tmp_path / "hashes.sqlite", max_rows=100)
+    try:
+        book.record((f"http://h/old{i}.deb", i, SHA_A) for i in range(80))
+        book.record((f"http://h/new{i}.deb", i, SHA_B) for i in range(80))
+        book.record([("http://h/old79.deb", 79, SHA_B)])  # re-learned: now among the newest
+        assert len(book) == 100
+        assert book.lookup("http://h/old0.deb") is None  # learned longest ago: gone
+        assert book.lookup("http://h/old59.deb") is None
+        assert book.lookup("http://h/old60.deb") is not None
+        assert book.lookup("http://h/new0.deb") is not None
+        assert book.lookup("http://h/old79.deb") == Expected(79, SHA_B)
+        for _ in range(5):  # churn: the table never grows past the bound
+            book.record((f"http://h/churn{i}.deb", i, SHA_A) for i in range(300))
+            assert len(book) == 100
+    finally:
+        book.close()
+
+
+def test_by_hash_map_keeps_two_generations_per_release() -> None:
+    from frumitcache.apt._learn import Learner
+
+    learner = Learner(None)
+    url = "http://h/d/dists/stable/InRelease"
+    for gen in range(5):
+        learner._remember_by_hash(url, {f"SHA512/{gen}": (url, str(gen))})
+    assert sorted(learner.by_hash) == ["SHA512/3", "SHA512/4"]
