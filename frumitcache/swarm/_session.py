@@ -40,7 +40,7 @@ from frumitcache.swarm._merkle import (
     tree_from_layer,
 )
 from frumitcache.swarm._storeapi import ChunkStore
-from frumitcache.swarm._torrent import ChunkTorrent, chunk_torrent, torrent_of_tree
+from frumitcache.swarm._torrent import ChunkTorrent, chunk_torrent, site_mac, torrent_of_tree
 
 Address = tuple[str, int]
 # Whole address ranges, for ip_filter rules (not addresses anything binds to).
@@ -135,8 +135,11 @@ class Swarm:
         address: str,
         port: int = 0,
         config: SwarmConfig | None = None,
+        key: bytes | None = None,
     ) -> None:
         self._store = store
+        # The site key names every torrent (see ._torrent): only key holders find a chunk.
+        self._key = key
         self._address = address
         self._port = port
         self._config = config or SwarmConfig()
@@ -150,7 +153,8 @@ class Swarm:
         # libtorrent bans a peer per torrent; we skip it for every chunk, for a back-off.
         self._banned = HolderPenalties()
         self._corrupt: set[str] = set()
-        self._members: set[str] | None = None
+        # Default deny: until the site says who its members are, only this node is admitted.
+        self._members: set[str] | None = set()
         self._listen_port = 0
         self._stopping = False
         self._nursery: trio.Nursery | None = None  # follow-up work started by alerts
@@ -174,7 +178,10 @@ class Swarm:
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Open the session and pump its alerts until cancelled; reports the listen port."""
         params: Any = session_settings(self._address, self._port, self._config)
-        ses = lt.session(params)
+        # Listen only once the filters are in: no window in which anyone is admitted.
+        listen = params.pop("listen_interfaces")
+        quiet: Any = {**params, "listen_interfaces": ""}
+        ses = lt.session(quiet)
         wake_r, wake_w = socket.socketpair()
         try:
             wake_r.setblocking(False)
@@ -183,6 +190,7 @@ class Swarm:
             self._ses = ses
             self._apply_peer_classes()
             self._apply_members()
+            ses.apply_settings({"listen_interfaces": listen})
             self._listen_port = await self._wait_listening(wake_r)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -348,6 +356,9 @@ class Swarm:
         """Keep a chunk's piece layer (computed while its bytes were hashed anyway)."""
         self._trees[digest] = tree
 
+    def _mac(self, digest: str) -> bytes:
+        return site_mac(self._key, digest) if self._key else b""
+
     def _add(self, ct: ChunkTorrent, data: bytes, save_path: Path, flags: int) -> _Torrent:
         atp = lt.add_torrent_params()
         atp.ti = lt.torrent_info(data)
@@ -373,7 +384,7 @@ class Swarm:
             raise NotInStoreError(f"chunk {digest} is not in the store")
         path = self._store.chunk_path(digest)
         tree = await self._tree(digest, path, verified=verified)
-        ct = torrent_of_tree(digest, tree)
+        ct = torrent_of_tree(digest, tree, mac=self._mac(digest))
         flags = int(lt.torrent_flags.seed_mode)
         if super_seed:
             # Off by default: libtorrent reveals the first piece only after a 10 s timer.
@@ -466,7 +477,7 @@ class Swarm:
     async def _fetch(
         self, digest: str, size: int, root: bytes, piece_layer: bytes | None, stall_timeout: float
     ) -> None:
-        ct = chunk_torrent(digest, size, root)
+        ct = chunk_torrent(digest, size, root, mac=self._mac(digest))
         work = self._store.tmp_dir / "swarm"
         work.mkdir(exist_ok=True)
         partial = work / digest

@@ -9,11 +9,30 @@ libtorrent 2.0 and 2.1 generate for the file with ``flags=create_torrent.no_attr
 
 A leecher starts from ``{b"info": info}`` alone and gets the piece layer from peers; a seeder
 adds the piece layer so it can serve it.
+
+Admission to the libtorrent port is bound to the site key (issue 16, finding 7). On a site,
+the info dict carries one more key, ``site mac`` = ``HMAC-SHA256(site key, digest)``
+(:func:`site_mac`; the info-hash is the SHA-256 of the info dict's bytes, unknown keys
+included), so the info-hash of a chunk can only be computed by a key holder: a
+keyless peer, even one on a member's own address (which passes the IP filter), does not know
+which info-hash to ask for, and libtorrent drops a handshake for an info-hash the session does
+not have. Why this and not the alternatives: libtorrent's RC4 "encryption" keys on the
+info-hash, not on a secret, and costs ~30 % throughput; restricting chunk transfer to peers
+authenticated elsewhere would need a hook into libtorrent's handshake that the Python
+bindings do not offer. The IP filter (members only, default-deny from construction) stays as
+a second fence. Residual risk: the info-hash travels in clear in the BitTorrent handshake, so
+a host that can sniff the LAN (or a member's loopback) can learn it and replay it from a member
+address; it still learns nothing about other chunks. The torrent bytes stay deterministic (same
+key, same chunk: same bytes on libtorrent 2.0 and 2.1, whose ``create_torrent`` output plus
+the ``site mac`` key is ours). Name and file name stay the digest, so the store file is seeded
+in place. (Putting the HMAC in the name instead needs ``renamed_files`` to keep the store's
+file name; a leecher added that way reported itself complete with no bytes on libtorrent 2.1.)
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 
 from frumitcache.errors import ProtocolError
@@ -62,6 +81,7 @@ class ChunkTorrent:
     piece_size: int
     root: bytes
     info: bytes  # the bencoded info dict
+    site_mac: bytes = b""  # the info dict's "site mac" (see :func:`site_mac`); b"": no key
 
     @property
     def info_hash(self) -> bytes:
@@ -91,26 +111,35 @@ def _check_digest(digest: str) -> str:
     return digest
 
 
-def chunk_torrent(digest: str, size: int, root: bytes) -> ChunkTorrent:
-    """The torrent of the chunk ``digest`` of ``size`` bytes whose v2 pieces root is ``root``."""
+def site_mac(key: bytes, digest: str) -> bytes:
+    """The ``site mac`` of a chunk's info dict on the site whose key is ``key``."""
+    _check_digest(digest)
+    return hmac.new(key, b"frumitcache chunk torrent\n" + digest.encode(), "sha256").digest()
+
+
+def chunk_torrent(digest: str, size: int, root: bytes, *, mac: bytes = b"") -> ChunkTorrent:
+    """The torrent of the chunk ``digest`` of ``size`` bytes whose v2 pieces root is ``root``;
+    ``mac`` (from :func:`site_mac`) binds its info-hash to a site key."""
     _check_digest(digest)
     if size <= 0:
         raise ProtocolError(f"chunk {digest}: a torrent needs a non-empty chunk")
     if len(root) != 32:
         raise ProtocolError(f"chunk {digest}: pieces root must be 32 bytes")
+    if mac and len(mac) != 32:
+        raise ProtocolError(f"chunk {digest}: site mac must be 32 bytes")
     piece = piece_size_for(size)
-    info = bencode(
-        {
-            b"file tree": {digest.encode(): {b"": {b"length": size, b"pieces root": root}}},
-            b"meta version": 2,
-            b"name": digest.encode(),
-            b"piece length": piece,
-        }
-    )
-    return ChunkTorrent(digest, size, piece, root, info)
+    info: dict[bytes, object] = {
+        b"file tree": {digest.encode(): {b"": {b"length": size, b"pieces root": root}}},
+        b"meta version": 2,
+        b"name": digest.encode(),
+        b"piece length": piece,
+    }
+    if mac:
+        info[b"site mac"] = mac
+    return ChunkTorrent(digest, size, piece, root, bencode(info), mac)
 
 
-def torrent_of_tree(digest: str, tree: MerkleTree) -> ChunkTorrent:
+def torrent_of_tree(digest: str, tree: MerkleTree, *, mac: bytes = b"") -> ChunkTorrent:
     if tree.piece_size != piece_size_for(tree.size):
         raise ProtocolError(f"chunk {digest}: tree built with another piece size")
-    return chunk_torrent(digest, tree.size, tree.root)
+    return chunk_torrent(digest, tree.size, tree.root, mac=mac)

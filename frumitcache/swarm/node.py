@@ -77,10 +77,13 @@ class Node:
         )
         self.address = args.address
         self.swarm = Swarm(self.store, address=args.address, port=args.swarm_port,
-                           config=self.config)
+                           config=self.config, key=key)
         self.http_server = PeerHttpServer(
             self.store, key, upload_rate=args.upload_rate, trees=self.swarm.tree
         )
+        # A harness without a control plane: every address is admitted until the driver
+        # names the members (an agent starts default-deny; the key still names the torrents).
+        self.swarm.set_members(None)
         self.http = HttpChunkClient(self.store, key)
         self.fetcher: ChunkFetcher | None = None
         self.peer_port_arg = args.peer_port

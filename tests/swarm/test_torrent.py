@@ -18,7 +18,7 @@ import pytest
 
 from frumitcache.errors import ProtocolError
 from frumitcache.swarm._merkle import BLOCK, MerkleHasher, merkle_tree, piece_size_for
-from frumitcache.swarm._torrent import bencode, chunk_torrent, torrent_of_tree
+from frumitcache.swarm._torrent import bencode, chunk_torrent, site_mac, torrent_of_tree
 
 HERE = Path(__file__).parent
 SIZES = [1, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5, 1_000_000, 4 * 1024 * 1024, 5_000_000]
@@ -127,3 +127,28 @@ def test_bad_inputs_are_rejected() -> None:
     t = chunk_torrent("a" * 64, 5_000_000, root)
     with pytest.raises(ProtocolError):
         t.seeder_bytes(b"x" * 31)
+
+
+def _with_site_mac(info: bytes, mac: bytes) -> bytes:
+    # "site mac" sorts after every other info key: canonical bencoding appends it.
+    assert info.endswith(b"e")
+    return info[:-1] + b"8:site mac32:" + mac + b"e"
+
+
+@pytest.mark.parametrize("python", [sys.executable, SYSTEM_PYTHON])
+def test_keyed_torrent_is_libtorrents_info_plus_the_site_mac(tmp_path: Path, python: str) -> None:
+    """A site-keyed torrent (issue 16, finding 7) stays deterministic on 2.0 and 2.1: the
+    info dict libtorrent makes plus one key; libtorrent parses it to our info-hash."""
+    if python == SYSTEM_PYTHON and _system_libtorrent_20() is None:
+        pytest.skip(f"{SYSTEM_PYTHON} has no libtorrent (apt-get install python3-libtorrent)")
+    path, data, digest = _chunk_file(tmp_path, 3 * BLOCK + 5)
+    tree = merkle_tree(data)
+    mac = site_mac(b"k" * 32, digest)
+    ours = torrent_of_tree(digest, tree, mac=mac)
+    assert ours.info_hash != torrent_of_tree(digest, tree).info_hash
+    other = site_mac(b"j" * 32, digest)
+    assert ours.info_hash != torrent_of_tree(digest, tree, mac=other).info_hash
+    _, info, _ = _libtorrent_create(python, path, ours.piece_size, "2.0")
+    assert _with_site_mac(info, mac) == ours.info
+    ti = lt.torrent_info(ours.leecher_bytes())
+    assert bytes(ti.info_hashes().v2.to_bytes()) == ours.info_hash
