@@ -78,10 +78,11 @@ class PrefetchPeerHttpServer(PeerHttpServer):
         trees: Callable[[str], Awaitable[MerkleTree]] | None = None,
         limits: PeerLimits | None = None,
         max_clock_skew_s: float = 60.0,
+        on_member: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(
             store, key, upload_rate=upload_rate, trees=trees, limits=limits,
-            max_clock_skew_s=max_clock_skew_s,
+            max_clock_skew_s=max_clock_skew_s, on_member=on_member,
         )
         self._prefetch = prefetch
         self._keys = keys

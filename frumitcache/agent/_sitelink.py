@@ -95,6 +95,7 @@ class SiteLink(SiteHooks):
                     keys=self._keys,
                     upload_rate=cfg.swarm.upload_rate,
                     trees=self._tree,
+                    on_member=self.swarm.admit,
                     limits=PeerLimits.from_config(cfg.site),
                     max_clock_skew_s=cfg.site.max_clock_skew_s,
                 )

@@ -69,7 +69,10 @@ class PeerHttpServer:
         clock: Callable[[], float] = time.time,
         limits: PeerLimits | None = None,
         max_clock_skew_s: float = 60.0,
+        on_member: Callable[[str], None] | None = None,
     ) -> None:
+        #: Called with a peer's IP once it made a signed request (it holds the site key).
+        self.on_member = on_member
         self._store = store
         self._trees = trees
         self._verifier = Verifier(key, window=max_clock_skew_s)
@@ -130,6 +133,8 @@ class PeerHttpServer:
                     if not authenticated:
                         authenticated = True
                         slot.authenticated()
+                        if self.on_member is not None:
+                            self.on_member(str(stream.socket.getpeername()[0]))
                     with trio.fail_after(limits.idle_timeout_s):
                         while not isinstance(await _next_event(conn, stream), h11.EndOfMessage):
                             pass

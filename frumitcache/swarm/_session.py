@@ -125,6 +125,11 @@ def session_settings(address: str, port: int, config: SwarmConfig) -> dict[str, 
     }
 
 
+# Evicted chunks' torrents are removed at least this often, and after this many new torrents.
+_SWEEP_S = 30.0
+_SWEEP_EVERY = 256
+
+
 class Swarm:
     """The libtorrent side of one agent. Start it with ``nursery.start(swarm.run)``."""
 
@@ -149,6 +154,9 @@ class Swarm:
         self._trees: dict[str, MerkleTree] = {}
         self._fetching: dict[str, trio.Event] = {}
         self._base: dict[str, tuple[int, int]] = {}  # totals of torrents already removed
+        self._gone = (0, 0)  # totals of chunks the store no longer holds (folded by sweep)
+        self._sweep_wanted = trio.Event()
+        self._swept_at = 0  # torrent count after the last sweep
         self._hash_failures = 0
         # libtorrent bans a peer per torrent; we skip it for every chunk, for a back-off.
         self._banned = HolderPenalties()
@@ -168,6 +176,11 @@ class Swarm:
     @property
     def address(self) -> str:
         return self._address
+
+    @property
+    def torrent_count(self) -> int:
+        """Torrents in the session now (seeding and downloading)."""
+        return len(self._torrents)
 
     @property
     def banned(self) -> frozenset[str]:
@@ -194,6 +207,7 @@ class Swarm:
             self._listen_port = await self._wait_listening(wake_r)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._sweep_loop)
                 task_status.started(self._listen_port)
                 while True:
                     self._drain(wake_r)
@@ -253,6 +267,15 @@ class Swarm:
     def set_members(self, ips: Iterable[str] | None) -> None:
         """Admit only these peer IPs (and this node); ``None`` admits everyone."""
         self._members = None if ips is None else {str(ipaddress.ip_address(i)) for i in ips}
+        if self._ses is not None:
+            self._apply_members()
+
+    def admit(self, ip: str) -> None:
+        """Admit one more peer IP now (it just proved the site key on the peer HTTP port),
+        without waiting for the next membership refresh."""
+        if self._members is None or ip in self._members:
+            return
+        self._members.add(str(ipaddress.ip_address(ip)))
         if self._ses is not None:
             self._apply_members()
 
@@ -371,7 +394,39 @@ class Swarm:
         handle = self._session().add_torrent(atp)
         t = _Torrent(ct.digest, handle, seeding=bool(flags & int(lt.torrent_flags.seed_mode)))
         self._torrents[ct.digest] = t
+        if len(self._torrents) >= self._swept_at + _SWEEP_EVERY:
+            self._sweep_wanted.set()
         return t
+
+    # --- forgetting evicted chunks ----------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            with trio.move_on_after(_SWEEP_S):
+                await self._sweep_wanted.wait()
+            self._sweep_wanted = trio.Event()
+            await self.sweep()
+
+    async def sweep(self) -> int:
+        """Forget chunks the store no longer holds (evicted, dropped): remove their torrents
+        (each costs ~14 KiB in libtorrent), trees, holder lists and per-chunk totals. Runs
+        every ``_SWEEP_S`` and whenever ``_SWEEP_EVERY`` torrents were added since the last
+        run, so memory follows the store's size, not the history. Returns torrents removed."""
+        gone = [
+            t for d, t in list(self._torrents.items())
+            if t.seeding and not t.retiring and not self._store.has_chunk(d)
+        ]
+        for t in gone:
+            await self._remove(t)
+        live = self._torrents.keys() | self._fetching.keys()
+        for table in (self._trees, self._holders):
+            for d in [d for d in table if d not in live and not self._store.has_chunk(d)]:
+                del table[d]
+        for d in [d for d in self._base if d not in live]:
+            up, down = self._base.pop(d)
+            self._gone = (self._gone[0] + up, self._gone[1] + down)
+        self._swept_at = len(self._torrents)
+        return len(gone)
 
     async def seed(self, digest: str, *, super_seed: bool = False, verified: bool = False) -> None:
         """Serve a stored chunk to the swarm (seed mode: libtorrent does not re-hash it).
@@ -425,9 +480,12 @@ class Swarm:
     def add_holders(self, digest: str, holders: Iterable[Address]) -> None:
         """More peers that hold (or are fetching) ``digest``; dialled at once if it is active."""
         own = (self._address, self._listen_port)
-        self._holders.setdefault(digest, set()).update(
-            (h, int(p)) for h, p in holders if (h, int(p)) != own
-        )
+        new = {(h, int(p)) for h, p in holders if (h, int(p)) != own}
+        self._holders.setdefault(digest, set()).update(new)
+        # Holders come from the site's authenticated catalogue: members, so admitted (the
+        # filter also refuses outgoing dials, and a fetch may start before the first refresh).
+        for ip in {h for h, _ in new}:
+            self.admit(ip)
         self._dial(digest)
 
     def _dial(self, digest: str) -> None:
@@ -567,8 +625,8 @@ class Swarm:
                 down += int(s.total_payload_download)
             chunks[digest] = ChunkStatistics(up, down, t.seeding)
         return SwarmStatistics(
-            uploaded=sum(c.uploaded for c in chunks.values()),
-            downloaded=sum(c.downloaded for c in chunks.values()),
+            uploaded=self._gone[0] + sum(c.uploaded for c in chunks.values()),
+            downloaded=self._gone[1] + sum(c.downloaded for c in chunks.values()),
             chunks=chunks,
             hash_failures=self._hash_failures,
             banned_peers=tuple(sorted(self.banned)),

@@ -79,7 +79,8 @@ class Node:
         self.swarm = Swarm(self.store, address=args.address, port=args.swarm_port,
                            config=self.config, key=key)
         self.http_server = PeerHttpServer(
-            self.store, key, upload_rate=args.upload_rate, trees=self.swarm.tree
+            self.store, key, upload_rate=args.upload_rate, trees=self.swarm.tree,
+            on_member=self.swarm.admit,
         )
         # A harness without a control plane: every address is admitted until the driver
         # names the members (an agent starts default-deny; the key still names the torrents).

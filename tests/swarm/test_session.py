@@ -107,6 +107,7 @@ async def test_peer_sending_bad_data_is_banned_and_chunk_comes_from_another(
                 liar_port = await nursery.start(liar.serve, liar_address)
                 for s in (holder, me):
                     await nursery.start(s.run)
+                holder.set_members([me.address])  # the site's membership (default: deny)
                 await holder.seed(digest)
 
                 async def honest_later() -> None:
