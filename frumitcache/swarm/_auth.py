@@ -54,6 +54,9 @@ class Verifier:
             return False
         try:
             ts_text, nonce, mac = header.decode("ascii").split(":")
+            # Digits only and a sane size: int("9" * 400) would overflow the float clock.
+            if not ts_text.isdigit() or len(ts_text) > 12:
+                return False
             ts = int(ts_text)
         except (UnicodeDecodeError, ValueError):
             return False

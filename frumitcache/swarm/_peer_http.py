@@ -85,6 +85,9 @@ class PeerHttpServer:
         self._not_found = 0
         self._rejected = 0
         self._verify_lock = trio.Lock()
+        #: Connections ended by an unexpected error (logged once a minute, not per error).
+        self.errors = 0
+        self._error_logged_at = -60.0
         #: Chunks dropped from the store after a member reported them corrupt.
         self.dropped = 0
 
@@ -145,9 +148,21 @@ class PeerHttpServer:
                     conn.start_next_cycle()
         except (trio.BrokenResourceError, trio.TooSlowError, h11.ProtocolError, OSError):
             return
+        except Exception as exc:  # one connection's bug must not stop the agent
+            self._unexpected(exc)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
+
+    def _unexpected(self, exc: Exception) -> None:
+        """Log an unexpected error of one connection: a line a minute, with a count."""
+        self.errors += 1
+        now = trio.current_time()
+        if now - self._error_logged_at < 60.0:
+            return
+        self._error_logged_at = now
+        log.error("peer_http.connection_error", error=f"{type(exc).__name__}: {exc}",
+                  total=self.errors)
 
     async def _respond(
         self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request, idle: IdleTimer

@@ -48,3 +48,10 @@ def test_zero_skew_means_no_time_check_and_nonce_replay_protection() -> None:
     for i in range(1000):
         assert v.check(b"GET", b"/p", sign(KEY, b"GET", b"/p", float(i)), 5.0)
     assert len(v._seen) <= 100
+
+
+def test_hostile_times_are_refused_not_raised() -> None:
+    # A 400-digit time overflowed the float clock (OverflowError stopped the agent).
+    v = Verifier(KEY, window=30)
+    for ts in (b"9" * 400, b"-5", b"+5", b" 5", b"1e9", b"\xd9\xa3"):
+        assert not v.check(b"GET", b"/p", ts + b":abcdefgh:00", 1000.0)
