@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
+from trio.testing import MockClock
 
-from frumitcache.apt import AptProxy, HashBook, SiteStatus
+from frumitcache.apt import AptProxy, HashBook, LocalSource, SiteStatus
 from frumitcache.apt._http import http_date
-from frumitcache.config import AptConfig
+from frumitcache.config import AptConfig, OriginConfig
 from frumitcache.errors import OriginUnreachableError
+from frumitcache.origin import OriginFetcher
+from frumitcache.store import Store
 from frumitcache.testing.net import loopback_address
+from frumitcache.testing.origin import OriginServer
 
 from ._fakes import MemorySource, exchange, read_all, read_reply
 
@@ -185,52 +193,98 @@ async def test_metrics(proxy: AptProxy) -> None:
     assert "frumitcache_apt_cache_misses_total 1" in text
 
 
-async def test_deb_checked_against_learned_packages(proxy: AptProxy, source: MemorySource) -> None:
+@dataclass
+class RealNode:
+    """The proxy over the product's own source: store, origin fetcher, LocalSource, and a
+    test origin on loopback. Digest mismatches here are raised by the fetcher, not a fake."""
+
+    origin: OriginServer
+    authority: str
+    store: Store
+    proxy: AptProxy
+
+    def url(self, path: str) -> str:
+        return f"http://{self.authority}{path}"
+
+
+@asynccontextmanager
+async def real_node(
+    tmp_path: Path, book: HashBook, origin: OriginServer | None = None, at: Addr | None = None
+) -> AsyncIterator[RealNode]:
+    """``origin`` served at ``at`` (address, port) if given, else a new one anywhere."""
+    origin = origin or OriginServer()
+    store = Store.open(tmp_path / "store", max_bytes=1 << 30, chunk_size=16 * 1024)
+    fetcher = OriginFetcher(
+        OriginConfig(
+            connect_timeout_s=2, read_timeout_s=5, retries=0, allow=["127.0.0.0/8:*", "[::1]:*"]
+        ),
+        store,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            address, port = at or (loopback_address(), 0)
+            port = await nursery.start(origin.serve, address, port)
+            authority = f"{address}:{port}"
+            source = LocalSource(store, fetcher, nursery, index_window_s=30.0)
+            proxy = AptProxy(config(allowed_hosts=[authority]), source, hashes=book)
+            proxy.bound = await nursery.start(proxy.serve)  # type: ignore[attr-defined]
+            yield RealNode(origin, authority, store, proxy)
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await fetcher.aclose()
+        store.close()
+
+
+PACKAGES_PATH = "/debian/dists/stable/main/binary-all/Packages"
+HELLO_PATH = "/debian/pool/main/h/hello/hello_1_all.deb"
+
+
+async def test_deb_checked_against_learned_packages(tmp_path: Path) -> None:
     good = hashlib.sha256(DEB).hexdigest()
-    bad_url = "http://deb.debian.org/debian/pool/main/b/bad/bad_1_all.deb"
-    source.add(bad_url, b"tampered" * 100)
+    bad_path = "/debian/pool/main/b/bad/bad_1_all.deb"
     packages = (
         f"Package: hello\nFilename: pool/main/h/hello/hello_1_all.deb\nSize: {len(DEB)}\n"
         f"SHA256: {good}\n\nPackage: bad\nFilename: pool/main/b/bad/bad_1_all.deb\nSize: 800\n"
-        f"SHA256: {'0' * 64}\n"
+        f"SHA256: {hashlib.sha256(b'the real bad_1').hexdigest()}\n"
     ).encode()
-    source.add("http://deb.debian.org/debian/dists/stable/main/binary-all/Packages", packages)
-    with trio.fail_after(5):
-        r = await exchange(
-            addr(proxy), get("http://deb.debian.org/debian/dists/stable/main/binary-all/Packages")
-        )
-        assert r.status == 200
-        r = await exchange(addr(proxy), get(DEB_URL))
-        assert r.status == 200
-        assert r.body == DEB
-        r = await exchange(addr(proxy), get(bad_url))
-        assert r.status == 502
-        assert b"SHA-256" in r.body
-    calls = {c.url: c for c in source.calls}
-    assert calls[DEB_URL].expected_sha256 == good
-    assert calls[DEB_URL].expected_size == len(DEB)
-    assert calls[bad_url].expected_sha256 == "0" * 64
-    assert proxy.metrics.digest_mismatches == 1
+    book = HashBook(tmp_path / "h.sqlite")
+    async with real_node(tmp_path, book) as node:
+        node.origin.add(PACKAGES_PATH, packages)
+        node.origin.add(HELLO_PATH, DEB)
+        node.origin.add(bad_path, b"tampered" * 100)  # 800 bytes, not what Packages lists
+        with trio.fail_after(10):
+            r = await exchange(addr(node.proxy), get(node.url(PACKAGES_PATH)))
+            assert r.status == 200
+            r = await exchange(addr(node.proxy), get(node.url(HELLO_PATH)))
+            assert r.status == 200
+            assert r.body == DEB
+            r = await exchange(addr(node.proxy), get(node.url(bad_path)))
+            assert r.status == 502
+            assert b"SHA-256" in r.body
+        assert node.proxy.metrics.digest_mismatches == 1
+        assert node.store.lookup(node.url(bad_path)) is None  # refused: not cached either
+        assert node.store.lookup(node.url(HELLO_PATH)) is not None
+    book.close()
 
 
-async def test_mismatch_after_headers_breaks_the_transfer(
-    proxy: AptProxy, source: MemorySource
-) -> None:
-    from frumitcache.apt._packages import HashBook
-
-    big = "http://deb.debian.org/debian/pool/big.deb"
-    source.add(big, b"x" * 5000)
-    book = proxy._learner.book
-    assert isinstance(book, HashBook)
-    book.record([(big, 5000, "1" * 64)])
-    with trio.fail_after(5):
-        stream = await trio.open_tcp_stream(*addr(proxy))
-        async with stream:
-            await stream.send_all(get(big))
-            raw = await read_all(stream)
-    head, _, body = raw.partition(b"\r\n\r\n")
-    assert b"200" in head.split(b"\r\n")[0]
-    assert len(body) < 5000  # never the whole (bad) file
+async def test_mismatch_after_headers_breaks_the_transfer(tmp_path: Path) -> None:
+    big = bytes(range(256)) * 1000  # 256 KB: 16 store chunks, headers go out with the first
+    book = HashBook(tmp_path / "h.sqlite")
+    async with real_node(tmp_path, book) as node:
+        node.origin.add("/debian/pool/big.deb", big)
+        book.record([(node.url("/debian/pool/big.deb"), len(big), "1" * 64)])
+        with trio.fail_after(10):
+            stream = await trio.open_tcp_stream(*addr(node.proxy))
+            async with stream:
+                await stream.send_all(get(node.url("/debian/pool/big.deb")))
+                raw = await read_all(stream)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert b"200" in head.split(b"\r\n")[0]
+        assert len(body) < len(big)  # never the whole (bad) file
+        assert node.proxy.metrics.digest_mismatches == 1
+        assert node.store.lookup(node.url("/debian/pool/big.deb")) is None
+    book.close()
 
 
 async def test_malformed_request_line(proxy: AptProxy) -> None:
@@ -258,25 +312,28 @@ async def test_huge_headers(proxy: AptProxy) -> None:
     assert reply.startswith(b"HTTP/1.1 431"), reply[:100]
 
 
-async def test_slow_loris_is_cut_off(proxy: AptProxy) -> None:
-    with trio.fail_after(5):
-        stream = await trio.open_tcp_stream(*addr(proxy))
-        async with stream:
-            start = trio.current_time()
-            await stream.send_all(b"GET " + DEB_URL.encode())
-            closed = False
-            for _ in range(40):  # one byte every 0.1 s: never finishes its head
+async def test_slow_loris_is_cut_off(source: MemorySource, autojump_clock: MockClock) -> None:
+    """One byte every 0.1 s never finishes a head: cut off at header_timeout_s (virtual time)."""
+    p = AptProxy(config(header_timeout_s=0.5, idle_timeout_s=2.0), source)
+    client, server = trio.testing.memory_stream_pair()
+    closed_at: list[float] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(p._connection, server)
+        start = trio.current_time()
+        await client.send_all(b"GET " + DEB_URL.encode())
+        with trio.fail_after(30):
+            for _ in range(40):  # would take 4 s to send
                 try:
-                    await stream.send_all(b"x")
+                    await client.send_all(b"x")
                 except trio.BrokenResourceError:
-                    closed = True
+                    closed_at.append(trio.current_time())
                     break
                 with trio.move_on_after(0.1):
-                    if await stream.receive_some(65536) is not None:
-                        closed = True
-                        break
-            assert closed
-            assert trio.current_time() - start < 2.0  # header_timeout_s is 0.5
+                    await client.receive_some(65536)  # b"" or a 408 once the proxy gave up
+                    closed_at.append(trio.current_time())
+                    break
+    assert closed_at, "the proxy never cut the slow client off"
+    assert 0.5 <= closed_at[0] - start <= 0.7  # header_timeout_s, not the 2 s idle timeout
 
 
 async def test_idle_keep_alive_closed(proxy: AptProxy) -> None:
@@ -393,34 +450,29 @@ def test_public_surface() -> None:
         assert getattr(apt, name) is not None
 
 
-async def test_learned_hashes_survive_a_restart(
-    nursery: trio.Nursery, source: MemorySource, tmp_path: Path
-) -> None:
-    packages_url = "http://deb.debian.org/debian/dists/stable/main/binary-all/Packages"
-    source.add(
-        packages_url,
-        f"Package: hello\nFilename: pool/main/h/hello/hello_1_all.deb\nSize: {len(DEB)}\n"
-        f"SHA256: {'0' * 64}\n".encode(),
-    )
+async def test_learned_hashes_survive_a_restart(tmp_path: Path) -> None:
     book_path = tmp_path / "restart.sqlite"
     first_book = HashBook(book_path)
-    first = AptProxy(config(), source, hashes=first_book)
-    with trio.fail_after(5):
-        async with trio.open_nursery() as inner:
-            bound = await inner.start(first.serve)
-            assert (await exchange(bound, get(packages_url))).status == 200
-            await first._learner.wait_idle()
-            inner.cancel_scope.cancel()
+    origin = OriginServer()
+    async with real_node(tmp_path / "first", first_book, origin) as node:
+        at = (origin.address, origin.port)
+        node.origin.add(
+            PACKAGES_PATH,
+            f"Package: hello\nFilename: pool/main/h/hello/hello_1_all.deb\nSize: {len(DEB)}\n"
+            f"SHA256: {'0' * 64}\n".encode(),
+        )
+        with trio.fail_after(10):
+            assert (await exchange(addr(node.proxy), get(node.url(PACKAGES_PATH)))).status == 200
+            await node.proxy._learner.wait_idle()
     first_book.close()
-    # A new proxy on the same table: the .deb is checked without Packages being served again.
-    second = AptProxy(config(), source, hashes=HashBook(book_path))
-    bound = await nursery.start(second.serve)
-    with trio.fail_after(5):
-        stream = await trio.open_tcp_stream(*bound)
-        async with stream:
-            await stream.send_all(get(DEB_URL))
-            raw = await read_all(stream)
-    assert source.calls[-1].url == DEB_URL
-    assert source.calls[-1].expected_sha256 == "0" * 64
-    assert len(raw.partition(b"\r\n\r\n")[2]) < len(DEB)  # never the whole (bad) file
-    assert second.metrics.digest_mismatches == 1
+    # A new proxy (new store) on the same table: the .deb is checked without Packages being
+    # served again, and the fetcher refuses the bytes that do not match it.
+    second_book = HashBook(book_path)
+    async with real_node(tmp_path / "second", second_book, origin, at) as node:
+        node.origin.add(HELLO_PATH, DEB)
+        with trio.fail_after(10):
+            r = await exchange(addr(node.proxy), get(node.url(HELLO_PATH)))
+        assert r.status == 502
+        assert b"SHA-256" in r.body
+        assert node.proxy.metrics.digest_mismatches == 1
+    second_book.close()
