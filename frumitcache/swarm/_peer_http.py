@@ -9,14 +9,18 @@ on any failure, remembering holders that sent bad bytes so they are not asked ag
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import h11
 import trio
+import xxhash
 
 from frumitcache._log import get_logger
 from frumitcache._rate import TokenBucket
@@ -33,6 +37,8 @@ log = get_logger("swarm")
 Address = tuple[str, int]
 _PATH = re.compile(rb"^/chunk/([0-9a-f]{64})(/tree|/verify)?$")
 _MAX_HEAD = 16 * 1024
+#: Chunks above this are streamed to a temp file while hashed, not held in memory.
+_STREAM_MIN = 256 * 1024
 # Slowest receiver an unpaced body allows for (bytes/s) before the idle timeout ends it.
 _FLOOR_RATE = 32 * 1024
 
@@ -312,9 +318,12 @@ async def _send_simple(
 async def get_chunk(
     address: Address, digest: str, key: bytes, *, max_bytes: int, what: str = "",
     method: bytes = b"GET",
+    sink: Callable[[bytes], None] | None = None,
 ) -> bytearray:
     """One signed ``GET /chunk/<digest>[/what]`` from ``address``; the body, unverified.
 
+    With ``sink`` the body is handed to it piece by piece as it arrives (and an empty
+    bytearray returned): a large chunk never sits whole in memory.
     The caller bounds it with a cancel scope (:class:`HttpChunkClient` does, per holder).
     """
     path = f"/chunk/{digest}{'/' + what if what else ''}".encode()
@@ -334,12 +343,17 @@ async def get_chunk(
         if resp.status_code != 200:
             raise PeerError(f"{host}: chunk {digest}: HTTP {resp.status_code}")
         body = bytearray()
+        received = 0
         while True:
             event = await _next_event(conn, stream)
             if isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > max_bytes:
+                received += len(event.data)
+                if received > max_bytes:
                     raise PeerError(f"{host}: chunk {digest} longer than {max_bytes} bytes")
+                if sink is not None:
+                    sink(event.data)
+                else:
+                    body += event.data
             elif isinstance(event, h11.EndOfMessage):
                 return body
             else:
@@ -417,6 +431,38 @@ class HttpChunkClient:
             return tree, holder
         raise PeerError(f"chunk {digest}: no tree: {'; '.join(errors) or 'no usable holder'}")
 
+    async def _fetch_to_file(self, holder: Address, digest: str, size: int) -> None:
+        """Stream a large chunk into a temp file, hashing it (SHA-256 and the scrub's xxh3)
+        as it arrives, then adopt it: one hash pass, no whole-chunk buffer, no copy."""
+        work = self._store.tmp_dir / "http"
+        path = work / f"{digest}.{secrets.token_hex(4)}"
+        sha, xx = hashlib.sha256(), xxhash.xxh3_64()
+        fds: list[int] = []  # the file is created with the first body bytes (not for a 403)
+
+        def sink(data: bytes) -> None:
+            if not fds:
+                work.mkdir(exist_ok=True)
+                fds.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            sha.update(data)
+            xx.update(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fds[0], view):]
+
+        try:
+            try:
+                await get_chunk(holder, digest, self._key, max_bytes=size, sink=sink)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            if not fds or os.stat(path).st_size != size or sha.hexdigest() != digest:
+                raise DigestMismatchError(f"chunk {digest}: the bytes do not hash to it")
+            await self._store.adopt_chunk_file(path, digest, verified_xxh3=xx.digest())
+        finally:
+            if fds:
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+
     async def fetch(self, digest: str, size: int, holders: Iterable[Address]) -> Address:
         """Store chunk ``digest``; returns the holder it came from."""
         errors: list[str] = []
@@ -424,23 +470,26 @@ class HttpChunkClient:
             if self.penalties.is_penalised(holder[0], self._clock()):
                 continue
             try:
-                with trio.fail_after(self.timeout):
-                    data = await get_chunk(holder, digest, self._key, max_bytes=size)
+                if size > _STREAM_MIN:
+                    with trio.fail_after(self.timeout):
+                        await self._fetch_to_file(holder, digest, size)
+                else:
+                    with trio.fail_after(self.timeout):
+                        data = await get_chunk(holder, digest, self._key, max_bytes=size)
+                    if len(data) != size:
+                        raise DigestMismatchError(f"{len(data)} bytes, expected {size}")
+                    # The store hashes the bytes once, as it takes them, and refuses a mismatch.
+                    await self._store.put_chunk(data, digest)
             except _FETCH_ERRORS as exc:
                 errors.append(f"{holder[0]}: {exc}")
                 continue
-            try:
-                if len(data) != size:
-                    raise DigestMismatchError(f"{len(data)} bytes, expected {size}")
-                # The store hashes the bytes once, as it takes them, and refuses a mismatch.
-                await self._store.put_chunk(data, digest)
             except DigestMismatchError:
                 self.digest_mismatches += 1
                 self.penalise(holder[0])
                 await self.report_bad(holder, digest)
                 errors.append(f"{holder[0]}: sent bytes that do not hash to {digest}")
                 continue
-            self.bytes_fetched += len(data)
+            self.bytes_fetched += size
             self.penalties.forgive(holder[0])
             return holder
         detail = "; ".join(errors) or "no usable holder"

@@ -198,3 +198,35 @@ async def test_verify_request_needs_the_key(tmp_path: Path) -> None:
                                    what="verify", method=b"POST") == b"good"
             assert holder.has_chunk(digest)
             nursery.cancel_scope.cancel()
+
+
+async def test_large_chunk_streams_to_disk_and_a_rotten_one_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    # Above 256 KiB the client streams the body into a temp file while hashing it (no
+    # whole-chunk buffer); the holder serves it with sendfile. A rotten copy is refused, its
+    # temp file removed, and the next holder's copy adopted.
+    data = os.urandom(1 << 20)
+    digest = hashlib.sha256(data).hexdigest()
+    good = _store(tmp_path / "good")
+    bad = _store(tmp_path / "bad")
+    await good.put_chunk(data, digest)
+    await bad.put_chunk(data, digest)
+    path = bad.chunk_path(digest)
+    rotten = bytearray(path.read_bytes())
+    rotten[700_000] ^= 0xFF
+    path.write_bytes(bytes(rotten))
+    mine = _store(tmp_path / "mine")
+    with good, bad, mine, trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            a_bad, p_bad, s_bad = await _serve(nursery, bad)
+            a_good, p_good, s_good = await _serve(nursery, good)
+            client = HttpChunkClient(mine, KEY)
+            holders = [(a_bad, p_bad), (a_good, p_good)]
+            assert await client.fetch(digest, len(data), holders) == (a_good, p_good)
+            assert client.digest_mismatches == 1
+            assert s_bad.statistics().bytes_served == len(data)
+            assert s_good.statistics().bytes_served == len(data)
+            assert (await mine.read_chunk(digest)) == data
+            assert list((mine.tmp_dir / "http").iterdir()) == []
+            nursery.cancel_scope.cancel()
