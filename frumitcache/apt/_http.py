@@ -10,7 +10,7 @@ from __future__ import annotations
 import email.utils
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +26,13 @@ class Plan:
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def http_date(timestamp: float) -> str:
-    return email.utils.formatdate(timestamp, usegmt=True)
+    # Calendar arithmetic, not time.gmtime: a 32-bit Pi's time_t ends in 2038, and an origin's
+    # Last-Modified may lie past it (formatdate raised OverflowError there).
+    return email.utils.format_datetime(_EPOCH + timedelta(seconds=int(timestamp)), usegmt=True)
 
 
 def parse_http_date(text: str | None) -> float | None:
