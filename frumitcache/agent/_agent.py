@@ -164,7 +164,6 @@ class Agent:
             term=seeder[1] if seeder else stats.term,
             dropped_frames=sum(stats.dropped.values()),
             members=[_member_dict(m) for m in node.members()],
-            transfer=self._transfer_counters(),
         )
         assert self._site is not None
         # Which carrier moved the LAN bytes: libtorrent payload vs peer HTTP bodies.
@@ -176,22 +175,6 @@ class Agent:
             peer_http_served=self._site.http_server.statistics().bytes_served,
             peer_http_fetched=self._site.http_client.bytes_fetched,
         )
-        return out
-
-    def _transfer_counters(self) -> dict[str, int]:
-        """Chunk payload bytes this member moved, by carrier: libtorrent (the swarm) and
-        peer HTTP. Lets an operator (and the tests) see which way bytes went."""
-        link = self._site
-        if link is None:
-            return {}
-        served = link.http_server.statistics()
-        out = {
-            "http_downloaded": link.http_client.bytes_fetched,
-            "http_uploaded": served.bytes_served,
-        }
-        if link.swarm is not None:
-            swarm = link.swarm.statistics()
-            out.update(libtorrent_downloaded=swarm.downloaded, libtorrent_uploaded=swarm.uploaded)
         return out
 
     async def run(
