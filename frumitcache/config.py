@@ -152,6 +152,17 @@ class ControlConfig:
         "Upstream allow-list of the control socket's door (frumitcache pull, the library's "
         "fetch and prefetch), with origin.allow's syntax; empty means origin.allow.",
     )
+    idle_timeout_s: float = opt(
+        60.0,
+        "A control connection is closed when its client sends no complete request, or reads "
+        "nothing the agent sends, for this long (a request's own work is not limited).",
+        "s",
+    )
+    max_connections: int = opt(
+        64,
+        "Control connections open at once from users other than root and the agent's own; "
+        "more are refused at once, so local users cannot exhaust the agent's file descriptors.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,6 +463,8 @@ def _check_values(cfg: Config) -> None:
         raise ConfigError(
             "apt.max_pending_connections and apt.first_request_timeout_s: must be positive"
         )
+    if cfg.control.idle_timeout_s <= 0 or cfg.control.max_connections < 1:
+        raise ConfigError("control.idle_timeout_s and control.max_connections: must be positive")
 
 
 def config_from_mapping(data: Mapping[str, Any], *, source: str = "config") -> Config:

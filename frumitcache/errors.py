@@ -20,7 +20,8 @@ translated where they enter our code, so callers catch one family::
     ├── NotAllowedError          the URL (or a redirect) is outside the upstream allow-list
     ├── PeerError                a site member misbehaved or failed (bad data, gone)
     └── AgentError               talking to the local agent failed
-        └── AgentUnavailableError  no agent is listening on the control socket
+        ├── AgentUnavailableError  no agent is listening on the control socket
+        └── NotPermittedError    the call needs root or the agent's own user
 
 Each error carries a ``code`` (a short stable string) so that it survives the trip over the
 control socket and can be mapped to CLI exit codes.
@@ -108,6 +109,10 @@ class AgentError(FrumitcacheError):
 
 class AgentUnavailableError(AgentError):
     code = "agent-unavailable"
+
+
+class NotPermittedError(AgentError):
+    code = "not-permitted"
 
 
 def _all_error_classes() -> list[type[FrumitcacheError]]:

@@ -212,7 +212,7 @@ class Agent:
                         self._apt = await nursery.start(self._serve_apt, store, content)
                     if cfg.store.scrub_interval_s > 0:
                         nursery.start_soon(self._scrub_loop, store, cfg.store.scrub_interval_s)
-                    control = ControlServer(cfg.socket_path, content, self.status)
+                    control = ControlServer(cfg.socket_path, content, self.status, cfg.control)
                     sock_path: Path = await nursery.start(control.serve)
                     info = AgentInfo(node_name(cfg), sock_path, cfg.store_path, self._apt)
                     log.info(

@@ -6,6 +6,14 @@ when the socket still takes one; the agent carries on. Every connection is its o
 domain: whatever escapes a handler (a bug, an input nobody foresaw) is logged (throttled),
 answered with ``Failed`` where the socket still takes it, and never reaches the agent's
 nursery.
+
+Limits, because any member of the socket's group can connect: a connection that sends no
+complete request, or reads nothing, for ``control.idle_timeout_s`` is closed; at most
+``control.max_connections`` are open at once for ordinary users (root and the agent's own
+user are never turned away, so the operator can always look in). Calls that destroy or read
+what the caller could not otherwise touch — ``gc`` beyond the cap, ``import`` of a directory
+— need root or the agent's own user, judged by the kernel's peer credentials
+(``SO_PEERCRED``), never by anything the client says.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import contextlib
 import errno
 import os
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +32,7 @@ import trio
 from frumitcache._log import Throttle, get_logger
 from frumitcache.agent._content import ContentService
 from frumitcache.agent._library import LibraryRequests
+from frumitcache.config import ControlConfig
 from frumitcache.control._protocol import (
     CacheListRequest,
     Data,
@@ -43,7 +53,13 @@ from frumitcache.control._protocol import (
     VerifyRequest,
 )
 from frumitcache.control._stream import MessageStream
-from frumitcache.errors import AgentError, FrumitcacheError, ProtocolError, StoreError
+from frumitcache.errors import (
+    AgentError,
+    FrumitcacheError,
+    NotPermittedError,
+    ProtocolError,
+    StoreError,
+)
 
 log = get_logger("control")
 
@@ -78,15 +94,46 @@ async def bind_control_socket(path: Path) -> trio.SocketListener:
     return trio.SocketListener(sock)
 
 
+def peer_uid(stream: trio.SocketStream) -> int | None:
+    """The uid of the process at the other end of a Unix socket, from the kernel (Linux's
+    ``SO_PEERCRED``); ``None`` where the platform cannot tell."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    try:
+        raw = stream.socket.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    except OSError:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return int(uid)
+
+
+# Calls only root or the agent's own user may make: they evict what other users rely on, or
+# make the agent read files (as itself) that the caller names. (request, is it privileged?)
+_PRIVILEGED: dict[type[Message], Callable[[Any], bool]] = {
+    GcRequest: lambda m: m.free > 0,  # gc to the cap is what the agent does anyway
+    ImportRequest: lambda m: True,
+}
+
+
 class ControlServer:
     """Serves control conversations; ``status`` builds the agent's status reply."""
 
-    def __init__(self, path: Path, content: ContentService, status: Callable[[], Status]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        content: ContentService,
+        status: Callable[[], Status],
+        limits: ControlConfig | None = None,
+    ) -> None:
         self._path = path
         self._content = content
         self._status = status
+        self._limits = limits or ControlConfig()
         self.library = LibraryRequests(content, status)
         self._crash_log = Throttle()
+        self._open = 0  # connections of ordinary users, against control.max_connections
+        self._own_uid = os.geteuid()
         self._handlers: dict[type[Message], Callable[[MessageStream, Message], Awaitable[None]]] = {
             Pull: self._pull,
             StatusRequest: self._status_request,
@@ -133,11 +180,24 @@ class ControlServer:
                 self._path.unlink(missing_ok=True)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        conn = MessageStream(stream)
+        uid = peer_uid(stream)
+        trusted = uid is not None and uid in (0, self._own_uid)
+        conn = MessageStream(stream, send_timeout_s=self._limits.idle_timeout_s)
+        counted = not trusted
+        if counted:
+            self._open += 1
         try:
-            await self._converse(conn)
+            if counted and self._open > self._limits.max_connections:
+                self._refuse_busy(uid)
+                err = AgentError("too many control connections open; try again shortly")
+                with trio.move_on_after(1):
+                    await conn.send(Failed.from_error(err))
+                return
+            await self._converse(conn, trusted)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away; whatever it was reading is its loss, not ours
+        except trio.TooSlowError:
+            log.info("control.idle", uid=uid)  # an idle or stalled client: not worth a warning
         except Exception as exc:
             # A bug, or an input nobody foresaw: it ends this connection, never the agent.
             self._crashed(exc)
@@ -145,18 +205,31 @@ class ControlServer:
             with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError):
                 await conn.send(reply)
         finally:
+            if counted:
+                self._open -= 1
             with trio.CancelScope(shield=True):
                 await conn.aclose()
+
+    def _refuse_busy(self, uid: int | None) -> None:
+        held = self._crash_log.admit("busy")
+        if held is not None:
+            log.warning(
+                "control.busy",
+                limit=self._limits.max_connections,
+                uid=uid,
+                suppressed=held,
+            )
 
     def _crashed(self, exc: Exception) -> None:
         held = self._crash_log.admit(type(exc).__name__)
         if held is not None:
             log.error("control.crashed", detail=repr(exc)[:300], suppressed=held, exc_info=exc)
 
-    async def _converse(self, conn: MessageStream) -> None:
+    async def _converse(self, conn: MessageStream, trusted: bool) -> None:
         while True:
             try:
-                msg = await conn.receive()
+                with trio.fail_after(self._limits.idle_timeout_s):
+                    msg = await conn.receive()
             except ProtocolError as exc:
                 held = self._crash_log.admit("bad-frame")
                 if held is not None:
@@ -169,6 +242,15 @@ class ControlServer:
             if handler is None:
                 await conn.send(Failed.from_error(ProtocolError(f"{msg.tag} is not a request")))
                 return
+            privileged = _PRIVILEGED.get(type(msg))
+            if not trusted and privileged is not None and privileged(msg):
+                err = NotPermittedError(
+                    f"{msg.tag} needs root or the agent's own user (uid {self._own_uid}); "
+                    "run it with sudo"
+                )
+                log.info("request.refused", request=msg.tag, error=err.code)
+                await conn.send(Failed.from_error(err))
+                continue
             await handler(conn, msg)
 
     async def _status_request(self, conn: MessageStream, msg: Message) -> None:

@@ -10,6 +10,7 @@ from frumitcache.errors import (
     FrumitcacheError,
     NotAllowedError,
     NotInStoreError,
+    NotPermittedError,
     OriginError,
     PeerError,
     StoreError,
@@ -26,6 +27,7 @@ STORE = 7
 NOT_FOUND = 8
 SITE = 9
 NOT_ALLOWED = 10
+NOT_PERMITTED = 11
 INTERRUPTED = 130
 
 # Most specific first: the first class an error is an instance of decides.
@@ -34,6 +36,7 @@ _BY_ERROR: tuple[tuple[type[FrumitcacheError], int], ...] = (
     (BadUrlError, USAGE),
     (NotAllowedError, NOT_ALLOWED),
     (AgentUnavailableError, AGENT_UNAVAILABLE),
+    (NotPermittedError, NOT_PERMITTED),
     (DigestMismatchError, DIGEST_MISMATCH),
     (NotInStoreError, NOT_FOUND),
     (OriginError, ORIGIN),
@@ -53,6 +56,7 @@ HELP = """exit codes:
   8    not found in the store / site (unknown digest, URL never fetched)
   9    the site failed (no seeder elected, a member did not answer)
   10   the URL (or a redirect) is not on the agent's allow-list (origin.allow, control.allow)
+  11   not permitted: the call needs root or the agent's own user (gc --free, import)
   130  interrupted"""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import trio
 
 from frumitcache.control._protocol import Decoder, Message, encode
@@ -13,8 +15,10 @@ _READ = 256 * 1024
 class MessageStream:
     """Sends and receives typed control messages on one connection."""
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(self, stream: trio.abc.Stream, *, send_timeout_s: float = math.inf) -> None:
         self._stream = stream
+        # A peer that reads nothing for this long makes ``send`` raise trio.TooSlowError.
+        self._send_timeout_s = send_timeout_s
         self._decoder = Decoder()
         self._pending: list[Message] = []
         self._broken = False
@@ -23,7 +27,8 @@ class MessageStream:
         if self._broken:
             raise trio.BrokenResourceError("an earlier send was interrupted mid-frame")
         try:
-            await self._stream.send_all(encode(msg))
+            with trio.fail_after(self._send_timeout_s):
+                await self._stream.send_all(encode(msg))
         except BaseException:
             # Part of a frame may be on the wire; anything sent after it would be misread.
             self._broken = True

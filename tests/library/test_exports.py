@@ -40,6 +40,7 @@ PUBLIC = {
     "DigestMismatchError",
     "FrumitcacheError",
     "NotInStoreError",
+    "NotPermittedError",
     "OriginError",
     "OriginStatusError",
     "OriginTruncatedError",
