@@ -14,6 +14,7 @@ import select
 import shutil
 import socket
 import tempfile
+import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -197,10 +198,11 @@ async def test_connection_cap_for_ordinary_users_root_still_gets_in(
         select.select([go_r], [], [], 30)  # bounded: never outlive a failed parent for long
         idle.pop().close()  # one slot free again ...
         answered = b""
-        for _ in range(100):  # ... once the agent has seen the close
+        for _ in range(600):  # ... once the agent has seen the close (bounded: 30 s)
             answered = ask_blocking(path, encode(StatusRequest()))
             if not isinstance(decode(answered)[0], Failed):
                 break
+            time.sleep(0.05)
         for sock in idle:
             sock.close()
         return len(refused).to_bytes(4, "big") + refused + answered
