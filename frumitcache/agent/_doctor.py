@@ -208,7 +208,8 @@ def check_key_file(config: Config, user: ServiceUser | None = None) -> Check:
             name,
             False,
             f"{path}: {exc.strerror or exc}",
-            "install the site key there (mode 0640, group frumitcache)",
+            f"install the site key there, readable by the agent only: "
+            f"install -o {SERVICE_USER} -g root -m 0600 KEY {path}",
         )
     if not stat.S_ISREG(st.st_mode):
         return Check(name, False, f"{path} is not a regular file", "point site.key_file at the key")
@@ -218,15 +219,16 @@ def check_key_file(config: Config, user: ServiceUser | None = None) -> Check:
             name,
             False,
             f"{path} is not readable: {why}",
-            f"chgrp {SERVICE_USER} {path} && chmod 0640 {path}",
+            f"chown {SERVICE_USER}:root {path} && chmod 0600 {path}",
         )
-    if st.st_mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
+    if st.st_mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IRGRP | stat.S_IWGRP):
+        # Group-readable is a leak too: the socket's group (users of `pull`) must not read it.
         return Check(
             name,
             False,
-            f"{path} has mode {stat.S_IMODE(st.st_mode):04o}: other users "
+            f"{path} has mode {stat.S_IMODE(st.st_mode):04o}: users other than the agent's "
             "can read or change the site key",
-            f"chmod 0640 {path}",
+            f"chmod 0600 {path}",
         )
     if st.st_size == 0:
         return Check(name, False, f"{path} is empty", "install the site's key in it")

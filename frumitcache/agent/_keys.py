@@ -2,31 +2,74 @@
 
 Read from ``site.key_file``; with none configured, a key is generated once in the node's state
 directory, which suits a one-node site only (members of a real site must share one key).
+
+A key file others can read is no secret: a world-readable one is refused, a group-readable one
+is started with a warning (the group must not be the control socket's, whose members are
+ordinary users). A key of less than 16 bytes of material (after hex or base64 decoding, as
+``openssl rand -hex|-base64`` writes them) is refused.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 import secrets
+import stat
 from pathlib import Path
 
+from frumitcache._log import get_logger
 from frumitcache.config import Config
 from frumitcache.errors import ConfigError
 
 MIN_KEY_BYTES = 16
+
+log = get_logger("agent")
+_HEX = re.compile(rb"[0-9a-fA-F]+")
+_BASE64 = re.compile(rb"[A-Za-z0-9+/_-]+={0,2}")
+
+
+def key_material(key: bytes) -> int:
+    """Bytes of secret in ``key``: hex and base64 texts count what they encode."""
+    if _HEX.fullmatch(key) and len(key) % 2 == 0:
+        return len(key) // 2
+    if _BASE64.fullmatch(key) and len(key) % 4 == 0:
+        try:
+            return len(base64.b64decode(key.replace(b"-", b"+").replace(b"_", b"/"), validate=True))
+        except (binascii.Error, ValueError):
+            pass
+    return len(key)
+
+
+def _check_mode(path: Path, mode: int) -> None:
+    if mode & stat.S_IROTH:
+        raise ConfigError(
+            f"site.key_file: {path} is readable by every user (mode {stat.S_IMODE(mode):04o}); "
+            f"make it readable by the agent's user only: chmod 0600 {path}"
+        )
+    if mode & stat.S_IRGRP:
+        log.warning(
+            "key.group-readable",
+            path=str(path),
+            mode=f"{stat.S_IMODE(mode):04o}",
+            detail="members of the file's group can join the site; chmod 0600 it",
+        )
 
 
 def load_site_key(config: Config) -> bytes:
     if config.site.key_file:
         path = Path(config.site.key_file).expanduser()
         try:
-            key = path.read_bytes().strip()
+            with path.open("rb") as f:
+                _check_mode(path, os.fstat(f.fileno()).st_mode)
+                key = f.read().strip()
         except OSError as exc:
             raise ConfigError(f"site.key_file: cannot read {path}: {exc.strerror or exc}") from None
-        if len(key) < MIN_KEY_BYTES:
+        if key_material(key) < MIN_KEY_BYTES:
             raise ConfigError(
-                f"site.key_file: {path} holds {len(key)} bytes; a site key needs at least "
-                f"{MIN_KEY_BYTES} (e.g. `head -c 32 /dev/urandom | base64 > {path}`)"
+                f"site.key_file: {path} holds {key_material(key)} bytes of key; a site key "
+                f"needs at least {MIN_KEY_BYTES} (e.g. `openssl rand -base64 32 > {path}`)"
             )
         return key
     path = config.state_path / "site.key"

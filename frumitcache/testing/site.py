@@ -33,6 +33,7 @@ class LoopbackSite:
         directory.mkdir(parents=True, exist_ok=True)
         self.key_file = directory / "site.key"
         self.key_file.write_text(secrets.token_hex(32) + "\n")
+        self.key_file.chmod(0o600)  # agents refuse a world-readable key
         self.agents: list[AgentProcess] = []
         for i, address in enumerate(self.addresses):
             merged: dict[str, dict[str, Any]] = {

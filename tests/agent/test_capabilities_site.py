@@ -213,6 +213,7 @@ async def test_multicast_discovery_elects_one_seeder(
 ) -> None:
     key = tmp_path / "site.key"
     key.write_text(secrets.token_hex(32) + "\n")
+    key.chmod(0o600)
     addresses = lan.v4 if family == "ipv4" else lan.v6
     agents = [
         AgentProcess(

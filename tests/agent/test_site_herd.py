@@ -175,6 +175,7 @@ async def test_outsider_with_the_wrong_key_learns_and_gets_nothing(
     outsider_address = loopback_address()
     outsider_key = tmp_path / "wrong.key"
     outsider_key.write_text("not-the-site-key-" + "x" * 32 + "\n")
+    outsider_key.chmod(0o600)
     outsider = AgentProcess(
         tmp_path / "outsider",
         address=outsider_address,

@@ -139,7 +139,7 @@ def test_role_writes_loadable_configs(tmp_path: Path) -> None:
         key = Path(cfg.site.key_file)
         assert key == out / host / "site.key"
         mode = stat.S_IMODE(key.stat().st_mode)
-        assert mode == 0o640, f"{key}: {mode:o}"
+        assert mode == 0o600, f"{key}: {mode:o}"  # the agent only: not the socket group
         assert cfg.apt.port == 3150
         advert = ET.parse(out / host / "avahi.service").getroot()  # noqa: S314 - ours
         assert advert.findtext("service/type") == "_apt_proxy._tcp"

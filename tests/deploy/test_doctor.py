@@ -197,8 +197,10 @@ def test_key_file(tmp_path: Path, address: str) -> None:
     key.chmod(0o644)
     loose = check_key_file(cfg)
     assert not loose.ok
-    assert "chmod 0640" in loose.hint
-    key.chmod(0o640)
+    assert "chmod 0600" in loose.hint
+    key.chmod(0o640)  # the socket's group must not read it either (issue 16 finding 3)
+    assert not check_key_file(cfg).ok
+    key.chmod(0o600)
     assert check_key_file(cfg).ok
     key.write_text("")
     assert not check_key_file(cfg).ok
@@ -212,13 +214,13 @@ def test_key_file_unreadable_by_the_service_user(
     key = open_dir / "site.key"
     key.write_text("secret")
     os.chown(key, 0, 0)
-    key.chmod(0o640)
+    key.chmod(0o600)
     cfg = _config(tmp_path, address, site={"key_file": str(key)})
     nobody = ServiceUser.lookup("nobody")
     check = check_key_file(cfg, nobody)
     assert not check.ok
     assert "nobody has no read permission" in check.message
-    os.chown(key, 0, pwd.getpwnam("nobody").pw_gid)
+    os.chown(key, pwd.getpwnam("nobody").pw_uid, 0)
     assert check_key_file(cfg, nobody).ok
 
 
