@@ -10,7 +10,10 @@ request on their peer HTTP port — on other members; estimate asks the origin o
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ from frumitcache.errors import (
     FrumitcacheError,
     NotInStoreError,
     PeerError,
+    StoreError,
 )
 from frumitcache.origin import Door
 from frumitcache.site import Lookup, ObjectInfo, ObjectManifest
@@ -336,7 +340,7 @@ class LibraryRequests:
         root = Path(directory)
         if not await trio.Path(root).is_dir():
             raise NotInStoreError(f"{directory} is not a directory this agent can read")
-        paths = sorted(await trio.to_thread.run_sync(lambda: list(root.rglob("*.deb"))))
+        paths = sorted(await trio.to_thread.run_sync(_debs_under, root))
         imported = present = failed = nbytes = 0
         errors: list[str] = []
         for path in paths:
@@ -363,22 +367,28 @@ class LibraryRequests:
 
     async def _import_one(self, path: Path) -> tuple[Manifest, bool]:
         store = self._content.store
-        digest = await trio.to_thread.run_sync(_sha256_file, path)
-        key = f"sha256:{digest.hex()}"
-        known = store.lookup(digest)
-        if known is not None:
-            return known, False
-        writer = store.open_writer(key, expected_digest=digest)
+        # One descriptor for both passes, opened without following a link: a symlink named
+        # x.deb (say, to /etc/shadow) is refused, and the file hashed is the file stored.
+        fd = await trio.to_thread.run_sync(_open_regular, path)
         try:
-            async with await trio.open_file(path, "rb") as f:
-                while block := await f.read(_READ):
+            digest = await trio.to_thread.run_sync(_sha256_fd, fd)
+            key = f"sha256:{digest.hex()}"
+            known = store.lookup(digest)
+            if known is not None:
+                return known, False
+            writer = store.open_writer(key, expected_digest=digest)
+            try:
+                os.lseek(fd, 0, os.SEEK_SET)
+                while block := await trio.to_thread.run_sync(os.read, fd, _READ):
                     await writer.write(block)
-            manifest = await writer.finish()
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                if not writer.closed:
-                    await writer.discard()
-            raise
+                manifest = await writer.finish()
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    if not writer.closed:
+                        await writer.discard()
+                raise
+        finally:
+            os.close(fd)
         site = self._content.site
         if site is not None and site.node is not None and not site.solo:
             # Tell the seeder, so locate and the site's fetches find it here.
@@ -395,11 +405,33 @@ class LibraryRequests:
         return manifest, True
 
 
-def _sha256_file(path: Path) -> bytes:
+def _debs_under(root: Path) -> list[Path]:
+    """Every ``*.deb`` under ``root``, never descending through a symlinked directory."""
+    found: list[Path] = []
+    for folder, _dirs, files in os.walk(root, followlinks=False):
+        found.extend(Path(folder) / name for name in files if name.endswith(".deb"))
+    return found
+
+
+def _open_regular(path: Path) -> int:
+    """A read descriptor on ``path`` if it is a regular file and not a symlink."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreError("a symbolic link; only regular files are imported") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StoreError("not a regular file; only regular files are imported")
+    return fd
+
+
+def _sha256_fd(fd: int) -> bytes:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_READ):
-            h.update(block)
+    os.lseek(fd, 0, os.SEEK_SET)
+    while block := os.read(fd, _READ):
+        h.update(block)
     return h.digest()
 
 
