@@ -25,6 +25,7 @@ import re
 import shlex
 import socket
 import stat
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -414,13 +415,19 @@ def _check_port(
             return Check(name, False, f"{where} ({key}): {exc.strerror or exc}", "")
     else:
         return Check(name, True, f"{where} ({key}) is free")
-    return _who_holds(name, key, where, proto, port, agent)
+    return _who_holds(name, key, where, proto, host, port, agent)
 
 
 def _who_holds(
-    name: str, key: str, where: str, proto: str, port: int, agent: AgentCredentials | None
+    name: str,
+    key: str,
+    where: str,
+    proto: str,
+    host: str,
+    port: int,
+    agent: AgentCredentials | None,
 ) -> Check:
-    holders = list(_socket_holders(proto, port))
+    holders = list(_socket_holders(proto, port, host))
     for pid, uid in holders:
         if pid is not None and ((agent is not None and pid == agent.pid) or _is_agent(pid)):
             return Check(name, True, f"{where} ({key}) is held by the agent (pid {pid})")
@@ -446,10 +453,33 @@ _PROC_NET = {"tcp": ("tcp", "tcp6"), "udp": ("udp", "udp6")}
 _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp; unbound UDP sockets show state 07
 
 
+def _proc_address(field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address of a ``/proc/net`` ``HEX:PORT`` field (each 32-bit word in host order)."""
+    raw = bytes.fromhex(field.rpartition(":")[0])
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return ipaddress.ip_address(raw)
+
+
+def _overlaps(bound: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str) -> bool:
+    """Whether a socket bound to ``bound`` takes the address ``host`` wants (either is a
+    wildcard, they are equal, or one is the other's IPv4-mapped form)."""
+    try:
+        wanted = ipaddress.ip_address(host.strip("[]").partition("%")[0])
+    except ValueError:
+        return True  # a name, not an address: be conservative
+    if bound.is_unspecified or wanted.is_unspecified:
+        return True
+    if isinstance(bound, ipaddress.IPv6Address) and bound.ipv4_mapped is not None:
+        bound = bound.ipv4_mapped
+    return bound == wanted
+
+
 def _socket_holders(
-    proto: str, port: int, proc: Path = Path("/proc")
+    proto: str, port: int, host: str = "::", proc: Path = Path("/proc")
 ) -> Iterator[tuple[int | None, int]]:
-    """``(pid or None, uid)`` of each socket bound to ``port`` (a listener for TCP)."""
+    """``(pid or None, uid)`` of each socket bound to ``port`` (a listener for TCP) at an
+    address that takes ``host`` (the same one, or a wildcard)."""
     inodes: dict[int, int] = {}
     for table in _PROC_NET[proto]:
         try:
@@ -463,6 +493,11 @@ def _socket_holders(
             local, state = parts[1], parts[3]
             if int(local.rpartition(":")[2], 16) != port:
                 continue
+            try:
+                if not _overlaps(_proc_address(local), host):
+                    continue
+            except ValueError:
+                pass  # a line we cannot read: keep it, as before
             if proto == "tcp" and state != _LISTEN:
                 continue
             inodes[int(parts[9])] = int(parts[7])

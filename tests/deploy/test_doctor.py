@@ -231,8 +231,9 @@ def test_no_key_file_is_fine_only_alone(tmp_path: Path, address: str) -> None:
 
 def test_unknown_service_user_is_reported(tmp_path: Path, address: str) -> None:
     checks = _by_name(
-        run_checks(_config(tmp_path, address), service_user="no-such-user-frumitcache",
-                   apt_dir=tmp_path)
+        run_checks(
+            _config(tmp_path, address), service_user="no-such-user-frumitcache", apt_dir=tmp_path
+        )
     )
     assert not checks["service user"].ok
 
@@ -383,3 +384,22 @@ def test_unit_directories_not_yet_created_are_fine_for_the_service_user() -> Non
     assert "systemd creates it" in check.message
     # Anywhere else the missing directory must be creatable by the user itself.
     assert not check_directory("store dir", Path("/var/cache/not-frumitcache/x"), user).ok
+
+
+# --- ports match by address and port (issue 16 finding 12) ------------------------------------
+
+
+def test_port_holders_match_the_address_too() -> None:
+    from frumitcache.agent._doctor import _socket_holders
+    from frumitcache.testing.net import loopback_address
+
+    ours, other = loopback_address(), loopback_address()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind((ours, 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        # Another address's listener on the same port is not in the way ...
+        assert list(_socket_holders("tcp", port, other)) == []
+        # ... the same address's is, and so is a wildcard's view of it.
+        assert any(pid == os.getpid() for pid, _ in _socket_holders("tcp", port, ours))
+        assert any(pid == os.getpid() for pid, _ in _socket_holders("tcp", port, "0.0.0.0"))  # noqa: S104 - a wildcard asked, not bound
