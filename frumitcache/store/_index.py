@@ -16,18 +16,39 @@ WAL mode with ``synchronous=FULL``: a committed row survives a power cut.
 
 Two connections: writes go through one under a lock (from worker threads, since a commit
 fsyncs), reads through another so a lookup from the event loop never waits for a commit.
+
+An index sqlite cannot open (corrupt, truncated, not a database) is set aside as
+``index.sqlite.corrupt-<UTC time>`` with an error in the log, and a fresh one is made: the
+store's recovery then re-adopts every chunk file on disk (hash checked). Manifests live only in
+the index, so the objects' chunk lists and keys are what is lost: an object comes back on its
+next fetch, whose chunks are already here. Never a crash loop on one bad file.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from frumitcache._log import get_logger
 from frumitcache.errors import StoreError, StoreFullError
+
+log = get_logger("store")
+# SQLITE_CORRUPT, SQLITE_NOTADB: the file, not the machine, is at fault (a locked, read-only or
+# missing database is not set aside).
+_UNREADABLE = {11, 26}
+
+
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _UNREADABLE
+    return type(exc) is sqlite3.DatabaseError
+
 
 SCHEMA_VERSION = 1
 
@@ -90,29 +111,56 @@ class Index:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._w = self._connect()
-            self._w.execute("PRAGMA journal_mode=WAL")
-            self._w.execute("PRAGMA synchronous=FULL")
-            # Checkpoint often and cut the WAL back afterwards: every chunk is a commit, and
-            # on a small SD card a WAL that only ever grows eats the room chunks need.
-            self._w.execute("PRAGMA wal_autocheckpoint=256")
-            self._w.execute("PRAGMA journal_size_limit=1048576")
-            self._w.executescript(_SCHEMA)
-            row = self._w.execute("SELECT value FROM info WHERE name='schema'").fetchone()
-            if row is None:
-                self._w.execute(
-                    "INSERT INTO info(name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise StoreError(
-                    f"{path}: index schema {row[0]} is not the supported {SCHEMA_VERSION}"
-                )
-            self._r = self._connect()
-            self._r.execute("PRAGMA query_only=1")
+            self._open()
         except sqlite3.Error as exc:
-            raise translate(exc, f"open {path}") from None
+            if not _is_corrupt(exc):
+                raise translate(exc, f"open {path}") from None
+            self._set_aside(exc)
+            try:
+                self._open()
+            except sqlite3.Error as again:
+                raise translate(again, f"open {path}") from None
         self.wlock = threading.RLock()
         self._rlock = threading.Lock()
+
+    def _set_aside(self, exc: sqlite3.Error) -> None:
+        for conn in (getattr(self, "_w", None), getattr(self, "_r", None)):
+            if conn is not None:
+                conn.close()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = self.path.with_name(self.path.name + suffix)
+            if src.exists():
+                src.replace(aside.with_name(aside.name + suffix))
+        log.error(
+            "index.set-aside",
+            path=str(self.path),
+            aside=str(aside),
+            detail=str(exc),
+            action="a fresh index is made; chunk files on disk are re-adopted",
+        )
+
+    def _open(self) -> None:
+        self._w = self._connect()
+        self._w.execute("PRAGMA journal_mode=WAL")
+        self._w.execute("PRAGMA synchronous=FULL")
+        # Checkpoint often and cut the WAL back afterwards: every chunk is a commit, and
+        # on a small SD card a WAL that only ever grows eats the room chunks need.
+        self._w.execute("PRAGMA wal_autocheckpoint=256")
+        self._w.execute("PRAGMA journal_size_limit=1048576")
+        self._w.executescript(_SCHEMA)
+        row = self._w.execute("SELECT value FROM info WHERE name='schema'").fetchone()
+        if row is None:
+            self._w.execute(
+                "INSERT INTO info(name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: index schema {row[0]} is not the supported {SCHEMA_VERSION}"
+            )
+        self._r = self._connect()
+        self._r.execute("PRAGMA query_only=1")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
