@@ -193,6 +193,16 @@ class ChunkFetcher:
             # A large chunk that came over HTTP (the swarm stalled) is still served by torrent.
             await self._swarm.seed(chunk.digest, verified=True)
 
+    def assigned_here(self, digest: str, members: Sequence[Holder]) -> bool:
+        """Is this node the one among itself and ``members`` (the seeder left out) assigned to
+        take chunk ``digest`` from the seeder? True when it has no fellow member."""
+        others = [h for h in members if not h.seeder]
+        return (
+            self._me is None
+            or not others
+            or assigned_fetcher(digest, [self._me, *others]) == self._me
+        )
+
     def _first_replica(self, chunk: ChunkRef, holders: Sequence[Holder]) -> bool:
         """Is this node the fetcher assigned to take ``chunk`` from the seeder?"""
         others = [h for h in holders if not h.seeder]
