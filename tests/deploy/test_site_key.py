@@ -43,8 +43,11 @@ async def test_the_agent_refuses_a_loose_or_weak_key(
     tmp_path: Path, key: str, mode: int, error: str
 ) -> None:
     agent = await start(tmp_path, key, mode)
-    with trio.fail_after(30), pytest.raises(RuntimeError, match="exited") as info:
-        await agent.start()
+    try:
+        with trio.fail_after(30), pytest.raises(RuntimeError, match="exited") as info:
+            await agent.start()
+    finally:
+        agent.kill()  # should it start after all, it must not outlive the test
     assert error in str(info.value)
 
 
