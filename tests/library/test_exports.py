@@ -40,6 +40,7 @@ PUBLIC = {
     "DigestMismatchError",
     "FrumitcacheError",
     "NotInStoreError",
+    "NotAllowedError",
     "NotPermittedError",
     "OriginError",
     "OriginStatusError",
