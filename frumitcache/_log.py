@@ -56,9 +56,11 @@ class Throttle:
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
 
-    def admit(self, key: str) -> int | None:
-        """``None``: stay quiet; else the number of events held back since the last one."""
-        now = time.monotonic()  # log pacing only; no protocol decision depends on it
+    def admit(self, key: str, now: float | None = None) -> int | None:
+        """``None``: stay quiet; else the number of events held back since the last one.
+        ``now`` is the caller's clock (trio's, or a sans-IO caller's); default monotonic."""
+        if now is None:
+            now = time.monotonic()  # log pacing only; no protocol decision depends on it
         last = self._last.get(key)
         if last is not None and now - last < self.period_s:
             self._held[key] = self._held.get(key, 0) + 1

@@ -11,6 +11,8 @@ import logging
 
 import trio
 
+from frumitcache._log import Throttle
+
 
 class RateLimitedLog:
     """Logs an unexpected error with its traceback at most once per ``interval_s`` per kind;
@@ -18,9 +20,7 @@ class RateLimitedLog:
 
     def __init__(self, logger: logging.Logger, interval_s: float = 60.0) -> None:
         self._log = logger
-        self._interval_s = interval_s
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
+        self._throttle = Throttle(interval_s)
 
     def exception(
         self, kind: str, message: str, exc: BaseException, now: float, *, traceback: bool = True
@@ -28,12 +28,9 @@ class RateLimitedLog:
         """Log ``exc`` under ``kind`` if its interval has passed; True if it was logged.
 
         ``traceback=False`` for a known fault of the input (a warning, no traceback)."""
-        last = self._last.get(kind)
-        if last is not None and now - last < self._interval_s:
-            self._held[kind] = self._held.get(kind, 0) + 1
+        held = self._throttle.admit(kind, now)
+        if held is None:
             return False
-        self._last[kind] = now
-        held = self._held.pop(kind, 0)
         more = f" ({held} more like it not logged)" if held else ""
         if traceback:
             self._log.error("%s%s", message, more, exc_info=exc)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import trio
 
-from frumitcache._log import get_logger
+from frumitcache._log import Throttle, get_logger
 from frumitcache.config import SiteConfig
 
 log = get_logger("swarm")
@@ -74,8 +74,7 @@ class Admission:
         self._next = 0
         self.evicted = 0
         self.accept_errors = 0
-        self._suppressed = 0
-        self._logged_at = -_LOG_EVERY_S
+        self._log_pace = Throttle(_LOG_EVERY_S)
 
     @property
     def waiting(self) -> int:
@@ -133,13 +132,10 @@ class Admission:
 
     def _capacity_error(self, code: int) -> None:
         self.accept_errors += 1
-        now = trio.current_time()
-        if now - self._logged_at < _LOG_EVERY_S:
-            self._suppressed += 1
+        held = self._log_pace.admit("accept", trio.current_time())
+        if held is None:
             return
         log.warning(
             "peer_http.accept_failed", error=errno.errorcode.get(code, str(code)),
-            reason=os.strerror(code), since_last=self._suppressed, waiting=self.waiting,
+            reason=os.strerror(code), since_last=held, waiting=self.waiting,
         )
-        self._logged_at = now
-        self._suppressed = 0

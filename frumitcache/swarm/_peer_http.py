@@ -22,7 +22,7 @@ import h11
 import trio
 import xxhash
 
-from frumitcache._log import get_logger
+from frumitcache._log import Throttle, get_logger
 from frumitcache._rate import TokenBucket
 from frumitcache._sendfile import FileRange, send_body
 from frumitcache.errors import DigestMismatchError, FrumitcacheError, NotInStoreError, PeerError
@@ -93,7 +93,7 @@ class PeerHttpServer:
         self._verify_lock = trio.Lock()
         #: Connections ended by an unexpected error (logged once a minute, not per error).
         self.errors = 0
-        self._error_logged_at = -60.0
+        self._error_pace = Throttle()
         #: Chunks dropped from the store after a member reported them corrupt.
         self.dropped = 0
 
@@ -163,10 +163,8 @@ class PeerHttpServer:
     def _unexpected(self, exc: Exception) -> None:
         """Log an unexpected error of one connection: a line a minute, with a count."""
         self.errors += 1
-        now = trio.current_time()
-        if now - self._error_logged_at < 60.0:
+        if self._error_pace.admit("connection", trio.current_time()) is None:
             return
-        self._error_logged_at = now
         log.error("peer_http.connection_error", error=f"{type(exc).__name__}: {exc}",
                   total=self.errors)
 
