@@ -19,6 +19,7 @@ translated where they enter our code, so callers catch one family::
     │   └── BadUrlError          a URL that is not http:// or https:// (or not a URL)
     ├── NotAllowedError          the URL (or a redirect) is outside the upstream allow-list
     ├── PeerError                a site member misbehaved or failed (bad data, gone)
+    │   └── NotSeederError       a member asked a node that is not (or no longer) the seeder
     └── AgentError               talking to the local agent failed
         ├── AgentUnavailableError  no agent is listening on the control socket
         └── NotPermittedError    the call needs root or the agent's own user
@@ -101,6 +102,12 @@ class NotAllowedError(FrumitcacheError):
 
 class PeerError(FrumitcacheError):
     code = "peer"
+
+
+class NotSeederError(PeerError):
+    """The node asked is not the site's seeder (any more): ask the one elected now."""
+
+    code = "not-seeder"
 
 
 class AgentError(FrumitcacheError):

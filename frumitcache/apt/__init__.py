@@ -10,7 +10,6 @@ from frumitcache.apt._requests import FileKind, Rejection, Target, classify, par
 from frumitcache.apt._server import AptProxy
 from frumitcache.apt._source import Content, ContentInfo, ContentSource
 from frumitcache.apt._status import ProxyMetrics, SiteStatus
-from frumitcache.apt._window import IndexWindow
 
 __all__ = [
     "AptProxy",
@@ -21,7 +20,6 @@ __all__ = [
     "FileKind",
     "HashBook",
     "IndexEntry",
-    "IndexWindow",
     "LocalSource",
     "ProxyMetrics",
     "Rejection",

@@ -21,10 +21,9 @@ from typing import Any, Protocol
 
 import trio
 
-from frumitcache.apt._http import parse_http_date
 from frumitcache.apt._requests import FileKind
 from frumitcache.apt._source import Content, ContentInfo, Origin
-from frumitcache.apt._window import IndexWindow
+from frumitcache.content import FreshnessWindow, parse_http_date
 from frumitcache.errors import (
     FrumitcacheError,
     OriginStatusError,
@@ -182,7 +181,7 @@ class LocalSource:
         self.store: _Store = store
         self.fetcher: _Fetcher = fetcher
         self._nursery = nursery
-        self.window = IndexWindow(index_window_s)
+        self.window = FreshnessWindow(index_window_s)
         self._clock = clock
 
     async def open(
@@ -224,7 +223,7 @@ class LocalSource:
         elif (
             held is not None
             and not revalidate
-            and (kind is FileKind.IMMUTABLE or not self.window.due(url, now))
+            and (kind is FileKind.IMMUTABLE or not self.window.due(url, now, tied_to=_signed(url)))
         ):
             return self._complete(url, held, "local")
         # Revalidate the stored copy (index files) or fetch the object.
@@ -318,3 +317,8 @@ class LocalSource:
             flight.error = error
         finally:
             flight.done.set()
+
+
+def _signed(url: str) -> str | None:
+    """The file a detached signature signs (``Release.gpg`` -> ``Release``), else None."""
+    return url.removesuffix(".gpg") if url.endswith("/Release.gpg") else None

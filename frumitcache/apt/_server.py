@@ -24,7 +24,6 @@ import trio
 
 from frumitcache._version import __version__
 from frumitcache.apt._guard import PendingConnections, RateLimitedLog
-from frumitcache.apt._http import http_date, plan_response
 from frumitcache.apt._learn import Learner
 from frumitcache.apt._packages import HashBook, index_role
 from frumitcache.apt._requests import (
@@ -38,6 +37,7 @@ from frumitcache.apt._status import ProxyMetrics, SiteStatus, render_metrics, re
 from frumitcache.apt._tunnel import tunnel
 from frumitcache.apt._wire import content_type, lower, send, simple_error
 from frumitcache.config import AptConfig
+from frumitcache.content import http_date, plan_response
 from frumitcache.errors import (
     DigestMismatchError,
     FrumitcacheError,

@@ -44,7 +44,13 @@ from typing import Any
 import trio
 
 from frumitcache.config import Config, SiteConfig
-from frumitcache.errors import ConfigError, FrumitcacheError, OriginStatusError, PeerError
+from frumitcache.errors import (
+    ConfigError,
+    FrumitcacheError,
+    NotSeederError,
+    OriginStatusError,
+    PeerError,
+)
 from frumitcache.site._catalogue import Catalogue
 from frumitcache.site._codec import FrameCodec, FrameRejected, derive_mac_key
 from frumitcache.site._core import SiteCore, Timings
@@ -637,7 +643,9 @@ class SiteNode:
         if not self.is_seeder():
             seeder = self.seeder()
             return ErrorReply(
-                msg.request_id, "peer", f"not the seeder (seeder: {seeder[0] if seeder else None})"
+                msg.request_id,
+                NotSeederError.code,
+                f"not the seeder (seeder: {seeder[0] if seeder else None})",
             )
         self._served += 1
         if isinstance(msg, Lookup):

@@ -15,8 +15,8 @@ import trio.testing
 from trio.testing import MockClock
 
 from frumitcache.apt import AptProxy, HashBook, LocalSource, SiteStatus
-from frumitcache.apt._http import http_date
 from frumitcache.config import AptConfig, OriginConfig
+from frumitcache.content import http_date
 from frumitcache.errors import OriginUnreachableError
 from frumitcache.origin import OriginFetcher
 from frumitcache.store import Store
@@ -434,7 +434,6 @@ def test_public_surface() -> None:
             "FileKind",
             "HashBook",
             "IndexEntry",
-            "IndexWindow",
             "LocalSource",
             "ProxyMetrics",
             "Rejection",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trio
 
-from frumitcache.apt._http import http_date, parse_http_date
+from frumitcache.content import http_date, parse_http_date
 from frumitcache.site._codec import FrameCodec, derive_mac_key
 from frumitcache.site._messages import ObjectInfo, ObjectManifest
 from frumitcache.store._manifest import Manifest

@@ -1,4 +1,5 @@
-"""HTTP/1.1 decisions of the proxy that need no I/O: Range, If-Range, If-Modified-Since, dates.
+"""HTTP/1.1 decisions every front door shares, with no I/O: Range, If-Range, If-None-Match,
+If-Modified-Since, dates, and the status an error of the seam maps to.
 
 :func:`plan_response` turns the request's conditional and range headers plus what is known about
 the object into the status, the byte range to send and the extra headers. Pure, so every case
@@ -11,6 +12,17 @@ import email.utils
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from frumitcache.errors import (
+    DigestMismatchError,
+    FrumitcacheError,
+    NotAllowedError,
+    OriginError,
+    OriginStatusError,
+    OriginUnreachableError,
+    PeerError,
+    ProtocolError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +102,16 @@ def plan_response(
     range_header: str | None,
     if_range: str | None,
     if_modified_since: str | None,
+    if_none_match: str | None = None,
 ) -> Plan:
-    """Status and byte range for a GET/HEAD of an object of ``size`` bytes."""
-    if if_modified_since is not None and last_modified is not None and range_header is None:
+    """Status and byte range for a GET/HEAD of an object of ``size`` bytes.
+
+    If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2), compared weakly.
+    """
+    if if_none_match is not None:
+        if etag is not None and _none_match_hits(if_none_match, etag):
+            return Plan(304, 0, 0, ())
+    elif if_modified_since is not None and last_modified is not None and range_header is None:
         since = parse_http_date(if_modified_since)
         if since is not None and int(last_modified) <= since:
             return Plan(304, 0, 0, ())
@@ -118,3 +137,28 @@ def _if_range_matches(if_range: str, last_modified: float | None, etag: str | No
         return etag is not None and not value.startswith("W/") and value == etag
     when = parse_http_date(value)
     return when is not None and last_modified is not None and int(last_modified) == int(when)
+
+
+def _none_match_hits(header: str, etag: str) -> bool:
+    """Does ``etag`` match any entity tag of an If-None-Match list (weak comparison)?"""
+    if header.strip() == "*":
+        return True
+    mine = etag.strip().removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == mine for tag in header.split(","))
+
+
+def http_status(exc: FrumitcacheError) -> int:
+    """The status a front door answers for an error of the seam (before any body byte)."""
+    if isinstance(exc, NotAllowedError):
+        return 403  # the URL, a redirect or the seeder's allow-list refused it
+    if isinstance(exc, OriginStatusError):
+        return exc.status if 400 <= exc.status < 600 else 502
+    if isinstance(exc, OriginUnreachableError):
+        return 504  # nothing held to serve instead
+    if isinstance(exc, ProtocolError):
+        return 400
+    if isinstance(exc, DigestMismatchError | OriginError):
+        return 502
+    if isinstance(exc, PeerError):
+        return 503  # the site could not deliver it (no seeder, fallback off)
+    return 500

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from frumitcache.apt._http import http_date, parse_http_date, parse_range, plan_response
-from frumitcache.apt._window import IndexWindow
+from frumitcache.content import FreshnessWindow, http_status
+from frumitcache.content._http import http_date, parse_http_date, parse_range, plan_response
+from frumitcache.errors import (
+    BadUrlError,
+    DigestMismatchError,
+    FrumitcacheError,
+    NotAllowedError,
+    NotSeederError,
+    OriginStatusError,
+    OriginTruncatedError,
+    OriginUnreachableError,
+    StoreError,
+)
 
 LM = 1_700_000_000.0
 
@@ -88,8 +99,8 @@ def test_http_date_round_trip() -> None:
     assert parse_http_date("Sun, 06 Nov 1994 08:49:37") is None  # no zone: refused
 
 
-def test_index_window() -> None:
-    w = IndexWindow(30.0)
+def test_freshness_window() -> None:
+    w = FreshnessWindow(30.0)
     url = "http://h/d/dists/s/InRelease"
     assert w.due(url, 100.0)
     w.mark(url, 100.0)
@@ -97,14 +108,15 @@ def test_index_window() -> None:
     assert w.due(url, 130.0)
 
 
-def test_release_gpg_follows_release() -> None:
-    w = IndexWindow(30.0)
+def test_tied_object_follows_the_one_it_is_tied_to() -> None:
+    w = FreshnessWindow(30.0)
     rel, sig = "http://h/d/dists/s/Release", "http://h/d/dists/s/Release.gpg"
     w.mark(sig, 100.0)
     w.mark(rel, 100.0)
-    assert not w.due(sig, 110.0)
+    assert not w.due(sig, 110.0, tied_to=rel)
     w.mark(rel, 111.0)  # Release was revalidated after the signature: the signature is due
-    assert w.due(sig, 112.0)
+    assert w.due(sig, 112.0, tied_to=rel)
+    assert not w.due(sig, 112.0)  # untied, only the window counts
     w.forget_before(200.0)
     assert w.last(rel) is None
 
@@ -141,3 +153,60 @@ def test_malformed_range_is_ignored(header: str) -> None:
 )
 def test_malformed_dates_are_ignored(text: str) -> None:
     assert parse_http_date(text) is None
+
+
+def _plan(**kw: object) -> tuple[int, int, int]:
+    args: dict[str, object] = {
+        "size": 100,
+        "last_modified": LM,
+        "etag": '"v1"',
+        "range_header": None,
+        "if_range": None,
+        "if_modified_since": None,
+    }
+    args.update(kw)
+    p = plan_response(**args)  # type: ignore[arg-type]
+    return p.status, p.start, p.end
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        ('"v1"', 304),
+        ('W/"v1"', 304),  # weak comparison for GET/HEAD
+        ('"v0", "v1"', 304),
+        ("*", 304),
+        ('"v2"', 200),
+        ("", 200),
+    ],
+)
+def test_if_none_match(header: str, status: int) -> None:
+    assert _plan(if_none_match=header)[0] == status
+
+
+def test_if_none_match_wins_over_if_modified_since() -> None:
+    # The tag changed though the date says "not modified": the tag decides (RFC 9110 13.2.2).
+    assert _plan(if_none_match='"v2"', if_modified_since=http_date(LM + 10))[0] == 200
+    assert _plan(if_none_match='"v1"', if_modified_since=http_date(LM - 10))[0] == 304
+
+
+def test_if_none_match_without_a_stored_etag_sends_the_body() -> None:
+    assert _plan(etag=None, if_none_match='"v1"')[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [
+        (NotAllowedError("x"), 403),
+        (OriginStatusError("x", status=404), 404),
+        (OriginStatusError("x", status=301), 502),
+        (OriginUnreachableError("x"), 504),
+        (DigestMismatchError("x"), 502),
+        (OriginTruncatedError("x"), 502),
+        (NotSeederError("x"), 503),
+        (BadUrlError("x"), 400),
+        (StoreError("x"), 500),
+    ],
+)
+def test_http_status_of_each_error(exc: FrumitcacheError, status: int) -> None:
+    assert http_status(exc) == status

@@ -1,0 +1,35 @@
+"""The one freshness window: an object that may change is revalidated with its origin at most
+once per window, and is never staler than the window.
+
+Pure: the time is an argument. The agent asks :meth:`FreshnessWindow.due` before serving a
+``revalidate`` object and calls :meth:`FreshnessWindow.mark` once a revalidation succeeded. An
+object may be tied to another (``tied_to``): when that one was revalidated after this one, this
+one is due too, so a file and its detached signature are never served half old, half new.
+"""
+
+from __future__ import annotations
+
+
+class FreshnessWindow:
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._last: dict[str, float] = {}
+
+    def due(self, url: str, now: float, *, tied_to: str | None = None) -> bool:
+        last = self._last.get(url)
+        if last is None or now - last >= self.window_s:
+            return True
+        if tied_to is not None:
+            other = self._last.get(tied_to)
+            return other is not None and other > last
+        return False
+
+    def mark(self, url: str, now: float) -> None:
+        self._last[url] = now
+
+    def last(self, url: str) -> float | None:
+        return self._last.get(url)
+
+    def forget_before(self, now: float) -> None:
+        """Drop entries older than the window (they are due anyway); bounds memory."""
+        self._last = {u: t for u, t in self._last.items() if now - t < self.window_s}
