@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from frumitcache import config
 from frumitcache.cli import _exit
+from frumitcache.config import _load
 
 
 def _write(path: Path, name: str) -> Path:
@@ -106,4 +106,4 @@ def test_a_named_file_that_is_missing_is_an_error_not_a_fallback(tmp_path: Path)
 
 def test_the_system_path_is_etc_by_default() -> None:
     """Without the test hook the system place is the README's /etc path."""
-    assert Path("/etc/frumitcache/frumitcache.toml") == config._SYSTEM_CONFIG
+    assert Path("/etc/frumitcache/frumitcache.toml") == _load._SYSTEM_CONFIG

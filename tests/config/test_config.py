@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import frumitcache.config as config_module
+import frumitcache.config._paths as paths_module
 from frumitcache.config import (
     Config,
     GiB,
@@ -33,11 +33,11 @@ def test_defaults_are_a_one_node_site_on_loopback() -> None:
 def test_paths_default_per_user_or_system(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    monkeypatch.setattr(config_module, "_is_root", lambda: False)
+    monkeypatch.setattr(paths_module, "_is_root", lambda: False)
     cfg = Config()
     assert cfg.store_path == tmp_path / "cache" / "frumitcache"
     assert cfg.socket_path == tmp_path / "run" / "frumitcache" / "agent.sock"
-    monkeypatch.setattr(config_module, "_is_root", lambda: True)
+    monkeypatch.setattr(paths_module, "_is_root", lambda: True)
     assert cfg.store_path == Path("/var/cache/frumitcache")
     assert cfg.socket_path == Path("/run/frumitcache/agent.sock")
     explicit = with_overrides(cfg, {"store.path": str(tmp_path / "s")})
