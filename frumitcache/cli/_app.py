@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         _doctor_cmd,
         _estimate_cmd,
         _locate_cmd,
+        _oci_cmd,
         _prefetch_cmd,
         _pull,
         _site_cmd,
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         _cache_cmd,
         _config_cmd,
         _doctor_cmd,
+        _oci_cmd,
     ):
         module.register(sub)
     return parser

@@ -29,6 +29,7 @@ from frumitcache.config._load import (
 )
 from frumitcache.config._log import LogConfig
 from frumitcache.config._node import NodeConfig
+from frumitcache.config._oci import OciConfig
 from frumitcache.config._origin import OriginConfig
 from frumitcache.config._paths import default_socket_path, default_state_path, default_store_path
 from frumitcache.config._site import SiteConfig
@@ -45,6 +46,7 @@ __all__ = [
     "LogConfig",
     "MiB",
     "NodeConfig",
+    "OciConfig",
     "OriginConfig",
     "Section",
     "SiteConfig",

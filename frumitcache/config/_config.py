@@ -18,6 +18,7 @@ from frumitcache.config._apt import AptConfig
 from frumitcache.config._control import ControlConfig
 from frumitcache.config._log import LogConfig
 from frumitcache.config._node import NodeConfig
+from frumitcache.config._oci import OciConfig
 from frumitcache.config._origin import OriginConfig
 from frumitcache.config._paths import default_socket_path, default_state_path, default_store_path
 from frumitcache.config._site import SiteConfig
@@ -34,6 +35,7 @@ class Config:
     site: SiteConfig = field(default_factory=SiteConfig)
     swarm: SwarmConfig = field(default_factory=SwarmConfig)
     apt: AptConfig = field(default_factory=AptConfig)
+    oci: OciConfig = field(default_factory=OciConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     # Paths with their defaults resolved; the raw fields stay as written.

@@ -49,7 +49,7 @@ from frumitcache.errors import ConfigError, NotAllowedError
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Door = Literal["apt", "control", "site"]
+Door = Literal["apt", "control", "oci", "site"]
 SCHEMES = {"http": 80, "https": 443}
 ANY_PORT = -1
 # Names that always mean this host (RFC 6761), whatever a resolver says.
@@ -234,13 +234,18 @@ class AllowPolicy:
     def from_lists(cls, default: Iterable[str], **doors: Iterable[str]) -> AllowPolicy:
         """``default`` is ``origin.allow``; ``doors`` (apt, control) override it when non-empty."""
         base = AllowList.parse(default, "origin.allow")
-        keys = {"apt": "apt.allowed_hosts", "control": "control.allow"}
+        keys = {
+            "apt": "apt.allowed_hosts",
+            "control": "control.allow",
+            "oci": "oci.allowed_hosts",
+        }
         built = {
             door: AllowList.parse(entries, keys.get(door, f"{door}.allow")) if entries else base
             for door, entries in doors.items()
         }
         built.setdefault("apt", base)
         built.setdefault("control", base)
+        built.setdefault("oci", base)
         every = {id(a): a for a in (base, *built.values())}.values()
         built["site"] = AllowList(
             tuple(r for a in every for r in a.rules), " or ".join(a.key for a in every)
@@ -251,7 +256,10 @@ class AllowPolicy:
     def from_config(cls, cfg: Any) -> AllowPolicy:
         """From a :class:`~frumitcache.config.Config`."""
         return cls.from_lists(
-            cfg.origin.allow, apt=cfg.apt.allowed_hosts, control=cfg.control.allow
+            cfg.origin.allow,
+            apt=cfg.apt.allowed_hosts,
+            control=cfg.control.allow,
+            oci=cfg.oci.allowed_hosts,
         )
 
     def door(self, door: Door) -> AllowList:

@@ -1,0 +1,67 @@
+"""``[oci]``: the container registry mirror door (port 3146), its upstreams and allow-list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from frumitcache.config._field import Section, check_port, opt
+from frumitcache.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class OciConfig(Section):
+    enabled: bool = opt(True, "Serve the read-only container registry mirror (OCI pull-through).")
+    port: int = opt(3146, "TCP port of the registry mirror.")
+    listen: str = opt(
+        "127.0.0.1", "Address the registry mirror listens on; 0.0.0.0 or :: to serve other hosts."
+    )
+    registries: list[str] = opt(
+        ["docker.io=registry-1.docker.io", "ghcr.io", "quay.io", "registry.k8s.io"],
+        "Upstream registries mirrored: name (as clients spell it) or name=[scheme://]host[:port] "
+        "(https unless given). Chosen by containerd's ?ns=, else a name-prefixed path "
+        "(/v2/ghcr.io/org/app/...), else docker.io. Each host must pass oci.allowed_hosts.",
+    )
+    allowed_hosts: list[str] = opt(
+        [
+            "registry-1.docker.io",
+            "auth.docker.io",
+            "production.cloudflare.docker.com",
+            "ghcr.io",
+            "pkg-containers.githubusercontent.com",
+            "quay.io",
+            "*.quay.io",
+            "registry.k8s.io",
+            "*.pkg.dev",
+            "*.amazonaws.com",
+        ],
+        "Upstream allow-list of the registry mirror (origin.allow's syntax): the registries, "
+        "their token realms and the hosts their blobs redirect to.",
+    )
+    tag_window_s: float = opt(
+        60.0,
+        "A tag is resolved upstream at most once per window for the whole site; inside it every "
+        "Pi gets the same digest.",
+        "s",
+    )
+    credentials_file: str = opt(
+        "",
+        'Registry credentials (auth.json format: {"auths": {"ghcr.io": {"auth": base64}}}); '
+        "used by the seeder for token requests, never logged, never sent across the site.",
+    )
+    header_timeout_s: float = opt(
+        10.0, "A client must send a whole request head within this time once started.", "s"
+    )
+    idle_timeout_s: float = opt(
+        60.0, "A keep-alive connection with no request for this long is closed.", "s"
+    )
+    max_header_bytes: int = opt(
+        16384, "Largest request head accepted; a bigger one is answered 431.", "bytes"
+    )
+
+    def check(self) -> None:
+        check_port("oci.port", self.port)
+        if self.header_timeout_s <= 0 or self.idle_timeout_s <= 0:
+            raise ConfigError("oci.header_timeout_s and oci.idle_timeout_s: must be positive")
+        from frumitcache.oci import parse_registries  # here: the door imports this package
+
+        parse_registries(self.registries)  # a bad entry raises ConfigError naming the key

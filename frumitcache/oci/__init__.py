@@ -1,0 +1,51 @@
+"""The container registry mirror on port 3146: a read-only OCI pull-through for containerd,
+k3s, podman and Docker, built on the content seam (:mod:`frumitcache.content`).
+
+:class:`RegistryMirror` is the door (h11); :class:`RegistryContent` turns its requests into
+content requests (blobs and manifests by digest immutable, tags revalidated once per window for
+the site); :class:`RegistryAuth` is the Bearer token flow the seeder runs for it; :func:`render`
+prints client snippets (``frumitcache oci config``).
+"""
+
+from frumitcache.oci._auth import (
+    Challenge,
+    Credentials,
+    TokenBook,
+    TokenError,
+    load_credentials,
+    parse_challenge,
+)
+from frumitcache.oci._authhook import RegistryAuth
+from frumitcache.oci._metrics import RegistryMetrics
+from frumitcache.oci._names import ApiRoot, Ask, Registry, parse_registries, parse_request
+from frumitcache.oci._server import RegistryMirror
+from frumitcache.oci._snippets import CLIENTS, mirror_address, render
+from frumitcache.oci._source import Opened, RegistryContent, RegistryError, manifest_request
+from frumitcache.oci._spec import MANIFEST_TYPES, ApiError, accepted_manifest_types
+
+__all__ = [
+    "CLIENTS",
+    "MANIFEST_TYPES",
+    "ApiError",
+    "ApiRoot",
+    "Ask",
+    "Challenge",
+    "Credentials",
+    "Opened",
+    "Registry",
+    "RegistryAuth",
+    "RegistryContent",
+    "RegistryError",
+    "RegistryMetrics",
+    "RegistryMirror",
+    "TokenBook",
+    "TokenError",
+    "accepted_manifest_types",
+    "load_credentials",
+    "manifest_request",
+    "mirror_address",
+    "parse_challenge",
+    "parse_registries",
+    "parse_request",
+    "render",
+]
