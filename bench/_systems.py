@@ -233,6 +233,12 @@ class Frumitcache(System):
         self.members_seen = 1
         self.killed: set[str] = set()
         self._notes: list[str] = []
+        #: How long to wait for the site to settle after every agent serves.
+        self.settle_limit_s = 30.0
+        #: Seconds from the first spawn until every agent served (``ready_s``) and from then
+        #: until all agreed on members and seeder (``formation_s``, ``None``: never settled).
+        self.ready_s: float | None = None
+        self.formation_s: float | None = None
 
     def settings(self, i: int, key_file: Path, apt: bool) -> dict[str, dict[str, Any]]:
         bed = self.bed
@@ -278,6 +284,7 @@ class Frumitcache(System):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("FRUMITCACHE_CONFIG", None)
         banners: list[Path] = []
+        t0 = trio.current_time()
         for i, host in enumerate(self.bed.pis):
             directory = self.work / host.name
             directory.mkdir(parents=True, exist_ok=True)
@@ -297,17 +304,21 @@ class Frumitcache(System):
                     log = (banner.parent / "agent.log").read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"agent on {d.host.name} did not start:\n{log}")
                 await trio.sleep(0.05)
+        t_ready = trio.current_time()
+        self.ready_s = t_ready - t0
         statuses = [await self.status(i) for i in range(len(self.daemons))]
         # Membership takes a few beacons and the election a few rounds: wait (bounded) until
         # every agent sees the whole site and all name the same seeder, as on a site that has
         # been up for a while. One-node agents (no site control plane) never will.
-        with trio.move_on_after(30):
+        with trio.move_on_after(self.settle_limit_s):
             while not _settled(statuses, len(self.daemons)):
                 if all(s.site.get("solo") for s in statuses):
                     break
                 await trio.sleep(0.25)
                 statuses = [await self.status(i) for i in range(len(self.daemons))]
-        if not _settled(statuses, len(self.daemons)):
+        if _settled(statuses, len(self.daemons)):
+            self.formation_s = trio.current_time() - t_ready
+        else:
             seen = sorted({str(s.site.get("seeder")) for s in statuses})
             self._notes.append(f"site not settled before t=0 (seeders named: {seen})")
         self.members_seen = min(_members(s) for s in statuses)

@@ -163,6 +163,10 @@ class Agent:
             seeder=seeder[0] if seeder else None,
             term=seeder[1] if seeder else stats.term,
             dropped_frames=sum(stats.dropped.values()),
+            frames_in=stats.frames_in,
+            frames_out=stats.frames_out,
+            bytes_in=stats.bytes_in,
+            bytes_out=stats.bytes_out,
             members=[_member_dict(m) for m in node.members()],
         )
         assert self._site is not None

@@ -1,0 +1,217 @@
+"""The scale benchmark: one site of N real agents on loopback, idle and under a herd.
+
+    python -m bench.scale --nodes 10 --json
+    python -m bench.scale --nodes 100 --idle 30 --no-herd --json
+
+Starts N agent processes (``python -m frumitcache agent``, each on its own 127.0.x.y, one
+site with static peer lists, the Pi with the highest priority preferred as seeder; see
+:class:`bench._systems.Frumitcache`) beside a loopback origin, and measures, in this order:
+
+* ``ready_s``: first spawn until every agent serves; ``formation_s``: from then until every
+  agent names all N members and all name the same seeder (statuses polled every 0.25 s);
+* ``rss_mb_max`` / ``rss_mb_mean``: resident memory of each agent at rest (VmRSS);
+* ``idle_cpu_pct_per_agent``: CPU of all agents over ``--idle`` seconds after formation, in
+  % of one core per agent; ``frames_per_s_per_agent`` / ``bytes_per_s_per_agent``: control
+  frames (and their bytes) each agent sent plus received per second over the same window;
+* the herd (``--no-herd`` skips it): every Pi pulls the same ``--size`` object at once through
+  its own agent (``frumitcache pull``), as :meth:`bench.herd.Run.herd` does: ``uplink_ratio``
+  (origin bytes ÷ size), ``verified`` (every copy hashed right), ``t_last_s``;
+* ``failover_s`` (``--no-kill`` skips it): the seeder is SIGKILLed, then seconds until a live
+  agent names another seeder, and ``failover_agreed_s`` until every live agent names it.
+
+Every process is started and killed by pid (:class:`bench._testbed.LoopbackTestbed`). The
+test machine is shared: give the load average (``loadavg_1m``, in the output) with figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from bench._herdcli import parse_args as herd_args
+from bench._report import machine
+from bench._systems import Frumitcache, cpu_seconds, memory_mb
+from bench._testbed import LoopbackTestbed, Rates
+from bench.herd import Run
+
+_FRAME_KEYS = ("frames_in", "frames_out", "bytes_in", "bytes_out")
+
+
+async def _frames(system: Frumitcache) -> list[dict[str, int]]:
+    """Each live agent's control-frame counters (``{}`` for one that did not answer)."""
+    out: list[dict[str, int]] = []
+    for i, d in enumerate(system.daemons):
+        if d.proc.poll() is not None:
+            out.append({})
+            continue
+        with trio.move_on_after(5):
+            site = (await system.status(i)).site
+            out.append({k: int(site.get(k, 0)) for k in _FRAME_KEYS})
+            continue
+        out.append({})
+    return out
+
+
+async def idle(system: Frumitcache, seconds: float) -> dict[str, Any]:
+    """CPU and control traffic of the idle site over ``seconds``."""
+    pids = [d.pid for d in system.daemons]
+    rss = [memory_mb(pid, "VmRSS") or 0.0 for pid in pids]
+    before_frames = await _frames(system)
+    cpu_before = [cpu_seconds(pid) for pid in pids]
+    t0 = time.monotonic()
+    await trio.sleep(seconds)
+    cpu_after = [cpu_seconds(pid) for pid in pids]
+    elapsed = time.monotonic() - t0
+    after_frames = await _frames(system)
+    n = len(pids)
+    cpu = sum(a - b for a, b in zip(cpu_after, cpu_before, strict=True))
+    frames = nbytes = 0
+    answered = 0
+    for b, a in zip(before_frames, after_frames, strict=True):
+        if a and b:
+            answered += 1
+            frames += a["frames_in"] + a["frames_out"] - b["frames_in"] - b["frames_out"]
+            nbytes += a["bytes_in"] + a["bytes_out"] - b["bytes_in"] - b["bytes_out"]
+    # The status calls around the window are outside it; each agent's counters span ~elapsed.
+    return {
+        "idle_s": round(elapsed, 1),
+        "idle_cpu_pct_per_agent": round(100 * cpu / elapsed / n, 3),
+        "idle_cpu_pct_max_agent": round(
+            100 * max(a - b for a, b in zip(cpu_after, cpu_before, strict=True)) / elapsed, 3
+        ),
+        "frames_per_s_per_agent": round(frames / elapsed / max(answered, 1), 2),
+        "bytes_per_s_per_agent": round(nbytes / elapsed / max(answered, 1), 1),
+        "rss_mb_max": round(max(rss), 1),
+        "rss_mb_mean": round(sum(rss) / n, 1),
+    }
+
+
+async def agreed_seeder(system: Frumitcache, killed: str, limit_s: float) -> float | None:
+    """Seconds until every live agent names the same seeder, not ``killed``."""
+    start = trio.current_time()
+    with trio.move_on_after(limit_s):
+        while True:
+            names: set[str] = set()
+            for i, d in enumerate(system.daemons):
+                if d.proc.poll() is None:
+                    with trio.move_on_after(2):
+                        names.add(str((await system.status(i)).site.get("seeder") or ""))
+                        continue
+                    names.add("")
+            if len(names) == 1 and "" not in names and killed not in names:
+                return trio.current_time() - start
+            await trio.sleep(0.1)
+    return None
+
+
+async def measure(args: argparse.Namespace, bed: LoopbackTestbed, work: Path) -> dict[str, Any]:
+    run = Run(
+        herd_args(["--nodes", str(args.nodes), "--size", str(args.size), "--quiet"]), bed, work
+    )
+    run.base = await trio.to_thread.run_sync(bed.start_origin, run.root)
+    system = Frumitcache(bed, work / "site", extra={"log": {"level": "warning"}})
+    system.settle_limit_s = args.settle
+    row: dict[str, Any] = {
+        "bench": "scale",
+        "nodes": args.nodes,
+        "machine": machine(),
+        "loadavg_1m_start": round(os.getloadavg()[0], 2),
+    }
+    try:
+        await system.start()
+        row.update(
+            ready_s=system.ready_s,
+            formation_s=system.formation_s,
+            members_seen_min=system.members_seen,
+            notes=system.notes(),
+        )
+        row.update(await idle(system, args.idle))
+        row["loadavg_1m_idle"] = round(os.getloadavg()[0], 2)
+        if args.herd:
+            herd = await run.herd(system, "cold", None)
+            row["herd"] = {
+                k: herd.get(k)
+                for k in (
+                    "bytes",
+                    "uplink_ratio",
+                    "verified",
+                    "completed",
+                    "live_nodes",
+                    "t_last_s",
+                    "origin_requests",
+                    "max_rss_mb",
+                    "errors",
+                    "notes",
+                )
+                if herd.get(k) is not None
+            }
+        if args.kill:
+            killed = await system.kill_seeder()
+            t0 = trio.current_time()
+            row["killed"] = killed
+            row["failover_s"] = await system.wait_failover(killed, limit_s=60)
+            agreed = await agreed_seeder(system, killed, limit_s=60)
+            row["failover_agreed_s"] = (
+                None if agreed is None else round(trio.current_time() - t0, 2)
+            )
+    finally:
+        with trio.CancelScope(shield=True):
+            await system.stop()
+    row["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
+    return row
+
+
+def _size(text: str) -> int:
+    units = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)]) * factor)
+    return int(text)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scale",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--nodes", type=int, default=10, help="agents in the site (default 10)")
+    parser.add_argument("--idle", type=float, default=30.0, help="idle window in s (default 30)")
+    parser.add_argument("--size", default="16MiB", help="herd object size (default 16MiB)")
+    parser.add_argument("--uplink", default="20Mbit", help="origin rate (herd's --uplink)")
+    parser.add_argument("--settle", type=float, default=60.0, help="formation limit in s")
+    parser.add_argument("--no-herd", dest="herd", action="store_false", help="skip the herd")
+    parser.add_argument("--no-kill", dest="kill", action="store_false", help="skip failover")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    args = parser.parse_args(argv)
+    args.size = _size(args.size)
+    uplink = herd_args(["--uplink", args.uplink]).uplink
+    work = Path(tempfile.mkdtemp(prefix="scale-"))
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    bed = LoopbackTestbed(args.nodes, Rates(uplink=uplink or None, down=None, up=None), work)
+    try:
+        row = trio.run(measure, args, bed, work)
+    finally:
+        bed.close()
+        signal.signal(signal.SIGTERM, previous)
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(row, indent=None if args.json else 2), flush=True)
+    return row
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,34 @@
+"""``python -m bench.scale`` on a tiny site: it runs, and its JSON says what it measured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_scale_smoke() -> None:
+    argv = [sys.executable, "-m", "bench.scale", "--nodes", "3", "--idle", "3",
+            "--size", "1MiB", "--uplink", "80Mbit", "--json"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    assert row["nodes"] == 3
+    assert row["members_seen_min"] == 3
+    assert row["formation_s"] is not None
+    assert row["formation_s"] >= 0
+    assert 0 < row["idle_cpu_pct_per_agent"] < 100
+    assert row["frames_per_s_per_agent"] > 0
+    assert row["bytes_per_s_per_agent"] > 0
+    assert 20 < row["rss_mb_max"] < 400
+    herd = row["herd"]
+    assert herd["verified"] is True, herd
+    assert herd["completed"] == 3, herd
+    assert 1.0 <= herd["uplink_ratio"] < 1.1, herd
+    assert row["killed"].startswith("pi")
+    assert row["failover_s"] is not None
+    assert row["failover_agreed_s"] is not None
