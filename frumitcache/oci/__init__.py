@@ -15,7 +15,8 @@ from frumitcache.oci._auth import (
     load_credentials,
     parse_challenge,
 )
-from frumitcache.oci._authhook import RegistryAuth
+from frumitcache.oci._authhook import RegistryAuth, TokenGet
+from frumitcache.oci._door import serve_registry
 from frumitcache.oci._metrics import RegistryMetrics
 from frumitcache.oci._names import ApiRoot, Ask, Registry, parse_registries, parse_request
 from frumitcache.oci._server import RegistryMirror
@@ -40,6 +41,7 @@ __all__ = [
     "RegistryMirror",
     "TokenBook",
     "TokenError",
+    "TokenGet",
     "accepted_manifest_types",
     "load_credentials",
     "manifest_request",
@@ -48,4 +50,5 @@ __all__ = [
     "parse_registries",
     "parse_request",
     "render",
+    "serve_registry",
 ]

@@ -80,10 +80,11 @@ class Credentials:
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
-def load_credentials(path: Path) -> dict[str, Credentials]:
+def load_credentials(where: str | Path) -> dict[str, Credentials]:
     """Registry name → credentials from a Docker/podman ``auth.json``-style file:
     ``{"auths": {"ghcr.io": {"auth": base64("user:token")}}}`` or ``username``/``password``.
     Errors name the file and the registry, never a secret."""
+    path = Path(where).expanduser()
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:

@@ -11,16 +11,16 @@ API (a blob's CDN redirect) get nothing: a token never leaves its registry.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
 import trio
 
+from frumitcache._log import get_logger
 from frumitcache.oci._auth import Credentials, TokenBook, TokenError, parse_challenge
 from frumitcache.oci._names import Registry
 
-log = logging.getLogger(__name__)
+log = get_logger("oci")
 
 # GET url with headers → (status, body); raises FrumitcacheError when the realm is unreachable.
 TokenGet = Callable[[str, Mapping[str, str]], Awaitable[tuple[int, bytes]]]
@@ -83,7 +83,7 @@ class RegistryAuth:
                 self.book.finished(request.key, status, body, self._clock())
         except TokenError as exc:
             realm = urlsplit(parsed.realm).netloc
-            log.warning("no token from %s for %s: %s", realm, registry.name, exc)
+            log.warning("oci.no_token", realm=realm, registry=registry.name, why=str(exc))
             return {}
         finally:
             event.set()

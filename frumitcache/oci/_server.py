@@ -12,13 +12,12 @@ keep-alive connection is closed after ``oci.idle_timeout_s``.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 
 import h11
 import trio
 
-from frumitcache._log import Throttle
+from frumitcache._log import Throttle, get_logger
 from frumitcache.config import OciConfig
 from frumitcache.content import plan_response, send_piece
 from frumitcache.errors import (
@@ -28,12 +27,13 @@ from frumitcache.errors import (
     OriginStatusError,
     OriginUnreachableError,
 )
+from frumitcache.oci._authhook import RegistryAuth
 from frumitcache.oci._metrics import RegistryMetrics
 from frumitcache.oci._names import ApiRoot, Ask, Registry, parse_registries, parse_request
 from frumitcache.oci._source import Opened, RegistryContent, RegistryError
 from frumitcache.oci._spec import ApiError, accepted_manifest_types
 
-log = logging.getLogger(__name__)
+log = get_logger("oci")
 
 _RECEIVE = 65536
 _API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
@@ -97,6 +97,7 @@ class RegistryMirror:
         self.source = source
         self.registries: dict[str, Registry] = parse_registries(config.registries)
         self.metrics = RegistryMetrics()
+        self.auth: RegistryAuth | None = None  # the token hook, for its counters
         self._throttle = Throttle()
 
     async def serve(
@@ -116,7 +117,7 @@ class RegistryMirror:
                 try:
                     stream = await listener.accept()
                 except OSError as exc:  # out of descriptors: survive, pause, retry
-                    self._log_once("accept", f"registry mirror cannot accept: {exc!r}")
+                    self._log_once("accept", f"oci.accept_failed error={exc!r}")
                     await trio.sleep(0.1)
                     continue
                 nursery.start_soon(self._connection, stream)
@@ -124,7 +125,7 @@ class RegistryMirror:
     def _log_once(self, key: str, text: str) -> None:
         held = self._throttle.admit(key, trio.current_time())
         if held is not None:
-            log.warning("%s%s", text, f" ({held} more not logged)" if held else "")
+            log.warning(text, suppressed=held)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.config.max_header_bytes)
@@ -143,7 +144,7 @@ class RegistryMirror:
         except Exception as exc:
             # A bug costs one connection, never the door.
             self.metrics.internal_errors += 1
-            self._log_once("bug", f"registry mirror connection failed: {exc!r}")
+            self._log_once("bug", f"oci.connection_failed error={exc!r}")
             with trio.move_on_after(1):
                 await simple_error(conn, stream, 500, "internal error\n")
         finally:
@@ -204,6 +205,7 @@ class RegistryMirror:
             self.metrics.requests[("other", kind, status)] += 1
             return
         if request.target == b"/metrics":
+            self.metrics.token_requests = self.auth.book.requests if self.auth else 0
             body = self.metrics.render().encode()
             status = await self._plain(conn, stream, method, 200, body, "text/plain; version=0.0.4")
             self.metrics.requests[(method, "metrics", status)] += 1
@@ -237,7 +239,9 @@ class RegistryMirror:
                 opened = await self.source.blob(ask)
         except FrumitcacheError as exc:
             error = error_for(exc, ask)
-            log.info("%s %s -> %d (%s)", method, ask.url, error.http_status, exc)
+            log.info(
+                "oci.refused", method=method, url=ask.url, status=error.http_status, why=str(exc)
+            )
             return await self._error(conn, stream, method, error)
         etag = f'"{opened.digest}"'
         plan = plan_response(
@@ -294,19 +298,19 @@ class RegistryMirror:
                     await send_piece(conn, stream, piece)
                     self.metrics.bytes_served[opened.source] += len(piece)
         except EOFError as exc:
-            log.warning("%s: %s; closing the connection", ask.url, exc)
+            log.warning("oci.broken_body", url=ask.url, error=str(exc))
             raise _Closed from None
         except FrumitcacheError as exc:
             if not sent_head:
                 return await self._error(conn, stream, method, error_for(exc, ask))
-            log.warning("%s failed part-way: %s; closing the connection", ask.url, exc)
+            log.warning("oci.broken_body", url=ask.url, error=str(exc))
             raise _Closed from None
         if not sent_head:
             await send(conn, stream, head)
         try:
             await send(conn, stream, h11.EndOfMessage())
         except h11.LocalProtocolError:
-            log.warning("%s ended short; closing the connection", ask.url)
+            log.warning("oci.short_body", url=ask.url)
             raise _Closed from None
         return head.status_code
 

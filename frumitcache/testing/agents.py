@@ -59,6 +59,7 @@ class AgentProcess:
             "store": {"path": str(self.store)},
             "control": {"socket": str(self.socket)},
             "apt": {"enabled": False, "listen": address},
+            "oci": {"enabled": False, "listen": address},
             # Test origins live on loopback, which a pattern such as "*" never reaches: the
             # harness names loopback explicitly (tests of the allow-list override this).
             "origin": {"allow": LOOPBACK_ORIGINS},

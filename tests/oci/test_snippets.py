@@ -17,9 +17,9 @@ def test_public_names() -> None:
     assert sorted(frumitcache.oci.__all__) == sorted([
         "CLIENTS", "MANIFEST_TYPES", "ApiError", "ApiRoot", "Ask", "Challenge", "Credentials",
         "Opened", "Registry", "RegistryAuth", "RegistryContent", "RegistryError",
-        "RegistryMetrics", "RegistryMirror", "TokenBook", "TokenError",
+        "RegistryMetrics", "RegistryMirror", "TokenBook", "TokenError", "TokenGet",
         "accepted_manifest_types", "load_credentials", "manifest_request", "mirror_address",
-        "parse_challenge", "parse_registries", "parse_request", "render",
+        "parse_challenge", "parse_registries", "parse_request", "render", "serve_registry",
     ])  # fmt: skip
 
 
