@@ -169,17 +169,15 @@ class TokenBook:
         now: float,
     ) -> TokenRequest | None:
         """A 401 came back with ``challenge``: the token request to make, or None if one for
-        the same key is in flight already. A held token for the key is dropped (it was refused
-        or has expired)."""
+        the same key is in flight already (retry with its token once it finished). A held token
+        for the key is dropped: the upstream refused it (expired early, revoked)."""
         key = challenge.key
         self._by_repo[(registry, repository)] = key
-        token = self._tokens.get(key)
-        if token is not None and now < token.expires_at and not challenge.error:
-            # Renewed by another request while this one was out: retry with it.
-            return None
-        self._tokens.pop(key, None)
         if key in self._running:
-            return None
+            return None  # one flow per challenge: wait for it, then retry with its token
+        # The upstream refused what we sent (no token, or one it no longer takes although its
+        # expires_in said otherwise): drop it and ask for a new one.
+        self._tokens.pop(key, None)
         self._running.add(key)
         self.requests += 1
         query = {k: v for k, v in (("service", challenge.service), ("scope", challenge.scope)) if v}

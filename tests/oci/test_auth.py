@@ -73,8 +73,9 @@ def test_token_book_reuse_expiry_and_one_flow() -> None:
     assert book.authorization("docker.io", "library/alpine", 100.0) == "Bearer T1"
     assert book.authorization("docker.io", "library/alpine", 2.0 + 300 - 5) is None  # margin
     assert book.requests == 1
-    # Expired: the next 401 starts a new flow.
-    again = book.challenged("docker.io", "https://x", "library/alpine", ch, 400.0)
+    # Refused although unexpired (the registry's exp came first): dropped, a new flow.
+    again = book.challenged("docker.io", "https://x", "library/alpine", ch, 100.0)
+    assert book.authorization("docker.io", "library/alpine", 100.0) is None
     assert again is not None
     with pytest.raises(TokenError, match="403"):
         book.finished(again.key, 403, b"", 401.0)
