@@ -155,6 +155,11 @@ async def measure(args: argparse.Namespace, bed: LoopbackTestbed, work: Path) ->
                 )
                 if herd.get(k) is not None
             }
+            # Members that gave up on the seeder and went to the origin themselves.
+            fallbacks = 0
+            for i in range(len(system.daemons)):
+                fallbacks += int((await system.status(i)).site.get("fallbacks", 0))
+            row["herd"]["fallbacks"] = fallbacks
         if args.kill:
             killed = await system.kill_seeder()
             t0 = trio.current_time()

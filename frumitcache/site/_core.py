@@ -4,10 +4,33 @@
 authenticated messages in with the time, :class:`~._election.Outgoing` messages out, one
 deadline. It composes beacons from the membership and the election state and routes election
 messages; catalogue messages are not its business (the driver hands them to the catalogue).
+
+Cost per node flat in the site's size: while there is no live seeder (formation, failover,
+the minority side of a partition) every node beacons to everyone each ``beacon_interval_s``,
+as it must to find the others and count an electorate. Once a seeder holds a lease, the
+seeder is the hub:
+
+- its :class:`~._messages.Lease` rounds (every ``lease_s / 3``, to each alive member) are the
+  heartbeat both ways (a member's :class:`~._messages.LeaseAck` shows the seeder it lives);
+- each lease carries the version of the seeder's :class:`~._messages.Roster` (its alive
+  members); a member whose ack names another version is sent the roster once, and while the
+  versions match each lease counts every roster member as heard, so members know each other
+  without a frame between them;
+- a follower beacons to the seeder alone, every ``BACKOFF`` beacon intervals (its load and
+  free disk); the seeder multicasts a beacon every ``BACKOFF`` intervals, so that nodes
+  outside the site (a healed partition, a node started late) still hear of it;
+- a follower answers a stray node's beacon (one naming another seeder, or none) with a short
+  roster of itself and the seeder, so it finds the seeder even over one-sided peer lists.
+
+So a member sends and receives about two frames per lease round, whatever N; the seeder
+about 2 (N - 1). Election rules are untouched (:mod:`._election`): rosters only add members
+to electorates or keep them fresh, which can only make majorities harder to reach.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
 
 from frumitcache.config import SiteConfig
@@ -22,8 +45,22 @@ from frumitcache.site._messages import (
     LeaseAck,
     MemberInfo,
     Message,
+    Roster,
     Vote,
 )
+
+#: Beacon intervals between two beacons of a node that follows (or is) a live seeder.
+BACKOFF = 5
+
+
+def roster_version(members: tuple[MemberInfo, ...]) -> int:
+    """A version naming who is in a roster and where they are reached (not their load): it
+    changes only when members come, go or move."""
+    digest = hashlib.blake2b(digest_size=8)
+    for m in sorted(members, key=lambda m: m.node_id):
+        fields = (m.node_id, m.address, m.control_port, m.peer_port, m.swarm_port, m.priority)
+        digest.update(repr(fields).encode())
+    return int.from_bytes(digest.digest(), "big") >> 2 or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +131,12 @@ class SiteCore:
             solo=solo,
             durable=durable,
         )
+        self._ticks = 0
+        # Seeder: its last roster and version. Member: the version it holds of its seeder's
+        # roster, and who is in it.
+        self._roster: Roster | None = None
+        self.roster_held = 0
+        self._roster_ids: tuple[str, ...] = ()
 
     @property
     def node_id(self) -> str:
@@ -109,26 +152,90 @@ class SiteCore:
                 return []  # a member speaks only for itself
             fresh = self.membership.heard(msg.member, now)
             self.election.observe_term(msg.term)
-            if fresh or msg.reply:
+            if not (fresh or msg.reply):
+                return []
+            leader = self._followed(now)
+            if leader is None or leader == self.node_id:
                 return [Outgoing(sender, self.beacon(now))]
+            if msg.seeder != leader:
+                # A stray: show it where the seeder is (the seeder itself adds it at once).
+                seeder_info = self.membership.info(leader)
+                pair = tuple(i for i in (self.membership.me, seeder_info) if i is not None)
+                return [Outgoing(sender, Roster(self.election.term, leader, 0, pair))]
+            return []
+        if isinstance(msg, Roster):
+            self._on_roster(sender, msg, now)
             return []
         if isinstance(msg, Bye):
             if msg.node_id == sender:
                 self.membership.bye(sender)
             return []
-        if isinstance(msg, Claim | Vote | Lease | LeaseAck):
-            return self.election.receive(msg, now)
+        if isinstance(msg, Lease):
+            out = self._stamp(self.election.receive(msg, now), now)
+            if self._followed(now) == sender and msg.roster and msg.roster == self.roster_held:
+                for node in self._roster_ids:
+                    self.membership.touch(node, now)
+            return [
+                Outgoing(o.to, dataclasses.replace(o.msg, roster=self.roster_held))
+                if isinstance(o.msg, LeaseAck)
+                else o
+                for o in out
+            ]
+        if isinstance(msg, LeaseAck):
+            out = self._stamp(self.election.receive(msg, now), now)
+            roster = self._roster
+            if (
+                roster is not None
+                and msg.granted
+                and msg.roster != roster.version
+                and self.election.is_seeder(now)
+            ):
+                out.append(Outgoing(sender, roster))
+            return out
+        if isinstance(msg, Claim | Vote):
+            return self._stamp(self.election.receive(msg, now), now)
         return []
+
+    def _followed(self, now: float) -> str | None:
+        """The live seeder this node follows or is (``None``: there is none)."""
+        seeder = self.election.seeder(now)
+        return seeder[0] if seeder is not None else None
+
+    def _on_roster(self, sender: str, msg: Roster, now: float) -> None:
+        ours = msg.seeder == sender and self._followed(now) == sender
+        for info in msg.members:
+            self.membership.learn(info, now, refresh=ours)
+        if ours and msg.version:
+            self.roster_held = msg.version
+            self._roster_ids = tuple(i.node_id for i in msg.members)
 
     def on_timer(self, now: float) -> list[Outgoing]:
         out: list[Outgoing] = []
         if self.membership.on_timer(now):
+            self._ticks += 1
+            leader = self._followed(now)
             beacon = self.beacon(now)
-            out.append(Outgoing(None, beacon))
-            if self.unicast_beacons:
-                out += [Outgoing(n, beacon) for n in self.membership.alive_ids(now)]
-        out += self.election.on_timer(now)
-        return out
+            if leader is None:
+                out.append(Outgoing(None, beacon))
+                if self.unicast_beacons:
+                    out += [Outgoing(n, beacon) for n in self.membership.alive_ids(now)]
+            elif self._ticks % BACKOFF == 0:
+                out.append(Outgoing(None if leader == self.node_id else leader, beacon))
+        return out + self._stamp(self.election.on_timer(now), now)
+
+    def _stamp(self, out: list[Outgoing], now: float) -> list[Outgoing]:
+        """A lease round of ours: take a fresh roster and name its version in the leases."""
+        if not any(isinstance(o.msg, Lease) and o.msg.seeder == self.node_id for o in out):
+            return out
+        members = self.membership.members(now)
+        roster = Roster(self.election.term, self.node_id, roster_version(members), members)
+        self._roster = roster
+        return [
+            Outgoing(o.to, dataclasses.replace(o.msg, roster=roster.version))
+            if isinstance(o.msg, Lease)
+            else o
+            for o in out
+        ]
 
     def next_deadline(self) -> float:
         return min(self.membership.next_deadline(), self.election.next_deadline())

@@ -56,6 +56,9 @@ class Membership:
         self._next_beacon = now  # the first beacon goes out at once
         self._departed: list[str] = []
         self.heard_anyone = False
+        # A lower bound of the earliest expiry (recomputed in on_timer, lowered as entries come
+        # or revive): next_deadline() is called after every frame and must not be O(N).
+        self._expiry_hint = float("inf")
 
     # --- input --------------------------------------------------------------------------------
 
@@ -65,6 +68,7 @@ class Membership:
             return False
         self.heard_anyone = True
         entry = self._others.get(info.node_id)
+        self._expiry_hint = min(self._expiry_hint, now + self.member_timeout_s)
         if entry is None:
             self._others[info.node_id] = _Entry(info, now)
             return True
@@ -74,6 +78,20 @@ class Membership:
         entry.alive = True
         return fresh
 
+    def learn(self, info: MemberInfo, now: float, *, refresh: bool) -> None:
+        """``info`` from someone else's :class:`~._messages.Roster`: add it if unknown, and
+        with ``refresh`` (the roster of the seeder we follow) count it as heard now."""
+        if info.node_id == self.me.node_id:
+            return
+        entry = self._others.get(info.node_id)
+        if entry is None:
+            self.heard_anyone = True
+            self._others[info.node_id] = _Entry(info, now)
+            self._expiry_hint = min(self._expiry_hint, now + self.member_timeout_s)
+        elif refresh:
+            entry.info = info
+            self.touch(info.node_id, now)
+
     def touch(self, node_id: str, now: float) -> None:
         """Any authenticated frame from a known member shows that it is alive."""
         entry = self._others.get(node_id)
@@ -81,6 +99,7 @@ class Membership:
             entry.last_heard = max(entry.last_heard, now)
             if not entry.alive:
                 entry.alive = True
+                self._expiry_hint = min(self._expiry_hint, entry.last_heard + self.member_timeout_s)
 
     def bye(self, node_id: str) -> None:
         """``node_id`` left on purpose: forget it now."""
@@ -95,14 +114,19 @@ class Membership:
 
     def on_timer(self, now: float) -> bool:
         """Expire silent members; True when a beacon is due now (the caller sends it)."""
-        # Compare as last_heard + horizon <= now, exactly as next_deadline() computes it, so
-        # that a deadline it returned is always consumed here (no float rounding gap).
+        # Compare as last_heard + horizon <= now, exactly as the hint is computed, so that a
+        # deadline next_deadline() returned is always consumed here (no float rounding gap).
+        hint = float("inf")
         for node_id, entry in list(self._others.items()):
             if entry.alive and entry.last_heard + self.member_timeout_s <= now:
                 entry.alive = False
                 self._departed.append(node_id)
             if entry.last_heard + self.forget_after_s <= now:
                 del self._others[node_id]
+                continue
+            horizon = self.member_timeout_s if entry.alive else self.forget_after_s
+            hint = min(hint, entry.last_heard + horizon)
+        self._expiry_hint = hint
         if now >= self._next_beacon:
             self._next_beacon += self.beacon_interval_s
             if self._next_beacon <= now:  # a late timer: no burst of catch-up beacons
@@ -111,11 +135,8 @@ class Membership:
         return False
 
     def next_deadline(self) -> float:
-        deadline = self._next_beacon
-        for entry in self._others.values():
-            horizon = self.member_timeout_s if entry.alive else self.forget_after_s
-            deadline = min(deadline, entry.last_heard + horizon)
-        return deadline
+        """When :meth:`on_timer` is due: the next beacon, or (at the latest) the next expiry."""
+        return min(self._next_beacon, self._expiry_hint)
 
     # --- output -------------------------------------------------------------------------------
 

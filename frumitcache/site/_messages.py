@@ -10,8 +10,9 @@ by the asker and only needs to be unique per asker.
 
 Groups:
 
-- membership: :class:`Beacon` (periodic, multicast and to static peers; also the hello sent
-  back to a newly heard member), :class:`Bye` (graceful leave);
+- membership: :class:`Beacon` (multicast and to static peers while there is no seeder, backed
+  off once there is one; also the hello sent back to a newly heard member), :class:`Roster`
+  (the seeder's member list, versioned), :class:`Bye` (graceful leave);
 - election: :class:`Claim` / :class:`Vote` (stand for a term), :class:`Lease` /
   :class:`LeaseAck` (the seeder renews its lease with a majority);
 - catalogue: :class:`Lookup` -> :class:`ObjectInfo`, :class:`FetchRequest` -> :class:`ObjectInfo`
@@ -63,6 +64,20 @@ class Beacon:
 
 
 @dataclass(frozen=True, slots=True)
+class Roster:
+    """The members a seeder counts alive (itself first), sent to a member whose
+    :class:`LeaseAck` names another ``version``; while a member's version matches the one in the
+    seeder's :class:`Lease`, every lease refreshes all of them at once (no member-to-member
+    beacons). A follower also sends a stray node a short one (itself and the seeder) so that
+    it finds the seeder even when static peer lists are one-sided."""
+
+    term: int
+    seeder: str
+    version: int
+    members: tuple[MemberInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Bye:
     """A member leaves on purpose (shutdown): forget it now rather than after the timeout."""
 
@@ -98,11 +113,14 @@ class Lease:
     term: int
     seeder: str
     seq: int
+    #: Version of the seeder's :class:`Roster` (0: none sent).
+    roster: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class LeaseAck:
-    """Answer to a :class:`Lease`; a granted ack promises no vote for another for one lease."""
+    """Answer to a :class:`Lease`; a granted ack promises no vote for another for one lease.
+    ``roster`` is the version of the seeder's :class:`Roster` the voter holds."""
 
     term: int
     seeder: str
@@ -110,6 +128,7 @@ class LeaseAck:
     voter: str
     granted: bool
     electorate: int
+    roster: int = 0
 
 
 # --- catalogue --------------------------------------------------------------------------------
@@ -226,6 +245,7 @@ class Have:
 
 Message = (
     Beacon
+    | Roster
     | Bye
     | Claim
     | Vote
@@ -247,6 +267,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.__name__: cls
     for cls in (
         Beacon,
+        Roster,
         Bye,
         Claim,
         Vote,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 from frumitcache.site import MemberInfo, Message, SiteCore, Timings
@@ -66,6 +67,12 @@ class SimSite:
         self.overlaps: list[tuple[float, list[str]]] = []
         self.seeder_history: list[tuple[float, str, int]] = []  # (time, node, term) lease starts
         self._deadline: dict[str, float] = {}
+        #: Messages each node sent (one per recipient, lost ones too) and received.
+        self.sent: Counter[str] = Counter()
+        self._seeding: set[str] = set()
+        self.received: Counter[str] = Counter()
+        #: Messages per (sender, recipient) pair.
+        self.links: Counter[tuple[str, str]] = Counter()
         for info in infos:
             self.nodes[info.node_id] = SimNode(info, None)
             self.start_node(info.node_id)
@@ -85,6 +92,7 @@ class SimSite:
             node.durable = node.core.durable
             node.core = None
             self._deadline.pop(node_id, None)
+            self._seeding.discard(node_id)
 
     def up(self) -> list[str]:
         return [n for n, node in self.nodes.items() if node.core is not None]
@@ -105,6 +113,8 @@ class SimSite:
             for dst in targets:
                 if dst not in self.nodes or not self.connected(src, dst):
                     continue
+                self.sent[src] += 1
+                self.links[src, dst] += 1
                 if self.rng.random() < self.loss:
                     continue
                 at = self.now + self.rng.uniform(*self.delay)
@@ -131,20 +141,30 @@ class SimSite:
                 node = self.nodes[dst]
                 if node.core is None or not self.connected(src, dst):
                     continue
+                self.received[dst] += 1
                 self._send(dst, node.core.receive(src, msg, self.now))
                 self._deadline[dst] = node.core.next_deadline()
-                self._check()
+                self._check(dst)
             for node_id, deadline in list(self._deadline.items()):
                 core = self.nodes[node_id].core
                 if core is not None and deadline <= self.now:
                     self._send(node_id, core.on_timer(self.now))
                     self._deadline[node_id] = core.next_deadline()
-                    self._check()
+                    self._check(node_id)
 
-    def _check(self) -> None:
+    def _check(self, changed: str | None = None) -> None:
+        """Record seeders now. Only a node in the seeder role can hold a lease, so only those
+        (tracked as events change them) are looked at: O(seeders), not O(N), per event."""
+        if changed is not None:
+            core = self.nodes[changed].core
+            if core is not None and core.election.role.value == "seeder":
+                self._seeding.add(changed)
+                self.wins.setdefault(core.election.term, set()).add(changed)
+            else:
+                self._seeding.discard(changed)
         seeders = []
-        for node_id, node in self.nodes.items():
-            core = node.core
+        for node_id in sorted(self._seeding):
+            core = self.nodes[node_id].core
             if core is None:
                 continue
             if core.is_seeder(self.now):
@@ -152,9 +172,6 @@ class SimSite:
                 term = core.election.term
                 if not self.seeder_history or self.seeder_history[-1][1:] != (node_id, term):
                     self.seeder_history.append((self.now, node_id, term))
-            election = core.election
-            if election.role.value == "seeder":
-                self.wins.setdefault(election.term, set()).add(node_id)
         if len(seeders) > 1:
             self.overlaps.append((self.now, seeders))
         self.max_seeders = max(self.max_seeders, len(seeders))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from frumitcache.site._core import BACKOFF
 from tests.site.sim import TIMINGS, SimSite, member
 
 SETTLE_S = 20.0  # convergence bound after the network is healed and every node is back up
@@ -152,8 +153,10 @@ def test_short_partitions_never_elect_twice_per_term(s: Schedule) -> None:
 def test_long_partitions_converge_after_healing(s: Schedule) -> None:
     site, healed_at = run_schedule(s)
     assert_converged(site)
-    # Once healed, overlapping leases last at most until the loser hears the winner.
-    late = [t for t, _nodes in site.overlaps if t > healed_at + TIMINGS.lease_s]
+    # Once healed, overlapping leases last at most until the loser hears the winner: a
+    # seeder beacons every BACKOFF intervals, then a lease round decides.
+    hear = BACKOFF * TIMINGS.beacon_interval_s
+    late = [t for t, _nodes in site.overlaps if t > healed_at + hear + TIMINGS.lease_s]
     assert late == []
 
 
