@@ -42,7 +42,12 @@ class SiteConfig(Section):
     )
     multicast_v4: str = opt("239.255.42.99", "IPv4 multicast group for beacons.")
     multicast_v6: str = opt("ff02::4299", "IPv6 multicast group for beacons.")
-    beacon_interval_s: float = opt(1.0, "Interval between membership beacons.", "s")
+    beacon_interval_s: float = opt(
+        1.0,
+        "Interval between membership beacons while no seeder holds a lease (5 times longer "
+        "once one does).",
+        "s",
+    )
     member_timeout_s: float = opt(4.0, "A member silent this long is considered gone.", "s")
     lease_s: float = opt(3.0, "Seeder lease; a seeder that cannot renew it stops fetching.", "s")
     member_forget_s: float = opt(
