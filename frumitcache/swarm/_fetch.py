@@ -117,11 +117,6 @@ class ChunkFetcher:
         self._seeder_once = seeder_once
         self._grace = seeder_grace
         self._stall = stall_timeout
-        if swarm is not None and http.on_tree is None:
-            # A large chunk streamed over HTTP is seeded next: hand the swarm its tree from the
-            # bytes as they came, instead of one more read and hash pass over the file.
-            http.on_tree = swarm.remember_tree
-            http.tree_above = small_chunk_bytes
 
     @classmethod
     def from_config(

@@ -29,7 +29,7 @@ from frumitcache.errors import DigestMismatchError, FrumitcacheError, NotInStore
 from frumitcache.swarm._admission import Admission, PeerLimits
 from frumitcache.swarm._auth import HEADER, Verifier, sign
 from frumitcache.swarm._holders import HolderPenalties
-from frumitcache.swarm._merkle import MerkleHasher, MerkleTree, piece_size_for, tree_from_layer
+from frumitcache.swarm._merkle import MerkleTree, tree_from_layer
 from frumitcache.swarm._storeapi import ChunkStore
 
 log = get_logger("swarm")
@@ -379,10 +379,6 @@ class HttpChunkClient:
         self.digest_mismatches = 0
         #: Holders told about a bad chunk that answered they dropped it.
         self.reported_dropped = 0
-        #: Given the v2 tree of each streamed chunk above ``tree_above`` bytes, computed as
-        #: its bytes arrive: the swarm then seeds it without reading and hashing it again.
-        self.on_tree: Callable[[str, MerkleTree], None] | None = None
-        self.tree_above = 0
 
     @property
     def bad_holders(self) -> set[str]:
@@ -439,8 +435,6 @@ class HttpChunkClient:
         work = self._store.tmp_dir / "http"
         path = work / f"{digest}.{secrets.token_hex(4)}"
         sha, xx = hashlib.sha256(), xxhash.xxh3_64()
-        on_tree = self.on_tree if size > self.tree_above else None
-        tree = MerkleHasher(piece_size_for(size)) if on_tree is not None else None
         fds: list[int] = []  # the file is created with the first body bytes (not for a 403)
 
         def sink(data: bytes) -> None:
@@ -449,8 +443,6 @@ class HttpChunkClient:
                 fds.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
             sha.update(data)
             xx.update(data)
-            if tree is not None:
-                tree.update(data)
             view = memoryview(data)
             while view:
                 view = view[os.write(fds[0], view):]
@@ -464,8 +456,6 @@ class HttpChunkClient:
             if not fds or os.stat(path).st_size != size or sha.hexdigest() != digest:
                 raise DigestMismatchError(f"chunk {digest}: the bytes do not hash to it")
             await self._store.adopt_chunk_file(path, digest, verified_xxh3=xx.digest())
-            if on_tree is not None and tree is not None:
-                on_tree(digest, tree.finish())
         finally:
             if fds:
                 with contextlib.suppress(OSError):

@@ -376,10 +376,7 @@ class Swarm:
         return tree
 
     def remember_tree(self, digest: str, tree: MerkleTree) -> None:
-        """Keep a chunk's piece layer (computed while its bytes were hashed anyway), and its
-        root in the store when the store has none (as :meth:`seed` would)."""
-        if self._store.chunk_root(digest) is None:
-            self._store.set_chunk_root(digest, tree.root)
+        """Keep a chunk's piece layer (computed while its bytes were hashed anyway)."""
         self._trees[digest] = tree
 
     def _mac(self, digest: str) -> bytes:
