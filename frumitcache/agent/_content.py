@@ -30,7 +30,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar, cast
 
 import trio
 
@@ -56,7 +56,7 @@ from frumitcache.site import (
     ObjectInfo,
     ObjectManifest,
 )
-from frumitcache.store import Manifest, ObjectWriter, Store
+from frumitcache.store import HeldChunk, Manifest, ObjectReader, ObjectWriter, Store
 from frumitcache.swarm import ChunkOffer, ChunkRef, fetch_object
 
 log = get_logger("content")
@@ -69,11 +69,22 @@ _POLL_S = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    """An object being delivered: where it comes from, its size if known, its chunks in order."""
+    """An object being delivered: where it comes from, its size if known, its chunks in order
+    as bytes (``chunks``) or as descriptors of the verified chunk files (``files``, for a
+    local client that copies them itself). Iterate one of the two."""
 
     source: str
     size: int | None
     chunks: AsyncIterator[bytes]
+    files: AsyncIterator[HeldChunk]
+
+
+# A reader's pieces: its bytes, or descriptors of its chunk files (both sized by ``len``).
+_Piece = TypeVar("_Piece", bytes, HeldChunk)
+
+
+def _bytes_of(reader: ObjectReader) -> AsyncIterator[bytes]:
+    return reader
 
 
 @dataclass(slots=True)
@@ -210,13 +221,18 @@ class ContentService:
             self.stats.served_local += 1
             self._store.touch(digest)
             async with self._store.open_reader(digest, offset=offset) as reader:
-                yield Opened("store", reader.size, reader)
+                yield Opened("store", reader.size, reader, reader.files())
             return
         flight = self.ensure(url, sha256, door=door)
         await flight.wait_writing_or_done()
         if flight.error is not None and not flight.writing.is_set():
             raise flight.error
-        yield Opened(flight.source, flight.size, self._follow(flight, offset))
+        yield Opened(
+            flight.source,
+            flight.size,
+            self._follow(flight, offset, _bytes_of),
+            self._follow(flight, offset, ObjectReader.files),
+        )
 
     async def wait_idle(self) -> None:
         """Until no flight is running."""
@@ -251,7 +267,9 @@ class ContentService:
             self._nursery.start_soon(self._run, flight)
         return flight
 
-    async def _follow(self, flight: _Flight, offset: int) -> AsyncIterator[bytes]:
+    async def _follow(
+        self, flight: _Flight, offset: int, pieces: Callable[[ObjectReader], AsyncIterator[_Piece]]
+    ) -> AsyncIterator[_Piece]:
         """The object's bytes from ``offset``, across writer hand-overs, until complete.
 
         With a wanted digest the object is read *by that digest* (the store follows a writer
@@ -265,7 +283,7 @@ class ContentService:
                 async with self._store.open_reader(key, offset=delivered) as reader:
                     if flight.size is None:
                         flight.size = reader.size
-                    async for chunk in reader:
+                    async for chunk in pieces(reader):
                         delivered += len(chunk)
                         yield chunk
                 return

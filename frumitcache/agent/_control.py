@@ -23,7 +23,7 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from frumitcache.control._protocol import (
     Data,
     EstimateRequest,
     Failed,
+    FileData,
     GcRequest,
     ImportRequest,
     LocateRequest,
@@ -46,6 +47,7 @@ from frumitcache.control._protocol import (
     PrefetchRequest,
     Pull,
     PullDone,
+    PullFiles,
     PullStarted,
     SiteRequest,
     Status,
@@ -60,12 +62,17 @@ from frumitcache.errors import (
     ProtocolError,
     StoreError,
 )
+from frumitcache.store import HeldChunk
 
 log = get_logger("control")
 
 # Data frames are cut to this size so a slow client never forces the agent to hold a whole
 # chunk in a socket buffer at once.
 _DATA_FRAME = 256 * 1024
+# While a pull passes descriptors, the connection's send buffer is cut to this (the kernel
+# doubles it): a frame in flight holds its chunk file open, so a client that stops reading
+# pins a handful of files, not hundreds, until the idle timeout ends it.
+_FD_SNDBUF = 4096
 
 
 async def bind_control_socket(path: Path) -> trio.SocketListener:
@@ -136,6 +143,7 @@ class ControlServer:
         self._own_uid = os.geteuid()
         self._handlers: dict[type[Message], Callable[[MessageStream, Message], Awaitable[None]]] = {
             Pull: self._pull,
+            PullFiles: self._pull,
             StatusRequest: self._status_request,
         }
         lib = self.library
@@ -257,7 +265,10 @@ class ControlServer:
         await conn.send(self._status())
 
     async def _pull(self, conn: MessageStream, msg: Message) -> None:
-        assert isinstance(msg, Pull)
+        """``Pull``: the verified bytes in Data frames. ``PullFiles``: the same delivery as
+        descriptors of the chunk files (FileData), each checked as it is opened; the bytes
+        never pass through the agent or the socket."""
+        assert isinstance(msg, Pull | PullFiles)
         if msg.sha256 is not None and len(msg.sha256) != 32:
             await conn.send(Failed.from_error(ProtocolError("sha256 must be 32 bytes")))
             return
@@ -267,11 +278,10 @@ class ControlServer:
                 if opened.size is not None and msg.offset > opened.size:
                     raise StoreError(f"offset {msg.offset} is past the end ({opened.size} bytes)")
                 await conn.send(PullStarted(size=opened.size, source=opened.source))
-                async for chunk in opened.chunks:
-                    view = memoryview(chunk)
-                    for start in range(0, len(view), _DATA_FRAME):
-                        await conn.send(Data(bytes(view[start : start + _DATA_FRAME])))
-                    sent += len(chunk)
+                if isinstance(msg, PullFiles):
+                    sent = await _send_files(conn, opened.files)
+                else:
+                    sent = await _send_data(conn, opened.chunks)
                 digest = self._content.lookup(msg.url, msg.sha256)
         except FrumitcacheError as exc:
             log.info("pull.failed", url=msg.url, error=exc.code, detail=str(exc))
@@ -290,8 +300,37 @@ class ControlServer:
         self.library.bytes_served += sent
         if opened.source != "origin":
             self.library.bytes_spared += sent
-        log.info("pull.done", url=msg.url, bytes=sent, source=opened.source)
+        files = isinstance(msg, PullFiles)
+        log.info("pull.done", url=msg.url, bytes=sent, source=opened.source, files=files)
         await conn.send(PullDone(digest=digest, size=msg.offset + sent))
+
+
+async def _send_data(conn: MessageStream, chunks: AsyncIterator[bytes]) -> int:
+    sent = 0
+    async for chunk in chunks:
+        view = memoryview(chunk)
+        for start in range(0, len(view), _DATA_FRAME):
+            await conn.send(Data(bytes(view[start : start + _DATA_FRAME])))
+        sent += len(chunk)
+    return sent
+
+
+async def _send_files(conn: MessageStream, files: AsyncIterator[HeldChunk]) -> int:
+    sock = conn.socket
+    default = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _FD_SNDBUF)
+    sent = 0
+    try:
+        async for held in files:
+            try:
+                await conn.send(FileData(skip=held.skip, count=held.count), fd=held.fd)
+            finally:
+                held.close()  # the client has its own reference now (or the send failed)
+            sent += held.count
+    finally:
+        # The kernel reports the doubled size it applied; it doubles what we set back, too.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, default // 2)
+    return sent
 
 
 async def _now(reply: Message) -> Message:

@@ -1,21 +1,22 @@
 """``frumitcache pull``: fetch an artifact through the local agent into a file.
 
-The bytes are written to a temporary file beside FILE and hashed as they arrive; FILE appears
-(by rename) only when the whole object checked out against ``--sha256`` and the digest the
-agent reports. Anything else removes the temporary file, so a failed pull leaves no FILE.
+The bytes go to a temporary file beside FILE: the agent passes its verified chunk files and
+they are copied in the kernel (``copy_file_range``, or ``sendfile`` / read-write onto another
+file system), or, from an agent too old to pass files and always for stdout, they arrive in
+frames and are hashed here. FILE appears (by rename) only when the whole object checked out
+against ``--sha256`` and the digest the agent reports. Anything else removes the temporary
+file, so a failed pull leaves no FILE.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import trio
@@ -23,8 +24,8 @@ import trio
 from frumitcache.cli import _exit
 from frumitcache.cli._app import add_client_flags, client_socket
 from frumitcache.cli._output import error, human_bytes, is_terminal
-from frumitcache.client import AgentClient
-from frumitcache.errors import DigestMismatchError
+from frumitcache.client import AgentClient, PullOutcome
+from frumitcache.client._pull import umask
 
 
 def register(sub: Callable[..., argparse.ArgumentParser]) -> None:
@@ -34,9 +35,10 @@ def register(sub: Callable[..., argparse.ArgumentParser]) -> None:
         description=(
             "Fetch URL through the local agent (never around it: with no agent running this "
             "fails and says how to start one). The site fetches the origin at most once; "
-            "every chunk is verified before it is written. With --sha256 the whole file is "
-            "checked too, and on a mismatch no FILE is left behind. Shows a progress bar on a "
-            "terminal, one summary line otherwise."
+            "every chunk is verified before it is written, and the agent hands its verified "
+            "chunk files over for a copy inside the kernel (the bytes never cross the socket). "
+            "With --sha256 the whole file is checked too, and on a mismatch no FILE is left "
+            "behind. Shows a progress bar on a terminal, one summary line otherwise."
         ),
     )
     parser.add_argument("url", metavar="URL", help="http:// or https:// URL of the artifact")
@@ -124,29 +126,18 @@ async def _pull(
     client: AgentClient,
     url: str,
     digest: bytes | None,
-    out: BinaryIO,
+    out: int,
     progress: _Progress,
-) -> tuple[int, bytes, str]:
-    hasher = hashlib.sha256()
-    received = 0
-    async with client.pull(url, sha256=digest) as stream:
-        progress.start(stream.size)
-        async for data in stream:
-            # Writing is blocking but small (<=256 KiB a frame); the pull has nothing else to do.
-            out.write(data)
-            hasher.update(data)
-            received += len(data)
-            progress.advance(len(data))
-        source = stream.source
-        agent_digest = stream.digest
-    got = hasher.digest()
-    if agent_digest is not None and agent_digest != got:
-        raise DigestMismatchError(
-            f"received bytes hash to {got.hex()} but the agent reports {agent_digest.hex()}"
-        )
-    if digest is not None and got != digest:
-        raise DigestMismatchError(f"{url}: SHA-256 is {got.hex()}, expected {digest.hex()}")
-    return received, got, source
+    files: bool,
+) -> PullOutcome:
+    return await client.pull_into(
+        url,
+        out,
+        sha256=digest,
+        files=files,
+        started=progress.start,
+        advance=progress.advance,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,8 +159,10 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     if target is None:
         progress = _Progress(args.url, enabled=False)
-        size, got, source = trio.run(_pull, client, args.url, digest, sys.stdout.buffer, progress)
-        sys.stdout.buffer.flush()
+        sys.stdout.flush()
+        # Only our own temp file takes passed chunk files; stdout (a pipe, a terminal) gets
+        # the frames.
+        done = trio.run(_pull, client, args.url, digest, sys.stdout.fileno(), progress, False)
     else:
         target = target.absolute()
         label = target.name
@@ -179,14 +172,15 @@ def run(args: argparse.Namespace) -> int:
         )
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out:
+            try:
                 try:
-                    size, got, source = trio.run(_pull, client, args.url, digest, out, progress)
+                    done = trio.run(_pull, client, args.url, digest, fd, progress, True)
                 finally:
                     progress.stop()
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, 0o644 & ~_umask())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.chmod(tmp, 0o644 & ~umask())
             tmp.replace(target)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -195,13 +189,8 @@ def run(args: argparse.Namespace) -> int:
         elapsed = time.monotonic() - started
         where = "stdout" if target is None else str(target)
         sys.stderr.write(
-            f"{args.url} -> {where}: {human_bytes(size)} in {elapsed:.1f}s from {source}, "
-            f"sha256 {got.hex()}\n"
+            f"{args.url} -> {where}: {human_bytes(done.size)} in {elapsed:.1f}s from "
+            f"{done.source}, sha256 {done.digest.hex()}\n"
         )
     return _exit.OK
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

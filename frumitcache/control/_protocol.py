@@ -91,6 +91,20 @@ class Pull(Message):
 
 @message
 @dataclass(frozen=True, slots=True)
+class PullFiles(Message):
+    """As :class:`Pull`, but the verified bytes come as open chunk files (:class:`FileData`
+    with a descriptor) for the client to copy itself. Newer than ``Pull``: an agent that does
+    not know it answers ``Failed`` with code ``protocol``, and the client falls back to
+    ``Pull``; an older client never sends it and never sees a descriptor."""
+
+    tag: ClassVar[str] = "pull-fd"
+    url: Text
+    sha256: Digest | None = None
+    offset: Size = 0
+
+
+@message
+@dataclass(frozen=True, slots=True)
 class StatusRequest(Message):
     tag: ClassVar[str] = "status?"
 
@@ -115,6 +129,18 @@ class Data(Message):
 
     tag: ClassVar[str] = "data"
     data: bytes
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class FileData(Message):
+    """The next ``count`` bytes of the object are those of the descriptor passed with this
+    frame (SCM_RIGHTS), from ``skip``: a read-only chunk file the agent checked as it opened
+    it (see :meth:`frumitcache.store.Store.open_chunk`)."""
+
+    tag: ClassVar[str] = "fdata"
+    skip: Size
+    count: Size
 
 
 @message

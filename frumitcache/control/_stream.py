@@ -1,8 +1,19 @@
-"""Control messages over a trio byte stream (the Unix socket), for both ends."""
+"""Control messages over a trio byte stream (the Unix socket), for both ends.
+
+A :class:`~frumitcache.control.FileData` frame travels with one descriptor (SCM_RIGHTS) in the
+same ``sendmsg``. The kernel hands a sendmsg's descriptors to the ``recvmsg`` that reads its
+first byte, and never mixes two senders' worth into one ``recvmsg``; so a receiver that keeps
+the descriptors in arrival order pairs each with its frame by order alone.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import socket
+from array import array
+from collections import deque
 
 import trio
 
@@ -10,39 +21,96 @@ from frumitcache.control._protocol import Decoder, Message, encode
 from frumitcache.errors import ProtocolError
 
 _READ = 256 * 1024
+_FD_SIZE = array("i").itemsize
+# Room for more descriptors than one frame carries, so a surplus is seen (and closed), never
+# silently cut off by the kernel.
+_ANCILLARY = socket.CMSG_SPACE(8 * _FD_SIZE)
+_RECV_FLAGS = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 
 
 class MessageStream:
-    """Sends and receives typed control messages on one connection."""
+    """Sends and receives typed control messages on one connection.
 
-    def __init__(self, stream: trio.abc.Stream, *, send_timeout_s: float = math.inf) -> None:
+    With ``receive_fds`` it also takes the descriptors that come with frames
+    (:meth:`take_fd`); descriptors nobody took are closed with the stream."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        send_timeout_s: float = math.inf,
+        receive_fds: bool = False,
+    ) -> None:
         self._stream = stream
         # A peer that reads nothing for this long makes ``send`` raise trio.TooSlowError.
         self._send_timeout_s = send_timeout_s
         self._decoder = Decoder()
         self._pending: list[Message] = []
         self._broken = False
+        self._receive_fds = receive_fds
+        self._fds: deque[int] = deque()
 
-    async def send(self, msg: Message) -> None:
+    @property
+    def socket(self) -> trio.socket.SocketType:
+        if not isinstance(self._stream, trio.SocketStream):
+            raise ProtocolError("descriptors travel only over a socket")
+        return self._stream.socket
+
+    async def send(self, msg: Message, *, fd: int | None = None) -> None:
+        """Send ``msg``; with ``fd``, pass that descriptor along with it (SCM_RIGHTS; the
+        caller still owns and closes its own copy)."""
         if self._broken:
             raise trio.BrokenResourceError("an earlier send was interrupted mid-frame")
+        frame = encode(msg)
         try:
             with trio.fail_after(self._send_timeout_s):
-                await self._stream.send_all(encode(msg))
+                if fd is None:
+                    await self._stream.send_all(frame)
+                else:
+                    await self._send_with_fd(frame, fd)
         except BaseException:
             # Part of a frame may be on the wire; anything sent after it would be misread.
             self._broken = True
             raise
 
+    async def _send_with_fd(self, frame: bytes, fd: int) -> None:
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array("i", [fd]).tobytes())]
+        try:
+            sent = await self.socket.sendmsg([frame], rights)
+        except (BrokenPipeError, ConnectionError) as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        if sent < len(frame):  # the descriptor went with the first byte; the rest follows
+            await self._stream.send_all(frame[sent:])
+
     async def receive(self) -> Message | None:
         """The next message, or ``None`` when the peer closed the connection cleanly."""
         while not self._pending:
-            data = await self._stream.receive_some(_READ)
+            data = await self._receive_some()
             if not data:
                 return None
             self._decoder.feed(bytes(data))
             self._pending.extend(self._decoder)
         return self._pending.pop(0)
+
+    async def _receive_some(self) -> bytes:
+        if not self._receive_fds:
+            return bytes(await self._stream.receive_some(_READ))
+        data, ancillary, flags, _ = await self.socket.recvmsg(_READ, _ANCILLARY, _RECV_FLAGS)
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array("i")
+                fds.frombytes(payload[: len(payload) - len(payload) % _FD_SIZE])
+                self._fds.extend(fds)
+        if flags & socket.MSG_CTRUNC:
+            raise ProtocolError("the agent passed more descriptors than one frame carries")
+        return data
+
+    def take_fd(self) -> int:
+        """The descriptor that came with the last :class:`FileData` frame received (in
+        order); the caller owns it."""
+        if not self._fds:
+            raise ProtocolError("a file-data frame arrived without its descriptor")
+        return self._fds.popleft()
 
     async def receive_required(self) -> Message:
         msg = await self.receive()
@@ -51,4 +119,7 @@ class MessageStream:
         return msg
 
     async def aclose(self) -> None:
+        while self._fds:
+            with contextlib.suppress(OSError):
+                os.close(self._fds.popleft())
         await self._stream.aclose()

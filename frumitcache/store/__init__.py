@@ -6,11 +6,12 @@ Layout, write ordering and crash recovery are described in ``_files.py``, ``_ind
 """
 
 from frumitcache.store._manifest import Manifest, RecoveryReport, ScrubReport, StoreStats
-from frumitcache.store._reader import ObjectReader
+from frumitcache.store._reader import HeldChunk, ObjectReader
 from frumitcache.store._store import Store, StoredObject
 from frumitcache.store._writer import ObjectWriter
 
 __all__ = [
+    "HeldChunk",
     "Manifest",
     "ObjectReader",
     "ObjectWriter",

@@ -22,7 +22,7 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +45,10 @@ from frumitcache.store._files import (
     hash_file,
     is_full_error,
     remove_quietly,
+    sha256_fd,
     write_temp,
     xxh3,
+    xxh3_fd,
 )
 from frumitcache.store._index import Index, Tx
 from frumitcache.store._manifest import (
@@ -444,27 +446,74 @@ class StoreCore:
 
     def read_chunk(self, digest: bytes) -> bytes:
         """The chunk's bytes, checked against the stored xxh3 (SHA-256 when that disagrees)."""
-        row = self.index.one("SELECT size, xxh3 FROM chunks WHERE digest = ?", (digest,))
-        if row is None:
-            raise NotInStoreError(f"chunk {digest.hex()} is not in the store")
-        size, want = row
+        size, want = self._chunk_row(digest)
         try:
             data = self.path_of(digest).read_bytes()
         except FileNotFoundError:
-            if self.chunk_size_of(digest) is None:
-                raise NotInStoreError(f"chunk {digest.hex()} was just evicted") from None
-            self.remove_chunks([digest])
-            raise CorruptChunkError(f"chunk {digest.hex()} is missing from disk") from None
+            raise self._missing(digest) from None
         except OSError as exc:
             raise StoreError(f"cannot read chunk {digest.hex()}: {exc.strerror}") from None
-        if len(data) == size and xxh3(data) == want:
-            return data
-        if len(data) == size and hashlib.sha256(data).digest() == digest:
-            self._repair_checksum(digest, xxh3(data))
-            return data
+        self._judge(digest, size, want, len(data), xxh3(data), lambda: hashlib.sha256(data))
+        return data
+
+    def open_chunk(self, digest: bytes) -> int:
+        """A read-only descriptor of the chunk's file, whose bytes, read through this very
+        descriptor, matched the chunk's xxh3 just now (SHA-256 when that disagrees).
+
+        This is what a local client may be handed (SCM_RIGHTS) instead of the bytes: chunk
+        files are never written in place (temp file, fsync, rename; a bad chunk is unlinked),
+        so the checked bytes are the bytes behind the descriptor; bit rot since the chunk was
+        stored is caught here like on every read. A corrupt chunk is removed and
+        CorruptChunkError raised. The caller owns (closes) the descriptor."""
+        size, want = self._chunk_row(digest)
+        try:
+            fd = os.open(self.path_of(digest), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise self._missing(digest) from None
+        except OSError as exc:
+            raise StoreError(f"cannot open chunk {digest.hex()}: {exc.strerror}") from None
+        try:
+            xx, length = xxh3_fd(fd)
+            self._judge(digest, size, want, length, xx, lambda: sha256_fd(fd))
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"cannot read chunk {digest.hex()}: {exc.strerror}") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _chunk_row(self, digest: bytes) -> tuple[int, bytes]:
+        row = self.index.one("SELECT size, xxh3 FROM chunks WHERE digest = ?", (digest,))
+        if row is None:
+            raise NotInStoreError(f"chunk {digest.hex()} is not in the store")
+        return int(row[0]), row[1]
+
+    def _missing(self, digest: bytes) -> StoreError:
+        if self.chunk_size_of(digest) is None:
+            return NotInStoreError(f"chunk {digest.hex()} was just evicted")
+        self.remove_chunks([digest])
+        return CorruptChunkError(f"chunk {digest.hex()} is missing from disk")
+
+    def _judge(
+        self,
+        digest: bytes,
+        size: int,
+        want: bytes,
+        length: int,
+        xx: bytes,
+        sha: Callable[[], Any],
+    ) -> None:
+        """Accept a chunk read back as ``length`` bytes hashing to ``xx``; ``sha()`` (a
+        hashlib object) settles an xxh3 disagreement. A bad chunk is removed and raised."""
+        if length == size and xx == want:
+            return
+        if length == size and sha().digest() == digest:
+            self._repair_checksum(digest, xx)
+            return
         self.remove_chunks([digest])
         raise CorruptChunkError(
-            f"chunk {digest.hex()} is corrupt on disk ({len(data)} of {size} bytes, "
+            f"chunk {digest.hex()} is corrupt on disk ({length} of {size} bytes, "
             "checksum mismatch); removed"
         )
 

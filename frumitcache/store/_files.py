@@ -18,6 +18,7 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
+from typing import Protocol
 
 import xxhash
 
@@ -94,6 +95,36 @@ def hash_file(path: Path) -> tuple[bytes, bytes, int]:
             xx.update(block)
             size += len(block)
     return sha.digest(), xx.digest(), size
+
+
+class _Hasher(Protocol):
+    def update(self, data: BytesLike, /) -> None: ...
+
+
+def _feed(fd: int, hasher: _Hasher) -> int:
+    """Feed an open file from its start to ``hasher`` through one reused buffer (no bytes
+    object per block); returns its length."""
+    buf = bytearray(_READ_BLOCK)
+    view = memoryview(buf)
+    offset = 0
+    while n := os.preadv(fd, [buf], offset):
+        hasher.update(view[:n])
+        offset += n
+    return offset
+
+
+def xxh3_fd(fd: int) -> tuple[bytes, int]:
+    """xxh3 and length of an open file."""
+    xx = xxhash.xxh3_64()
+    length = _feed(fd, xx)
+    return xx.digest(), length
+
+
+def sha256_fd(fd: int) -> hashlib._Hash:
+    """SHA-256 of an open file (the hashlib object, so ``.digest()`` to finish)."""
+    sha = hashlib.sha256()
+    _feed(fd, sha)
+    return sha
 
 
 def fsync_file(path: Path) -> None:

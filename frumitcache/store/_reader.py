@@ -9,6 +9,9 @@ does (cut-through). While it is open the object is *in use* and eviction leaves 
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from frumitcache.errors import NotInStoreError
@@ -17,6 +20,25 @@ if TYPE_CHECKING:
     from frumitcache.store._manifest import Manifest
     from frumitcache.store._store import Store
     from frumitcache.store._writer import LiveObject
+
+
+@dataclass(slots=True)
+class HeldChunk:
+    """An open read-only descriptor of a stored chunk file, its bytes checked through it when
+    it was opened (:meth:`Store.open_chunk`), and the part that belongs to the read: ``count``
+    bytes from ``skip``. Whoever holds it closes it (or hands it on, e.g. with SCM_RIGHTS)."""
+
+    fd: int
+    skip: int
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
 class ObjectReader:
@@ -74,6 +96,23 @@ class ObjectReader:
                 data, self._skip = data[self._skip :], 0
             if data:
                 return data
+
+    async def files(self) -> AsyncIterator[HeldChunk]:
+        """The same read as descriptors of the verified chunk files instead of their bytes
+        (nothing is read into Python; each file's xxh3 is checked as it is opened)."""
+        while (digest := await self._next_digest()) is not None:
+            fd = await self._store.open_chunk(digest)
+            try:
+                size = os.fstat(fd).st_size
+            except BaseException:
+                os.close(fd)
+                raise
+            self._idx += 1
+            skip, self._skip = self._skip, 0
+            if size <= skip:
+                os.close(fd)
+                continue
+            yield HeldChunk(fd, skip, size - skip)
 
     async def _next_digest(self) -> bytes | None:
         while True:

@@ -171,6 +171,12 @@ class Store:
         and CorruptChunkError raised."""
         return await trio.to_thread.run_sync(self._core.read_chunk, _digest(digest))
 
+    async def open_chunk(self, digest: bytes | str) -> int:
+        """A read-only descriptor of the chunk's file whose bytes were checked (xxh3, through
+        this descriptor) just now; the caller closes it. A corrupt chunk is removed and
+        CorruptChunkError raised. Why a descriptor may be trusted: StoreCore.open_chunk."""
+        return await trio.to_thread.run_sync(self._core.open_chunk, _digest(digest))
+
     def set_chunk_root(self, digest: bytes | str, root: bytes) -> None:
         """Remember an opaque 32-byte value with a chunk (the swarm's v2 merkle root)."""
         digest = _digest(digest)
