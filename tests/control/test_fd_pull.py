@@ -30,20 +30,12 @@ from frumitcache.control._protocol import PullFiles
 from frumitcache.errors import CorruptChunkError, ProtocolError
 from frumitcache.testing.agents import AgentProcess
 from frumitcache.testing.origin import OriginServer
+from tests.agent.test_agent_pull import blob
 
 MiB = 1024 * 1024
 CHUNK = 4 * MiB
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
-
-
-def blob(size: int, seed: int = 0) -> bytes:
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
-        counter += 1
-    return bytes(out[:size])
 
 
 async def cli_pull(agent: AgentProcess, url: str, out: Path) -> subprocess.CompletedProcess[bytes]:
