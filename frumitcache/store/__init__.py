@@ -1,8 +1,10 @@
 """Content-addressed store: objects and chunks by SHA-256, an sqlite index, atomic writes,
 a size cap with LRU eviction and pins, and a scrub that detects bit rot.
 
-Layout, write ordering and crash recovery are described in ``_files.py``, ``_index.py`` and
-``_core.py``; :class:`Store` is the face the agent, origin fetcher, swarm and apt proxy use.
+Layout, write ordering and crash recovery are described in ``_files.py``, ``_index.py`` (the
+schema and every statement), ``_ingest.py`` and ``_recovery.py``; ``_core.py`` lists the jobs
+of the blocking core. :class:`Store` is the face the agent, origin fetcher, swarm and apt proxy
+use.
 """
 
 from frumitcache.store._manifest import Manifest, RecoveryReport, ScrubReport, StoreStats

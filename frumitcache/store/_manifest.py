@@ -1,4 +1,5 @@
-"""The value types of the store: an object's manifest, store statistics and a scrub report.
+"""The value types of the store: an object's manifest, a partial object's description, store
+statistics and the reports of recovery and scrub.
 
 A :class:`Manifest` is what the site catalogue hands around: the object's SHA-256, its size,
 the chunk size it was cut with and the SHA-256 of every chunk in order. It holds no paths and
@@ -9,11 +10,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 DIGEST_LEN = 32
 EMPTY_DIGEST = hashlib.sha256(b"").digest()
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_hex_name(name: str) -> bool:
+    """Whether ``name`` is a digest in lower-case hex (a chunk file's name)."""
+    return len(name) == 2 * DIGEST_LEN and set(name) <= _HEX
+
+
+def digest_of_key(key: str) -> bytes | None:
+    """The object digest a ``sha256:<hex>`` key names, else None."""
+    if key.startswith("sha256:") and is_hex_name(key[7:].lower()):
+        return bytes.fromhex(key[7:])
+    return None
 
 
 def chunk_count(size: int, chunk_size: int) -> int:
@@ -85,6 +99,26 @@ class Manifest:
         ):
             raise ValueError("malformed manifest: wrong field types")
         return cls(digest, size, chunk_size, tuple(chunks))
+
+
+@dataclass(frozen=True, slots=True)
+class PartialSpec:
+    """What a partial (resumable) object under ``key`` was started as."""
+
+    key: str
+    chunk_size: int
+    expected_digest: bytes | None
+    expected_size: int | None
+
+
+@dataclass(slots=True)
+class PartialState:
+    """A partial object as the index holds it: the usable prefix of its chunks."""
+
+    spec: PartialSpec
+    chunks: list[bytes] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    rows: int = 0  # partial_chunks rows in the index (more than len(chunks) after damage)
 
 
 @dataclass(frozen=True, slots=True)

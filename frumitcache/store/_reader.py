@@ -12,14 +12,19 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from frumitcache.errors import NotInStoreError
+from frumitcache.store._live import LiveObject
+from frumitcache.store._manifest import Manifest
 
-if TYPE_CHECKING:
-    from frumitcache.store._manifest import Manifest
-    from frumitcache.store._store import Store
-    from frumitcache.store._writer import LiveObject
+
+class ChunkSource(Protocol):
+    """Where a reader gets checked chunk bytes (the store)."""
+
+    async def read_chunk(self, digest: bytes) -> bytes: ...
+
+    async def open_chunk(self, digest: bytes) -> int: ...
 
 
 @dataclass(slots=True)
@@ -50,7 +55,7 @@ class ObjectReader:
 
     def __init__(
         self,
-        store: Store,
+        store: ChunkSource,
         *,
         offset: int,
         manifest: Manifest | None = None,

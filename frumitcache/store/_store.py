@@ -3,7 +3,7 @@
 Anything that hashes, fsyncs or commits runs in a worker thread (``trio.to_thread``), so the
 agent's event loop stays responsive on a one-core Pi; small index reads (``lookup``,
 ``has_chunk``) run inline on their own sqlite connection and never wait for a commit.
-Writers and readers of the same key meet in :class:`~._writer.LiveObject`, which wakes
+Writers and readers of the same key meet in :class:`~._live.LiveObject`, which wakes
 readers with trio events as chunks land.
 """
 
@@ -20,16 +20,19 @@ from typing import TYPE_CHECKING
 import trio
 
 from frumitcache.errors import NotInStoreError, StoreError
-from frumitcache.store._core import PartialSpec, StoreCore, digest_of_key
+from frumitcache.store._core import StoreCore
+from frumitcache.store._live import LiveObject, LiveObjects
 from frumitcache.store._manifest import (
     DIGEST_LEN,
     Manifest,
+    PartialSpec,
     RecoveryReport,
     ScrubReport,
     StoreStats,
+    digest_of_key,
 )
 from frumitcache.store._reader import ObjectReader
-from frumitcache.store._writer import LiveObject, ObjectWriter
+from frumitcache.store._writer import ObjectWriter
 
 if TYPE_CHECKING:
     from frumitcache.config import Config
@@ -75,7 +78,7 @@ class Store:
         self.root = core.root
         self.tmp_dir = core.tmp_dir
         self.chunk_size = core.chunk_size
-        self._live: dict[str, LiveObject] = {}
+        self._lives = LiveObjects(core)
         self._evict_lock: trio.Lock | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -107,8 +110,7 @@ class Store:
         )
 
     def close(self) -> None:
-        for live in list(self._live.values()):
-            self._end_live(live, "was closed")
+        self._lives.end_all("was closed")
         self._core.close()
 
     def __enter__(self) -> Store:
@@ -183,13 +185,13 @@ class Store:
         if len(root) != DIGEST_LEN:
             raise ValueError("a chunk root is 32 bytes")
         with self._core.index.write("set a chunk root") as tx:
-            n = tx.execute("UPDATE chunks SET root = ? WHERE digest = ?", (root, digest)).rowcount
-        if not n:
+            found = tx.set_chunk_root(digest, root)
+        if not found:
             raise NotInStoreError(f"chunk {digest.hex()} is not in the store")
 
     def chunk_root(self, digest: bytes | str) -> bytes | None:
-        row = self._core.index.one("SELECT root FROM chunks WHERE digest = ?", (_digest(digest),))
-        return None if row is None else row[0]
+        with self._core.index.read() as tx:
+            return tx.chunk_root(_digest(digest))
 
     # --- writing objects -------------------------------------------------------------------
 
@@ -202,7 +204,7 @@ class Store:
     ) -> ObjectWriter:
         """A writer for ``key``; resumes the key's partial object if one exists (see
         ``ObjectWriter.offset``). One writer per key at a time."""
-        if key in self._live:
+        if self._lives.get(key) is not None:
             raise StoreError(f"{key} is already being written")
         if expected_digest is not None:
             _check_digest(expected_digest)
@@ -224,34 +226,12 @@ class Store:
                 chunks, sizes = partial.chunks, partial.sizes
         spec = PartialSpec(key, self.chunk_size, expected_digest, expected_size)
         live = LiveObject(key, self.chunk_size, chunks, sizes, expected_digest, expected_size)
-        self._live[key] = live
-        self._core.live_keys.add(key)
-        return ObjectWriter(self, live, spec)
-
-    def _end_live(self, live: LiveObject, how: str) -> None:
-        live.failure = how
-        self._forget_live(live)
-
-    def _complete_live(self, live: LiveObject, manifest: Manifest) -> None:
-        # Readers following the writer now hold the finished object, before anything else
-        # runs, so an eviction cannot slip in between.
-        with self._core.use_lock:
-            for reader in live.readers:
-                if reader.held is None:
-                    reader.held = manifest.digest
-                    self._core.in_use[manifest.digest] += 1
-        live.manifest = manifest
-        self._forget_live(live)
-
-    def _forget_live(self, live: LiveObject) -> None:
-        if self._live.get(live.key) is live:
-            del self._live[live.key]
-            self._core.live_keys.discard(live.key)
-        live.notify()
+        self._lives.add(live)
+        return ObjectWriter(self._core, self._lives, self.evict, live, spec)
 
     def partial_chunks(self, key: str) -> list[bytes]:
         """Chunk digests of the key's in-progress or partial object, in order."""
-        live = self._live.get(key)
+        live = self._lives.get(key)
         if live is not None:
             return list(live.chunks)
         partial = self._core.load_partial(key)
@@ -282,18 +262,13 @@ class Store:
 
     def _live_for(self, key_or_digest: str | bytes) -> LiveObject | None:
         if isinstance(key_or_digest, str):
-            live = self._live.get(key_or_digest)
+            live = self._lives.get(key_or_digest)
             if live is not None:
                 return live
             digest = digest_of_key(key_or_digest)
         else:
             digest = key_or_digest
-        if digest is None:
-            return None
-        for live in self._live.values():
-            if live.expected_digest == digest:
-                return live
-        return None
+        return None if digest is None else self._lives.with_digest(digest)
 
     @contextlib.asynccontextmanager
     async def open_reader(
@@ -349,12 +324,13 @@ class Store:
 
     def objects(self) -> list[StoredObject]:
         """Every complete object with the keys that name it, most recently used first."""
-        index = self._core.index
-        rows = index.all("SELECT digest, last_used FROM objects ORDER BY last_used DESC")
+        with self._core.index.read() as tx:
+            rows = tx.objects_by_use(newest_first=True)
+            mapped = tx.mapped_keys()
+            pinned = tx.pinned()
         keys: dict[bytes, list[str]] = {}
-        for key, digest in index.all("SELECT key, digest FROM keys WHERE digest IS NOT NULL"):
+        for key, digest in mapped:
             keys.setdefault(digest, []).append(key)
-        pinned = {d for (d,) in index.all("SELECT digest FROM pins")}
         out = []
         for digest, last_used in rows:
             manifest = self._core.manifest(digest)
@@ -367,7 +343,8 @@ class Store:
 
     def partial_keys(self) -> list[str]:
         """Keys of objects held in part (being written, or kept to resume later)."""
-        return [k for (k,) in self._core.index.all("SELECT key FROM partials ORDER BY key")]
+        with self._core.index.read() as tx:
+            return tx.partial_keys()
 
     async def watch_chunks(self, key: str) -> AsyncIterator[tuple[int, bytes]]:
         """``(index, chunk digest)`` of ``key``'s object as each chunk is stored, from chunk 0.
@@ -377,7 +354,7 @@ class Store:
         :class:`NotInStoreError` when the writer gives up or there is nothing under ``key``.
         """
         sent = 0
-        live = self._live.get(key)
+        live = self._lives.get(key)
         while live is not None:
             while sent < len(live.chunks):
                 yield sent, live.chunks[sent]
@@ -409,7 +386,8 @@ class Store:
         self._core.pin(digest, False)
 
     def is_pinned(self, digest: bytes) -> bool:
-        return self._core.index.one("SELECT 1 FROM pins WHERE digest = ?", (digest,)) is not None
+        with self._core.index.read() as tx:
+            return tx.is_pinned(digest)
 
     def stats(self) -> StoreStats:
         return self._core.stats()

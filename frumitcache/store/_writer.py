@@ -15,54 +15,15 @@ for the rest (HTTP Range).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import trio
 
 from frumitcache.errors import DigestMismatchError, NotInStoreError, StoreError
-from frumitcache.store._core import PartialSpec
-from frumitcache.store._manifest import Manifest
-
-if TYPE_CHECKING:
-    from frumitcache.store._reader import ObjectReader
-    from frumitcache.store._store import Store
-
-
-class LiveObject:
-    """What readers in this process see of an object while its writer is open."""
-
-    __slots__ = (
-        "_changed", "chunk_size", "chunks", "expected_digest", "expected_size", "failure",
-        "key", "manifest", "readers", "sizes",
-    )
-
-    def __init__(
-        self,
-        key: str,
-        chunk_size: int,
-        chunks: list[bytes],
-        sizes: list[int],
-        expected_digest: bytes | None,
-        expected_size: int | None,
-    ) -> None:
-        self.key = key
-        self.chunk_size = chunk_size
-        self.chunks = chunks
-        self.sizes = sizes
-        self.expected_digest = expected_digest
-        self.expected_size = expected_size
-        self.manifest: Manifest | None = None
-        self.failure: str | None = None
-        self.readers: set[ObjectReader] = set()
-        self._changed = trio.Event()
-
-    def notify(self) -> None:
-        changed, self._changed = self._changed, trio.Event()
-        changed.set()
-
-    async def wait_changed(self) -> None:
-        await self._changed.wait()
+from frumitcache.store._core import StoreCore
+from frumitcache.store._live import LiveObject, LiveObjects
+from frumitcache.store._manifest import Manifest, PartialSpec
 
 
 class ObjectWriter:
@@ -78,9 +39,17 @@ class ObjectWriter:
     :meth:`discard` still drops what it stored.
     """
 
-    def __init__(self, store: Store, live: LiveObject, spec: PartialSpec) -> None:
-        self._store = store
-        self._core = store._core
+    def __init__(
+        self,
+        core: StoreCore,
+        lives: LiveObjects,
+        evict: Callable[[int], Awaitable[int]],
+        live: LiveObject,
+        spec: PartialSpec,
+    ) -> None:
+        self._core = core
+        self._lives = lives
+        self._evict = evict  # makes room before a chunk is stored (Store.evict)
         self._live = live
         self._spec = spec
         self.key = spec.key
@@ -158,7 +127,7 @@ class ObjectWriter:
     async def _put(self, data: bytearray) -> None:
         idx = len(self.chunks)
         try:
-            await self._store.evict(len(data))
+            await self._evict(len(data))
             digest = await trio.to_thread.run_sync(self._put_sync, data, idx)
         except BaseException:
             self._abort_now("failed")
@@ -255,7 +224,7 @@ class ObjectWriter:
                 self._abort_now("failed")
                 raise
             self._closed = True
-            self._store._complete_live(self._live, manifest)
+            self._lives.complete(self._live, manifest)
             return manifest
 
     # --- ending without an object ----------------------------------------------------------
@@ -264,7 +233,7 @@ class ObjectWriter:
         if not self._closed:
             self._closed = True
             self._buf = bytearray()
-            self._store._end_live(self._live, how)
+            self._lives.end(self._live, how)
 
     async def abort(self) -> None:
         """Stop; keep the full chunks stored so far as a resumable partial object."""
@@ -281,7 +250,7 @@ class ObjectWriter:
 
     async def _discard_now(self) -> None:
         self._abort_now("discarded")
-        if self._store._live.get(self.key) is not None:
+        if self._lives.get(self.key) is not None:
             return  # a new writer took the key over after we ended; its partial is its own
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(self._core.drop_partial, self.key)

@@ -1,0 +1,106 @@
+"""Objects being written in this process, where their writer and their readers meet.
+
+A :class:`LiveObject` is what readers see of an object while its writer is open: the chunks
+stored so far and an event that wakes them as each one lands (cut-through reads). The
+:class:`LiveObjects` table holds them by key; when a writer completes, the readers following
+it are handed the finished object *before* anything else runs, so an eviction cannot slip in
+between.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import trio
+
+from frumitcache.store._manifest import Manifest
+
+if TYPE_CHECKING:
+    from frumitcache.store._core import StoreCore
+
+
+class Holder(Protocol):
+    """A reader: ``held`` is the complete object it keeps in use (never evicted), if any."""
+
+    held: bytes | None
+
+
+class LiveObject:
+    """What readers in this process see of an object while its writer is open."""
+
+    __slots__ = (
+        "_changed", "chunk_size", "chunks", "expected_digest", "expected_size", "failure",
+        "key", "manifest", "readers", "sizes",
+    )
+
+    def __init__(
+        self,
+        key: str,
+        chunk_size: int,
+        chunks: list[bytes],
+        sizes: list[int],
+        expected_digest: bytes | None,
+        expected_size: int | None,
+    ) -> None:
+        self.key = key
+        self.chunk_size = chunk_size
+        self.chunks = chunks
+        self.sizes = sizes
+        self.expected_digest = expected_digest
+        self.expected_size = expected_size
+        self.manifest: Manifest | None = None
+        self.failure: str | None = None
+        self.readers: set[Holder] = set()
+        self._changed = trio.Event()
+
+    def notify(self) -> None:
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
+
+
+class LiveObjects:
+    """The live objects of one store, by key (one writer per key at a time)."""
+
+    def __init__(self, core: StoreCore) -> None:
+        self._core = core
+        self._by_key: dict[str, LiveObject] = {}
+
+    def get(self, key: str) -> LiveObject | None:
+        return self._by_key.get(key)
+
+    def add(self, live: LiveObject) -> None:
+        self._by_key[live.key] = live
+        self._core.live_keys.add(live.key)  # eviction leaves its partial alone
+
+    def with_digest(self, digest: bytes) -> LiveObject | None:
+        """A live object expected to hash to ``digest``."""
+        return next((v for v in self._by_key.values() if v.expected_digest == digest), None)
+
+    def end(self, live: LiveObject, how: str) -> None:
+        """The writer stopped without an object; readers following it fail with ``how``."""
+        live.failure = how
+        self._forget(live)
+
+    def end_all(self, how: str) -> None:
+        for live in list(self._by_key.values()):
+            self.end(live, how)
+
+    def complete(self, live: LiveObject, manifest: Manifest) -> None:
+        """The writer made ``manifest`` complete: its readers now hold the object."""
+        core = self._core
+        with core.use_lock:
+            for reader in live.readers:
+                if reader.held is None:
+                    reader.held = manifest.digest
+                    core.in_use[manifest.digest] += 1
+        live.manifest = manifest
+        self._forget(live)
+
+    def _forget(self, live: LiveObject) -> None:
+        if self._by_key.get(live.key) is live:
+            del self._by_key[live.key]
+            self._core.live_keys.discard(live.key)
+        live.notify()
