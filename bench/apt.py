@@ -7,7 +7,7 @@ Builds a signed repository (``dpkg-deb``, ``apt-ftparchive``, throw-away gpg key
 origin (its own process, on a loopback address), and starts, each in its own process on its
 own loopback address:
 
-* ``frumitcache``: a one-node agent's apt proxy (store + origin fetcher + LocalSource);
+* ``frumitcache``: a one-node agent's apt proxy (store + origin fetcher + the content service);
 * ``apt-cacher-ng``: the Debian package's daemon with a throw-away config, cache and log
   directory (never the system service).
 
@@ -58,7 +58,8 @@ from frumitcache.testing.net import loopback_address
 
 
 async def _serve(address: str, origin: str, store_dir: Path) -> None:
-    from frumitcache.apt import AptProxy, HashBook, LocalSource
+    from frumitcache.agent import ContentService
+    from frumitcache.apt import AptProxy, HashBook
     from frumitcache.origin import OriginFetcher
     from frumitcache.store import Store
 
@@ -68,8 +69,8 @@ async def _serve(address: str, origin: str, store_dir: Path) -> None:
     try:
         fetcher_config = OriginConfig(allow=[origin])
         async with OriginFetcher(fetcher_config, store) as fetcher, trio.open_nursery() as n:
-            source = LocalSource(store, fetcher, n, index_window_s=config.index_window_s)
-            proxy = AptProxy(config, source, hashes=hashes)
+            content = ContentService(store, fetcher, n, index_window_s=config.index_window_s)
+            proxy = AptProxy(config, content.source, hashes=hashes)
             _host, port = await n.start(proxy.serve)
             sys.stdout.write(json.dumps({"port": port}) + "\n")
             sys.stdout.flush()

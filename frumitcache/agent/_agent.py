@@ -21,12 +21,11 @@ import trio
 from frumitcache._log import get_logger
 from frumitcache._version import __version__
 from frumitcache.agent import _sysinfo
-from frumitcache.agent._aptsource import ContentFetcher
 from frumitcache.agent._content import ContentService
 from frumitcache.agent._control import ControlServer
 from frumitcache.agent._keys import load_site_key
 from frumitcache.agent._sitelink import SiteLink
-from frumitcache.apt import AptProxy, HashBook, LocalSource, SiteStatus
+from frumitcache.apt import AptProxy, HashBook, SiteStatus
 from frumitcache.config import Config
 from frumitcache.control._protocol import Status
 from frumitcache.errors import AgentError
@@ -87,22 +86,14 @@ class Agent:
 
     async def _serve_apt(
         self,
-        store: Store,
         content: ContentService,
         *,
         task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         cfg = self.config
         hashes = await trio.to_thread.run_sync(HashBook, cfg.state_path / "apt-hashes.sqlite")
-        # On a site the seeder keeps the one index window for everybody: a member asks it on
-        # every index request (a LAN round trip; it answers from its catalogue within the
-        # window), so no copy is ever staler than the window, wherever it was fetched.
-        window_s = cfg.apt.index_window_s if self._site is None else 0.0
         async with trio.open_nursery() as nursery:
-            source = LocalSource(
-                store, ContentFetcher(content, store), nursery, index_window_s=window_s
-            )
-            proxy = AptProxy(cfg.apt, source, hashes=hashes, status=self._apt_site_status)
+            proxy = AptProxy(cfg.apt, content.source, hashes=hashes, status=self._apt_site_status)
             self._proxy = proxy
             try:
                 bound: tuple[str, int] = await nursery.start(proxy.serve)
@@ -213,7 +204,7 @@ class Agent:
                     if site is not None:
                         await nursery.start(site.run)
                     if cfg.apt.enabled:
-                        self._apt = await nursery.start(self._serve_apt, store, content)
+                        self._apt = await nursery.start(self._serve_apt, content)
                     if cfg.store.scrub_interval_s > 0:
                         nursery.start_soon(self._scrub_loop, store, cfg.store.scrub_interval_s)
                     control = ControlServer(cfg.socket_path, content, self.status, cfg.control)

@@ -20,8 +20,8 @@ import trio
 from frumitcache.apt._guard import RateLimitedLog
 from frumitcache.apt._packages import HashBook, IndexLearner, index_role
 from frumitcache.apt._requests import Target
-from frumitcache.apt._source import Content, ContentInfo
 from frumitcache.apt._status import ProxyMetrics
+from frumitcache.content import Content, ContentInfo
 from frumitcache.errors import FrumitcacheError
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Learner:
         if target.by_hash is not None and target.by_hash in self.by_hash:
             url = self.by_hash[target.by_hash][0]
         role = index_role(url)
-        token = (info.size, info.sha256, info.etag, info.last_modified)
+        token = (info.size, info.sha256, info.meta.etag, info.meta.last_modified)
         if role is None or self._learned.get(url) == token:
             return None
         self._learned.pop(url, None)

@@ -3,8 +3,10 @@
 One task per connection, owned by the listener nursery; requests on a connection are answered
 in order (h11 buffers pipelined ones). Per request: the target is resolved and checked
 (:mod:`._requests`), the expected SHA-256 looked up in the hashes learned from served indexes
-(:mod:`._packages`), the content opened from the :class:`~._source.ContentSource`, and the
-answer planned by the pure rules of :mod:`._http` (Range, If-Range, If-Modified-Since).
+(:mod:`._packages`), the content opened through the content seam
+(:class:`frumitcache.content.ContentSource`, with apt's freshness policy from :mod:`._policy`),
+and the answer planned by the seam's pure rules (Range, If-Range, If-None-Match,
+If-Modified-Since).
 
 Bytes go out as the source releases them (cut-through); headers are sent only once the first
 piece is in hand, so a failure before any byte (404, unreachable, digest mismatch) gets an
@@ -26,18 +28,33 @@ from frumitcache._version import __version__
 from frumitcache.apt._guard import PendingConnections, RateLimitedLog
 from frumitcache.apt._learn import Learner
 from frumitcache.apt._packages import HashBook, index_role
+from frumitcache.apt._policy import open_target, request_for
 from frumitcache.apt._requests import (
     FileKind,
     Rejection,
     Target,
     parse_target,
 )
-from frumitcache.apt._source import Content, ContentSource
-from frumitcache.apt._status import ProxyMetrics, SiteStatus, render_metrics, render_status_page
+from frumitcache.apt._status import (
+    METRIC_SOURCE,
+    ProxyMetrics,
+    SiteStatus,
+    render_metrics,
+    render_status_page,
+)
 from frumitcache.apt._tunnel import tunnel
 from frumitcache.apt._wire import content_type, lower, send, simple_error
 from frumitcache.config import AptConfig
-from frumitcache.content import http_date, plan_response
+from frumitcache.content import (
+    Content,
+    ContentSource,
+    http_date,
+    http_status,
+    open_piece,
+    parse_http_date,
+    plan_response,
+    send_piece,
+)
 from frumitcache.errors import (
     DigestMismatchError,
     FrumitcacheError,
@@ -296,39 +313,37 @@ class AptProxy:
             if known is not None:
                 expected_sha, expected_size = known.sha256, known.size
         try:
-            content = await self.source.open(
-                target.url,
-                kind=target.kind,
-                expected_sha256=expected_sha,
-                expected_size=expected_size,
-            )
+            wanted = request_for(target, expected_sha, expected_size)
+            content = await open_target(self.source, target, wanted)
         except FrumitcacheError as exc:
             return await self._source_error(conn, stream, method, target, exc)
 
         info = content.info
-        log.debug("%s %s: %d bytes from %s", method, target.url, info.size, info.source)
+        log.debug("%s %s: %d bytes from %s", method, target.url, info.size, info.provenance)
         learn = self._learner.wanted(target, info)
         if learn is not None and self._nursery is not None:
             self._learner.start(self._nursery, learn[1], learn[0], content)
 
         headers = {lower(k): v.decode("latin-1") for k, v in request.headers}
+        last_modified = parse_http_date(info.meta.last_modified)
         plan = plan_response(
             size=info.size,
-            last_modified=info.last_modified,
-            etag=info.etag,
+            last_modified=last_modified,
+            etag=info.meta.etag,
             range_header=headers.get("range") if method == "GET" else None,
             if_range=headers.get("if-range"),
             if_modified_since=headers.get("if-modified-since"),
+            if_none_match=headers.get("if-none-match"),
         )
-        if info.source == "local":
+        if info.provenance == "local":
             self.metrics.hits += 1
         else:
             self.metrics.misses += 1
         out: list[tuple[str, str]] = [("Date", http_date(time.time()))]
-        if info.last_modified is not None:
-            out.append(("Last-Modified", http_date(info.last_modified)))
-        if info.etag is not None:
-            out.append(("ETag", info.etag))
+        if last_modified is not None:
+            out.append(("Last-Modified", http_date(last_modified)))
+        if info.meta.etag is not None:
+            out.append(("ETag", info.meta.etag))
         if plan.status == 304:
             await send(conn, stream, h11.Response(status_code=304, headers=out))
             await send(conn, stream, h11.EndOfMessage())
@@ -339,7 +354,7 @@ class AptProxy:
                 conn, stream, method, 416, "requested range not satisfiable\n", extra=out
             )
         out += [
-            ("Content-Type", info.content_type or content_type(target.path)),
+            ("Content-Type", info.meta.content_type or content_type(target.path)),
             ("Content-Length", str(plan.end - plan.start)),
             ("Accept-Ranges", "bytes"),
         ]
@@ -363,16 +378,23 @@ class AptProxy:
         start: int,
         end: int,
     ) -> int:
-        source = content.info.source
+        source = METRIC_SOURCE[content.info.provenance]
         sent_head = False
         try:
-            async with content.read(start, end) as pieces:
+            # Complete chunks go out with sendfile (zero-copy); an object still arriving as
+            # verified bytes (cut-through).
+            async with content.read_files(start, end) as pieces:
                 async for piece in pieces:
-                    if not sent_head:
-                        await send(conn, stream, h11.Response(status_code=status, headers=headers))
-                        sent_head = True
-                    await send(conn, stream, h11.Data(data=piece))
+                    async with open_piece(piece) as body:
+                        if not sent_head:
+                            head = h11.Response(status_code=status, headers=headers)
+                            await send(conn, stream, head)
+                            sent_head = True
+                        await send_piece(conn, stream, body)
                     self.metrics.bytes_served[source] += len(piece)
+        except EOFError as exc:
+            log.warning("%s: %s; closing the connection", target.url, exc)
+            raise _ConnectionDone from None
         except FrumitcacheError as exc:
             if not sent_head:
                 return await self._source_error(conn, stream, method, target, exc)
@@ -418,7 +440,7 @@ class AptProxy:
             status = 502
             text = f"fetching {target.url} failed: {exc}\n"
         else:
-            status = 502
+            status = http_status(exc)
             text = f"cannot serve {target.url}: {exc}\n"
         log.info("%s %s -> %d (%s)", method, target.url, status, exc)
         return await self._text(conn, stream, method, status, text)

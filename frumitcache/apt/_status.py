@@ -17,7 +17,12 @@ import html
 from collections import Counter
 from dataclasses import dataclass, field
 
+from frumitcache.content import Provenance
+
 SOURCES = ("local", "peers", "uplink")
+#: The metric label of each provenance of the content seam (``peers``: the site's members;
+#: the label predates the seam's word and dashboards use it).
+METRIC_SOURCE: dict[Provenance, str] = {"local": "local", "site": "peers", "uplink": "uplink"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ A door turns its protocol's request into a :class:`ContentRequest` (a URL or a d
 ``immutable`` or ``revalidate``, optional upstream headers such as ``Accept``), calls
 :meth:`ContentSource.open`, and answers from the :class:`Content` it gets: size, SHA-256,
 :class:`HttpMeta` (Content-Type, ETag, Last-Modified as the origin sent them), verified reads by
-range (:meth:`Content.read`, or :meth:`Content.read_files` for ``sendfile``) and where the bytes
+range (:meth:`Content.read`, or :meth:`Content.read_files` with :func:`open_piece` and
+:func:`send_piece` for ``sendfile``) and where the bytes
 came from (:data:`Provenance`: local / site / uplink). Single-flight, the freshness window, the
 seeder and member roles and failover live behind the seam, in the agent, once.
 
@@ -34,7 +35,7 @@ from frumitcache.content._response import (
     Piece,
     Provenance,
 )
-from frumitcache.content._send import send_piece
+from frumitcache.content._send import open_piece, send_piece
 from frumitcache.content._window import FreshnessWindow
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "UpstreamAuth",
     "http_date",
     "http_status",
+    "open_piece",
     "parse_http_date",
     "plan_response",
     "send_piece",

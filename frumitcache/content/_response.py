@@ -44,9 +44,10 @@ class ContentInfo:
 
 @dataclass(frozen=True, slots=True)
 class ChunkFile:
-    """``count`` bytes from ``offset`` of a complete, verified chunk file: send it with
-    ``sendfile`` (:func:`frumitcache.content.send_piece`) instead of reading it into Python.
-    The object stays in use (not evicted) while the read that yielded it is open."""
+    """``count`` bytes from ``offset`` of a complete chunk file, hashed when it was stored (the
+    scrub finds bit rot since): send it with ``sendfile`` (:func:`~frumitcache.content.open_piece`
+    then :func:`~frumitcache.content.send_piece`) instead of reading it into Python. The object
+    stays in use (not evicted) while the read that yielded it is open."""
 
     path: Path
     offset: int

@@ -1,24 +1,57 @@
 """Sending :data:`~frumitcache.content.Piece` bodies on an h11 connection: bytes as they are,
-chunk files with ``sendfile`` (the kernel copies page cache to socket; nothing enters Python)."""
+chunk files with ``sendfile`` (the kernel copies page cache to socket; nothing enters Python).
+
+Two steps, so that a chunk file that cannot be opened (out of descriptors, evicted) is found
+before the response head goes out and the client gets an honest status instead of a cut body::
+
+    async with open_piece(piece) as body:    # StoreError if the file cannot be opened
+        ...send the head if not sent yet...
+        await send_piece(conn, stream, body)
+"""
 
 from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import h11
 import trio
 
 from frumitcache._sendfile import FileRange, send_body
 from frumitcache.content._response import ChunkFile, Piece
+from frumitcache.errors import StoreError
+
+Body = bytes | FileRange
 
 
-async def send_piece(conn: h11.Connection, stream: trio.SocketStream, piece: Piece) -> None:
-    """Send one body piece; raises ``trio.BrokenResourceError`` when the client went away and
-    ``EOFError`` when a chunk file is shorter than the piece claims (drop the connection)."""
+@asynccontextmanager
+async def open_piece(piece: Piece) -> AsyncIterator[Body]:
+    """The piece ready to send: bytes, or an open chunk file's range (closed on exit)."""
     if not isinstance(piece, ChunkFile):
-        await stream.send_all(conn.send(h11.Data(data=piece)) or b"")
+        yield piece
         return
     try:
         f = await trio.open_file(piece.path, "rb")
-    except FileNotFoundError as exc:
-        raise EOFError(f"chunk file {piece.path.name} vanished") from exc
+    except OSError as exc:
+        raise StoreError(
+            f"cannot open chunk file {piece.path.name}: {exc.strerror or exc}"
+        ) from exc
     async with f:
-        await send_body(conn, stream, FileRange(f.fileno(), piece.offset, piece.count))
+        yield FileRange(f.fileno(), piece.offset, piece.count)
+
+
+async def send_piece(conn: h11.Connection, stream: trio.abc.Stream, body: Body) -> None:
+    """Send one opened piece; raises ``trio.BrokenResourceError`` when the client went away
+    and ``EOFError`` when a chunk file is shorter than the piece claims (drop the connection)."""
+    if isinstance(body, FileRange):
+        if isinstance(stream, trio.SocketStream):
+            await send_body(conn, stream, body)
+            return
+        # Not a socket (a memory stream in a test, a TLS wrapper): copy through Python.
+        data = await trio.to_thread.run_sync(os.pread, body.fd, body.count, body.offset)
+        if len(data) != body.count:
+            raise EOFError(f"chunk file ended {body.count - len(data)} bytes early")
+        body = data
+    for part in conn.send_with_data_passthrough(h11.Data(data=body)) or ():
+        await stream.send_all(part)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 
 class FreshnessWindow:
-    def __init__(self, window_s: float) -> None:
+    """``max_entries`` bounds memory over weeks: past it, a mark drops what is due anyway."""
+
+    def __init__(self, window_s: float, *, max_entries: int = 10_000) -> None:
         self.window_s = window_s
+        self.max_entries = max_entries
         self._last: dict[str, float] = {}
 
     def due(self, url: str, now: float, *, tied_to: str | None = None) -> bool:
@@ -25,7 +28,12 @@ class FreshnessWindow:
         return False
 
     def mark(self, url: str, now: float) -> None:
-        self._last[url] = now
+        self._last.pop(url, None)
+        self._last[url] = now  # insertion order is mark order: the oldest come first
+        if len(self._last) > self.max_entries:
+            self.forget_before(now)
+            while len(self._last) > self.max_entries:
+                del self._last[next(iter(self._last))]
 
     def last(self, url: str) -> float | None:
         return self._last.get(url)

@@ -15,6 +15,7 @@ from frumitcache.origin._job import (
     META_ETAG,
     META_FETCHED_AT,
     META_LAST_MODIFIED,
+    Authorizer,
     FetchInfo,
 )
 from frumitcache.origin._plan import Action, Step, parse_content_range, plan_response
@@ -27,6 +28,7 @@ __all__ = [
     "Action",
     "AllowList",
     "AllowPolicy",
+    "Authorizer",
     "Door",
     "FetchInfo",
     "OriginFetcher",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -48,10 +48,12 @@ from frumitcache.origin._job import (
     META_CONTENT_TYPE,
     META_ETAG,
     META_LAST_MODIFIED,
+    Authorizer,
     FetchInfo,
     _host_of,
     _Job,
     _Store,
+    _Upstream,
 )
 
 log = logging.getLogger(__name__)
@@ -202,6 +204,8 @@ class OriginFetcher:
         expected_size: int | None = None,
         revalidate: bool = False,
         door: Door = "site",
+        headers: Sequence[tuple[str, str]] = (),
+        auth: Authorizer | None = None,
         task_status: trio.TaskStatus[FetchInfo] = trio.TASK_STATUS_IGNORED,
     ) -> Manifest:
         """Make the object at ``url`` complete in the store and return its manifest.
@@ -214,6 +218,10 @@ class OriginFetcher:
         keeps the stored object on 304. Raises :class:`~frumitcache.errors.OriginError`
         subclasses or :class:`~frumitcache.errors.DigestMismatchError`; nothing that failed
         is ever stored as a complete object.
+
+        ``headers`` go to the origin as given (``Accept``); ``auth`` signs the requests and is
+        asked again when the origin answers 401 (see :class:`Authorizer`). Both belong to the
+        leader of the flight: a caller joining a running fetch of the URL shares its result.
         """
         allow = self.allow.door(door)
         allow.check(url)
@@ -228,8 +236,9 @@ class OriginFetcher:
         while True:
             flight = self._flights.get(url)
             if flight is None:
+                upstream = _Upstream(tuple(headers), auth)
                 return await self._lead(
-                    url, expected_digest, expected_size, revalidate, announce, allow
+                    url, expected_digest, expected_size, revalidate, announce, allow, upstream
                 )
             await flight.info_ready.wait()
             if flight.info is not None:
@@ -254,6 +263,7 @@ class OriginFetcher:
         revalidate: bool,
         announce: Callable[[FetchInfo], None],
         allow: AllowList,
+        upstream: _Upstream,
     ) -> Manifest:
         flight = _Flight()
         self._flights[url] = flight
@@ -265,7 +275,7 @@ class OriginFetcher:
 
         try:
             flight.result = await self._fetch(
-                url, expected_digest, expected_size, revalidate, share, allow
+                url, expected_digest, expected_size, revalidate, share, allow, upstream
             )
             return flight.result
         except trio.Cancelled:
@@ -300,6 +310,7 @@ class OriginFetcher:
         revalidate: bool,
         share: Callable[[FetchInfo], None],
         allow: AllowList,
+        upstream: _Upstream,
     ) -> Manifest:
         if expected_digest is not None:
             # Content-addressed: the bytes may already be here under another URL.
@@ -319,7 +330,7 @@ class OriginFetcher:
             share(self._cached(url, stored))
             return stored
         self._fetches += 1
-        job = _Job(self, url, expected_digest, expected_size, stored, share, allow)
+        job = _Job(self, url, expected_digest, expected_size, stored, share, allow, upstream)
         return await job.run()
 
     async def _pace(self, n: int) -> None:

@@ -8,9 +8,9 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import httpx
 import trio
@@ -60,6 +60,21 @@ class _Store(Protocol):
     def map_key(self, key: str, digest: bytes) -> None: ...
     def key_meta(self, key: str) -> dict[str, str]: ...
     def set_key_meta(self, key: str, meta: dict[str, str]) -> None: ...
+
+
+class Authorizer(Protocol):
+    """Credentials for an upstream: headers for a request to ``url``; ``challenge`` is the
+    ``WWW-Authenticate`` value of the 401 the last try got (None before the first try)."""
+
+    async def authorize(self, url: str, challenge: str | None) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Upstream:
+    """What a door adds to its upstream requests: headers as given, and an authorizer."""
+
+    headers: tuple[tuple[str, str], ...] = ()
+    auth: Authorizer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +136,12 @@ class _Job:
         stored: Manifest | None,
         share: Callable[[FetchInfo], None],
         allow: AllowList,
+        upstream: _Upstream | None = None,
     ) -> None:
         self.f = fetcher
+        self.upstream = upstream or _Upstream()
+        self.auth_headers: Mapping[str, str] = {}
+        self.challenged = False  # the origin answered 401 once and the authorizer was asked
         self.allow = allow
         self.store = fetcher._store
         self.url = url
@@ -176,6 +195,8 @@ class _Job:
             if writer.offset > 0:
                 self.validator = self.store.key_meta(self.url).get(META_PARTIAL_VALIDATOR)
         failures = 0
+        if self.upstream.auth is not None:
+            self.auth_headers = await self._authorize(None)
         while True:
             try:
                 done = await self._attempt(conditional)
@@ -193,12 +214,24 @@ class _Job:
                 log.info("%s: %s; resuming at byte %d", self.url, exc, offset)
                 await trio.sleep(min(1.0, 0.05 * 2 ** (failures - 1)))
                 continue
+            if done is False:
+                continue  # signed now: the same request again
             if done is not None:
                 return done
             conditional = False  # after a restart: a plain request
 
+    async def _authorize(self, challenge: str | None) -> Mapping[str, str]:
+        assert self.upstream.auth is not None
+        try:
+            return dict(await self.upstream.auth.authorize(self.url, challenge))
+        except FrumitcacheError:
+            raise
+        except Exception as exc:
+            raise OriginError(f"{self.url}: upstream authorization failed: {exc!r}") from exc
+
     def _headers(self, conditional: bool) -> dict[str, str]:
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = dict(self.upstream.headers)
+        headers.update(self.auth_headers)
         offset = self.writer.offset if self.writer is not None else 0
         if offset > 0:
             headers["Range"] = f"bytes={offset}-"
@@ -238,8 +271,9 @@ class _Job:
                 scope.shield = True
                 await response.aclose()  # a no-op when closed above
 
-    async def _attempt(self, conditional: bool) -> Manifest | None:
-        """One request; the manifest when the object is complete, None to go again."""
+    async def _attempt(self, conditional: bool) -> Manifest | Literal[False] | None:
+        """One request; the manifest when the object is complete, None to go again
+        (False: the same request again, now signed after a 401)."""
         headers = self._headers(conditional)
         conditional = conditional and any(k.startswith("If-") for k in headers)
         offset = self.writer.offset if self.writer is not None else 0
@@ -248,6 +282,16 @@ class _Job:
         in_body = False
         try:
             async with self._response(headers) as resp:
+                challenge = resp.headers.get("www-authenticate")
+                if (
+                    resp.status_code == 401
+                    and self.upstream.auth is not None
+                    and challenge
+                    and not self.challenged
+                ):
+                    self.challenged = True
+                    self.auth_headers = await self._authorize(challenge)
+                    return False
                 step = plan_response(
                     resp.status_code,
                     resp.headers,

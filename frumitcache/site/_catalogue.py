@@ -41,11 +41,30 @@ class _Entry:
     size: int | None = None
     chunks: list[bytes] = field(default_factory=list)
     complete: bool = False
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
 
     def manifest(self) -> ObjectManifest:
         return ObjectManifest(
-            self.url, self.digest, self.size, self.chunk_size, tuple(self.chunks), self.complete
+            self.url,
+            self.digest,
+            self.size,
+            self.chunk_size,
+            tuple(self.chunks),
+            self.complete,
+            self.content_type,
+            self.etag,
+            self.last_modified,
         )
+
+    def learn_meta(self, manifest: ObjectManifest) -> None:
+        """The origin's metadata, once someone who saw the response reports it."""
+        if manifest.digest is not None and self.digest not in (None, manifest.digest):
+            return  # another version's metadata
+        self.content_type = self.content_type or manifest.content_type
+        self.etag = self.etag or manifest.etag
+        self.last_modified = self.last_modified or manifest.last_modified
 
 
 def _prefix_of(
@@ -144,9 +163,13 @@ class Catalogue:
                     manifest.size,
                     list(manifest.chunks),
                     manifest.complete,
+                    manifest.content_type,
+                    manifest.etag,
+                    manifest.last_modified,
                 )
             )
             return
+        entry.learn_meta(manifest)
         if entry.complete:
             return
         if manifest.chunk_size != entry.chunk_size and entry.chunks:

@@ -111,9 +111,31 @@ def _schema(cls: type[Any]) -> _Schema:
     return schema
 
 
+_defaults: dict[type[Any], dict[str, Any]] = {}
+
+
+def _defaults_of(cls: type[Any]) -> dict[str, Any]:
+    defaults = _defaults.get(cls)
+    if defaults is None:
+        defaults = {
+            f.name: f.default
+            for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING
+        }
+        _defaults[cls] = defaults
+    return defaults
+
+
 def _to_wire(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: _to_wire(getattr(value, name)) for name, _tp, _d in _schema(type(value))}
+        # A field at its default is left out: the decoder fills it in, and an agent that
+        # predates the field still accepts the frame while the field is unused.
+        defaults = _defaults_of(type(value))
+        return {
+            name: _to_wire(getattr(value, name))
+            for name, _tp, _d in _schema(type(value))
+            if name not in defaults or getattr(value, name) != defaults[name]
+        }
     if isinstance(value, tuple):
         return [_to_wire(v) for v in value]
     return value

@@ -136,7 +136,9 @@ class LeaseAck:
 
 @dataclass(frozen=True, slots=True)
 class ObjectManifest:
-    """What the site knows of one URL: digest and size once known, the chunks so far."""
+    """What the site knows of one URL: digest and size once known, the chunks so far, and the
+    origin's Content-Type, ETag and Last-Modified (header text as the origin sent it), so every
+    member answers with them and with 304 as the seeder does."""
 
     url: str
     digest: bytes | None
@@ -144,6 +146,9 @@ class ObjectManifest:
     chunk_size: int
     chunks: tuple[bytes, ...]
     complete: bool
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,14 +171,19 @@ class Lookup:
 class FetchRequest:
     """Ask the seeder for ``url``: it starts the one origin fetch unless one runs already.
 
-    ``revalidate`` (apt index files): the seeder checks the origin for a newer version, at most
-    once per ``apt.index_window_s`` for the whole site.
+    ``revalidate`` (apt index files, tags): the seeder checks the origin for a newer version,
+    at most once per freshness window for the whole site; ``revalidate_with`` names an object
+    whose newer revalidation makes this one due too. ``door`` and ``headers`` (``"Name: value"``)
+    are the asking door's upstream request: the seeder signs it with its own hook for that door.
     """
 
     request_id: int
     url: str
     sha256: bytes | None = None
     revalidate: bool = False
+    revalidate_with: str | None = None
+    door: str = ""
+    headers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,15 +8,24 @@ from dataclasses import dataclass, field
 
 import trio
 
-from frumitcache.apt._requests import FileKind
-from frumitcache.apt._source import Content, ContentInfo, Origin
+from frumitcache.content import (
+    Content,
+    ContentInfo,
+    ContentRequest,
+    HttpMeta,
+    Piece,
+    Provenance,
+    UpstreamAuth,
+    http_date,
+)
 from frumitcache.errors import FrumitcacheError
+from frumitcache.origin import Door
 
 
 @dataclass
 class OpenCall:
     url: str
-    kind: FileKind
+    freshness: str
     expected_sha256: str | None
     expected_size: int | None
 
@@ -32,6 +41,10 @@ class MemoryContent:
     async def read(self, start: int, end: int) -> AsyncIterator[AsyncIterator[bytes]]:
         yield self._pieces(start, end)
 
+    @asynccontextmanager
+    async def read_files(self, start: int, end: int) -> AsyncIterator[AsyncIterator[Piece]]:
+        yield self._pieces(start, end)
+
     async def _pieces(self, start: int, end: int) -> AsyncIterator[bytes]:
         # No digest check here: the tests of digest checks run the product's own source.
         for pos in range(start, end, self.piece):
@@ -41,6 +54,8 @@ class MemoryContent:
 
 @dataclass
 class MemorySource:
+    """An in-memory :class:`frumitcache.content.ContentSource`."""
+
     files: dict[str, tuple[bytes, float]] = field(default_factory=dict)
     errors: dict[str, FrumitcacheError] = field(default_factory=dict)
     calls: list[OpenCall] = field(default_factory=list)
@@ -49,16 +64,13 @@ class MemorySource:
     def add(self, url: str, data: bytes, last_modified: float = 1_700_000_000.0) -> None:
         self.files[url] = (data, last_modified)
 
-    async def open(
-        self,
-        url: str,
-        *,
-        kind: FileKind,
-        expected_sha256: str | None = None,
-        expected_size: int | None = None,
-        revalidate: bool = False,
-    ) -> Content:
-        self.calls.append(OpenCall(url, kind, expected_sha256, expected_size))
+    def set_upstream_auth(self, door: Door, auth: UpstreamAuth) -> None:
+        raise NotImplementedError
+
+    async def open(self, request: ContentRequest) -> Content:
+        url = request.url
+        sha = request.sha256.hex() if request.sha256 is not None else None
+        self.calls.append(OpenCall(url, request.freshness, sha, request.size))
         await trio.lowlevel.checkpoint()
         if url in self.errors:
             raise self.errors[url]
@@ -67,17 +79,15 @@ class MemorySource:
         if url not in self.files:
             raise OriginStatusError(f"{url}: 404", status=404)
         data, lm = self.files[url]
-        source: Origin = "local" if url in self.held else "uplink"
+        source: Provenance = "local" if url in self.held else "uplink"
         self.held.add(url)
         info = ContentInfo(
             size=len(data),
-            last_modified=lm,
-            etag=f'"{len(data)}"',
-            content_type=None,
             sha256=None,
-            source=source,
+            meta=HttpMeta(None, f'"{len(data)}"', http_date(lm)),
+            provenance=source,
         )
-        return MemoryContent(data, info, expected_sha256)
+        return MemoryContent(data, info, sha)
 
 
 @dataclass

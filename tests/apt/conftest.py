@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from frumitcache.apt import AptProxy, HashBook, LocalSource
+from frumitcache.agent import ContentService
+from frumitcache.apt import AptProxy, HashBook
 from frumitcache.config import AptConfig, OriginConfig
+from frumitcache.content import ContentSource
 from frumitcache.testing.aptrepo import PACKAGES as PACKAGES  # re-exported for tests/agent
 from frumitcache.testing.aptrepo import (
     AptClient,
@@ -45,7 +47,7 @@ def repo_builder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RepoBuild
 
 @dataclass
 class OneNode:
-    """A one-node agent (store + fetcher + LocalSource + AptProxy) and its test origin."""
+    """A one-node agent (store + fetcher + content service + AptProxy) and its test origin."""
 
     root: Path  # what the origin serves
     builder: RepoBuilder
@@ -57,7 +59,7 @@ class OneNode:
     proxy: AptProxy = field(init=False)
     proxy_addr: tuple[str, int] = ("", 0)
     store: object = None
-    source: LocalSource = field(init=False)
+    source: ContentSource = field(init=False)
     _origin_scope: trio.CancelScope | None = None
     _clients: int = 0
     clock_offset: float = 0.0
@@ -131,9 +133,10 @@ async def one_node(repo_builder: RepoBuilder, tmp_path: Path) -> AsyncIterator[O
                 index_window_s=WINDOW_S,
             )
             node.store = store
-            node.source = LocalSource(
+            content = ContentService(
                 store, fetcher, nursery, index_window_s=WINDOW_S, clock=node.clock
             )
+            node.source = content.source
             node.proxy = AptProxy(config, node.source, hashes=hashes)
             node.proxy_addr = await nursery.start(node.proxy.serve)
             yield node

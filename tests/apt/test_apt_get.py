@@ -114,7 +114,7 @@ async def test_corrupt_deb_at_origin(one_node: OneNode) -> None:
 
 
 async def test_offline_mode(one_node: OneNode, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="frumitcache.apt")
+    caplog.set_level(logging.INFO, logger="frumitcache.content")
     warm = one_node.client()
     with trio.fail_after(60):
         await update_and_download(warm)
@@ -124,7 +124,7 @@ async def test_offline_mode(one_node: OneNode, caplog: pytest.LogCaptureFixture)
     with trio.fail_after(90):
         await update_and_download(cold)
     assert cold.downloaded() == origin_debs(one_node)
-    assert "unreachable, serving the stored copy (offline)" in caplog.text
+    assert "fetch.offline" in caplog.text  # the content seam served the held copies
     # Something never fetched before cannot be served: an honest 504 with a clear body.
     url = f"http://{one_node.origin_authority}/debian/pool/main/never_1.0_all.deb"
     with trio.fail_after(30):

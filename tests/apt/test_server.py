@@ -14,7 +14,8 @@ import trio
 import trio.testing
 from trio.testing import MockClock
 
-from frumitcache.apt import AptProxy, HashBook, LocalSource, SiteStatus
+from frumitcache.agent import ContentService
+from frumitcache.apt import AptProxy, HashBook, SiteStatus
 from frumitcache.config import AptConfig, OriginConfig
 from frumitcache.content import http_date
 from frumitcache.errors import OriginUnreachableError
@@ -195,7 +196,7 @@ async def test_metrics(proxy: AptProxy) -> None:
 
 @dataclass
 class RealNode:
-    """The proxy over the product's own source: store, origin fetcher, LocalSource, and a
+    """The proxy over the product's own source: store, origin fetcher, content service, and a
     test origin on loopback. Digest mismatches here are raised by the fetcher, not a fake."""
 
     origin: OriginServer
@@ -225,8 +226,8 @@ async def real_node(
             address, port = at or (loopback_address(), 0)
             port = await nursery.start(origin.serve, address, port)
             authority = f"{address}:{port}"
-            source = LocalSource(store, fetcher, nursery, index_window_s=30.0)
-            proxy = AptProxy(config(allowed_hosts=[authority]), source, hashes=book)
+            content = ContentService(store, fetcher, nursery, index_window_s=30.0)
+            proxy = AptProxy(config(allowed_hosts=[authority]), content.source, hashes=book)
             proxy.bound = await nursery.start(proxy.serve)  # type: ignore[attr-defined]
             yield RealNode(origin, authority, store, proxy)
             nursery.cancel_scope.cancel()
@@ -427,14 +428,10 @@ def test_public_surface() -> None:
     assert sorted(apt.__all__) == sorted(
         [
             "AptProxy",
-            "Content",
-            "ContentInfo",
-            "ContentSource",
             "Expected",
             "FileKind",
             "HashBook",
             "IndexEntry",
-            "LocalSource",
             "ProxyMetrics",
             "Rejection",
             "SiteStatus",

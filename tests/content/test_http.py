@@ -210,3 +210,14 @@ def test_if_none_match_without_a_stored_etag_sends_the_body() -> None:
 )
 def test_http_status_of_each_error(exc: FrumitcacheError, status: int) -> None:
     assert http_status(exc) == status
+
+
+def test_freshness_window_stays_bounded() -> None:
+    w = FreshnessWindow(30.0, max_entries=3)
+    for i in range(5):
+        w.mark(f"u{i}", 100.0 + i)
+    assert [w.last(f"u{i}") for i in range(5)] == [None, None, 102.0, 103.0, 104.0]
+    w.mark("u2", 105.0)  # a fresh mark moves it to the young end
+    w.mark("u5", 106.0)
+    assert w.last("u2") == 105.0
+    assert w.last("u3") is None

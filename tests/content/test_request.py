@@ -29,6 +29,7 @@ def test_exports_are_pinned() -> None:
         "UpstreamAuth",
         "http_date",
         "http_status",
+        "open_piece",
         "parse_http_date",
         "plan_response",
         "send_piece",

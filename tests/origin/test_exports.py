@@ -11,7 +11,7 @@ from frumitcache.origin import OriginFetcher
 def test_public_names() -> None:
     assert sorted(frumitcache.origin.__all__) == sorted([
         "META_CONTENT_TYPE", "META_ETAG", "META_FETCHED_AT", "META_LAST_MODIFIED", "Action",
-        "AllowList", "AllowPolicy", "Door",
+        "AllowList", "AllowPolicy", "Authorizer", "Door",
         "FetchInfo", "OriginFetcher", "OriginStats", "RateMeter", "Step", "TokenBucket",
         "parse_content_range", "plan_response",
     ])

@@ -1,0 +1,101 @@
+"""One URL being brought into this node's store, however many callers wait for it.
+
+The content service keeps one :class:`Flight` per URL (the one single-flight of the content
+path): the front doors, the library and other members' requests all join it. It runs in the
+agent's nursery, not a caller's, so a caller that hangs up does not abort a fetch others share.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from frumitcache.content import HttpMeta, Provenance
+from frumitcache.errors import FrumitcacheError
+from frumitcache.origin import Door, FetchInfo
+from frumitcache.store import Manifest
+
+
+class Flight:
+    """``writing`` is set while a writer for the URL exists (callers may follow it),
+    ``changed`` fires on every hand-over (member -> seeder) and size news, ``done`` when the
+    flight ends (``error`` set if it failed). ``cached``: the origin (or the seeder) confirmed
+    the copy already held, no new bytes came."""
+
+    def __init__(
+        self,
+        url: str,
+        sha256: bytes | None,
+        *,
+        revalidate: bool = False,
+        door: Door = "site",
+        headers: tuple[tuple[str, str], ...] = (),
+        revalidate_with: str | None = None,
+        auth_door: str = "",
+    ) -> None:
+        self.url = url
+        self.door: Door = door  # whose allow-list the origin fetch (and its redirects) obeys
+        self.sha256 = sha256
+        self.revalidate = revalidate
+        self.revalidate_with = revalidate_with
+        self.headers = headers  # the asking door's upstream request headers
+        self.auth_door = auth_door or door  # whose UpstreamAuth signs the origin requests
+        self.meta = HttpMeta()
+        self.cached = False
+        self.manifest: Manifest | None = None
+        self.provenance: Provenance = "uplink"
+        self.size: int | None = None
+        self.writing = trio.Event()
+        self.changed = trio.Event()
+        self.done = trio.Event()
+        self.error: FrumitcacheError | None = None
+        self.failovers = 0
+
+    # Handed to the origin fetcher as its task_status: "the writer exists, the size is known".
+    def started(self, value: FetchInfo | None = None) -> None:
+        if value is not None:
+            self.meta = HttpMeta(value.content_type, value.etag, value.last_modified)
+            self.cached = value.cached
+            if value.size is not None:
+                self.size = value.size
+        self.writing.set()
+        self.handover()
+
+    def handover(self) -> None:
+        event, self.changed = self.changed, trio.Event()
+        event.set()
+
+    async def wait_started(self) -> None:
+        """Until the size and metadata are known (a writer runs, or the object is complete),
+        or the flight ended."""
+        while not self.done.is_set() and (not self.writing.is_set() or self.size is None):
+            await wait_any(self.changed, self.done)
+
+    async def wait(self) -> Manifest:
+        """Until the flight ended: its manifest, or its error raised."""
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        if self.manifest is None:
+            raise FrumitcacheError(f"{self.url}: the fetch ended without a complete object")
+        return self.manifest
+
+
+async def wait_any(*events: trio.Event) -> None:
+    """Until the first of ``events`` is set."""
+
+    async def wait_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
+        await event.wait()
+        scope.cancel()
+
+    async with trio.open_nursery() as waiters:
+        for event in events:
+            waiters.start_soon(wait_then_cancel, event, waiters.cancel_scope)
+
+
+def first_error(group: BaseExceptionGroup[FrumitcacheError]) -> FrumitcacheError:
+    """The first leaf of a group of our errors (tasks that fail together fail for one cause)."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, FrumitcacheError)
+    return leaf

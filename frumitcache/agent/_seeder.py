@@ -1,0 +1,264 @@
+"""The seeder's side of the content path: the one origin fetch of the site.
+
+A member's ``FetchRequest`` starts (or joins) the flight for its URL here; every chunk is
+announced to the site the moment it is stored, so members pull it while the rest still
+arrives. After a failover the new seeder first pulls the chunks live members already hold,
+then resumes the origin with HTTP Range after them. A seeder that loses its lease stops
+fetching at once (fencing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypedDict
+
+import trio
+
+from frumitcache._log import get_logger
+from frumitcache.agent._flight import Flight, first_error
+from frumitcache.agent._member import SeederChanged, wire_manifest
+from frumitcache.content import ContentRequest
+from frumitcache.errors import (
+    DigestMismatchError,
+    FrumitcacheError,
+    NotInStoreError,
+    PeerError,
+    ProtocolError,
+)
+from frumitcache.origin import Door, FetchInfo
+from frumitcache.site import ErrorReply, FetchRequest, ObjectInfo, ObjectManifest
+from frumitcache.swarm import ChunkRef
+
+if TYPE_CHECKING:
+    from frumitcache.agent._content import ContentService
+
+log = get_logger("content")
+
+# How often a seeder checks it still holds its lease while fetching (fencing).
+_FENCE_CHECK_S = 0.2
+
+
+class SeederRole:
+    def __init__(self, service: ContentService) -> None:
+        self._svc = service
+
+    async def on_fetch_request(
+        self, sender: str, request: FetchRequest
+    ) -> ObjectInfo | ErrorReply:
+        """A member asks the seeder for ``request.url``: start (or join) the one fetch."""
+        svc = self._svc
+        site = svc.site
+        assert site is not None
+        store = svc.store
+        catalogue = site.parts()[0].catalogue
+        # The seeder decides, not the member: a URL none of its doors admits is refused here
+        # (and the uplink client checks it, and every redirect, again).
+        svc.check(request.url, "site")
+        upstream = _upstream_of(request)
+        if isinstance(upstream, ErrorReply):
+            return upstream
+        if request.revalidate and self._revalidation_due(request.url, request.revalidate_with):
+            # What the catalogue says may be stale: it is rebuilt from the revalidated object.
+            catalogue.forget(request.url)
+            svc.ensure(request.url, request.sha256, revalidate=True, **upstream)
+            return catalogue.info(request.url, request_id=request.request_id, fetching=True)
+        manifest = store.lookup(request.url)
+        if manifest is None and request.sha256 is not None:
+            manifest = store.lookup(request.sha256)
+        if manifest is not None:
+            if request.sha256 is not None and manifest.digest != request.sha256:
+                return ErrorReply(
+                    request.request_id,
+                    DigestMismatchError.code,
+                    f"{request.url} is stored with another SHA-256",
+                )
+            known = catalogue.get(request.url)
+            if known is None or not known.complete:
+                catalogue.put_manifest(wire_manifest(request.url, manifest))
+                for digest in manifest.chunks:
+                    catalogue.add_holder(digest, site.node_id)
+            return catalogue.info(request.url, request_id=request.request_id)
+        if request.sha256 is not None and self._alias_by_digest(request.url, request.sha256):
+            # Some member holds these bytes under another name (an imported .deb, another
+            # mirror): content addressing makes the uplink unnecessary.
+            return catalogue.info(request.url, request_id=request.request_id)
+        svc.ensure(request.url, request.sha256, **upstream)
+        return catalogue.info(request.url, request_id=request.request_id, fetching=True)
+
+    def _alias_by_digest(self, url: str, sha256: bytes) -> bool:
+        """Record ``url`` as a name of a complete object the site holds by digest."""
+        site = self._svc.site
+        assert site is not None
+        catalogue = site.parts()[0].catalogue
+        known = catalogue.get(f"sha256:{sha256.hex()}")
+        if known is None or not known.complete or known.digest != sha256:
+            return False
+        if not all(catalogue.holders(d).full for d in known.chunks):
+            return False
+        catalogue.put_manifest(dataclasses.replace(known, url=url))
+        return True
+
+    def _revalidation_due(self, url: str, tied_to: str | None) -> bool:
+        """May the origin be asked about ``url`` again (once per window for the site)?"""
+        flight = self._svc.flights.get(url)
+        if flight is not None and flight.revalidate:
+            return False  # one is running: join it
+        return self._svc.window.due(url, self._svc.clock(), tied_to=tied_to)
+
+    async def fetch(self, flight: Flight, *, after_failover: bool = False) -> None:
+        svc = self._svc
+        site = svc.site
+        assert site is not None
+        node, _ = site.parts()
+        store = svc.store
+        due = svc.window.due(flight.url, svc.clock(), tied_to=flight.revalidate_with)
+        if flight.revalidate and not due:
+            # The site asked the origin about it within the window: what is held is current.
+            flight.revalidate = False
+        await self._pull_held_prefix(flight, after_failover=after_failover)
+        flight.provenance = "uplink"
+        try:
+            async with trio.open_nursery(strict_exception_groups=True) as nursery:
+                fence = trio.CancelScope()
+                nursery.start_soon(self._fence, fence, nursery.cancel_scope)
+                info: FetchInfo = await nursery.start(svc.fetch_origin, flight)
+                if not info.cached:
+                    # Members can take each chunk the moment it is announced once they know
+                    # where the object ends (without the size they must lag one chunk), and
+                    # answer with the origin's metadata from the start.
+                    await node.announce_object(
+                        ObjectManifest(
+                            flight.url,
+                            None,
+                            info.size,
+                            store.chunk_size,
+                            tuple(store.partial_chunks(flight.url)),
+                            False,
+                            info.content_type,
+                            info.etag,
+                            info.last_modified,
+                        )
+                    )
+                async for index, digest in store.watch_chunks(flight.url):
+                    await node.announce_chunk(flight.url, index, digest, store.chunk_size)
+                    await site.seed_chunk(digest)
+                fence.cancel()
+        except BaseExceptionGroup as group:
+            ours, _ = group.split(FrumitcacheError)
+            if ours is not None:
+                exc = first_error(ours)
+                await node.announce_failure(
+                    flight.url, exc.code, str(exc), getattr(exc, "status", 0) or 0
+                )
+                raise exc from None
+            raise
+        manifest = store.lookup(flight.url)
+        if manifest is None:
+            if not site.is_seeder():
+                raise SeederChanged()
+            raise NotInStoreError(f"{flight.url}: fetch ended without a complete object")
+        flight.manifest = manifest
+        svc.stats.fetched_origin += 1
+        await node.announce_object(wire_manifest(flight.url, manifest, store.key_meta(flight.url)))
+
+    async def _fence(self, fence: trio.CancelScope, fetch: trio.CancelScope) -> None:
+        """Fencing: a seeder that loses its lease stops fetching at once."""
+        site = self._svc.site
+        assert site is not None
+        with fence:
+            while True:
+                await trio.sleep(_FENCE_CHECK_S)
+                if not site.is_seeder():
+                    log.warning("seeder.fenced", detail="lease lost; origin fetch stopped")
+                    fetch.cancel()
+                    return
+
+    async def _pull_held_prefix(self, flight: Flight, *, after_failover: bool) -> None:
+        """After a failover: bring in the chunks live members already hold, so the origin
+        fetch resumes (with Range) after them instead of starting over."""
+        site = self._svc.site
+        assert site is not None
+        store = self._svc.store
+        node, chunks = site.parts()
+        if after_failover:
+            # Members report what they hold to a new seeder (Have); give the reports a moment
+            # to arrive so the origin resumes after every chunk the site still has.
+            await _settle(lambda: _known_chunks(node.catalogue.get(flight.url)))
+        info = node.catalogue.info(flight.url)
+        manifest = info.manifest
+        if manifest is None or manifest.complete or not manifest.chunks:
+            return
+        writer = store.open_writer(flight.url, expected_digest=flight.sha256)
+        try:
+            if list(writer.chunks) != list(manifest.chunks[: len(writer.chunks)]):
+                await writer.discard()
+                writer = store.open_writer(flight.url, expected_digest=flight.sha256)
+            flight.writing.set()
+            flight.handover()
+            for index in range(len(writer.chunks), len(manifest.chunks)):
+                holders = site.holders(
+                    info.holders[index].full if index < len(info.holders) else ()
+                )
+                if not holders:
+                    break
+                digest = manifest.chunks[index]
+                try:
+                    await chunks.fetch(ChunkRef(digest.hex(), manifest.chunk_size), holders)
+                except (PeerError, DigestMismatchError) as exc:
+                    log.info(
+                        "resume.chunk-unavailable", url=flight.url, index=index, detail=str(exc)
+                    )
+                    break
+                await writer.add_chunk(digest)
+            if writer.chunks:
+                log.info("resume.prefix", url=flight.url, chunks=len(writer.chunks))
+        finally:
+            with trio.CancelScope(shield=True):
+                await writer.abort()  # keeps the chunks: the origin fetch resumes after them
+            flight.handover()
+
+
+class _Upstream(TypedDict):
+    door: Door
+    headers: tuple[tuple[str, str], ...]
+    revalidate_with: str | None
+    auth_door: str
+
+
+def _upstream_of(request: FetchRequest) -> _Upstream | ErrorReply:
+    """How the seeder fetches a member's request: under the union of its allow-lists
+    (``site``), with the asking door's headers, signed by its own hook for that door."""
+    pairs = []
+    for line in request.headers:
+        name, sep, value = line.partition(":")
+        if not sep:
+            return ErrorReply(request.request_id, ProtocolError.code, f"bad header {line[:40]!r}")
+        pairs.append((name.strip(), value.strip()))
+    try:
+        ContentRequest(request.url, "site", headers=tuple(pairs))  # the seam's header rules
+    except ProtocolError as exc:
+        return ErrorReply(request.request_id, exc.code, str(exc))
+    return _Upstream(
+        door="site",
+        headers=tuple(pairs),
+        revalidate_with=request.revalidate_with,
+        auth_door=request.door,
+    )
+
+
+def _known_chunks(manifest: ObjectManifest | None) -> int:
+    return -1 if manifest is None else len(manifest.chunks)
+
+
+async def _settle(
+    measure: Callable[[], int], *, quiet_s: float = 0.5, limit_s: float = 2.0
+) -> None:
+    """Wait until ``measure()`` has not changed for ``quiet_s`` (at most ``limit_s``)."""
+    with trio.move_on_after(limit_s):
+        last, since = measure(), trio.current_time()
+        while trio.current_time() - since < quiet_s:
+            await trio.sleep(0.1)
+            now = measure()
+            if now != last:
+                last, since = now, trio.current_time()
