@@ -172,8 +172,9 @@ class MemberPlan:
             return []
         known_length = self.complete or self.size is not None
         end = len(self.digests) if known_length else max(len(self.digests) - 1, 0)
-        first = max(self._offered, self.start)
-        fresh = set(range(first, end))
+        # Every index is offered once, held ones too (the puller completes an object only
+        # when all were offered; the shell's sink skips the first ``start``, already held).
+        fresh = set(range(self._offered, end))
         self._offered = max(self._offered, end)
         indexes = sorted(fresh | {i for i in self._more if i >= self.start})
         self._more.clear()

@@ -41,9 +41,17 @@ async def open_piece(piece: Piece) -> AsyncIterator[Body]:
         yield FileRange(f.fileno(), piece.offset, piece.count)
 
 
-async def send_piece(conn: h11.Connection, stream: trio.abc.Stream, body: Body) -> None:
-    """Send one opened piece; raises ``trio.BrokenResourceError`` when the client went away
-    and ``EOFError`` when a chunk file is shorter than the piece claims (drop the connection)."""
+async def send_piece(
+    conn: h11.Connection, stream: trio.abc.Stream, body: Piece | FileRange
+) -> None:
+    """Send one piece (opened by :func:`open_piece`, or a :class:`ChunkFile` opened here);
+    raises ``trio.BrokenResourceError`` when the client went away, ``EOFError`` when a chunk
+    file is shorter than the piece claims (drop the connection), and
+    :class:`~frumitcache.errors.StoreError` when a chunk file cannot be opened."""
+    if isinstance(body, ChunkFile):
+        async with open_piece(body) as opened:
+            await send_piece(conn, stream, opened)
+        return
     if isinstance(body, FileRange):
         if isinstance(stream, trio.SocketStream):
             await send_body(conn, stream, body)

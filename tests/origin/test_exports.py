@@ -22,6 +22,7 @@ def test_public_names() -> None:
 def test_fetch_signature() -> None:
     params = inspect.signature(OriginFetcher.fetch).parameters
     assert list(params) == [
-        "self", "url", "expected_digest", "expected_size", "revalidate", "door", "task_status",
+        "self", "url", "expected_digest", "expected_size", "revalidate", "door", "headers",
+        "auth", "task_status",
     ]
     assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in list(params)[2:])
