@@ -11,6 +11,7 @@ before the response head goes out and the client gets an honest status instead o
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,8 @@ from frumitcache.content._response import ChunkFile, Piece
 from frumitcache.errors import StoreError
 
 Body = bytes | FileRange
+# Waits before retrying an open that ran out of descriptors; None: give up (about 1.5 s).
+_EMFILE_BACKOFF_S = (0.02, 0.05, 0.1, 0.2, 0.4, 0.7, None)
 
 
 @asynccontextmanager
@@ -31,12 +34,20 @@ async def open_piece(piece: Piece) -> AsyncIterator[Body]:
     if not isinstance(piece, ChunkFile):
         yield piece
         return
-    try:
-        f = await trio.open_file(piece.path, "rb")
-    except OSError as exc:
-        raise StoreError(
-            f"cannot open chunk file {piece.path.name}: {exc.strerror or exc}"
-        ) from exc
+    f = None
+    for delay in _EMFILE_BACKOFF_S:
+        try:
+            f = await trio.open_file(piece.path, "rb")
+            break
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE) or delay is None:
+                raise StoreError(
+                    f"cannot open chunk file {piece.path.name}: {exc.strerror or exc}"
+                ) from exc
+            # Out of descriptors is usually brief (other sends finish, idle connections are
+            # closed): wait a little rather than fail a request that would succeed.
+            await trio.sleep(delay)
+    assert f is not None
     async with f:
         yield FileRange(f.fileno(), piece.offset, piece.count)
 
