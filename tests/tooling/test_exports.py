@@ -21,7 +21,7 @@ PACKAGES = sorted(
 )
 
 PINNED = {
-    "agent": ["Agent", "AgentInfo"],
+    "agent": ["Agent", "AgentInfo", "ContentService"],
     "cli": ["main"],
     "config": [
         "AptConfig", "Config", "ControlConfig", "GiB", "KiB", "LogConfig", "MiB", "NodeConfig",

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2] / "frumitcache"
 
 PURE = [
     "_rate.py",
+    "agent/_plan.py",
     "content/_http.py",
     "content/_request.py",
     "content/_window.py",
