@@ -16,22 +16,25 @@ to whom everything is writable. Reachability of the site's other members is not 
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import ipaddress
 import os
 import pwd
-import re
-import shlex
 import socket
 import stat
-import sys
 import tempfile
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from frumitcache.agent._aptconf import read_apt_config
+from frumitcache.agent._procnet import (
+    WILDCARDS,
+    agent_hosts,
+    command_line,
+    is_agent,
+    is_loopback,
+    socket_holders,
+)
 from frumitcache.config import Config
 
 SERVICE_USER = "frumitcache"
@@ -186,7 +189,7 @@ def check_key_file(config: Config, user: ServiceUser | None = None) -> Check:
     name = "site key"
     key_file = config.site.key_file
     if not key_file:
-        lonely = not config.site.peers and _is_loopback(config.node.address)
+        lonely = not config.site.peers and is_loopback(config.node.address)
         if lonely:
             return Check(
                 name,
@@ -427,13 +430,13 @@ def _who_holds(
     port: int,
     agent: AgentCredentials | None,
 ) -> Check:
-    holders = list(_socket_holders(proto, port, host))
+    holders = list(socket_holders(proto, port, host))
     for pid, uid in holders:
-        if pid is not None and ((agent is not None and pid == agent.pid) or _is_agent(pid)):
+        if pid is not None and ((agent is not None and pid == agent.pid) or is_agent(pid)):
             return Check(name, True, f"{where} ({key}) is held by the agent (pid {pid})")
         if pid is None and agent is not None and uid == agent.uid:
             return Check(name, True, f"{where} ({key}) is held by the agent's user (uid {uid})")
-    culprits = [f"pid {pid} ({_command(pid)})" for pid, _uid in holders if pid is not None]
+    culprits = [f"pid {pid} ({command_line(pid)})" for pid, _uid in holders if pid is not None]
     if culprits:
         return Check(
             name,
@@ -449,130 +452,7 @@ def _who_holds(
     )
 
 
-_PROC_NET = {"tcp": ("tcp", "tcp6"), "udp": ("udp", "udp6")}
-_LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp; unbound UDP sockets show state 07
-
-
-def _proc_address(field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """The address of a ``/proc/net`` ``HEX:PORT`` field (each 32-bit word in host order)."""
-    raw = bytes.fromhex(field.rpartition(":")[0])
-    if sys.byteorder == "little":
-        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-    return ipaddress.ip_address(raw)
-
-
-def _overlaps(bound: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str) -> bool:
-    """Whether a socket bound to ``bound`` takes the address ``host`` wants (either is a
-    wildcard, they are equal, or one is the other's IPv4-mapped form)."""
-    try:
-        wanted = ipaddress.ip_address(host.strip("[]").partition("%")[0])
-    except ValueError:
-        return True  # a name, not an address: be conservative
-    if bound.is_unspecified or wanted.is_unspecified:
-        return True
-    if isinstance(bound, ipaddress.IPv6Address) and bound.ipv4_mapped is not None:
-        bound = bound.ipv4_mapped
-    return bound == wanted
-
-
-def _socket_holders(
-    proto: str, port: int, host: str = "::", proc: Path = Path("/proc")
-) -> Iterator[tuple[int | None, int]]:
-    """``(pid or None, uid)`` of each socket bound to ``port`` (a listener for TCP) at an
-    address that takes ``host`` (the same one, or a wildcard)."""
-    inodes: dict[int, int] = {}
-    for table in _PROC_NET[proto]:
-        try:
-            lines = (proc / "net" / table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if len(parts) < 10:
-                continue
-            local, state = parts[1], parts[3]
-            if int(local.rpartition(":")[2], 16) != port:
-                continue
-            try:
-                if not _overlaps(_proc_address(local), host):
-                    continue
-            except ValueError:
-                pass  # a line we cannot read: keep it, as before
-            if proto == "tcp" and state != _LISTEN:
-                continue
-            inodes[int(parts[9])] = int(parts[7])
-    pids = _pids_of_inodes(set(inodes), proc)
-    for inode, uid in inodes.items():
-        yield pids.get(inode), uid
-
-
-def _pids_of_inodes(inodes: set[int], proc: Path) -> dict[int, int]:
-    """Which process holds each socket inode; only the processes we may look into (all as root)."""
-    found: dict[int, int] = {}
-    if not inodes:
-        return found
-    for entry in _iter_pids(proc):
-        with contextlib.suppress(OSError):
-            for fd in (proc / str(entry) / "fd").iterdir():
-                m = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(fd))
-                if m and int(m.group(1)) in inodes:
-                    found[int(m.group(1))] = entry
-    return found
-
-
-def _iter_pids(proc: Path) -> Iterable[int]:
-    try:
-        names = os.listdir(proc)
-    except OSError:
-        return []
-    return sorted(int(n) for n in names if n.isdigit())
-
-
-def _argv(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def _command(pid: int) -> str:
-    argv = _argv(pid)
-    return shlex.join(argv)[:80] if argv else "?"
-
-
-def _is_agent(pid: int) -> bool:
-    """``frumitcache agent ...`` or ``python -m frumitcache agent ...``."""
-    argv = _argv(pid)
-    for i, arg in enumerate(argv):
-        if os.path.basename(arg) == "frumitcache":
-            return "agent" in argv[i + 1 :]
-    return False
-
-
 # --- apt -------------------------------------------------------------------------------------
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-_WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104 - names the wildcard, binds nothing
-
-
-def _agent_hosts(config: Config) -> set[str]:
-    """Host names under which apt reaches this node's proxy."""
-    listen = config.apt.listen
-    if listen in _WILDCARDS:
-        return {"127.0.0.1", "localhost", "::1", config.node.address, socket.gethostname()}
-    if _is_loopback(listen):
-        return {listen, "localhost"}
-    return {listen}
 
 
 def check_apt(config: Config, apt_dir: Path = Path("/etc/apt")) -> Check:
@@ -581,7 +461,7 @@ def check_apt(config: Config, apt_dir: Path = Path("/etc/apt")) -> Check:
     if not config.apt.enabled:
         return Check(name, True, "the apt proxy is disabled (apt.enabled = false)")
     settings = read_apt_config(apt_dir)
-    host = "127.0.0.1" if config.apt.listen in _WILDCARDS else config.apt.listen
+    host = "127.0.0.1" if config.apt.listen in WILDCARDS else config.apt.listen
     want = f"http://{host}:{config.apt.port}"
     hint = (
         f"install deploy/apt/01frumitcache as {apt_dir}/apt.conf.d/01frumitcache "
@@ -591,7 +471,7 @@ def check_apt(config: Config, apt_dir: Path = Path("/etc/apt")) -> Check:
     if proxy:
         url = urlsplit(proxy)
         port = url.port or 80
-        ours = url.hostname in _agent_hosts(config) and port == config.apt.port
+        ours = url.hostname in agent_hosts(config) and port == config.apt.port
         if url.scheme == "http" and ours:
             return Check(name, True, f'apt uses the agent: Acquire::http::Proxy "{proxy}"')
         return Check(
@@ -614,142 +494,3 @@ def check_apt(config: Config, apt_dir: Path = Path("/etc/apt")) -> Check:
         f"apt uses no proxy ({apt_dir}/apt.conf.d/* sets no Acquire::http::Proxy)",
         hint,
     )
-
-
-_CONF_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def apt_config_files(apt_dir: Path) -> list[Path]:
-    """The files apt reads, in its order: ``apt.conf.d/*`` sorted, then ``apt.conf``.
-
-    Like apt, only names of ``[A-Za-z0-9_.-]`` with no extension or ``.conf`` count (so
-    ``x.dpkg-old`` and ``x.disabled`` are ignored).
-    """
-    files: list[Path] = []
-    parts = apt_dir / "apt.conf.d"
-    with contextlib.suppress(OSError):
-        for entry in sorted(parts.iterdir(), key=lambda p: p.name):
-            if not _CONF_NAME.match(entry.name) or entry.name.startswith("."):
-                continue
-            if "." in entry.name and not entry.name.endswith(".conf"):
-                continue
-            if entry.is_file():
-                files.append(entry)
-    main = apt_dir / "apt.conf"
-    if main.is_file():
-        files.append(main)
-    return files
-
-
-def read_apt_config(apt_dir: Path) -> dict[str, str]:
-    """apt's effective scalar settings from ``apt_dir`` (keys lower-cased, last one wins)."""
-    settings: dict[str, str] = {}
-    for path in apt_config_files(apt_dir):
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        for key, value in parse_apt_conf(text):
-            if value is None:
-                for k in [k for k in settings if k == key or k.startswith(key + "::")]:
-                    del settings[k]
-            else:
-                settings[key] = value
-    return settings
-
-
-_TOKEN = re.compile(
-    r'"(?P<str>[^"]*)"'  # apt strings have no escapes
-    r"|(?P<punct>[{};])"
-    r"|(?P<word>[^\s{};\"]+)"
-)
-
-
-def _strip_comments(text: str) -> tuple[str, list[str]]:
-    """Text without comments, and the ``#clear`` targets in order (``#include`` is ignored)."""
-    out: list[str] = []
-    cleared: list[str] = []
-    i, n = 0, len(text)
-    in_str = False
-    while i < n:
-        c = text[i]
-        if in_str:
-            out.append(c)
-            in_str = c != '"'
-            i += 1
-        elif c == '"':
-            out.append(c)
-            in_str = True
-            i += 1
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-        elif text.startswith("//", i) or c == "#":
-            end = text.find("\n", i)
-            line = text[i : n if end < 0 else end]
-            if line.startswith("#clear"):
-                cleared.extend(w.rstrip(";") for w in line.split()[1:])
-                out.append("\0")  # marks where the #clear took effect
-            i = n if end < 0 else end
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out), cleared
-
-
-def parse_apt_conf(text: str) -> list[tuple[str, str | None]]:
-    """apt.conf syntax to ``[(key, value)]`` in order; ``(key, None)`` is a ``#clear key``.
-
-    Handles ``A::B "v";``, nested ``A { B "v"; };``, comments (``//``, ``#``, ``/* */``) and
-    lists (``A { "x"; "y"; };``, reported as ``A`` = last item). Keys are lower-cased, as apt
-    matches them case-insensitively.
-    """
-    body, cleared = _strip_comments(text)
-    result: list[tuple[str, str | None]] = []
-    stack: list[str] = []
-    pending: list[str] = []
-    clear_iter = iter(cleared)
-    for segment_index, segment in enumerate(body.split("\0")):
-        if segment_index:
-            target = next(clear_iter, "")
-            if target:
-                result.append((target.lower(), None))
-        for m in _TOKEN.finditer(segment):
-            punct = m.group("punct")
-            if punct is None:
-                pending.append(m.group("str") if m.group("str") is not None else m.group("word"))
-                continue
-            if punct == "{":
-                if pending:
-                    stack.append(pending[0].lower())
-                    if len(pending) > 1:
-                        result.append(("::".join(stack), pending[1]))
-                else:
-                    stack.append("")
-            elif punct == ";":
-                if len(pending) >= 2:
-                    result.append(("::".join([*stack, pending[0].lower()]), pending[1]))
-                elif len(pending) == 1 and stack:
-                    result.append(("::".join(stack), pending[0]))  # a list item
-            elif stack:  # "}"
-                stack.pop()
-            pending = []
-    return [(k.strip(":"), v) for k, v in result]
-
-
-__all__ = [
-    "SERVICE_USER",
-    "AgentCredentials",
-    "Check",
-    "ServiceUser",
-    "apt_config_files",
-    "check_apt",
-    "check_control_socket",
-    "check_directory",
-    "check_key_file",
-    "check_ports",
-    "default_service_user",
-    "parse_apt_conf",
-    "read_apt_config",
-    "run_checks",
-]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from frumitcache.agent._aptconf import parse_apt_conf, read_apt_config
 from frumitcache.agent._doctor import (
     Check,
     ServiceUser,
@@ -22,8 +23,6 @@ from frumitcache.agent._doctor import (
     check_directory,
     check_key_file,
     check_ports,
-    parse_apt_conf,
-    read_apt_config,
     run_checks,
 )
 from frumitcache.config import Config, config_from_mapping
@@ -390,7 +389,7 @@ def test_unit_directories_not_yet_created_are_fine_for_the_service_user() -> Non
 
 
 def test_port_holders_match_the_address_too() -> None:
-    from frumitcache.agent._doctor import _socket_holders
+    from frumitcache.agent._procnet import socket_holders as _socket_holders
     from frumitcache.testing.net import loopback_address
 
     ours, other = loopback_address(), loopback_address()

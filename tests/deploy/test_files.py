@@ -156,7 +156,7 @@ def test_example_config_is_generated_from_the_code() -> None:
 
 
 def test_apt_snippet(tmp_path: Path) -> None:
-    from frumitcache.agent._doctor import apt_config_files, read_apt_config
+    from frumitcache.agent._aptconf import apt_config_files, read_apt_config
     from frumitcache.config import AptConfig
 
     text = (DEPLOY / "apt" / "01frumitcache").read_text()
