@@ -23,6 +23,8 @@ import trio
 
 from frumitcache._log import get_logger
 from frumitcache.agent._content import ContentService
+from frumitcache.agent._locate import held_bytes, locate_reply
+from frumitcache.agent._member import wire_manifest
 from frumitcache.agent._peerapi import request_keys, request_prefetch
 from frumitcache.control._protocol import (
     CacheListing,
@@ -185,7 +187,7 @@ class LibraryRequests:
         assert info is not None
         if info.manifest is None and digest is not None:
             raise NotInStoreError(f"no member of the site holds object {digest.hex()}")
-        return _locate_reply(info, fetching=info.fetching or self._content.is_fetching(info.url))
+        return locate_reply(info, fetching=info.fetching or self._content.is_fetching(info.url))
 
     async def _keys_from_members(self, digest: bytes) -> list[str]:
         """The keys other members hold ``digest`` under (asked in parallel on their peer
@@ -261,7 +263,7 @@ class LibraryRequests:
                 "error": None,
             }
             if info.manifest is not None:
-                held = _held_bytes(info)
+                held = held_bytes(info)
                 item["in_site"] = held
                 item["size"] = info.manifest.size
                 if info.manifest.size is not None:
@@ -449,60 +451,10 @@ def _local_info(content: ContentService, me: str, key: str) -> ObjectInfo:
     store = content.store
     manifest = store.lookup(key)
     if manifest is not None:
-        wire = ObjectManifest(
-            key, manifest.digest, manifest.size, manifest.chunk_size, tuple(manifest.chunks), True
-        )
+        wire = wire_manifest(key, manifest, store.key_meta(key))
         return ObjectInfo(0, key, wire, tuple(ChunkHolders(full=(me,)) for _ in manifest.chunks))
     chunks = store.partial_chunks(key)
     if chunks:
         wire = ObjectManifest(key, None, None, store.chunk_size, tuple(chunks), False)
         return ObjectInfo(0, key, wire, tuple(ChunkHolders(full=(me,)) for _ in chunks))
     return ObjectInfo(0, key, None)
-
-
-def _chunk_len(manifest: ObjectManifest, index: int) -> int:
-    if manifest.size is not None:
-        return max(min(manifest.chunk_size, manifest.size - index * manifest.chunk_size), 0)
-    return manifest.chunk_size
-
-
-def _held_bytes(info: ObjectInfo) -> int:
-    """Bytes of the object held by at least one live member."""
-    manifest = info.manifest
-    assert manifest is not None
-    return sum(
-        _chunk_len(manifest, i)
-        for i, holders in enumerate(info.holders[: len(manifest.chunks)])
-        if holders.full
-    )
-
-
-def _locate_reply(info: ObjectInfo, *, fetching: bool) -> LocateReply:
-    manifest = info.manifest
-    if manifest is None:
-        return LocateReply(
-            url=info.url,
-            digest=None,
-            size=None,
-            chunk_size=0,
-            chunks=0,
-            complete=False,
-            fetching=fetching,
-            holders={},
-        )
-    holders: dict[str, Any] = {}
-    for i, held in enumerate(info.holders[: len(manifest.chunks)]):
-        for node in held.full:
-            entry = holders.setdefault(node, {"chunks": 0, "bytes": 0})
-            entry["chunks"] += 1
-            entry["bytes"] += _chunk_len(manifest, i)
-    return LocateReply(
-        url=info.url,
-        digest=manifest.digest,
-        size=manifest.size,
-        chunk_size=manifest.chunk_size,
-        chunks=len(manifest.chunks),
-        complete=manifest.complete,
-        fetching=fetching,
-        holders=holders,
-    )

@@ -3,10 +3,8 @@
 One task per connection, owned by the listener nursery; requests on a connection are answered
 in order (h11 buffers pipelined ones). Per request: the target is resolved and checked
 (:mod:`._requests`), the expected SHA-256 looked up in the hashes learned from served indexes
-(:mod:`._packages`), the content opened through the content seam
-(:class:`frumitcache.content.ContentSource`, with apt's freshness policy from :mod:`._policy`),
-and the answer planned by the seam's pure rules (Range, If-Range, If-None-Match,
-If-Modified-Since).
+(:mod:`._packages`), the content opened through the seam (:mod:`frumitcache.content`) with
+apt's freshness policy (:mod:`._policy`), the answer planned by the seam's pure HTTP rules.
 
 Bytes go out as the source releases them (cut-through); headers are sent only once the first
 piece is in hand, so a failure before any byte (404, unreachable, digest mismatch) gets an
@@ -379,7 +377,7 @@ class AptProxy:
         end: int,
     ) -> int:
         source = METRIC_SOURCE[content.info.provenance]
-        sent_head = False
+        head, sent_head = h11.Response(status_code=status, headers=headers), False
         try:
             # Complete chunks go out with sendfile (zero-copy); an object still arriving as
             # verified bytes (cut-through).
@@ -387,7 +385,6 @@ class AptProxy:
                 async for piece in pieces:
                     async with open_piece(piece) as body:
                         if not sent_head:
-                            head = h11.Response(status_code=status, headers=headers)
                             await send(conn, stream, head)
                             sent_head = True
                         await send_piece(conn, stream, body)
