@@ -13,7 +13,7 @@ import trio
 from frumitcache._log import get_logger, setup_logging
 from frumitcache._version import __version__
 from frumitcache.cli import _exit
-from frumitcache.cli._app import add_agent_flags, load_cli_config
+from frumitcache.cli._flags import add_agent_flags, load_cli_config
 from frumitcache.config import Config
 from frumitcache.errors import single_error
 

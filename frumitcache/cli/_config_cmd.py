@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 
 from frumitcache.cli import _exit
-from frumitcache.cli._app import add_agent_flags, load_cli_config
+from frumitcache.cli._flags import add_agent_flags, load_cli_config
 from frumitcache.cli._output import print_json
 from frumitcache.config import example_toml
 

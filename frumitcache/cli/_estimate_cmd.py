@@ -11,7 +11,7 @@ import trio
 
 from frumitcache._results import as_dict
 from frumitcache.cli import _exit
-from frumitcache.cli._app import add_client_flags, client_socket
+from frumitcache.cli._flags import add_client_flags, client_socket
 from frumitcache.cli._output import human_bytes, print_json
 from frumitcache.cli._tables import show_table, size_text
 from frumitcache.client import AgentClient

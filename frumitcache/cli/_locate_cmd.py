@@ -12,7 +12,7 @@ import trio
 
 from frumitcache._results import Location, as_dict
 from frumitcache.cli import _exit
-from frumitcache.cli._app import add_client_flags, client_socket
+from frumitcache.cli._flags import add_client_flags, client_socket
 from frumitcache.cli._output import print_json
 from frumitcache.cli._tables import show_pairs, show_table, size_text
 from frumitcache.client import AgentClient

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 
 from frumitcache.cli import _exit
-from frumitcache.cli._app import add_agent_flags, load_cli_config
+from frumitcache.cli._flags import add_agent_flags, load_cli_config
 from frumitcache.oci import CLIENTS, mirror_address, parse_registries, render
 
 

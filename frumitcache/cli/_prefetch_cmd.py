@@ -12,7 +12,7 @@ import trio
 
 from frumitcache._results import PrefetchProgress, as_dict
 from frumitcache.cli import _exit
-from frumitcache.cli._app import add_client_flags, client_socket
+from frumitcache.cli._flags import add_client_flags, client_socket
 from frumitcache.cli._output import error, is_terminal, print_json
 from frumitcache.client import AgentClient, PrefetchHandle, parse_sha256
 from frumitcache.errors import PeerError, ProtocolError

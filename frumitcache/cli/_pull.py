@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import trio
 
 from frumitcache.cli import _exit
-from frumitcache.cli._app import add_client_flags, client_socket
+from frumitcache.cli._flags import add_client_flags, client_socket
 from frumitcache.cli._output import error, human_bytes, is_terminal
 from frumitcache.client import AgentClient, PullOutcome
 from frumitcache.client._pull import umask
