@@ -35,7 +35,7 @@ from frumitcache._results import (
 )
 from frumitcache.client import AgentClient, PrefetchHandle
 from frumitcache.config import Config
-from frumitcache.control._protocol import Status
+from frumitcache.control import Status
 
 _T = TypeVar("_T")
 _END = object()

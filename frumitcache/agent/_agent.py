@@ -27,7 +27,7 @@ from frumitcache.agent._keys import load_site_key
 from frumitcache.agent._sitelink import SiteLink
 from frumitcache.apt import AptProxy, HashBook, SiteStatus
 from frumitcache.config import Config
-from frumitcache.control._protocol import Status
+from frumitcache.control import Status
 from frumitcache.errors import AgentError
 from frumitcache.origin import AllowPolicy, OriginFetcher
 from frumitcache.site import MemberInfo

@@ -14,7 +14,7 @@ from frumitcache.cli import _exit
 from frumitcache.cli._flags import add_client_flags, client_socket
 from frumitcache.cli._output import human_bytes, is_terminal, print_json
 from frumitcache.client import AgentClient
-from frumitcache.control._protocol import Status
+from frumitcache.control import Status
 
 
 def register(sub: Callable[..., argparse.ArgumentParser]) -> None:
