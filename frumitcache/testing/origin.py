@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import email.utils
 import functools
 import hashlib
 import json
@@ -44,9 +43,8 @@ import sys
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +52,15 @@ import h11
 import trio
 
 from frumitcache.origin import TokenBucket
-
-_PIECE = 16 * 1024  # body bytes per send: small enough for rate limits and exact cut points
+from frumitcache.testing._h11io import read_request, reason, send, send_simple, socket_of
+from frumitcache.testing._resource import (
+    PIECE,
+    Resource,
+    http_date,
+    if_range_holds,
+    not_modified,
+    parse_range,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,86 +139,11 @@ class ServerStats:
         }
 
 
-@dataclass(slots=True)
-class _Resource:
-    size: int
-    etag: str | None
-    last_modified: str | None
-    mtime: float
-    headers: dict[str, str]
-    data: bytes | None = None
-    file: Path | None = None
-
-    async def pieces(self, start: int, end: int) -> AsyncGenerator[bytes, None]:
-        """The bytes ``[start, end)`` in pieces of at most :data:`_PIECE`."""
-        if self.data is not None:
-            for pos in range(start, end, _PIECE):
-                yield self.data[pos : min(end, pos + _PIECE)]
-            return
-        assert self.file is not None
-        async with await trio.open_file(self.file, "rb") as f:
-            await f.seek(start)
-            pos = start
-            while pos < end:
-                # One thread hop per 16 pieces keeps a large file from being thread-bound.
-                block = await f.read(min(16 * _PIECE, end - pos))
-                if not block:
-                    return  # the file shrank under us: a short body, like a real server
-                pos += len(block)
-                for i in range(0, len(block), _PIECE):
-                    yield block[i : i + _PIECE]
-
-
 def server_ssl_context(certfile: Path | str, keyfile: Path | str) -> ssl.SSLContext:
     """A server-side TLS context presenting ``certfile`` (PEM chain) with ``keyfile``."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(certfile), str(keyfile))
     return context
-
-
-def _socket_of(stream: trio.abc.Stream) -> socket.socket:
-    """The socket under a plain or a TLS stream (for SO_LINGER)."""
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    assert isinstance(stream, trio.SocketStream)
-    return stream.socket  # type: ignore[return-value]
-
-
-def _http_date(ts: float) -> str:
-    return email.utils.formatdate(ts, usegmt=True)
-
-
-def _parse_date(text: str) -> float | None:
-    try:
-        return email.utils.parsedate_to_datetime(text).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-def _parse_range(value: str, size: int) -> tuple[int, int] | str | None:
-    """One ``bytes=`` range as ``(start, end)`` (end exclusive), ``None`` when the header is
-    to be ignored (not bytes, several ranges, bad syntax), ``"unsatisfiable"`` for a 416."""
-    unit, _, spec = value.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash:
-        return None
-    try:
-        if first == "":
-            n = int(last)
-            if n <= 0:
-                return "unsatisfiable"
-            return max(0, size - n), size
-        start = int(first)
-        end = int(last) + 1 if last else size
-    except ValueError:
-        return None
-    if start >= size:
-        return "unsatisfiable"
-    if end <= start:
-        return None
-    return start, min(end, size)
 
 
 class OriginServer:
@@ -225,10 +155,10 @@ class OriginServer:
         self.address = ""
         self.port = 0
         self.tls = False  # serving HTTPS (``serve`` was given an ``ssl_context``)
-        self._files: dict[str, _Resource] = {}
+        self._files: dict[str, Resource] = {}
         self._faults: dict[str, Fault] = {}
         self._fault_uses: Counter[str] = Counter()
-        self._bucket = TokenBucket(rate, max(_PIECE, rate / 10)) if rate else None
+        self._bucket = TokenBucket(rate, max(PIECE, rate / 10)) if rate else None
 
     # --- content and faults ------------------------------------------------------------------
 
@@ -245,8 +175,8 @@ class OriginServer:
         digest = hashlib.sha256(data).hexdigest()[:24]
         extra = {k.replace("_", "-").lower(): v for k, v in headers.items()}
         etag = extra.pop("etag", f'"{digest}-{int(mtime)}"')
-        last_modified = extra.pop("last-modified", _http_date(mtime))
-        self._files[path] = _Resource(
+        last_modified = extra.pop("last-modified", http_date(mtime))
+        self._files[path] = Resource(
             size=len(data),
             etag=etag,
             last_modified=last_modified,
@@ -271,7 +201,7 @@ class OriginServer:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{host}:{self.port}{path}"
 
-    def _resource(self, path: str) -> _Resource | None:
+    def _resource(self, path: str) -> Resource | None:
         if path in self._files:
             return self._files[path]
         if self.root is None:
@@ -280,10 +210,10 @@ class OriginServer:
         if not candidate.is_relative_to(self.root) or not candidate.is_file():
             return None
         st = candidate.stat()
-        return _Resource(
+        return Resource(
             size=st.st_size,
             etag=f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"',
-            last_modified=_http_date(st.st_mtime),
+            last_modified=http_date(st.st_mtime),
             mtime=st.st_mtime,
             headers={},
             file=candidate,
@@ -329,7 +259,7 @@ class OriginServer:
         self.stats.connections += 1
         try:
             while True:
-                request, body = await _read_request(conn, stream)
+                request, body = await read_request(conn, stream)
                 if request is None:
                     return
                 if not await self._respond(conn, stream, request, body):
@@ -378,23 +308,23 @@ class OriginServer:
         stream: trio.abc.Stream,
         method: str,
         headers: dict[str, str],
-        resource: _Resource | None,
+        resource: Resource | None,
         fault: Fault | None,
         record: Callable[[int], None],
         entry: RequestRecord,
     ) -> tuple[int, bool]:
         if fault is not None and fault.status is not None:
-            await _send_simple(conn, stream, fault.status, record, method)
+            await send_simple(conn, stream, fault.status, record, method)
             return fault.status, True
         if fault is not None and fault.redirect is not None:
             extra = [("Location", fault.redirect)]
-            await _send_simple(conn, stream, 302, record, method, extra)
+            await send_simple(conn, stream, 302, record, method, extra)
             return 302, True
         if method not in ("GET", "HEAD"):
-            await _send_simple(conn, stream, 405, record, method, [("Allow", "GET, HEAD")])
+            await send_simple(conn, stream, 405, record, method, [("Allow", "GET, HEAD")])
             return 405, True
         if resource is None:
-            await _send_simple(conn, stream, 404, record, method)
+            await send_simple(conn, stream, 404, record, method)
             return 404, True
 
         validators: list[tuple[str, str]] = []
@@ -402,10 +332,10 @@ class OriginServer:
             validators.append(("ETag", resource.etag))
         if resource.last_modified:
             validators.append(("Last-Modified", resource.last_modified))
-        if _not_modified(headers, resource):
-            not_modified = h11.Response(status_code=304, headers=validators, reason=b"Not Modified")
-            await _send(conn, stream, not_modified)
-            await _send(conn, stream, h11.EndOfMessage())
+        if not_modified(headers, resource):
+            unchanged = h11.Response(status_code=304, headers=validators, reason=b"Not Modified")
+            await send(conn, stream, unchanged)
+            await send(conn, stream, h11.EndOfMessage())
             return 304, True
 
         start, end, status = 0, resource.size, 200
@@ -414,12 +344,12 @@ class OriginServer:
             range_header
             and method == "GET"
             and not (fault and fault.ignore_range)
-            and _if_range_holds(headers.get("if-range"), resource)
+            and if_range_holds(headers.get("if-range"), resource)
         ):
-            parsed = _parse_range(range_header, resource.size)
+            parsed = parse_range(range_header, resource.size)
             if parsed == "unsatisfiable":
                 extra = [("Content-Range", f"bytes */{resource.size}")]
-                await _send_simple(conn, stream, 416, record, method, extra)
+                await send_simple(conn, stream, 416, record, method, extra)
                 return 416, True
             if isinstance(parsed, tuple):
                 start, end = parsed
@@ -437,11 +367,11 @@ class OriginServer:
         elif fault is not None and fault.content_length is not None:
             announced = fault.content_length
         out.append(("Content-Length", str(announced)))
-        reason = _reason(status).encode()
+        phrase = reason(status).encode()
         entry.status = status  # now, for whoever looks while the body goes out
-        await _send(conn, stream, h11.Response(status_code=status, headers=out, reason=reason))
+        await send(conn, stream, h11.Response(status_code=status, headers=out, reason=phrase))
         if method == "HEAD":
-            await _send(conn, stream, h11.EndOfMessage())
+            await send(conn, stream, h11.EndOfMessage())
             return status, True
 
         # Where the body stops short, and how the connection ends then.
@@ -457,7 +387,7 @@ class OriginServer:
         raw = announced < end - start  # a lie h11 refuses to tell: write past it by hand
         if how == "done" and announced != end - start:
             how = "close"
-        drip = TokenBucket(fault.drip_rate, _PIECE) if fault and fault.drip_rate else None
+        drip = TokenBucket(fault.drip_rate, PIECE) if fault and fault.drip_rate else None
 
         async with contextlib.aclosing(resource.pieces(start, start + cut)) as pieces:
             async for piece in pieces:
@@ -467,14 +397,14 @@ class OriginServer:
                 if raw:
                     await stream.send_all(piece)
                 else:
-                    await _send(conn, stream, h11.Data(data=piece))
+                    await send(conn, stream, h11.Data(data=piece))
 
         if how == "done":
-            await _send(conn, stream, h11.EndOfMessage())
+            await send(conn, stream, h11.EndOfMessage())
             return status, True
         if how == "reset":
             # SO_LINGER 0: close() sends RST, the harshest way a connection dies.
-            sock = _socket_of(stream)
+            sock = socket_of(stream)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         elif how == "stall":
             # Keep the connection open, sending nothing, until the client gives up.
@@ -507,86 +437,11 @@ class OriginServer:
         except (ValueError, KeyError, TypeError) as exc:
             status, answer = 400, f"{exc}\n".encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))]
-        await _send(conn, stream, h11.Response(status_code=status, headers=headers))
+        await send(conn, stream, h11.Response(status_code=status, headers=headers))
         if method != "HEAD":
-            await _send(conn, stream, h11.Data(data=answer))
-        await _send(conn, stream, h11.EndOfMessage())
+            await send(conn, stream, h11.Data(data=answer))
+        await send(conn, stream, h11.EndOfMessage())
         return True
-
-
-def _not_modified(headers: Mapping[str, str], resource: _Resource) -> bool:
-    inm = headers.get("if-none-match")
-    if inm is not None:
-        if resource.etag is None:
-            return False
-        tags = [t.strip() for t in inm.split(",")]
-        mine = resource.etag.removeprefix("W/")
-        return "*" in tags or any(t.removeprefix("W/") == mine for t in tags)
-    ims = headers.get("if-modified-since")
-    if ims is not None and resource.last_modified is not None:
-        since = _parse_date(ims)
-        return since is not None and int(resource.mtime) <= since
-    return False
-
-
-def _if_range_holds(value: str | None, resource: _Resource) -> bool:
-    if value is None:
-        return True
-    value = value.strip()
-    if value.startswith(('"', "W/")):
-        # Strong comparison only: a weak tag never validates a range.
-        return resource.etag is not None and not value.startswith("W/") and value == resource.etag
-    return resource.last_modified is not None and value == resource.last_modified
-
-
-async def _read_request(
-    conn: h11.Connection, stream: trio.abc.Stream
-) -> tuple[h11.Request | None, bytes]:
-    request: h11.Request | None = None
-    body = bytearray()
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            conn.receive_data(bytes(await stream.receive_some(65536)))
-        elif isinstance(event, h11.Request):
-            request = event
-        elif isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            return request, bytes(body)
-        else:  # ConnectionClosed (or PAUSED, which a well-behaved client never causes)
-            return None, b""
-
-
-async def _send(conn: h11.Connection, stream: trio.abc.Stream, event: Any) -> None:
-    data = conn.send(event)
-    if data:
-        await stream.send_all(data)
-
-
-async def _send_simple(
-    conn: h11.Connection,
-    stream: trio.abc.Stream,
-    status: int,
-    record: Callable[[int], None],
-    method: str,
-    extra: list[tuple[str, str]] | None = None,
-) -> None:
-    text = f"{status} {_reason(status)}\n".encode()
-    headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(text))), *(extra or [])]
-    response = h11.Response(status_code=status, headers=headers, reason=_reason(status).encode())
-    await _send(conn, stream, response)
-    if method != "HEAD":
-        record(len(text))
-        await _send(conn, stream, h11.Data(data=text))
-    await _send(conn, stream, h11.EndOfMessage())
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Status"
 
 
 # --- as a process ------------------------------------------------------------------------------
