@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -346,7 +346,7 @@ class Store:
         with self._core.index.read() as tx:
             return tx.partial_keys()
 
-    async def watch_chunks(self, key: str) -> AsyncIterator[tuple[int, bytes]]:
+    async def watch_chunks(self, key: str) -> AsyncGenerator[tuple[int, bytes], None]:
         """``(index, chunk digest)`` of ``key``'s object as each chunk is stored, from chunk 0.
 
         Follows a writer in this process (the seeder announces chunks to the site this way,

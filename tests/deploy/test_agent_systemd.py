@@ -18,7 +18,7 @@ from frumitcache.testing.net import free_port
 
 def _receive_nowait(sock: socket.socket) -> list[tuple[int, dict[str, str]]]:
     """Every queued datagram as ``(sender pid, assignments)``."""
-    out = []
+    out: list[tuple[int, dict[str, str]]] = []
     while True:
         try:
             data, ancdata, _flags, _addr = sock.recvmsg(4096, socket.CMSG_SPACE(12))

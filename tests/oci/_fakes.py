@@ -31,7 +31,7 @@ class MemoryContent:
     @asynccontextmanager
     async def read_files(self, start: int, end: int) -> AsyncIterator[AsyncIterator[Piece]]:
         async with self.read(start, end) as pieces:
-            yield pieces  # type: ignore[misc]
+            yield pieces
 
 
 @dataclass

@@ -157,7 +157,7 @@ async def test_start_raises_origin_errors_itself(origin: OriginServer,
 async def test_resume_after_cut(origin: OriginServer, fetcher: OriginFetcher, store: Store,
                                 mode: str) -> None:
     origin.add("/a", DATA)
-    origin.misbehave("/a", Fault(**{mode: SIZE // 2}, times=1))
+    origin.misbehave("/a", Fault.from_json({mode: SIZE // 2, "times": 1}))
     with trio.fail_after(10):
         manifest = await fetcher.fetch(origin.url("/a"))
     assert manifest.digest == DIGEST

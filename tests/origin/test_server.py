@@ -113,7 +113,7 @@ async def test_fault_status(origin: OriginServer, status: int) -> None:
 @pytest.mark.parametrize("mode", ["truncate_at", "drop_at"])
 async def test_fault_cut_body(origin: OriginServer, mode: str) -> None:
     origin.add("/a", DATA)
-    origin.misbehave("/a", Fault(**{mode: 5000}))
+    origin.misbehave("/a", Fault.from_json({mode: 5000}))
     status, headers, body = split_response(await raw_exchange(origin, get("/a")))
     assert status == 200
     assert headers["content-length"] == str(len(DATA))
