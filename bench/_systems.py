@@ -297,7 +297,8 @@ class Frumitcache(System):
             self.daemons.append(Daemon(host, proc))
             self.sockets.append(directory / "agent.sock")
             banners.append(banner)
-        deadline = time.monotonic() + 60
+        # Python start-up is CPU-bound: N agents on a small box take a while to all serve.
+        deadline = time.monotonic() + 60 + 2 * len(self.daemons)
         for d, banner in zip(self.daemons, banners, strict=True):
             while READY_LINE not in banner.read_text(errors="replace"):
                 if d.proc.poll() is not None or time.monotonic() > deadline:
