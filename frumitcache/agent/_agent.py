@@ -29,6 +29,7 @@ from frumitcache.apt import AptProxy, HashBook, SiteStatus
 from frumitcache.config import Config
 from frumitcache.control import Status
 from frumitcache.errors import AgentError
+from frumitcache.oci import serve_registry
 from frumitcache.origin import AllowPolicy, OriginFetcher
 from frumitcache.site import MemberInfo
 from frumitcache.store import Store
@@ -59,6 +60,7 @@ class Agent:
         self._store: Store | None = None
         self._fetcher: OriginFetcher | None = None
         self._apt: tuple[str, int] | None = None
+        self._oci: tuple[str, int] | None = None
         self._site: SiteLink | None = None
         self._content: ContentService | None = None
         self._proxy: AptProxy | None = None
@@ -205,6 +207,10 @@ class Agent:
                         await nursery.start(site.run)
                     if cfg.apt.enabled:
                         self._apt = await nursery.start(self._serve_apt, content)
+                    if cfg.oci.enabled:
+                        self._oci = await nursery.start(
+                            serve_registry, cfg.oci, content.source, fetcher.token_getter("oci")
+                        )
                     if cfg.store.scrub_interval_s > 0:
                         nursery.start_soon(self._scrub_loop, store, cfg.store.scrub_interval_s)
                     control = ControlServer(cfg.socket_path, content, self.status, cfg.control)

@@ -10,7 +10,9 @@ from frumitcache.errors import ConfigError
 
 @dataclass(frozen=True, slots=True)
 class OciConfig(Section):
-    enabled: bool = opt(True, "Serve the read-only container registry mirror (OCI pull-through).")
+    enabled: bool = opt(
+        False, "Serve the read-only container registry mirror (OCI pull-through) on oci.port."
+    )
     port: int = opt(3146, "TCP port of the registry mirror.")
     listen: str = opt(
         "127.0.0.1", "Address the registry mirror listens on; 0.0.0.0 or :: to serve other hosts."

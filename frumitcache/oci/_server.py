@@ -19,7 +19,7 @@ import trio
 
 from frumitcache._log import Throttle, get_logger
 from frumitcache.config import OciConfig
-from frumitcache.content import plan_response, send_piece
+from frumitcache.content import open_piece, plan_response, send_piece
 from frumitcache.errors import (
     DigestMismatchError,
     FrumitcacheError,
@@ -292,10 +292,11 @@ class RegistryMirror:
         try:
             async with opened.read(start, end) as pieces:
                 async for piece in pieces:
-                    if not sent_head:
-                        await send(conn, stream, head)
-                        sent_head = True
-                    await send_piece(conn, stream, piece)
+                    async with open_piece(piece) as body:
+                        if not sent_head:
+                            await send(conn, stream, head)
+                            sent_head = True
+                        await send_piece(conn, stream, body)
                     self.metrics.bytes_served[opened.source] += len(piece)
         except EOFError as exc:
             log.warning("oci.broken_body", url=ask.url, error=str(exc))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -37,6 +37,7 @@ from frumitcache.errors import (
     DigestMismatchError,
     NotAllowedError,
     OriginError,
+    OriginUnreachableError,
 )
 from frumitcache.origin._allow import AllowList, AllowPolicy, Door, install_guard
 
@@ -166,6 +167,40 @@ class OriginFetcher:
             raise OriginError(f"origin HEAD failed: {exc or type(exc).__name__}") from exc
         length = resp.headers.get("content-length")
         return resp.status_code, int(length) if length and length.isdigit() else None
+
+    async def get_small(
+        self, url: str, *, door: Door, headers: Mapping[str, str], max_bytes: int = 65536
+    ) -> tuple[int, bytes]:
+        """``(status, body)`` of a GET whose answer is small and never stored (a registry's
+        token): allow-listed for ``door`` (redirects too), counted per host, paced by the
+        uplink budget. A body over ``max_bytes`` is an error."""
+        allow = self.allow.door(door)
+        allow.check(url)
+        try:
+            async with self._client.stream(
+                "GET", url, headers=dict(headers), extensions={_ALLOW: allow}
+            ) as resp:
+                host = _host_of(resp.url)  # requests are counted by the response hook
+                body = bytearray()
+                async for piece in resp.aiter_raw():
+                    await self._pace(len(piece))
+                    self._bytes[host] += len(piece)
+                    body += piece
+                    if len(body) > max_bytes:
+                        raise OriginError(f"{url}: answer larger than {max_bytes} bytes")
+                return resp.status_code, bytes(body)
+        except httpx.HTTPError as exc:
+            raise OriginUnreachableError(f"GET {url} failed: {exc or type(exc).__name__}") from exc
+
+    def token_getter(
+        self, door: Door
+    ) -> Callable[[str, Mapping[str, str]], Awaitable[tuple[int, bytes]]]:
+        """:meth:`get_small` for ``door``, as a door's auth hook calls it: ``get(url, headers)``."""
+
+        async def get(url: str, headers: Mapping[str, str]) -> tuple[int, bytes]:
+            return await self.get_small(url, door=door, headers=headers)
+
+        return get
 
     async def __aenter__(self) -> OriginFetcher:
         return self

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
+from frumitcache.client import AgentClient
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.registry import (
     Layout,
@@ -21,8 +23,20 @@ from frumitcache.testing.registry import (
     skopeo_push,
     tools_missing,
 )
+from frumitcache.testing.site import LoopbackSite
 
 REGISTRY_NAME = "lab.example"
+
+
+async def wait_for_seeder(site: LoopbackSite) -> str:
+    """The seeder every agent of ``site`` agrees on (bounded wait)."""
+    with trio.fail_after(30):
+        while True:
+            views = [(await AgentClient(a.socket).status()).site for a in site.agents]
+            seeders = {v.get("seeder") for v in views}
+            if len(seeders) == 1 and None not in seeders:
+                return str(seeders.pop())
+            await trio.sleep(0.2)
 
 
 def need(*tools: str) -> None:
