@@ -1,0 +1,151 @@
+"""Projections of the calibrated simulator: one large site, and a federation of sites.
+
+Pis are Pi-3 class: each has its own CPU budget (``cpu_quota`` of one test-machine core, as
+``--pi pi3`` in bench.herd) and spends the CPU per GB measured at N=16 under that budget. That
+cost is held flat beyond N=16: it rose from N=8 to N=16 (21.0 → 30.6 agent CPU-s per GB) and
+nothing measured says how it goes on; ``--agent-cpu`` changes it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from bench._report import lower_bound
+from bench._sim_control import parent_frames, site_frames
+from bench._sim_fed import FederationSpec, backbone_rates, run_federation
+from bench._sim_flow import Simulator
+from bench._sim_site import CHUNK_SIZE, Calibration, SiteRun, SiteSpec
+from bench._testbed import Rates
+
+PROJECTION_AGENT_CPU = 30.6  # N=16 cold, 10 % budget, 1ae94ed (bench/README.md)
+PROJECTION_CLIENT_CPU = 6.3
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to project: rates in bytes/s."""
+
+    size: int
+    pis: int
+    down: float
+    up: float
+    uplink: float  # the single site's uplink
+    sites: int = 0  # 0: one site only
+    backbone_low: float = 0.0
+    backbone_high: float = 0.0
+    core_uplink: float = 0.0
+    core_egress: float = 0.0
+    siblings: int = 0
+    striped: bool = False
+    cpu_quota: float | None = 0.10
+    seed: int = 1
+    label: str = ""
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {
+        "min": round(ordered[0], 3),
+        "p50": round(at(0.50), 3),
+        "p90": round(at(0.90), 3),
+        "p99": round(at(0.99), 3),
+        "max": round(ordered[-1], 3),
+        "mean": round(statistics.fmean(ordered), 3),
+    }
+
+
+def project_site(plan: Plan, cal: Calibration) -> dict[str, Any]:
+    started = time.perf_counter()
+    spec = SiteSpec(plan.pis, plan.down, plan.up, plan.uplink, plan.cpu_quota, None, "site")
+    sim = Simulator()
+    run = SiteRun(sim, spec, cal, plan.size, "uplink")
+    run.start()
+    sim.run()
+    times = run.pi_times()
+    bound = lower_bound(plan.size, plan.pis, Rates(int(plan.uplink), int(plan.down), int(plan.up)))
+    assert bound is not None
+    chunks = len(run.chunks)
+    control = site_frames(plan.pis, chunks, max(times) - cal.start_s)
+    return {
+        "case": plan.label or f"site N={plan.pis}",
+        "kind": "site",
+        "pis": plan.pis,
+        "size_bytes": plan.size,
+        "uplink_bytes": run.uplink_bytes(),
+        "uplink_ratio": run.uplink_bytes() / plan.size,
+        "origin_bytes": run.uplink_bytes(),
+        "origin_ratio": run.uplink_bytes() / plan.size,
+        "lan_bytes": run.lan_bytes(),
+        "t_bound_s": round(bound, 2),
+        "t_last_s": round(max(times), 2),
+        "bound_ratio": round(max(times) / bound, 3),
+        "times_s": [round(t, 3) for t in times],
+        "time_quantiles_s": _quantiles(times),
+        "ratio_quantiles": _quantiles([t / bound for t in times]),
+        "control_frames": control.as_dict(),
+        "events": sim.events,
+        "wall_s": round(time.perf_counter() - started, 2),
+    }
+
+
+def project_federation(plan: Plan, cal: Calibration) -> dict[str, Any]:
+    started = time.perf_counter()
+    rates = backbone_rates(plan.sites, plan.backbone_low, plan.backbone_high, plan.seed)
+    spec = FederationSpec(
+        plan.pis, plan.down, plan.up, rates, plan.core_uplink, plan.core_egress,
+        plan.siblings, plan.cpu_quota, plan.striped,
+    )  # fmt: skip
+    result = run_federation(spec, cal, plan.size, chunk_size=CHUNK_SIZE)
+    times, bounds = result.times_s, result.bounds_s
+    bound = max(bounds)
+    backbone = result.backbone.backbone_bytes()
+    chunks = len(result.backbone.core_has)
+    fetch_s = max(times) - cal.start_s
+    control = site_frames(
+        plan.pis, chunks, fetch_s, siblings=len(spec.sibling_ids(0)), federated=True
+    )
+    origin = result.backbone.origin_bytes()
+    return {
+        "case": plan.label or f"federation {plan.sites}x{plan.pis}",
+        "kind": "federation",
+        "sites": plan.sites,
+        "pis": plan.pis * plan.sites,
+        "pis_per_site": plan.pis,
+        "size_bytes": plan.size,
+        "backbone_mbit": [plan.backbone_low * 8e-6, plan.backbone_high * 8e-6],
+        "core_uplink_mbit": plan.core_uplink * 8e-6,
+        "core_egress_mbit": plan.core_egress * 8e-6,
+        "siblings_per_site": len(spec.sibling_ids(0)),
+        "striped": plan.striped,
+        "origin_bytes": origin,
+        "origin_ratio": origin / plan.size,
+        "backbone_bytes": backbone,
+        "backbone_ratio": backbone["into_sites"] / (plan.size * plan.sites),
+        "t_bound_s": round(bound, 2),
+        "t_last_s": round(max(times), 2),
+        "bound_ratio": round(max(times) / bound, 3),
+        "times_s": [round(t, 3) for t in times],
+        "time_quantiles_s": _quantiles(times),
+        "ratio_quantiles": _quantiles([t / b for t, b in zip(times, bounds, strict=True)]),
+        "control_frames": {
+            **control.as_dict(),
+            "parent_during_fetch_per_s": round(parent_frames(plan.sites, fetch_s), 3),
+        },
+        "events": result.backbone.sim.events + sum(s.sim.events for s in _distinct(result.sites)),
+        "wall_s": round(time.perf_counter() - started, 2),
+    }
+
+
+def _distinct(runs: list[SiteRun]) -> list[SiteRun]:
+    return list({id(r): r for r in runs}.values())
+
+
+def projection_calibration(cal: Calibration, agent_cpu: float, client_cpu: float) -> Calibration:
+    return replace(cal, agent_cpu_s_per_gb=agent_cpu, client_cpu_s_per_gb=client_cpu)

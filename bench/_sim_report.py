@@ -1,0 +1,73 @@
+"""The simulator's tables: validation (simulated vs measured) and projection, as markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MiB = 1 << 20
+
+
+def _cell(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def validation_table(rows: list[dict[str, Any]]) -> list[str]:
+    head = ["case", "budget", "bound s", "measured last Pi s", "sim last Pi s", "error %",
+            "measured ÷ bound", "sim ÷ bound", "measured uplink", "sim uplink B", "uplink same",
+            "role"]  # fmt: skip
+    body = [
+        [r["case"], f"{r['cpu_quota_pct']} %" if r["cpu_quota_pct"] else "none", r["t_bound_s"],
+         r["measured_t_last_s"], r["sim_t_last_s"], f"{r['error_pct']:+.1f}",
+         r["measured_bound_ratio"], r["sim_bound_ratio"],
+         f"{r['measured_uplink_bytes']} B" if r["measured_uplink_bytes"] is not None
+         else f"ratio {r['measured_uplink_ratio']:.3f}",
+         r["sim_uplink_bytes"], r["uplink_exact"], r["calibration"]]
+        for r in rows
+    ]  # fmt: skip
+    return _table(head, body)
+
+
+def projection_table(rows: list[dict[str, Any]]) -> list[str]:
+    head = ["case", "Pis", "F MiB", "origin ÷ F", "backbone ÷ S·F (from siblings)", "bound s",
+            "last Pi s", "last ÷ bound", "Pi t/bound p50 / p90 / max",
+            "frames/s seeder / member (fetch)", "sim wall s"]  # fmt: skip
+    body = []
+    for r in rows:
+        q = r["ratio_quantiles"]
+        c = r["control_frames"]
+        bb = r.get("backbone_bytes")
+        backbone = (
+            f"{r['backbone_ratio']:.3f} ({bb['from_siblings'] / bb['into_sites']:.2f})"
+            if bb else "-"
+        )  # fmt: skip
+        body.append(
+            [r["case"], r["pis"], r["size_bytes"] / MiB, f"{r['origin_ratio']:.3f}", backbone,
+             r["t_bound_s"], r["t_last_s"], r["bound_ratio"],
+             f"{q['p50']:.2f} / {q['p90']:.2f} / {q['max']:.2f}",
+             f"{c['seeder_during_fetch_per_s']:.0f} / {c['member_during_fetch_per_s']:.1f}",
+             r["wall_s"]]
+        )  # fmt: skip
+    return _table(head, body)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines: list[str] = []
+    if "validation" in report:
+        lines += ["Validation (shaped site, U=20 Mbit/s, d=u=100 Mbit/s):", ""]
+        lines += [*validation_table(report["validation"]), ""]
+    if report.get("projection"):
+        lines += ["Projection:", ""]
+        lines += [*projection_table(report["projection"]), ""]
+    return "\n".join(lines)

@@ -1,0 +1,162 @@
+"""Simulate a site and a federation of sites: validated against the shaped herds, then projected.
+
+A discrete-event, flow-level simulation of frumitcache's data path and control plane (pure
+Python, deterministic for a seed, no I/O in the model):
+
+- ``bench._sim_flow``: the clock, the event queue and max-min fair sharing of link and CPU
+  capacity among concurrent transfers, recomputed at every event;
+- ``bench._sim_site``: one site: a seeder fetching each chunk once over the uplink, the
+  assigned member's copy from the seeder, the others traded among the members (members are one
+  class of identical Pis);
+- ``bench._sim_fed``: edge sites under a core parent over backbone links (single-flight at the
+  parent, siblings for held content);
+- ``bench._sim_control``: control frames per node from the agents' rules;
+- ``bench._sim_validate``: calibration and the validation table; ``bench._sim_project``: the
+  projections.
+
+Run ``python -m bench.sim`` (validation and the default projections: one site of 100 Pis, and
+100 sites x 100 Pis under a core parent, for 64 MiB and 1 GiB). JSON goes to
+``--out/sim.json`` (and stdout with ``--json``), a table to ``sim.md``, plots to
+``sim-<case>.png`` when matplotlib is importable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench._report import machine, plot
+from bench._sim_project import (
+    PROJECTION_AGENT_CPU,
+    PROJECTION_CLIENT_CPU,
+    Plan,
+    project_federation,
+    project_site,
+    projection_calibration,
+)
+from bench._sim_report import markdown
+from bench._sim_validate import calibrate, validate
+from frumitcache.config import parse_quantity
+
+
+def _rate(text: str) -> int:
+    return parse_quantity(text, "bytes/s")
+
+
+def _sizes(text: str) -> list[int]:
+    return [parse_quantity(s, "bytes") for s in text.split(",") if s]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    p.add_argument("--validate-only", action="store_true", help="only the validation table")
+    p.add_argument("--no-validate", action="store_true", help="skip the validation table")
+    p.add_argument("--sizes", type=_sizes, default=_sizes("64MiB,1GiB"), help="release sizes F")
+    p.add_argument("--pis", type=int, default=100, help="Pis per site (default 100)")
+    p.add_argument("--sites", type=int, default=100, help="edge sites (0: no federation)")
+    p.add_argument("--uplink", type=_rate, default=_rate("20Mbit"), help="a lone site's U")
+    p.add_argument("--down", type=_rate, default=_rate("100Mbit"), help="d of every Pi")
+    p.add_argument("--up", type=_rate, default=_rate("100Mbit"), help="u of every Pi")
+    p.add_argument("--backbone", default="10Mbit-50Mbit", help="edge links, uniform LOW-HIGH")
+    p.add_argument("--core-uplink", type=_rate, default=_rate("100Mbit"), help="core ← origin")
+    p.add_argument(
+        "--core-egress", default="1Gbit,100Mbit",
+        help="core → backbone; comma-separated for one federation run each",
+    )  # fmt: skip
+    p.add_argument(
+        "--siblings", default="0,all",
+        help="ring siblings per side (all: every site), one run each; 'all' runs striped",
+    )  # fmt: skip
+    p.add_argument("--cpu-quota", type=float, default=10.0, help="%% of a core per Pi (0: none)")
+    p.add_argument("--agent-cpu", type=float, default=PROJECTION_AGENT_CPU, help="CPU-s/GB")
+    p.add_argument("--client-cpu", type=float, default=PROJECTION_CLIENT_CPU, help="CPU-s/GB")
+    p.add_argument("--seed", type=int, default=1, help="draws the backbone rates")
+    p.add_argument("--out", type=Path, default=Path("bench/results/sim"), help="JSON, table, plots")
+    p.add_argument("--json", action="store_true", help="print the JSON to stdout too")
+    return p.parse_args(argv)
+
+
+def plans(args: argparse.Namespace) -> list[Plan]:
+    low, _, high = args.backbone.partition("-")
+    quota = args.cpu_quota / 100 if args.cpu_quota > 0 else None
+    out: list[Plan] = []
+    for size in args.sizes:
+        label = f"{size / (1 << 20):g} MiB"
+        out.append(Plan(size, args.pis, args.down, args.up, args.uplink, cpu_quota=quota,
+                        label=f"site N={args.pis}, {label}"))  # fmt: skip
+        if not args.sites:
+            continue
+        for egress in args.core_egress.split(","):
+            for sib in args.siblings.split(","):
+                every = sib == "all"
+                siblings = args.sites // 2 if every else int(sib)
+                out.append(
+                    Plan(
+                        size, args.pis, args.down, args.up, args.uplink, args.sites,
+                        _rate(low), _rate(high or low), args.core_uplink, _rate(egress),
+                        siblings, every, quota, args.seed,
+                        f"federation {args.sites}x{args.pis}, {label}, egress {egress}, "
+                        f"siblings {sib}",
+                    )
+                )  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cal = calibrate()
+    report: dict[str, Any] = {"machine": machine(), "argv": sys.argv[1:] if argv is None else argv}
+    report["calibration"] = asdict(cal)
+    if not args.no_validate:
+        report["validation"] = validate(cal)
+    if not args.validate_only:
+        pcal = projection_calibration(cal, args.agent_cpu, args.client_cpu)
+        report["projection_calibration"] = asdict(pcal)
+        rows = []
+        for plan in plans(args):
+            print(f"sim: {plan.label} ...", file=sys.stderr, flush=True)
+            row = project_federation(plan, pcal) if plan.sites else project_site(plan, pcal)
+            rows.append(row)
+        report["projection"] = rows
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "sim.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.out / "sim.md").write_text(markdown(report))
+    for message in _plots(report, args.out):
+        print(message, file=sys.stderr)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(markdown(report))
+    return 0
+
+
+def _plots(report: dict[str, Any], out: Path) -> list[str]:
+    """One plot per kind (site, federation) and release size: every case's Pis over time."""
+    messages = []
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in report.get("projection", []):
+        groups.setdefault((row["kind"], row["size_bytes"]), []).append(row)
+    for (kind, size), rows in groups.items():
+        mib = size >> 20
+        lines = [
+            {"scenario": "sim", "system": row["case"].split(", ")[0] + _variant(row),
+             "times_s": row["times_s"], "t_bound_s": row["t_bound_s"] if len(rows) == 1 else None}
+            for row in rows
+        ]  # fmt: skip
+        path = out / f"sim-{kind}-{mib}MiB.png"
+        messages.append(plot(lines, "sim", path, f"simulated {kind}: {mib} MiB release"))
+    return messages
+
+
+def _variant(row: dict[str, Any]) -> str:
+    if row["kind"] != "federation":
+        return ""
+    return f", egress {row['core_egress_mbit']:g} Mbit, siblings {row['siblings_per_site']}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
