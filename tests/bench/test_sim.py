@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,7 @@ def test_simulator_finishes_flows_in_order_and_counts_bytes() -> None:
     link = Resource("link", 10.0)
     done: dict[str, float] = {}
     for name, size in (("small", 10), ("big", 30)):
-        sim.start(Flow(size, ((link, 1.0),), on_done=lambda t, n=name: done.__setitem__(n, t)))
+        sim.start(Flow(size, ((link, 1.0),), on_done=partial(done.__setitem__, name)))
     sim.run()
     # Both at 5/s until small is done at 2 s, then big alone at 10/s for its last 20.
     assert done["small"] == pytest.approx(2.0)
@@ -61,10 +62,10 @@ def test_simulator_finishes_flows_in_order_and_counts_bytes() -> None:
     assert link.carried == 40
 
 
-def _site(pis: int, size: int, feed: str, **cal: float) -> SiteRun:
+def _site(pis: int, size: int, feed: str, chunk_latency_s: float = 0.0) -> SiteRun:
     sim = Simulator()
     spec = SiteSpec(pis, 100 * MBIT, 100 * MBIT, 20 * MBIT)
-    run = SiteRun(sim, spec, replace(CAL, **cal), size, feed)
+    run = SiteRun(sim, spec, replace(CAL, chunk_latency_s=chunk_latency_s), size, feed)
     run.start()
     sim.run()
     return run
