@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench._report import _fmt as _cell  # the herd table's cell format
+
 MiB = 1 << 20
-
-
-def _cell(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "NO"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
