@@ -162,11 +162,14 @@ class Simulator:
                 raise RuntimeError(f"simulation stalled at {self.now:.3f} s with flows: {stuck}")
             if t > until:
                 break
+            # Flows due by t finish at t, even when rounding left them a few bytes (or a
+            # finish time that adding to a large clock cannot move): no zero-length loops.
+            due = {id(f) for f in self.flows if f.rate > 0 and self.now + f.remaining / f.rate <= t}
             self._advance(t)
             self.events += 1
             if t_flow <= t_timer:
-                finished = [f for f in self.flows if f.remaining <= _EPS * max(1.0, f.size)]
-                self.flows = [f for f in self.flows if f.remaining > _EPS * max(1.0, f.size)]
+                finished = [f for f in self.flows if id(f) in due]
+                self.flows = [f for f in self.flows if id(f) not in due]
                 self._dirty = True
                 for f in finished:
                     self._settle(f)

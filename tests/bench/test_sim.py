@@ -123,7 +123,8 @@ def _federation(sites: int, siblings: int, striped: bool, egress: float) -> Fede
 
 
 @pytest.mark.parametrize(
-    ("siblings", "striped", "egress"), [(0, False, 1000 * MBIT), (1, True, 60 * MBIT)]
+    ("siblings", "striped", "egress"),
+    [(0, False, 1000 * MBIT), (1, True, 60 * MBIT), (3, True, 20 * MBIT)],
 )
 def test_federation_origin_once_and_bound(siblings: int, striped: bool, egress: float) -> None:
     size = 40 * MiB + 7
