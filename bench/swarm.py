@@ -78,8 +78,15 @@ async def swarm_run(args: argparse.Namespace) -> dict[str, Any]:
 
                 async def fetch(i: int, node: NodeProcess) -> None:
                     holders = [[*n.holder, n is seeder] for n in nodes if n is not node]
-                    await node.call({"cmd": "fetch", "chunks": put["chunks"], "holders": holders,
-                                     "out": str(root / f"copy{i}"), "parallel": args.parallel})
+                    await node.call(
+                        {
+                            "cmd": "fetch",
+                            "chunks": put["chunks"],
+                            "holders": holders,
+                            "out": str(root / f"copy{i}"),
+                            "parallel": args.parallel,
+                        }
+                    )
                     times.append(time.monotonic() - started)
 
                 async with trio.open_nursery() as fetches:
@@ -133,13 +140,19 @@ async def threshold_run(args: argparse.Namespace) -> dict[str, Any]:
                             started = time.monotonic()
                             async with trio.open_nursery() as fetches:
                                 for i, f in enumerate(fetchers):
-                                    holders = [[*n.holder, n is holder] for n in nodes
-                                               if n is not f]
-                                    fetches.start_soon(f.call, {
-                                        "cmd": "fetch", "chunks": put["chunks"],
-                                        "holders": holders, "small_chunk_bytes": small,
-                                        "out": str(root / f"out{i}"),
-                                    })
+                                    holders = [
+                                        [*n.holder, n is holder] for n in nodes if n is not f
+                                    ]
+                                    fetches.start_soon(
+                                        f.call,
+                                        {
+                                            "cmd": "fetch",
+                                            "chunks": put["chunks"],
+                                            "holders": holders,
+                                            "small_chunk_bytes": small,
+                                            "out": str(root / f"out{i}"),
+                                        },
+                                    )
                             samples.append(time.monotonic() - started)
                             after = (await holder.call({"cmd": "stats"}))["uploaded"]
                             ratios.append((after - before) / size)
@@ -148,19 +161,31 @@ async def threshold_run(args: argparse.Namespace) -> dict[str, Any]:
                     rows.append(row)
             nursery.cancel_scope.cancel()
     faster = [r["bytes"] for r in rows if r["http_seconds"] <= r["libtorrent_seconds"]]
-    return {"nodes": args.nodes, "rate": rate, "repeat": args.repeat, "rows": rows,
-            "http_faster_up_to": max(faster, default=0)}
+    return {
+        "nodes": args.nodes,
+        "rate": rate,
+        "repeat": args.repeat,
+        "rows": rows,
+        "http_faster_up_to": max(faster, default=0),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.swarm", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.swarm",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--nodes", type=int, default=6)
     p.add_argument("--size", default="64MiB")
     p.add_argument("--chunk-size", default="4MiB")
     p.add_argument("--rate", default="", help="per-node swarm rate cap, e.g. 12MiB (0: none)")
-    p.add_argument("--parallel", type=int, default=SwarmConfig().parallel_chunks,
-                   help="chunks in flight per fetcher")
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=SwarmConfig().parallel_chunks,
+        help="chunks in flight per fetcher",
+    )
     p.add_argument("--seeder-once", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--threshold", action="store_true", help="peer HTTP vs libtorrent per size")
     p.add_argument("--sizes", default="16KiB,64KiB,256KiB,1MiB,2MiB,4MiB,8MiB")

@@ -143,9 +143,7 @@ class MemberRole:
         flight.manifest = manifest
         flight.meta = HttpMeta(*plan.meta)
         self._keep_meta(flight)
-        await node.announce_object(
-            wire_manifest(flight.url, manifest, store.key_meta(flight.url))
-        )
+        await node.announce_object(wire_manifest(flight.url, manifest, store.key_meta(flight.url)))
 
     def _keep_meta(self, flight: Flight) -> None:
         """Remember the origin's metadata with the object: a later hit answers with it."""

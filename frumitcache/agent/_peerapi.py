@@ -81,8 +81,13 @@ class PrefetchPeerHttpServer(PeerHttpServer):
         on_member: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(
-            store, key, upload_rate=upload_rate, trees=trees, limits=limits,
-            max_clock_skew_s=max_clock_skew_s, on_member=on_member,
+            store,
+            key,
+            upload_rate=upload_rate,
+            trees=trees,
+            limits=limits,
+            max_clock_skew_s=max_clock_skew_s,
+            on_member=on_member,
         )
         self._prefetch = prefetch
         self._keys = keys

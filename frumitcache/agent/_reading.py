@@ -49,9 +49,7 @@ class StoredContent:
                 if reached >= end:
                     return
         if reached < end:
-            raise NotInStoreError(
-                f"the object ended at byte {reached}, {self.info.size} announced"
-            )
+            raise NotInStoreError(f"the object ended at byte {reached}, {self.info.size} announced")
 
     @asynccontextmanager
     async def read_files(self, start: int, end: int) -> AsyncIterator[AsyncIterator[Piece]]:
@@ -75,9 +73,7 @@ class FlightContent:
     """An object a :class:`Flight` is still bringing in; ``hold_back`` when its SHA-256 was
     known up front (the range's last piece waits for the whole-object check)."""
 
-    def __init__(
-        self, info: ContentInfo, store: Store, flight: Flight, *, hold_back: bool
-    ) -> None:
+    def __init__(self, info: ContentInfo, store: Store, flight: Flight, *, hold_back: bool) -> None:
         self.info = info
         self._store = store
         self._flight = flight

@@ -43,9 +43,7 @@ class SeederRole:
     def __init__(self, service: ContentService) -> None:
         self._svc = service
 
-    async def on_fetch_request(
-        self, sender: str, request: FetchRequest
-    ) -> ObjectInfo | ErrorReply:
+    async def on_fetch_request(self, sender: str, request: FetchRequest) -> ObjectInfo | ErrorReply:
         """A member asks the seeder for ``request.url``: start (or join) the one fetch."""
         svc = self._svc
         site = svc.site

@@ -84,7 +84,10 @@ class SiteLink(SiteHooks):
             swarm_port = 0
             if not self.solo:
                 self.swarm = Swarm(
-                    self.store, address=address, port=cfg.swarm.port, config=cfg.swarm,
+                    self.store,
+                    address=address,
+                    port=cfg.swarm.port,
+                    config=cfg.swarm,
                     key=self.key,
                 )
                 swarm_port = await nursery.start(self.swarm.run)

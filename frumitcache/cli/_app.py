@@ -36,6 +36,7 @@ The config file is --config, else $FRUMITCACHE_CONFIG, else ~/.config/frumitcach
 or /etc/frumitcache/frumitcache.toml if present, else the built-in one-node defaults
 (`frumitcache config example` prints them all, documented)."""
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="frumitcache",

@@ -193,4 +193,3 @@ def run(args: argparse.Namespace) -> int:
             f"{done.source}, sha256 {done.digest.hex()}\n"
         )
     return _exit.OK
-

@@ -27,9 +27,7 @@ def copy_range(src: int, dst: int, offset: int, count: int) -> str:
             while done < count:
                 n = step(src, dst, offset + done, count - done)
                 if n == 0:
-                    raise ProtocolError(
-                        f"a passed chunk file ended {count - done} bytes early"
-                    )
+                    raise ProtocolError(f"a passed chunk file ended {count - done} bytes early")
                 done += n
             return way
         except OSError as exc:

@@ -32,7 +32,8 @@ class SiteConfig(Section):
         5.0, "A peer-port connection must send a complete request head within this.", "s"
     )
     peer_idle_timeout_s: float = opt(
-        30.0, "A peer-port connection with no byte moving either way for this long is closed.",
+        30.0,
+        "A peer-port connection with no byte moving either way for this long is closed.",
         "s",
     )
     discovery: bool = opt(

@@ -23,21 +23,25 @@ class SwarmConfig(Section):
         4 * MiB, "libtorrent write cache bound (keeps the agent's memory Pi-sized).", "bytes"
     )
     super_seeding: bool = opt(
-        True, "Seeder hands each chunk out once so its port carries about one copy: each "
+        True,
+        "Seeder hands each chunk out once so its port carries about one copy: each "
         "fetcher dials the seeder only for the chunks assigned to it (or stalled), and fetchers "
         "trade the rest. (libtorrent's own super-seeding is not used: it delays every torrent "
-        "by 10 s.)"
+        "by 10 s.)",
     )
     seeder_grace_s: float = opt(
-        3.0, "A chunk that made no progress for this long may be fetched from the seeder by "
-        "any fetcher (its assigned fetcher is slow or gone).", "s",
+        3.0,
+        "A chunk that made no progress for this long may be fetched from the seeder by "
+        "any fetcher (its assigned fetcher is slow or gone).",
+        "s",
     )
     stall_timeout_s: float = opt(
         20.0, "A libtorrent fetch with no progress for this long falls back to peer HTTP.", "s"
     )
     parallel_chunks: int = opt(
-        8, "Chunks of one object fetched at once (each libtorrent chunk pays a connect tick, "
-        "so a few in flight hide it; more costs memory)."
+        8,
+        "Chunks of one object fetched at once (each libtorrent chunk pays a connect tick, "
+        "so a few in flight hide it; more costs memory).",
     )
 
     def check(self) -> None:

@@ -59,6 +59,7 @@ from frumitcache.origin._job import (
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True, slots=True)
 class OriginStats:
     """A snapshot of what the uplink carried (see :meth:`OriginFetcher.statistics`)."""
@@ -83,7 +84,6 @@ class _Flight:
     done: trio.Event = field(default_factory=trio.Event)
     result: Manifest | None = None
     error: BaseException | None = None  # None with result None: the leader was cancelled
-
 
 
 class OriginFetcher:

@@ -41,6 +41,7 @@ META_CONTENT_TYPE = "content_type"
 META_FETCHED_AT = "fetched_at"  # unix seconds, as a decimal string
 META_PARTIAL_VALIDATOR = "partial_validator"  # If-Range value for a stored partial
 
+
 class _Writer(Protocol):
     @property
     def offset(self) -> int: ...
@@ -88,7 +89,6 @@ class FetchInfo:
     etag: str | None
     last_modified: str | None
     cached: bool  # complete in the store already (or revalidated with 304): no origin body
-
 
 
 class _Transient(Exception):
@@ -349,9 +349,7 @@ class _Job:
                 assert self.writer is not None
                 if self.total is not None and self.writer.offset < self.total:
                     # A shorter range than asked for: ask for the rest.
-                    raise _Transient(
-                        OriginError("origin sent a shorter range"), in_body=True
-                    )
+                    raise _Transient(OriginError("origin sent a shorter range"), in_body=True)
                 return await self._finish(resp)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             tls = _tls_failure(exc)

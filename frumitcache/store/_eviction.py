@@ -96,7 +96,8 @@ class Eviction(ChunkRefs):
             pinned = tx.pinned_objects()
         floor = (
             f", {self.free_disk()} bytes free on disk (floor {self.min_free_bytes})"
-            if self.min_free_bytes else ""
+            if self.min_free_bytes
+            else ""
         )
         return (
             f"store {self.root} is full: {self.used} of {self.max_bytes} bytes used{floor}; "

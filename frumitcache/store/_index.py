@@ -112,9 +112,7 @@ class Tx(Transaction):
     def set_chunk_root(self, digest: bytes, root: bytes) -> bool:
         """True when the chunk exists (and now carries ``root``)."""
         return bool(
-            self.execute(
-                "UPDATE chunks SET root = ? WHERE digest = ?", (root, digest)
-            ).rowcount
+            self.execute("UPDATE chunks SET root = ? WHERE digest = ?", (root, digest)).rowcount
         )
 
     def chunk_root(self, digest: bytes) -> bytes | None:
@@ -137,7 +135,8 @@ class Tx(Transaction):
     def lost_chunks(self) -> set[bytes]:
         """Chunks objects or partials refer to that have no row (an interrupted old version)."""
         return {
-            c for (c,) in self.all(
+            c
+            for (c,) in self.all(
                 "SELECT DISTINCT chunk FROM object_chunks oc WHERE NOT EXISTS "
                 "(SELECT 1 FROM chunks WHERE digest = oc.chunk) UNION "
                 "SELECT DISTINCT chunk FROM partial_chunks pc WHERE NOT EXISTS "
@@ -167,7 +166,8 @@ class Tx(Transaction):
 
     def object_chunks(self, digest: bytes) -> list[bytes]:
         return [
-            c for (c,) in self.all(
+            c
+            for (c,) in self.all(
                 "SELECT chunk FROM object_chunks WHERE object = ? ORDER BY idx", (digest,)
             )
         ]
@@ -207,7 +207,8 @@ class Tx(Transaction):
 
     def objects_using(self, chunks: set[bytes]) -> list[bytes]:
         return [
-            o for (o,) in self.all(
+            o
+            for (o,) in self.all(
                 f"SELECT DISTINCT object FROM object_chunks WHERE chunk IN ({_marks(len(chunks))})",  # noqa: S608
                 list(chunks),
             )
@@ -254,8 +255,9 @@ class Tx(Transaction):
         )
 
     def keys_of(self, digest: bytes) -> list[str]:
-        return [k for (k,) in self.all("SELECT key FROM keys WHERE digest = ? ORDER BY key",
-                                       (digest,))]
+        return [
+            k for (k,) in self.all("SELECT key FROM keys WHERE digest = ? ORDER BY key", (digest,))
+        ]
 
     def mapped_keys(self) -> list[tuple[str, bytes]]:
         return self.all("SELECT key, digest FROM keys WHERE digest IS NOT NULL")
@@ -304,7 +306,8 @@ class Tx(Transaction):
     def cut_partial(self, key: str, keep: int) -> list[bytes]:
         """Drop the partial's chunks from index ``keep`` on; returns them."""
         dropped = [
-            c for (c,) in self.all(
+            c
+            for (c,) in self.all(
                 "SELECT chunk FROM partial_chunks WHERE key = ? AND idx >= ?", (key, keep)
             )
         ]
@@ -319,16 +322,15 @@ class Tx(Transaction):
 
     def partials_using(self, chunks: set[bytes]) -> list[str]:
         return [
-            k for (k,) in self.all(
+            k
+            for (k,) in self.all(
                 f"SELECT DISTINCT key FROM partial_chunks WHERE chunk IN ({_marks(len(chunks))})",  # noqa: S608
                 list(chunks),
             )
         ]
 
     def partial_chunks(self, key: str) -> list[tuple[int, bytes]]:
-        return self.all(
-            "SELECT idx, chunk FROM partial_chunks WHERE key = ? ORDER BY idx", (key,)
-        )
+        return self.all("SELECT idx, chunk FROM partial_chunks WHERE key = ? ORDER BY idx", (key,))
 
     def partials_by_use(self) -> Iterator[tuple[str, float]]:
         """Partial objects, least recently used first."""

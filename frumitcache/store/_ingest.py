@@ -48,9 +48,7 @@ class Ingest(ChunkRefs):
         try:
             sha = hashlib.sha256(data).digest()
             if digest is not None and sha != digest:
-                raise DigestMismatchError(
-                    f"chunk hashes to {sha.hex()}, expected {digest.hex()}"
-                )
+                raise DigestMismatchError(f"chunk hashes to {sha.hex()}, expected {digest.hex()}")
             if len(data) == 0:
                 raise StoreError("an empty chunk cannot be stored")
             if ref is None:
@@ -131,12 +129,9 @@ class Ingest(ChunkRefs):
                     except OSError as exc:
                         if is_full_error(exc):
                             raise StoreFullError(
-                                f"no room to store chunk {sha.hex()} in {self.root}: "
-                                f"{exc.strerror}"
+                                f"no room to store chunk {sha.hex()} in {self.root}: {exc.strerror}"
                             ) from None
-                        raise StoreError(
-                            f"cannot move {temp} to {final}: {exc.strerror}"
-                        ) from None
+                        raise StoreError(f"cannot move {temp} to {final}: {exc.strerror}") from None
                     tx.add_chunk(sha, size, xx, time.time())
                     tx.after_commit.append(lambda: self._add_used(size))
                 if ref is not None:
@@ -167,8 +162,7 @@ class Ingest(ChunkRefs):
             for chunk in set(manifest.chunks):
                 if not tx.has_chunk(chunk):
                     raise NotInStoreError(
-                        f"chunk {chunk.hex()} of {spec.key} vanished before the object was "
-                        "complete"
+                        f"chunk {chunk.hex()} of {spec.key} vanished before the object was complete"
                     )
             tx.add_object(manifest, time.time())
             tx.map_key(spec.key, manifest.digest)

@@ -29,8 +29,16 @@ class LiveObject:
     """What readers in this process see of an object while its writer is open."""
 
     __slots__ = (
-        "_changed", "chunk_size", "chunks", "expected_digest", "expected_size", "failure",
-        "key", "manifest", "readers", "sizes",
+        "_changed",
+        "chunk_size",
+        "chunks",
+        "expected_digest",
+        "expected_size",
+        "failure",
+        "key",
+        "manifest",
+        "readers",
+        "sizes",
     )
 
     def __init__(

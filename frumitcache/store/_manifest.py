@@ -86,7 +86,10 @@ class Manifest:
         """Rebuild from :meth:`to_dict`; raises ``ValueError`` on anything malformed."""
         try:
             digest, size, chunk_size, chunks = (
-                data["digest"], data["size"], data["chunk_size"], data["chunks"]
+                data["digest"],
+                data["size"],
+                data["chunk_size"],
+                data["chunks"],
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed manifest: {exc!r}") from None

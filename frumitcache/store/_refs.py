@@ -124,9 +124,7 @@ class ChunkRefs:
         keys = tx.keys_of(obj)
         tx.delete_object(obj)
         tx.unmap_object(obj)
-        target = next(
-            (k for k in keys if k not in self.live_keys and not tx.has_partial(k)), None
-        )
+        target = next((k for k in keys if k not in self.live_keys and not tx.has_partial(k)), None)
         if target is not None and cut > 0 and sizes is not None:
             spec = PartialSpec(target, sizes[1], obj, sizes[0])
             for i, chunk in enumerate(chunks[:cut]):

@@ -55,7 +55,6 @@ def _digest(digest: bytes | str) -> bytes:
     return digest
 
 
-
 @dataclass(frozen=True, slots=True)
 class StoredObject:
     """A complete object as :meth:`Store.objects` lists it."""
@@ -64,6 +63,7 @@ class StoredObject:
     keys: tuple[str, ...]
     pinned: bool
     last_used: float
+
 
 class Store:
     """Content-addressed chunk and object store rooted at ``root``.
@@ -84,9 +84,7 @@ class Store:
     # --- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    def open(
-        cls, root: Path, *, max_bytes: int, chunk_size: int, min_free_bytes: int = 0
-    ) -> Store:
+    def open(cls, root: Path, *, max_bytes: int, chunk_size: int, min_free_bytes: int = 0) -> Store:
         """Open (creating if needed) the store at ``root`` and recover from any crash:
         temp files are removed, index rows whose chunk files are missing or wrong-sized are
         dropped (their objects demoted to partial), orphan chunk files adopted or deleted."""
@@ -146,9 +144,7 @@ class Store:
             raise NotInStoreError(f"chunk {digest.hex()} is not in the store")
         return self._core.path_of(digest)
 
-    async def put_chunk(
-        self, data: bytes | bytearray | memoryview, digest: bytes | str
-    ) -> None:
+    async def put_chunk(self, data: bytes | bytearray | memoryview, digest: bytes | str) -> None:
         """Store a chunk after checking it hashes to ``digest`` (DigestMismatchError)."""
         digest = _digest(digest)
         if not self.has_chunk(digest):
@@ -336,8 +332,9 @@ class Store:
             manifest = self._core.manifest(digest)
             if manifest is not None:
                 out.append(
-                    StoredObject(manifest, tuple(sorted(keys.get(digest, ()))), digest in pinned,
-                                 last_used)
+                    StoredObject(
+                        manifest, tuple(sorted(keys.get(digest, ()))), digest in pinned, last_used
+                    )
                 )
         return out
 

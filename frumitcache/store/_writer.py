@@ -174,8 +174,7 @@ class ObjectWriter:
             raise NotInStoreError(f"chunk {digest.hex()} is not in the store")
         if size > self.chunk_size:
             raise StoreError(
-                f"chunk {digest.hex()} has {size} bytes, more than the chunk size "
-                f"{self.chunk_size}"
+                f"chunk {digest.hex()} has {size} bytes, more than the chunk size {self.chunk_size}"
             )
         if self.expected_size is not None and self.offset + size > self.expected_size:
             await self._discard_now()

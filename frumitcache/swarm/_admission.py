@@ -136,6 +136,9 @@ class Admission:
         if held is None:
             return
         log.warning(
-            "peer_http.accept_failed", error=errno.errorcode.get(code, str(code)),
-            reason=os.strerror(code), since_last=held, waiting=self.waiting,
+            "peer_http.accept_failed",
+            error=errno.errorcode.get(code, str(code)),
+            reason=os.strerror(code),
+            since_last=held,
+            waiting=self.waiting,
         )

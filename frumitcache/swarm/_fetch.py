@@ -129,7 +129,9 @@ class ChunkFetcher:
         me: Holder | None,
     ) -> ChunkFetcher:
         return cls(
-            store, http, swarm,
+            store,
+            http,
+            swarm,
             small_chunk_bytes=config.small_chunk_bytes,
             me=me,
             seeder_once=config.super_seeding,
@@ -250,7 +252,9 @@ class ChunkFetcher:
             ordered = sorted(holders, key=lambda h: h.seeder)
             try:
                 tree, source = await self._http.fetch_tree(
-                    chunk.digest, chunk.size, [(h.address, h.peer_port) for h in ordered],
+                    chunk.digest,
+                    chunk.size,
+                    [(h.address, h.peer_port) for h in ordered],
                     chunk.root,
                 )
                 root, layer = tree.root, tree.piece_layer
@@ -261,8 +265,12 @@ class ChunkFetcher:
                 root, layer, source = chunk.root, None, None
             try:
                 await swarm.fetch_chunk(
-                    chunk.digest, chunk.size, addresses(first), root=root,
-                    piece_layer=layer, stall_timeout=self._stall,
+                    chunk.digest,
+                    chunk.size,
+                    addresses(first),
+                    root=root,
+                    piece_layer=layer,
+                    stall_timeout=self._stall,
                 )
             except DigestMismatchError:
                 # The tree was a lie (its root was not the chunk's): drop whoever served it.

@@ -133,8 +133,18 @@ async def start_nodes(
     try:
         for i, address in enumerate(addresses):
             python = pythons[i] if i < len(pythons) and pythons[i] else sys.executable
-            argv = [python, "-m", "frumitcache.swarm.node", "--address", address,
-                    "--store", str(root / f"node{i}"), "--key-hex", key.hex(), *extra]
+            argv = [
+                python,
+                "-m",
+                "frumitcache.swarm.node",
+                "--address",
+                address,
+                "--store",
+                str(root / f"node{i}"),
+                "--key-hex",
+                key.hex(),
+                *extra,
+            ]
             proc = await trio.lowlevel.open_process(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
             )

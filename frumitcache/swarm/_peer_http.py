@@ -99,8 +99,12 @@ class PeerHttpServer:
 
     def statistics(self) -> PeerHttpStatistics:
         return PeerHttpStatistics(
-            self._served, self._bytes, self._not_found, self._rejected,
-            self.admission.evicted, self.admission.accept_errors,
+            self._served,
+            self._bytes,
+            self._not_found,
+            self._rejected,
+            self.admission.evicted,
+            self.admission.accept_errors,
         )
 
     async def serve(
@@ -165,8 +169,9 @@ class PeerHttpServer:
         self.errors += 1
         if self._error_pace.admit("connection", trio.current_time()) is None:
             return
-        log.error("peer_http.connection_error", error=f"{type(exc).__name__}: {exc}",
-                  total=self.errors)
+        log.error(
+            "peer_http.connection_error", error=f"{type(exc).__name__}: {exc}", total=self.errors
+        )
 
     async def _respond(
         self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request, idle: IdleTimer
@@ -199,14 +204,17 @@ class PeerHttpServer:
             size = os.fstat(f.fileno()).st_size
             head = h11.Response(
                 status_code=200,
-                headers=[(b"content-length", str(size).encode()),
-                         (b"content-type", b"application/octet-stream")],
+                headers=[
+                    (b"content-length", str(size).encode()),
+                    (b"content-type", b"application/octet-stream"),
+                ],
             )
             await stream.send_all(conn.send(head) or b"")
             # Zero-copy: the kernel moves the chunk file to the socket. The receiver verifies
             # SHA-256 before it stores a byte (verify before serve holds at the other end).
             pace = None
             if self._bucket.rate:
+
                 def pace(n: int) -> float:
                     idle.touch()
                     return self._bucket.take(n, trio.current_time())
@@ -235,7 +243,6 @@ class PeerHttpServer:
             await _send_simple(conn, stream, 404, b"no such chunk\n")
             return
         await _send_simple(conn, stream, 200, tree.root + tree.piece_layer)
-
 
     async def _respond_verify(
         self, conn: h11.Connection, stream: trio.SocketStream, digest: str
@@ -314,7 +321,12 @@ async def _send_simple(
 
 
 async def get_chunk(
-    address: Address, digest: str, key: bytes, *, max_bytes: int, what: str = "",
+    address: Address,
+    digest: str,
+    key: bytes,
+    *,
+    max_bytes: int,
+    what: str = "",
     method: bytes = b"GET",
     sink: Callable[[bytes], None] | None = None,
 ) -> bytearray:
@@ -329,8 +341,11 @@ async def get_chunk(
     stream = await trio.open_tcp_stream(host, address[1])
     async with stream:
         conn = h11.Connection(h11.CLIENT)
-        headers = [(b"host", host.encode()), (HEADER, sign(key, method, path, time.time())),
-                   (b"connection", b"close")]
+        headers = [
+            (b"host", host.encode()),
+            (HEADER, sign(key, method, path, time.time())),
+            (b"connection", b"close"),
+        ]
         if method != b"GET":
             headers.append((b"content-length", b"0"))
         req = h11.Request(method=method, target=path, headers=headers)
@@ -393,8 +408,9 @@ class HttpChunkClient:
         Best effort: a holder that can't be told is still skipped for its back-off."""
         try:
             with trio.fail_after(min(self.timeout, 10.0)):
-                state = await get_chunk(holder, digest, self._key, max_bytes=64,
-                                        what="verify", method=b"POST")
+                state = await get_chunk(
+                    holder, digest, self._key, max_bytes=64, what="verify", method=b"POST"
+                )
         except _FETCH_ERRORS:
             return
         if state == b"dropped":
@@ -412,8 +428,9 @@ class HttpChunkClient:
                 continue
             try:
                 with trio.fail_after(self.timeout):
-                    body = await get_chunk(holder, digest, self._key, max_bytes=32 * 33,
-                                           what="tree")
+                    body = await get_chunk(
+                        holder, digest, self._key, max_bytes=32 * 33, what="tree"
+                    )
                 tree = tree_from_layer(size, bytes(body[:32]), bytes(body[32:]))
             except _FETCH_ERRORS as exc:
                 errors.append(f"{holder[0]}: {exc}")
@@ -445,7 +462,7 @@ class HttpChunkClient:
             xx.update(data)
             view = memoryview(data)
             while view:
-                view = view[os.write(fds[0], view):]
+                view = view[os.write(fds[0], view) :]
 
         try:
             try:

@@ -389,8 +389,10 @@ class Swarm:
         # No PEX: peers are dialled only as the catalogue says (this keeps fetchers off the
         # seeder for chunks not assigned to them).
         atp.flags = (
-            int(atp.flags) | flags | int(lt.torrent_flags.disable_pex)
-        ) & ~int(lt.torrent_flags.auto_managed) & ~int(lt.torrent_flags.paused)
+            (int(atp.flags) | flags | int(lt.torrent_flags.disable_pex))
+            & ~int(lt.torrent_flags.auto_managed)
+            & ~int(lt.torrent_flags.paused)
+        )
         handle = self._session().add_torrent(atp)
         t = _Torrent(ct.digest, handle, seeding=bool(flags & int(lt.torrent_flags.seed_mode)))
         self._torrents[ct.digest] = t
@@ -413,7 +415,8 @@ class Swarm:
         every ``_SWEEP_S`` and whenever ``_SWEEP_EVERY`` torrents were added since the last
         run, so memory follows the store's size, not the history. Returns torrents removed."""
         gone = [
-            t for d, t in list(self._torrents.items())
+            t
+            for d, t in list(self._torrents.items())
             if t.seeding and not t.retiring and not self._store.has_chunk(d)
         ]
         for t in gone:
@@ -596,8 +599,10 @@ class Swarm:
                 done_bytes = int(s.total_wanted_done)
                 last_progress = now
             elif now - last_progress > stall_timeout:
-                raise PeerError(f"chunk {t.digest}: no progress from any holder for "
-                                f"{math.ceil(stall_timeout)} s")
+                raise PeerError(
+                    f"chunk {t.digest}: no progress from any holder for "
+                    f"{math.ceil(stall_timeout)} s"
+                )
         if t.error:
             raise PeerError(f"chunk {t.digest}: {t.error}")
 

@@ -76,10 +76,14 @@ class Node:
             download_rate=args.download_rate,
         )
         self.address = args.address
-        self.swarm = Swarm(self.store, address=args.address, port=args.swarm_port,
-                           config=self.config, key=key)
+        self.swarm = Swarm(
+            self.store, address=args.address, port=args.swarm_port, config=self.config, key=key
+        )
         self.http_server = PeerHttpServer(
-            self.store, key, upload_rate=args.upload_rate, trees=self.swarm.tree,
+            self.store,
+            key,
+            upload_rate=args.upload_rate,
+            trees=self.swarm.tree,
             on_member=self.swarm.admit,
         )
         # A harness without a control plane: every address is admitted until the driver
@@ -99,14 +103,25 @@ class Node:
     async def _run(self) -> None:
         async with trio.open_nursery() as nursery:
             swarm_port = await nursery.start(self.swarm.run)
-            peer_port = await nursery.start(self.http_server.serve, self.address,
-                                            self.peer_port_arg)
+            peer_port = await nursery.start(
+                self.http_server.serve, self.address, self.peer_port_arg
+            )
             self.fetcher = ChunkFetcher.from_config(
-                self.store, self.http, self.swarm, self.config,
+                self.store,
+                self.http,
+                self.swarm,
+                self.config,
                 me=Holder(self.address, peer_port, swarm_port),
             )
-            _emit({"event": "ready", "address": self.address, "swarm_port": swarm_port,
-                   "peer_port": peer_port, "pid": _pid()})
+            _emit(
+                {
+                    "event": "ready",
+                    "address": self.address,
+                    "swarm_port": swarm_port,
+                    "peer_port": peer_port,
+                    "pid": _pid(),
+                }
+            )
             stdin = trio.lowlevel.FdStream(0)
             buf = b""
             while True:
@@ -139,8 +154,14 @@ class Node:
     async def _dispatch(self, cmd: dict[str, Any], nursery: trio.Nursery) -> dict[str, Any] | None:
         name = cmd["cmd"]
         if name == "put":
-            return {"chunks": await self.put(Path(cmd["path"]), int(cmd["chunk_size"]),
-                                             key=cmd.get("key"), seed=cmd.get("seed", True))}
+            return {
+                "chunks": await self.put(
+                    Path(cmd["path"]),
+                    int(cmd["chunk_size"]),
+                    key=cmd.get("key"),
+                    seed=cmd.get("seed", True),
+                )
+            }
         if name == "seed":
             await self.swarm.seed(cmd["digest"], super_seed=bool(cmd.get("super_seed")))
             return {}
@@ -218,13 +239,20 @@ class Node:
         receive: trio.MemoryReceiveChannel[ChunkOffer],
     ) -> int:
         async with await trio.open_file(out, "wb") as f:
+
             async def sink(index: int, chunk: ChunkRef) -> None:
                 if writer is not None:
                     await writer.add_chunk(bytes.fromhex(chunk.digest))
                 await f.write(await self.store.read_chunk(chunk.digest))
                 await f.flush()
-                _emit({"id": cmd["id"], "event": "chunk", "index": index,
-                       "t": time.monotonic() - started})
+                _emit(
+                    {
+                        "id": cmd["id"],
+                        "event": "chunk",
+                        "index": index,
+                        "t": time.monotonic() - started,
+                    }
+                )
 
             async with trio.open_nursery() as nursery:
                 if cmd.get("open"):
@@ -241,9 +269,12 @@ class Node:
                     fetcher = ChunkFetcher.from_config(
                         self.store, self.http, self.swarm, config, me=fetcher.me
                     )
-                count = await fetch_object(fetcher, receive, sink,
-                                           parallel=int(cmd.get("parallel",
-                                                                self.config.parallel_chunks)))
+                count = await fetch_object(
+                    fetcher,
+                    receive,
+                    sink,
+                    parallel=int(cmd.get("parallel", self.config.parallel_chunks)),
+                )
                 if writer is not None:
                     await writer.finish()
                 nursery.cancel_scope.cancel()
@@ -298,8 +329,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--swarm-port", type=int, default=0)
     p.add_argument("--peer-port", type=int, default=0)
     p.add_argument("--small-chunk-bytes", type=int, default=SwarmConfig().small_chunk_bytes)
-    p.add_argument("--super-seeding", action=argparse.BooleanOptionalAction,
-                   default=SwarmConfig().super_seeding)
+    p.add_argument(
+        "--super-seeding",
+        action=argparse.BooleanOptionalAction,
+        default=SwarmConfig().super_seeding,
+    )
     p.add_argument("--upload-rate", type=int, default=0)
     p.add_argument("--max-bytes", type=int, default=8 * GiB)
     p.add_argument("--chunk-size", type=int, default=4 * MiB, help="the store's chunk size")

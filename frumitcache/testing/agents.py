@@ -93,8 +93,16 @@ class AgentProcess:
             # Popen, not trio's process API: fixtures and finally blocks must be able to kill
             # and reap the agent synchronously, whatever state the trio run is in.
             self.proc = subprocess.Popen(  # noqa: ASYNC220
-                [*self.prefix, sys.executable, "-m", "frumitcache", "agent",
-                 "--config", str(self.config_path), *self.args],
+                [
+                    *self.prefix,
+                    sys.executable,
+                    "-m",
+                    "frumitcache",
+                    "agent",
+                    "--config",
+                    str(self.config_path),
+                    *self.args,
+                ],
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,

@@ -47,8 +47,9 @@ class LoopbackSite:
                 discovery=False,
                 key_file=str(self.key_file),
             )
-            self.agents.append(AgentProcess(directory / f"pi-{i:02d}", address=address,
-                                            settings=merged, env=env))
+            self.agents.append(
+                AgentProcess(directory / f"pi-{i:02d}", address=address, settings=merged, env=env)
+            )
 
     async def start(self, *, patience_s: float = 60.0) -> None:
         async def start_one(agent: AgentProcess) -> None:

@@ -52,8 +52,9 @@ def only(origin: OriginServer) -> dict[str, list[str]]:
 async def test_pull_of_a_disallowed_url_is_refused(
     origin: OriginServer, internal: OriginServer, tmp_path: Path
 ) -> None:
-    agent = AgentProcess(tmp_path / "node", address=loopback_address(),
-                         settings={"origin": only(origin)})
+    agent = AgentProcess(
+        tmp_path / "node", address=loopback_address(), settings={"origin": only(origin)}
+    )
     await agent.start()
     try:
         origin.add("/ok.bin", b"public artifact")
@@ -88,8 +89,9 @@ async def test_pull_of_a_disallowed_url_is_refused(
 async def test_a_redirect_to_a_disallowed_host_is_refused(
     origin: OriginServer, internal: OriginServer, tmp_path: Path
 ) -> None:
-    agent = AgentProcess(tmp_path / "node", address=loopback_address(),
-                         settings={"origin": only(origin)})
+    agent = AgentProcess(
+        tmp_path / "node", address=loopback_address(), settings={"origin": only(origin)}
+    )
     await agent.start()
     try:
         origin.add("/hop", b"never served")
@@ -117,9 +119,13 @@ async def wait_for_seeder(site: LoopbackSite) -> str:
         while True:
             views = [(await AgentClient(a.socket).status()).site for a in site.agents]
             seeders = {v.get("seeder") for v in views}
-            if len(seeders) == 1 and None not in seeders and all(
-                len(v["members"]) == len(views)  # type: ignore[arg-type]
-                for v in views
+            if (
+                len(seeders) == 1
+                and None not in seeders
+                and all(
+                    len(v["members"]) == len(views)  # type: ignore[arg-type]
+                    for v in views
+                )
             ):
                 return str(seeders.pop())
             await trio.sleep(0.2)
@@ -131,8 +137,7 @@ async def test_the_seeder_refuses_what_a_compromised_member_asks_for(
     # Both agents allow only the public origin. Once a seeder is elected, the other one is
     # "compromised": restarted with a list that admits every loopback address, so only the
     # seeder stands in the way (a rejoining node follows the live seeder: no preemption).
-    site = LoopbackSite(tmp_path / "site", 2, priorities=[10, 0],
-                        settings={"origin": only(origin)})
+    site = LoopbackSite(tmp_path / "site", 2, priorities=[10, 0], settings={"origin": only(origin)})
     await site.start()
     try:
         name = await wait_for_seeder(site)

@@ -103,9 +103,12 @@ async def test_agent_set_overrides_are_applied(
         address=address,
         settings={"apt": {"enabled": False, "port": 0, "allowed_hosts": ["nowhere.invalid"]}},
         args=[
-            "--set", "apt.enabled=true",
-            "--set", f"apt.port={port}",
-            "--set", f"apt.allowed_hosts={authority}",
+            "--set",
+            "apt.enabled=true",
+            "--set",
+            f"apt.port={port}",
+            "--set",
+            f"apt.allowed_hosts={authority}",
         ],
     )
     running.append(agent)
@@ -134,9 +137,12 @@ async def test_agent_set_bad_key_is_a_config_error(
     with trio.fail_after(60):
         result = await cli(
             "agent",
-            "--set", f"store.path={tmp_path / 'store'}",
-            "--set", f"control.socket={tmp_path / 'agent.sock'}",
-            "--set", setting,
+            "--set",
+            f"store.path={tmp_path / 'store'}",
+            "--set",
+            f"control.socket={tmp_path / 'agent.sock'}",
+            "--set",
+            setting,
         )
     stderr = result.stderr.decode()
     assert result.returncode == _exit.CONFIG, stderr
@@ -159,9 +165,7 @@ async def test_apt_listen_on_every_address_serves_another_local_address(
     agent = AgentProcess(
         tmp_path / "node",
         address=node_address,
-        settings={
-            "apt": {"enabled": True, "listen": ANY, "port": 0, "allowed_hosts": [authority]}
-        },
+        settings={"apt": {"enabled": True, "listen": ANY, "port": 0, "allowed_hosts": [authority]}},
     )
     running.append(agent)
     with trio.fail_after(60):
@@ -215,8 +219,9 @@ async def test_pinned_survives_gc_unpinned_is_evicted_and_verify_finds_rot(
     with trio.fail_after(120):
         await agent.start()
         for name in ("kept", "dropped"):
-            got = await cli("pull", origin.url(f"/{name}.bin"), "-o", f"{name}.out", *sock,
-                            cwd=tmp_path)
+            got = await cli(
+                "pull", origin.url(f"/{name}.bin"), "-o", f"{name}.out", *sock, cwd=tmp_path
+            )
             assert got.returncode == 0, got.stderr
         pinned = await cli_json(agent, "cache", "pin", origin.url("/kept.bin"))
         assert pinned == {"digest": kept_digest, "pinned": True, "present": True}
@@ -252,8 +257,16 @@ async def test_pinned_survives_gc_unpinned_is_evicted_and_verify_finds_rot(
         assert text.returncode == _exit.OK, text.stderr
 
         # The damaged object is fetched again, whole and right.
-        healed = await cli("pull", origin.url("/kept.bin"), "--sha256", kept_digest,
-                           "-o", "k3.out", *sock, cwd=tmp_path)
+        healed = await cli(
+            "pull",
+            origin.url("/kept.bin"),
+            "--sha256",
+            kept_digest,
+            "-o",
+            "k3.out",
+            *sock,
+            cwd=tmp_path,
+        )
         assert healed.returncode == 0, healed.stderr
     assert (tmp_path / "k3.out").read_bytes() == kept
     assert origin.stats.requests["/kept.bin"] == 2
@@ -266,9 +279,7 @@ def _checks(result: subprocess.CompletedProcess[bytes]) -> dict[str, dict[str, A
     return {c["name"]: c for c in json.loads(result.stdout)}
 
 
-async def test_doctor_names_each_broken_part(
-    tmp_path: Path, running: list[AgentProcess]
-) -> None:
+async def test_doctor_names_each_broken_part(tmp_path: Path, running: list[AgentProcess]) -> None:
     address = loopback_address()
     key = tmp_path / "site.key"
     key.write_text("c2l0ZSBrZXkgZm9yIGRvY3Rvcg==\n")
@@ -317,10 +328,13 @@ async def test_doctor_names_each_broken_part(
 
         # 3. Another process holds the peer port.
         holder = subprocess.Popen(  # noqa: ASYNC220 - killed by pid below
-            [sys.executable, "-c",
-             "import socket,sys,time\n"
-             f"s=socket.socket(); s.bind(({address!r},{peer_port})); s.listen()\n"
-             "print('ready',flush=True); time.sleep(120)"],
+            [
+                sys.executable,
+                "-c",
+                "import socket,sys,time\n"
+                f"s=socket.socket(); s.bind(({address!r},{peer_port})); s.listen()\n"
+                "print('ready',flush=True); time.sleep(120)",
+            ],
             stdout=subprocess.PIPE,
         )
         try:

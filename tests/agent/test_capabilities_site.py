@@ -35,8 +35,17 @@ KiB = 1024
 
 async def pull(agent: AgentProcess, url: str, out: Path) -> subprocess.CompletedProcess[bytes]:
     return await trio.run_process(
-        [sys.executable, "-m", "frumitcache", "pull", url, "-o", str(out),
-         "--socket", str(agent.socket)],
+        [
+            sys.executable,
+            "-m",
+            "frumitcache",
+            "pull",
+            url,
+            "-o",
+            str(out),
+            "--socket",
+            str(agent.socket),
+        ],
         capture_stdout=True,
         capture_stderr=True,
         check=False,
@@ -168,8 +177,20 @@ class Lan:
         for ns, veth, v4, v6 in zip(self.hosts, self.veths, self.v4, self.v6, strict=True):
             ip("netns", "add", ns)
             self.made.append(ns)
-            ip("-n", self.hub, "link", "add", veth, "type", "veth", "peer", "name", "eth0",
-               "netns", ns)
+            ip(
+                "-n",
+                self.hub,
+                "link",
+                "add",
+                veth,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                ns,
+            )
             ip("-n", self.hub, "link", "set", veth, "master", "br0", "up")
             ip("-n", ns, "link", "set", "lo", "up")
             ip("-n", ns, "addr", "add", f"{v4}/24", "dev", "eth0")
@@ -208,9 +229,7 @@ def lan() -> Iterator[Lan]:
 
 @pytest.mark.root
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
-async def test_multicast_discovery_elects_one_seeder(
-    tmp_path: Path, lan: Lan, family: str
-) -> None:
+async def test_multicast_discovery_elects_one_seeder(tmp_path: Path, lan: Lan, family: str) -> None:
     key = tmp_path / "site.key"
     key.write_text(secrets.token_hex(32) + "\n")
     key.chmod(0o600)

@@ -43,8 +43,9 @@ async def timed_stream(agent: AgentProcess, url: str) -> tuple[float, bytes]:
 
 
 async def test_origin_max_rate_holds_as_a_rate(origin: OriginServer, tmp_path: Path) -> None:
-    agent = AgentProcess(tmp_path / "node", address=loopback_address(),
-                         settings={"origin": {"max_rate": RATE}})
+    agent = AgentProcess(
+        tmp_path / "node", address=loopback_address(), settings={"origin": {"max_rate": RATE}}
+    )
     await agent.start()
     try:
         origin.add("/two.bin", DATA)

@@ -93,19 +93,20 @@ async def test_apt_proxy_passes_a_last_modified_after_2038(tmp_path: Path) -> No
         agent = AgentProcess(
             tmp_path / "pi",
             address=address,
-            settings={"apt": {"enabled": True, "listen": address, "port": 0,
-                              "allowed_hosts": [authority]}},
+            settings={
+                "apt": {"enabled": True, "listen": address, "port": 0, "allowed_hosts": [authority]}
+            },
         )
         try:
             with trio.fail_after(300):
                 await agent.start(patience_s=300)
-                port = int(agent.banner().split("apt proxy       http://")[1].split()[0]
-                           .rsplit(":", 1)[1])
+                port = int(
+                    agent.banner().split("apt proxy       http://")[1].split()[0].rsplit(":", 1)[1]
+                )
                 stream = await trio.open_tcp_stream(address, port)
                 url = origin.url("/debian/pool/main/far_1.0_all.deb")
                 await stream.send_all(
-                    f"GET {url} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-                    .encode()
+                    f"GET {url} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n".encode()
                 )
                 response = b""
                 while chunk := await stream.receive_some(65536):
@@ -113,9 +114,7 @@ async def test_apt_proxy_passes_a_last_modified_after_2038(tmp_path: Path) -> No
                 await stream.aclose()
             head, _, body = response.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200"), head + agent.log().encode()
-            headers = dict(
-                line.decode().split(": ", 1) for line in head.split(b"\r\n")[1:]
-            )
+            headers = dict(line.decode().split(": ", 1) for line in head.split(b"\r\n")[1:])
             assert {k.lower(): v for k, v in headers.items()}["last-modified"] == AFTER_2038_HTTP
             assert body == data
         finally:

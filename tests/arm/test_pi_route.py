@@ -85,8 +85,10 @@ async def _settled_seeder(site: LoopbackSite) -> str:
     while True:
         views = [(await AgentClient(a.socket).status()).site for a in site.agents]
         seeders = {v.get("seeder") for v in views}
-        if len(seeders) == 1 and None not in seeders and all(
-            len(v["members"]) == len(site.agents) for v in views
+        if (
+            len(seeders) == 1
+            and None not in seeders
+            and all(len(v["members"]) == len(site.agents) for v in views)
         ):
             return str(seeders.pop())
         await trio.sleep(0.5)
@@ -113,8 +115,16 @@ async def test_members_pull_through_libtorrent_and_peer_http(tmp_path: Path) -> 
 
                 async def pull(i: int) -> None:
                     out = str(tmp_path / f"out{i}.img")
-                    argv = cli("pull", url, "--sha256", digest, "-o", out,
-                               "--socket", str(site.agents[i].socket))
+                    argv = cli(
+                        "pull",
+                        url,
+                        "--sha256",
+                        digest,
+                        "-o",
+                        out,
+                        "--socket",
+                        str(site.agents[i].socket),
+                    )
                     results[i] = await run(argv)
 
                 async with trio.open_nursery() as pulls:
@@ -155,8 +165,11 @@ def _build_repo(root: Path, arch: str) -> dict[str, bytes]:
     pool = root / "repo/debian/pool/main"
     pool.mkdir(parents=True)
     deb = pool / "pi-hello_1.0_all.deb"
-    subprocess.run(["dpkg-deb", "-Znone", "--root-owner-group", "--build", str(tree), str(deb)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["dpkg-deb", "-Znone", "--root-owner-group", "--build", str(tree), str(deb)],
+        check=True,
+        capture_output=True,
+    )
     body = deb.read_bytes()
     packages = (
         f"{control}Filename: pool/main/{deb.name}\nSize: {len(body)}\n"
@@ -188,8 +201,9 @@ async def test_apt_get_download_through_the_agent(tmp_path: Path, nursery: trio.
     agent = AgentProcess(
         tmp_path / "pi",
         address=address,
-        settings={"apt": {"enabled": True, "listen": address, "port": 0,
-                          "allowed_hosts": [authority]}},
+        settings={
+            "apt": {"enabled": True, "listen": address, "port": 0, "allowed_hosts": [authority]}
+        },
     )
     apt = tmp_path / "apt"
     for sub in ("lists/partial", "archives/partial", "etc/preferences.d", "dl"):
@@ -221,7 +235,10 @@ async def test_apt_get_download_through_the_agent(tmp_path: Path, nursery: trio.
             assert update.returncode == 0, text(update) + agent.log()
             download = await trio.run_process(
                 ["apt-get", *options, "download", "pi-hello"],
-                cwd=apt / "dl", capture_stdout=True, capture_stderr=True, check=False,
+                cwd=apt / "dl",
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
             )
             assert download.returncode == 0, text(download) + agent.log()
         got = {p.name: p.read_bytes() for p in (apt / "dl").glob("*.deb")}
@@ -232,5 +249,6 @@ async def test_apt_get_download_through_the_agent(tmp_path: Path, nursery: trio.
 
 
 def _dpkg_arch() -> str:
-    return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()

@@ -40,8 +40,17 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs need
 
 async def cli_pull(agent: AgentProcess, url: str, out: Path) -> subprocess.CompletedProcess[bytes]:
     return await trio.run_process(
-        [sys.executable, "-m", "frumitcache", "pull", url, "-o", str(out),
-         "--socket", str(agent.socket)],
+        [
+            sys.executable,
+            "-m",
+            "frumitcache",
+            "pull",
+            url,
+            "-o",
+            str(out),
+            "--socket",
+            str(agent.socket),
+        ],
         capture_stdout=True,
         capture_stderr=True,
         check=False,
@@ -248,8 +257,12 @@ async def test_a_new_client_pulls_from_an_agent_older_than_pullfiles(
     await nursery.start(trio.serve_listeners, old_agent, [trio.SocketListener(sock)])
     client = AgentClient(path)
     with trio.fail_after(20):
-        first = await pull_to(client, "http://example.test/a.bin", tmp_path / "a.bin",
-                              sha256=hashlib.sha256(data).digest())
+        first = await pull_to(
+            client,
+            "http://example.test/a.bin",
+            tmp_path / "a.bin",
+            sha256=hashlib.sha256(data).digest(),
+        )
         second = await pull_to(client, "http://example.test/a.bin", tmp_path / "b.bin")
     assert (first.files, second.files) == (False, False)
     assert (tmp_path / "a.bin").read_bytes() == data == (tmp_path / "b.bin").read_bytes()

@@ -114,8 +114,11 @@ def test_stop_timeout_covers_the_agents_grace_period() -> None:
             continue
         assert grace <= MAX_GRACE_S, f"{module}.{name}={grace}s: raise TimeoutStopSec with it"
         return
-    pytest.skip("the agent names no graceful-stop deadline (one of "
-                + ", ".join(f"{m}.{n}" for m, n in GRACE_CONSTANTS) + ")")
+    pytest.skip(
+        "the agent names no graceful-stop deadline (one of "
+        + ", ".join(f"{m}.{n}" for m, n in GRACE_CONSTANTS)
+        + ")"
+    )
 
 
 def test_watchdog_leaves_room_for_pings() -> None:

@@ -9,12 +9,27 @@ from frumitcache.origin import OriginFetcher
 
 
 def test_public_names() -> None:
-    assert sorted(frumitcache.origin.__all__) == sorted([
-        "META_CONTENT_TYPE", "META_ETAG", "META_FETCHED_AT", "META_LAST_MODIFIED", "Action",
-        "AllowList", "AllowPolicy", "Authorizer", "Door",
-        "FetchInfo", "OriginFetcher", "OriginStats", "RateMeter", "Step", "TokenBucket",
-        "parse_content_range", "plan_response",
-    ])
+    assert sorted(frumitcache.origin.__all__) == sorted(
+        [
+            "META_CONTENT_TYPE",
+            "META_ETAG",
+            "META_FETCHED_AT",
+            "META_LAST_MODIFIED",
+            "Action",
+            "AllowList",
+            "AllowPolicy",
+            "Authorizer",
+            "Door",
+            "FetchInfo",
+            "OriginFetcher",
+            "OriginStats",
+            "RateMeter",
+            "Step",
+            "TokenBucket",
+            "parse_content_range",
+            "plan_response",
+        ]
+    )
     for name in frumitcache.origin.__all__:
         assert hasattr(frumitcache.origin, name)
 
@@ -22,7 +37,14 @@ def test_public_names() -> None:
 def test_fetch_signature() -> None:
     params = inspect.signature(OriginFetcher.fetch).parameters
     assert list(params) == [
-        "self", "url", "expected_digest", "expected_size", "revalidate", "door", "headers",
-        "auth", "task_status",
+        "self",
+        "url",
+        "expected_digest",
+        "expected_size",
+        "revalidate",
+        "door",
+        "headers",
+        "auth",
+        "task_status",
     ]
     assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in list(params)[2:])

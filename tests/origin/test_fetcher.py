@@ -37,8 +37,9 @@ def ranges(origin: OriginServer, path: str) -> list[str | None]:
     return [r.headers.get("range") for r in origin.stats.log if r.path == path]
 
 
-async def assert_nothing_stored(store: Store, fetcher: OriginFetcher, origin: OriginServer,
-                                path: str) -> None:
+async def assert_nothing_stored(
+    store: Store, fetcher: OriginFetcher, origin: OriginServer, path: str
+) -> None:
     """No complete object, and no partial either: a clean fetch starts from byte 0."""
     assert store.lookup(origin.url(path)) is None
     origin.misbehave(path, None)
@@ -47,8 +48,9 @@ async def assert_nothing_stored(store: Store, fetcher: OriginFetcher, origin: Or
     assert origin.stats.log[before].headers.get("range") is None
 
 
-async def test_fetch_stores_and_accounts(origin: OriginServer, fetcher: OriginFetcher,
-                                         store: Store) -> None:
+async def test_fetch_stores_and_accounts(
+    origin: OriginServer, fetcher: OriginFetcher, store: Store
+) -> None:
     origin.add("/a.bin", DATA, content_type="application/x-test")
     url = origin.url("/a.bin")
     with trio.fail_after(10):
@@ -120,8 +122,9 @@ async def test_single_flight_shares_errors(origin: OriginServer, fetcher: Origin
     assert origin.stats.requests["/gone"] == 1
 
 
-async def test_start_then_read_cut_through(origin: OriginServer, fetcher: OriginFetcher,
-                                           store: Store) -> None:
+async def test_start_then_read_cut_through(
+    origin: OriginServer, fetcher: OriginFetcher, store: Store
+) -> None:
     origin.add("/slow", DATA)
     origin.misbehave("/slow", Fault(drip_rate=1_000_000))
     url = origin.url("/slow")
@@ -143,8 +146,9 @@ async def test_start_then_read_cut_through(origin: OriginServer, fetcher: Origin
     assert origin.stats.requests["/slow"] == 1
 
 
-async def test_start_raises_origin_errors_itself(origin: OriginServer,
-                                                 fetcher: OriginFetcher) -> None:
+async def test_start_raises_origin_errors_itself(
+    origin: OriginServer, fetcher: OriginFetcher
+) -> None:
     origin.misbehave("/x", Fault(status=503))
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -154,8 +158,9 @@ async def test_start_raises_origin_errors_itself(origin: OriginServer,
 
 
 @pytest.mark.parametrize("mode", ["drop_at", "truncate_at"])
-async def test_resume_after_cut(origin: OriginServer, fetcher: OriginFetcher, store: Store,
-                                mode: str) -> None:
+async def test_resume_after_cut(
+    origin: OriginServer, fetcher: OriginFetcher, store: Store, mode: str
+) -> None:
     origin.add("/a", DATA)
     origin.misbehave("/a", Fault.from_json({mode: SIZE // 2, "times": 1}))
     with trio.fail_after(10):
@@ -169,8 +174,9 @@ async def test_resume_after_cut(origin: OriginServer, fetcher: OriginFetcher, st
     assert fetcher.statistics().resumes == 1
 
 
-async def test_stall_times_out_and_resumes(origin: OriginServer, fetchers: Fetchers,
-                                           store: Store) -> None:
+async def test_stall_times_out_and_resumes(
+    origin: OriginServer, fetchers: Fetchers, store: Store
+) -> None:
     fetcher = fetchers(read_timeout_s=0.3)
     origin.add("/a", DATA)
     origin.misbehave("/a", Fault(stall_at=50_000, times=1))
@@ -207,8 +213,9 @@ async def test_truncation_that_never_resumes_keeps_full_chunks(
 
 
 @pytest.mark.parametrize("status", [404, 500])
-async def test_error_status_stores_nothing(origin: OriginServer, fetcher: OriginFetcher,
-                                           store: Store, status: int) -> None:
+async def test_error_status_stores_nothing(
+    origin: OriginServer, fetcher: OriginFetcher, store: Store, status: int
+) -> None:
     origin.add("/a", DATA)
     origin.misbehave("/a", Fault(status=status))
     with trio.fail_after(10):
@@ -218,8 +225,9 @@ async def test_error_status_stores_nothing(origin: OriginServer, fetcher: Origin
         await assert_nothing_stored(store, fetcher, origin, "/a")
 
 
-async def test_missing_file_is_a_404(origin: OriginServer, fetcher: OriginFetcher,
-                                     store: Store) -> None:
+async def test_missing_file_is_a_404(
+    origin: OriginServer, fetcher: OriginFetcher, store: Store
+) -> None:
     with trio.fail_after(10), pytest.raises(OriginStatusError) as info:
         await fetcher.fetch(origin.url("/nothing"))
     assert info.value.status == 404
@@ -312,8 +320,9 @@ async def test_server_ignoring_range_restarts_from_zero(
     assert origin.stats.bytes_sent["/a"] == half + SIZE
 
 
-async def test_content_changed_before_resume(origin: OriginServer, fetcher: OriginFetcher,
-                                             store: Store) -> None:
+async def test_content_changed_before_resume(
+    origin: OriginServer, fetcher: OriginFetcher, store: Store
+) -> None:
     new = DATA[::-1]
     origin.add("/a", DATA)
     origin.misbehave("/a", Fault(drop_at=SIZE // 2, times=1, replace_with=new))
@@ -392,8 +401,9 @@ async def test_unreachable_origin(fetcher: OriginFetcher, store: Store) -> None:
     assert store.lookup(url) is None
 
 
-async def test_through_upstream_proxy(origin: OriginServer, fetchers: Fetchers,
-                                      store: Store) -> None:
+async def test_through_upstream_proxy(
+    origin: OriginServer, fetchers: Fetchers, store: Store
+) -> None:
     """The origin URL names a host where nothing listens; only the proxy can answer it."""
     origin.add("/via-proxy", DATA)
     elsewhere = loopback_address()

@@ -8,8 +8,9 @@ import pytest
 from frumitcache.origin import Action, parse_content_range, plan_response
 
 
-def plan(status: int, *, offset: int = 0, total: int | None = None, cond: bool = False,
-         **headers: str) -> tuple[Action, int, int | None]:
+def plan(
+    status: int, *, offset: int = 0, total: int | None = None, cond: bool = False, **headers: str
+) -> tuple[Action, int, int | None]:
     h = httpx.Headers({k.replace("_", "-"): v for k, v in headers.items()})
     step = plan_response(status, h, offset=offset, known_total=total, conditional=cond)
     return step.action, step.start, step.total

@@ -128,9 +128,10 @@ async def test_fault_stall_keeps_connection_silent(origin: OriginServer) -> None
 
     async def read_all() -> None:
         timeout = httpx.Timeout(5, read=0.3)
-        async with httpx.AsyncClient(timeout=timeout) as client, client.stream(
-            "GET", origin.url("/a")
-        ) as r:
+        async with (
+            httpx.AsyncClient(timeout=timeout) as client,
+            client.stream("GET", origin.url("/a")) as r,
+        ):
             async for data in r.aiter_raw():
                 received.extend(data)
 
@@ -207,8 +208,17 @@ async def test_serves_directory_and_refuses_escape(tmp_path: Path, address: str)
 def test_process_mode(tmp_path: Path, address: str) -> None:
     (tmp_path / "f.bin").write_bytes(DATA)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "frumitcache.testing.origin", "--address", address,
-         "--dir", str(tmp_path), "--rate", "10000000"],
+        [
+            sys.executable,
+            "-m",
+            "frumitcache.testing.origin",
+            "--address",
+            address,
+            "--dir",
+            str(tmp_path),
+            "--rate",
+            "10000000",
+        ],
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

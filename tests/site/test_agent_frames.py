@@ -122,9 +122,12 @@ async def test_a_replayed_reply_from_a_keyless_host_does_not_change_what_a_membe
 
                 async def replay() -> None:
                     # Until the pull is done, replies with every id the member's old counter
-                    # would have used (1, 2, ...) reach it ahead of the seeder's own.
+                    # would have used (1, 2, ...) reach it ahead of the seeder's own. Paced
+                    # (a few hundred a second): this is a replay, not a flood; on a loaded
+                    # 2-core CI box an unpaced loop starved the seeder's own replies.
                     for rid in itertools.cycle(range(1, 9)):
                         await keyless.sendto(recorded(rid), target)
+                        await trio.sleep(0.003)
 
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(replay)

@@ -67,7 +67,8 @@ async def test_enospc_mid_object(small_disk: Path) -> None:
             await w.discard()
             assert store.partial_chunks("big") == []
             assert sorted(p.name for p in chunk_files(root)) == sorted(
-                c.hex() for c in set(store.lookup(kept_digest).chunks)  # type: ignore[union-attr]
+                c.hex()
+                for c in set(store.lookup(kept_digest).chunks)  # type: ignore[union-attr]
             )
             # And it still takes new objects that fit.
             small = blob(100_000, seed=3)
@@ -84,9 +85,10 @@ async def test_free_space_floor_evicts_then_refuses(small_disk: Path) -> None:
     """With a floor the store evicts to keep it, and refuses cleanly when only pinned or
     in-use objects are left."""
     root = small_disk / "store"
-    with trio.fail_after(30), Store.open(
-        root, max_bytes=1 << 30, chunk_size=CHUNK, min_free_bytes=1 * MiB
-    ) as store:
+    with (
+        trio.fail_after(30),
+        Store.open(root, max_bytes=1 << 30, chunk_size=CHUNK, min_free_bytes=1 * MiB) as store,
+    ):
         pinned = blob(2 * MiB, seed=4)
         store.pin(await write_object(store, "pinned", pinned, step=100_000))
         old = blob(2 * MiB, seed=5)

@@ -68,8 +68,13 @@ async def test_reader_gets_chunk0_before_last_chunk_is_published(
         async with trio.open_nursery() as nursery:
             await seeder.start(nursery)
             await me.start(nursery)
-            fetcher = ChunkFetcher(me.store, HttpChunkClient(me.store, KEY), me.swarm,
-                                   small_chunk_bytes=small_chunk_bytes, me=me.holder)
+            fetcher = ChunkFetcher(
+                me.store,
+                HttpChunkClient(me.store, KEY),
+                me.swarm,
+                small_chunk_bytes=small_chunk_bytes,
+                me=me.holder,
+            )
             refs = [await seeder.publish(p) for p in parts[:-1]]
             last_digest = hashlib.sha256(parts[-1]).hexdigest()
             first_delivered = trio.Event()

@@ -30,9 +30,7 @@ def _add(ses: Any, blob: bytes, save: Path) -> Any:
     atp = lt.add_torrent_params()
     atp.ti = lt.torrent_info(blob)
     atp.save_path = str(save)
-    atp.flags = int(atp.flags) & ~int(lt.torrent_flags.auto_managed) & ~int(
-        lt.torrent_flags.paused
-    )
+    atp.flags = int(atp.flags) & ~int(lt.torrent_flags.auto_managed) & ~int(lt.torrent_flags.paused)
     return ses.add_torrent(atp)
 
 
@@ -53,11 +51,14 @@ async def test_keyless_session_on_a_member_address_gets_nothing(tmp_path: Path) 
             await holder.seed(digest)
             raw = lt.session(session_settings(member, 0, SwarmConfig()))
             peer = (holder.address, holder.listen_port)
-            keyless = _add(raw, chunk_torrent(digest, len(data), root).leecher_bytes(),
-                           tmp_path / "keyless")
-            keyed = _add(raw, chunk_torrent(digest, len(data), root,
-                                            mac=site_mac(key, digest)).leecher_bytes(),
-                         tmp_path / "keyed")
+            keyless = _add(
+                raw, chunk_torrent(digest, len(data), root).leecher_bytes(), tmp_path / "keyless"
+            )
+            keyed = _add(
+                raw,
+                chunk_torrent(digest, len(data), root, mac=site_mac(key, digest)).leecher_bytes(),
+                tmp_path / "keyed",
+            )
             # Control: with the key's torrent the same session, same address, gets the chunk.
             while not keyed.status().is_seeding:
                 for h in (keyless, keyed):
@@ -94,8 +95,11 @@ async def test_filter_is_default_deny_from_the_start(tmp_path: Path) -> None:
             await holder.seed(digest)  # no set_members: the site has not spoken yet
             raw = lt.session(session_settings(loopback_address(), 0, SwarmConfig()))
             peer = (holder.address, holder.listen_port)
-            h = _add(raw, chunk_torrent(digest, len(data), root,
-                                        mac=site_mac(key, digest)).leecher_bytes(), tmp_path)
+            h = _add(
+                raw,
+                chunk_torrent(digest, len(data), root, mac=site_mac(key, digest)).leecher_bytes(),
+                tmp_path,
+            )
             for _ in range(15):
                 h.connect_peer(peer)
                 await trio.sleep(0.2)

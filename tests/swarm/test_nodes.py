@@ -47,8 +47,14 @@ async def test_six_nodes_swarm_a_32mib_object(tmp_path: Path) -> None:
             addresses = [loopback_address() for _ in range(6)]
             async with start_nodes(nursery, addresses, tmp_path, KEY) as nodes:
                 seeder, fetchers = nodes[0], nodes[1:]
-                put = await seeder.call({"cmd": "put", "path": str(tmp_path / "obj"),
-                                         "chunk_size": 4 * MiB, "key": "obj"})
+                put = await seeder.call(
+                    {
+                        "cmd": "put",
+                        "path": str(tmp_path / "obj"),
+                        "chunk_size": 4 * MiB,
+                        "key": "obj",
+                    }
+                )
                 # What a manifest holds: digests and sizes (roots come from holders).
                 chunks = [{"digest": c["digest"], "size": c["size"]} for c in put["chunks"]]
                 assert len(chunks) == 8
@@ -56,10 +62,16 @@ async def test_six_nodes_swarm_a_32mib_object(tmp_path: Path) -> None:
                     await n.call({"cmd": "members", "ips": addresses})
                 async with trio.open_nursery() as fetches:
                     for i, n in enumerate(fetchers):
-                        fetches.start_soon(n.call, {
-                            "cmd": "fetch", "chunks": chunks, "out": str(tmp_path / f"out{i}"),
-                            "holders": _holders(nodes, n, seeder), "key": "obj",
-                        })
+                        fetches.start_soon(
+                            n.call,
+                            {
+                                "cmd": "fetch",
+                                "chunks": chunks,
+                                "out": str(tmp_path / f"out{i}"),
+                                "holders": _holders(nodes, n, seeder),
+                                "key": "obj",
+                            },
+                        )
                 for i in range(len(fetchers)):
                     assert _sha(tmp_path / f"out{i}") == want
                 stats = [await n.call({"cmd": "stats"}) for n in nodes]
@@ -92,12 +104,16 @@ async def test_corrupt_holder_is_detected_and_dropped(tmp_path: Path) -> None:
                     path = tmp_path / "node0" / "chunks" / c["digest"][:2] / c["digest"]
                     rotten = bytearray(path.read_bytes())
                     for i in range(0, len(rotten), 16 * 1024):  # every block: whatever it
-                        rotten[i] ^= 0xFF                        # serves is bad
+                        rotten[i] ^= 0xFF  # serves is bad
                     path.write_bytes(bytes(rotten))
-                reply = await fetcher.call({
-                    "cmd": "fetch", "chunks": chunks, "out": str(tmp_path / "out"),
-                    "holders": [bad.holder, good.holder],  # the bad one is asked first
-                })
+                reply = await fetcher.call(
+                    {
+                        "cmd": "fetch",
+                        "chunks": chunks,
+                        "out": str(tmp_path / "out"),
+                        "holders": [bad.holder, good.holder],  # the bad one is asked first
+                    }
+                )
                 assert reply["chunks"] == 2
                 assert (tmp_path / "out").read_bytes() == small + large
                 fs = await fetcher.call({"cmd": "stats"})
@@ -138,15 +154,21 @@ async def test_holder_killed_mid_transfer(tmp_path: Path) -> None:
             async with start_nodes(nursery, addresses, tmp_path, KEY, extra) as nodes:
                 victim, survivor, f1, f2 = nodes
                 for n in (victim, survivor):
-                    put = await n.call({"cmd": "put", "path": str(tmp_path / "obj"),
-                                        "chunk_size": 2 * MiB})
+                    put = await n.call(
+                        {"cmd": "put", "path": str(tmp_path / "obj"), "chunk_size": 2 * MiB}
+                    )
                 chunks = put["chunks"]
                 async with trio.open_nursery() as fetches:
                     for i, f in enumerate((f1, f2)):
-                        fetches.start_soon(f.call, {
-                            "cmd": "fetch", "chunks": chunks, "out": str(tmp_path / f"out{i}"),
-                            "holders": _holders(nodes, f),
-                        })
+                        fetches.start_soon(
+                            f.call,
+                            {
+                                "cmd": "fetch",
+                                "chunks": chunks,
+                                "out": str(tmp_path / f"out{i}"),
+                                "holders": _holders(nodes, f),
+                            },
+                        )
                     await f1.first_chunk.wait()
                     victim.kill()
                     await victim.exited.wait()
@@ -157,8 +179,14 @@ async def test_holder_killed_mid_transfer(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
 
 
-_FLOOR_PACKAGES = ["python3-libtorrent", "python3-trio", "python3-h11", "python3-xxhash",
-                   "python3-msgpack", "python3-httpx"]
+_FLOOR_PACKAGES = [
+    "python3-libtorrent",
+    "python3-trio",
+    "python3-h11",
+    "python3-xxhash",
+    "python3-msgpack",
+    "python3-httpx",
+]
 _REPO = Path(__file__).resolve().parents[2]
 
 
@@ -167,9 +195,14 @@ def _lt_version(python: str) -> str | None:
     if not python or not Path(python).exists():
         return None
     probe = subprocess.run(
-        [python, "-c", "import libtorrent, trio, h11, xxhash, msgpack; "
-         "print(libtorrent.__version__)"],
-        capture_output=True, text=True, timeout=30,
+        [
+            python,
+            "-c",
+            "import libtorrent, trio, h11, xxhash, msgpack; print(libtorrent.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     return probe.stdout.strip() if probe.returncode == 0 else None
 
@@ -183,26 +216,32 @@ def _floor_python() -> tuple[str | None, str]:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *_FLOOR_PACKAGES]
         if subprocess.run(install, env=env, capture_output=True, timeout=900).returncode:
-            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True,
-                           timeout=900)
+            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=900)
             subprocess.run(install, env=env, capture_output=True, timeout=900)
     version = _lt_version(python)
     if version is None or not version.startswith("2.0"):
-        return None, (f"{python} lacks libtorrent 2.0 and its stack ({version}); as root this "
-                      f"test installs {' '.join(_FLOOR_PACKAGES)} with apt-get")
+        return None, (
+            f"{python} lacks libtorrent 2.0 and its stack ({version}); as root this "
+            f"test installs {' '.join(_FLOOR_PACKAGES)} with apt-get"
+        )
     return python, version
 
 
 def _newest_python() -> tuple[str | None, str]:
     """A Python with libtorrent 2.1: this one, $FRUMITCACHE_LT21_PYTHON or the repo's .venv
     (under the Debian pass this interpreter has 2.0, so the 2.1 side must come from elsewhere)."""
-    for python in (sys.executable, os.environ.get("FRUMITCACHE_LT21_PYTHON", ""),
-                   str(_REPO / ".venv" / "bin" / "python")):
+    for python in (
+        sys.executable,
+        os.environ.get("FRUMITCACHE_LT21_PYTHON", ""),
+        str(_REPO / ".venv" / "bin" / "python"),
+    ):
         version = _lt_version(python)
         if version and version.startswith("2.1"):
             return python, version
-    return None, ("no Python with libtorrent 2.1 (this one, $FRUMITCACHE_LT21_PYTHON or "
-                  f"{_REPO / '.venv'}): pip install libtorrent")
+    return None, (
+        "no Python with libtorrent 2.1 (this one, $FRUMITCACHE_LT21_PYTHON or "
+        f"{_REPO / '.venv'}): pip install libtorrent"
+    )
 
 
 async def test_libtorrent_20_and_21_nodes_share_one_swarm(tmp_path: Path) -> None:
@@ -220,17 +259,24 @@ async def test_libtorrent_20_and_21_nodes_share_one_swarm(tmp_path: Path) -> Non
         async with trio.open_nursery() as nursery:
             addresses = [loopback_address() for _ in range(3)]
             # Seeder and one fetcher on libtorrent 2.0.8 (Debian), one fetcher on 2.1 (venv).
-            async with start_nodes(nursery, addresses, tmp_path, KEY,
-                                   pythons=[floor, floor, newest]) as nodes:
-                put = await nodes[0].call({"cmd": "put", "path": str(tmp_path / "obj"),
-                                           "chunk_size": 4 * MiB})
+            async with start_nodes(
+                nursery, addresses, tmp_path, KEY, pythons=[floor, floor, newest]
+            ) as nodes:
+                put = await nodes[0].call(
+                    {"cmd": "put", "path": str(tmp_path / "obj"), "chunk_size": 4 * MiB}
+                )
                 chunks = [{"digest": c["digest"], "size": c["size"]} for c in put["chunks"]]
                 async with trio.open_nursery() as fetches:
                     for i, n in enumerate(nodes[1:]):
-                        fetches.start_soon(n.call, {
-                            "cmd": "fetch", "chunks": chunks, "out": str(tmp_path / f"out{i}"),
-                            "holders": _holders(nodes, n),
-                        })
+                        fetches.start_soon(
+                            n.call,
+                            {
+                                "cmd": "fetch",
+                                "chunks": chunks,
+                                "out": str(tmp_path / f"out{i}"),
+                                "holders": _holders(nodes, n),
+                            },
+                        )
                 for i, n in enumerate(nodes[1:]):
                     assert _sha(tmp_path / f"out{i}") == want
                     stats = await n.call({"cmd": "stats"})

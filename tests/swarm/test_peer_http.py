@@ -125,8 +125,9 @@ async def test_clock_window_follows_the_site_setting(tmp_path: Path) -> None:
                 async with stream:
                     conn = h11.Connection(h11.CLIENT)
                     auth = sign(KEY, b"GET", path, time.time() - 7200)
-                    req = h11.Request(method="GET", target=path,
-                                      headers=[("host", "x"), (HEADER, auth)])
+                    req = h11.Request(
+                        method="GET", target=path, headers=[("host", "x"), (HEADER, auth)]
+                    )
                     await stream.send_all(conn.send(req) + conn.send(h11.EndOfMessage()))
                     raw = await stream.receive_some(4096)
                     assert raw.startswith(expect), (skew, raw[:40])
@@ -192,10 +193,20 @@ async def test_verify_request_needs_the_key(tmp_path: Path) -> None:
         async with trio.open_nursery() as nursery:
             address, port, _ = await _serve(nursery, holder)
             with pytest.raises(PeerError, match="HTTP 403"):
-                await get_chunk((address, port), digest, b"wrong key", max_bytes=64,
-                                what="verify", method=b"POST")
-            assert await get_chunk((address, port), digest, KEY, max_bytes=64,
-                                   what="verify", method=b"POST") == b"good"
+                await get_chunk(
+                    (address, port),
+                    digest,
+                    b"wrong key",
+                    max_bytes=64,
+                    what="verify",
+                    method=b"POST",
+                )
+            assert (
+                await get_chunk(
+                    (address, port), digest, KEY, max_bytes=64, what="verify", method=b"POST"
+                )
+                == b"good"
+            )
             assert holder.has_chunk(digest)
             nursery.cancel_scope.cancel()
 

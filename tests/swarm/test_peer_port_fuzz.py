@@ -25,8 +25,16 @@ from tests.swarm.test_peer_port_hardening import _agent_with_chunk
 
 def _signed(key: bytes, method: bytes, path: bytes, extra: bytes = b"") -> bytes:
     auth = sign(key, method, path, time.time())
-    return (method + b" " + path + b" HTTP/1.1\r\nHost: x\r\nX-Frumit-Auth: " + auth
-            + b"\r\n" + extra + b"\r\n")
+    return (
+        method
+        + b" "
+        + path
+        + b" HTTP/1.1\r\nHost: x\r\nX-Frumit-Auth: "
+        + auth
+        + b"\r\n"
+        + extra
+        + b"\r\n"
+    )
 
 
 def _corpus(key: bytes, digest: str) -> list[bytes]:
@@ -41,10 +49,19 @@ def _corpus(key: bytes, digest: str) -> list[bytes]:
         b"GET /chunk/\x00" + digest.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n",
         chunk.join([b"GET ", b" HTTP/1.1\r\nHost: x\r\nX-Frumit-Auth: \xff\xfe:\x00:zz\r\n\r\n"]),
         chunk.join([b"GET ", b" HTTP/1.1\r\nHost: x\r\nX-Frumit-Auth: 1:2:3:4:5\r\n\r\n"]),
-        chunk.join([b"GET ", b" HTTP/1.1\r\nHost: x\r\nX-Frumit-Auth: "
-                    + b"9" * 400 + b":abcdefgh:00\r\n\r\n"]),
-        chunk.join([b"GET ", b" HTTP/1.1\r\nHost: x\r\nX-Frumit-Auth: -5:abcdefgh:00\r\n"
-                    b"X-Frumit-Auth: 0:abcdefgh:00\r\n\r\n"]),
+        chunk.join(
+            [
+                b"GET ",
+                b" HTTP/1.1\r\nHost: x\r\nX-Frumit-Auth: " + b"9" * 400 + b":abcdefgh:00\r\n\r\n",
+            ]
+        ),
+        chunk.join(
+            [
+                b"GET ",
+                b" HTTP/1.1\r\nHost: x\r\nX-Frumit-Auth: -5:abcdefgh:00\r\n"
+                b"X-Frumit-Auth: 0:abcdefgh:00\r\n\r\n",
+            ]
+        ),
         _signed(key, b"GET", b"/chunk/../../etc/passwd"),
         _signed(key, b"GET", b"/chunk/%2e%2e/%2e%2e/etc/passwd"),
         _signed(key, b"GET", b"/etc/passwd"),
@@ -55,18 +72,36 @@ def _corpus(key: bytes, digest: str) -> list[bytes]:
         _signed(key, b"POST", b"/prefetch/" + b"A" * 3000, b"Content-Length: 0\r\n"),
         _signed(key, b"POST", b"/keys/zz", b"Content-Length: 0\r\n"),
         _signed(key, b"POST", chunk, b"Content-Length: 99999999999\r\n"),
-        _signed(key, b"POST", chunk + b"/verify",
-                b"Transfer-Encoding: chunked\r\n")[:-2] + b"\r\nZZZZ\r\nnot chunked\r\n",
+        _signed(key, b"POST", chunk + b"/verify", b"Transfer-Encoding: chunked\r\n")[:-2]
+        + b"\r\nZZZZ\r\nnot chunked\r\n",
         _signed(key, b"GET", chunk + b"/verify"),
         _signed(key, b"GET", chunk + b"/tree"),
         b"GET / HTTP/0.9\r\n\r\n",
         b"\r\n\r\n\r\n",
     ]
     rng = random.Random(16)
-    tokens = [b"GET", b"POST", b" ", b"/", b"chunk", digest.encode(), b"..", b"%00", b"\r\n",
-              b"HTTP/1.1", b"X-Frumit-Auth:", b":", b"Range: bytes=", b"-", b"9" * 30, b"\x00"]
-    noise = [b"".join(rng.choice(tokens) for _ in range(rng.randrange(1, 40))) + b"\r\n\r\n"
-             for _ in range(150)]
+    tokens = [
+        b"GET",
+        b"POST",
+        b" ",
+        b"/",
+        b"chunk",
+        digest.encode(),
+        b"..",
+        b"%00",
+        b"\r\n",
+        b"HTTP/1.1",
+        b"X-Frumit-Auth:",
+        b":",
+        b"Range: bytes=",
+        b"-",
+        b"9" * 30,
+        b"\x00",
+    ]
+    noise = [
+        b"".join(rng.choice(tokens) for _ in range(rng.randrange(1, 40))) + b"\r\n\r\n"
+        for _ in range(150)
+    ]
     noise += [rng.randbytes(rng.randrange(1, 3000)) for _ in range(50)]
     return named + noise
 

@@ -52,11 +52,14 @@ async def _agent_with_chunk(
     address = loopback_address()
     # A static peer that never answers makes this a site member (a solo agent has no peer port).
     site = {
-        "key_file": str(tmp_path / "site.key"), "peer_port": 3144,
-        "peers": [loopback_address()], **settings.get("site", {}),
+        "key_file": str(tmp_path / "site.key"),
+        "peer_port": 3144,
+        "peers": [loopback_address()],
+        **settings.get("site", {}),
     }
     agent = AgentProcess(
-        tmp_path / "node", address=address,
+        tmp_path / "node",
+        address=address,
         settings={**settings, "site": site, "store": {"chunk_size": CHUNK}},
     )
     with _child_nofile(nofile):

@@ -51,14 +51,16 @@ async def test_ip_filter_admits_members_only_and_fetches_are_single_flight(
                 await holder.seed(digest)
                 peer = [(holder.address, holder.listen_port)]
                 with pytest.raises(PeerError, match="no progress"):
-                    await stranger.fetch_chunk(digest, len(data), peer, root=tree.root,
-                                               stall_timeout=3)
+                    await stranger.fetch_chunk(
+                        digest, len(data), peer, root=tree.root, stall_timeout=3
+                    )
                 assert not stranger_s.has_chunk(digest)
                 # Two fetches of one chunk at once: one download, both return when stored.
                 async with trio.open_nursery() as both:
                     for _ in range(2):
-                        both.start_soon(lambda: member.fetch_chunk(
-                            digest, len(data), peer, root=tree.root))
+                        both.start_soon(
+                            lambda: member.fetch_chunk(digest, len(data), peer, root=tree.root)
+                        )
                 assert (await member_s.read_chunk(digest)) == data
                 assert member_s.chunk_root(digest) == tree.root
                 st = member.statistics()
@@ -115,8 +117,13 @@ async def test_peer_sending_bad_data_is_banned_and_chunk_comes_from_another(
                     me.add_holders(digest, [(holder.address, holder.listen_port)])
 
                 nursery.start_soon(honest_later)
-                await me.fetch_chunk(digest, len(data), [(liar_address, liar_port)],
-                                     root=tree.root, piece_layer=tree.piece_layer)
+                await me.fetch_chunk(
+                    digest,
+                    len(data),
+                    [(liar_address, liar_port)],
+                    root=tree.root,
+                    piece_layer=tree.piece_layer,
+                )
                 assert (await stores[1].read_chunk(digest)) == data
                 st = me.statistics()
                 assert liar.blocks_sent > 0
@@ -144,10 +151,17 @@ async def test_stalled_swarm_falls_back_to_peer_http(tmp_path: Path) -> None:
                 peer_port = await nursery.start(server.serve, holder.address, 0)
                 holder.set_members([])  # its torrent port admits nobody: the swarm stalls
                 await holder.seed(digest)
-                fetcher = ChunkFetcher(stores[1], HttpChunkClient(stores[1], key), me,
-                                       small_chunk_bytes=0, stall_timeout=2)
-                await fetcher.fetch(ChunkRef(digest, len(data)),
-                                    [Holder(holder.address, peer_port, holder.listen_port)])
+                fetcher = ChunkFetcher(
+                    stores[1],
+                    HttpChunkClient(stores[1], key),
+                    me,
+                    small_chunk_bytes=0,
+                    stall_timeout=2,
+                )
+                await fetcher.fetch(
+                    ChunkRef(digest, len(data)),
+                    [Holder(holder.address, peer_port, holder.listen_port)],
+                )
                 assert (await stores[1].read_chunk(digest)) == data
                 assert server.statistics().bytes_served == len(data)
                 assert me.statistics().chunks[digest].seeding  # and it serves it by torrent

@@ -36,7 +36,10 @@ def _chunk_file(tmp_path: Path, size: int) -> tuple[Path, bytes, str]:
 def _libtorrent_create(python: str, path: Path, piece: int, style: str) -> tuple[str, bytes, bytes]:
     out = subprocess.run(
         [python, str(HERE / "lt_create.py"), str(path), str(piece), style],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout.split()
     return out[0], bytes.fromhex(out[1]), bytes.fromhex(out[2])
 
@@ -46,7 +49,9 @@ def _system_libtorrent_20() -> str | None:
         return None
     probe = subprocess.run(
         [SYSTEM_PYTHON, "-c", "import libtorrent; print(libtorrent.__version__)"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     return probe.stdout.strip() if probe.returncode == 0 else None
 

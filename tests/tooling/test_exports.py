@@ -16,19 +16,38 @@ import frumitcache
 # Packages of modules used by path (test doubles), not a surface of re-exported names.
 NO_SURFACE = {"testing"}
 
-PACKAGES = sorted(
-    m.name for m in pkgutil.iter_modules(frumitcache.__path__) if m.ispkg
-)
+PACKAGES = sorted(m.name for m in pkgutil.iter_modules(frumitcache.__path__) if m.ispkg)
 
 PINNED = {
     "agent": ["Agent", "AgentInfo", "ContentService"],
     "cli": ["main"],
     "config": [
-        "AptConfig", "Config", "ControlConfig", "GiB", "KiB", "LogConfig", "MiB", "NodeConfig",
-        "OciConfig", "OriginConfig", "Section", "SiteConfig", "StoreConfig", "SwarmConfig",
-        "config_from_mapping", "default_socket_path", "default_state_path",
-        "default_store_path", "describe", "dump_toml", "example_toml", "find_config_file",
-        "load_config", "opt", "parse_quantity", "with_overrides",
+        "AptConfig",
+        "Config",
+        "ControlConfig",
+        "GiB",
+        "KiB",
+        "LogConfig",
+        "MiB",
+        "NodeConfig",
+        "OciConfig",
+        "OriginConfig",
+        "Section",
+        "SiteConfig",
+        "StoreConfig",
+        "SwarmConfig",
+        "config_from_mapping",
+        "default_socket_path",
+        "default_state_path",
+        "default_store_path",
+        "describe",
+        "dump_toml",
+        "example_toml",
+        "find_config_file",
+        "load_config",
+        "opt",
+        "parse_quantity",
+        "with_overrides",
     ],
 }
 
