@@ -30,7 +30,7 @@ from frumitcache.config import Config
 from frumitcache.control import Status
 from frumitcache.errors import AgentError
 from frumitcache.oci import serve_registry
-from frumitcache.origin import AllowPolicy, OriginFetcher
+from frumitcache.origin import AllowList, AllowPolicy, OriginFetcher
 from frumitcache.site import MemberInfo
 from frumitcache.store import Store
 
@@ -95,7 +95,15 @@ class Agent:
         cfg = self.config
         hashes = await trio.to_thread.run_sync(HashBook, cfg.state_path / "apt-hashes.sqlite")
         async with trio.open_nursery() as nursery:
-            proxy = AptProxy(cfg.apt, content.source, hashes=hashes, status=self._apt_site_status)
+            # CONNECT's own list, checked again by the uplink client at connect time.
+            connect = AllowList.parse(cfg.apt.connect_allowed_hosts, "apt.connect_allowed_hosts")
+            proxy = AptProxy(
+                cfg.apt,
+                content.source,
+                hashes=hashes,
+                status=self._apt_site_status,
+                tunnels=content.fetcher.tunnel_opener(connect),
+            )
             self._proxy = proxy
             try:
                 bound: tuple[str, int] = await nursery.start(proxy.serve)

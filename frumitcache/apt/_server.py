@@ -46,6 +46,7 @@ from frumitcache.config import AptConfig
 from frumitcache.content import (
     Content,
     ContentSource,
+    TunnelOpener,
     http_date,
     http_status,
     open_piece,
@@ -84,9 +85,11 @@ class AptProxy:
         *,
         hashes: HashBook | None = None,
         status: Callable[[], SiteStatus] | None = None,
+        tunnels: TunnelOpener | None = None,
     ) -> None:
         self.config = config
         self.source = source
+        self._tunnels = tunnels  # CONNECT's upstream, through the uplink client
         self.metrics = ProxyMetrics()
         self._status = status or SiteStatus
         self._errors = RateLimitedLog(log)
@@ -153,7 +156,8 @@ class AptProxy:
                     await self._simple_error(conn, stream, 505, "only HTTP/1.0 and 1.1 here\n")
                     return
                 if request.method == b"CONNECT":
-                    await self._connect(conn, stream, request)
+                    allowed = self.config.connect_allowed_hosts
+                    await tunnel(conn, stream, request, allowed, self._tunnels, self.metrics)
                     return
                 await self._drain_body(conn, stream)
                 await self._respond(conn, stream, request)
@@ -486,11 +490,6 @@ class AptProxy:
             await send(conn, stream, h11.Data(data=body))
         await send(conn, stream, h11.EndOfMessage())
         return status
-
-    async def _connect(
-        self, conn: h11.Connection, stream: trio.SocketStream, request: h11.Request
-    ) -> None:
-        await tunnel(conn, stream, request, self.config.connect_allowed_hosts, self.metrics)
 
     async def _simple_error(
         self, conn: h11.Connection, stream: trio.SocketStream, status: int, text: str

@@ -1,5 +1,9 @@
-"""CONNECT tunnels of the apt proxy: allow-listed by ``apt.connect_allowed_hosts``, not cached,
-every byte counted as uplink traffic."""
+"""CONNECT tunnels of the apt proxy: allow-listed by ``apt.connect_allowed_hosts``, not cached.
+
+The upstream connection comes from the agent's :data:`~frumitcache.content.TunnelOpener`, the
+uplink client's: its address check, ``origin.max_rate`` and the uplink byte counters hold for
+tunnelled bytes as for fetched ones. A proxy without an opener refuses every CONNECT.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ import trio
 from frumitcache.apt._requests import Rejection, parse_connect_target
 from frumitcache.apt._status import ProxyMetrics
 from frumitcache.apt._wire import send, simple_error
+from frumitcache.content import TunnelOpener
+from frumitcache.errors import NotAllowedError, OriginError
 
 _RECEIVE = 65536
-_TUNNEL_CONNECT_S = 10.0
 
 
 async def tunnel(
@@ -19,6 +24,7 @@ async def tunnel(
     stream: trio.SocketStream,
     request: h11.Request,
     allowed: list[str],
+    opener: TunnelOpener | None,
     metrics: ProxyMetrics,
 ) -> None:
     """Answer a CONNECT: refuse it, or open the tunnel and pump both ways until either ends."""
@@ -29,12 +35,21 @@ async def tunnel(
         await simple_error(conn, stream, resolved.status, resolved.reason + "\n")
         return
     host, port = resolved
+    if opener is None:
+        metrics.rejected[403] += 1
+        metrics.requests[("CONNECT", 403)] += 1
+        await simple_error(conn, stream, 403, "this proxy opens no tunnels\n")
+        return
     try:
-        with trio.fail_after(_TUNNEL_CONNECT_S):
-            upstream = await trio.open_tcp_stream(host, port)
-    except (OSError, trio.TooSlowError) as exc:
+        upstream = await opener(host, port)
+    except NotAllowedError as exc:
+        metrics.rejected[403] += 1
+        metrics.requests[("CONNECT", 403)] += 1
+        await simple_error(conn, stream, 403, f"{exc}\n")
+        return
+    except OriginError as exc:
         metrics.requests[("CONNECT", 502)] += 1
-        await simple_error(conn, stream, 502, f"cannot reach {host}:{port}: {exc}\n")
+        await simple_error(conn, stream, 502, f"{exc}\n")
         return
     async with upstream:
         await send(conn, stream, h11.Response(status_code=200, headers=[]))
@@ -50,7 +65,10 @@ async def tunnel(
 
 
 async def _pump(
-    src: trio.SocketStream, dst: trio.SocketStream, down: bool, metrics: ProxyMetrics
+    src: trio.abc.HalfCloseableStream,
+    dst: trio.abc.HalfCloseableStream,
+    down: bool,
+    metrics: ProxyMetrics,
 ) -> None:
     try:
         while data := await src.receive_some(_RECEIVE):

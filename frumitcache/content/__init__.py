@@ -19,6 +19,10 @@ How to add a front door:
 3. one ``await nursery.start(door.serve)`` in :meth:`frumitcache.agent.Agent.run`; register an
    :class:`UpstreamAuth` with :meth:`ContentSource.set_upstream_auth` if the upstream needs it.
 
+A door never opens a connection to the uplink itself: content comes through
+:class:`ContentSource`, and an opaque tunnel (apt's ``CONNECT``) through a :data:`TunnelOpener`
+the agent hands it, so every uplink byte is paced and counted in one place.
+
 Errors are the one tree of :mod:`frumitcache.errors`; :func:`http_status` maps them to statuses
 and :func:`plan_response` answers Range and conditional requests, so every door agrees.
 """
@@ -36,6 +40,7 @@ from frumitcache.content._response import (
     Provenance,
 )
 from frumitcache.content._send import open_piece, send_piece
+from frumitcache.content._tunnel import TunnelOpener
 from frumitcache.content._window import FreshnessWindow
 
 __all__ = [
@@ -52,6 +57,7 @@ __all__ = [
     "Piece",
     "Plan",
     "Provenance",
+    "TunnelOpener",
     "UpstreamAuth",
     "http_date",
     "http_status",

@@ -4,7 +4,8 @@ accounting; origin errors are passed on honestly and never stored as content.
 :class:`OriginFetcher` is the client, :class:`TokenBucket` and :class:`RateMeter` the pure rate
 arithmetic it (and the test origin) uses, :func:`plan_response` the pure rule book of what an
 origin response means for a fetch, :class:`AllowPolicy` the one upstream allow-list every door
-and every redirect obeys.
+and every redirect obeys, :class:`UplinkStream` a door's tunnel through the uplink (paced and
+counted like a fetch).
 """
 
 from frumitcache._rate import RateMeter, TokenBucket
@@ -19,6 +20,7 @@ from frumitcache.origin._job import (
     FetchInfo,
 )
 from frumitcache.origin._plan import Action, Step, parse_content_range, plan_response
+from frumitcache.origin._tunnel import UplinkStream
 
 __all__ = [
     "META_CONTENT_TYPE",
@@ -36,6 +38,7 @@ __all__ = [
     "RateMeter",
     "Step",
     "TokenBucket",
+    "UplinkStream",
     "parse_content_range",
     "plan_response",
 ]

@@ -15,7 +15,9 @@ Every URL fetched and every redirect hop passes the door's allow-list, and every
 union's address check (:mod:`frumitcache.origin._allow`): ``fetch(url, door=...)``.
 
 Every body byte received counts against one :class:`~frumitcache.origin.TokenBucket` shared by
-all fetches (``origin.max_rate``) and is counted per origin host (:meth:`statistics`).
+all fetches (``origin.max_rate``) and is counted per origin host (:meth:`statistics`); so are the
+head of a ``HEAD`` answer (:meth:`head_size`, for ``estimate``: the head is all that crosses) and
+the bytes of a tunnel, both ways (:meth:`open_tunnel`, for apt's ``CONNECT``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from frumitcache.errors import (
     OriginUnreachableError,
 )
 from frumitcache.origin._allow import AllowList, AllowPolicy, Door, install_guard
+from frumitcache.origin._tunnel import UplinkStream, connect_checked
 
 if TYPE_CHECKING:
     from frumitcache.store import Manifest, Store
@@ -64,8 +67,10 @@ log = logging.getLogger(__name__)
 class OriginStats:
     """A snapshot of what the uplink carried (see :meth:`OriginFetcher.statistics`)."""
 
-    bytes_received: int  # body bytes received from origins, in total
+    bytes_received: int  # body bytes (HEAD: head bytes, tunnels: bytes in) from upstreams
     bytes_by_host: Mapping[str, int]  # the same per origin ``host:port``
+    bytes_sent: int  # bytes sent upstream through tunnels (requests themselves not counted)
+    tunnels: int  # tunnels opened (apt's CONNECT)
     requests: int  # HTTP requests sent (redirects and resumes included)
     requests_by_host: Mapping[str, int]
     resumes: int  # requests that continued a partial object with Range
@@ -130,6 +135,8 @@ class OriginFetcher:
         self._flights: dict[str, _Flight] = {}
         self._bytes: Counter[str] = Counter()
         self._requests: Counter[str] = Counter()
+        self._sent = 0
+        self._tunnels = 0
         self._resumes = 0
         self._fetches = 0
 
@@ -158,15 +165,46 @@ class OriginFetcher:
                 raise NotAllowedError(f"{response.url} redirects to {exc}") from None
 
     async def head_size(self, url: str, *, door: Door) -> tuple[int, int | None]:
-        """``(status, Content-Length)`` of a HEAD to ``url`` (no body crosses the uplink)."""
+        """``(status, Content-Length)`` of a HEAD to ``url`` (no body crosses the uplink; the
+        answer's head is paced and counted as the bytes it brought)."""
         allow = self.allow.door(door)
         allow.check(url)
         try:
             resp = await self._client.head(url, extensions={_ALLOW: allow})
         except httpx.HTTPError as exc:
             raise OriginError(f"origin HEAD failed: {exc or type(exc).__name__}") from exc
+        # The head as it came on the wire, near enough: status line, fields, blank line.
+        size = 17 + len(resp.reason_phrase) + sum(len(k) + len(v) + 4 for k, v in resp.headers.raw)
+        await self._pace(size)
+        self._bytes[_host_of(resp.url)] += size
         length = resp.headers.get("content-length")
         return resp.status_code, int(length) if length and length.isdigit() else None
+
+    async def open_tunnel(self, host: str, port: int, *, allow: AllowList) -> UplinkStream:
+        """A stream to ``host:port`` through the uplink for a door's tunnel (apt's CONNECT),
+        checked by ``allow`` (name and address), paced by ``origin.max_rate`` both ways and
+        counted per host. :class:`NotAllowedError` or :class:`OriginUnreachableError`."""
+        inner = await connect_checked(host, port, allow, self.config.connect_timeout_s)
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._tunnels += 1
+        self._requests[shown] += 1
+
+        async def account(n: int, way: str) -> None:
+            await self._pace(n)
+            if way == "in":
+                self._bytes[shown] += n
+            else:
+                self._sent += n
+
+        return UplinkStream(inner, account)
+
+    def tunnel_opener(self, allow: AllowList) -> Callable[[str, int], Awaitable[UplinkStream]]:
+        """:meth:`open_tunnel` with ``allow``, as a door's tunnel hook calls it."""
+
+        async def open_(host: str, port: int) -> UplinkStream:
+            return await self.open_tunnel(host, port, allow=allow)
+
+        return open_
 
     async def get_small(
         self, url: str, *, door: Door, headers: Mapping[str, str], max_bytes: int = 65536
@@ -220,6 +258,8 @@ class OriginFetcher:
         return OriginStats(
             bytes_received=sum(self._bytes.values()),
             bytes_by_host=dict(self._bytes),
+            bytes_sent=self._sent,
+            tunnels=self._tunnels,
             requests=sum(self._requests.values()),
             requests_by_host=dict(self._requests),
             resumes=self._resumes,

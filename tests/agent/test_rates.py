@@ -1,5 +1,6 @@
-"""Rate limits hold as rates through real agents: ``origin.max_rate`` on the uplink and
-``swarm.upload_rate`` on a member's peer HTTP port and its libtorrent session.
+"""Rate limits hold as rates through real agents: ``origin.max_rate`` on the uplink (fetches
+and apt's CONNECT tunnels) and ``swarm.upload_rate`` on a member's peer HTTP port and its
+libtorrent session; tunnel and ``estimate`` HEAD bytes show in the uplink counters.
 
 Each test asserts a *lower* bound on the time a transfer takes: bytes beyond the bucket's burst
 cannot arrive faster than the configured rate, however fast the machine. That checks the
@@ -28,6 +29,7 @@ RATE = 1 * MiB
 SIZE = 2 * MiB
 BURST = max(RATE / 10, 64 * 1024)  # TokenBucket's default burst
 SWARM_RATE = RATE // 2
+APT_PORT = 3142  # each agent has its own loopback address
 DATA = hashlib.sha256(b"rate").digest() * (SIZE // 32)
 
 
@@ -61,6 +63,85 @@ async def test_origin_max_rate_holds_as_a_rate(origin: OriginServer, tmp_path: P
     assert status.origin["max_rate"] == RATE
     # 2 MiB at 1 MiB/s after a 0.1 s burst: at least 1.9 s (0.9 of it, for clock granularity).
     assert elapsed >= 0.9 * (SIZE - BURST) / RATE, elapsed
+
+
+async def test_connect_tunnel_is_uplink_traffic_paced_by_max_rate(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # A plain TCP upstream (the tunnel is opaque: no TLS needed to see its bytes) that sends
+    # SIZE bytes to whoever connects, then closes.
+    target = loopback_address()
+
+    async def send_data(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.send_all(DATA)
+
+    listeners = await trio.open_tcp_listeners(0, host=target)
+    authority = f"{target}:{listeners[0].socket.getsockname()[1]}"
+    nursery.start_soon(trio.serve_listeners, send_data, listeners)
+    agent = AgentProcess(
+        tmp_path / "node",
+        address=loopback_address(),
+        settings={
+            "origin": {"max_rate": RATE},
+            "apt": {"enabled": True, "port": APT_PORT, "connect_allowed_hosts": [authority]},
+        },
+    )
+    await agent.start()
+    try:
+        answer = bytearray()
+        with trio.fail_after(60):
+            stream = await trio.open_tcp_stream(agent.address, APT_PORT)
+            async with stream:
+                start = trio.current_time()
+                await stream.send_all(
+                    f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode()
+                )
+                while data := await stream.receive_some(65536):
+                    answer += data
+                elapsed = trio.current_time() - start
+        status = await AgentClient(agent.socket).status()
+    except BaseException:
+        print(agent.log())
+        raise
+    finally:
+        agent.kill()
+    head, _, body = bytes(answer).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert body == DATA
+    # The uplink counters carry the tunnel: what came in, what went out (nothing), one tunnel.
+    assert status.origin["tunnels"] == 1
+    assert status.origin["bytes_received"] == SIZE
+    assert status.origin["bytes_sent"] == 0
+    assert elapsed >= 0.9 * (SIZE - BURST) / RATE, elapsed
+
+
+async def test_estimate_heads_are_counted_as_uplink_bytes(
+    origin: OriginServer, tmp_path: Path
+) -> None:
+    agent = AgentProcess(
+        tmp_path / "node", address=loopback_address(), settings={"origin": {"max_rate": RATE}}
+    )
+    await agent.start()
+    try:
+        origin.add("/unseen.bin", DATA)
+        client = AgentClient(agent.socket)
+        before = (await client.status()).origin
+        with trio.fail_after(30):
+            est = await client.estimate([origin.url("/unseen.bin")])
+        after = (await client.status()).origin
+    except BaseException:
+        print(agent.log())
+        raise
+    finally:
+        agent.kill()
+    assert est.items[0].size == SIZE
+    assert est.items[0].source == "origin-head"
+    assert origin.stats.requests["/unseen.bin"] == 1  # one HEAD, no body sent
+    assert origin.stats.bytes_sent["/unseen.bin"] == 0
+    assert after["requests"] == before["requests"] + 1
+    # The HEAD's answer is what crossed the uplink: its head, a few hundred bytes.
+    assert 50 < after["bytes_received"] - before["bytes_received"] < 2000
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from frumitcache.apt import AptProxy, HashBook, SiteStatus
 from frumitcache.config import AptConfig, OriginConfig
 from frumitcache.content import http_date
 from frumitcache.errors import OriginUnreachableError
-from frumitcache.origin import OriginFetcher
+from frumitcache.origin import AllowList, OriginFetcher
 from frumitcache.store import Store
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer
@@ -353,7 +353,7 @@ async def test_connect_not_allowed(proxy: AptProxy) -> None:
     assert b"apt.connect_allowed_hosts" in r.body
 
 
-async def test_connect_tunnel(nursery: trio.Nursery, source: MemorySource) -> None:
+async def test_connect_tunnel(nursery: trio.Nursery, source: MemorySource, tmp_path: Path) -> None:
     upstream = loopback_address()
 
     async def echo(stream: trio.SocketStream) -> None:
@@ -364,25 +364,49 @@ async def test_connect_tunnel(nursery: trio.Nursery, source: MemorySource) -> No
     listeners = await trio.open_tcp_listeners(0, host=upstream)
     port = listeners[0].socket.getsockname()[1]
     nursery.start_soon(trio.serve_listeners, echo, listeners)
-    p = AptProxy(config(connect_allowed_hosts=[f"{upstream}:{port}"]), source)
+    store = Store.open(tmp_path / "store", max_bytes=1 << 20, chunk_size=64 * 1024)
+    fetcher = OriginFetcher(OriginConfig(), store)
+    allowed = [f"{upstream}:{port}"]
+    opener = fetcher.tunnel_opener(AllowList.parse(allowed, "apt.connect_allowed_hosts"))
+    p = AptProxy(config(connect_allowed_hosts=allowed), source, tunnels=opener)
     bound = await nursery.start(p.serve)
-    with trio.fail_after(5):
-        stream = await trio.open_tcp_stream(*bound)
-        async with stream:
-            await stream.send_all(
-                f"CONNECT {upstream}:{port} HTTP/1.1\r\nHost: x\r\n\r\nhello".encode()
-            )
-            buf = bytearray()
-            while b"HELLO" not in buf:
-                buf += await stream.receive_some(1000)
-            assert buf.startswith(b"HTTP/1.1 200")
-            await stream.send_all(b" world")
-            got = b""
-            while b"WORLD" not in got:
-                got += await stream.receive_some(1000)
+    try:
+        with trio.fail_after(5):
+            stream = await trio.open_tcp_stream(*bound)
+            async with stream:
+                await stream.send_all(
+                    f"CONNECT {upstream}:{port} HTTP/1.1\r\nHost: x\r\n\r\nhello".encode()
+                )
+                buf = bytearray()
+                while b"HELLO" not in buf:
+                    buf += await stream.receive_some(1000)
+                assert buf.startswith(b"HTTP/1.1 200")
+                await stream.send_all(b" world")
+                got = b""
+                while b"WORLD" not in got:
+                    got += await stream.receive_some(1000)
+    finally:
+        await fetcher.aclose()
+        store.close()
     assert p.metrics.connect_tunnels == 1
     assert p.metrics.connect_bytes >= 2 * len("hello world")
     assert p.metrics.bytes_served["uplink"] >= len("HELLO WORLD")
+    # The uplink client carried them: its counters are the agent's uplink figures.
+    stats = fetcher.statistics()
+    assert stats.tunnels == 1
+    assert stats.bytes_by_host[f"{upstream}:{port}"] == len("HELLO WORLD")
+    assert stats.bytes_sent == len("hello world")
+
+
+async def test_connect_without_an_opener_is_refused(
+    source: MemorySource, nursery: trio.Nursery
+) -> None:
+    p = AptProxy(config(connect_allowed_hosts=["127.0.0.1:9"]), source)
+    bound = await nursery.start(p.serve)
+    with trio.fail_after(5):
+        r = await exchange(bound, b"CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert r.status == 403
+    assert b"no tunnels" in r.body
 
 
 async def test_other_methods(proxy: AptProxy) -> None:

@@ -117,7 +117,8 @@ async def test_read_commands_and_json_shapes(
         "fetches",
         "active_fetches",
     }
-    assert site["uplink"]["bytes_fetched"] == len(data)
+    # The body once and the head of the estimate's HEAD answer.
+    assert len(data) < site["uplink"]["bytes_fetched"] < len(data) + 2000
     assert site["cache"]["objects"] == 1
 
     pinned = await cli_json(agent, "cache", "pin", url)

@@ -26,6 +26,7 @@ def test_exports_are_pinned() -> None:
         "Piece",
         "Plan",
         "Provenance",
+        "TunnelOpener",
         "UpstreamAuth",
         "http_date",
         "http_status",

@@ -94,7 +94,8 @@ async def test_fetch_stream_locate_pin_estimate_site(
         assert [m.node for m in site.members] == [me]
         assert site.members[0].ram_bytes > 0
         assert site.members[0].free_disk_bytes > 0
-        assert site.uplink.bytes_fetched == len(data)
+        # The body once, and the heads of the estimates' four HEAD answers (uplink bytes too).
+        assert len(data) < site.uplink.bytes_fetched < len(data) + 4 * 2000
         # Three deliveries of the object, two of them (the second fetch, the stream) from
         # the store: those did not cross the uplink.
         assert site.uplink.bytes_served == 3 * len(data)

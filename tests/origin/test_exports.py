@@ -26,6 +26,7 @@ def test_public_names() -> None:
             "RateMeter",
             "Step",
             "TokenBucket",
+            "UplinkStream",
             "parse_content_range",
             "plan_response",
         ]
