@@ -29,7 +29,7 @@ from frumitcache.apt import AptProxy, HashBook, SiteStatus
 from frumitcache.config import Config
 from frumitcache.control import Status
 from frumitcache.errors import AgentError
-from frumitcache.oci import serve_registry
+from frumitcache.oci import serve_registry, tag_revalidation
 from frumitcache.origin import AllowList, AllowPolicy, OriginFetcher
 from frumitcache.site import MemberInfo
 from frumitcache.store import Store
@@ -209,6 +209,7 @@ class Agent:
                         site,
                         cfg.site,
                         index_window_s=cfg.apt.index_window_s,
+                        revalidation={"oci": tag_revalidation(cfg.oci.tag_window_s)},
                     )
                     self._content = content
                     if site is not None:

@@ -15,14 +15,16 @@ seeder checks a member's ``FetchRequest`` against the union of its own lists: a 
 make the seeder fetch what no door of the seeder admits.
 
 One :class:`~frumitcache.agent._flight.Flight` per URL (the one single-flight) runs in the
-agent's nursery; one :class:`~frumitcache.content.FreshnessWindow` says when an object that may
-change is asked about again (the seeder's, for the whole site). Front doors reach all of this
-through :attr:`ContentService.source`, the agent's :class:`~frumitcache.content.ContentSource`.
+agent's nursery; a :class:`~frumitcache.content.FreshnessWindow` per door says when an object
+that may change is asked about again (the seeder's, for the whole site), by the door's
+:class:`~frumitcache.content.Revalidation` (apt's index window by default). Front doors
+reach all of this through :attr:`ContentService.source`, the agent's
+:class:`~frumitcache.content.ContentSource`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import cast
@@ -37,7 +39,7 @@ from frumitcache.agent._seeder import SeederRole
 from frumitcache.agent._sitelink import SiteLink
 from frumitcache.agent._source import AgentSource
 from frumitcache.config import SiteConfig
-from frumitcache.content import FreshnessWindow, UpstreamAuth
+from frumitcache.content import FreshnessWindow, Revalidation, UpstreamAuth
 from frumitcache.errors import AgentError, FrumitcacheError, PeerError
 from frumitcache.origin import Door, FetchInfo, OriginFetcher
 from frumitcache.store import HeldChunk, Manifest, ObjectReader, Store
@@ -82,6 +84,7 @@ class ContentService:
         site_config: SiteConfig | None = None,
         *,
         index_window_s: float = 30.0,
+        revalidation: Mapping[str, Revalidation] | None = None,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self._store = store
@@ -93,6 +96,11 @@ class ContentService:
         #: When each object that may change was last checked with its origin (by this node:
         #: alone, or as the seeder for the whole site).
         self.window = FreshnessWindow(index_window_s)
+        #: Doors with a policy of their own (the registry's tag window), by door name.
+        self.revalidation = dict(revalidation or {})
+        self._windows = {
+            door: FreshnessWindow(policy.window_s) for door, policy in self.revalidation.items()
+        }
         self.clock = clock
         self.auth: dict[str, UpstreamAuth] = {}  # by door name
         self.stats = ContentStatistics()
@@ -115,6 +123,10 @@ class ContentService:
     @property
     def fetcher(self) -> OriginFetcher:
         return self._fetcher
+
+    def window_for(self, door: str) -> FreshnessWindow:
+        """The freshness window of ``door``'s objects (the default one unless it has its own)."""
+        return self._windows.get(door, self.window)
 
     def is_fetching(self, url: str) -> bool:
         """True while a flight for ``url`` runs on this node."""
@@ -248,6 +260,7 @@ class ContentService:
                 flight.started(value)
                 task_status.started(value)
 
+        policy = self.revalidation.get(flight.auth_door)
         manifest = await self._fetcher.fetch(
             flight.url,
             expected_digest=flight.sha256,
@@ -255,10 +268,13 @@ class ContentService:
             door=flight.door,
             headers=flight.headers,
             auth=self.auth.get(flight.auth_door),
+            digest_header=policy.digest_header if policy else "",
+            keep_on_status=policy.keep_on_status if policy else frozenset(),
             task_status=cast("trio.TaskStatus[FetchInfo]", _Relay()),
         )
         if flight.revalidate or not flight.cached:
-            self.window.mark(flight.url, self.clock())  # the origin was asked just now
+            # The origin was asked just now.
+            self.window_for(flight.auth_door).mark(flight.url, self.clock())
         return manifest
 
     async def from_origin(self, flight: Flight) -> Manifest:

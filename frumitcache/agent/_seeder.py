@@ -56,7 +56,9 @@ class SeederRole:
         upstream = _upstream_of(request)
         if isinstance(upstream, ErrorReply):
             return upstream
-        if request.revalidate and self._revalidation_due(request.url, request.revalidate_with):
+        if request.revalidate and self._revalidation_due(
+            request.url, request.revalidate_with, request.door
+        ):
             # What the catalogue says may be stale: it is rebuilt from the revalidated object.
             catalogue.forget(request.url)
             svc.ensure(request.url, request.sha256, revalidate=True, **upstream)
@@ -97,12 +99,13 @@ class SeederRole:
         catalogue.put_manifest(dataclasses.replace(known, url=url))
         return True
 
-    def _revalidation_due(self, url: str, tied_to: str | None) -> bool:
-        """May the origin be asked about ``url`` again (once per window for the site)?"""
+    def _revalidation_due(self, url: str, tied_to: str | None, door: str) -> bool:
+        """May the origin be asked about ``url`` again (once per ``door``'s window for the
+        site)?"""
         flight = self._svc.flights.get(url)
         if flight is not None and flight.revalidate:
             return False  # one is running: join it
-        return self._svc.window.due(url, self._svc.clock(), tied_to=tied_to)
+        return self._svc.window_for(door).due(url, self._svc.clock(), tied_to=tied_to)
 
     async def fetch(self, flight: Flight, *, after_failover: bool = False) -> None:
         svc = self._svc
@@ -110,7 +113,8 @@ class SeederRole:
         assert site is not None
         node, _ = site.parts()
         store = svc.store
-        due = svc.window.due(flight.url, svc.clock(), tied_to=flight.revalidate_with)
+        window = svc.window_for(flight.auth_door)
+        due = window.due(flight.url, svc.clock(), tied_to=flight.revalidate_with)
         if flight.revalidate and not due:
             # The site asked the origin about it within the window: what is held is current.
             flight.revalidate = False

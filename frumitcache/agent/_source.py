@@ -52,7 +52,9 @@ class AgentSource:
             url,
             digest,
             door=request.door,
-            revalidate=held is not None and digest is None,
+            # Asked even when nothing is held here: on a site the seeder may hold a copy older
+            # than the window, which it must revalidate before this node takes it.
+            revalidate=request.freshness == "revalidate" and digest is None,
             headers=request.headers,
             revalidate_with=request.revalidate_with,
         )
@@ -77,7 +79,8 @@ class AgentSource:
         if not self._svc.decides_freshness():
             return True  # a member asks the seeder, whose window counts for the whole site
         now = self._svc.clock()
-        return self._svc.window.due(request.url, now, tied_to=request.revalidate_with)
+        window = self._svc.window_for(request.door)
+        return window.due(request.url, now, tied_to=request.revalidate_with)
 
     def _stored(self, url: str, manifest: Manifest) -> StoredContent:
         self._svc.stats.served_local += 1

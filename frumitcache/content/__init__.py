@@ -41,7 +41,7 @@ from frumitcache.content._response import (
 )
 from frumitcache.content._send import open_piece, send_piece
 from frumitcache.content._tunnel import TunnelOpener
-from frumitcache.content._window import FreshnessWindow
+from frumitcache.content._window import FreshnessWindow, Revalidation
 
 __all__ = [
     "DIGEST_SCHEME",
@@ -57,6 +57,7 @@ __all__ = [
     "Piece",
     "Plan",
     "Provenance",
+    "Revalidation",
     "TunnelOpener",
     "UpstreamAuth",
     "http_date",

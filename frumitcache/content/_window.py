@@ -9,6 +9,25 @@ one is due too, so a file and its detached signature are never served half old, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Revalidation:
+    """How one door's ``revalidate`` objects are checked with their origin (the agent is given
+    one per door; on a site the seeder's counts, so members never ask the origin).
+
+    ``window_s``: asked at most once per window for the whole site. ``digest_header``: the
+    origin names its content's ``sha256:<hex>`` in this response header (a registry's
+    ``Docker-Content-Digest``), so a ``HEAD`` decides and the body is fetched only when it
+    changed. ``keep_on_status``: origin statuses at which the held copy stays current for
+    another window instead of failing (a registry's 429 quota answer); reported, not hidden.
+    """
+
+    window_s: float
+    digest_header: str = ""
+    keep_on_status: frozenset[int] = frozenset()
+
 
 class FreshnessWindow:
     """``max_entries`` bounds memory over weeks: past it, a mark drops what is due anyway."""

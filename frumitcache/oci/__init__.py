@@ -21,7 +21,13 @@ from frumitcache.oci._metrics import RegistryMetrics
 from frumitcache.oci._names import ApiRoot, Ask, Registry, parse_registries, parse_request
 from frumitcache.oci._server import RegistryMirror
 from frumitcache.oci._snippets import CLIENTS, mirror_address, render
-from frumitcache.oci._source import Opened, RegistryContent, RegistryError, manifest_request
+from frumitcache.oci._source import (
+    Opened,
+    RegistryContent,
+    RegistryError,
+    manifest_request,
+    tag_revalidation,
+)
 from frumitcache.oci._spec import MANIFEST_TYPES, ApiError, accepted_manifest_types
 
 __all__ = [
@@ -51,4 +57,5 @@ __all__ = [
     "parse_request",
     "render",
     "serve_registry",
+    "tag_revalidation",
 ]

@@ -20,13 +20,30 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
-from frumitcache.content import Content, ContentRequest, ContentSource, Piece, Provenance
+from frumitcache.content import (
+    Content,
+    ContentRequest,
+    ContentSource,
+    Piece,
+    Provenance,
+    Revalidation,
+)
 from frumitcache.errors import FrumitcacheError
 from frumitcache.oci._names import Ask
 from frumitcache.oci._spec import MANIFEST_TYPES, MAX_MANIFEST_BYTES, SHORT_NAMES, ApiError
 
 Reader = Callable[[int, int], AbstractAsyncContextManager[AsyncIterator[Piece]]]
 BLOB_TYPE = "application/octet-stream"
+DIGEST_HEADER = "Docker-Content-Digest"
+TOO_MANY_REQUESTS = 429
+
+
+def tag_revalidation(window_s: float) -> Revalidation:
+    """How the agent resolves tags for this door (``oci.tag_window_s``): by the seeder, at
+    most once per window for the site, with a ``HEAD`` upstream (Docker Hub does not count it
+    against the pull quota) and a GET only when ``Docker-Content-Digest`` changed; a 429 keeps
+    the held manifest for another window (logged) instead of failing the pull."""
+    return Revalidation(window_s, DIGEST_HEADER, frozenset({TOO_MANY_REQUESTS}))
 
 
 @dataclass(frozen=True, slots=True)

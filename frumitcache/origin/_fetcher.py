@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from frumitcache.store import Manifest, Store
 
 from frumitcache.origin._job import (
-    _ALLOW,
     META_CONTENT_TYPE,
     META_ETAG,
     META_LAST_MODIFIED,
@@ -59,6 +58,7 @@ from frumitcache.origin._job import (
     _Store,
     _Upstream,
 )
+from frumitcache.origin._probe import _ALLOW
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +281,8 @@ class OriginFetcher:
         door: Door = "site",
         headers: Sequence[tuple[str, str]] = (),
         auth: Authorizer | None = None,
+        digest_header: str = "",
+        keep_on_status: Collection[int] = (),
         task_status: trio.TaskStatus[FetchInfo] = trio.TASK_STATUS_IGNORED,
     ) -> Manifest:
         """Make the object at ``url`` complete in the store and return its manifest.
@@ -297,6 +299,11 @@ class OriginFetcher:
         ``headers`` go to the origin as given (``Accept``); ``auth`` signs the requests and is
         asked again when the origin answers 401 (see :class:`Authorizer`). Both belong to the
         leader of the flight: a caller joining a running fetch of the URL shares its result.
+
+        Revalidating with ``digest_header`` (a registry's ``Docker-Content-Digest``) asks with
+        ``HEAD`` first and keeps the stored object when the header names its SHA-256: the
+        body is fetched only when it changed. An origin status in ``keep_on_status`` while
+        revalidating (a registry's 429) keeps the stored object too, logged as a warning.
         """
         allow = self.allow.door(door)
         allow.check(url)
@@ -311,7 +318,7 @@ class OriginFetcher:
         while True:
             flight = self._flights.get(url)
             if flight is None:
-                upstream = _Upstream(tuple(headers), auth)
+                upstream = _Upstream(tuple(headers), auth, digest_header, frozenset(keep_on_status))
                 return await self._lead(
                     url, expected_digest, expected_size, revalidate, announce, allow, upstream
                 )

@@ -25,6 +25,7 @@ from frumitcache.errors import (
 )
 from frumitcache.origin._allow import AllowList
 from frumitcache.origin._plan import Action, plan_response
+from frumitcache.origin._probe import _ALLOW, probe
 
 if TYPE_CHECKING:
     from frumitcache.origin._fetcher import OriginFetcher
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_ALLOW = "frumitcache.allow"  # request extension: the AllowList of the door that asked
 
 # Keys this module keeps in store.key_meta(url).
 META_ETAG = "etag"
@@ -72,10 +72,13 @@ class Authorizer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Upstream:
-    """What a door adds to its upstream requests: headers as given, and an authorizer."""
+    """What a door adds to its upstream requests: headers as given, an authorizer, and how
+    its objects are revalidated (see :meth:`OriginFetcher.fetch`)."""
 
     headers: tuple[tuple[str, str], ...] = ()
     auth: Authorizer | None = None
+    digest_header: str = ""
+    keep_on_status: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +200,10 @@ class _Job:
         failures = 0
         if self.upstream.auth is not None:
             self.auth_headers = await self._authorize(None)
+        if conditional and self.upstream.digest_header:
+            held = await probe(self)
+            if held is not None:
+                return held
         while True:
             try:
                 done = await self._attempt(conditional)
@@ -228,6 +235,15 @@ class _Job:
             raise
         except Exception as exc:
             raise OriginError(f"{self.url}: upstream authorization failed: {exc!r}") from exc
+
+    def _kept(self, status: int) -> bool:
+        """Does ``status``, answered while revalidating, leave the stored copy current?"""
+        if self.stored is None or status not in self.upstream.keep_on_status:
+            return False
+        log.warning(
+            "%s: origin answered %d while revalidating; the held copy is served", self.url, status
+        )
+        return True
 
     def _headers(self, conditional: bool) -> dict[str, str]:
         headers: dict[str, str] = dict(self.upstream.headers)
@@ -311,6 +327,10 @@ class _Job:
                     self.share(self._info(resp, cached=True))
                     return self.stored
                 if step.action is Action.STATUS:
+                    if self._kept(resp.status_code) and self.writer is None:
+                        self._remember(resp, keep_old=True, only_dates=True)
+                        self.share(self._info(resp, cached=True))
+                        return self.stored
                     await self._fail_status(resp.status_code, step.reason)
                 if step.action is Action.LIE:
                     if not self.seen_body:
@@ -430,14 +450,17 @@ class _Job:
         self.store.set_key_meta(self.url, self.meta)
         return manifest
 
-    def _remember(self, resp: httpx.Response, *, keep_old: bool) -> None:
+    def _remember(self, resp: httpx.Response, *, keep_old: bool, only_dates: bool = False) -> None:
+        """Keep the response's validators and type with the object (``only_dates``: an error
+        answer's headers describe no content: only the time asked is recorded)."""
         meta = dict(self.store.key_meta(self.url)) if keep_old else {}
         meta.pop(META_PARTIAL_VALIDATOR, None)
-        for key, header in (
+        fields = (
             (META_ETAG, "etag"),
             (META_LAST_MODIFIED, "last-modified"),
             (META_CONTENT_TYPE, "content-type"),
-        ):
+        )
+        for key, header in () if only_dates else fields:
             value = resp.headers.get(header)
             if value is not None:
                 meta[key] = value

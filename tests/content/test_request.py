@@ -26,6 +26,7 @@ def test_exports_are_pinned() -> None:
         "Piece",
         "Plan",
         "Provenance",
+        "Revalidation",
         "TunnelOpener",
         "UpstreamAuth",
         "http_date",

@@ -20,6 +20,7 @@ def test_public_names() -> None:
         "RegistryMetrics", "RegistryMirror", "TokenBook", "TokenError", "TokenGet",
         "accepted_manifest_types", "load_credentials", "manifest_request", "mirror_address",
         "parse_challenge", "parse_registries", "parse_request", "render", "serve_registry",
+        "tag_revalidation",
     ])  # fmt: skip
 
 

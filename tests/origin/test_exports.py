@@ -46,6 +46,8 @@ def test_fetch_signature() -> None:
         "door",
         "headers",
         "auth",
+        "digest_header",
+        "keep_on_status",
         "task_status",
     ]
     assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in list(params)[2:])
