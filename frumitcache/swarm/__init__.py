@@ -18,6 +18,7 @@ from frumitcache.swarm._fetch import (
     assigned_fetcher,
     fetch_object,
 )
+from frumitcache.swarm._lt import ChunkStatistics, SwarmStatistics
 from frumitcache.swarm._merkle import MerkleHasher, MerkleTree, merkle_tree, piece_size_for
 from frumitcache.swarm._peer_http import (
     HttpChunkClient,
@@ -25,7 +26,7 @@ from frumitcache.swarm._peer_http import (
     PeerHttpServer,
     PeerHttpStatistics,
 )
-from frumitcache.swarm._session import ChunkStatistics, Swarm, SwarmStatistics, cleanup_partials
+from frumitcache.swarm._session import Swarm, cleanup_partials
 from frumitcache.swarm._storeapi import ChunkStore
 from frumitcache.swarm._torrent import ChunkTorrent, chunk_torrent
 

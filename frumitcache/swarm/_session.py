@@ -6,23 +6,22 @@ torrent (see :mod:`._torrent`): a chunk in the store is seeded in seed mode stra
 store file; a missing chunk is downloaded into ``store.tmp_dir``, checked, adopted into the
 store and then seeded from there.
 
-Traps handled here (measured, see shared/LIBTORRENT.md): settings are passed at construction;
-an alert is copied out at once (it dies at the next ``pop_alerts``); a finished download is
-flushed (``cache_flushed_alert``) before its file is read; every address is put in the global
-peer class so rate limits apply on a LAN; outgoing connections leave from the node's own
-address so that libtorrent's per-IP bans and our IP filter see distinct nodes.
+Settings, filters and torrent records are in :mod:`._lt`, the chunks' v2 trees in :mod:`._trees`.
+Traps handled here (measured, see shared/LIBTORRENT.md): settings are passed at construction; an
+alert is copied out at once (it dies at the next ``pop_alerts``); a finished download is flushed
+(``cache_flushed_alert``) before its file is read; every address is in the global peer class so
+rate limits apply on a LAN; outgoing connections leave from the node's own address so that
+libtorrent's per-IP bans and our IP filter see distinct nodes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
-import math
 import shutil
 import socket
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,100 +29,24 @@ import libtorrent as lt
 import trio
 
 from frumitcache.config import SwarmConfig
-from frumitcache.errors import DigestMismatchError, FrumitcacheError, NotInStoreError, PeerError
+from frumitcache.errors import FrumitcacheError, NotInStoreError, PeerError
 from frumitcache.swarm._holders import HolderPenalties
-from frumitcache.swarm._merkle import (
-    MerkleTree,
-    file_tree,
-    file_xxh3,
-    piece_size_for,
-    tree_from_layer,
+from frumitcache.swarm._lt import (
+    ChunkStatistics,
+    SwarmStatistics,
+    Torrent,
+    add_params,
+    member_filter,
+    peer_class_filter,
+    session_settings,
+    wait_finished,
 )
+from frumitcache.swarm._merkle import MerkleTree
 from frumitcache.swarm._storeapi import ChunkStore
 from frumitcache.swarm._torrent import ChunkTorrent, chunk_torrent, site_mac, torrent_of_tree
+from frumitcache.swarm._trees import ChunkTrees, downloaded_tree
 
 Address = tuple[str, int]
-# Whole address ranges, for ip_filter rules (not addresses anything binds to).
-_V4_FIRST, _V4_LAST = str(ipaddress.IPv4Address(0)), "255.255.255.255"
-_V6_FIRST, _V6_LAST = str(ipaddress.IPv6Address(0)), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
-
-_ALERTS = (
-    lt.alert.category_t.status_notification
-    | lt.alert.category_t.error_notification
-    | lt.alert.category_t.storage_notification
-    | lt.alert.category_t.peer_notification
-    | lt.alert.category_t.ip_block_notification
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkStatistics:
-    uploaded: int
-    downloaded: int
-    seeding: bool
-
-
-@dataclass(frozen=True, slots=True)
-class SwarmStatistics:
-    """Payload bytes moved by this node's session since it started."""
-
-    uploaded: int
-    downloaded: int
-    chunks: dict[str, ChunkStatistics]
-    hash_failures: int
-    #: Peers libtorrent banned for sending data that failed its hash check.
-    banned_peers: tuple[str, ...]
-    #: Chunks whose store file failed a hash check while being seeded (bit rot or tampering).
-    corrupt_chunks: tuple[str, ...]
-
-
-@dataclass(eq=False)
-class _Torrent:
-    digest: str
-    handle: Any
-    seeding: bool
-    finished: trio.Event = field(default_factory=trio.Event)
-    flushed: trio.Event = field(default_factory=trio.Event)
-    removed: trio.Event = field(default_factory=trio.Event)
-    error: str = ""
-    retiring: bool = False
-
-
-def session_settings(address: str, port: int, config: SwarmConfig) -> dict[str, Any]:
-    """The settings pack of a closed-LAN session (see the module docstring for the why)."""
-    host = f"[{address}]" if ":" in address else address
-    return {
-        "listen_interfaces": f"{host}:{port}",
-        "outgoing_interfaces": address,
-        "enable_dht": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "enable_incoming_utp": False,
-        "enable_outgoing_utp": False,
-        "enable_incoming_tcp": True,
-        "enable_outgoing_tcp": True,
-        # A dial made before the other side added the torrent must be retried soon.
-        "min_reconnect_time": 1,
-        "peer_connect_timeout": 3,
-        "active_downloads": -1,
-        "active_seeds": -1,
-        "active_limit": -1,
-        "active_checking": -1,
-        # Every member is trusted: unchoke all at once. The default 8 slots are shared by all
-        # chunk torrents, so interested peers waited for the 15 s rechoke.
-        "unchoke_slots_limit": -1,
-        "unchoke_interval": 1,
-        "max_queued_disk_bytes": config.max_queued_disk_bytes,
-        "upload_rate_limit": config.upload_rate,
-        "download_rate_limit": config.download_rate,
-        "alert_mask": int(_ALERTS),
-        "alert_queue_size": 10000,
-        "user_agent": "frumitcache",
-        "smooth_connects": False,
-        "connection_speed": 200,
-    }
-
 
 # Evicted chunks' torrents are removed at least this often, and after this many new torrents.
 _SWEEP_S = 30.0
@@ -149,9 +72,9 @@ class Swarm:
         self._port = port
         self._config = config or SwarmConfig()
         self._ses: Any = None
-        self._torrents: dict[str, _Torrent] = {}
+        self._torrents: dict[str, Torrent] = {}
         self._holders: dict[str, set[Address]] = {}
-        self._trees: dict[str, MerkleTree] = {}
+        self._trees = ChunkTrees(store)
         self._fetching: dict[str, trio.Event] = {}
         self._base: dict[str, tuple[int, int]] = {}  # totals of torrents already removed
         self._gone = (0, 0)  # totals of chunks the store no longer holds (folded by sweep)
@@ -160,7 +83,6 @@ class Swarm:
         self._hash_failures = 0
         # libtorrent bans a peer per torrent; we skip it for every chunk, for a back-off.
         self._banned = HolderPenalties()
-        self._corrupt: set[str] = set()
         # Default deny: until the site says who its members are, only this node is admitted.
         self._members: set[str] | None = set()
         self._listen_port = 0
@@ -219,9 +141,7 @@ class Swarm:
             self._stopping = True
             self._ses = None
             for t in self._torrents.values():
-                t.removed.set()
-                t.finished.set()
-                t.flushed.set()
+                t.release()
             with contextlib.suppress(Exception):
                 ses.set_alert_fd(-1)
             ses.pause()
@@ -257,12 +177,7 @@ class Swarm:
     # --- admission ------------------------------------------------------------------------
 
     def _apply_peer_classes(self) -> None:
-        # Without this, libtorrent exempts LAN (and loopback) peers from every rate limit.
-        f = lt.ip_filter()
-        gid = 1 << int(lt.session.global_peer_class_id)
-        f.add_rule(_V4_FIRST, _V4_LAST, gid)
-        f.add_rule(_V6_FIRST, _V6_LAST, gid)
-        self._ses.set_peer_class_filter(f)
+        self._ses.set_peer_class_filter(peer_class_filter())
 
     def set_members(self, ips: Iterable[str] | None) -> None:
         """Admit only these peer IPs (and this node); ``None`` admits everyone."""
@@ -280,13 +195,7 @@ class Swarm:
             self._apply_members()
 
     def _apply_members(self) -> None:
-        f = lt.ip_filter()
-        if self._members is not None:
-            f.add_rule(_V4_FIRST, _V4_LAST, 1)
-            f.add_rule(_V6_FIRST, _V6_LAST, 1)
-            for ip in {*self._members, self._address}:
-                f.add_rule(ip, ip, 0)
-        self._ses.set_ip_filter(f)
+        self._ses.set_ip_filter(member_filter(self._members, self._address))
 
     # --- alerts ---------------------------------------------------------------------------
 
@@ -310,7 +219,7 @@ class Swarm:
             if t is not None and t.seeding:
                 # A seed-mode torrent hashes each piece on its first upload: our own store file
                 # is bad. Stop serving it, and let the store check (and drop) the chunk.
-                self._corrupt.add(t.digest)
+                self._trees.corrupt.add(t.digest)
                 self._retire(t, check=True)
         elif isinstance(alert, lt.peer_ban_alert):
             with contextlib.suppress(Exception):
@@ -322,7 +231,7 @@ class Swarm:
             if t.seeding:  # e.g. the store evicted the chunk under us
                 self._retire(t, check=False)
 
-    def _retire(self, t: _Torrent, *, check: bool) -> None:
+    def _retire(self, t: Torrent, *, check: bool) -> None:
         """Stop seeding a chunk whose store file failed us; with ``check``, have the store
         verify it (its read path drops a corrupt chunk)."""
         if t.retiring:
@@ -335,7 +244,7 @@ class Swarm:
 
         async def retire() -> None:
             await self._remove(t)
-            self._trees.pop(t.digest, None)
+            self._trees.forget(t.digest)
             if check:
                 with contextlib.suppress(FrumitcacheError, OSError):
                     await self._store.read_chunk(t.digest)
@@ -346,55 +255,19 @@ class Swarm:
 
     async def tree(self, digest: str) -> MerkleTree:
         """The v2 tree (root and piece layer) of a stored chunk; peers ask for it over HTTP."""
-        cached = self._trees.get(digest)
-        if cached is not None:
-            return cached
-        if not self._store.has_chunk(digest):
-            raise NotInStoreError(f"chunk {digest} is not in the store")
-        return await self._tree(digest, self._store.chunk_path(digest))
-
-    async def _tree(self, digest: str, path: Path, *, verified: bool = False) -> MerkleTree:
-        cached = self._trees.get(digest)
-        if cached is not None:
-            return cached
-        # One pass over the file for the piece layer, which the store does not keep. A known
-        # pieces root checks the bytes as well as their SHA-256 would: no second hash.
-        size = (await trio.Path(path).stat()).st_size
-        known = self._store.chunk_root(digest)
-        actual, tree, _ = await trio.to_thread.run_sync(
-            lambda: file_tree(path, piece_size_for(size), sha=known is None and not verified)
-        )
-        if known is None and not verified and actual != digest:
-            self._corrupt.add(digest)
-            raise DigestMismatchError(f"store file of chunk {digest} hashes to {actual}")
-        if known is None:
-            self._store.set_chunk_root(digest, tree.root)
-        elif known != tree.root:
-            self._corrupt.add(digest)
-            raise DigestMismatchError(f"store file of chunk {digest} does not match its root")
-        self._trees[digest] = tree
-        return tree
+        return await self._trees.of_stored(digest)
 
     def remember_tree(self, digest: str, tree: MerkleTree) -> None:
         """Keep a chunk's piece layer (computed while its bytes were hashed anyway)."""
-        self._trees[digest] = tree
+        self._trees.remember(digest, tree)
 
     def _mac(self, digest: str) -> bytes:
         return site_mac(self._key, digest) if self._key else b""
 
-    def _add(self, ct: ChunkTorrent, data: bytes, save_path: Path, flags: int) -> _Torrent:
-        atp = lt.add_torrent_params()
-        atp.ti = lt.torrent_info(data)
-        atp.save_path = str(save_path)
-        # No PEX: peers are dialled only as the catalogue says (this keeps fetchers off the
-        # seeder for chunks not assigned to them).
-        atp.flags = (
-            (int(atp.flags) | flags | int(lt.torrent_flags.disable_pex))
-            & ~int(lt.torrent_flags.auto_managed)
-            & ~int(lt.torrent_flags.paused)
-        )
+    def _add(self, ct: ChunkTorrent, data: bytes, save_path: Path, flags: int) -> Torrent:
+        atp = add_params(data, save_path, flags)
         handle = self._session().add_torrent(atp)
-        t = _Torrent(ct.digest, handle, seeding=bool(flags & int(lt.torrent_flags.seed_mode)))
+        t = Torrent(ct.digest, handle, seeding=bool(flags & int(lt.torrent_flags.seed_mode)))
         self._torrents[ct.digest] = t
         if len(self._torrents) >= self._swept_at + _SWEEP_EVERY:
             self._sweep_wanted.set()
@@ -422,9 +295,11 @@ class Swarm:
         for t in gone:
             await self._remove(t)
         live = self._torrents.keys() | self._fetching.keys()
-        for table in (self._trees, self._holders):
-            for d in [d for d in table if d not in live and not self._store.has_chunk(d)]:
-                del table[d]
+        for d in [d for d in self._trees.digests() if d not in live]:
+            if not self._store.has_chunk(d):
+                self._trees.forget(d)
+        for d in [d for d in self._holders if d not in live and not self._store.has_chunk(d)]:
+            del self._holders[d]
         for d in [d for d in self._base if d not in live]:
             up, down = self._base.pop(d)
             self._gone = (self._gone[0] + up, self._gone[1] + down)
@@ -441,7 +316,7 @@ class Swarm:
         if not self._store.has_chunk(digest):
             raise NotInStoreError(f"chunk {digest} is not in the store")
         path = self._store.chunk_path(digest)
-        tree = await self._tree(digest, path, verified=verified)
+        tree = await self._trees.of_file(digest, path, verified=verified)
         ct = torrent_of_tree(digest, tree, mac=self._mac(digest))
         flags = int(lt.torrent_flags.seed_mode)
         if super_seed:
@@ -457,7 +332,7 @@ class Swarm:
         if t is not None:
             await self._remove(t)
 
-    async def _remove(self, t: _Torrent) -> None:
+    async def _remove(self, t: Torrent) -> None:
         if self._ses is not None and not t.removed.is_set():
             self._account(t)
             try:
@@ -469,7 +344,7 @@ class Swarm:
         if self._torrents.get(t.digest) is t:
             del self._torrents[t.digest]
 
-    def _account(self, t: _Torrent) -> None:
+    def _account(self, t: Torrent) -> None:
         with contextlib.suppress(Exception):
             s = t.handle.status()
             up, down = self._base.get(t.digest, (0, 0))
@@ -546,35 +421,19 @@ class Swarm:
         data = ct.leecher_bytes() if piece_layer is None else ct.seeder_bytes(piece_layer)
         t = self._add(ct, data, work, 0)
         try:
-            await self._wait_finished(t, stall_timeout)
+            await wait_finished(t, self._dial, stall_timeout)
             self._session()
             t.handle.flush_cache()
             with trio.fail_after(30):
                 await t.flushed.wait()
             if t.error:
                 raise PeerError(f"chunk {digest}: {t.error}")
-            # libtorrent checked every block against ``root`` (from the site-authenticated
-            # manifest, which binds it to ``digest``); this one read-back pass yields the piece
-            # layer for seeding and the xxh3 for the scrub, and re-checks the root on what
-            # reached the disk. No whole-file SHA-256: each byte is hashed once here.
-            if piece_layer is not None:
-                # The layer we handed libtorrent was checked against ``root`` and every piece
-                # against the layer: only the scrub's xxh3 is left to compute.
-                try:
-                    tree = tree_from_layer(size, root, piece_layer)
-                except ValueError as exc:
-                    raise DigestMismatchError(f"chunk {digest}: {exc}") from None
-                xx = await trio.to_thread.run_sync(file_xxh3, partial)
-            else:
-                _, tree, xx = await trio.to_thread.run_sync(
-                    lambda: file_tree(partial, ct.piece_size, sha=False)
-                )
-            if tree.root != root:
-                raise DigestMismatchError(f"chunk {digest}: downloaded bytes miss the root")
+            # One read-back pass: the piece layer, the scrub's xxh3 and the root re-checked.
+            tree, xx = await downloaded_tree(digest, partial, size, root, piece_layer)
             await self._remove(t)
             await self._store.adopt_chunk_file(partial, digest, verified_xxh3=xx)
             self._store.set_chunk_root(digest, root)
-            self._trees[digest] = tree
+            self._trees.remember(digest, tree)
         finally:
             if self._torrents.get(digest) is t:
                 with trio.CancelScope(shield=True):
@@ -583,28 +442,6 @@ class Swarm:
                     partial.unlink(missing_ok=True)
         # Keep serving what we just fetched: the other leechers are still trading.
         await self.seed(digest, super_seed=False)
-
-    async def _wait_finished(self, t: _Torrent, stall_timeout: float) -> None:
-        done_bytes = -1
-        last_progress = trio.current_time()
-        while not t.finished.is_set():
-            self._dial(t.digest)
-            with trio.move_on_after(1):
-                await t.finished.wait()
-            if t.finished.is_set():
-                break
-            now = trio.current_time()
-            s = t.handle.status()
-            if int(s.total_wanted_done) != done_bytes:
-                done_bytes = int(s.total_wanted_done)
-                last_progress = now
-            elif now - last_progress > stall_timeout:
-                raise PeerError(
-                    f"chunk {t.digest}: no progress from any holder for "
-                    f"{math.ceil(stall_timeout)} s"
-                )
-        if t.error:
-            raise PeerError(f"chunk {t.digest}: {t.error}")
 
     def progress(self, digest: str) -> int:
         """Verified bytes of an active download of ``digest`` (-1 when there is none)."""
@@ -635,7 +472,7 @@ class Swarm:
             chunks=chunks,
             hash_failures=self._hash_failures,
             banned_peers=tuple(sorted(self.banned)),
-            corrupt_chunks=tuple(sorted(self._corrupt)),
+            corrupt_chunks=tuple(sorted(self._trees.corrupt)),
         )
 
 
@@ -644,4 +481,4 @@ def cleanup_partials(store: ChunkStore) -> None:
     shutil.rmtree(store.tmp_dir / "swarm", ignore_errors=True)
 
 
-__all__ = ["ChunkStatistics", "Swarm", "SwarmStatistics", "cleanup_partials"]
+__all__ = ["Swarm", "cleanup_partials"]

@@ -19,7 +19,7 @@ import trio
 from frumitcache.config import SwarmConfig
 from frumitcache.store import Store
 from frumitcache.swarm import Swarm, chunk_torrent, merkle_tree
-from frumitcache.swarm._session import session_settings
+from frumitcache.swarm._lt import session_settings
 from frumitcache.swarm._torrent import site_mac
 from frumitcache.testing.net import loopback_address
 
