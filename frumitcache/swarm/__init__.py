@@ -20,12 +20,8 @@ from frumitcache.swarm._fetch import (
 )
 from frumitcache.swarm._lt import ChunkStatistics, SwarmStatistics
 from frumitcache.swarm._merkle import MerkleHasher, MerkleTree, merkle_tree, piece_size_for
-from frumitcache.swarm._peer_http import (
-    HttpChunkClient,
-    IdleTimer,
-    PeerHttpServer,
-    PeerHttpStatistics,
-)
+from frumitcache.swarm._peer_client import HttpChunkClient
+from frumitcache.swarm._peer_http import IdleTimer, PeerHttpServer, PeerHttpStatistics
 from frumitcache.swarm._session import Swarm, cleanup_partials
 from frumitcache.swarm._storeapi import ChunkStore
 from frumitcache.swarm._torrent import ChunkTorrent, chunk_torrent

@@ -19,7 +19,7 @@ import trio
 
 from frumitcache.config import SwarmConfig
 from frumitcache.errors import DigestMismatchError, FrumitcacheError, PeerError
-from frumitcache.swarm._peer_http import HttpChunkClient
+from frumitcache.swarm._peer_client import HttpChunkClient
 from frumitcache.swarm._session import Swarm
 from frumitcache.swarm._storeapi import ChunkStore
 

@@ -1,44 +1,36 @@
-"""Small chunks over the peer HTTP port: an h11 server and client on trio.
+"""Small chunks over the peer HTTP port: the h11 server on trio (client: :mod:`._peer_client`).
 
 A libtorrent transfer costs about a second of connect tick however small the chunk; a chunk up
 to ``swarm.small_chunk_bytes`` is instead pulled with one HTTP request from a holder. Requests
 are signed with the site key (:mod:`._auth`); the server answers 403 to anything unsigned or
-stale and counts it. The client verifies SHA-256 before storing and moves on to the next holder
-on any failure, remembering holders that sent bad bytes so they are not asked again.
+stale and counts it; unauthenticated connections are bounded by :class:`PeerLimits`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import re
-import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import h11
 import trio
-import xxhash
 
 from frumitcache._log import Throttle, get_logger
 from frumitcache._rate import TokenBucket
 from frumitcache._sendfile import FileRange, send_body
-from frumitcache.errors import DigestMismatchError, FrumitcacheError, NotInStoreError, PeerError
+from frumitcache.errors import FrumitcacheError, NotInStoreError
 from frumitcache.swarm._admission import Admission, PeerLimits
-from frumitcache.swarm._auth import HEADER, Verifier, sign
-from frumitcache.swarm._holders import HolderPenalties
-from frumitcache.swarm._merkle import MerkleTree, tree_from_layer
+from frumitcache.swarm._auth import HEADER, Verifier
+from frumitcache.swarm._merkle import MerkleTree
+from frumitcache.swarm._peer_wire import header, next_event, send_simple
 from frumitcache.swarm._storeapi import ChunkStore
 
 log = get_logger("swarm")
 
-Address = tuple[str, int]
 _PATH = re.compile(rb"^/chunk/([0-9a-f]{64})(/tree|/verify)?$")
 _MAX_HEAD = 16 * 1024
-#: Chunks above this are streamed to a temp file while hashed, not held in memory.
-_STREAM_MIN = 256 * 1024
 # Slowest receiver an unpaced body allows for (bytes/s) before the idle timeout ends it.
 _FLOOR_RATE = 32 * 1024
 
@@ -133,15 +125,15 @@ class PeerHttpServer:
                     # connection may idle between requests for the idle timeout.
                     wait = limits.idle_timeout_s if authenticated else limits.header_timeout_s
                     with trio.fail_after(wait):
-                        event = await _next_event(conn, stream)
+                        event = await next_event(conn, stream)
                     if not isinstance(event, h11.Request):
                         return
                     if not self._verifier.check(
-                        event.method, event.target, _header(event, HEADER), self._clock()
+                        event.method, event.target, header(event, HEADER), self._clock()
                     ):
                         # No body is read and no keep-alive is offered to a stranger.
                         self._rejected += 1
-                        await _send_simple(conn, stream, 403, b"forbidden\n")
+                        await send_simple(conn, stream, 403, b"forbidden\n")
                         return
                     if not authenticated:
                         authenticated = True
@@ -149,7 +141,7 @@ class PeerHttpServer:
                         if self.on_member is not None:
                             self.on_member(str(stream.socket.getpeername()[0]))
                     with trio.fail_after(limits.idle_timeout_s):
-                        while not isinstance(await _next_event(conn, stream), h11.EndOfMessage):
+                        while not isinstance(await next_event(conn, stream), h11.EndOfMessage):
                             pass
                     with IdleTimer(limits.idle_timeout_s) as idle:
                         await self._respond(conn, stream, event, idle)
@@ -182,7 +174,7 @@ class PeerHttpServer:
             await self._respond_verify(conn, stream, m.group(1).decode())
             return
         if req.method != b"GET" or m is None or m.group(2) == b"/verify":
-            await _send_simple(conn, stream, 404, b"not found\n")
+            await send_simple(conn, stream, 404, b"not found\n")
             return
         digest = m.group(1).decode()
         if m.group(2):
@@ -198,7 +190,7 @@ class PeerHttpServer:
             f = await trio.open_file(self._store.chunk_path(digest), "rb")
         except (OSError, NotInStoreError):
             self._not_found += 1
-            await _send_simple(conn, stream, 404, b"no such chunk\n")
+            await send_simple(conn, stream, 404, b"no such chunk\n")
             return
         async with f:
             size = os.fstat(f.fileno()).st_size
@@ -240,9 +232,9 @@ class PeerHttpServer:
             tree = await self._trees(digest)
         except (FrumitcacheError, OSError):
             self._not_found += 1
-            await _send_simple(conn, stream, 404, b"no such chunk\n")
+            await send_simple(conn, stream, 404, b"no such chunk\n")
             return
-        await _send_simple(conn, stream, 200, tree.root + tree.piece_layer)
+        await send_simple(conn, stream, 200, tree.root + tree.piece_layer)
 
     async def _respond_verify(
         self, conn: h11.Connection, stream: trio.SocketStream, digest: str
@@ -263,7 +255,7 @@ class PeerHttpServer:
                     self.dropped += 1
         if state == b"dropped":
             log.warning("peer_http.chunk_dropped", digest=digest, reason="reported corrupt")
-        await _send_simple(conn, stream, 200, state)
+        await send_simple(conn, stream, 200, state)
 
 
 class IdleTimer:
@@ -290,224 +282,3 @@ class IdleTimer:
         if self._scope.cancelled_caught:
             raise trio.TooSlowError
         return bool(handled)
-
-
-def _header(req: h11.Request, name: bytes) -> bytes | None:
-    for key, value in req.headers:
-        if key == name:
-            return bytes(value)
-    return None
-
-
-async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> object:
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = await stream.receive_some(65536)
-            conn.receive_data(data)
-            continue
-        return event
-
-
-async def _send_simple(
-    conn: h11.Connection, stream: trio.SocketStream, status: int, body: bytes
-) -> None:
-    head = h11.Response(status_code=status, headers=[(b"content-length", str(len(body)).encode())])
-    await stream.send_all(
-        (conn.send(head) or b"")
-        + (conn.send(h11.Data(data=body)) or b"")
-        + (conn.send(h11.EndOfMessage()) or b"")
-    )
-
-
-async def get_chunk(
-    address: Address,
-    digest: str,
-    key: bytes,
-    *,
-    max_bytes: int,
-    what: str = "",
-    method: bytes = b"GET",
-    sink: Callable[[bytes], None] | None = None,
-) -> bytearray:
-    """One signed ``GET /chunk/<digest>[/what]`` from ``address``; the body, unverified.
-
-    With ``sink`` the body is handed to it piece by piece as it arrives (and an empty
-    bytearray returned): a large chunk never sits whole in memory.
-    The caller bounds it with a cancel scope (:class:`HttpChunkClient` does, per holder).
-    """
-    path = f"/chunk/{digest}{'/' + what if what else ''}".encode()
-    host = address[0]
-    stream = await trio.open_tcp_stream(host, address[1])
-    async with stream:
-        conn = h11.Connection(h11.CLIENT)
-        headers = [
-            (b"host", host.encode()),
-            (HEADER, sign(key, method, path, time.time())),
-            (b"connection", b"close"),
-        ]
-        if method != b"GET":
-            headers.append((b"content-length", b"0"))
-        req = h11.Request(method=method, target=path, headers=headers)
-        await stream.send_all((conn.send(req) or b"") + (conn.send(h11.EndOfMessage()) or b""))
-        resp = await _next_event(conn, stream)
-        if not isinstance(resp, h11.Response):
-            raise PeerError(f"{host}: no HTTP response")
-        if resp.status_code != 200:
-            raise PeerError(f"{host}: chunk {digest}: HTTP {resp.status_code}")
-        body = bytearray()
-        received = 0
-        while True:
-            event = await _next_event(conn, stream)
-            if isinstance(event, h11.Data):
-                received += len(event.data)
-                if received > max_bytes:
-                    raise PeerError(f"{host}: chunk {digest} longer than {max_bytes} bytes")
-                if sink is not None:
-                    sink(event.data)
-                else:
-                    body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                return body
-            else:
-                raise PeerError(f"{host}: broken response")
-
-
-# A holder that is gone, slow, closes early or speaks garbage: try the next one.
-_FETCH_ERRORS = (PeerError, OSError, trio.BrokenResourceError, trio.TooSlowError, h11.ProtocolError)
-
-
-class HttpChunkClient:
-    """Pulls chunks from holders over peer HTTP, verifying each. A holder that sends bad bytes
-    is told (it re-checks and drops that chunk) and skipped for a back-off
-    (:class:`~._holders.HolderPenalties`), not for good."""
-
-    def __init__(
-        self, store: ChunkStore, key: bytes, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._store = store
-        self._key = key
-        self._clock = clock
-        self.penalties = HolderPenalties()
-        self.timeout = 30.0
-        self.bytes_fetched = 0
-        self.digest_mismatches = 0
-        #: Holders told about a bad chunk that answered they dropped it.
-        self.reported_dropped = 0
-
-    @property
-    def bad_holders(self) -> set[str]:
-        """Holders skipped now (their back-off has not ended)."""
-        return self.penalties.penalised(self._clock())
-
-    def penalise(self, address: str) -> None:
-        self.penalties.penalise(address, self._clock())
-
-    async def report_bad(self, holder: Address, digest: str) -> None:
-        """Tell ``holder`` its chunk ``digest`` came out wrong, so it re-checks and drops it.
-        Best effort: a holder that can't be told is still skipped for its back-off."""
-        try:
-            with trio.fail_after(min(self.timeout, 10.0)):
-                state = await get_chunk(
-                    holder, digest, self._key, max_bytes=64, what="verify", method=b"POST"
-                )
-        except _FETCH_ERRORS:
-            return
-        if state == b"dropped":
-            self.reported_dropped += 1
-
-    async def fetch_tree(
-        self, digest: str, size: int, holders: Iterable[Address], root: bytes | None = None
-    ) -> tuple[MerkleTree, Address]:
-        """A chunk's v2 tree from the first holder that has it, checked against itself (and
-        ``root`` when known). A lying holder is caught later: the bytes it leads to will not
-        hash to ``digest``."""
-        errors: list[str] = []
-        for holder in holders:
-            if self.penalties.is_penalised(holder[0], self._clock()):
-                continue
-            try:
-                with trio.fail_after(self.timeout):
-                    body = await get_chunk(
-                        holder, digest, self._key, max_bytes=32 * 33, what="tree"
-                    )
-                tree = tree_from_layer(size, bytes(body[:32]), bytes(body[32:]))
-            except _FETCH_ERRORS as exc:
-                errors.append(f"{holder[0]}: {exc}")
-                continue
-            except ValueError as exc:
-                self.penalise(holder[0])
-                errors.append(f"{holder[0]}: {exc}")
-                continue
-            if root is not None and tree.root != root:
-                self.penalise(holder[0])
-                errors.append(f"{holder[0]}: wrong pieces root")
-                continue
-            return tree, holder
-        raise PeerError(f"chunk {digest}: no tree: {'; '.join(errors) or 'no usable holder'}")
-
-    async def _fetch_to_file(self, holder: Address, digest: str, size: int) -> None:
-        """Stream a large chunk into a temp file, hashing it (SHA-256 and the scrub's xxh3)
-        as it arrives, then adopt it: one hash pass, no whole-chunk buffer, no copy."""
-        work = self._store.tmp_dir / "http"
-        path = work / f"{digest}.{secrets.token_hex(4)}"
-        sha, xx = hashlib.sha256(), xxhash.xxh3_64()
-        fds: list[int] = []  # the file is created with the first body bytes (not for a 403)
-
-        def sink(data: bytes) -> None:
-            if not fds:
-                work.mkdir(exist_ok=True)
-                fds.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-            sha.update(data)
-            xx.update(data)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fds[0], view) :]
-
-        try:
-            try:
-                await get_chunk(holder, digest, self._key, max_bytes=size, sink=sink)
-            finally:
-                for fd in fds:
-                    os.close(fd)
-            if not fds or os.stat(path).st_size != size or sha.hexdigest() != digest:
-                raise DigestMismatchError(f"chunk {digest}: the bytes do not hash to it")
-            await self._store.adopt_chunk_file(path, digest, verified_xxh3=xx.digest())
-        finally:
-            if fds:
-                with contextlib.suppress(OSError):
-                    path.unlink(missing_ok=True)
-
-    async def fetch(self, digest: str, size: int, holders: Iterable[Address]) -> Address:
-        """Store chunk ``digest``; returns the holder it came from."""
-        errors: list[str] = []
-        for holder in holders:
-            if self.penalties.is_penalised(holder[0], self._clock()):
-                continue
-            try:
-                if size > _STREAM_MIN:
-                    with trio.fail_after(self.timeout):
-                        await self._fetch_to_file(holder, digest, size)
-                else:
-                    with trio.fail_after(self.timeout):
-                        data = await get_chunk(holder, digest, self._key, max_bytes=size)
-                    if len(data) != size:
-                        raise DigestMismatchError(f"{len(data)} bytes, expected {size}")
-                    # The store hashes the bytes once, as it takes them, and refuses a mismatch.
-                    await self._store.put_chunk(data, digest)
-            except _FETCH_ERRORS as exc:
-                errors.append(f"{holder[0]}: {exc}")
-                continue
-            except DigestMismatchError:
-                self.digest_mismatches += 1
-                self.penalise(holder[0])
-                await self.report_bad(holder, digest)
-                errors.append(f"{holder[0]}: sent bytes that do not hash to {digest}")
-                continue
-            self.bytes_fetched += size
-            self.penalties.forgive(holder[0])
-            return holder
-        detail = "; ".join(errors) or "no usable holder"
-        if errors and all("do not hash" in e for e in errors):
-            raise DigestMismatchError(f"chunk {digest}: {detail}")
-        raise PeerError(f"chunk {digest}: {detail}")

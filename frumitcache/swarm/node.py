@@ -42,7 +42,8 @@ from frumitcache.errors import FrumitcacheError
 from frumitcache.store import ObjectWriter, Store
 from frumitcache.swarm._fetch import ChunkFetcher, ChunkOffer, ChunkRef, Holder, fetch_object
 from frumitcache.swarm._merkle import MerkleHasher, piece_size_for
-from frumitcache.swarm._peer_http import HttpChunkClient, PeerHttpServer
+from frumitcache.swarm._peer_client import HttpChunkClient
+from frumitcache.swarm._peer_http import PeerHttpServer
 from frumitcache.swarm._session import Swarm, cleanup_partials
 
 

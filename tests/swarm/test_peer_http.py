@@ -14,7 +14,8 @@ import trio
 from frumitcache.errors import PeerError
 from frumitcache.store import Store
 from frumitcache.swarm._auth import HEADER, sign
-from frumitcache.swarm._peer_http import HttpChunkClient, PeerHttpServer, get_chunk
+from frumitcache.swarm._peer_client import HttpChunkClient, get_chunk
+from frumitcache.swarm._peer_http import PeerHttpServer
 from frumitcache.testing.net import loopback_address
 
 KEY = os.urandom(32)

@@ -19,7 +19,7 @@ from pathlib import Path
 import trio
 
 from frumitcache.swarm._auth import sign
-from frumitcache.swarm._peer_http import get_chunk
+from frumitcache.swarm._peer_client import get_chunk
 from tests.swarm.test_peer_port_hardening import _agent_with_chunk
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import trio
 
 from frumitcache.store import Store
-from frumitcache.swarm._peer_http import get_chunk
+from frumitcache.swarm._peer_client import get_chunk
 from frumitcache.testing.agents import AgentProcess
 from frumitcache.testing.net import loopback_address
 

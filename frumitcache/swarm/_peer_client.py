@@ -1,0 +1,224 @@
+"""The peer HTTP client: small chunks pulled with one signed request from a holder.
+
+The client verifies SHA-256 before storing and moves on to the next holder on any failure,
+remembering holders that sent bad bytes (they are told, and skipped for a back-off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable
+
+import h11
+import trio
+import xxhash
+
+from frumitcache._log import get_logger
+from frumitcache.errors import DigestMismatchError, PeerError
+from frumitcache.swarm._auth import HEADER, sign
+from frumitcache.swarm._holders import HolderPenalties
+from frumitcache.swarm._merkle import MerkleTree, tree_from_layer
+from frumitcache.swarm._peer_wire import Address, next_event
+from frumitcache.swarm._storeapi import ChunkStore
+
+log = get_logger("swarm")
+
+#: Chunks above this are streamed to a temp file while hashed, not held in memory.
+_STREAM_MIN = 256 * 1024
+
+
+async def get_chunk(
+    address: Address,
+    digest: str,
+    key: bytes,
+    *,
+    max_bytes: int,
+    what: str = "",
+    method: bytes = b"GET",
+    sink: Callable[[bytes], None] | None = None,
+) -> bytearray:
+    """One signed ``GET /chunk/<digest>[/what]`` from ``address``; the body, unverified.
+
+    With ``sink`` the body is handed to it piece by piece as it arrives (and an empty
+    bytearray returned): a large chunk never sits whole in memory.
+    The caller bounds it with a cancel scope (:class:`HttpChunkClient` does, per holder).
+    """
+    path = f"/chunk/{digest}{'/' + what if what else ''}".encode()
+    host = address[0]
+    stream = await trio.open_tcp_stream(host, address[1])
+    async with stream:
+        conn = h11.Connection(h11.CLIENT)
+        headers = [
+            (b"host", host.encode()),
+            (HEADER, sign(key, method, path, time.time())),
+            (b"connection", b"close"),
+        ]
+        if method != b"GET":
+            headers.append((b"content-length", b"0"))
+        req = h11.Request(method=method, target=path, headers=headers)
+        await stream.send_all((conn.send(req) or b"") + (conn.send(h11.EndOfMessage()) or b""))
+        resp = await next_event(conn, stream)
+        if not isinstance(resp, h11.Response):
+            raise PeerError(f"{host}: no HTTP response")
+        if resp.status_code != 200:
+            raise PeerError(f"{host}: chunk {digest}: HTTP {resp.status_code}")
+        body = bytearray()
+        received = 0
+        while True:
+            event = await next_event(conn, stream)
+            if isinstance(event, h11.Data):
+                received += len(event.data)
+                if received > max_bytes:
+                    raise PeerError(f"{host}: chunk {digest} longer than {max_bytes} bytes")
+                if sink is not None:
+                    sink(event.data)
+                else:
+                    body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return body
+            else:
+                raise PeerError(f"{host}: broken response")
+
+
+# A holder that is gone, slow, closes early or speaks garbage: try the next one.
+_FETCH_ERRORS = (PeerError, OSError, trio.BrokenResourceError, trio.TooSlowError, h11.ProtocolError)
+
+
+class HttpChunkClient:
+    """Pulls chunks from holders over peer HTTP, verifying each. A holder that sends bad bytes
+    is told (it re-checks and drops that chunk) and skipped for a back-off
+    (:class:`~._holders.HolderPenalties`), not for good."""
+
+    def __init__(
+        self, store: ChunkStore, key: bytes, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._store = store
+        self._key = key
+        self._clock = clock
+        self.penalties = HolderPenalties()
+        self.timeout = 30.0
+        self.bytes_fetched = 0
+        self.digest_mismatches = 0
+        #: Holders told about a bad chunk that answered they dropped it.
+        self.reported_dropped = 0
+
+    @property
+    def bad_holders(self) -> set[str]:
+        """Holders skipped now (their back-off has not ended)."""
+        return self.penalties.penalised(self._clock())
+
+    def penalise(self, address: str) -> None:
+        self.penalties.penalise(address, self._clock())
+
+    async def report_bad(self, holder: Address, digest: str) -> None:
+        """Tell ``holder`` its chunk ``digest`` came out wrong, so it re-checks and drops it.
+        Best effort: a holder that can't be told is still skipped for its back-off."""
+        try:
+            with trio.fail_after(min(self.timeout, 10.0)):
+                state = await get_chunk(
+                    holder, digest, self._key, max_bytes=64, what="verify", method=b"POST"
+                )
+        except _FETCH_ERRORS:
+            return
+        if state == b"dropped":
+            self.reported_dropped += 1
+
+    async def fetch_tree(
+        self, digest: str, size: int, holders: Iterable[Address], root: bytes | None = None
+    ) -> tuple[MerkleTree, Address]:
+        """A chunk's v2 tree from the first holder that has it, checked against itself (and
+        ``root`` when known). A lying holder is caught later: the bytes it leads to will not
+        hash to ``digest``."""
+        errors: list[str] = []
+        for holder in holders:
+            if self.penalties.is_penalised(holder[0], self._clock()):
+                continue
+            try:
+                with trio.fail_after(self.timeout):
+                    body = await get_chunk(
+                        holder, digest, self._key, max_bytes=32 * 33, what="tree"
+                    )
+                tree = tree_from_layer(size, bytes(body[:32]), bytes(body[32:]))
+            except _FETCH_ERRORS as exc:
+                errors.append(f"{holder[0]}: {exc}")
+                continue
+            except ValueError as exc:
+                self.penalise(holder[0])
+                errors.append(f"{holder[0]}: {exc}")
+                continue
+            if root is not None and tree.root != root:
+                self.penalise(holder[0])
+                errors.append(f"{holder[0]}: wrong pieces root")
+                continue
+            return tree, holder
+        raise PeerError(f"chunk {digest}: no tree: {'; '.join(errors) or 'no usable holder'}")
+
+    async def _fetch_to_file(self, holder: Address, digest: str, size: int) -> None:
+        """Stream a large chunk into a temp file, hashing it (SHA-256 and the scrub's xxh3)
+        as it arrives, then adopt it: one hash pass, no whole-chunk buffer, no copy."""
+        work = self._store.tmp_dir / "http"
+        path = work / f"{digest}.{secrets.token_hex(4)}"
+        sha, xx = hashlib.sha256(), xxhash.xxh3_64()
+        fds: list[int] = []  # the file is created with the first body bytes (not for a 403)
+
+        def sink(data: bytes) -> None:
+            if not fds:
+                work.mkdir(exist_ok=True)
+                fds.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            sha.update(data)
+            xx.update(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fds[0], view) :]
+
+        try:
+            try:
+                await get_chunk(holder, digest, self._key, max_bytes=size, sink=sink)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            if not fds or os.stat(path).st_size != size or sha.hexdigest() != digest:
+                raise DigestMismatchError(f"chunk {digest}: the bytes do not hash to it")
+            await self._store.adopt_chunk_file(path, digest, verified_xxh3=xx.digest())
+        finally:
+            if fds:
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+
+    async def fetch(self, digest: str, size: int, holders: Iterable[Address]) -> Address:
+        """Store chunk ``digest``; returns the holder it came from."""
+        errors: list[str] = []
+        for holder in holders:
+            if self.penalties.is_penalised(holder[0], self._clock()):
+                continue
+            try:
+                if size > _STREAM_MIN:
+                    with trio.fail_after(self.timeout):
+                        await self._fetch_to_file(holder, digest, size)
+                else:
+                    with trio.fail_after(self.timeout):
+                        data = await get_chunk(holder, digest, self._key, max_bytes=size)
+                    if len(data) != size:
+                        raise DigestMismatchError(f"{len(data)} bytes, expected {size}")
+                    # The store hashes the bytes once, as it takes them, and refuses a mismatch.
+                    await self._store.put_chunk(data, digest)
+            except _FETCH_ERRORS as exc:
+                errors.append(f"{holder[0]}: {exc}")
+                continue
+            except DigestMismatchError:
+                self.digest_mismatches += 1
+                self.penalise(holder[0])
+                await self.report_bad(holder, digest)
+                errors.append(f"{holder[0]}: sent bytes that do not hash to {digest}")
+                continue
+            self.bytes_fetched += size
+            self.penalties.forgive(holder[0])
+            return holder
+        detail = "; ".join(errors) or "no usable holder"
+        if errors and all("do not hash" in e for e in errors):
+            raise DigestMismatchError(f"chunk {digest}: {detail}")
+        raise PeerError(f"chunk {digest}: {detail}")
