@@ -33,7 +33,7 @@ from frumitcache._log import Throttle, get_logger
 from frumitcache.agent._content import ContentService
 from frumitcache.agent._library import LibraryRequests
 from frumitcache.config import ControlConfig
-from frumitcache.control._protocol import (
+from frumitcache.control import (
     CacheListRequest,
     Data,
     EstimateRequest,
@@ -43,6 +43,7 @@ from frumitcache.control._protocol import (
     ImportRequest,
     LocateRequest,
     Message,
+    MessageStream,
     PinRequest,
     PrefetchRequest,
     Pull,
@@ -54,7 +55,6 @@ from frumitcache.control._protocol import (
     StatusRequest,
     VerifyRequest,
 )
-from frumitcache.control._stream import MessageStream
 from frumitcache.errors import (
     AgentError,
     FrumitcacheError,

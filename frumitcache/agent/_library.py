@@ -26,7 +26,7 @@ from frumitcache.agent._content import ContentService
 from frumitcache.agent._locate import held_bytes, locate_reply
 from frumitcache.agent._member import wire_manifest
 from frumitcache.agent._peerapi import request_keys, request_prefetch
-from frumitcache.control._protocol import (
+from frumitcache.control import (
     CacheListing,
     EstimateReply,
     GcReply,

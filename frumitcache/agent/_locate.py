@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from frumitcache.control._protocol import LocateReply
+from frumitcache.control import LocateReply
 from frumitcache.site import ObjectInfo, ObjectManifest
 
 

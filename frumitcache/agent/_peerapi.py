@@ -29,8 +29,14 @@ import trio
 
 from frumitcache.errors import FrumitcacheError, PeerError
 from frumitcache.store import Store
-from frumitcache.swarm import IdleTimer, MerkleTree, PeerHttpServer, PeerLimits
-from frumitcache.swarm._auth import HEADER, sign
+from frumitcache.swarm import (
+    AUTH_HEADER,
+    IdleTimer,
+    MerkleTree,
+    PeerHttpServer,
+    PeerLimits,
+    sign_request,
+)
 
 PREFIX = b"/prefetch/"
 KEYS = b"/keys/"
@@ -170,7 +176,7 @@ async def _signed_post(
                     target=path,
                     headers=[
                         (b"host", address[0].encode()),
-                        (HEADER, sign(key, b"POST", path, time.time())),
+                        (AUTH_HEADER, sign_request(key, b"POST", path, time.time())),
                         (b"content-length", b"0"),
                         (b"connection", b"close"),
                     ],

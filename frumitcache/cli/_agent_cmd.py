@@ -61,8 +61,7 @@ GRACE_S = 10.0
 async def serve(config: Config) -> None:
     """Run the agent until SIGINT/SIGTERM, then drain it and stop cleanly."""
     # Imported here so that `frumitcache --help` and the client commands start fast.
-    from frumitcache.agent import Agent
-    from frumitcache.agent._systemd import Notifier
+    from frumitcache.agent import Agent, Notifier
 
     with (
         Notifier.from_environ() as notifier,

@@ -32,7 +32,7 @@ def register(sub: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from frumitcache.agent._doctor import default_service_user, run_checks
+    from frumitcache.doctor import default_service_user, run_checks
 
     config = load_cli_config(args)
     checks = run_checks(config, service_user=args.user or default_service_user())

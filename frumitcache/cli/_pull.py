@@ -25,7 +25,6 @@ from frumitcache.cli import _exit
 from frumitcache.cli._flags import add_client_flags, client_socket
 from frumitcache.cli._output import error, human_bytes, is_terminal
 from frumitcache.client import AgentClient, PullOutcome
-from frumitcache.client._pull import umask
 
 
 def register(sub: Callable[..., argparse.ArgumentParser]) -> None:
@@ -180,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.chmod(tmp, 0o644 & ~umask())
+            os.chmod(tmp, 0o644 & ~_umask())
             tmp.replace(target)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -193,3 +192,9 @@ def run(args: argparse.Namespace) -> int:
             f"{done.source}, sha256 {done.digest.hex()}\n"
         )
     return _exit.OK
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -45,7 +45,7 @@ from frumitcache.client._replies import (
     site_info,
 )
 from frumitcache.config import Config
-from frumitcache.control._protocol import (
+from frumitcache.control import (
     CacheListing,
     CacheListRequest,
     EstimateReply,
@@ -58,6 +58,7 @@ from frumitcache.control._protocol import (
     LocateReply,
     LocateRequest,
     Message,
+    MessageStream,
     PinReply,
     PinRequest,
     PrefetchReply,
@@ -72,7 +73,6 @@ from frumitcache.control._protocol import (
     VerifyReply,
     VerifyRequest,
 )
-from frumitcache.control._stream import MessageStream
 from frumitcache.errors import AgentUnavailableError, ProtocolError
 
 _R = TypeVar("_R", bound=Message)

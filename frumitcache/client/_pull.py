@@ -24,8 +24,7 @@ import trio
 
 from frumitcache.client._copy import copy_range
 from frumitcache.config import find_config_file, load_config
-from frumitcache.control._protocol import Data, Failed, FileData, PullDone, PullStarted
-from frumitcache.control._stream import MessageStream
+from frumitcache.control import Data, Failed, FileData, MessageStream, PullDone, PullStarted
 from frumitcache.errors import BadUrlError, DigestMismatchError, ProtocolError
 
 

@@ -21,7 +21,7 @@ from frumitcache._results import (
     SiteInfo,
     UplinkStats,
 )
-from frumitcache.control._protocol import CacheListing, LocateReply, PinReply, SiteReply
+from frumitcache.control import CacheListing, LocateReply, PinReply, SiteReply
 
 
 def cache_contents(reply: CacheListing) -> CacheContents:

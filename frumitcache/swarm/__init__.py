@@ -7,9 +7,13 @@ from the store, and chunk fetches from a list of site holders.
 - :class:`ChunkFetcher` / :func:`fetch_object` — the right transport per chunk, and whole
   objects fetched in parallel and delivered in order (cut-through).
 - :func:`chunk_torrent` / :func:`merkle_tree` — the deterministic torrent of a chunk.
+- :func:`sign_request` / :data:`AUTH_HEADER` — a request signed with the site key, as the peer
+  HTTP port checks it (the agent's own peer API signs its requests the same way).
 """
 
 from frumitcache.swarm._admission import PeerLimits
+from frumitcache.swarm._auth import HEADER as AUTH_HEADER
+from frumitcache.swarm._auth import sign as sign_request
 from frumitcache.swarm._fetch import (
     ChunkFetcher,
     ChunkOffer,
@@ -27,6 +31,7 @@ from frumitcache.swarm._storeapi import ChunkStore
 from frumitcache.swarm._torrent import ChunkTorrent, chunk_torrent
 
 __all__ = [
+    "AUTH_HEADER",
     "ChunkFetcher",
     "ChunkOffer",
     "ChunkRef",
@@ -49,4 +54,5 @@ __all__ = [
     "fetch_object",
     "merkle_tree",
     "piece_size_for",
+    "sign_request",
 ]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from frumitcache.agent._aptconf import parse_apt_conf, read_apt_config
-from frumitcache.agent._doctor import (
+from frumitcache.config import Config, config_from_mapping
+from frumitcache.doctor import (
     Check,
     ServiceUser,
     check_apt,
@@ -25,7 +25,7 @@ from frumitcache.agent._doctor import (
     check_ports,
     run_checks,
 )
-from frumitcache.config import Config, config_from_mapping
+from frumitcache.doctor._aptconf import parse_apt_conf, read_apt_config
 from frumitcache.testing.net import free_port
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -389,7 +389,7 @@ def test_unit_directories_not_yet_created_are_fine_for_the_service_user() -> Non
 
 
 def test_port_holders_match_the_address_too() -> None:
-    from frumitcache.agent._procnet import socket_holders as _socket_holders
+    from frumitcache.doctor._procnet import socket_holders as _socket_holders
     from frumitcache.testing.net import loopback_address
 
     ours, other = loopback_address(), loopback_address()

@@ -159,8 +159,8 @@ def test_example_config_is_generated_from_the_code() -> None:
 
 
 def test_apt_snippet(tmp_path: Path) -> None:
-    from frumitcache.agent._aptconf import apt_config_files, read_apt_config
     from frumitcache.config import AptConfig
+    from frumitcache.doctor._aptconf import apt_config_files, read_apt_config
 
     text = (DEPLOY / "apt" / "01frumitcache").read_text()
     active = [

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from frumitcache.agent._aptconf import read_apt_config
-from frumitcache.agent._procnet import (
+from frumitcache.config import Config
+from frumitcache.doctor._aptconf import read_apt_config
+from frumitcache.doctor._procnet import (
     WILDCARDS,
     agent_hosts,
     command_line,
@@ -35,7 +36,6 @@ from frumitcache.agent._procnet import (
     is_loopback,
     socket_holders,
 )
-from frumitcache.config import Config
 
 SERVICE_USER = "frumitcache"
 """The user the systemd unit runs the agent as (deploy/systemd/frumitcache.service)."""
