@@ -5,10 +5,25 @@ authenticated messages in with the time, :class:`~._election.Outgoing` messages 
 deadline. It composes beacons from the membership and the election state and routes election
 messages; catalogue messages are not its business (the driver hands them to the catalogue).
 
-Cost per node flat in the site's size: while there is no live seeder (formation, failover,
-the minority side of a partition) every node beacons to everyone each ``beacon_interval_s``,
-as it must to find the others and count an electorate. Once a seeder holds a lease, the
-seeder is the hub:
+Cost per node flat in the site's size. While there is no live seeder (formation, failover,
+the minority side of a partition) only the *best candidate* a node knows (the one that would
+stand first, :meth:`~._election.Election.best_candidate`) beacons to everyone each
+``beacon_interval_s``. Every other node beacons to that candidate each interval, and to
+everyone once per gap of 3/4 to 1 times ``forget_after_s / 4`` (jittered; short enough that
+no node is silent for ``forget_after_s`` even with loss, so electorates stay complete). A
+node that loses its seeder waits a whole gap before broadcasting (everyone already knows
+everyone: no burst from all of them at once). A fresh beacon gets a beacon back only from the
+best candidate; a newcomer that knows no one (electorate 1) also gets, from a few others
+(:data:`REPLIERS` on average), a short roster naming the best candidate. Claims go to the
+whole electorate, the election ranks the electorate rather than the members heard within
+``member_timeout_s``, and counts majorities over at least the electorate any beacon reported
+(:mod:`._election`, rule 1): the best candidate hears everyone. So after its first beacon (to
+everyone) a node without a seeder costs about two frames per interval (plus N - 1 per gap
+while there is still no seeder after a gap: the minority side of a partition), the best
+candidate N per interval. Formation normally ends ``lease_s`` after the start (the start-up
+quiet).
+
+Once a seeder holds a lease, the seeder is the hub:
 
 - its :class:`~._messages.Lease` rounds (every ``lease_s / 3``, to each alive member) are the
   heartbeat both ways (a member's :class:`~._messages.LeaseAck` shows the seeder it lives);
@@ -23,14 +38,15 @@ seeder is the hub:
   roster of itself and the seeder, so it finds the seeder even over one-sided peer lists.
 
 So a member sends and receives about two frames per lease round, whatever N; the seeder
-about 2 (N - 1). Election rules are untouched (:mod:`._election`): rosters only add members
-to electorates or keep them fresh, which can only make majorities harder to reach.
+about 2 (N - 1). Rosters do not change the election rules (:mod:`._election`): they only add
+members to electorates or keep them fresh, which can only make majorities harder to reach.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import random
 from dataclasses import dataclass
 
 from frumitcache.config import SiteConfig
@@ -51,6 +67,9 @@ from frumitcache.site._messages import (
 
 #: Beacon intervals between two beacons of a node that follows (or is) a live seeder.
 BACKOFF = 5
+
+#: Before a seeder exists: how many nodes, on average, answer a newcomer's beacon.
+REPLIERS = 3
 
 
 def roster_version(members: tuple[MemberInfo, ...]) -> int:
@@ -132,6 +151,12 @@ class SiteCore:
             durable=durable,
         )
         self._ticks = 0
+        # Without a live seeder, a node that knows a better candidate beacons to that one each
+        # interval and to everyone once per gap (jittered, so nodes started together do not
+        # stay in step); see the module docstring.
+        self._rng = random.Random(me.node_id)
+        self._broadcast_at = now
+        self._broadcast_gap = max(timings.beacon_interval_s, timings.forget_after_s / 4)
         # Seeder: its last roster and version. Member: the version it holds of its seeder's
         # roster, and who is in it.
         self._roster: Roster | None = None
@@ -152,11 +177,25 @@ class SiteCore:
                 return []  # a member speaks only for itself
             fresh = self.membership.heard(msg.member, now)
             self.election.observe_term(msg.term)
+            self.election.observe_electorate(sender, msg.electorate, now)
             if not (fresh or msg.reply):
                 return []
             leader = self._followed(now)
-            if leader is None or leader == self.node_id:
+            if leader == self.node_id:
                 return [Outgoing(sender, self.beacon(now))]
+            if leader is None:
+                best = self.election.best_candidate(now)
+                if best == self.node_id:
+                    return [Outgoing(sender, self.beacon(now))]
+                if msg.electorate > 1:
+                    return []  # it knows others: its beacons reach the best candidate too
+                # A newcomer that knows no one: show it the best candidate (it may not have
+                # that one in its static peers), the only node it needs to beacon to. A few
+                # of those that hear it answer (each with odds REPLIERS / known), not all:
+                # nodes started together are all newcomers to each other.
+                if self._rng.random() * len(self.membership.electorate(now)) >= REPLIERS:
+                    return []
+                leader = best
             if msg.seeder != leader:
                 # A stray: show it where the seeder is (the seeder itself adds it at once).
                 seeder_info = self.membership.info(leader)
@@ -216,12 +255,24 @@ class SiteCore:
             leader = self._followed(now)
             beacon = self.beacon(now)
             if leader is None:
-                out.append(Outgoing(None, beacon))
-                if self.unicast_beacons:
-                    out += [Outgoing(n, beacon) for n in self.membership.alive_ids(now)]
-            elif self._ticks % BACKOFF == 0:
-                out.append(Outgoing(None if leader == self.node_id else leader, beacon))
+                best = self.election.best_candidate(now)
+                if best != self.node_id:
+                    out.append(Outgoing(best, beacon))
+                if best == self.node_id or now >= self._broadcast_at:
+                    out.append(Outgoing(None, beacon))
+                    if self.unicast_beacons:
+                        out += [Outgoing(n, beacon) for n in self.membership.alive_ids(now)]
+                    self._broadcast_at = now + self._jittered(self._broadcast_gap)
+            else:
+                # Back from a seeder to none (failover): every member already knows the others,
+                # so no burst of broadcasts from all of them at once.
+                self._broadcast_at = now + self._jittered(self._broadcast_gap)
+                if self._ticks % BACKOFF == 0:
+                    out.append(Outgoing(None if leader == self.node_id else leader, beacon))
         return out + self._stamp(self.election.on_timer(now), now)
+
+    def _jittered(self, gap: float) -> float:
+        return gap * self._rng.uniform(0.75, 1.0)
 
     def _stamp(self, out: list[Outgoing], now: float) -> list[Outgoing]:
         """A lease round of ours: take a fresh roster and name its version in the leases."""

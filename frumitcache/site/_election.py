@@ -9,9 +9,12 @@ Rules (the whole protocol):
 1. **Majority.** Majorities are counted over the *electorate*: this node plus every member
    heard within ``forget_after_s`` (see :mod:`._membership`), and never over fewer than the
    largest electorate a voter reported in the same round (votes and acks carry the voter's
-   electorate size). So a member that only went quiet still counts, and a minority side of a
-   partition cannot elect; a member silent for ``forget_after_s`` is forgotten, after which
-   the side it is missing from counts without it. A one-node site (no static peers, no
+   electorate size), nor than the largest a member's beacon reported within
+   ``forget_after_s``. So a member that only went quiet still counts, a node that missed some
+   beacons (backed off before a seeder exists, see :mod:`._core`) counts at least what the
+   best candidate, who hears everyone, counts, and a minority side of a partition cannot
+   elect; a member silent for ``forget_after_s`` is forgotten, after which the side it is
+   missing from counts without it. A one-node site (no static peers, no
    discovery) has an electorate of one and elects itself at once.
 2. **Votes.** A node votes at most once per term (the vote is durable state the driver keeps
    on disk, :class:`Durable`) and only for a term above every term it knows a seeder of.
@@ -29,7 +32,7 @@ Rules (the whole protocol):
    before the restart. A node can only count members it has heard of: nodes that have never
    met (a site partitioned from its very first boot) are two sites until they meet.
 5. **Standing.** A follower whose promise ran out (no lease renewal for ``lease_s``) stands
-   after ``position * round_s``, where ``position`` is its rank among the alive members other
+   after ``position * round_s``, where ``position`` is its rank among the electorate other
    than the lost seeder, best first: configured priority, then wired link, RAM, free disk,
    then the node id (lowest wins). So the preferred live node normally stands first, alone.
    A failed round (split vote, loss) is retried after ``round_s`` plus the same stagger.
@@ -134,6 +137,8 @@ class Election:
         self.voted_term = d.voted_term
         self.voted_for = d.voted_for
         self._remembered = d.electorate
+        # node -> (electorate size its last beacon reported, when)
+        self._reported: dict[str, tuple[int, float]] = {}
         self.role = Role.FOLLOWER
         self.started = now
         self.quiet_until = now if solo else now + lease_s
@@ -186,9 +191,16 @@ class Election:
     def _electorate_size(self, now: float) -> int:
         if self.solo:
             return 1
-        size = len(self._m.electorate(now))
+        electorate = self._m.electorate(now)
+        size = len(electorate)
         if now < self.started + self._m.forget_after_s:
             size = max(size, self._remembered)
+        horizon = now - self._m.forget_after_s
+        for node, (reported, at) in list(self._reported.items()):
+            if at <= horizon or node not in electorate:
+                del self._reported[node]
+            else:
+                size = max(size, reported)
         return size
 
     def _majority(self, now: float, reported: dict[str, int]) -> bool:
@@ -217,6 +229,11 @@ class Election:
     def observe_term(self, term: int) -> None:
         """A term mentioned by someone (a beacon): stand above it next time."""
         self.seen_term = max(self.seen_term, term)
+
+    def observe_electorate(self, node: str, size: int, now: float) -> None:
+        """``node``'s beacon says it counts ``size`` members: majorities are counted over at
+        least that many for ``forget_after_s`` (rule 1)."""
+        self._reported[node] = (size, now)
 
     def _on_claim(self, c: Claim, now: float) -> list[Outgoing]:
         self.seen_term = max(self.seen_term, c.term)
@@ -340,10 +357,19 @@ class Election:
             return self._stand(now)
         return []
 
-    def _position(self, now: float) -> int:
+    def _ranked(self, now: float) -> list[tuple[int, int, int, int, str]]:
+        """The electorate other than the lost seeder, best first. The electorate, not only the
+        alive members: before a seeder exists members back their beacons off (see
+        :mod:`._core`) and may not have heard each other within ``member_timeout_s``."""
         lost = self.leader[0] if self.leader and self.leader[0] != self.me else None
-        ranked = sorted(rank_key(i) for i in self._m.members(now) if i.node_id != lost)
-        return ranked.index(rank_key(self._m.me))
+        return sorted(rank_key(i) for i in self._m.known(now) if i.node_id != lost)
+
+    def _position(self, now: float) -> int:
+        return self._ranked(now).index(rank_key(self._m.me))
+
+    def best_candidate(self, now: float) -> str:
+        """The node that would stand first now (this node, when it knows no better one)."""
+        return self._ranked(now)[0][-1]
 
     # --- transitions --------------------------------------------------------------------------
 
@@ -361,7 +387,9 @@ class Election:
         self.role = Role.CANDIDATE
         self._votes = {self.me: self._electorate_size(now)}
         self._round_end = now + self.round_s
-        out = [Outgoing(n, Claim(self._attempt, self.me)) for n in self._m.alive_ids(now)]
+        # To the whole electorate: members quiet for a while (backed-off beacons) still vote.
+        claim = Claim(self._attempt, self.me)
+        out = [Outgoing(n, claim) for n in sorted(self._m.electorate(now)) if n != self.me]
         return out + self._check_won(now)
 
     def _check_won(self, now: float) -> list[Outgoing]:

@@ -169,6 +169,12 @@ class Membership:
         """Alive members other than this node."""
         return sorted(n for n in self._others if self.is_alive(n, now))
 
+    def known(self, now: float) -> list[MemberInfo]:
+        """This node and every member heard within ``forget_after_s`` (alive or not)."""
+        return [self.me] + [
+            e.info for e in self._others.values() if now < e.last_heard + self.forget_after_s
+        ]
+
     def electorate(self, now: float) -> frozenset[str]:
         """This node and every member heard within ``forget_after_s``."""
         return frozenset(
