@@ -51,7 +51,7 @@ from dataclasses import dataclass
 
 from frumitcache.config import SiteConfig
 from frumitcache.errors import ConfigError
-from frumitcache.site._election import Durable, Election, Outgoing
+from frumitcache.site._election import Durable, Election, Outgoing, Role
 from frumitcache.site._membership import Membership
 from frumitcache.site._messages import (
     Beacon,
@@ -64,6 +64,7 @@ from frumitcache.site._messages import (
     Roster,
     Vote,
 )
+from frumitcache.site._policy import View
 
 #: Beacon intervals between two beacons of a node that follows (or is) a live seeder.
 BACKOFF = 5
@@ -324,3 +325,13 @@ class SiteCore:
     @property
     def durable(self) -> Durable:
         return self.election.durable
+
+    def view(self, now: float) -> View:
+        """The election's view, as the catalogue policy (:mod:`._policy`) takes it."""
+        election = self.election
+        return View(
+            seeder=election.seeder(now),
+            seeding_term=election.term if election.role is Role.SEEDER else None,
+            seeding=election.is_seeder(now),
+            alive=self.membership.alive_ids(now),
+        )

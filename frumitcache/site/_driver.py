@@ -6,9 +6,10 @@ IPv6, each optional: a group that cannot be joined is logged and counted, never 
 frame goes through the :class:`~._codec.FrameCodec`; frames it rejects are dropped and
 counted per reason in :meth:`SiteNode.statistics`. Membership and election decisions are the
 :class:`~._core.SiteCore`'s, fed with ``trio.current_time()``; the driver re-arms one deadline
-from ``next_deadline()``. While this node is the seeder it keeps the site
-:class:`~._catalogue.Catalogue` and answers lookups from it; fetch requests go to the agent's
-:class:`SiteHooks`.
+from ``next_deadline()``. Catalogue decisions (what the seeder records, who is told what,
+the ``Have`` reports to a new seeder) are the :class:`~._policy.CataloguePolicy`'s, carried
+out here; fetch requests go to the agent's :class:`SiteHooks`. Waiting is on events (the
+wake-up of the timer task, the seeder becoming known), never on a polling loop.
 
 What the agent wires (see also :class:`SiteHooks`):
 
@@ -27,23 +28,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import ipaddress
-import json
 import logging
-import os
 import secrets
 import socket
-import struct
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from frumitcache.config import Config, SiteConfig
+from frumitcache.config import SiteConfig
 from frumitcache.errors import (
     ConfigError,
     FrumitcacheError,
@@ -54,7 +50,7 @@ from frumitcache.errors import (
 from frumitcache.site._catalogue import Catalogue
 from frumitcache.site._codec import FrameCodec, FrameRejected, derive_mac_key
 from frumitcache.site._core import SiteCore, Timings
-from frumitcache.site._election import Durable, Outgoing, Role
+from frumitcache.site._election import Durable, Outgoing
 from frumitcache.site._messages import (
     ChunkAnnounce,
     ErrorReply,
@@ -68,151 +64,40 @@ from frumitcache.site._messages import (
     ObjectInfo,
     ObjectManifest,
 )
+from frumitcache.site._policy import (
+    Action,
+    Announcement,
+    CataloguePolicy,
+    Drop,
+    Publish,
+    SeederChanged,
+    View,
+)
+from frumitcache.site._setup import (
+    Addr,
+    Pending,
+    SiteHooks,
+    SiteStatistics,
+    family_of,
+    load_durable,
+    member_from_config,
+    open_multicast,
+    parse_peer,
+    resolve_peers,
+    save_durable,
+)
+
+__all__ = [
+    "SiteHooks",
+    "SiteNode",
+    "SiteStatistics",
+    "member_from_config",
+    "parse_peer",
+]
 
 log = logging.getLogger("frumitcache.site")
 
-Announcement = ChunkAnnounce | ObjectAnnounce | FetchFailed
-_Addr = tuple[Any, ...]
 _RECV_SIZE = 65536
-
-
-class SiteHooks:
-    """What the agent plugs into a :class:`SiteNode`; override what you need.
-
-    Hooks run inside the node's nursery and must not block for long.
-    """
-
-    async def on_fetch_request(self, sender: str, request: FetchRequest) -> ObjectInfo | ErrorReply:
-        """This node is the seeder and ``sender`` wants ``request.url``: start (or join) the
-        single-flight origin fetch in the agent's own nursery and return at once with what is
-        known now (``node.catalogue.info(url, fetching=True)``); progress then goes out through
-        :meth:`SiteNode.announce_chunk` and friends."""
-        return ErrorReply(request.request_id, "agent", "this node does not fetch")
-
-    def have_report(self) -> list[Have]:
-        """This node's holdings, sent to every new seeder (see :func:`split_have`)."""
-        return []
-
-    def on_seeder_change(self, seeder: tuple[str, int] | None) -> None:
-        """The live seeder changed (``None``: no live seeder right now)."""
-
-
-@dataclass(slots=True)
-class _Pending:
-    """An outstanding request: what was asked, and of whom (a reply from anyone else, or about
-    anything else, is dropped)."""
-
-    channel: trio.MemorySendChannel[ObjectInfo | ErrorReply]
-    request: Lookup | FetchRequest
-    asked: set[str]
-
-    def matches(self, sender: str, reply: ObjectInfo | ErrorReply) -> str | None:
-        """``None`` if ``reply`` answers this request, else the drop reason."""
-        if sender not in self.asked:
-            return "reply-not-from-seeder"
-        if isinstance(reply, ErrorReply):
-            return None
-        url = self.request.url
-        manifest = reply.manifest
-        if reply.url != url or (manifest is not None and manifest.url != url):
-            return "reply-wrong-url"
-        sha256 = self.request.sha256 if isinstance(self.request, FetchRequest) else None
-        if sha256 is not None and manifest is not None and manifest.digest not in (None, sha256):
-            return "reply-wrong-digest"
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class SiteStatistics:
-    """Counters and state of a :class:`SiteNode` (what ``frumitcache status`` shows).
-
-    ``dropped`` counts frames and messages dropped, per reason: the codec's
-    (:data:`~._codec.REASONS`: ``bad-mac``, ``garbage``, ``replay``, ``stale``, ...) and the
-    driver's (``not-from-seeder``: an announcement from a node that is not our seeder,
-    ``not-for-seeder``: catalogue input while we are not the seeder, ``reply-unsolicited``: a
-    reply to no outstanding request, ``reply-not-from-seeder``, ``reply-wrong-url``,
-    ``reply-wrong-digest``: a reply that does not answer what we asked, ``subscriber-full``,
-    ``too-large-out``, ``socket-error``, ``multicast-v4-unavailable``, ...).
-    """
-
-    frames_in: int
-    frames_out: int
-    bytes_in: int
-    bytes_out: int
-    dropped: dict[str, int]
-    send_errors: int
-    requests_served: int
-    elections_won: int
-    term: int
-    seeder: tuple[str, int] | None
-    members: int
-    role: str
-    electorate: int
-
-
-def member_from_config(
-    cfg: Config, *, node_id: str, ram_bytes: int = 0, free_disk_bytes: int = 0
-) -> MemberInfo:
-    """What this node advertises, from its config (``node_id`` is ``node.name`` or the host
-    name, resolved by the caller; RAM and free disk are measured by the caller)."""
-    return MemberInfo(
-        node_id=node_id,
-        address=cfg.node.address,
-        control_port=cfg.site.control_port,
-        peer_port=cfg.site.peer_port,
-        swarm_port=cfg.swarm.port,
-        priority=cfg.node.priority,
-        model=cfg.node.model,
-        ram_bytes=ram_bytes,
-        free_disk_bytes=free_disk_bytes,
-        link_mbit=cfg.node.link_mbit,
-        wired=cfg.node.wired,
-    )
-
-
-def parse_peer(text: str, default_port: int) -> tuple[str, int]:
-    """``host``, ``host:port``, ``v6addr`` or ``[v6addr]:port`` -> ``(host, port)``."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else default_port
-        return host, port
-    if text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-        return host, int(port_text)
-    return text, default_port
-
-
-def _family(address: str) -> socket.AddressFamily:
-    try:
-        return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
-    except ValueError:
-        return socket.AF_INET
-
-
-def load_durable(path: Path | None) -> Durable | None:
-    if path is None:
-        return None
-    try:
-        data = json.loads(path.read_text())
-        voted_for = data.get("voted_for")
-        return Durable(
-            int(data["term"]),
-            int(data["voted_term"]),
-            voted_for if isinstance(voted_for, str) else None,
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def save_durable(path: Path, durable: Durable) -> None:
-    """Atomically write the election's durable state (rare: once per vote or term)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(dataclasses.asdict(durable), f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class SiteNode:
@@ -247,24 +132,23 @@ class SiteNode:
         )
         self.timings = Timings.from_config(site)
         self.solo = not site.peers and not site.discovery
-        self.catalogue = Catalogue()
+        self.policy = CataloguePolicy(me.node_id, self.hooks.have_report)
         self._core: SiteCore | None = None
         self._sock: trio.socket.SocketType | None = None
-        self._mcast: list[_Addr] = []
-        self._static: list[_Addr] = []
-        self._last_addr: dict[str, _Addr] = {}
+        self._mcast: list[Addr] = []
+        self._static: list[Addr] = []
+        self._last_addr: dict[str, Addr] = {}
         self._wakeup = trio.Event()
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, Pending] = {}
         self._subscribers: list[trio.MemorySendChannel[Announcement]] = []
         self._nursery: trio.Nursery | None = None
-        self._last_seeder: tuple[str, int] | None = None
+        self._seeder_known = trio.Event()
         self._last_durable: Durable | None = None
         self._dropped: Counter[str] = Counter()
         self._frames_in = self._frames_out = self._bytes_in = self._bytes_out = 0
         self._send_errors = 0
         self._served = 0
         self._serving: set[tuple[str, int]] = set()
-        self._catalogue_term = -1
         self._ready = trio.Event()
         #: Send a Bye on shutdown (tests clear it to look like a crash).
         self.say_goodbye = True
@@ -304,20 +188,27 @@ class SiteNode:
             electorate=core.election.durable.electorate if core else 1,
         )
 
+    @property
+    def catalogue(self) -> Catalogue:
+        """The site catalogue (meaningful while this node is the seeder)."""
+        return self.policy.catalogue
+
     async def wait_seeder(self) -> tuple[str, int]:
         """Until there is a live seeder (bound it with a cancel scope)."""
         while True:
             seeder = self.seeder()
             if seeder is not None:
                 return seeder
-            await trio.sleep(0.05)
+            if self._seeder_known.is_set():  # it was, until its lease ran out
+                self._seeder_known = trio.Event()
+            await self._seeder_known.wait()
 
     # --- running ------------------------------------------------------------------------------
 
     async def run(
         self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        family = _family(self.me.address)
+        family = family_of(self.me.address)
         sock = trio.socket.socket(family, socket.SOCK_DGRAM)
         if self.site.discovery and family == socket.AF_INET6:
             # The IPv6 beacon socket binds [::]:port (a link-local group cannot be bound
@@ -335,10 +226,11 @@ class SiteNode:
             port = sock.getsockname()[1]
             self.me = dataclasses.replace(self.me, control_port=port)
             self._sock = sock
-            for peer in self.site.peers:
-                await self._add_static(peer, family)
+            self._static = await resolve_peers(self.site, family, (self.me.address, port))
             if self.site.discovery:
-                mcast_socks = await self._open_multicast(family, port)
+                mcast_socks, self._mcast = await open_multicast(
+                    self.site, sock, self.me.address, port, self._dropped
+                )
             self._core = SiteCore(
                 self.me,
                 self.timings,
@@ -366,76 +258,17 @@ class SiteNode:
             for channel in self._subscribers:
                 channel.close()
 
-    async def _add_static(self, peer: str, family: socket.AddressFamily) -> None:
-        host, port = parse_peer(peer, self.site.control_port)
-        try:
-            infos = await trio.socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
-        except OSError as exc:
-            log.warning("site: cannot resolve static peer %s: %s", peer, exc)
-            return
-        for info in infos[:1]:
-            addr = info[4]
-            if (addr[0], addr[1]) != (self.me.address, self.me.control_port):
-                self._static.append(addr)
-
-    async def _open_multicast(
-        self, family: socket.AddressFamily, port: int
-    ) -> list[trio.socket.SocketType]:
-        """Join the beacon groups of this node's address family (best effort, counted)."""
-        socks: list[trio.socket.SocketType] = []
-        assert self._sock is not None
-        if family == socket.AF_INET and self.site.multicast_v4:
-            group = self.site.multicast_v4
-            s = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                with contextlib.suppress(AttributeError, OSError):
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                await s.bind((group, port))
-                mreq = struct.pack(
-                    "4s4s", socket.inet_aton(group), socket.inet_aton(self.me.address)
-                )
-                s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
-                self._sock.setsockopt(
-                    socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(self.me.address)
-                )
-                self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
-                self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-                socks.append(s)
-                self._mcast.append((group, port))
-            except OSError as exc:
-                s.close()
-                self._dropped["multicast-v4-unavailable"] += 1
-                log.warning("site: IPv4 multicast %s unavailable: %s", group, exc)
-        if family == socket.AF_INET6 and self.site.multicast_v6:
-            group = self.site.multicast_v6
-            s = trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                with contextlib.suppress(AttributeError, OSError):
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                await s.bind(("::", port))
-                mreq = socket.inet_pton(socket.AF_INET6, group) + struct.pack("@I", 0)
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
-                self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 1)
-                self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
-                socks.append(s)
-                self._mcast.append((group, port, 0, 0))
-            except OSError as exc:
-                s.close()
-                self._dropped["multicast-v6-unavailable"] += 1
-                log.warning("site: IPv6 multicast %s unavailable: %s", group, exc)
-        return socks
-
     async def _timer_loop(self) -> None:
         assert self._core is not None
         while True:
-            with trio.move_on_at(self._core.next_deadline()):
+            deadline = min(self._core.next_deadline(), self.policy.next_deadline())
+            with trio.move_on_at(deadline):
                 await self._wakeup.wait()
             self._wakeup = trio.Event()
             now = self._now()
             await self._send_all(self._core.on_timer(now))
             await self._after_event(now)
+            await self._carry_out(self.policy.on_timer(now))
 
     async def _recv_loop(self, sock: trio.socket.SocketType) -> None:
         while True:
@@ -476,33 +309,29 @@ class SiteNode:
                 with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
                     pending.channel.send_nowait(msg)
         elif isinstance(msg, ChunkAnnounce | ObjectAnnounce | FetchFailed | Have):
-            self._on_catalogue_message(sender, msg, now)
+            await self._carry_out(self.policy.receive(sender, msg, self._view(now)))
         await self._after_event(now)
         self._wakeup.set()  # the deadline may have moved
 
-    def _on_catalogue_message(self, sender: str, msg: Message, now: float) -> None:
+    def _view(self, now: float) -> View:
         assert self._core is not None
-        seeder = self._core.seeder(now)
-        # Reports count from the moment we won the term, before the first lease round is
-        # acked: members send their Have as soon as they follow us.
-        if self._core.election.role is Role.SEEDER:
-            # Members may only speak for themselves: no injecting holders for others.
-            if isinstance(msg, ChunkAnnounce) and msg.holder == sender:
-                if self.catalogue.add_chunk(msg.url, msg.index, msg.digest, msg.chunk_size):
-                    self.catalogue.add_holder(msg.digest, sender)
-            elif isinstance(msg, ObjectAnnounce) and msg.holder == sender:
-                self.catalogue.put_manifest(msg.manifest)
-                for digest in msg.manifest.chunks:
-                    self.catalogue.add_holder(digest, sender)
-            elif isinstance(msg, Have) and msg.node_id == sender:
-                self.catalogue.apply_have(msg)
-            else:
-                self._dropped["not-for-seeder"] += 1
-            return
-        if isinstance(msg, Announcement) and seeder is not None and seeder[0] == sender:
-            self._publish(msg)
-        else:
-            self._dropped["not-from-seeder"] += 1
+        return self._core.view(now)
+
+    async def _carry_out(self, actions: list[Action]) -> None:
+        """What the catalogue policy decided: send, publish, count, tell the agent."""
+        out: list[Outgoing] = []
+        for action in actions:
+            if isinstance(action, Outgoing):
+                out.append(action)
+            elif isinstance(action, Publish):
+                self._publish(action.msg)
+            elif isinstance(action, Drop):
+                self._dropped[action.reason] += 1
+            elif isinstance(action, SeederChanged):
+                seeder, previous = action.seeder, action.previous
+                log.info("site %s: seeder %s (was %s)", self.site.name, seeder, previous)
+                self.hooks.on_seeder_change(seeder)
+        await self._send_all(out)
 
     def _publish(self, msg: Announcement) -> None:
         for channel in list(self._subscribers):
@@ -514,7 +343,8 @@ class SiteNode:
                 self._subscribers.remove(channel)
 
     async def _after_event(self, now: float) -> None:
-        """Follow-ups of any state change: durable state, departures, seeder change."""
+        """Follow-ups of any state change: durable state, then the catalogue policy (departures,
+        a new term of ours, a new seeder)."""
         core = self._core
         assert core is not None
         durable = core.durable
@@ -524,42 +354,15 @@ class SiteNode:
             except OSError as exc:
                 log.warning("site: cannot save election state: %s", exc)
         self._last_durable = durable
-        for node in core.membership.take_departures():
-            self.catalogue.remove_member(node)
-        election = core.election
-        if election.role is Role.SEEDER and self._catalogue_term != election.term:
-            # A new term of ours: a fresh catalogue, rebuilt from our own holdings and the
-            # members' Have reports as they start following us.
-            self._catalogue_term = election.term
-            self.catalogue = Catalogue()
-            for have in self.hooks.have_report():
-                self.catalogue.apply_have(dataclasses.replace(have, node_id=self.me.node_id))
-        seeder = core.seeder(now)
-        if seeder == self._last_seeder:
-            return
-        previous, self._last_seeder = self._last_seeder, seeder
-        log.info("site %s: seeder %s (was %s)", self.site.name, seeder, previous)
-        if seeder is not None and seeder[0] != self.me.node_id:
-            reports = self.hooks.have_report()
-            if previous is not None and previous[0] == self.me.node_id and len(self.catalogue):
-                # We stepped down (partition healed): hand over what we knew.
-                reports.append(Have(self.me.node_id, objects=self.catalogue.snapshot()))
-            assert self._nursery is not None
-            self._nursery.start_soon(self._send_haves, seeder, reports)
-        self.hooks.on_seeder_change(seeder)
-
-    async def _send_haves(self, seeder: tuple[str, int], reports: list[Have]) -> None:
-        """Our holdings to a new seeder, repeated a few times (UDP may lose one; merging a
-        report twice changes nothing) while it stays the seeder."""
-        for delay in (0.0, 0.3, 1.0):
-            await trio.sleep(delay)
-            if self.seeder() != seeder:
-                return
-            await self._send_all([Outgoing(seeder[0], h) for h in reports])
+        view = self._view(now)
+        if view.seeder is not None:
+            self._seeder_known.set()
+        departed = core.membership.take_departures()
+        await self._carry_out(self.policy.on_view(view, now, departed))
 
     # --- sending ------------------------------------------------------------------------------
 
-    def _targets(self, out: Outgoing) -> list[_Addr]:
+    def _targets(self, out: Outgoing) -> list[Addr]:
         assert self._core is not None
         if out.to is None:
             return [*self._mcast, *self._static]
@@ -572,7 +375,7 @@ class SiteNode:
     async def _send_all(self, outgoing: list[Outgoing]) -> None:
         if self._sock is None:
             return
-        sent: set[tuple[_Addr, int]] = set()
+        sent: set[tuple[Addr, int]] = set()
         for out in outgoing:
             frame: bytes | None = None
             for addr in self._targets(out):
@@ -615,7 +418,7 @@ class SiteNode:
         if self.seeder() is None:
             raise PeerError("no live seeder in the site")
         send, receive = trio.open_memory_channel[ObjectInfo | ErrorReply](1)
-        pending = self._pending[rid] = _Pending(send, msg, set())
+        pending = self._pending[rid] = Pending(send, msg, set())
         try:
             with trio.move_on_after(timeout_s):
                 while True:
@@ -649,7 +452,7 @@ class SiteNode:
             )
         self._served += 1
         if isinstance(msg, Lookup):
-            return self.catalogue.info(msg.url, request_id=msg.request_id)
+            return self.policy.lookup(msg)
         try:
             reply = await self.hooks.on_fetch_request(sender, msg)
         except FrumitcacheError as exc:  # e.g. a URL outside the allow-list: the asker learns why
@@ -674,43 +477,17 @@ class SiteNode:
         """Chunk ``index`` of ``url`` is complete here. The seeder records and broadcasts it to
         every alive member; a member tells the seeder it now holds it."""
         msg = ChunkAnnounce(url, index, digest, chunk_size, self.me.node_id)
-        if self.is_seeder():
-            if self.catalogue.add_chunk(url, index, digest, chunk_size):
-                self.catalogue.add_holder(digest, self.me.node_id)
-            self._publish(msg)
-            await self._broadcast_members(msg)
-        else:
-            await self._to_seeder(msg)
+        await self._carry_out(self.policy.announce(msg, self._view(self._now())))
 
     async def announce_object(self, manifest: ObjectManifest) -> None:
         """``manifest`` is complete here (the seeder also publishes it site-wide)."""
         msg = ObjectAnnounce(manifest, self.me.node_id)
-        if self.is_seeder():
-            self.catalogue.finish(manifest)
-            for digest in manifest.chunks:
-                self.catalogue.add_holder(digest, self.me.node_id)
-            self._publish(msg)
-            await self._broadcast_members(msg)
-        else:
-            await self._to_seeder(msg)
+        await self._carry_out(self.policy.announce(msg, self._view(self._now())))
 
     async def announce_failure(self, url: str, code: str, message: str, status: int = 0) -> None:
         """The seeder's fetch of ``url`` failed: tell every waiting member."""
         msg = FetchFailed(url, code, message, status)
-        self.catalogue.forget(url)
-        self._publish(msg)
-        if self.is_seeder():
-            await self._broadcast_members(msg)
-
-    async def _broadcast_members(self, msg: Message) -> None:
-        assert self._core is not None
-        ids = self._core.membership.alive_ids(self._now())
-        await self._send_all([Outgoing(n, msg) for n in ids])
-
-    async def _to_seeder(self, msg: Message) -> None:
-        seeder = self.seeder()
-        if seeder is not None:
-            await self.send(seeder[0], msg)
+        await self._carry_out(self.policy.announce(msg, self._view(self._now())))
 
     def update_self(self, **changes: Any) -> None:
         """Change advertised figures (``load``, ``free_disk_bytes``, ...) for the next beacon."""

@@ -391,7 +391,7 @@ async def test_a_one_node_site_elects_at_once_and_keeps_its_vote_on_disk(
 
 def test_a_reply_must_answer_the_request_it_claims() -> None:
     """Finding 5: replies are taken only from the node asked, about the URL (and digest) asked."""
-    from frumitcache.site._driver import _Pending
+    from frumitcache.site._setup import Pending as _Pending
 
     send, _receive = trio.open_memory_channel[ObjectInfo | ErrorReply](1)
     url, digest = "http://o/small.bin", b"\1" * 32

@@ -32,6 +32,7 @@ PURE = [
     "site/_election.py",
     "site/_membership.py",
     "site/_messages.py",
+    "site/_policy.py",
     "store/_manifest.py",
     "swarm/_auth.py",
     "swarm/_holders.py",

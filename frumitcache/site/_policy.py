@@ -1,0 +1,182 @@
+"""The site catalogue policy: who records what, who is told what. A pure state machine.
+
+The :class:`~._catalogue.Catalogue` is a data structure; this module decides what goes into
+it and which messages that causes, from the election's view of the site (passed in, with the
+time). The trio driver (:mod:`._driver`) carries out what it returns:
+
+- while this node is in the seeder role, members' :class:`~._messages.ChunkAnnounce`,
+  :class:`~._messages.ObjectAnnounce` and :class:`~._messages.Have` go into the catalogue,
+  each only for its sender (members speak only for themselves); a new term of ours starts a
+  fresh catalogue from this node's own holdings;
+- while another node is the seeder, its announcements go to this node's subscribers
+  (:class:`Publish`); anything from anyone else is dropped (:class:`Drop`, counted);
+- when the seeder changes to another node, this node's holdings go to it as ``Have``
+  reports, sent again after ``HAVE_RESENDS`` (UDP may lose one; merging twice changes nothing)
+  while it stays the seeder; a seeder that steps down (a healed partition) hands over its
+  whole catalogue the same way;
+- this node's own progress (:meth:`CataloguePolicy.announce`): the seeder records it,
+  publishes it and tells every alive member; a member tells the seeder.
+
+Neither reads the clock nor touches a socket: ``now`` is an argument, :meth:`next_deadline`
+says when :meth:`on_timer` wants to run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from frumitcache.site._catalogue import Catalogue
+from frumitcache.site._election import Outgoing
+from frumitcache.site._messages import (
+    ChunkAnnounce,
+    FetchFailed,
+    Have,
+    Lookup,
+    Message,
+    ObjectAnnounce,
+    ObjectInfo,
+)
+
+Announcement = ChunkAnnounce | ObjectAnnounce | FetchFailed
+
+#: Seconds after a seeder change at which this node's Have reports go (again) to the seeder.
+HAVE_RESENDS = (0.0, 0.3, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Give ``msg`` to this node's subscribers (the agent's fetch path)."""
+
+    msg: Announcement
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """A message dropped, counted under ``reason`` in the statistics."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeederChanged:
+    """The live seeder as this node sees it changed (``None``: there is none)."""
+
+    seeder: tuple[str, int] | None
+    previous: tuple[str, int] | None
+
+
+Action = Outgoing | Publish | Drop | SeederChanged
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """The election's view at one instant, as the policy needs it.
+
+    ``seeding_term``: our term while we hold the seeder role (reports count from winning the
+    term, before the first lease round is acked: members report as soon as they follow us);
+    ``seeding``: we hold a live lease (only then do our own announcements go out as the
+    seeder's); ``seeder``: the live seeder we see; ``alive``: the other alive members.
+    """
+
+    seeder: tuple[str, int] | None
+    seeding_term: int | None = None
+    seeding: bool = False
+    alive: Sequence[str] = ()
+
+
+class CataloguePolicy:
+    """The catalogue decisions of one node (``me``).
+
+    ``holdings`` returns this node's holdings as ``Have`` reports (the agent's store, see
+    :func:`~._messages.split_have`); it is called when they must be reported or recorded.
+    """
+
+    def __init__(self, me: str, holdings: Callable[[], list[Have]]) -> None:
+        self.me = me
+        self.holdings = holdings
+        self.catalogue = Catalogue()
+        self._term = -1  # the term of ours the catalogue belongs to
+        self._seeder: tuple[str, int] | None = None
+        self._reports: list[Have] = []
+        self._resend_at: list[float] = []
+
+    # --- the election's view ------------------------------------------------------------------
+
+    def on_view(self, view: View, now: float, departed: Iterable[str] = ()) -> list[Action]:
+        """After any event: members that left, a new term of ours, a new seeder."""
+        for node in departed:
+            self.catalogue.remove_member(node)
+        if view.seeding_term is not None and view.seeding_term != self._term:
+            self._term = view.seeding_term
+            self.catalogue = Catalogue()
+            for have in self.holdings():
+                self.catalogue.apply_have(dataclasses.replace(have, node_id=self.me))
+        out: list[Action] = []
+        if view.seeder != self._seeder:
+            previous, self._seeder = self._seeder, view.seeder
+            self._reports, self._resend_at = [], []
+            if view.seeder is not None and view.seeder[0] != self.me:
+                self._reports = self.holdings()
+                if previous is not None and previous[0] == self.me and len(self.catalogue):
+                    # We stepped down (partition healed): hand over what we knew.
+                    self._reports.append(Have(self.me, objects=self.catalogue.snapshot()))
+                self._resend_at = [now + d for d in HAVE_RESENDS]
+            out.append(SeederChanged(view.seeder, previous))
+        return out + self.on_timer(now)
+
+    def on_timer(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        while self._resend_at and self._resend_at[0] <= now and self._seeder is not None:
+            self._resend_at.pop(0)
+            out += [Outgoing(self._seeder[0], have) for have in self._reports]
+        return out
+
+    def next_deadline(self) -> float:
+        return self._resend_at[0] if self._resend_at else float("inf")
+
+    # --- input --------------------------------------------------------------------------------
+
+    def receive(self, sender: str, msg: Message, view: View) -> list[Action]:
+        """A catalogue message (announcement or ``Have``) from ``sender``."""
+        if view.seeding_term is not None:
+            cat = self.catalogue
+            if isinstance(msg, ChunkAnnounce) and msg.holder == sender:
+                if cat.add_chunk(msg.url, msg.index, msg.digest, msg.chunk_size):
+                    cat.add_holder(msg.digest, sender)
+            elif isinstance(msg, ObjectAnnounce) and msg.holder == sender:
+                cat.put_manifest(msg.manifest)
+                for digest in msg.manifest.chunks:
+                    cat.add_holder(digest, sender)
+            elif isinstance(msg, Have) and msg.node_id == sender:
+                cat.apply_have(msg)
+            else:
+                return [Drop("not-for-seeder")]
+            return []
+        seeder = view.seeder
+        if isinstance(msg, Announcement) and seeder is not None and seeder[0] == sender:
+            return [Publish(msg)]
+        return [Drop("not-from-seeder")]
+
+    def announce(self, msg: Announcement, view: View) -> list[Action]:
+        """This node's own progress: a chunk or an object complete here, or (the seeder's) an
+        origin fetch that failed."""
+        if isinstance(msg, FetchFailed):
+            self.catalogue.forget(msg.url)
+            out: list[Action] = [Publish(msg)]
+            return out + ([Outgoing(n, msg) for n in view.alive] if view.seeding else [])
+        if not view.seeding:
+            return [Outgoing(view.seeder[0], msg)] if view.seeder is not None else []
+        if isinstance(msg, ChunkAnnounce):
+            if self.catalogue.add_chunk(msg.url, msg.index, msg.digest, msg.chunk_size):
+                self.catalogue.add_holder(msg.digest, self.me)
+        else:
+            self.catalogue.finish(msg.manifest)
+            for digest in msg.manifest.chunks:
+                self.catalogue.add_holder(digest, self.me)
+        return [Publish(msg), *(Outgoing(n, msg) for n in view.alive)]
+
+    def lookup(self, msg: Lookup) -> ObjectInfo:
+        """The seeder's answer to a member's lookup."""
+        return self.catalogue.info(msg.url, request_id=msg.request_id)

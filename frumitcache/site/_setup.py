@@ -1,0 +1,247 @@
+"""What the site driver is built from, apart from the sockets' loop: the agent's hooks, the
+node's advertisement from its config, static peers, the election's durable state on disk, the
+multicast groups, and the statistics the driver reports."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import json
+import logging
+import os
+import socket
+import struct
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from frumitcache.config import Config, SiteConfig
+from frumitcache.site._election import Durable
+from frumitcache.site._messages import (
+    ErrorReply,
+    FetchRequest,
+    Have,
+    Lookup,
+    MemberInfo,
+    ObjectInfo,
+)
+
+log = logging.getLogger("frumitcache.site")
+
+Addr = tuple[Any, ...]
+
+
+class SiteHooks:
+    """What the agent plugs into a :class:`SiteNode`; override what you need.
+
+    Hooks run inside the node's nursery and must not block for long.
+    """
+
+    async def on_fetch_request(self, sender: str, request: FetchRequest) -> ObjectInfo | ErrorReply:
+        """This node is the seeder and ``sender`` wants ``request.url``: start (or join) the
+        single-flight origin fetch in the agent's own nursery and return at once with what is
+        known now (``node.catalogue.info(url, fetching=True)``); progress then goes out through
+        :meth:`SiteNode.announce_chunk` and friends."""
+        return ErrorReply(request.request_id, "agent", "this node does not fetch")
+
+    def have_report(self) -> list[Have]:
+        """This node's holdings, sent to every new seeder (see :func:`split_have`)."""
+        return []
+
+    def on_seeder_change(self, seeder: tuple[str, int] | None) -> None:
+        """The live seeder changed (``None``: no live seeder right now)."""
+
+
+@dataclass(slots=True)
+class Pending:
+    """An outstanding request: what was asked, and of whom (a reply from anyone else, or about
+    anything else, is dropped)."""
+
+    channel: trio.MemorySendChannel[ObjectInfo | ErrorReply]
+    request: Lookup | FetchRequest
+    asked: set[str]
+
+    def matches(self, sender: str, reply: ObjectInfo | ErrorReply) -> str | None:
+        """``None`` if ``reply`` answers this request, else the drop reason."""
+        if sender not in self.asked:
+            return "reply-not-from-seeder"
+        if isinstance(reply, ErrorReply):
+            return None
+        url = self.request.url
+        manifest = reply.manifest
+        if reply.url != url or (manifest is not None and manifest.url != url):
+            return "reply-wrong-url"
+        sha256 = self.request.sha256 if isinstance(self.request, FetchRequest) else None
+        if sha256 is not None and manifest is not None and manifest.digest not in (None, sha256):
+            return "reply-wrong-digest"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteStatistics:
+    """Counters and state of a :class:`SiteNode` (what ``frumitcache status`` shows).
+
+    ``dropped`` counts frames and messages dropped, per reason: the codec's
+    (:data:`~._codec.REASONS`: ``bad-mac``, ``garbage``, ``replay``, ``stale``, ...) and the
+    driver's (``not-from-seeder``: an announcement from a node that is not our seeder,
+    ``not-for-seeder``: catalogue input while we are not the seeder, ``reply-unsolicited``: a
+    reply to no outstanding request, ``reply-not-from-seeder``, ``reply-wrong-url``,
+    ``reply-wrong-digest``: a reply that does not answer what we asked, ``subscriber-full``,
+    ``too-large-out``, ``socket-error``, ``multicast-v4-unavailable``, ...).
+    """
+
+    frames_in: int
+    frames_out: int
+    bytes_in: int
+    bytes_out: int
+    dropped: dict[str, int]
+    send_errors: int
+    requests_served: int
+    elections_won: int
+    term: int
+    seeder: tuple[str, int] | None
+    members: int
+    role: str
+    electorate: int
+
+
+def member_from_config(
+    cfg: Config, *, node_id: str, ram_bytes: int = 0, free_disk_bytes: int = 0
+) -> MemberInfo:
+    """What this node advertises, from its config (``node_id`` is ``node.name`` or the host
+    name, resolved by the caller; RAM and free disk are measured by the caller)."""
+    return MemberInfo(
+        node_id=node_id,
+        address=cfg.node.address,
+        control_port=cfg.site.control_port,
+        peer_port=cfg.site.peer_port,
+        swarm_port=cfg.swarm.port,
+        priority=cfg.node.priority,
+        model=cfg.node.model,
+        ram_bytes=ram_bytes,
+        free_disk_bytes=free_disk_bytes,
+        link_mbit=cfg.node.link_mbit,
+        wired=cfg.node.wired,
+    )
+
+
+def parse_peer(text: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port``, ``v6addr`` or ``[v6addr]:port`` -> ``(host, port)``."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else default_port
+        return host, port
+    if text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        return host, int(port_text)
+    return text, default_port
+
+
+def family_of(address: str) -> socket.AddressFamily:
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+    except ValueError:
+        return socket.AF_INET
+
+
+def load_durable(path: Path | None) -> Durable | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+        voted_for = data.get("voted_for")
+        return Durable(
+            int(data["term"]),
+            int(data["voted_term"]),
+            voted_for if isinstance(voted_for, str) else None,
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_durable(path: Path, durable: Durable) -> None:
+    """Atomically write the election's durable state (rare: once per vote or term)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(dataclasses.asdict(durable), f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+async def open_multicast(
+    site: SiteConfig,
+    sock: trio.socket.SocketType,
+    address: str,
+    port: int,
+    dropped: Counter[str],
+) -> tuple[list[trio.socket.SocketType], list[Addr]]:
+    """Join the beacon groups of the family of ``sock`` (bound to ``address``:``port``),
+    best effort: a group that cannot be joined is logged and counted in ``dropped``.
+    Returns the sockets to receive on and the group addresses to send to."""
+    family = sock.family
+    socks: list[trio.socket.SocketType] = []
+    groups: list[Addr] = []
+    if family == socket.AF_INET and site.multicast_v4:
+        group = site.multicast_v4
+        s = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            with contextlib.suppress(AttributeError, OSError):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            await s.bind((group, port))
+            mreq = struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton(address))
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(address))
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+            socks.append(s)
+            groups.append((group, port))
+        except OSError as exc:
+            s.close()
+            dropped["multicast-v4-unavailable"] += 1
+            log.warning("site: IPv4 multicast %s unavailable: %s", group, exc)
+    if family == socket.AF_INET6 and site.multicast_v6:
+        group = site.multicast_v6
+        s = trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            with contextlib.suppress(AttributeError, OSError):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            await s.bind(("::", port))
+            mreq = socket.inet_pton(socket.AF_INET6, group) + struct.pack("@I", 0)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
+            socks.append(s)
+            groups.append((group, port, 0, 0))
+        except OSError as exc:
+            s.close()
+            dropped["multicast-v6-unavailable"] += 1
+            log.warning("site: IPv6 multicast %s unavailable: %s", group, exc)
+    return socks, groups
+
+
+async def resolve_peers(
+    site: SiteConfig, family: socket.AddressFamily, me: tuple[str, int]
+) -> list[Addr]:
+    """The addresses of ``site.peers`` (each resolved once; unresolvable ones are logged and
+    skipped), without this node's own ``me``."""
+    out: list[Addr] = []
+    for peer in site.peers:
+        host, port = parse_peer(peer, site.control_port)
+        try:
+            infos = await trio.socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
+        except OSError as exc:
+            log.warning("site: cannot resolve static peer %s: %s", peer, exc)
+            continue
+        for info in infos[:1]:
+            addr = info[4]
+            if (addr[0], addr[1]) != me:
+                out.append(addr)
+    return out
