@@ -122,10 +122,7 @@ async def wait_for_seeder(site: LoopbackSite) -> str:
             if (
                 len(seeders) == 1
                 and None not in seeders
-                and all(
-                    len(v["members"]) == len(views)  # type: ignore[arg-type]
-                    for v in views
-                )
+                and all(len(v["members"]) == len(views) for v in views)
             ):
                 return str(seeders.pop())
             await trio.sleep(0.2)

@@ -28,16 +28,11 @@ import trio
 
 from frumitcache.client import AgentClient
 from frumitcache.testing.agents import AgentProcess
+from frumitcache.testing.aptrepo import PACKAGES, AptClient, RepoBuilder, make_client
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer, server_ssl_context
 from frumitcache.testing.site import LoopbackSite
 from tests.agent.test_site_herd import wait_for_seeder
-from tests.apt.conftest import (
-    PACKAGES,
-    AptClient,
-    RepoBuilder,
-    make_client,
-)
 
 pytestmark = pytest.mark.slow
 

@@ -15,16 +15,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from frumitcache.testing.aptrepo import PACKAGES, AptClient, RepoBuilder, make_client
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer
 from frumitcache.testing.site import LoopbackSite
 from tests.agent.test_site_herd import wait_for_seeder
-from tests.apt.conftest import (
-    PACKAGES,
-    AptClient,
-    RepoBuilder,
-    make_client,
-)
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,6 @@ from frumitcache.agent import ContentService
 from frumitcache.apt import AptProxy, HashBook
 from frumitcache.config import AptConfig, OriginConfig
 from frumitcache.content import ContentSource
-from frumitcache.testing.aptrepo import PACKAGES as PACKAGES  # re-exported for tests/agent
 from frumitcache.testing.aptrepo import (
     AptClient,
     RepoBuilder,

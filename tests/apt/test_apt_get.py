@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from frumitcache.testing.aptrepo import AptClient, make_client
+
 from ._fakes import exchange
-from .conftest import AptClient, OneNode
+from .conftest import OneNode
 
 ALL = ("pkga", "pkgb", "pkgc")
 APT_HELPER = Path("/usr/lib/apt/apt-helper")
@@ -138,8 +140,6 @@ async def test_offline_mode(one_node: OneNode, caplog: pytest.LogCaptureFixture)
 async def test_same_deb_through_two_mirrors_is_one_object(one_node: OneNode) -> None:
     from frumitcache.testing.net import loopback_address
     from frumitcache.testing.origin import OriginServer
-
-    from .conftest import make_client
 
     mirror = OriginServer(one_node.root)
     mirror_port = await one_node.nursery.start(mirror.serve, loopback_address())

@@ -43,6 +43,12 @@ async def status(agent: AgentProcess) -> dict[str, object]:
     return (await AgentClient(agent.socket).status()).site
 
 
+async def dropped_frames(agent: AgentProcess) -> int:
+    value = (await status(agent)).get("dropped_frames", 0)
+    assert isinstance(value, int)
+    return value
+
+
 async def wait_for_seeder(site: LoopbackSite) -> str:
     while True:
         views = [await status(a) for a in site.agents]
@@ -115,7 +121,7 @@ async def test_a_replayed_reply_from_a_keyless_host_does_not_change_what_a_membe
                 return as_seeder.encode(info, to=other_name, wall=time.time())
 
             target = (member.address, PORT)
-            before = int((await status(member)).get("dropped_frames", 0))  # type: ignore[arg-type]
+            before = await dropped_frames(member)
             keyless = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             with keyless:
                 await keyless.bind((loopback_address(), 0))
@@ -137,7 +143,7 @@ async def test_a_replayed_reply_from_a_keyless_host_does_not_change_what_a_membe
             # Served again from the member's store: still small.bin's bytes.
             await pull(member, origin.url("/small.bin"), tmp_path / "again")
             assert (tmp_path / "again").read_bytes() == small
-            after = int((await status(member)).get("dropped_frames", 0))  # type: ignore[arg-type]
+            after = await dropped_frames(member)
             assert after > before, (before, after)
     finally:
         site.kill()
@@ -187,7 +193,9 @@ def _fuzz_corpus(mac_key: bytes, recipient: str, seed: int = 16) -> list[bytes]:
     ]
     corpus += [_signed(mac_key, b) for b in signed_bad]
     for i in range(200):  # signed random structures
-        head = [rng.choice(["x", 1, None, b"x", [], {}]) for _ in range(rng.randrange(0, 9))]
+        head: list[object] = [
+            rng.choice(["x", 1, None, b"x", [], {}]) for _ in range(rng.randrange(0, 9))
+        ]
         corpus.append(_signed(mac_key, body(*head)) if i % 2 else _signed(mac_key, body(head)))
     return corpus
 
@@ -206,11 +214,10 @@ async def test_the_control_port_survives_a_fuzzed_corpus_and_counts_it(
             target = site.agents[names.index(seeder_name)]
             mac_key = derive_mac_key(site.key_file.read_bytes().strip(), "default")
             corpus = _fuzz_corpus(mac_key, seeder_name)
-            before = int((await status(target)).get("dropped_frames", 0))  # type: ignore[arg-type]
+            before = await dropped_frames(target)
 
             async def dropped() -> int:
-                site_status = await status(target)
-                return int(site_status.get("dropped_frames", 0)) - before  # type: ignore[arg-type]
+                return await dropped_frames(target) - before
 
             async def wait_dropped(count: int) -> None:
                 # Another process's counter: polled (bounded by the fail_after above).

@@ -24,6 +24,7 @@ from frumitcache.site import (
     Have,
     Lookup,
     MemberInfo,
+    Message,
     ObjectInfo,
     ObjectManifest,
     SiteHooks,
@@ -187,7 +188,7 @@ async def test_an_outsider_with_a_wrong_key_learns_nothing(autojump_clock: MockC
             scopes[-1].cancel()
             await trio.sleep(2 * FAST.beacon_interval_s)
             before = seeder.statistics()
-            forged = [
+            forged: list[Message] = [
                 ChunkAnnounce("u", 0, b"\3" * 32, 1, "eve"),
                 Lookup(7, "u"),
                 FetchRequest(8, "http://o/x"),

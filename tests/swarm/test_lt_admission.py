@@ -49,7 +49,10 @@ async def test_keyless_session_on_a_member_address_gets_nothing(tmp_path: Path) 
             await nursery.start(holder.run)
             holder.set_members([member])
             await holder.seed(digest)
-            raw = lt.session(session_settings(member, 0, SwarmConfig()))
+            params: Any = session_settings(
+                member, 0, SwarmConfig()
+            )  # a dict: the stubs want a pack
+            raw = lt.session(params)
             peer = (holder.address, holder.listen_port)
             keyless = _add(
                 raw, chunk_torrent(digest, len(data), root).leecher_bytes(), tmp_path / "keyless"
@@ -93,7 +96,8 @@ async def test_filter_is_default_deny_from_the_start(tmp_path: Path) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(holder.run)
             await holder.seed(digest)  # no set_members: the site has not spoken yet
-            raw = lt.session(session_settings(loopback_address(), 0, SwarmConfig()))
+            params: Any = session_settings(loopback_address(), 0, SwarmConfig())
+            raw = lt.session(params)
             peer = (holder.address, holder.listen_port)
             h = _add(
                 raw,

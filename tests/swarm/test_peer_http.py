@@ -127,7 +127,7 @@ async def test_clock_window_follows_the_site_setting(tmp_path: Path) -> None:
                     conn = h11.Connection(h11.CLIENT)
                     auth = sign(KEY, b"GET", path, time.time() - 7200)
                     req = h11.Request(
-                        method="GET", target=path, headers=[("host", "x"), (HEADER, auth)]
+                        method="GET", target=path, headers=[(b"host", b"x"), (HEADER, auth)]
                     )
                     await stream.send_all(conn.send(req) + conn.send(h11.EndOfMessage()))
                     raw = await stream.receive_some(4096)

@@ -74,8 +74,8 @@ async def test_ip_filter_admits_members_only_and_fetches_are_single_flight(
                     await stranger.seed(digest)
                 nursery.cancel_scope.cancel()
     finally:
-        for s in stores:
-            s.close()
+        for store in stores:
+            store.close()
 
 
 async def test_tree_of_a_stored_chunk_is_computed_and_checked(tmp_path: Path) -> None:
@@ -131,8 +131,8 @@ async def test_peer_sending_bad_data_is_banned_and_chunk_comes_from_another(
                 assert liar_address in st.banned_peers
                 nursery.cancel_scope.cancel()
     finally:
-        for s in stores:
-            s.close()
+        for store in stores:
+            store.close()
 
 
 async def test_stalled_swarm_falls_back_to_peer_http(tmp_path: Path) -> None:
@@ -167,5 +167,5 @@ async def test_stalled_swarm_falls_back_to_peer_http(tmp_path: Path) -> None:
                 assert me.statistics().chunks[digest].seeding  # and it serves it by torrent
                 nursery.cancel_scope.cancel()
     finally:
-        for s in stores:
-            s.close()
+        for store in stores:
+            store.close()
