@@ -22,16 +22,17 @@ from frumitcache.content import ContentRequest
 from frumitcache.errors import (
     DigestMismatchError,
     FrumitcacheError,
-    NotInStoreError,
     PeerError,
     ProtocolError,
 )
 from frumitcache.origin import Door, FetchInfo
 from frumitcache.site import ErrorReply, FetchRequest, ObjectInfo, ObjectManifest
+from frumitcache.store import Manifest
 from frumitcache.swarm import ChunkRef
 
 if TYPE_CHECKING:
     from frumitcache.agent._content import ContentService
+    from frumitcache.agent._sitelink import SiteLink
 
 log = get_logger("content")
 
@@ -120,11 +121,16 @@ class SeederRole:
             flight.revalidate = False
         await self._pull_held_prefix(flight, after_failover=after_failover)
         flight.provenance = "uplink"
+        fence = _Fence()
+        fetched: list[Manifest] = []
+
+        async def from_origin(*, task_status: trio.TaskStatus[FetchInfo]) -> None:
+            fetched.append(await svc.fetch_origin(flight, task_status=task_status))
+
         try:
             async with trio.open_nursery(strict_exception_groups=True) as nursery:
-                fence = trio.CancelScope()
-                nursery.start_soon(self._fence, fence, nursery.cancel_scope)
-                info: FetchInfo = await nursery.start(svc.fetch_origin, flight)
+                nursery.start_soon(fence.run, site, nursery.cancel_scope)
+                info: FetchInfo = await nursery.start(from_origin)
                 if not info.cached:
                     # Members can take each chunk the moment it is announced once they know
                     # where the object ends (without the size they must lag one chunk), and
@@ -145,36 +151,38 @@ class SeederRole:
                 async for index, digest in store.watch_chunks(flight.url):
                     await node.announce_chunk(flight.url, index, digest, store.chunk_size)
                     await site.seed_chunk(digest)
-                fence.cancel()
+                fence.scope.cancel()
         except BaseExceptionGroup as group:
-            ours, _ = group.split(FrumitcacheError)
-            if ours is not None:
+            ours, rest = group.split(FrumitcacheError)
+            if ours is None or rest is not None:
+                raise
+            if not fence.fired:
                 exc = first_error(ours)
                 await node.announce_failure(
                     flight.url, exc.code, str(exc), getattr(exc, "status", 0) or 0
                 )
                 raise exc from None
-            raise
-        manifest = store.lookup(flight.url)
-        if manifest is None:
-            if not site.is_seeder():
-                raise SeederChanged()
-            raise NotInStoreError(f"{flight.url}: fetch ended without a complete object")
+            # The fence's cancel can reach the announcing loop as an error, not as Cancelled:
+            # the cancelled origin fetch aborts its writer while the loop sits in a shielded
+            # call, and the store's chunk watch then ends with "the writer stopped (aborted)"
+            # before any checkpoint. That is the fencing, not a failure to announce.
+            log.info("seeder.fenced-unwind", url=flight.url, detail=str(first_error(ours)))
+        if not fetched:
+            # Only the fence ends the fetch without the origin's answer. Asking
+            # ``site.is_seeder()`` now is no test of that: under load the lease lapses for a
+            # moment (late acks) and a later ack revives it in the same term. A lapse while
+            # the fetch unwound used to fail it ("fetch ended without a complete object", or
+            # "the writer stopped"): the seeder's own pull failed, and the members waited for
+            # an object that never came or failed with it. A fenced fetch goes round again
+            # instead: as a member of a new seeder, or as this seeder resuming its partial.
+            assert fence.fired
+            raise SeederChanged()
+        # The fetcher's own answer, not ``store.lookup(url)``: the object it stored is the one
+        # to announce, whatever the URL's key names by the time this task runs again.
+        manifest = fetched[0]
         flight.manifest = manifest
         svc.stats.fetched_origin += 1
         await node.announce_object(wire_manifest(flight.url, manifest, store.key_meta(flight.url)))
-
-    async def _fence(self, fence: trio.CancelScope, fetch: trio.CancelScope) -> None:
-        """Fencing: a seeder that loses its lease stops fetching at once."""
-        site = self._svc.site
-        assert site is not None
-        with fence:
-            while True:
-                await trio.sleep(_FENCE_CHECK_S)
-                if not site.is_seeder():
-                    log.warning("seeder.fenced", detail="lease lost; origin fetch stopped")
-                    fetch.cancel()
-                    return
 
     async def _pull_held_prefix(self, flight: Flight, *, after_failover: bool) -> None:
         """After a failover: bring in the chunks live members already hold, so the origin
@@ -247,6 +255,25 @@ def _upstream_of(request: FetchRequest) -> _Upstream | ErrorReply:
         revalidate_with=request.revalidate_with,
         auth_door=request.door,
     )
+
+
+class _Fence:
+    """Fencing: a seeder that loses its lease stops fetching at once. ``fired`` says it did
+    (the lease may be back by the time the fetch has unwound)."""
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.fired = False
+
+    async def run(self, site: SiteLink, fetch: trio.CancelScope) -> None:
+        with self.scope:
+            while True:
+                await trio.sleep(_FENCE_CHECK_S)
+                if not site.is_seeder():
+                    log.warning("seeder.fenced", detail="lease lost; origin fetch stopped")
+                    self.fired = True
+                    fetch.cancel()
+                    return
 
 
 def _known_chunks(manifest: ObjectManifest | None) -> int:
