@@ -2,7 +2,7 @@
 
 A frame is::
 
-    b"FCS3" | HMAC-SHA256(mac_key, b"FCS3" + body) (32 bytes) | body
+    b"FCS4" | HMAC-SHA256(mac_key, b"FCS4" + body) (32 bytes) | body
     body = msgpack [sender, recipient, boot, seq, timestamp, type name, {field: value}]
 
 ``mac_key`` is derived from the site key and the site name, so two sites that happen to share
@@ -43,8 +43,9 @@ from frumitcache.errors import ProtocolError
 from frumitcache.site._messages import MESSAGE_TYPES, Beacon, Bye, Message
 
 # FCS2: the recipient joined the header; FCS3: Roster, and a roster version in Lease and
-# LeaseAck. Agents of different magics do not hear each other: a site upgrades together.
-MAGIC = b"FCS3"
+# LeaseAck; FCS4: the backing of a Lease. Agents of different magics do not hear each other:
+# a site upgrades together.
+MAGIC = b"FCS4"
 MAC_LEN = 32
 #: A UDP datagram carries at most 65,507 bytes; stay clear of it.
 DEFAULT_MAX_FRAME = 60_000

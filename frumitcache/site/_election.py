@@ -41,8 +41,11 @@ Rules (the whole protocol):
    seeder's lease before its start-up quiet ends and follows it. Preference only decides who
    stands first when there is no live seeder.
 7. **Healing.** When two seeders hear each other's leases (a partition longer than
-   ``forget_after_s`` healed), the one with the smaller ``(term, node id)`` steps down at once
-   and follows the other; its followers follow once their promise to it runs out.
+   ``forget_after_s`` healed), the one with the smaller ``(backing, term, node id)`` steps
+   down at once and follows the other; its followers follow once their promise to it runs
+   out. ``backing`` is how many nodes granted the seeder's last lease round: a node that was
+   cut off alone (and, having forgotten the others, elected itself) rejoins its site as a
+   member instead of taking the seeder role from the many, whatever its term.
 
 Partitions and the uplink: during a partition shorter than ``forget_after_s`` only the side
 holding a majority of the electorate has a seeder; members on the other side get no seeder
@@ -160,6 +163,7 @@ class Election:
         self._round_end = 0.0
         # seeder
         self.lease_until = -1.0
+        self._backing = 0  # granted acks of the last round that extended the lease
         self._seq = 0
         self._rounds: dict[int, _Round] = {}
         self._next_renew = 0.0
@@ -271,9 +275,11 @@ class Election:
         if lease.seeder == self.me:
             return []  # our own lease echoed back by a confused peer
         if self.role is Role.SEEDER:
-            if (lease.term, lease.seeder) < (self.term, self.me):
+            ours = (self._backing, self.term, self.me)
+            if (lease.backing, lease.term, lease.seeder) < ours:
                 # Healing: the other seeder must step down; tell it at once.
-                return [Outgoing(lease.seeder, Lease(self.term, self.me, self._seq))]
+                mine = Lease(self.term, self.me, self._seq, backing=self._backing)
+                return [Outgoing(lease.seeder, mine)]
             self._become_follower()
         size = self._electorate_size(now)
         if now < self.quiet_until or self._promised_elsewhere(lease.seeder, now):
@@ -378,6 +384,7 @@ class Election:
         self._votes = {}
         self._rounds = {}
         self.lease_until = -1.0
+        self._backing = 0
 
     def _stand(self, now: float) -> list[Outgoing]:
         self._stand_at = None
@@ -399,6 +406,7 @@ class Election:
         self.leader = (self.me, self.term)
         self.promise_to, self.promise_until = None, -1.0
         self.lease_until = -1.0
+        self._backing = 0
         self._rounds = {}
         self.elections_won += 1
         return self._renew(now)
@@ -412,9 +420,10 @@ class Election:
             del self._rounds[seq]
         self._next_renew = now + self.lease_s / 3
         self._check_lease(rnd, now)
-        lease = Lease(self.term, self.me, self._seq)
+        lease = Lease(self.term, self.me, self._seq, backing=self._backing)
         return [Outgoing(n, lease) for n in self._m.alive_ids(now)]
 
     def _check_lease(self, rnd: _Round, now: float) -> None:
         if self._majority(now, rnd.acks):
             self.lease_until = max(self.lease_until, rnd.sent_at + self.lease_s - self.guard)
+            self._backing = len(rnd.acks)

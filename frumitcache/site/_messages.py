@@ -115,6 +115,9 @@ class Lease:
     seq: int
     #: Version of the seeder's :class:`Roster` (0: none sent).
     roster: int = 0
+    #: Members (the seeder included) that granted its last acked round: when two seeders meet
+    #: (a partition longer than ``member_forget_s`` healed) the one backed by fewer steps down.
+    backing: int = 0
 
 
 @dataclass(frozen=True, slots=True)

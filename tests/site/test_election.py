@@ -135,13 +135,13 @@ def test_votes_survive_a_restart_and_promises_are_kept_by_a_quiet_start() -> Non
     assert core.durable == Durable(5, 5, "n2", 3)
 
 
-def test_healing_keeps_the_seeder_with_the_larger_term() -> None:
+def test_healing_keeps_the_seeder_with_the_larger_backing_then_term() -> None:
     t = Timings()
     a = SiteCore(member(0), t, now=0.0, solo=True)
     a.on_timer(0.0)
     assert a.is_seeder(0.0)
-    # Another seeder of a higher term shows up: a steps down at once and follows it.
-    out = a.receive("n5", Lease(4, "n5", 9), 1.0)
+    # Another seeder as well backed (one node), of a higher term: a steps down and follows it.
+    out = a.receive("n5", Lease(4, "n5", 9, backing=1), 1.0)
     assert not a.is_seeder(1.0)
     assert a.election.role is Role.FOLLOWER
     assert out[0].msg == LeaseAck(4, "n5", 9, "n0", True, 1)
@@ -149,13 +149,19 @@ def test_healing_keeps_the_seeder_with_the_larger_term() -> None:
     b = SiteCore(member(1), t, now=0.0, solo=True)
     b.on_timer(0.0)
     b.election.term = 9
-    out = b.receive("n5", Lease(4, "n5", 2), 1.0)
+    out = b.receive("n5", Lease(4, "n5", 2, backing=1), 1.0)
     assert b.is_seeder(1.0)
     # (the lease names the version of b's roster: see test_core's roster tests)
     assert [(o.to, type(o.msg)) for o in out] == [("n5", Lease)]
     lease = out[0].msg
     assert isinstance(lease, Lease)
     assert (lease.term, lease.seeder, lease.seq) == (9, "n1", b.election._seq)
+    assert lease.backing == 1
+    # Backing first: a seeder of many beats one of few, whatever the terms.
+    assert b.receive("n6", Lease(2, "n6", 7, backing=5), 2.0)[0].msg == LeaseAck(
+        2, "n6", 7, "n1", True, 1
+    )
+    assert not b.is_seeder(2.0)
 
 
 def test_next_deadline_is_always_in_the_future_after_a_timer() -> None:
