@@ -307,7 +307,7 @@ class Frumitcache(System):
                 await trio.sleep(0.05)
         t_ready = trio.current_time()
         self.ready_s = t_ready - t0
-        statuses = [await self.status(i) for i in range(len(self.daemons))]
+        statuses = await self.statuses()
         # Membership takes a few beacons and the election a few rounds: wait (bounded) until
         # every agent sees the whole site and all name the same seeder, as on a site that has
         # been up for a while. One-node agents (no site control plane) never will.
@@ -316,7 +316,7 @@ class Frumitcache(System):
                 if all(s.site.get("solo") for s in statuses):
                     break
                 await trio.sleep(0.25)
-                statuses = [await self.status(i) for i in range(len(self.daemons))]
+                statuses = await self.statuses()
         if _settled(statuses, len(self.daemons)):
             self.formation_s = trio.current_time() - t_ready
         else:
@@ -333,6 +333,21 @@ class Frumitcache(System):
     async def status(self, i: int) -> Status:
         with trio.fail_after(10):
             return await AgentClient(self.sockets[i]).status()
+
+    async def statuses(self, limit: int = 16) -> list[Status]:
+        """Every agent's status, asked ``limit`` at a time: one after the other, a round of
+        100 agents on a loaded box took longer than the formation it was timing."""
+        out: list[Status | None] = [None] * len(self.daemons)
+        limiter = trio.CapacityLimiter(limit)
+
+        async def one(i: int) -> None:
+            async with limiter:
+                out[i] = await self.status(i)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(len(self.daemons)):
+                nursery.start_soon(one, i)
+        return [s for s in out if s is not None]
 
     def notes(self) -> list[str]:
         return list(self._notes)

@@ -96,18 +96,32 @@ async def idle(system: Frumitcache, seconds: float) -> dict[str, Any]:
     }
 
 
+async def _seeders_named(system: Frumitcache, limit: int = 16) -> list[str]:
+    """The seeder each live agent names now (``""``: none, or no answer within 2 s), asked
+    ``limit`` at a time so that a round does not take longer than what it times."""
+    names: list[str] = []
+    limiter = trio.CapacityLimiter(limit)
+
+    async def one(i: int) -> None:
+        async with limiter:
+            with trio.move_on_after(2):
+                names.append(str((await system.status(i)).site.get("seeder") or ""))
+                return
+            names.append("")
+
+    async with trio.open_nursery() as nursery:
+        for i, d in enumerate(system.daemons):
+            if d.proc.poll() is None:
+                nursery.start_soon(one, i)
+    return names
+
+
 async def agreed_seeder(system: Frumitcache, killed: str, limit_s: float) -> float | None:
     """Seconds until every live agent names the same seeder, not ``killed``."""
     start = trio.current_time()
     with trio.move_on_after(limit_s):
         while True:
-            names: set[str] = set()
-            for i, d in enumerate(system.daemons):
-                if d.proc.poll() is None:
-                    with trio.move_on_after(2):
-                        names.add(str((await system.status(i)).site.get("seeder") or ""))
-                        continue
-                    names.add("")
+            names = set(await _seeders_named(system))
             if len(names) == 1 and "" not in names and killed not in names:
                 return trio.current_time() - start
             await trio.sleep(0.1)
