@@ -9,6 +9,7 @@ systemd's READY=1 and the tests wait for.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import socket
 import time
@@ -29,7 +30,7 @@ from frumitcache.apt import AptProxy, HashBook, SiteStatus
 from frumitcache.config import Config
 from frumitcache.control import Status
 from frumitcache.errors import AgentError
-from frumitcache.oci import serve_registry, tag_revalidation
+from frumitcache.oci import RegistryMetrics, serve_registry, tag_revalidation
 from frumitcache.origin import AllowList, AllowPolicy, OriginFetcher
 from frumitcache.site import MemberInfo
 from frumitcache.store import Store
@@ -45,6 +46,7 @@ class AgentInfo:
     socket: Path
     store: Path
     apt: tuple[str, int] | None
+    oci: tuple[str, int] | None = None
 
 
 def node_name(config: Config) -> str:
@@ -61,6 +63,7 @@ class Agent:
         self._fetcher: OriginFetcher | None = None
         self._apt: tuple[str, int] | None = None
         self._oci: tuple[str, int] | None = None
+        self._oci_metrics = RegistryMetrics()
         self._site: SiteLink | None = None
         self._content: ContentService | None = None
         self._proxy: AptProxy | None = None
@@ -84,6 +87,8 @@ class Agent:
             store=store_stats,
             origin=origin_stats,
             site=self._site_status(),
+            oci=f"{self._oci[0]}:{self._oci[1]}" if self._oci else "",
+            oci_counters=self._oci_metrics.summary() if self._oci else None,
         )
 
     async def _serve_apt(
@@ -218,19 +223,28 @@ class Agent:
                         self._apt = await nursery.start(self._serve_apt, content)
                     if cfg.oci.enabled:
                         self._oci = await nursery.start(
-                            serve_registry, cfg.oci, content.source, fetcher.token_getter("oci")
+                            functools.partial(
+                                serve_registry,
+                                cfg.oci,
+                                content.source,
+                                fetcher.token_getter("oci"),
+                                metrics=self._oci_metrics,
+                            )
                         )
                     if cfg.store.scrub_interval_s > 0:
                         nursery.start_soon(self._scrub_loop, store, cfg.store.scrub_interval_s)
                     control = ControlServer(cfg.socket_path, content, self.status, cfg.control)
                     sock_path: Path = await nursery.start(control.serve)
-                    info = AgentInfo(node_name(cfg), sock_path, cfg.store_path, self._apt)
+                    info = AgentInfo(
+                        node_name(cfg), sock_path, cfg.store_path, self._apt, self._oci
+                    )
                     log.info(
                         "agent.ready",
                         node=info.node,
                         socket=str(info.socket),
                         store=str(info.store),
                         apt=f"{self._apt[0]}:{self._apt[1]}" if self._apt else "off",
+                        oci=f"{self._oci[0]}:{self._oci[1]}" if self._oci else "off",
                     )
                     task_status.started(info)
             finally:

@@ -26,17 +26,21 @@ log = get_logger("agent")
 def register(sub: Callable[..., argparse.ArgumentParser]) -> None:
     parser = sub(
         "agent",
-        help="run this node's agent (apt proxy, control socket, site membership)",
+        help="run this node's agent (apt proxy, registry mirror, control socket, site)",
         description=(
             "Run the frumitcache agent in the foreground. With no config it runs an embedded "
             "one-node site on 127.0.0.1: the store under ~/.cache/frumitcache "
             "(/var/cache/frumitcache as root), the control socket that `frumitcache pull` "
-            "uses, and the apt proxy on 127.0.0.1:3142. It prints where it listens and "
+            "uses, the apt proxy on 127.0.0.1:3142 and the container registry mirror on "
+            "127.0.0.1:3146. It prints where it listens and "
             "stores, and stops cleanly on Ctrl-C or SIGTERM."
         ),
     )
     add_agent_flags(parser)
     parser.add_argument("--no-apt", action="store_true", help="do not serve the apt proxy")
+    parser.add_argument(
+        "--no-oci", action="store_true", help="do not serve the container registry mirror"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -48,6 +52,8 @@ def _banner(info: AgentInfo) -> str:
     ]
     if info.apt is not None:
         lines.append(f"  apt proxy       http://{info.apt[0]}:{info.apt[1]}")
+    if info.oci is not None:
+        lines.append(f"  registry mirror http://{info.oci[0]}:{info.oci[1]}")
     lines.append("  stop with Ctrl-C (or SIGTERM)")
     return "\n".join(lines)
 

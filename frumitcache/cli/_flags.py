@@ -61,6 +61,8 @@ def load_cli_config(args: argparse.Namespace) -> Config:
             overrides[key] = str(value)
     if getattr(args, "no_apt", False):
         overrides["apt.enabled"] = "false"
+    if getattr(args, "no_oci", False):
+        overrides["oci.enabled"] = "false"
     return with_overrides(config, overrides) if overrides else config
 
 

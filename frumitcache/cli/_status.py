@@ -40,6 +40,7 @@ def _rows(status: Status) -> list[tuple[str, str]]:
         ("control socket", status.socket),
         ("store", status.store_path),
         ("apt proxy", status.apt or "off"),
+        ("registry mirror", status.oci or "off"),
         ("uptime", f"{status.uptime_s:.0f} s"),
     ]
     for key, value in status.site.items():
@@ -47,6 +48,8 @@ def _rows(status: Status) -> list[tuple[str, str]]:
             rows.append((f"site {key}", str(value)))
     for key, value in status.store.items():
         rows.append((f"store {key}", human_bytes(value) if "bytes" in key else str(value)))
+    for key, value in (status.oci_counters or {}).items():
+        rows.append((f"oci {key}", human_bytes(value) if "bytes" in key else str(value)))
     for key, value in status.origin.items():
         rows.append((f"uplink {key}", human_bytes(value) if "bytes" in key else str(value)))
     return rows

@@ -11,7 +11,9 @@ from frumitcache.errors import ConfigError
 @dataclass(frozen=True, slots=True)
 class OciConfig(Section):
     enabled: bool = opt(
-        False, "Serve the read-only container registry mirror (OCI pull-through) on oci.port."
+        True,
+        "Serve the read-only container registry mirror (OCI pull-through) on oci.port. If the "
+        "port cannot be bound the agent logs oci.unavailable and serves its other doors.",
     )
     port: int = opt(3146, "TCP port of the registry mirror.")
     listen: str = opt(

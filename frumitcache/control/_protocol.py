@@ -186,6 +186,8 @@ class Status(Message):
     store: dict[str, int]
     origin: dict[str, int]
     site: dict[str, Any]
+    oci: str = ""  # the registry mirror's address; "" when off
+    oci_counters: dict[str, int] | None = None  # requests, bytes by provenance, GETs spared
 
 
 # --- library requests (issue 6) and their replies -------------------------------------------

@@ -1,4 +1,5 @@
-"""The registry door's counters, rendered for ``/metrics`` (Prometheus text) beside apt's."""
+"""The registry door's counters, rendered for ``/metrics`` (Prometheus text) beside apt's and
+summed for ``frumitcache status``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,30 @@ from dataclasses import dataclass, field
 class RegistryMetrics:
     requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)  # method, kind, status
     bytes_served: Counter[str] = field(default_factory=Counter)  # by provenance
+    manifests: Counter[str] = field(default_factory=Counter)  # manifest answers by provenance
+    # Manifest answers this node gave without an upstream GET of its own: from its store (held
+    # inside the tag window, or confirmed by a HEAD) or from the site (a member never asks
+    # upstream; the seeder's one GET per tag and window shows in its uplink counters).
+    manifest_gets_spared: int = 0
     internal_errors: int = 0
     token_requests: int = 0  # Bearer token flows this node's auth hook ran (as the seeder)
+
+    def served_manifest(self, source: str) -> None:
+        self.manifests[source] += 1
+        if source != "uplink":
+            self.manifest_gets_spared += 1
+
+    def summary(self) -> dict[str, int]:
+        """The counters ``frumitcache status`` shows (flat integers)."""
+        out = {
+            "requests": sum(self.requests.values()),
+            "errors": sum(n for (_, _, status), n in self.requests.items() if status >= 400),
+            "manifest_gets_spared": self.manifest_gets_spared,
+            "token_requests": self.token_requests,
+        }
+        for source in ("local", "site", "uplink"):
+            out[f"bytes_{source}"] = self.bytes_served[source]
+        return out
 
     def render(self) -> str:
         lines = [
@@ -24,16 +47,22 @@ class RegistryMetrics:
                 f'frumitcache_oci_requests_total{{method="{method}",kind="{kind}",'
                 f'status="{status}"}} {count}'
             )
-        lines += [
-            "# HELP frumitcache_oci_bytes_served_total Body bytes served, by where they came from.",
-            "# TYPE frumitcache_oci_bytes_served_total counter",
-        ]
-        for source in ("local", "site", "uplink"):
-            lines.append(
-                f'frumitcache_oci_bytes_served_total{{source="{source}"}} '
-                f"{self.bytes_served[source]}"
-            )
+        for name, counter, text in (
+            ("bytes_served", self.bytes_served, "Body bytes served, by where they came from."),
+            ("manifests", self.manifests, "Manifests answered, by where they came from."),
+        ):
+            lines += [
+                f"# HELP frumitcache_oci_{name}_total {text}",
+                f"# TYPE frumitcache_oci_{name}_total counter",
+            ]
+            for source in ("local", "site", "uplink"):
+                lines.append(f'frumitcache_oci_{name}_total{{source="{source}"}} {counter[source]}')
         for name, value, text in (
+            (
+                "manifest_gets_spared",
+                self.manifest_gets_spared,
+                "Manifests answered without an upstream GET by this node (store or site).",
+            ),
             ("token_requests", self.token_requests, "Bearer token requests to upstream realms."),
             ("internal_errors", self.internal_errors, "Requests that hit a bug (answered 500)."),
         ):

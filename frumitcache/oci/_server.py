@@ -92,19 +92,30 @@ def _one(headers: dict[str, list[str]], name: str) -> str | None:
 class RegistryMirror:
     """The door. Run :meth:`serve` in a nursery; it reports ``(host, port)``."""
 
-    def __init__(self, config: OciConfig, source: RegistryContent) -> None:
+    def __init__(
+        self,
+        config: OciConfig,
+        source: RegistryContent,
+        *,
+        metrics: RegistryMetrics | None = None,
+    ) -> None:
         self.config = config
         self.source = source
         self.registries: dict[str, Registry] = parse_registries(config.registries)
-        self.metrics = RegistryMetrics()
+        self.metrics = metrics if metrics is not None else RegistryMetrics()
         self.auth: RegistryAuth | None = None  # the token hook, for its counters
         self._throttle = Throttle()
 
     async def serve(
-        self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+        self,
+        listeners: list[trio.SocketListener] | None = None,
+        *,
+        task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen on ``oci.listen:oci.port`` and serve until cancelled."""
-        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.listen)
+        """Serve until cancelled on ``listeners`` (bound by the caller), else on
+        ``oci.listen:oci.port``."""
+        if listeners is None:
+            listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.listen)
         sockname = listeners[0].socket.getsockname()
         async with trio.open_nursery() as nursery:
             task_status.started((str(sockname[0]), int(sockname[1])))
@@ -259,6 +270,8 @@ class RegistryMirror:
             ("ETag", etag),
             *plan.headers,
         ]
+        if ask.kind == "manifests":
+            self.metrics.served_manifest(opened.source)
         if plan.status == 304:
             await send(conn, stream, h11.Response(status_code=304, headers=out))
             await send(conn, stream, h11.EndOfMessage())

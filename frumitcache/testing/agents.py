@@ -1,8 +1,9 @@
 """Real agent processes for tests and benchmarks.
 
 :class:`AgentProcess` writes a config file, starts ``python -m frumitcache agent`` as a child
-process with its own loopback address, store and control socket, waits until its banner says it
-serves, and stops it by pid: SIGTERM for a clean stop, SIGKILL for a crash. Output goes to
+process with its own loopback address (its apt and registry doors listen there), store and
+control socket, waits until its banner says it serves, and stops it by pid: SIGTERM for a
+clean stop, SIGKILL for a crash. Output goes to
 files in the node's directory so a failing test can show the agent's log. The child's
 environment is this process's plus ``env`` (say ``SSL_CERT_FILE`` for a test CA); ``args``
 are added to its command line, and ``prefix`` goes before it (``ip netns exec NS``: the pid
@@ -59,7 +60,9 @@ class AgentProcess:
             "store": {"path": str(self.store)},
             "control": {"socket": str(self.socket)},
             "apt": {"enabled": False, "listen": address},
-            "oci": {"enabled": False, "listen": address},
+            # Each agent's registry mirror on its own address (the port is the default): test
+            # agents on one machine never race for one oci.port.
+            "oci": {"listen": address},
             # Test origins live on loopback, which a pattern such as "*" never reaches: the
             # harness names loopback explicitly (tests of the allow-list override this).
             "origin": {"allow": LOOPBACK_ORIGINS},

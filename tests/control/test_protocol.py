@@ -45,6 +45,21 @@ MESSAGES: list[Message] = [
         origin={},
         site={"members": 1, "seeder": "n"},
     ),
+    Status(
+        version="0",
+        node="n",
+        address="127.0.0.1",
+        socket="/s",
+        store_path="/p",
+        apt="",
+        pid=1,
+        uptime_s=1.5,
+        store={},
+        origin={},
+        site={},
+        oci="127.0.0.1:3146",
+        oci_counters={"requests": 3, "manifest_gets_spared": 2},
+    ),
 ]
 
 
