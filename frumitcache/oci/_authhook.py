@@ -6,7 +6,9 @@ the site). Before a request it adds a held, unexpired token; on a ``401`` with a
 challenge it asks the realm for a token (one request per challenge at a time, the others wait
 for it) and the uplink client retries once. The token GET goes through ``get``, which the agent
 wires to the uplink client (counted, allow-listed). URLs that are not a configured registry's
-API (a blob's CDN redirect) get nothing: a token never leaves its registry.
+API (a blob's CDN redirect) get nothing: a token never leaves its registry. A realm that
+answers 403 or 429 fails the request with that status: the client learns of the refusal or the
+quota, not of the 401 it caused.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from urllib.parse import urlsplit
 import trio
 
 from frumitcache._log import get_logger
+from frumitcache.errors import OriginStatusError
 from frumitcache.oci._auth import Credentials, TokenBook, TokenError, parse_challenge
 from frumitcache.oci._names import Registry
 
 log = get_logger("oci")
+
+_PASSED_ON = frozenset({403, 429})  # a token service's refusals the client is told as they are
 
 # GET url with headers → (status, body); raises FrumitcacheError when the realm is unreachable.
 TokenGet = Callable[[str, Mapping[str, str]], Awaitable[tuple[int, bytes]]]
@@ -84,6 +89,11 @@ class RegistryAuth:
         except TokenError as exc:
             realm = urlsplit(parsed.realm).netloc
             log.warning("oci.no_token", realm=realm, registry=registry.name, why=str(exc))
+            if status in _PASSED_ON:
+                # The realm's refusal is the answer (quota, forbidden), not the 401 it causes.
+                raise OriginStatusError(
+                    f"{registry.name}: token service {realm} answered {status}", status=status
+                ) from None
             return {}
         finally:
             event.set()

@@ -153,11 +153,13 @@ def _stream(seed: bytes, size: int) -> bytes:
     return b"".join(parts)[:size]
 
 
-def skopeo_push(layout: Path, tag: str, dest: str) -> None:
-    """``skopeo copy --all`` of the layout's ``tag`` to ``docker://dest`` (plain http)."""
+def skopeo_push(layout: Path, tag: str, dest: str, *, creds: str | None = None) -> None:
+    """``skopeo copy --all`` of the layout's ``tag`` to ``docker://dest`` (plain http);
+    ``creds`` ("user:password") for a registry with token auth."""
     subprocess.run(
         [
             "skopeo", "copy", "--all", "--quiet", "--dest-tls-verify=false",
+            *(["--dest-creds", creds] if creds else []),
             "--preserve-digests", f"oci:{layout}:{tag}", f"docker://{dest}",
         ],
         check=True, capture_output=True, timeout=120,

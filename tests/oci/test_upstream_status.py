@@ -1,0 +1,82 @@
+"""Upstream error answers through a real agent, with a real HTTP test origin standing in for a
+registry (its request log is the uplink's ground truth): a 429 while a held tag is revalidated
+keeps the held manifest for another window; with nothing held, 429/403/401 reach the client as
+the spec's errors with their own status."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import trio
+
+from frumitcache.testing.agents import AgentProcess
+from frumitcache.testing.net import loopback_address
+from frumitcache.testing.origin import Fault, OriginServer
+from frumitcache.testing.registry import OCI_INDEX
+
+WINDOW_S = 2.0
+TAG = "/v2/team/app/manifests/v1"
+
+
+def since(origin: OriginServer, start: int) -> Counter[tuple[str, str, int]]:
+    return Counter((r.method, r.path, r.status) for r in origin.stats.log[start:])
+
+
+async def test_429_keeps_the_held_tag_and_errors_pass_on(
+    origin: OriginServer, tmp_path: Path
+) -> None:
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).encode()
+    digest = "sha256:" + hashlib.sha256(index).hexdigest()
+    origin.add(TAG, index, content_type=OCI_INDEX, docker_content_digest=digest)
+    host = urlsplit(origin.url("/")).netloc
+    address = loopback_address()
+    agent = AgentProcess(
+        tmp_path / "a",
+        address=address,
+        settings={
+            "oci": {
+                "registries": [f"lab.example=http://{host}"],
+                "allowed_hosts": [host],
+                "tag_window_s": WINDOW_S,
+            }
+        },
+    )
+    await agent.start()
+    try:
+        mirror = f"http://{address}:3146"
+        async with httpx.AsyncClient(timeout=20) as client:
+
+            async def get(path: str) -> httpx.Response:
+                return await client.get(f"{mirror}{path}?ns=lab.example")
+
+            first = await get(TAG)
+            assert first.status_code == 200, first.text
+            assert first.headers["docker-content-digest"] == digest
+            # The registry now refuses with 429; once the window has passed the tag is asked
+            # again (a HEAD), the 429 comes back, and the held manifest is served.
+            origin.misbehave(TAG, Fault(status=429))
+            start = len(origin.stats.log)
+            await trio.sleep(WINDOW_S + 0.5)  # the window itself is what is tested
+            held = await get(TAG)
+            assert held.status_code == 200, held.text
+            assert held.content == index
+            assert since(origin, start) == Counter({("HEAD", TAG, 429): 1})
+            # ... and for another window the registry is left alone.
+            assert (await get(TAG)).status_code == 200
+            assert since(origin, start) == Counter({("HEAD", TAG, 429): 1})
+            assert "answered 429 while revalidating" in agent.log()
+
+            # Nothing held: the registry's status is the client's, as the spec's JSON error.
+            for status, code in ((429, "TOOMANYREQUESTS"), (403, "DENIED"), (401, "UNAUTHORIZED")):
+                path = f"/v2/team/refused{status}/manifests/v1"
+                origin.misbehave(path, Fault(status=status))
+                answer = await get(path)
+                assert answer.status_code == status, answer.text
+                assert answer.json()["errors"][0]["code"] == code
+    finally:
+        await agent.stop()
