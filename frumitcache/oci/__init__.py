@@ -20,7 +20,7 @@ from frumitcache.oci._door import serve_registry
 from frumitcache.oci._metrics import RegistryMetrics
 from frumitcache.oci._names import ApiRoot, Ask, Registry, parse_registries, parse_request
 from frumitcache.oci._server import RegistryMirror
-from frumitcache.oci._snippets import CLIENTS, mirror_address, render
+from frumitcache.oci._snippets import CLIENTS, DOCKER_PATH, client_files, mirror_address, render
 from frumitcache.oci._source import (
     Opened,
     RegistryContent,
@@ -32,6 +32,7 @@ from frumitcache.oci._spec import MANIFEST_TYPES, ApiError, accepted_manifest_ty
 
 __all__ = [
     "CLIENTS",
+    "DOCKER_PATH",
     "MANIFEST_TYPES",
     "ApiError",
     "ApiRoot",
@@ -49,6 +50,7 @@ __all__ = [
     "TokenError",
     "TokenGet",
     "accepted_manifest_types",
+    "client_files",
     "load_credentials",
     "manifest_request",
     "mirror_address",

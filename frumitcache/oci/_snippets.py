@@ -5,6 +5,7 @@ containerd ``hosts.toml`` per registry (a short ``dial_timeout`` so a stopped ag
 one second, then containerd goes to the registry itself), k3s ``registries.yaml``, podman
 ``registries.conf`` mirrors (registry-prefixed paths, as podman cannot send containerd's
 ``?ns=``) and Docker's ``registry-mirrors`` (Docker mirrors Docker Hub only).
+:func:`client_files` gives the files ``frumitcache oci config CLIENT --write`` installs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from frumitcache.oci._names import DOCKER_HUB, Registry
 Client = Literal["containerd", "k3s", "podman", "docker"]
 CLIENTS: tuple[Client, ...] = ("containerd", "k3s", "podman", "docker")
 DIAL_TIMEOUT = "1s"
+K3S_PATH = "/etc/rancher/k3s/registries.yaml"
+PODMAN_PATH = "/etc/containers/registries.conf.d/50-frumitcache.conf"
+DOCKER_PATH = "/etc/docker/daemon.json"
 
 
 def _server(registry: Registry) -> str:
@@ -24,12 +28,9 @@ def _server(registry: Registry) -> str:
     return registry.base
 
 
-def containerd(mirror: str, registries: dict[str, Registry], hosts_dir: str) -> str:
-    """One ``hosts.toml`` per registry, each preceded by a comment naming its path."""
-    out: list[str] = []
-    for name, registry in registries.items():
-        out += [
-            f"# {hosts_dir}/{name}/hosts.toml",
+def _hosts_toml(mirror: str, registry: Registry) -> str:
+    return "\n".join(
+        [
             f'server = "{_server(registry)}"',
             "",
             f'[host."http://{mirror}"]',
@@ -37,12 +38,20 @@ def containerd(mirror: str, registries: dict[str, Registry], hosts_dir: str) -> 
             f'  dial_timeout = "{DIAL_TIMEOUT}"',
             "",
         ]
+    )
+
+
+def containerd(mirror: str, registries: dict[str, Registry], hosts_dir: str) -> str:
+    """One ``hosts.toml`` per registry, each preceded by a comment naming its path."""
+    out: list[str] = []
+    for name, registry in registries.items():
+        out += [f"# {hosts_dir}/{name}/hosts.toml", _hosts_toml(mirror, registry)]
     return "\n".join(out)
 
 
 def k3s(mirror: str, registries: dict[str, Registry]) -> str:
     """``/etc/rancher/k3s/registries.yaml``: every registry mirrored by this node."""
-    out = ["# /etc/rancher/k3s/registries.yaml", "mirrors:"]
+    out = [f"# {K3S_PATH}", "mirrors:"]
     for name in registries:
         out += [f'  "{name}":', "    endpoint:", f'      - "http://{mirror}"']
     return "\n".join(out) + "\n"
@@ -50,7 +59,7 @@ def k3s(mirror: str, registries: dict[str, Registry]) -> str:
 
 def podman(mirror: str, registries: dict[str, Registry]) -> str:
     """``registries.conf`` entries: Docker Hub at the mirror's root, others under their name."""
-    out = ["# /etc/containers/registries.conf.d/50-frumitcache.conf"]
+    out = [f"# {PODMAN_PATH}"]
     for name in registries:
         location = mirror if name == DOCKER_HUB else f"{mirror}/{name}"
         out += [
@@ -69,7 +78,7 @@ def podman(mirror: str, registries: dict[str, Registry]) -> str:
 def docker(mirror: str) -> str:
     """``/etc/docker/daemon.json``'s key (merge it into an existing file)."""
     body = json.dumps({"registry-mirrors": [f"http://{mirror}"]}, indent=2)
-    return "# /etc/docker/daemon.json (Docker mirrors Docker Hub only)\n" + body + "\n"
+    return f"# {DOCKER_PATH} (Docker mirrors Docker Hub only)\n" + body + "\n"
 
 
 def render(
@@ -86,6 +95,33 @@ def render(
     if client == "podman":
         return podman(mirror, registries)
     return docker(mirror)
+
+
+def client_files(
+    client: Client,
+    mirror: str,
+    registries: dict[str, Registry],
+    *,
+    hosts_dir: str = "/etc/containerd/certs.d",
+    daemon_json: str | None = None,
+) -> dict[str, str]:
+    """The files that point ``client`` at the mirror, by absolute path. Docker's
+    ``daemon.json`` is ``daemon_json`` (the file as it is, if any) with ``registry-mirrors``
+    set: every other key of it is kept."""
+    if client == "containerd":
+        return {
+            f"{hosts_dir}/{name}/hosts.toml": _hosts_toml(mirror, registry)
+            for name, registry in registries.items()
+        }
+    if client == "k3s":
+        return {K3S_PATH: k3s(mirror, registries)}
+    if client == "podman":
+        return {PODMAN_PATH: podman(mirror, registries)}
+    data = json.loads(daemon_json) if daemon_json and daemon_json.strip() else {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{DOCKER_PATH} does not hold a JSON object")
+    data["registry-mirrors"] = [f"http://{mirror}"]
+    return {DOCKER_PATH: json.dumps(data, indent=2) + "\n"}
 
 
 def mirror_address(listen: str, port: int) -> str:

@@ -144,6 +144,12 @@ def test_role_writes_loadable_configs(tmp_path: Path) -> None:
         advert = ET.parse(out / host / "avahi.service").getroot()  # noqa: S314 - ours
         assert advert.findtext("service/type") == "_apt_proxy._tcp"
         assert advert.findtext("service/port") == "3150"
+        # The registry mirror is on, and the role pointed containerd and podman at it.
+        assert cfg.oci.enabled
+        assert cfg.oci.port == 3146
+        hosts = (out / host / "etc/containerd/certs.d/docker.io/hosts.toml").read_text()
+        assert '[host."http://127.0.0.1:3146"]' in hosts
+        assert (out / host / "etc/containers/registries.conf.d/50-frumitcache.conf").exists()
     assert (out / "lab1-pi01" / "site.key").read_text() == "bGFiMSBzaXRlIGtleQ=="
     assert (out / "lab2-pi01" / "site.key").read_text() == "bGFiMiBzaXRlIGtleQ==\n"
 
