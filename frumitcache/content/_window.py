@@ -1,5 +1,6 @@
-"""The one freshness window: an object that may change is revalidated with its origin at most
-once per window, and is never staler than the window.
+"""Freshness windows: an object that may change is revalidated with its origin at most once per
+window, and is never staler than the window. The agent keeps one per door with a
+:class:`Revalidation` of its own (the registry's ``oci.tag_window_s``), else the default one.
 
 Pure: the time is an argument. The agent asks :meth:`FreshnessWindow.due` before serving a
 ``revalidate`` object and calls :meth:`FreshnessWindow.mark` once a revalidation succeeded. An
