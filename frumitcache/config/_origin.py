@@ -10,7 +10,12 @@ from frumitcache.config._field import Section, opt
 
 @dataclass(frozen=True, slots=True)
 class OriginConfig(Section):
-    max_rate: int = opt(0, "Uplink budget for origin fetches; 0 means unlimited.", "bytes/s")
+    max_rate: int = opt(
+        0,
+        "Uplink budget for all the agent moves over the uplink (origin fetches, estimate "
+        "HEADs, apt's CONNECT tunnels both ways); 0 means unlimited.",
+        "bytes/s",
+    )
     connect_timeout_s: float = opt(10.0, "Timeout to connect to an origin.", "s")
     read_timeout_s: float = opt(30.0, "Timeout between two reads from an origin.", "s")
     max_redirects: int = opt(5, "Redirects followed per fetch.")
