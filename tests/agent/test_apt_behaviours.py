@@ -194,7 +194,8 @@ async def test_corrupt_deb_at_origin(
     "topology",
     known_site_bug(
         "the corrupt .deb reaches a member as NotInStoreError 'the writer stopped (discarded)' "
-        "(HTTP 500), not as the seeder's DigestMismatchError (502)"
+        "(HTTP 500), not as DigestMismatchError (502): the seeder's fetch fails as a group and "
+        "first_error() may pick the chunk watch's error over the origin fetch's"
     ),
 )
 async def test_corrupt_deb_at_origin_is_an_honest_502(
