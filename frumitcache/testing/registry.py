@@ -170,7 +170,8 @@ class RegistryProcess:
     """``docker-registry serve`` on ``address:port`` with its storage under ``root``.
 
     ``token_realm`` turns on token auth: the registry then wants a JWT signed by the key whose
-    certificate is ``token_cert`` (issuer ``frumitcache-test``, service ``test-registry``)."""
+    certificate is ``token_cert`` (issuer ``frumitcache-test``, service ``test-registry``).
+    ``proxy_remote`` makes it a pull-through cache of that registry (a central mirror)."""
 
     def __init__(
         self,
@@ -180,8 +181,10 @@ class RegistryProcess:
         *,
         token_realm: str | None = None,
         token_cert: Path | None = None,
+        proxy_remote: str | None = None,
     ) -> None:
         self.root = root
+        self.proxy_remote = proxy_remote  # a pull-through cache of this registry URL
         self.address = address
         self.port = port
         self.token_realm = token_realm
@@ -203,6 +206,8 @@ class RegistryProcess:
             "http:",
             f"  addr: {self.host}",
         ]
+        if self.proxy_remote is not None:
+            lines += ["proxy:", f"  remoteurl: {self.proxy_remote}"]
         if self.token_realm is not None:
             lines += [
                 "auth:",
@@ -252,6 +257,11 @@ class RegistryProcess:
             for m in _ACCESS.finditer(self.log_text())
             if m["method"] == "GET" and m["path"].split("?")[0] == path
         )
+
+    def bytes_sent_since(self, start: int) -> int:
+        """Body bytes of every GET from entry ``start`` of the access log on."""
+        found = list(_ACCESS.finditer(self.log_text()))[start:]
+        return sum(int(m["bytes"]) for m in found if m["method"] == "GET" and m["bytes"] != "-")
 
     def log_text(self) -> str:
         path = self.root / "registry.log"
