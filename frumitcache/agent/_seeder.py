@@ -22,10 +22,17 @@ from frumitcache.content import ContentRequest
 from frumitcache.errors import (
     DigestMismatchError,
     FrumitcacheError,
+    OriginUnreachableError,
     PeerError,
     ProtocolError,
 )
-from frumitcache.origin import Door, FetchInfo
+from frumitcache.origin import (
+    META_CONTENT_TYPE,
+    META_ETAG,
+    META_LAST_MODIFIED,
+    Door,
+    FetchInfo,
+)
 from frumitcache.site import ErrorReply, FetchRequest, ObjectInfo, ObjectManifest
 from frumitcache.store import Manifest
 from frumitcache.swarm import ChunkRef
@@ -158,6 +165,16 @@ class SeederRole:
                 raise
             if not fence.fired:
                 exc = first_error(ours)
+                held = store.lookup(flight.url) if flight.revalidate else None
+                if isinstance(exc, OriginUnreachableError) and held is not None:
+                    # Offline: the site goes on serving the copy it holds (to a member
+                    # without one too), as a single node does; asked again next request.
+                    log.info("fetch.offline", url=flight.url, detail=str(exc))
+                    self._serve_held(flight, held)
+                    await node.announce_object(
+                        wire_manifest(flight.url, held, store.key_meta(flight.url))
+                    )
+                    return
                 await node.announce_failure(
                     flight.url, exc.code, str(exc), getattr(exc, "status", 0) or 0
                 )
@@ -183,6 +200,21 @@ class SeederRole:
         flight.manifest = manifest
         svc.stats.fetched_origin += 1
         await node.announce_object(wire_manifest(flight.url, manifest, store.key_meta(flight.url)))
+
+    def _serve_held(self, flight: Flight, held: Manifest) -> None:
+        meta = self._svc.store.key_meta(flight.url)
+        flight.started(
+            FetchInfo(
+                flight.url,
+                held.size,
+                held.size,
+                meta.get(META_CONTENT_TYPE),
+                meta.get(META_ETAG),
+                meta.get(META_LAST_MODIFIED),
+                cached=True,
+            )
+        )
+        flight.manifest = held
 
     async def _pull_held_prefix(self, flight: Flight, *, after_failover: bool) -> None:
         """After a failover: bring in the chunks live members already hold, so the origin

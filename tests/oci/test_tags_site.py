@@ -13,10 +13,11 @@ import pytest
 import trio
 
 from frumitcache.client import AgentClient
-from frumitcache.testing.registry import OCI_INDEX, build_layout
+from frumitcache.testing.net import loopback_address
+from frumitcache.testing.registry import OCI_INDEX, RegistryProcess, build_layout, skopeo_push
 from frumitcache.testing.site import LoopbackSite
 
-from .conftest import REGISTRY_NAME, Pushed, wait_for_seeder
+from .conftest import REGISTRY_NAME, Pushed, need, wait_for_seeder
 
 pytestmark = pytest.mark.slow
 
@@ -102,3 +103,40 @@ async def test_tag_moves_only_after_the_window_and_only_the_seeder_asks(
             assert "Traceback" not in agent.log()
     finally:
         site.kill()
+
+
+async def test_offline_the_site_serves_the_held_tag(tmp_path: Path) -> None:
+    """The registry goes away after a tag was pulled: past the window every node, a member
+    that never held the tag too, still gets the digest the site holds."""
+    need("docker-registry", "skopeo")
+    registry = RegistryProcess(tmp_path / "reg", loopback_address(), 5000)
+    registry.start()
+    try:
+        layout = build_layout(tmp_path / "layout", "v1", shared=b"off" * 1000, per_platform=1)
+        await trio.to_thread.run_sync(
+            skopeo_push, layout.path, "v1", f"{registry.host}/team/moving:live"
+        )
+        settings = {
+            "registries": [f"{REGISTRY_NAME}=http://{registry.host}"],
+            "allowed_hosts": [f"{registry.address}:*"],
+            "tag_window_s": 1.0,
+        }
+        site = LoopbackSite(tmp_path / "site", 3, settings={"oci": settings})
+        await site.start()
+        try:
+            seeder = await wait_for_seeder(site)
+            mirrors = {a.settings["node"]["name"]: f"{a.address}:3146" for a in site.agents}
+            members = [name for name in mirrors if name != seeder]
+            async with httpx.AsyncClient(timeout=30) as client:
+                assert await resolve(client, mirrors[members[0]]) == layout.index_digest
+                registry.stop()
+                await trio.sleep(1.5)  # past the window: the tag is due again
+                for name in (members[1], members[0], seeder):
+                    assert await resolve(client, mirrors[name]) == layout.index_digest, name
+            log = "".join(a.log() for a in site.agents)
+            assert "fetch.offline" in log
+            assert "Traceback" not in log
+        finally:
+            site.kill()
+    finally:
+        registry.stop()
