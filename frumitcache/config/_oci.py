@@ -43,8 +43,9 @@ class OciConfig(Section):
     )
     tag_window_s: float = opt(
         60.0,
-        "A tag is resolved upstream at most once per window for the whole site; inside it every "
-        "Pi gets the same digest.",
+        "A tag is resolved by the seeder at most once per window for the whole site (a HEAD "
+        "upstream, a GET only when its digest changed; members never ask upstream); inside it "
+        "every Pi gets the same digest. A 429 keeps the held manifest for another window.",
         "s",
     )
     credentials_file: str = opt(
