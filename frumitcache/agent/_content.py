@@ -290,6 +290,7 @@ class ContentService:
         cfg = self.site_config
         unreachable_since: float | None = None
         while True:
+            held = len(self._store.partial_chunks(flight.url))
             seeder = node.seeder()
             if seeder is None:
                 with trio.move_on_after(cfg.lease_s * 3):
@@ -309,7 +310,11 @@ class ContentService:
                 continue
             except PeerError as exc:
                 now = trio.current_time()
-                unreachable_since = unreachable_since if unreachable_since is not None else now
+                if unreachable_since is None or len(self._store.partial_chunks(flight.url)) > held:
+                    # The fallback clock measures the site getting nowhere: an attempt that
+                    # brought chunks in starts it again. Otherwise one early hiccup and a second
+                    # one late in a long fetch sent a member to the origin at once.
+                    unreachable_since = now
                 waited = now - unreachable_since
                 if cfg.fallback == "always" or (
                     cfg.fallback == "after-timeout" and waited >= cfg.fallback_timeout_s

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from contextlib import aclosing
 from typing import TYPE_CHECKING, TypedDict
 
 import trio
@@ -155,9 +156,11 @@ class SeederRole:
                             info.last_modified,
                         )
                     )
-                async for index, digest in store.watch_chunks(flight.url):
-                    await node.announce_chunk(flight.url, index, digest, store.chunk_size)
-                    await site.seed_chunk(digest)
+                # aclosing: a fenced loop closes the watch now, not when the GC finds it.
+                async with aclosing(store.watch_chunks(flight.url)) as stored:
+                    async for index, digest in stored:
+                        await node.announce_chunk(flight.url, index, digest, store.chunk_size)
+                        await site.seed_chunk(digest)
                 fence.scope.cancel()
         except BaseExceptionGroup as group:
             ours, rest = group.split(FrumitcacheError)
