@@ -10,7 +10,7 @@ from __future__ import annotations
 import trio
 
 from frumitcache.content import HttpMeta, Provenance
-from frumitcache.errors import FrumitcacheError
+from frumitcache.errors import FrumitcacheError, NotInStoreError
 from frumitcache.origin import Door, FetchInfo
 from frumitcache.store import Manifest
 
@@ -93,9 +93,22 @@ async def wait_any(*events: trio.Event) -> None:
 
 
 def first_error(group: BaseExceptionGroup[FrumitcacheError]) -> FrumitcacheError:
-    """The first leaf of a group of our errors (tasks that fail together fail for one cause)."""
-    leaf: BaseException = group
-    while isinstance(leaf, BaseExceptionGroup):
-        leaf = leaf.exceptions[0]
-    assert isinstance(leaf, FrumitcacheError)
-    return leaf
+    """The cause among a group of our errors (tasks that fail together fail for one cause).
+
+    A task following a writer (the seeder's chunk watch) fails with :class:`NotInStoreError`
+    ("the writer stopped") when the writer gives up: that is an echo, and may come first. The
+    writer's own error, when it is in the group, is the cause (a digest mismatch must reach the
+    members as one, not as "not in store")."""
+    leaves = _leaves(group)
+    return next((e for e in leaves if not isinstance(e, NotInStoreError)), leaves[0])
+
+
+def _leaves(group: BaseExceptionGroup[FrumitcacheError]) -> list[FrumitcacheError]:
+    out: list[FrumitcacheError] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out += _leaves(exc)
+        else:
+            assert isinstance(exc, FrumitcacheError)
+            out.append(exc)
+    return out

@@ -190,14 +190,7 @@ async def test_corrupt_deb_at_origin(
         assert client.downloaded() == {"pkgb_1.0_all.deb": good}
 
 
-@pytest.mark.parametrize(
-    "topology",
-    known_site_bug(
-        "the corrupt .deb reaches a member as NotInStoreError 'the writer stopped (discarded)' "
-        "(HTTP 500), not as DigestMismatchError (502): the seeder's fetch fails as a group and "
-        "first_error() may pick the chunk watch's error over the origin fetch's"
-    ),
-)
+@pytest.mark.parametrize("topology", TOPOLOGIES)
 async def test_corrupt_deb_at_origin_is_an_honest_502(
     topology: str, repo_builder: RepoBuilder, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
