@@ -39,12 +39,6 @@ WINDOW_S = 8.0
 TOPOLOGIES = ["agent", "site"]
 
 
-def known_site_bug(reason: str) -> list[object]:
-    """Both topologies, the site one a strict xfail: it fails today for ``reason``; once that
-    is fixed the test passes, strict turns that into a failure, and the mark must go."""
-    return ["agent", pytest.param("site", marks=pytest.mark.xfail(strict=True, reason=reason))]
-
-
 def ok(proc: subprocess.CompletedProcess[bytes]) -> str:
     out = (proc.stdout + proc.stderr).decode(errors="replace")
     assert proc.returncode == 0, out
@@ -209,14 +203,7 @@ async def test_corrupt_deb_at_origin_is_an_honest_502(
         assert mismatches >= 1
 
 
-@pytest.mark.parametrize(
-    "topology",
-    known_site_bug(
-        "a member's index request while the origin is down gets 504: the seeder's revalidation "
-        "flight fails with origin-unreachable and that error reaches the member; the fallback "
-        "to the held copy is in the door-side AgentSource, which a FetchRequest does not pass"
-    ),
-)
+@pytest.mark.parametrize("topology", TOPOLOGIES)
 async def test_offline_mode(
     topology: str, repo_builder: RepoBuilder, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
@@ -232,6 +219,8 @@ async def test_offline_mode(
             ok(await cold.run("update"))
             ok(await cold.run("download", *ALL))
         assert cold.downloaded() == nodes.debs()
+        # Served from the held copies (on a site by the seeder, for the member), and said so.
+        assert "fetch.offline" in nodes.logs()
         # Something never fetched cannot be served: an honest 504 naming the cause.
         never = f"http://{nodes.authority}/debian/pool/main/never_1.0_all.deb"
         status, body = await raw_get(nodes.at.address, never)
