@@ -26,7 +26,9 @@ from collections.abc import Mapping, MutableMapping
 
 import trio
 
-log = logging.getLogger("frumitcache.systemd")
+from frumitcache._log import get_logger
+
+log = get_logger("systemd")
 
 # What systemd sets for the service; cleared from os.environ by from_environ(unset=True) so that
 # processes the agent starts do not inherit them.
@@ -149,7 +151,7 @@ class Notifier:
                 self._sock = sock
             self._sock.sendto(data, self._address)
         except OSError as exc:
-            log.warning("systemd notify to %r failed: %s", self._address, exc)
+            log.warning("systemd.notify-failed", address=self._address, detail=str(exc))
             return False
         return True
 

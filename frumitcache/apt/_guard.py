@@ -7,18 +7,16 @@ Neither reads the clock: the caller passes ``now`` (the pending set only holds c
 
 from __future__ import annotations
 
-import logging
-
 import trio
 
-from frumitcache._log import Throttle
+from frumitcache._log import EventLogger, Throttle
 
 
 class RateLimitedLog:
     """Logs an unexpected error with its traceback at most once per ``interval_s`` per kind;
     the ones held back in between are counted and reported with the next one logged."""
 
-    def __init__(self, logger: logging.Logger, interval_s: float = 60.0) -> None:
+    def __init__(self, logger: EventLogger, interval_s: float = 60.0) -> None:
         self._log = logger
         self._throttle = Throttle(interval_s)
 
@@ -31,11 +29,10 @@ class RateLimitedLog:
         held = self._throttle.admit(kind, now)
         if held is None:
             return False
-        more = f" ({held} more like it not logged)" if held else ""
         if traceback:
-            self._log.error("%s%s", message, more, exc_info=exc)
+            self._log.error(f"apt.{kind}", detail=message, suppressed=held, exc_info=exc)
         else:
-            self._log.warning("%s%s", message, more)
+            self._log.warning(f"apt.{kind}", detail=message, suppressed=held)
         return True
 
 

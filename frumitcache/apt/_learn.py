@@ -10,13 +10,13 @@ nursery that owns the task, which is the proxy's listener.
 
 from __future__ import annotations
 
-import logging
 import lzma
 import zlib
 from typing import Any
 
 import trio
 
+from frumitcache._log import get_logger
 from frumitcache.apt._guard import RateLimitedLog
 from frumitcache.apt._packages import HashBook, IndexLearner, index_role
 from frumitcache.apt._requests import Target
@@ -24,7 +24,7 @@ from frumitcache.apt._status import ProxyMetrics
 from frumitcache.content import Content, ContentInfo
 from frumitcache.errors import FrumitcacheError
 
-log = logging.getLogger(__name__)
+log = get_logger("apt")
 
 MAX_INDEXES = 4096  # index URLs remembered (what was learned, by-hash generations)
 LEARN_WAIT_S = 60.0  # longest a .deb waits for a Packages file still being learned
@@ -115,7 +115,7 @@ class Learner:
             count += await trio.to_thread.run_sync(step, None)
             self._remember_by_hash(url, learner.by_hash)
             self.metrics.indexes_learned += 1
-            log.debug("learned %d hashes from %s", count, url)
+            log.debug("apt.learned", url=url, hashes=count)
         except Exception as exc:
             # A corrupt index (zlib.error, lzma.LZMAError, ...), a bomb, a failed read or a bug:
             # this index is not learned (apt rejects a corrupt one too); nothing else is hurt.

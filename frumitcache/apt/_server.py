@@ -14,7 +14,6 @@ honest status and a text body instead of a broken transfer.
 from __future__ import annotations
 
 import errno
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from collections.abc import Callable
 import h11
 import trio
 
+from frumitcache._log import get_logger
 from frumitcache._version import __version__
 from frumitcache.apt._guard import PendingConnections, RateLimitedLog
 from frumitcache.apt._learn import Learner
@@ -63,7 +63,7 @@ from frumitcache.errors import (
     OriginUnreachableError,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger("apt")
 
 _RECEIVE = 65536
 _CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -321,7 +321,9 @@ class AptProxy:
             return await self._source_error(conn, stream, method, target, exc)
 
         info = content.info
-        log.debug("%s %s: %d bytes from %s", method, target.url, info.size, info.provenance)
+        log.debug(
+            "apt.served", method=method, url=target.url, bytes=info.size, source=info.provenance
+        )
         learn = self._learner.wanted(target, info)
         if learn is not None and self._nursery is not None:
             self._learner.start(self._nursery, learn[1], learn[0], content)
@@ -394,12 +396,12 @@ class AptProxy:
                         await send_piece(conn, stream, body)
                     self.metrics.bytes_served[source] += len(piece)
         except EOFError as exc:
-            log.warning("%s: %s; closing the connection", target.url, exc)
+            log.warning("apt.send-failed", url=target.url, detail=str(exc))
             raise _ConnectionDone from None
         except FrumitcacheError as exc:
             if not sent_head:
                 return await self._source_error(conn, stream, method, target, exc)
-            log.warning("%s failed part-way: %s; closing the connection", target.url, exc)
+            log.warning("apt.failed-part-way", url=target.url, detail=str(exc))
             if isinstance(exc, DigestMismatchError):
                 self.metrics.digest_mismatches += 1
             raise _ConnectionDone from None
@@ -409,7 +411,7 @@ class AptProxy:
             await send(conn, stream, h11.EndOfMessage())
         except h11.LocalProtocolError:
             # The source yielded fewer bytes than its size: never let apt take a short file.
-            log.warning("%s ended short; closing the connection", target.url)
+            log.warning("apt.ended-short", url=target.url)
             raise _ConnectionDone from None
         return status
 
@@ -443,7 +445,7 @@ class AptProxy:
         else:
             status = http_status(exc)
             text = f"cannot serve {target.url}: {exc}\n"
-        log.info("%s %s -> %d (%s)", method, target.url, status, exc)
+        log.info("apt.error", method=method, url=target.url, status=status, detail=str(exc))
         return await self._text(conn, stream, method, status, text)
 
     async def _status_page(
@@ -452,7 +454,7 @@ class AptProxy:
         try:
             site = self._status()
         except Exception:  # the page must render even if the agent's status callable fails
-            log.exception("status callable failed")
+            log.error("apt.status-failed", exc_info=True)
             site = SiteStatus()
         page = render_status_page(site, self.metrics, version=__version__)
         # apt-cacher-ng answers its root with "406 Usage Information"; auto-apt-proxy looks

@@ -22,7 +22,6 @@ the bytes of a tunnel, both ways (:meth:`open_tunnel`, for apt's ``CONNECT``).
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,8 +58,6 @@ from frumitcache.origin._job import (
     _Upstream,
 )
 from frumitcache.origin._probe import _ALLOW
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

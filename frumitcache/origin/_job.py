@@ -5,7 +5,6 @@ limit, the allow-list hooks and the counters live in :mod:`frumitcache.origin._f
 from __future__ import annotations
 
 import contextlib
-import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import httpx
 import trio
 
+from frumitcache._log import get_logger
 from frumitcache.errors import (
     DigestMismatchError,
     FrumitcacheError,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from frumitcache.origin._fetcher import OriginFetcher
     from frumitcache.store import Manifest
 
-log = logging.getLogger(__name__)
+log = get_logger("origin")
 
 
 # Keys this module keeps in store.key_meta(url).
@@ -181,7 +181,7 @@ class _Job:
                 else:
                     await writer.discard()
             except FrumitcacheError:
-                log.exception("%s: could not %s the partial object", self.url, how)
+                log.error("fetch.partial-lost", url=self.url, action=how, exc_info=True)
 
     async def run(self) -> Manifest:
         try:
@@ -218,7 +218,7 @@ class _Job:
                             f"after {cfg.retries} resumes: {exc}"
                         ) from exc.cause
                     raise OriginUnreachableError(f"{self.url}: {exc}") from exc.cause
-                log.info("%s: %s; resuming at byte %d", self.url, exc, offset)
+                log.info("fetch.resume", url=self.url, reason=str(exc), offset=offset)
                 await trio.sleep(min(1.0, 0.05 * 2 ** (failures - 1)))
                 continue
             if done is False:
@@ -240,9 +240,7 @@ class _Job:
         """Does ``status``, answered while revalidating, leave the stored copy current?"""
         if self.stored is None or status not in self.upstream.keep_on_status:
             return False
-        log.warning(
-            "%s: origin answered %d while revalidating; the held copy is served", self.url, status
-        )
+        log.warning("fetch.kept-held", url=self.url, status=status, detail="revalidation failed")
         return True
 
     def _headers(self, conditional: bool) -> dict[str, str]:
@@ -343,7 +341,7 @@ class _Job:
                 if step.action is Action.COMPLETE:
                     return await self._finish(resp)
                 if step.action is Action.RESTART:
-                    log.info("%s: %s; restarting from byte 0", self.url, step.reason)
+                    log.info("fetch.restart", url=self.url, reason=step.reason)
                     await self._close("discard")
                     self.total = self.validator = None
                     self._open()
@@ -351,7 +349,7 @@ class _Job:
                 if self.writer is None or self.writer.offset != step.start:
                     # A 200 to a Range request or to a revalidation: the whole object.
                     if step.reason:
-                        log.info("%s: %s; restarting from byte 0", self.url, step.reason)
+                        log.info("fetch.restart", url=self.url, reason=step.reason)
                     await self._close("discard")
                     writer = self._open()
                     if writer.offset != step.start:
