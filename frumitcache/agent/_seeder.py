@@ -218,6 +218,7 @@ class SeederRole:
             )
         )
         flight.manifest = held
+        flight.provenance = "local"  # the origin was not reached: these bytes are the store's
 
     async def _pull_held_prefix(self, flight: Flight, *, after_failover: bool) -> None:
         """After a failover: bring in the chunks live members already hold, so the origin
