@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import secrets
 import socket
 import time
@@ -39,6 +38,7 @@ from typing import Any
 
 import trio
 
+from frumitcache._log import get_logger
 from frumitcache.config import SiteConfig
 from frumitcache.errors import (
     ConfigError,
@@ -95,7 +95,7 @@ __all__ = [
     "parse_peer",
 ]
 
-log = logging.getLogger("frumitcache.site")
+log = get_logger("site")
 
 _RECV_SIZE = 65536
 
@@ -329,7 +329,7 @@ class SiteNode:
                 self._dropped[action.reason] += 1
             elif isinstance(action, SeederChanged):
                 seeder, previous = action.seeder, action.previous
-                log.info("site %s: seeder %s (was %s)", self.site.name, seeder, previous)
+                log.info("site.seeder-changed", site=self.site.name, seeder=seeder, was=previous)
                 self.hooks.on_seeder_change(seeder)
         await self._send_all(out)
 
@@ -352,7 +352,7 @@ class SiteNode:
             try:
                 save_durable(self.durable_path, durable)
             except OSError as exc:
-                log.warning("site: cannot save election state: %s", exc)
+                log.warning("site.state-not-saved", detail=str(exc))
         self._last_durable = durable
         view = self._view(now)
         if view.seeder is not None:

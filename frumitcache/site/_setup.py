@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import ipaddress
 import json
-import logging
 import os
 import socket
 import struct
@@ -19,6 +18,7 @@ from typing import Any
 
 import trio
 
+from frumitcache._log import get_logger
 from frumitcache.config import Config, SiteConfig
 from frumitcache.site._election import Durable
 from frumitcache.site._messages import (
@@ -30,7 +30,7 @@ from frumitcache.site._messages import (
     ObjectInfo,
 )
 
-log = logging.getLogger("frumitcache.site")
+log = get_logger("site")
 
 Addr = tuple[Any, ...]
 
@@ -205,7 +205,7 @@ async def open_multicast(
         except OSError as exc:
             s.close()
             dropped["multicast-v4-unavailable"] += 1
-            log.warning("site: IPv4 multicast %s unavailable: %s", group, exc)
+            log.warning("site.multicast-unavailable", family="ipv4", group=group, detail=str(exc))
     if family == socket.AF_INET6 and site.multicast_v6:
         group = site.multicast_v6
         s = trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -223,7 +223,7 @@ async def open_multicast(
         except OSError as exc:
             s.close()
             dropped["multicast-v6-unavailable"] += 1
-            log.warning("site: IPv6 multicast %s unavailable: %s", group, exc)
+            log.warning("site.multicast-unavailable", family="ipv6", group=group, detail=str(exc))
     return socks, groups
 
 
@@ -238,7 +238,7 @@ async def resolve_peers(
         try:
             infos = await trio.socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
         except OSError as exc:
-            log.warning("site: cannot resolve static peer %s: %s", peer, exc)
+            log.warning("site.peer-unresolved", peer=peer, detail=str(exc))
             continue
         for info in infos[:1]:
             addr = info[4]
