@@ -14,13 +14,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from frumitcache.site._core import BACKOFF
 from tests.site.sim import TIMINGS, SimSite, member
 
-SETTLE_S = 20.0  # convergence bound after the network is healed and every node is back up
+SETTLE_S = 40.0  # convergence bound after the network is healed and every node is back up
+# (40, not 20: with the backed-off pre-seeder beacons a site that went through a lossy window
+# and a crash at the heal took 20-30 s, e.g. the @example with seed=471; a bound, not a goal:
+# bench.scale measures formation and failover)
 FAULT_WINDOW_S = 40.0
 FORMED_S = 6.0
 PARTITION_GAP_S = 4.0
@@ -141,6 +144,21 @@ def test_no_two_seeders_without_partitions(s: Schedule) -> None:
 # A partition shorter than forget_after_s by a margin that covers the beacons lost around it.
 @given(
     schedules(partitions=True, max_partition_s=TIMINGS.forget_after_s - 8, losses=(0.0, 0.05, 0.2))
+)
+@example(  # converged only after 20-30 s (see SETTLE_S)
+    Schedule(
+        n=4,
+        priorities=[1, 0, 1, 1],
+        seed=471,
+        loss=0.2,
+        delay_max=0.5,
+        events=[
+            (2.0, "crash", 1),
+            (6.0, "partition", [0, 0, 0, 0]),
+            (7.0, "heal", None),
+            (40.0, "crash", 0),
+        ],
+    )
 )
 def test_short_partitions_never_elect_twice_per_term(s: Schedule) -> None:
     site, _ = run_schedule(s)
