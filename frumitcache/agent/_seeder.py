@@ -27,13 +27,7 @@ from frumitcache.errors import (
     PeerError,
     ProtocolError,
 )
-from frumitcache.origin import (
-    META_CONTENT_TYPE,
-    META_ETAG,
-    META_LAST_MODIFIED,
-    Door,
-    FetchInfo,
-)
+from frumitcache.origin import Door, FetchInfo
 from frumitcache.site import ErrorReply, FetchRequest, ObjectInfo, ObjectManifest
 from frumitcache.store import Manifest
 from frumitcache.swarm import ChunkRef
@@ -205,18 +199,7 @@ class SeederRole:
         await node.announce_object(wire_manifest(flight.url, manifest, store.key_meta(flight.url)))
 
     def _serve_held(self, flight: Flight, held: Manifest) -> None:
-        meta = self._svc.store.key_meta(flight.url)
-        flight.started(
-            FetchInfo(
-                flight.url,
-                held.size,
-                held.size,
-                meta.get(META_CONTENT_TYPE),
-                meta.get(META_ETAG),
-                meta.get(META_LAST_MODIFIED),
-                cached=True,
-            )
-        )
+        flight.started(self._svc.fetcher.cached_info(flight.url, held))
         flight.manifest = held
         flight.provenance = "local"  # the origin was not reached: these bytes are the store's
 

@@ -51,6 +51,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Door = Literal["apt", "control", "oci", "site"]
 SCHEMES = {"http": 80, "https": 443}
+ALLOW_EXTENSION = "frumitcache.allow"  # httpx request extension: the asking door's AllowList
 ANY_PORT = -1
 # Names that always mean this host (RFC 6761), whatever a resolver says.
 _LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")

@@ -22,6 +22,7 @@ the bytes of a tunnel, both ways (:meth:`open_tunnel`, for apt's ``CONNECT``).
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,8 +41,14 @@ from frumitcache.errors import (
     OriginError,
     OriginUnreachableError,
 )
-from frumitcache.origin._allow import AllowList, AllowPolicy, Door, install_guard
-from frumitcache.origin._tunnel import UplinkStream, connect_checked
+from frumitcache.origin._allow import (
+    ALLOW_EXTENSION,
+    AllowList,
+    AllowPolicy,
+    Door,
+    install_guard,
+)
+from frumitcache.origin._tunnel import UplinkStream, connect_checked, host_port
 
 if TYPE_CHECKING:
     from frumitcache.store import Manifest, Store
@@ -57,7 +64,6 @@ from frumitcache.origin._job import (
     _Store,
     _Upstream,
 )
-from frumitcache.origin._probe import _ALLOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +144,7 @@ class OriginFetcher:
         self._fetches = 0
 
     def _allow_of(self, request: httpx.Request) -> AllowList:
-        allow = request.extensions.get(_ALLOW)
+        allow = request.extensions.get(ALLOW_EXTENSION)
         return allow if isinstance(allow, AllowList) else self.allow.door("site")
 
     async def _check_hop(self, request: httpx.Request) -> None:
@@ -167,7 +173,7 @@ class OriginFetcher:
         allow = self.allow.door(door)
         allow.check(url)
         try:
-            resp = await self._client.head(url, extensions={_ALLOW: allow})
+            resp = await self._client.head(url, extensions={ALLOW_EXTENSION: allow})
         except httpx.HTTPError as exc:
             raise OriginError(f"origin HEAD failed: {exc or type(exc).__name__}") from exc
         # The head as it came on the wire, near enough: status line, fields, blank line.
@@ -182,7 +188,7 @@ class OriginFetcher:
         checked by ``allow`` (name and address), paced by ``origin.max_rate`` both ways and
         counted per host. :class:`NotAllowedError` or :class:`OriginUnreachableError`."""
         inner = await connect_checked(host, port, allow, self.config.connect_timeout_s)
-        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        shown = host_port(host, port)
         self._tunnels += 1
         self._requests[shown] += 1
 
@@ -197,11 +203,7 @@ class OriginFetcher:
 
     def tunnel_opener(self, allow: AllowList) -> Callable[[str, int], Awaitable[UplinkStream]]:
         """:meth:`open_tunnel` with ``allow``, as a door's tunnel hook calls it."""
-
-        async def open_(host: str, port: int) -> UplinkStream:
-            return await self.open_tunnel(host, port, allow=allow)
-
-        return open_
+        return functools.partial(self.open_tunnel, allow=allow)
 
     async def get_small(
         self, url: str, *, door: Door, headers: Mapping[str, str], max_bytes: int = 65536
@@ -213,7 +215,7 @@ class OriginFetcher:
         allow.check(url)
         try:
             async with self._client.stream(
-                "GET", url, headers=dict(headers), extensions={_ALLOW: allow}
+                "GET", url, headers=dict(headers), extensions={ALLOW_EXTENSION: allow}
             ) as resp:
                 host = _host_of(resp.url)  # requests are counted by the response hook
                 body = bytearray()
@@ -369,7 +371,9 @@ class OriginFetcher:
 
     # --- one fetch ---------------------------------------------------------------------------
 
-    def _cached(self, url: str, manifest: Manifest) -> FetchInfo:
+    def cached_info(self, url: str, manifest: Manifest) -> FetchInfo:
+        """What a fetch of ``url`` answers when ``manifest`` is served as held (with the
+        origin's metadata stored beside it)."""
         meta = self._store.key_meta(url)
         return FetchInfo(
             url=url,
@@ -397,7 +401,7 @@ class OriginFetcher:
             if held is not None:
                 if self._store.lookup(url) != held:
                     self._store.map_key(url, held.digest)
-                share(self._cached(url, held))
+                share(self.cached_info(url, held))
                 return held
         stored = self._store.lookup(url)
         if stored is not None and expected_digest is not None and stored.digest != expected_digest:
@@ -406,7 +410,7 @@ class OriginFetcher:
             # the wanted digest cannot be had there, and no body crossed the uplink to learn it.
             revalidate = True
         if stored is not None and not revalidate:
-            share(self._cached(url, stored))
+            share(self.cached_info(url, stored))
             return stored
         self._fetches += 1
         job = _Job(self, url, expected_digest, expected_size, stored, share, allow, upstream)

@@ -23,9 +23,9 @@ from frumitcache.errors import (
     OriginTruncatedError,
     OriginUnreachableError,
 )
-from frumitcache.origin._allow import AllowList
+from frumitcache.origin._allow import ALLOW_EXTENSION, AllowList
 from frumitcache.origin._plan import Action, plan_response
-from frumitcache.origin._probe import _ALLOW, probe
+from frumitcache.origin._probe import probe
 
 if TYPE_CHECKING:
     from frumitcache.origin._fetcher import OriginFetcher
@@ -263,7 +263,7 @@ class _Job:
     async def _response(self, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
         client = self.f._client
         request = client.build_request(
-            "GET", self.url, headers=headers, extensions={_ALLOW: self.allow}
+            "GET", self.url, headers=headers, extensions={ALLOW_EXTENSION: self.allow}
         )
         self.body_read = False
         response = await client.send(request, stream=True)

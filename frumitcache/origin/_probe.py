@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING
 import httpx
 
 from frumitcache.errors import OriginError, OriginUnreachableError
+from frumitcache.origin._allow import ALLOW_EXTENSION
 
 if TYPE_CHECKING:
     from frumitcache.origin._job import _Job
     from frumitcache.store import Manifest
-
-_ALLOW = "frumitcache.allow"  # request extension: the AllowList of the door that asked
 
 
 async def probe(job: _Job) -> Manifest | None:
@@ -26,7 +25,9 @@ async def probe(job: _Job) -> Manifest | None:
     for _ in range(2):  # the second time signed, after a 401 with a challenge
         headers = {**dict(job.upstream.headers), **job.auth_headers}
         try:
-            resp = await client.head(job.url, headers=headers, extensions={_ALLOW: job.allow})
+            resp = await client.head(
+                job.url, headers=headers, extensions={ALLOW_EXTENSION: job.allow}
+            )
         except (httpx.TimeoutException, httpx.NetworkError, httpx.ProxyError) as exc:
             raise OriginUnreachableError(f"{job.url}: HEAD failed: {exc}") from exc
         except httpx.TooManyRedirects as exc:

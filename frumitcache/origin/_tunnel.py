@@ -50,6 +50,11 @@ class UplinkStream(trio.abc.HalfCloseableStream):
         await self._inner.aclose()
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 literal in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 async def connect_checked(
     host: str,
     port: int,
@@ -60,7 +65,7 @@ async def connect_checked(
     """Resolve ``host``, keep the addresses ``allow`` admits for it, connect to the first that
     answers. :class:`NotAllowedError` when the name or every address is refused,
     :class:`OriginUnreachableError` when none can be reached in ``timeout_s``."""
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    shown = host_port(host, port)
     if not allow.admits_name(host, port, "https"):
         raise NotAllowedError(f"{shown} is not on {allow.key}")
     try:
