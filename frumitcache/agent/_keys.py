@@ -42,10 +42,10 @@ def key_material(key: bytes) -> int:
     return len(key)
 
 
-def _check_mode(path: Path, mode: int) -> None:
+def _check_mode(path: Path, mode: int, name: str = "site.key_file") -> None:
     if mode & stat.S_IROTH:
         raise ConfigError(
-            f"site.key_file: {path} is readable by every user (mode {stat.S_IMODE(mode):04o}); "
+            f"{name}: {path} is readable by every user (mode {stat.S_IMODE(mode):04o}); "
             f"make it readable by the agent's user only: chmod 0600 {path}"
         )
     if mode & stat.S_IRGRP:
@@ -53,7 +53,7 @@ def _check_mode(path: Path, mode: int) -> None:
             "key.group-readable",
             path=str(path),
             mode=f"{stat.S_IMODE(mode):04o}",
-            detail="members of the file's group can join the site; chmod 0600 it",
+            detail=f"members of the file's group hold the {name.split('.')[0]} key; chmod 0600 it",
         )
 
 
@@ -86,4 +86,31 @@ def load_site_key(config: Config) -> bytes:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
+    return key
+
+
+def load_federation_key(config: Config) -> bytes:
+    """The federation key (``federation.key`` or ``federation.key_file``), checked like a site
+    key and refused when it equals this node's site key: a site's compromise must not open the
+    federation, nor the federation a site."""
+    fed = config.federation
+    if fed.key:
+        key = fed.key.encode()
+    else:
+        path = Path(fed.key_file).expanduser()
+        try:
+            with path.open("rb") as f:
+                _check_mode(path, os.fstat(f.fileno()).st_mode, "federation.key_file")
+                key = f.read().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"federation.key_file: cannot read {path}: {exc.strerror or exc}"
+            ) from None
+        if key_material(key) < MIN_KEY_BYTES:
+            raise ConfigError(
+                f"federation.key_file: {path} holds {key_material(key)} bytes of key; it needs "
+                f"at least {MIN_KEY_BYTES} (e.g. `openssl rand -hex 32 > {path}`)"
+            )
+    if (config.site.peers or config.site.discovery) and key == load_site_key(config):
+        raise ConfigError("federation key: must differ from the site key (site.key_file)")
     return key

@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("config OK\n")
     else:
         data = dataclasses.asdict(config)
+        if data["federation"]["key"]:
+            data["federation"]["key"] = "<set>"  # a secret: shown as set, never printed
         data["resolved"] = {
             "store_path": str(config.store_path),
             "state_path": str(config.state_path),

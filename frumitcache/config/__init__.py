@@ -19,6 +19,7 @@ loader, ``--set``, ``describe`` and the example config follow from the field's m
 from frumitcache.config._apt import AptConfig
 from frumitcache.config._config import Config
 from frumitcache.config._control import ControlConfig
+from frumitcache.config._federation import FederationConfig, split_member
 from frumitcache.config._field import GiB, KiB, MiB, Section, opt
 from frumitcache.config._load import (
     config_from_mapping,
@@ -41,6 +42,7 @@ __all__ = [
     "AptConfig",
     "Config",
     "ControlConfig",
+    "FederationConfig",
     "GiB",
     "KiB",
     "LogConfig",
@@ -63,5 +65,6 @@ __all__ = [
     "load_config",
     "opt",
     "parse_quantity",
+    "split_member",
     "with_overrides",
 ]

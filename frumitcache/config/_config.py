@@ -16,6 +16,7 @@ from typing import Any
 
 from frumitcache.config._apt import AptConfig
 from frumitcache.config._control import ControlConfig
+from frumitcache.config._federation import FederationConfig
 from frumitcache.config._log import LogConfig
 from frumitcache.config._node import NodeConfig
 from frumitcache.config._oci import OciConfig
@@ -36,6 +37,7 @@ class Config:
     swarm: SwarmConfig = field(default_factory=SwarmConfig)
     apt: AptConfig = field(default_factory=AptConfig)
     oci: OciConfig = field(default_factory=OciConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     # Paths with their defaults resolved; the raw fields stay as written.

@@ -80,6 +80,7 @@ PINNED = {
         "AptConfig",
         "Config",
         "ControlConfig",
+        "FederationConfig",
         "GiB",
         "KiB",
         "LogConfig",
@@ -102,6 +103,7 @@ PINNED = {
         "load_config",
         "opt",
         "parse_quantity",
+        "split_member",
         "with_overrides",
     ],
 }

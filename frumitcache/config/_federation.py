@@ -1,0 +1,123 @@
+"""``[federation]``: sites feeding sites. A site's seeder asks ``siblings`` for what they already
+hold, then ``parents`` (which fetch misses for all their children, once), then the origin.
+
+Off by default: with no key, nothing listens and every fetch goes to the origin as before. The
+federation key is a secret of its own, distinct from every site key, so one site's compromise
+opens no other site; it is never logged (``config show`` prints ``<set>``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from frumitcache.config._field import Section, check_port, opt
+from frumitcache.errors import ConfigError
+
+#: TCP port of the federation endpoint when a member address names none.
+FEDERATION_PORT = 3147
+
+
+@dataclass(frozen=True, slots=True)
+class FederationConfig(Section):
+    key: str = field(
+        default="",
+        repr=False,  # a secret: never in a repr, a log line or a traceback
+        metadata={
+            "doc": "The federation key as hex text (at least 32 hex digits), shared by every "
+            "agent of every federated site and distinct from their site keys. Prefer key_file; "
+            "empty with an empty key_file means federation off.",
+            "unit": "",
+        },
+    )
+    key_file: str = opt(
+        "",
+        "File holding the federation key (hex or base64, readable by the agent's user only, "
+        "as site.key_file).",
+    )
+    parents: list[str] = opt(
+        [],
+        "Agents of parent sites (host:port, [v6]:port; port 3147 when omitted): asked for "
+        "every object this site's seeder would fetch from the origin; they fetch it once "
+        "for all their children. List several members of a parent site so its own seeder "
+        "changes don't matter.",
+    )
+    siblings: list[str] = opt(
+        [],
+        "Agents of sibling sites (same form): asked first, and only for what they already "
+        "hold (only-if-cached); they never fetch for this site.",
+    )
+    listen: str = opt(
+        "",
+        "Address of this agent's federation endpoint (serving its site's content to "
+        "federated sites that hold the key); empty means node.address.",
+    )
+    port: int = opt(FEDERATION_PORT, "TCP port of the federation endpoint.")
+    max_rate: int = opt(
+        0,
+        "Rate limit of each federation link (per parent or sibling member this agent pulls "
+        "from); 0 means unlimited. origin.max_rate still bounds the sum.",
+        "bytes/s",
+    )
+    connect_timeout_s: float = opt(
+        3.0,
+        "Timeout to connect to a parent or sibling; one that fails is skipped for "
+        "retry_after_s (the next member, site or the origin is asked instead).",
+        "s",
+    )
+    retry_after_s: float = opt(
+        10.0, "How long a parent or sibling member that failed is skipped.", "s"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        """True when a key is configured: the endpoint serves and the links are used."""
+        return bool(self.key or self.key_file)
+
+    def check(self) -> None:
+        check_port("federation.port", self.port)
+        if self.key and self.key_file:
+            raise ConfigError("federation.key and federation.key_file: set one, not both")
+        if self.key:
+            try:
+                material = bytes.fromhex(self.key)
+            except ValueError:
+                raise ConfigError("federation.key: expected hex text") from None
+            if len(material) < 16:
+                raise ConfigError(
+                    "federation.key: at least 16 bytes (32 hex digits), e.g. `openssl rand -hex 32`"
+                )
+        if (self.parents or self.siblings) and not self.enabled:
+            raise ConfigError(
+                "federation.parents/siblings: need federation.key or federation.key_file"
+            )
+        for name, members in (("parents", self.parents), ("siblings", self.siblings)):
+            for member in members:
+                try:
+                    split_member(member)
+                except ValueError as exc:
+                    raise ConfigError(f"federation.{name}: {exc}") from None
+
+
+def split_member(text: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``v6``, ``[v6]`` or ``[v6]:port`` as ``(host, port)``."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty member address")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad member address {text!r}")
+        port_text = rest[1:]
+    elif text.count(":") > 1:
+        ipaddress.IPv6Address(text)  # a bare IPv6 address: no port
+        host, port_text = text, ""
+    else:
+        host, _, port_text = text.partition(":")
+    if not host:
+        raise ValueError(f"bad member address {text!r}")
+    if not port_text:
+        return host, FEDERATION_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad port in member address {text!r}")
+    return host, int(port_text)
