@@ -38,9 +38,6 @@ if TYPE_CHECKING:
 
 log = get_logger("content")
 
-# How often a seeder checks it still holds its lease while fetching (fencing).
-_FENCE_CHECK_S = 0.2
-
 
 class SeederRole:
     def __init__(self, service: ContentService) -> None:
@@ -278,7 +275,11 @@ def _upstream_of(request: FetchRequest) -> _Upstream | ErrorReply:
 
 class _Fence:
     """Fencing: a seeder that loses its lease stops fetching at once. ``fired`` says it did
-    (the lease may be back by the time the fetch has unwound)."""
+    (the lease may be back by the time the fetch has unwound).
+
+    Event-driven: the fence wakes when the site says the seeder changed (a step-down, a
+    lapse the driver noticed) and, in case the driver is late, when the lease it last saw
+    runs out; a renewed lease only moves that deadline."""
 
     def __init__(self) -> None:
         self.scope = trio.CancelScope()
@@ -286,13 +287,13 @@ class _Fence:
 
     async def run(self, site: SiteLink, fetch: trio.CancelScope) -> None:
         with self.scope:
-            while True:
-                await trio.sleep(_FENCE_CHECK_S)
-                if not site.is_seeder():
-                    log.warning("seeder.fenced", detail="lease lost; origin fetch stopped")
-                    self.fired = True
-                    fetch.cancel()
-                    return
+            while site.is_seeder():
+                changed = site.seeder_changed
+                with trio.move_on_at(site.lease_until()):
+                    await changed.wait()
+            log.warning("seeder.fenced", detail="lease lost; origin fetch stopped")
+            self.fired = True
+            fetch.cancel()
 
 
 def _known_chunks(manifest: ObjectManifest | None) -> int:

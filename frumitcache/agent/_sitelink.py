@@ -10,6 +10,7 @@ and fetch requests when this node is the seeder (handed to the content service).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Iterable
 
 import trio
@@ -188,6 +189,10 @@ class SiteLink(SiteHooks):
 
     def is_seeder(self) -> bool:
         return self.node is not None and self.node.is_seeder()
+
+    def lease_until(self) -> float:
+        """trio time at which this node's seeder lease runs out unless renewed."""
+        return self.node.lease_until() if self.node is not None else -math.inf
 
     async def seed_chunk(self, digest: bytes) -> None:
         """Offer a stored chunk to the swarm when it is big enough to go that way."""

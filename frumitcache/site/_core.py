@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import random
 from dataclasses import dataclass
 
@@ -318,6 +319,11 @@ class SiteCore:
 
     def seeder(self, now: float) -> tuple[str, int] | None:
         return self.election.seeder(now)
+
+    def lease_until(self) -> float:
+        """When this node's seeder lease runs out unless renewed (``-inf`` when it has none)."""
+        election = self.election
+        return election.lease_until if election.role is Role.SEEDER else -math.inf
 
     def members(self, now: float) -> tuple[MemberInfo, ...]:
         return self.membership.members(now)

@@ -14,14 +14,12 @@ wake-up of the timer task, the seeder becoming known), never on a polling loop.
 What the agent wires (see also :class:`SiteHooks`):
 
 - ``await nursery.start(node.run)`` -> ``(address, port)`` bound;
-- ``node.seeder()``, ``node.is_seeder()`` (the fetch path checks it before every origin
-  request and between chunks: a fenced seeder must stop), ``node.members()``;
+- ``node.seeder()``, ``node.members()``, ``node.is_seeder()`` and ``node.lease_until()`` (a
+  seeder's fence: it must stop fetching the moment its lease is gone);
 - ``await node.request(FetchRequest(0, url, sha256))`` -> :class:`ObjectInfo` or
   :class:`ErrorReply` from the seeder (answered locally when this node is the seeder);
-- ``node.open_subscription()``: a channel of the seeder's :class:`ChunkAnnounce`,
-  :class:`ObjectAnnounce` and :class:`FetchFailed`;
-- ``node.announce_chunk(...)`` / ``node.announce_object(...)`` / ``node.announce_failure(...)``
-  as chunks complete (the seeder broadcasts, a member tells the seeder).
+- ``node.open_subscription()``: the seeder's announcements (chunk, object, failure);
+- ``node.announce_chunk/object/failure(...)`` (the seeder broadcasts, a member tells it).
 """
 
 from __future__ import annotations
@@ -101,11 +99,8 @@ _RECV_SIZE = 65536
 
 
 class SiteNode:
-    """One node's control plane over real sockets.
-
-    ``me`` is what this node advertises; ``me.control_port`` 0 binds any port (tests). The
-    clock is trio's (``trio.current_time``), the wall clock (frame timestamps) ``wall_clock``.
-    """
+    """One node's control plane over real sockets. ``me`` is what this node advertises
+    (``me.control_port`` 0 binds any port: tests); ``wall_clock`` stamps frames."""
 
     def __init__(
         self,
@@ -169,6 +164,10 @@ class SiteNode:
     def is_seeder(self) -> bool:
         """True only while this node holds a live seeder lease: check before fetching."""
         return self._core is not None and self._core.is_seeder(self._now())
+
+    def lease_until(self) -> float:
+        """trio time at which our seeder lease runs out unless renewed (-inf: none held)."""
+        return self._core.lease_until() if self._core is not None else float("-inf")
 
     def statistics(self) -> SiteStatistics:
         core = self._core

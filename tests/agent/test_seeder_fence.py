@@ -53,8 +53,9 @@ class _Node:
 
 
 class _LapsingSite:
-    """This node is the seeder; once ``lapse`` is set, the fence's next look finds the lease
-    gone, and every later look finds it back (same term): the race a loaded box runs into."""
+    """This node is the seeder; after :meth:`start_lapse` (which wakes the fence like the
+    driver's seeder-changed hook), the fence's next look finds the lease gone, and every later
+    look finds it back (same term): the race a loaded box runs into."""
 
     node_id = "me"
     solo = False
@@ -66,6 +67,15 @@ class _LapsingSite:
         self.lapsed = 0
         self.announced = 0
         self.on_fetch: object = None
+        self.seeder_changed = trio.Event()
+
+    def start_lapse(self) -> None:
+        self.lapse = True
+        event, self.seeder_changed = self.seeder_changed, trio.Event()
+        event.set()
+
+    def lease_until(self) -> float:
+        return trio.current_time() + 1.0  # renewed at every look, as a live lease is
 
     def parts(self) -> tuple[_Node, None]:
         return self.node, None
@@ -110,7 +120,7 @@ async def test_a_lease_that_lapses_and_comes_back_does_not_fail_the_fetch(
             with trio.fail_after(30):
                 while origin.stats.bytes_sent["/big.bin"] < len(data) // 2:  # noqa: ASYNC110
                     await trio.sleep(0.01)
-                site.lapse = True
+                site.start_lapse()
                 manifest = await flight.wait()
             nursery.cancel_scope.cancel()
     finally:
