@@ -43,9 +43,11 @@ Rules (the whole protocol):
 7. **Healing.** When two seeders hear each other's leases (a partition longer than
    ``forget_after_s`` healed), the one with the smaller ``(backing, term, node id)`` steps
    down at once and follows the other; its followers follow once their promise to it runs
-   out. ``backing`` is how many nodes granted the seeder's last lease round: a node that was
-   cut off alone (and, having forgotten the others, elected itself) rejoins its site as a
-   member instead of taking the seeder role from the many, whatever its term.
+   out. ``backing`` is how many nodes granted the round behind the seeder's *live* lease, 0
+   when its lease lapsed: a node that was cut off alone (and, having forgotten the others,
+   elected itself) rejoins its site as a member instead of taking the seeder role from the
+   many, whatever its term; and a seeder cut off with a few, whose lease lapsed at the cut,
+   does not carry the backing of the whole site it had before into the healing.
 
 Partitions and the uplink: during a partition shorter than ``forget_after_s`` only the side
 holding a majority of the electorate has a seeder; members on the other side get no seeder
@@ -192,6 +194,12 @@ class Election:
             return self.leader  # heard its lease directly, but could not ack yet (start-up)
         return None
 
+    def backing(self, now: float) -> int:
+        """How many granted the round behind this node's live lease; 0 without one. A lapsed
+        lease backs nothing: a seeder cut off with a few (its majority gone) must not carry
+        the count of the site it had before into the healing (rule 7)."""
+        return self._backing if self.is_seeder(now) else 0
+
     def _electorate_size(self, now: float) -> int:
         if self.solo:
             return 1
@@ -275,10 +283,10 @@ class Election:
         if lease.seeder == self.me:
             return []  # our own lease echoed back by a confused peer
         if self.role is Role.SEEDER:
-            ours = (self._backing, self.term, self.me)
+            ours = (self.backing(now), self.term, self.me)
             if (lease.backing, lease.term, lease.seeder) < ours:
                 # Healing: the other seeder must step down; tell it at once.
-                mine = Lease(self.term, self.me, self._seq, backing=self._backing)
+                mine = Lease(self.term, self.me, self._seq, backing=ours[0])
                 return [Outgoing(lease.seeder, mine)]
             self._become_follower()
         size = self._electorate_size(now)
@@ -420,7 +428,7 @@ class Election:
             del self._rounds[seq]
         self._next_renew = now + self.lease_s / 3
         self._check_lease(rnd, now)
-        lease = Lease(self.term, self.me, self._seq, backing=self._backing)
+        lease = Lease(self.term, self.me, self._seq, backing=self.backing(now))
         return [Outgoing(n, lease) for n in self._m.alive_ids(now)]
 
     def _check_lease(self, rnd: _Round, now: float) -> None:

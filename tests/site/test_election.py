@@ -164,6 +164,31 @@ def test_healing_keeps_the_seeder_with_the_larger_backing_then_term() -> None:
     assert not b.is_seeder(2.0)
 
 
+def test_a_seeder_whose_lease_lapsed_backs_nothing_when_seeders_meet() -> None:
+    """Two cut off with the old seeder: its last granted round had all 5 of the site, then the
+    cut left it 2 of an electorate of 5 (no majority, its lease lapsed). Its leases must not
+    claim the 5 any more, and a live seeder backed by 3 (of a higher term) keeps the site."""
+    site = SimSite([member(i) for i in range(5)], seed=3)
+    site.run_until(10.0)
+    (old,) = site.seeders()
+    election = site.nodes[old].core.election  # type: ignore[union-attr]
+    assert election.backing(site.now) == 5
+    site.partition([{old, next(n for n in site.nodes if n != old)}, set()])
+    site.run_until(10.0 + election.lease_s)
+    assert election.role.value == "seeder"  # still trying to renew...
+    assert not election.is_seeder(site.now)
+    assert election.backing(site.now) == 0  # ...but backed by no one
+    out = election.on_timer(election.next_deadline())
+    leases = [o.msg for o in out if isinstance(o.msg, Lease)]
+    assert leases
+    assert {lease.backing for lease in leases} == {0}
+    # A live seeder of the majority meets it: the lapsed one steps down and follows.
+    now = site.now + 1.0
+    election.receive(Lease(election.term + 1, "n9", 1, backing=3), now)
+    assert election.role is Role.FOLLOWER
+    assert election.seeder(now) == ("n9", election.term)
+
+
 def test_next_deadline_is_always_in_the_future_after_a_timer() -> None:
     """The driver sleeps until ``next_deadline()`` after each ``on_timer(now)``: a deadline not
     strictly after ``now`` would make it spin. Timers also fire early (the driver wakes on

@@ -5,6 +5,7 @@ of its seeder: no second seeder, and the seeder of the many is not displaced."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 import trio
@@ -115,11 +116,15 @@ def test_a_seeder_cut_off_longer_than_forget_steps_down_for_the_many() -> None:
     _cut_off(lone_is_seeder=True)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("SITE_REJOIN_EXAMPLES", "15")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     seed=st.integers(0, 2**32 - 1),
     n=st.integers(5, 12),
-    few=st.just(1),  # two cut off: see the strict xfail below
+    few=st.integers(1, 2),
     extra_s=st.floats(1.0, 20.0),
     loss=st.sampled_from([0.0, 0.05]),
 )
@@ -129,14 +134,12 @@ def test_a_few_cut_off_longer_than_forget_rejoin_the_many(
     _few_rejoin(seed, n, few, extra_s, loss)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (issue 14): when the old seeder and one more node are cut off past "
-    "member_forget_s, after healing that pair's seeder (lower term) can take the site from the "
-    "majority's seeder; about 1 in 40 random cases with two cut off (CI's Debian hypothesis "
-    "run found this one)",
-)
 def test_two_cut_off_with_the_old_seeder_rejoin_the_many() -> None:
+    """CI's Debian hypothesis run found this case: the old seeder and one more node cut off,
+    healed 1 s after the pair forgot the others. The pair's seeder (term 1) had lost its
+    majority at the cut, yet its leases still carried the backing of its last round before the
+    cut (all 5), more than the majority's seeder (term 2, 3 acks): it took the site. A lapsed
+    lease now backs nothing."""
     _few_rejoin(seed=2, n=5, few=2, extra_s=1.0, loss=0.0)
 
 
