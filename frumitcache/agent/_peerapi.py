@@ -1,5 +1,5 @@
-"""Member-to-member requests on the peer HTTP port: "stage this URL" (prefetch) and "what do
-you call this object" (locate by digest).
+"""Member-to-member requests on the peer HTTP port: "stage this URL" (prefetch), "what do
+you call this object" (locate by digest) and "the message you keep for me" (bulk).
 
 A prefetch on another member must make *that* member's agent fetch through the site. The site
 control plane's UDP requests only go to the seeder, so the request rides the peer HTTP port
@@ -9,12 +9,17 @@ signature covers them:
 
     POST /prefetch/<base64url(msgpack [url, sha256 or nil])>   ->  200 "present" | "fetching"
     POST /keys/<sha256 hex>   ->  200 the keys (URLs) naming that complete object, one a line
+    GET /bulk/<token>   ->  200 the body of a site message too large for a frame (404: gone)
 
 The second exists because the seeder's catalogue is indexed by URL: a member asked to locate
-a digest it does not hold itself learns a URL for it from the members that do.
+a digest it does not hold itself learns a URL for it from the members that do. The third
+carries the description of an object too big for a control frame
+(:mod:`frumitcache.site._bulk`): its frame names the body's SHA-256, which the site checks
+after the fetch.
 
-:class:`PrefetchPeerHttpServer` answers both (and everything else as the plain chunk server
-does); :func:`request_prefetch` and :func:`request_keys` ask a member.
+:class:`PrefetchPeerHttpServer` answers all three (and everything else as the plain chunk
+server does); :func:`request_prefetch`, :func:`request_keys` and :func:`request_bulk` ask a
+member.
 """
 
 from __future__ import annotations
@@ -40,12 +45,15 @@ from frumitcache.swarm import (
 
 PREFIX = b"/prefetch/"
 KEYS = b"/keys/"
+BULK = b"/bulk/"
 _MAX_BODY = 4096
 
 #: Called with (url, sha256) on the member asked; returns "present" or "fetching".
 PrefetchHandler = Callable[[str, bytes | None], str]
 #: Called with an object digest; returns the keys naming it here (empty: not held).
 KeysHandler = Callable[[bytes], list[str]]
+#: Called with a bulk token; returns the body kept under it (``None``: none).
+BulkHandler = Callable[[int], bytes | None]
 
 
 def encode_target(url: str, sha256: bytes | None) -> bytes:
@@ -80,6 +88,7 @@ class PrefetchPeerHttpServer(PeerHttpServer):
         *,
         prefetch: PrefetchHandler,
         keys: KeysHandler,
+        bulk: BulkHandler | None = None,
         upload_rate: int = 0,
         trees: Callable[[str], Awaitable[MerkleTree]] | None = None,
         limits: PeerLimits | None = None,
@@ -97,11 +106,19 @@ class PrefetchPeerHttpServer(PeerHttpServer):
         )
         self._prefetch = prefetch
         self._keys = keys
+        self._bulk = bulk
 
     async def _respond(
         self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request, idle: IdleTimer
     ) -> None:
         # The signature (method and path under the site key) was checked before routing.
+        if req.target.startswith(BULK) and req.method == b"GET":
+            token = req.target[len(BULK) :]
+            body = None
+            if self._bulk is not None and token.isdigit() and len(token) <= 20:
+                body = self._bulk(int(token))
+            await _reply(conn, stream, 404 if body is None else 200, body or b"gone")
+            return
         if not req.target.startswith((PREFIX, KEYS)):
             await super()._respond(conn, stream, req, idle)
             return
@@ -163,20 +180,45 @@ async def request_keys(
     return [line for line in text.splitlines() if line]
 
 
+async def request_bulk(
+    address: tuple[str, int], key: bytes, token: int, size: int, *, timeout_s: float = 10.0
+) -> bytes:
+    """The body of ``size`` bytes the member at ``address`` keeps for us under ``token``."""
+    status, body = await _signed(
+        address, key, BULK + str(token).encode(), timeout_s, method=b"GET", max_body=size
+    )
+    if status != 200:
+        raise PeerError(f"{address[0]}: bulk body {token} not served (HTTP {status})")
+    return body
+
+
 async def _signed_post(
     address: tuple[str, int], key: bytes, path: bytes, timeout_s: float
 ) -> tuple[int, str]:
+    status, body = await _signed(address, key, path, timeout_s)
+    return status, body.decode(errors="replace")
+
+
+async def _signed(
+    address: tuple[str, int],
+    key: bytes,
+    path: bytes,
+    timeout_s: float,
+    *,
+    method: bytes = b"POST",
+    max_body: int = _MAX_BODY,
+) -> tuple[int, bytes]:
     try:
         with trio.fail_after(timeout_s):
             stream = await trio.open_tcp_stream(*address)
             async with stream:
                 conn = h11.Connection(h11.CLIENT)
                 req = h11.Request(
-                    method=b"POST",
+                    method=method,
                     target=path,
                     headers=[
                         (b"host", address[0].encode()),
-                        (AUTH_HEADER, sign_request(key, b"POST", path, time.time())),
+                        (AUTH_HEADER, sign_request(key, method, path, time.time())),
                         (b"content-length", b"0"),
                         (b"connection", b"close"),
                     ],
@@ -198,7 +240,7 @@ async def _signed_post(
                         status = event.status_code
                     elif isinstance(event, h11.Data):
                         body += event.data
-                        if len(body) > _MAX_BODY:
+                        if len(body) > max(max_body, _MAX_BODY):
                             raise PeerError(f"{address[0]}: reply too long")
                     elif isinstance(event, h11.EndOfMessage):
                         break
@@ -206,4 +248,4 @@ async def _signed_post(
         raise PeerError(
             f"{address[0]}: request to the peer port failed: {exc or type(exc).__name__}"
         ) from None
-    return status, body.decode(errors="replace")
+    return status, bytes(body)

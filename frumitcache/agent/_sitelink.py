@@ -17,13 +17,15 @@ import trio
 
 from frumitcache._log import get_logger
 from frumitcache.agent import _sysinfo
-from frumitcache.agent._peerapi import PrefetchHandler, PrefetchPeerHttpServer
+from frumitcache.agent._peerapi import PrefetchHandler, PrefetchPeerHttpServer, request_bulk
 from frumitcache.config import Config
 from frumitcache.errors import AgentError
 from frumitcache.site import (
+    Bulk,
     ErrorReply,
     FetchRequest,
     Have,
+    MemberInfo,
     ObjectInfo,
     ObjectManifest,
     SiteHooks,
@@ -65,6 +67,7 @@ class SiteLink(SiteHooks):
             key,
             prefetch=self._prefetch,
             keys=self._keys,
+            bulk=self._bulk_body,
             upload_rate=config.swarm.upload_rate,
             limits=PeerLimits.from_config(config.site),
             max_clock_skew_s=config.site.max_clock_skew_s,
@@ -97,6 +100,7 @@ class SiteLink(SiteHooks):
                     self.key,
                     prefetch=self._prefetch,
                     keys=self._keys,
+                    bulk=self._bulk_body,
                     upload_rate=cfg.swarm.upload_rate,
                     trees=self._tree,
                     on_member=self.swarm.admit,
@@ -208,6 +212,15 @@ class SiteLink(SiteHooks):
         if self.on_prefetch is None:
             raise AgentError("this agent is still starting")
         return self.on_prefetch(url, sha256)
+
+    def _bulk_body(self, token: int) -> bytes | None:
+        """A site message too large for a frame, kept here for the member it is for."""
+        return self.node.bulk_body(token) if self.node is not None else None
+
+    async def fetch_bulk(self, member: MemberInfo, bulk: Bulk) -> bytes:
+        return await request_bulk(
+            (member.address, member.peer_port), self.key, bulk.token, bulk.size
+        )
 
     def _keys(self, digest: bytes) -> list[str]:
         """The keys naming the complete object ``digest`` here (a member locating it asks)."""

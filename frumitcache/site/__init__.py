@@ -21,6 +21,7 @@ from frumitcache.site._membership import Membership
 from frumitcache.site._messages import (
     MESSAGE_TYPES,
     Beacon,
+    Bulk,
     Bye,
     ChunkAnnounce,
     ChunkHolders,
@@ -45,6 +46,7 @@ __all__ = [
     "MESSAGE_TYPES",
     "REASONS",
     "Beacon",
+    "Bulk",
     "Bye",
     "Catalogue",
     "ChunkAnnounce",

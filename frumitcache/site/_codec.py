@@ -40,12 +40,13 @@ from typing import Any
 import msgpack
 
 from frumitcache.errors import ProtocolError
-from frumitcache.site._messages import MESSAGE_TYPES, Beacon, Bye, Message
+from frumitcache.site._messages import MESSAGE_TYPES, Beacon, Bulk, Bye, Message
 
 # FCS2: the recipient joined the header; FCS3: Roster, and a roster version in Lease and
-# LeaseAck; FCS4: the backing of a Lease. Agents of different magics do not hear each other:
-# a site upgrades together.
-MAGIC = b"FCS4"
+# LeaseAck; FCS4: the backing of a Lease; FCS5: Bulk (a message too large for a frame waits
+# at the sender's peer port). Agents of different magics do not hear each other: a site
+# upgrades together.
+MAGIC = b"FCS5"
 MAC_LEN = 32
 #: A UDP datagram carries at most 65,507 bytes; stay clear of it.
 DEFAULT_MAX_FRAME = 60_000
@@ -71,6 +72,7 @@ REASONS = (
     "replay",
     "own",
     "misaddressed",
+    "bulk-mismatch",
 )
 
 
@@ -201,6 +203,36 @@ def _build(cls: type[Any], value: Any, path: str) -> Any:
         elif not has_default:
             raise FrameRejected("bad-field", f"{path}.{name}: missing")
     return cls(**kwargs)
+
+
+# --- bodies too large for a frame (see ._bulk) --------------------------------------------------
+
+
+def encode_body(msg: Message) -> bytes:
+    """``msg`` alone, without a frame header or MAC: the body of a :class:`Bulk`, which the
+    frame carrying the :class:`Bulk` authenticates by its SHA-256."""
+    name = type(msg).__name__
+    if MESSAGE_TYPES.get(name) is not type(msg) or isinstance(msg, (Bulk, *BROADCAST_TYPES)):
+        raise TypeError(f"not a message that travels as a bulk body: {msg!r}")
+    packed: bytes = msgpack.packb([name, _to_wire(msg)], use_bin_type=True)
+    return packed
+
+
+def decode_body(body: bytes) -> Message:
+    """The message of a bulk body (its digest already checked); :class:`FrameRejected` if it
+    is not one, is a :class:`Bulk` itself (no chains) or a broadcast type."""
+    try:
+        head = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True)
+    except Exception as exc:  # msgpack raises many types on bad input; all mean garbage
+        raise FrameRejected("garbage", f"undecodable bulk body ({type(exc).__name__})") from None
+    if not isinstance(head, list) or len(head) != 2 or not isinstance(head[0], str):
+        raise FrameRejected("malformed", "bulk body is not a [type, fields] list")
+    name, fields = head
+    cls = MESSAGE_TYPES.get(name)
+    if cls is None or cls is Bulk or issubclass(cls, BROADCAST_TYPES):
+        raise FrameRejected("unknown-type", f"bulk body of type {name[:40]!r}")
+    msg: Message = _build(cls, fields, name)
+    return msg
 
 
 # --- replay protection ------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from frumitcache.site._codec import FrameCodec, FrameRejected, derive_mac_key
 from frumitcache.site._core import SiteCore, Timings
 from frumitcache.site._election import Durable, Outgoing
 from frumitcache.site._messages import (
+    Bulk,
     ChunkAnnounce,
     ErrorReply,
     FetchFailed,
@@ -84,6 +85,7 @@ from frumitcache.site._setup import (
     resolve_peers,
     save_durable,
 )
+from frumitcache.site._transport import BulkTaker, FrameSender
 
 __all__ = [
     "SiteHooks",
@@ -129,7 +131,6 @@ class SiteNode:
         self.solo = not site.peers and not site.discovery
         self.policy = CataloguePolicy(me.node_id, self.hooks.have_report)
         self._core: SiteCore | None = None
-        self._sock: trio.socket.SocketType | None = None
         self._mcast: list[Addr] = []
         self._static: list[Addr] = []
         self._last_addr: dict[str, Addr] = {}
@@ -140,8 +141,15 @@ class SiteNode:
         self._seeder_known = trio.Event()
         self._last_durable: Durable | None = None
         self._dropped: Counter[str] = Counter()
-        self._frames_in = self._frames_out = self._bytes_in = self._bytes_out = 0
-        self._send_errors = 0
+        self._frames_in = self._bytes_in = 0
+        self._sender = FrameSender(
+            self.codec,
+            targets=self._targets,
+            now=self._now,
+            wall=wall_clock,
+            dropped=self._dropped,
+        )
+        self._taker = BulkTaker(self.hooks, self._dropped)
         self._served = 0
         self._serving: set[tuple[str, int]] = set()
         self._ready = trio.Event()
@@ -173,11 +181,13 @@ class SiteNode:
         core = self._core
         return SiteStatistics(
             frames_in=self._frames_in,
-            frames_out=self._frames_out,
+            frames_out=self._sender.frames_out,
             bytes_in=self._bytes_in,
-            bytes_out=self._bytes_out,
+            bytes_out=self._sender.bytes_out,
             dropped=dict(self._dropped),
-            send_errors=self._send_errors,
+            send_errors=self._sender.send_errors,
+            bulk_out=self._sender.bulk_out,
+            bulk_in=self._taker.taken,
             requests_served=self._served,
             elections_won=core.election.elections_won if core else 0,
             term=core.election.term if core else 0,
@@ -224,7 +234,7 @@ class SiteNode:
                 ) from None
             port = sock.getsockname()[1]
             self.me = dataclasses.replace(self.me, control_port=port)
-            self._sock = sock
+            self._sender.sock = sock
             self._static = await resolve_peers(self.site, family, (self.me.address, port))
             if self.site.discovery:
                 mcast_socks, self._mcast = await open_multicast(
@@ -251,7 +261,7 @@ class SiteNode:
             self._nursery = None
             if self._core is not None and self.say_goodbye:
                 with trio.CancelScope(shield=True), trio.move_on_after(0.5):
-                    await self._send_all(self._core.leave(self._now()))
+                    await self._sender.send_all(self._core.leave(self._now()))
             for s in (sock, *mcast_socks):
                 s.close()
             for channel in self._subscribers:
@@ -265,7 +275,7 @@ class SiteNode:
                 await self._wakeup.wait()
             self._wakeup = trio.Event()
             now = self._now()
-            await self._send_all(self._core.on_timer(now))
+            await self._sender.send_all(self._core.on_timer(now))
             await self._after_event(now)
             await self._carry_out(self.policy.on_timer(now))
 
@@ -291,7 +301,7 @@ class SiteNode:
     async def _handle(self, sender: str, msg: Message) -> None:
         assert self._core is not None
         now = self._now()
-        await self._send_all(self._core.receive(sender, msg, now))
+        await self._sender.send_all(self._core.receive(sender, msg, now))
         if isinstance(msg, Lookup | FetchRequest):
             # A retransmission of a request still being served gets the one reply.
             if (sender, msg.request_id) not in self._serving:
@@ -307,10 +317,23 @@ class SiteNode:
                 assert pending is not None
                 with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
                     pending.channel.send_nowait(msg)
+        elif isinstance(msg, Bulk) and self._taker.wanted(sender, msg):
+            assert self._nursery is not None
+            self._nursery.start_soon(self._take_bulk, sender, msg)
         elif isinstance(msg, ChunkAnnounce | ObjectAnnounce | FetchFailed | Have):
             await self._carry_out(self.policy.receive(sender, msg, self._view(now)))
         await self._after_event(now)
         self._wakeup.set()  # the deadline may have moved
+
+    async def _take_bulk(self, sender: str, bulk: Bulk) -> None:
+        assert self._core is not None
+        msg = await self._taker.take(sender, bulk, self._core.membership.info(sender))
+        if msg is not None:
+            await self._handle(sender, msg)
+
+    def bulk_body(self, token: int) -> bytes | None:
+        """A body this node put in its outbox (the peer port serves it to the recipient)."""
+        return self._sender.outbox.get(token, self._now())
 
     def _view(self, now: float) -> View:
         assert self._core is not None
@@ -330,7 +353,7 @@ class SiteNode:
                 seeder, previous = action.seeder, action.previous
                 log.info("site.seeder-changed", site=self.site.name, seeder=seeder, was=previous)
                 self.hooks.on_seeder_change(seeder)
-        await self._send_all(out)
+        await self._sender.send_all(out)
 
     def _publish(self, msg: Announcement) -> None:
         for channel in list(self._subscribers):
@@ -371,33 +394,9 @@ class SiteNode:
         addr = self._last_addr.get(out.to)
         return [addr] if addr is not None else []
 
-    async def _send_all(self, outgoing: list[Outgoing]) -> None:
-        if self._sock is None:
-            return
-        sent: set[tuple[Addr, int]] = set()
-        for out in outgoing:
-            frame: bytes | None = None
-            for addr in self._targets(out):
-                if (addr, id(out.msg)) in sent:
-                    continue
-                sent.add((addr, id(out.msg)))
-                if frame is None:
-                    try:
-                        frame = self.codec.encode(out.msg, to=out.to, wall=self._wall())
-                    except FrameRejected:
-                        self._dropped["too-large-out"] += 1
-                        break
-                try:
-                    await self._sock.sendto(frame, addr)
-                except OSError:
-                    self._send_errors += 1
-                    continue
-                self._frames_out += 1
-                self._bytes_out += len(frame)
-
     async def send(self, to: str, msg: Message) -> None:
         """Send ``msg`` to member ``to`` (no reply expected)."""
-        await self._send_all([Outgoing(to, msg)])
+        await self._sender.send_all([Outgoing(to, msg)])
 
     # --- catalogue API for the agent ----------------------------------------------------------
 

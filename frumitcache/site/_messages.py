@@ -256,6 +256,18 @@ class Have:
     partial: tuple[bytes, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Bulk:
+    """A message too large for a frame (the :class:`ObjectInfo`, :class:`Have` or
+    :class:`ObjectAnnounce` of an object of many chunks) waits at the sender's peer port under
+    ``token``; the recipient fetches its body there (see :mod:`._bulk`). ``size`` and ``sha256``
+    of the body ride in this authenticated frame, so the body needs no MAC of its own."""
+
+    token: int
+    size: int
+    sha256: bytes
+
+
 Message = (
     Beacon
     | Roster
@@ -272,6 +284,7 @@ Message = (
     | ObjectAnnounce
     | FetchFailed
     | Have
+    | Bulk
 )
 
 #: Every top-level message type, by its wire name. The wire name is the class name; adding a
@@ -294,6 +307,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         ObjectAnnounce,
         FetchFailed,
         Have,
+        Bulk,
     )
 }
 

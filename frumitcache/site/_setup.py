@@ -20,8 +20,10 @@ import trio
 
 from frumitcache._log import get_logger
 from frumitcache.config import Config, SiteConfig
+from frumitcache.errors import PeerError
 from frumitcache.site._election import Durable
 from frumitcache.site._messages import (
+    Bulk,
     ErrorReply,
     FetchRequest,
     Have,
@@ -54,6 +56,12 @@ class SiteHooks:
 
     def on_seeder_change(self, seeder: tuple[str, int] | None) -> None:
         """The live seeder changed (``None``: no live seeder right now)."""
+
+    async def fetch_bulk(self, member: MemberInfo, bulk: Bulk) -> bytes:
+        """The body ``member`` keeps for us under ``bulk.token`` (a message too large for a
+        frame, :mod:`._bulk`), from its peer port (:meth:`SiteNode.bulk_body` there); at most
+        ``bulk.size`` bytes. Raise :class:`~frumitcache.errors.PeerError` if it cannot."""
+        raise PeerError("this node cannot fetch bulk bodies (no peer port client)")
 
 
 @dataclass(slots=True)
@@ -107,6 +115,10 @@ class SiteStatistics:
     members: int
     role: str
     electorate: int
+    #: Messages too large for a frame sent as a Bulk frame (bodies over the peer port), and
+    #: bodies fetched from others.
+    bulk_out: int = 0
+    bulk_in: int = 0
 
 
 def member_from_config(
