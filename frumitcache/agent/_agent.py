@@ -173,6 +173,9 @@ class Agent:
             frames_out=stats.frames_out,
             bytes_in=stats.bytes_in,
             bytes_out=stats.bytes_out,
+            # Messages too large for a frame, their bodies over the peer port (big objects).
+            bulk_in=stats.bulk_in,
+            bulk_out=stats.bulk_out,
             members=[_member_dict(m) for m in node.members()],
         )
         assert self._site is not None
