@@ -2,7 +2,7 @@
 
 A frame is::
 
-    b"FCS4" | HMAC-SHA256(mac_key, b"FCS4" + body) (32 bytes) | body
+    b"FCS5" | HMAC-SHA256(mac_key, b"FCS5" + body) (32 bytes) | body
     body = msgpack [sender, recipient, boot, seq, timestamp, type name, {field: value}]
 
 ``mac_key`` is derived from the site key and the site name, so two sites that happen to share

@@ -3,13 +3,14 @@
 :class:`SiteNode` owns one UDP socket on ``node.address:site.control_port`` (unicast to
 members and static peers) and, when discovery is on, a socket per multicast group (IPv4 and
 IPv6, each optional: a group that cannot be joined is logged and counted, never fatal). Every
-frame goes through the :class:`~._codec.FrameCodec`; frames it rejects are dropped and
-counted per reason in :meth:`SiteNode.statistics`. Membership and election decisions are the
-:class:`~._core.SiteCore`'s, fed with ``trio.current_time()``; the driver re-arms one deadline
-from ``next_deadline()``. Catalogue decisions (what the seeder records, who is told what,
-the ``Have`` reports to a new seeder) are the :class:`~._policy.CataloguePolicy`'s, carried
-out here; fetch requests go to the agent's :class:`SiteHooks`. Waiting is on events (the
-wake-up of the timer task, the seeder becoming known), never on a polling loop.
+frame goes through the :class:`~._codec.FrameCodec` (out, and a message too large for a frame
+via the peer port: :mod:`._transport`); rejected ones are counted in :meth:`statistics`.
+Membership and election decisions are the :class:`~._core.SiteCore`'s, fed with
+``trio.current_time()``; the driver re-arms one deadline from ``next_deadline()``. Catalogue
+decisions (what the seeder records, who is told what, the ``Have`` reports to a new seeder) are
+the :class:`~._policy.CataloguePolicy`'s, carried out here; fetch requests go to the agent's
+:class:`SiteHooks`. Waiting is on events (the wake-up of the timer task, the seeder becoming
+known), never on a polling loop.
 
 What the agent wires (see also :class:`SiteHooks`):
 

@@ -99,7 +99,9 @@ class SiteStatistics:
     ``not-for-seeder``: catalogue input while we are not the seeder, ``reply-unsolicited``: a
     reply to no outstanding request, ``reply-not-from-seeder``, ``reply-wrong-url``,
     ``reply-wrong-digest``: a reply that does not answer what we asked, ``subscriber-full``,
-    ``too-large-out``, ``socket-error``, ``multicast-v4-unavailable``, ...).
+    ``too-large-out``: a message too large even for a bulk body, ``bulk-unavailable``: a bulk
+    body its sender's peer port did not serve, ``bulk-mismatch``: one that was not the body
+    named, ``socket-error``, ``multicast-v4-unavailable``, ...).
     """
 
     frames_in: int
