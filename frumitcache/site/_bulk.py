@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from frumitcache.site._codec import FrameRejected, decode_body
 from frumitcache.site._messages import Bulk, Message
 
-#: Largest body a node sends or fetches: about 1.4 million chunk digests with their holders
-#: (5 TiB of 4 MiB chunks). A description beyond it is dropped (counted ``too-large-out``).
-MAX_BODY = 64 * 1024 * 1024
+#: Largest body a node sends or fetches: about 350,000 chunk digests with their holders
+#: (1.4 TiB of 4 MiB chunks; a 50 GiB object's description is ~0.6 MB). A description beyond it
+#: is dropped (counted ``too-large-out``). Pi-sized: the outbox keeps at most two of them.
+MAX_BODY = 16 * 1024 * 1024
 #: How long a body waits to be fetched (the recipient fetches at once; retries reuse it).
 KEEP_S = 30.0
 
@@ -47,7 +48,7 @@ class Outbox:
     """
 
     def __init__(
-        self, *, first_token: int = 1, keep_s: float = KEEP_S, max_bytes: int = 4 * MAX_BODY
+        self, *, first_token: int = 1, keep_s: float = KEEP_S, max_bytes: int = 2 * MAX_BODY
     ) -> None:
         self.keep_s = keep_s
         self.max_bytes = max_bytes
