@@ -13,10 +13,12 @@ import functools
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 from frumitcache._log import get_logger
@@ -24,16 +26,18 @@ from frumitcache._version import __version__
 from frumitcache.agent import _sysinfo
 from frumitcache.agent._content import ContentService
 from frumitcache.agent._control import ControlServer
-from frumitcache.agent._keys import load_site_key
+from frumitcache.agent._keys import load_federation_key, load_site_key
 from frumitcache.agent._sitelink import SiteLink
 from frumitcache.apt import AptProxy, HashBook, SiteStatus
 from frumitcache.config import Config
 from frumitcache.control import Status
 from frumitcache.errors import AgentError
+from frumitcache.federation import FederationServer, FederationTransport
 from frumitcache.oci import RegistryMetrics, serve_registry, tag_revalidation
 from frumitcache.origin import AllowList, AllowPolicy, OriginFetcher
 from frumitcache.site import MemberInfo
 from frumitcache.store import Store
+from frumitcache.swarm import PeerLimits
 
 log = get_logger("agent")
 
@@ -67,6 +71,8 @@ class Agent:
         self._site: SiteLink | None = None
         self._content: ContentService | None = None
         self._proxy: AptProxy | None = None
+        self._federation: FederationServer | None = None
+        self._links: FederationTransport | None = None
 
     def status(self) -> Status:
         store_stats: dict[str, int] = {}
@@ -74,7 +80,15 @@ class Agent:
         if self._store is not None:
             store_stats = _int_fields(self._store.stats())
         if self._fetcher is not None:
-            origin_stats = _int_fields(self._fetcher.statistics())
+            fetched = self._fetcher.statistics()
+            origin_stats = _int_fields(fetched)
+            # Provenance per federation link: "uplink federation parent@host:port" in status.
+            for link, n in sorted(fetched.federation_by_link.items()):
+                origin_stats[f"federation {link}"] = n
+        if self._federation is not None:
+            served = self._federation.stats
+            origin_stats["federation_served_bytes"] = served.bytes_served
+            origin_stats["federation_refused"] = served.refused
         return Status(
             version=__version__,
             node=node_name(self.config),
@@ -119,16 +133,63 @@ class Agent:
                 ) from None
             task_status.started(bound)
 
+    def _wrap_uplink(
+        self, key: bytes | None
+    ) -> Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None:
+        """The federation's links around the uplink transport, when parents or siblings are
+        configured (None: the origin only, as without federation)."""
+        fed = self.config.federation
+        if key is None or not (fed.parents or fed.siblings):
+            return None
+
+        def wrap(origin: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+            self._links = FederationTransport(
+                origin, config=fed, key=key, site=self.config.site.name
+            )
+            return self._links
+
+        return wrap
+
+    async def _serve_federation(
+        self,
+        content: ContentService,
+        key: bytes,
+        *,
+        task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        cfg = self.config
+        server = FederationServer(
+            content.source,
+            key,
+            held=lambda url: content.lookup(url, None) is not None,
+            limits=PeerLimits.from_config(cfg.site),
+            max_clock_skew_s=cfg.site.max_clock_skew_s,
+        )
+        self._federation = server
+        address = cfg.federation.listen or cfg.node.address
+        async with trio.open_nursery() as nursery:
+            try:
+                bound: tuple[str, int] = await nursery.start(
+                    server.serve, address, cfg.federation.port
+                )
+            except OSError as exc:
+                raise AgentError(
+                    f"cannot serve the federation endpoint on {address}:{cfg.federation.port}: "
+                    f"{exc.strerror or exc} (change federation.listen / federation.port)"
+                ) from None
+            task_status.started(bound)
+
     def _apt_site_status(self) -> SiteStatus:
         site = self._site_status()
         members = site.get("members", [])
-        uplink = self._fetcher.statistics().bytes_received if self._fetcher else None
+        stats = self._fetcher.statistics() if self._fetcher else None
         return SiteStatus(
             site=self.config.site.name,
             node=node_name(self.config),
             seeder=str(site.get("seeder") or ""),
             members=tuple(str(m["node"]) for m in members),
-            uplink_bytes=uplink,
+            uplink_bytes=stats.bytes_received if stats else None,
+            federation_bytes=tuple(sorted(stats.federation_by_link.items())) if stats else (),
         )
 
     async def _scrub_loop(self, store: Store, interval_s: float) -> None:
@@ -201,7 +262,15 @@ class Agent:
         if any(dataclasses.astuple(recovery)):
             log.info("store.recovered", **dataclasses.asdict(recovery))
         try:
-            fetcher = OriginFetcher(cfg.origin, store, allow=AllowPolicy.from_config(cfg))
+            fed_key: bytes | None = None
+            if cfg.federation.enabled:
+                fed_key = await trio.to_thread.run_sync(load_federation_key, cfg)
+            fetcher = OriginFetcher(
+                cfg.origin,
+                store,
+                allow=AllowPolicy.from_config(cfg),
+                wrap=self._wrap_uplink(fed_key),
+            )
             self._fetcher = fetcher
             try:
                 async with trio.open_nursery(strict_exception_groups=True) as nursery:
@@ -234,6 +303,8 @@ class Agent:
                                 metrics=self._oci_metrics,
                             )
                         )
+                    if fed_key is not None:
+                        await nursery.start(self._serve_federation, content, fed_key)
                     if cfg.store.scrub_interval_s > 0:
                         nursery.start_soon(self._scrub_loop, store, cfg.store.scrub_interval_s)
                     control = ControlServer(cfg.socket_path, content, self.status, cfg.control)

@@ -284,7 +284,7 @@ class AptProxy:
                 stream,
                 method,
                 200,
-                render_metrics(self.metrics),
+                render_metrics(self.metrics, self._status()),
                 content_type="text/plain; version=0.0.4; charset=utf-8",
             )
         resolved = parse_target(target, self.config.allowed_hosts)

@@ -34,6 +34,9 @@ class SiteStatus:
     seeder: str = ""  # the node name or address of the current seeder; "" if none elected
     members: tuple[str, ...] = ()
     uplink_bytes: int | None = None  # bytes the site fetched over its uplink, if known
+    #: Of those, bytes federated sites sent instead of the origin, per link
+    #: (``parent@host:port``, ``sibling@host:port``); empty without federation.
+    federation_bytes: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(slots=True)
@@ -69,8 +72,8 @@ def _esc_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_metrics(m: ProxyMetrics) -> str:
-    """Prometheus text exposition format 0.0.4."""
+def render_metrics(m: ProxyMetrics, site: SiteStatus | None = None) -> str:
+    """Prometheus text exposition format 0.0.4 (``site``: the agent's uplink counters too)."""
     out: list[str] = []
 
     def family(name: str, kind: str, help_text: str) -> None:
@@ -137,6 +140,19 @@ def render_metrics(m: ProxyMetrics) -> str:
         "Failed accepts (out of descriptors, ...) survived by closing idle ones and backing off.",
     )
     out.append(f"frumitcache_apt_accept_errors_total {m.accept_errors}")
+    if site is not None and site.uplink_bytes is not None:
+        family(
+            "frumitcache_uplink_bytes_total",
+            "counter",
+            "Bytes this agent fetched over the uplink, by provenance: the origin itself, or a "
+            "federated parent/sibling site (per link).",
+        )
+        federated = sum(n for _, n in site.federation_bytes)
+        origin = site.uplink_bytes - federated
+        out.append(f'frumitcache_uplink_bytes_total{{source="origin",link=""}} {origin}')
+        for link, n in site.federation_bytes:
+            label = f'source="federation",link="{_esc_label(link)}"'
+            out.append(f"frumitcache_uplink_bytes_total{{{label}}} {n}")
     return "\n".join(out) + "\n"
 
 

@@ -12,10 +12,12 @@ from frumitcache._rate import RateMeter, TokenBucket
 from frumitcache.origin._allow import AllowList, AllowPolicy, Door
 from frumitcache.origin._fetcher import OriginFetcher, OriginStats
 from frumitcache.origin._job import (
+    FRESHNESS_EXTENSION,
     META_CONTENT_TYPE,
     META_ETAG,
     META_FETCHED_AT,
     META_LAST_MODIFIED,
+    VIA_EXTENSION,
     Authorizer,
     FetchInfo,
 )
@@ -23,10 +25,12 @@ from frumitcache.origin._plan import Action, Step, parse_content_range, plan_res
 from frumitcache.origin._tunnel import UplinkStream
 
 __all__ = [
+    "FRESHNESS_EXTENSION",
     "META_CONTENT_TYPE",
     "META_ETAG",
     "META_FETCHED_AT",
     "META_LAST_MODIFIED",
+    "VIA_EXTENSION",
     "Action",
     "AllowList",
     "AllowPolicy",

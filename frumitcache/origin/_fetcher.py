@@ -71,7 +71,7 @@ class OriginStats:
     """A snapshot of what the uplink carried (see :meth:`OriginFetcher.statistics`)."""
 
     bytes_received: int  # body bytes (HEAD: head bytes, tunnels: bytes in) from upstreams
-    bytes_by_host: Mapping[str, int]  # the same per origin ``host:port``
+    bytes_by_host: Mapping[str, int]  # the same per origin ``host:port`` (federation apart)
     bytes_sent: int  # bytes sent upstream through tunnels (requests themselves not counted)
     tunnels: int  # tunnels opened (apt's CONNECT)
     requests: int  # HTTP requests sent (redirects and resumes included)
@@ -81,6 +81,11 @@ class OriginStats:
     active_fetches: int  # fetches in flight now (one per URL)
     rate: float  # body bytes/s over the last few seconds
     max_rate: int  # the configured budget, bytes/s (0: unlimited)
+    #: Of ``bytes_received``: bytes from origins themselves, and bytes federated sites sent
+    #: instead (``federation_by_link``: per parent/sibling member, ``parent@host:port``).
+    origin_bytes: int = 0
+    federation_bytes: int = 0
+    federation_by_link: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -98,7 +103,9 @@ class OriginFetcher:
     """The uplink client of one agent. Use as ``async with OriginFetcher(cfg, store) as f``
     (or call :meth:`aclose`). ``transport`` replaces the network (tests, proxies). ``allow``
     is every door's allow-list (the agent builds it from the whole config); by default
-    ``origin.allow`` for every door."""
+    ``origin.allow`` for every door. ``wrap`` wraps the uplink transport (the federation's
+    links: parents and siblings asked before the origin, under the same pacing and counters;
+    their bytes are counted per link, apart from the origins')."""
 
     def __init__(
         self,
@@ -107,6 +114,7 @@ class OriginFetcher:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         allow: AllowPolicy | None = None,
+        wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
     ) -> None:
         self.config = config
         self.allow = allow or AllowPolicy.from_lists(config.allow)
@@ -119,6 +127,8 @@ class OriginFetcher:
             ):
                 # Refuse to run unguarded rather than let a name resolve to loopback.
                 raise OriginError("cannot guard origin connections with this httpx/httpcore")
+        if wrap is not None:
+            transport = wrap(transport)
         self._client = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s),
@@ -137,6 +147,7 @@ class OriginFetcher:
         self._meter = RateMeter()
         self._flights: dict[str, _Flight] = {}
         self._bytes: Counter[str] = Counter()
+        self._federation: Counter[str] = Counter()
         self._requests: Counter[str] = Counter()
         self._sent = 0
         self._tunnels = 0
@@ -254,8 +265,10 @@ class OriginFetcher:
         await self._client.aclose()
 
     def statistics(self) -> OriginStats:
+        origin = sum(self._bytes.values())
+        federation = sum(self._federation.values())
         return OriginStats(
-            bytes_received=sum(self._bytes.values()),
+            bytes_received=origin + federation,
             bytes_by_host=dict(self._bytes),
             bytes_sent=self._sent,
             tunnels=self._tunnels,
@@ -266,6 +279,9 @@ class OriginFetcher:
             active_fetches=len(self._flights),
             rate=self._meter.rate(trio.current_time()),
             max_rate=self.config.max_rate,
+            origin_bytes=origin,
+            federation_bytes=federation,
+            federation_by_link=dict(self._federation),
         )
 
     # --- single flight -----------------------------------------------------------------------
@@ -317,7 +333,9 @@ class OriginFetcher:
         while True:
             flight = self._flights.get(url)
             if flight is None:
-                upstream = _Upstream(tuple(headers), auth, digest_header, frozenset(keep_on_status))
+                upstream = _Upstream(
+                    tuple(headers), auth, digest_header, frozenset(keep_on_status), revalidate
+                )
                 return await self._lead(
                     url, expected_digest, expected_size, revalidate, announce, allow, upstream
                 )

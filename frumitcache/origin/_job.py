@@ -41,6 +41,13 @@ META_CONTENT_TYPE = "content_type"
 META_FETCHED_AT = "fetched_at"  # unix seconds, as a decimal string
 META_PARTIAL_VALIDATOR = "partial_validator"  # If-Range value for a stored partial
 
+#: httpx request extension: "revalidate" when the object may change (an index), else
+#: "immutable"; a transport that asks another cache (a federation parent) passes it on.
+FRESHNESS_EXTENSION = "frumitcache.freshness"
+#: httpx response extension set by a transport that answered from another cache instead of
+#: the origin (a federation link's name): the body is counted under that name, not the host.
+VIA_EXTENSION = "frumitcache.via"
+
 
 class _Writer(Protocol):
     @property
@@ -79,6 +86,7 @@ class _Upstream:
     auth: Authorizer | None = None
     digest_header: str = ""
     keep_on_status: frozenset[int] = frozenset()
+    revalidate: bool = False  # the object may change: another cache must not serve it as held
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +114,12 @@ class _Transient(Exception):
 def _host_of(url: httpx.URL) -> str:
     port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
     return f"{url.host}:{port}"
+
+
+def _via(resp: httpx.Response) -> str | None:
+    """The federation link that answered instead of the origin, if one did."""
+    via = resp.extensions.get(VIA_EXTENSION)
+    return via if isinstance(via, str) else None
 
 
 def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
@@ -262,8 +276,12 @@ class _Job:
     @contextlib.asynccontextmanager
     async def _response(self, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
         client = self.f._client
+        freshness = "revalidate" if self.upstream.revalidate else "immutable"
         request = client.build_request(
-            "GET", self.url, headers=headers, extensions={ALLOW_EXTENSION: self.allow}
+            "GET",
+            self.url,
+            headers=headers,
+            extensions={ALLOW_EXTENSION: self.allow, FRESHNESS_EXTENSION: freshness},
         )
         self.body_read = False
         response = await client.send(request, stream=True)
@@ -404,11 +422,12 @@ class _Job:
     async def _body(self, resp: httpx.Response) -> None:
         assert self.writer is not None
         writer = self.writer
-        host = _host_of(resp.url)
+        via = _via(resp)
+        counter, key = (self.f._federation, via) if via else (self.f._bytes, _host_of(resp.url))
         limit = self.total if self.total is not None else self.expected_size
         async for data in resp.aiter_raw():
             n = len(data)
-            self.f._bytes[host] += n
+            counter[key] += n
             if limit is not None and writer.offset + n > limit:
                 # h11 never reads past a Content-Length, so this is a chunked body longer
                 # than expected, or a Content-Range that understated the object.

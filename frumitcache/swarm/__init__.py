@@ -3,16 +3,19 @@ from the store, and chunk fetches from a list of site holders.
 
 - :class:`Swarm` — the session and its alert pump; seed a stored chunk, fetch one from holders.
 - :class:`PeerHttpServer` / :class:`HttpChunkClient` — small chunks over the signed peer HTTP port;
-  :class:`PeerLimits` bounds what an unauthenticated connection may hold.
+  :class:`PeerLimits` bounds what an unauthenticated connection may hold, :class:`Admission`
+  enforces it on a listener (the federation endpoint reuses both).
 - :class:`ChunkFetcher` / :func:`fetch_object` — the right transport per chunk, and whole
   objects fetched in parallel and delivered in order (cut-through).
 - :func:`chunk_torrent` / :func:`merkle_tree` — the deterministic torrent of a chunk.
-- :func:`sign_request` / :data:`AUTH_HEADER` — a request signed with the site key, as the peer
-  HTTP port checks it (the agent's own peer API signs its requests the same way).
+- :func:`sign_request` / :data:`AUTH_HEADER` / :class:`RequestVerifier` — a request signed with
+  a key, as the peer HTTP port checks it with the site key (the agent's own peer API signs its
+  requests the same way; the federation endpoint checks the federation key with it).
 """
 
-from frumitcache.swarm._admission import PeerLimits
+from frumitcache.swarm._admission import Admission, PeerLimits
 from frumitcache.swarm._auth import HEADER as AUTH_HEADER
+from frumitcache.swarm._auth import Verifier as RequestVerifier
 from frumitcache.swarm._auth import sign as sign_request
 from frumitcache.swarm._fetch import (
     ChunkFetcher,
@@ -32,6 +35,7 @@ from frumitcache.swarm._torrent import ChunkTorrent, chunk_torrent
 
 __all__ = [
     "AUTH_HEADER",
+    "Admission",
     "ChunkFetcher",
     "ChunkOffer",
     "ChunkRef",
@@ -46,6 +50,7 @@ __all__ = [
     "PeerHttpServer",
     "PeerHttpStatistics",
     "PeerLimits",
+    "RequestVerifier",
     "Swarm",
     "SwarmStatistics",
     "assigned_fetcher",

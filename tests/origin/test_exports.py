@@ -11,10 +11,12 @@ from frumitcache.origin import OriginFetcher
 def test_public_names() -> None:
     assert sorted(frumitcache.origin.__all__) == sorted(
         [
+            "FRESHNESS_EXTENSION",
             "META_CONTENT_TYPE",
             "META_ETAG",
             "META_FETCHED_AT",
             "META_LAST_MODIFIED",
+            "VIA_EXTENSION",
             "Action",
             "AllowList",
             "AllowPolicy",

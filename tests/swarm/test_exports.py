@@ -12,6 +12,7 @@ def test_all_names_exist_and_nothing_private_leaks() -> None:
         assert not name.startswith("_")
     assert swarm.__all__ == [
         "AUTH_HEADER",
+        "Admission",
         "ChunkFetcher",
         "ChunkOffer",
         "ChunkRef",
@@ -26,6 +27,7 @@ def test_all_names_exist_and_nothing_private_leaks() -> None:
         "PeerHttpServer",
         "PeerHttpStatistics",
         "PeerLimits",
+        "RequestVerifier",
         "Swarm",
         "SwarmStatistics",
         "assigned_fetcher",

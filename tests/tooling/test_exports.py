@@ -20,6 +20,15 @@ NO_SURFACE = {"testing"}
 PACKAGES = sorted(m.name for m in pkgutil.iter_modules(frumitcache.__path__) if m.ispkg)
 
 PINNED = {
+    "federation": [
+        "FederationServer",
+        "FederationServerStats",
+        "FederationTransport",
+        "Link",
+        "object_target",
+        "parse_target",
+        "takes",
+    ],
     "agent": ["Agent", "AgentInfo", "ContentService", "Notifier"],
     "cli": ["main"],
     "client": [

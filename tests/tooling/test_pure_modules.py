@@ -22,6 +22,7 @@ PURE = [
     "content/_http.py",
     "content/_request.py",
     "content/_window.py",
+    "federation/_wire.py",
     "oci/_auth.py",
     "oci/_names.py",
     "oci/_spec.py",

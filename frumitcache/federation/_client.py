@@ -1,0 +1,208 @@
+"""A child site's federation links: the uplink transport that asks siblings, then parents,
+then the origin.
+
+:class:`FederationTransport` wraps the origin fetcher's httpx transport (``OriginFetcher(...,
+wrap=...)``), so a federated fetch is the same fetch as before: the same single flight, Range
+resume after the bytes already stored, retries, ``origin.max_rate`` pacing and byte counters.
+Only where the bytes come from changes. For each GET without credentials it tries, in order:
+
+1. siblings, with ``only-if-cached`` (they answer from what they hold or say 504), skipped for
+   objects that may change (their copy may be older than the origin's);
+2. parents, which fetch through their own site (single-flight for all their children) and
+   stream the object back cut-through;
+3. the origin, through the wrapped transport, exactly as without federation.
+
+A member that cannot be reached, refuses, or dies mid-body is skipped for
+``federation.retry_after_s``; when a body breaks, the fetcher resumes with Range and this
+transport offers the resumed request to the next member, site or the origin. Requests with
+credentials (a registry's token) and anything but GET go to the origin directly.
+
+This module dials only the members listed in ``[federation]`` (the uplink seam's one other
+dialler, checked by ``tests/tooling/test_uplink_seam.py``): the fetcher still paces and counts
+every byte they send, per link (``parent@host:port``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import httpx
+import trio
+
+from frumitcache._log import get_logger
+from frumitcache._rate import TokenBucket
+from frumitcache.config import FederationConfig, split_member
+from frumitcache.federation._wire import (
+    FORWARDED,
+    FRESHNESS_HEADER,
+    ONLY_IF_CACHED,
+    ORIGIN_STATUS_HEADER,
+    Role,
+    object_target,
+    takes,
+)
+from frumitcache.origin import FRESHNESS_EXTENSION, VIA_EXTENSION
+from frumitcache.swarm import AUTH_HEADER, sign_request
+
+log = get_logger("federation")
+
+
+@dataclass(slots=True)
+class Link:
+    """One parent or sibling member: its address, pacing and what it has done."""
+
+    role: Role
+    host: str
+    port: int
+    bucket: TokenBucket
+    down_until: float = -1.0  # trio time before which the member is skipped
+    answered: int = 0  # requests it answered with content
+    passed: int = 0  # requests it declined (not held, refused, failed)
+    failures: int = 0  # unreachable, or broke mid-body
+    bytes_received: int = 0
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.name = f"{self.role}@{host}:{self.port}"
+
+    @property
+    def base(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def links_of(config: FederationConfig) -> list[Link]:
+    """Siblings first, then parents, each in the order configured."""
+    out = []
+    for role, members in (("sibling", config.siblings), ("parent", config.parents)):
+        for member in members:
+            host, port = split_member(member)
+            out.append(Link(role, host, port, TokenBucket(config.max_rate)))  # type: ignore[arg-type]
+    return out
+
+
+class FederationTransport(httpx.AsyncBaseTransport):
+    """See the module docstring. ``links`` dials the members (a test may pass its own)."""
+
+    def __init__(
+        self,
+        origin: httpx.AsyncBaseTransport,
+        *,
+        config: FederationConfig,
+        key: bytes,
+        site: str = "",
+        links: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._origin = origin
+        self._config = config
+        self._key = key
+        self._site = site
+        # Members are configured addresses on the VPN (private or ULA): no origin guard here.
+        self._links = links or httpx.AsyncHTTPTransport()
+        self._clock = clock
+        self.links = links_of(config)
+        self.to_origin = 0  # requests that went on to the origin
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "GET" or "authorization" in request.headers:
+            return await self._origin.handle_async_request(request)
+        freshness = request.extensions.get(FRESHNESS_EXTENSION, "immutable")
+        for link in self.links:
+            if link.role == "sibling" and freshness == "revalidate":
+                continue
+            now = trio.current_time()
+            if now < link.down_until:
+                continue
+            response = await self._ask(link, request, freshness)
+            if response is not None:
+                return response
+        self.to_origin += 1
+        return await self._origin.handle_async_request(request)
+
+    async def _ask(
+        self, link: Link, request: httpx.Request, freshness: str
+    ) -> httpx.Response | None:
+        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED}
+        headers[FRESHNESS_HEADER] = freshness
+        if self._site:
+            headers["x-frumit-site"] = self._site
+        if link.role == "sibling":
+            headers["cache-control"] = ONLY_IF_CACHED
+        timeout = dict(request.extensions.get("timeout") or {})
+        timeout["connect"] = self._config.connect_timeout_s
+        ask = httpx.Request(
+            "GET",
+            link.base + object_target(str(request.url)),
+            headers=headers,
+            extensions={"timeout": timeout},
+        )
+        ask.headers[AUTH_HEADER.decode()] = sign_request(
+            self._key, b"GET", ask.url.raw_path, self._clock()
+        ).decode()
+        try:
+            response = await self._links.handle_async_request(ask)
+        except httpx.TransportError as exc:
+            self._fail(link, f"unreachable: {exc or type(exc).__name__}")
+            return None
+        said = ORIGIN_STATUS_HEADER in response.headers
+        if not takes(link.role, response.status_code, said):
+            link.passed += 1
+            if link.role == "parent" or response.status_code != 504:
+                # A parent that declines (its site failing, the key refused) is skipped for
+                # a while; a sibling's "not held" is an answer about one object only.
+                self._fail(link, f"answered {response.status_code}", count=False)
+            await response.aclose()
+            return None
+        link.answered += 1
+        status = response.status_code
+        log.info("federation.fetch", url=str(request.url), link=link.name, status=status)
+        inner = response.stream
+        assert isinstance(inner, httpx.AsyncByteStream)  # an async transport's body
+        return httpx.Response(
+            status_code=status,
+            headers=response.headers,
+            stream=_LinkStream(inner, link, self),
+            extensions={**response.extensions, VIA_EXTENSION: link.name},
+        )
+
+    def _fail(self, link: Link, detail: str, *, count: bool = True) -> None:
+        if count:
+            link.failures += 1
+        link.down_until = trio.current_time() + self._config.retry_after_s
+        log.warning("federation.link-skipped", link=link.name, detail=detail)
+
+    async def aclose(self) -> None:
+        await self._links.aclose()
+        await self._origin.aclose()
+
+
+class _LinkStream(httpx.AsyncByteStream):
+    """A member's body: paced at ``federation.max_rate``, counted, and a break marks the
+    member down, so the fetcher's Range resume goes to the next one."""
+
+    def __init__(
+        self, inner: httpx.AsyncByteStream, link: Link, transport: FederationTransport
+    ) -> None:
+        self._inner = inner
+        self._link = link
+        self._transport = transport
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        link = self._link
+        try:
+            async for part in self._inner:
+                link.bytes_received += len(part)
+                wait = link.bucket.take(len(part), trio.current_time())
+                if wait > 0:
+                    await trio.sleep(wait)
+                yield part
+        except httpx.TransportError as exc:
+            self._transport._fail(link, f"broke mid-body: {exc or type(exc).__name__}")
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -1,0 +1,317 @@
+"""The federation endpoint of an agent: its site's content for other sites holding the
+federation key (h11 on trio).
+
+A separate listener (``federation.port``, 3147), not a path on the peer port 3144: the peer port
+is the site's LAN door, keyed by the site key and sized for members; the federation endpoint
+faces other sites over the backbone, under another key, so it gets its own admission pool (a
+child's idle sockets cannot take the pre-auth slots of the site's own members) and an operator
+can open exactly this port on the VPN and keep 3144 on the LAN. The mechanism is the peer
+port's, reused: :class:`~frumitcache.swarm.Admission` bounds unauthenticated connections and
+:class:`~frumitcache.swarm.RequestVerifier` checks the signature (time window, nonce memory).
+
+A request for an origin URL is opened through the content seam exactly as a local client's
+would be: held here, pulled from the site, or fetched by the site's seeder, which single-flights
+it for every child at once. Bytes go out as the seam releases them (cut-through), complete
+chunks with ``sendfile``. A sibling request (``only-if-cached``) is answered only from what this
+agent holds, never fetched. An unsigned or wrongly signed request gets ``403`` and the
+connection is closed; the agent serves on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+import trio
+
+from frumitcache._log import Throttle, get_logger
+from frumitcache.content import (
+    Content,
+    ContentRequest,
+    ContentSource,
+    http_date,
+    http_status,
+    open_piece,
+    parse_http_date,
+    plan_response,
+    send_piece,
+)
+from frumitcache.errors import FrumitcacheError, OriginStatusError
+from frumitcache.federation._wire import (
+    FRESHNESS_HEADER,
+    ONLY_IF_CACHED,
+    ORIGIN_STATUS_HEADER,
+    parse_target,
+)
+from frumitcache.swarm import AUTH_HEADER, Admission, PeerLimits, RequestVerifier
+
+log = get_logger("federation")
+
+_MAX_HEAD = 16 * 1024
+
+
+@dataclass(slots=True)
+class FederationServerStats:
+    """What the endpoint gave other sites (mutable; the server updates it)."""
+
+    requests: int = 0
+    refused: int = 0  # no or wrong federation key: 403
+    not_held: int = 0  # a sibling's only-if-cached request for what is not here: 504
+    failed: int = 0  # the seam's error answered (origin status, unreachable, ...)
+    bytes_served: int = 0
+    bytes_by_peer: Counter[str] = field(default_factory=Counter)
+
+
+class _Done(Exception):
+    """End this connection (after a body failed part-way: never end a response short)."""
+
+
+class FederationServer:
+    """Serves ``GET /federation/v1/object?url=...`` to agents of federated sites."""
+
+    def __init__(
+        self,
+        source: ContentSource,
+        key: bytes,
+        *,
+        held: Callable[[str], bool],
+        limits: PeerLimits | None = None,
+        max_clock_skew_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._source = source
+        self._held = held  # does this agent hold ``url`` complete (a sibling's question)?
+        self._verifier = RequestVerifier(key, window=max_clock_skew_s)
+        self._clock = clock
+        self.admission = Admission(limits or PeerLimits())
+        self.stats = FederationServerStats()
+        self._pace = Throttle()
+
+    async def serve(
+        self,
+        address: str,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``address:port`` until cancelled; reports the bound address."""
+        listeners = await trio.open_tcp_listeners(port, host=address or None)
+        bound = listeners[0].socket.getsockname()
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(self.admission.accept_loop, listener, self._handle, nursery)
+            log.info("federation.serving", address=f"{bound[0]}:{bound[1]}")
+            task_status.started((str(bound[0]), int(bound[1])))
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        limits = self.admission.limits
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+        peer = _peer_of(stream)
+        try:
+            with self.admission.slot() as slot, slot.scope:
+                authenticated = False
+                while True:
+                    wait = limits.idle_timeout_s if authenticated else limits.header_timeout_s
+                    with trio.fail_after(wait):
+                        event = await _next_event(conn, stream)
+                    if not isinstance(event, h11.Request):
+                        return
+                    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
+                    auth = headers.get(AUTH_HEADER.decode())
+                    if not self._verifier.check(
+                        event.method, event.target, auth.encode() if auth else None, self._clock()
+                    ):
+                        self._refuse(peer, "no federation key" if not auth else "bad signature")
+                        await _text(conn, stream, 403, "federation key required\n", close=True)
+                        return
+                    if not authenticated:
+                        authenticated = True
+                        slot.authenticated()
+                    with trio.fail_after(limits.idle_timeout_s):
+                        while not isinstance(await _next_event(conn, stream), h11.EndOfMessage):
+                            pass
+                    self.stats.requests += 1
+                    await self._respond(conn, stream, event, headers, peer)
+                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                        return
+                    conn.start_next_cycle()
+        except (
+            _Done,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            trio.TooSlowError,
+            h11.ProtocolError,
+            OSError,
+        ):
+            return
+        except Exception as exc:  # one connection's bug must not stop the agent
+            if self._pace.admit("crash", trio.current_time()) is not None:
+                log.error("federation.connection_error", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+    def _refuse(self, peer: str, reason: str) -> None:
+        self.stats.refused += 1
+        held = self._pace.admit(f"refused {peer}", trio.current_time())
+        if held is not None:
+            log.warning("federation.refused", peer=peer, reason=reason, since_last=held)
+
+    async def _respond(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        req: h11.Request,
+        headers: dict[str, str],
+        peer: str,
+    ) -> None:
+        url = parse_target(req.target.decode("latin-1"))
+        if req.method not in (b"GET", b"HEAD") or url is None:
+            await _text(conn, stream, 400, "not a federation request\n")
+            return
+        sibling = ONLY_IF_CACHED in headers.get("cache-control", "")
+        if sibling and not self._held(url):
+            self.stats.not_held += 1
+            await _text(conn, stream, 504, "not held here (only-if-cached)\n")
+            return
+        revalidate = headers.get(FRESHNESS_HEADER) == "revalidate" and not sibling
+        accept = headers.get("accept")
+        try:
+            content = await self._source.open(
+                ContentRequest(
+                    url,
+                    "site",
+                    "revalidate" if revalidate else "immutable",
+                    headers=(("Accept", accept),) if accept else (),
+                )
+            )
+        except FrumitcacheError as exc:
+            self.stats.failed += 1
+            status = http_status(exc)
+            said = isinstance(exc, OriginStatusError) and status in (404, 410)
+            extra = [(ORIGIN_STATUS_HEADER, str(status))] if said else []
+            log.info("federation.failed", url=url, peer=peer, status=status, detail=str(exc))
+            await _text(conn, stream, status, f"{exc}\n", extra=extra)
+            return
+        await self._answer(conn, stream, req, headers, content, url, peer)
+
+    async def _answer(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        req: h11.Request,
+        headers: dict[str, str],
+        content: Content,
+        url: str,
+        peer: str,
+    ) -> None:
+        info = content.info
+        last_modified = parse_http_date(info.meta.last_modified)
+        plan = plan_response(
+            size=info.size,
+            last_modified=last_modified,
+            etag=info.meta.etag,
+            range_header=headers.get("range") if req.method == b"GET" else None,
+            if_range=headers.get("if-range"),
+            if_modified_since=headers.get("if-modified-since"),
+            if_none_match=headers.get("if-none-match"),
+        )
+        out: list[tuple[str, str]] = [("Date", http_date(time.time()))]
+        if info.meta.last_modified is not None:
+            out.append(("Last-Modified", info.meta.last_modified))  # as the origin wrote it
+        if info.meta.etag is not None:
+            out.append(("ETag", info.meta.etag))
+        if plan.status == 304:
+            await _send(conn, stream, h11.Response(status_code=304, headers=out))
+            await _send(conn, stream, h11.EndOfMessage())
+            return
+        out += list(plan.headers)
+        if plan.status == 416:
+            await _text(conn, stream, 416, "requested range not satisfiable\n", extra=out)
+            return
+        out += [
+            ("Content-Type", info.meta.content_type or "application/octet-stream"),
+            ("Content-Length", str(plan.end - plan.start)),
+            ("Accept-Ranges", "bytes"),
+            ("X-Frumit-Provenance", info.provenance),
+        ]
+        head = h11.Response(status_code=plan.status, headers=out)
+        if req.method == b"HEAD" or plan.end == plan.start:
+            await _send(conn, stream, head)
+            await _send(conn, stream, h11.EndOfMessage())
+            return
+        sent_head = False
+        try:
+            # Cut-through: each piece goes out the moment the seam releases it (verified).
+            async with content.read_files(plan.start, plan.end) as pieces:
+                async for piece in pieces:
+                    async with open_piece(piece) as body:
+                        if not sent_head:
+                            await _send(conn, stream, head)
+                            sent_head = True
+                        await send_piece(conn, stream, body)
+                    self.stats.bytes_served += len(piece)
+                    self.stats.bytes_by_peer[peer] += len(piece)
+        except EOFError:
+            raise _Done from None
+        except FrumitcacheError as exc:
+            if not sent_head:
+                self.stats.failed += 1
+                await _text(conn, stream, http_status(exc), f"{exc}\n")
+                return
+            log.warning("federation.failed-part-way", url=url, peer=peer, detail=str(exc))
+            raise _Done from None
+        if not sent_head:
+            await _send(conn, stream, head)
+        try:
+            await _send(conn, stream, h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            raise _Done from None  # fewer bytes than announced: the child must see a cut
+
+
+def _peer_of(stream: trio.SocketStream) -> str:
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:
+        return "?"
+
+
+async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> Any:
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(65536))
+            continue
+        return event
+
+
+async def _send(conn: h11.Connection, stream: trio.SocketStream, event: Any) -> None:
+    data = conn.send(event)
+    if data:
+        await stream.send_all(data)
+
+
+async def _text(
+    conn: h11.Connection,
+    stream: trio.SocketStream,
+    status: int,
+    text: str,
+    *,
+    extra: list[tuple[str, str]] | None = None,
+    close: bool = False,
+) -> None:
+    body = text.encode()
+    headers = [
+        *(extra or []),
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+    ]
+    if close:
+        headers.append(("Connection", "close"))
+    await _send(conn, stream, h11.Response(status_code=status, headers=headers))
+    await _send(conn, stream, h11.Data(data=body))
+    await _send(conn, stream, h11.EndOfMessage())

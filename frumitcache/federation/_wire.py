@@ -1,0 +1,66 @@
+"""The federation link's wire rules, without I/O: the request path that names an origin URL,
+the headers a child sends, and which answers a child takes (the rest make it ask the next
+member, site or the origin).
+
+A child asks ``GET /federation/v1/object?url=<origin URL, percent-encoded>``, signed with the
+federation key exactly as a site member signs a peer-port request (``X-Frumit-Auth``: time,
+nonce, HMAC-SHA256 over method, path, time and nonce). Range, If-Range, If-None-Match,
+If-Modified-Since and Accept travel as in any HTTP request; ``Cache-Control: only-if-cached``
+asks a sibling for what it holds, never for a fetch (Squid's sibling rule); ``X-Frumit-Freshness:
+revalidate`` says the object may change (an apt index), so a parent serves it revalidated within
+its site's window rather than as held.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import parse_qs, quote, urlsplit
+
+Role = Literal["parent", "sibling"]
+
+PATH = "/federation/v1/object"
+FRESHNESS_HEADER = "x-frumit-freshness"
+#: Set by a parent on a 404/410 that is the origin's own answer (not a refusal of the link).
+ORIGIN_STATUS_HEADER = "x-frumit-origin-status"
+ONLY_IF_CACHED = "only-if-cached"
+#: Request headers a child passes on to the link as they are.
+FORWARDED = ("range", "if-range", "if-none-match", "if-modified-since", "accept", "user-agent")
+_MAX_URL = 8192
+
+
+def object_target(url: str) -> str:
+    """The request target that asks a federated site for ``url``."""
+    return f"{PATH}?url={quote(url, safe='')}"
+
+
+def parse_target(target: str) -> str | None:
+    """The origin URL a target asks for, or None when it is not a federation request (or
+    names no http/https URL)."""
+    if len(target) > _MAX_URL + len(PATH) + 8:
+        return None
+    path, _, query = target.partition("?")
+    if path != PATH:
+        return None
+    values = parse_qs(query, keep_blank_values=True, strict_parsing=False).get("url", [])
+    if len(values) != 1:
+        return None
+    url = values[0]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return url
+
+
+def takes(role: Role, status: int, origin_said: bool) -> bool:
+    """Does a child take this answer of a ``role`` member as the object's answer?
+
+    Content (200, 206), not-modified (304) and an unsatisfiable range (416) are answers. A 404
+    or 410 is one only from a parent and only when the origin said so. Anything else (refused,
+    not held, the member's site failing) sends the child to the next member, site or the origin.
+    """
+    if status in (200, 206, 304, 416):
+        return True
+    return role == "parent" and origin_said and status in (404, 410)

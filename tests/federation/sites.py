@@ -1,0 +1,56 @@
+"""A loopback federation of real agent processes: a core site with the origin behind it and
+edge sites whose seeders ask siblings, then the core, then the origin. Each site has its own
+site key; all share one federation key (unless a test hands one a wrong one)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from frumitcache.client import AgentClient
+from frumitcache.testing.agents import AgentProcess
+from frumitcache.testing.site import LoopbackSite
+
+#: Site timers for 2-agent sites on a loaded machine: a lone survivor stops counting its dead
+#: partner in election majorities after member_forget_s.
+SITE_TIMERS = {"member_forget_s": 6.0}
+
+
+def fed_site(
+    directory: Path,
+    nodes: int,
+    key: str,
+    *,
+    parents: Sequence[str] = (),
+    siblings: Sequence[str] = (),
+    extra: dict[str, Any] | None = None,
+) -> LoopbackSite:
+    return LoopbackSite(
+        directory,
+        nodes,
+        settings={
+            "site": dict(SITE_TIMERS),
+            "federation": {
+                "key": key,
+                "parents": list(parents),
+                "siblings": list(siblings),
+                **(extra or {}),
+            },
+        },
+    )
+
+
+def new_key() -> str:
+    return secrets.token_hex(32)
+
+
+def members(site: LoopbackSite) -> list[str]:
+    """The federation addresses of a site's agents (port 3147 on each agent's own address)."""
+    return [f"{a}:3147" for a in site.addresses]
+
+
+async def uplink(agent: AgentProcess) -> dict[str, int]:
+    """The agent's uplink counters (``origin_bytes``, ``federation_bytes``, per link, ...)."""
+    return dict((await AgentClient(agent.socket).status()).origin)
