@@ -12,13 +12,14 @@
 
 from frumitcache.federation._client import FederationTransport, Link
 from frumitcache.federation._server import FederationServer, FederationServerStats
-from frumitcache.federation._wire import object_target, parse_target, takes
+from frumitcache.federation._wire import Role, object_target, parse_target, takes
 
 __all__ = [
     "FederationServer",
     "FederationServerStats",
     "FederationTransport",
     "Link",
+    "Role",
     "object_target",
     "parse_target",
     "takes",

@@ -79,3 +79,116 @@ async def test_every_agent_of_every_site_pulls_and_the_origin_sends_once(
     finally:
         for site in sites:
             site.kill()
+
+
+async def test_a_site_without_the_federation_key_is_refused(
+    origin: OriginServer, tmp_path: Path
+) -> None:
+    """An edge with a wrong federation key gets 403 from the core, falls back to the origin and
+    completes; the core logs the refusal and goes on serving a keyed edge."""
+    data = os.urandom(6 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/a.bin", data)
+    key = new_key()
+    core = fed_site(tmp_path / "core", 2, key)
+    rogue = fed_site(tmp_path / "rogue", 1, new_key(), parents=members(core))
+    edge = fed_site(tmp_path / "edge", 1, key, parents=members(core))
+    sites = [core, rogue, edge]
+    try:
+        for site in sites:
+            await site.start()
+        with trio.fail_after(60):
+            refused = await pull(rogue.agents[0], origin.url("/a.bin"), digest, tmp_path / "r")
+            served = await pull(edge.agents[0], origin.url("/a.bin"), digest, tmp_path / "e")
+        assert refused.returncode == 0, (refused.stderr, rogue.agents[0].log())
+        assert served.returncode == 0, (served.stderr, edge.agents[0].log())
+        assert (tmp_path / "r").read_bytes() == data
+        assert (tmp_path / "e").read_bytes() == data
+        # The rogue fetched from the origin itself; the edge got the core's copy.
+        assert (await uplink(rogue.agents[0]))["federation_bytes"] == 0
+        assert (await uplink(edge.agents[0]))["federation_bytes"] == len(data)
+        assert origin.stats.bytes_sent["/a.bin"] == 2 * len(data)
+        core_logs = "".join(a.log() for a in core.agents)
+        assert "federation.refused" in core_logs
+        assert sum([(await uplink(a))["federation_refused"] for a in core.agents]) >= 1
+        assert key not in core_logs + rogue.agents[0].log() + edge.agents[0].log()
+    finally:
+        for site in sites:
+            site.kill()
+
+
+async def test_the_parents_seeder_killed_mid_transfer(origin: OriginServer, tmp_path: Path) -> None:
+    """SIGKILL the core's seeder half way through: the core's survivor takes over (resuming
+    the origin after the chunks the site holds) and the edges resume with Range from it; every
+    pull completes and the origin sent at most one chunk plus what was in flight extra."""
+    data = os.urandom(32 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/big.bin", data)
+    key = new_key()
+    core = fed_site(tmp_path / "core", 2, key)
+    edges = [fed_site(tmp_path / f"edge{i}", 2, key, parents=members(core)) for i in range(2)]
+    sites = [core, *edges]
+    try:
+        for site in sites:
+            await site.start()
+        for site in sites:
+            await wait_for_seeder(site)
+        first = await wait_for_seeder(core)
+        victim = next(a for a in core.agents if a.settings["node"]["name"] == first)
+        agents = [a for site in sites for a in site.agents if a is not victim]
+
+        async def kill_half_way() -> None:
+            while origin.stats.bytes_sent["/big.bin"] < len(data) // 2:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+            victim.kill()
+
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(kill_half_way)
+                results = await pull_everywhere(agents, origin.url("/big.bin"), digest, tmp_path)
+        logs = [a.log() for a in agents]
+        for i, result in sorted(results.items()):
+            assert result.returncode == 0, (result.stderr, logs[i])
+            assert (tmp_path / f"out{i}").read_bytes() == data
+        assert victim.proc is not None
+        assert victim.proc.poll() is not None  # the kill did land before the pulls ended
+        sent = origin.stats.bytes_sent["/big.bin"]
+        assert sent <= len(data) + CHUNK + 512 * 1024, (sent, origin.stats.requests, logs)
+        resumed = "".join(logs)
+        print(f"origin sent {sent} for {len(data)}; resumes: {resumed.count('fetch.resume')}")
+    finally:
+        for site in sites:
+            site.kill()
+
+
+async def test_a_sibling_serves_what_it_holds_without_the_parent(
+    origin: OriginServer, tmp_path: Path
+) -> None:
+    """Edge A pulls an object (through the core); the core goes away; edge B, with A as its
+    sibling, gets the object from A: the origin sent it once, and B's uplink counted it as
+    the sibling's."""
+    data = os.urandom(6 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/n.bin", data)
+    key = new_key()
+    core = fed_site(tmp_path / "core", 1, key)
+    edge_a = fed_site(tmp_path / "a", 1, key, parents=members(core))
+    edge_b = fed_site(tmp_path / "b", 1, key, parents=members(core), siblings=members(edge_a))
+    sites: list[LoopbackSite] = [core, edge_a, edge_b]
+    try:
+        for site in sites:
+            await site.start()
+        with trio.fail_after(60):
+            first = await pull(edge_a.agents[0], origin.url("/n.bin"), digest, tmp_path / "out-a")
+            assert first.returncode == 0, (first.stderr, edge_a.agents[0].log())
+            core.kill()  # no parent now: only the sibling can spare the origin
+            second = await pull(edge_b.agents[0], origin.url("/n.bin"), digest, tmp_path / "out-b")
+        assert second.returncode == 0, (second.stderr, edge_b.agents[0].log())
+        assert (tmp_path / "out-b").read_bytes() == data
+        assert origin.stats.bytes_sent["/n.bin"] == len(data)
+        counters = await uplink(edge_b.agents[0])
+        links = {k: v for k, v in counters.items() if k.startswith("federation sibling@")}
+        assert sum(links.values()) == len(data), counters
+    finally:
+        for site in sites:
+            site.kill()

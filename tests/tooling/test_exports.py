@@ -25,6 +25,7 @@ PINNED = {
         "FederationServerStats",
         "FederationTransport",
         "Link",
+        "Role",
         "object_target",
         "parse_target",
         "takes",

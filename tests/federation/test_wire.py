@@ -1,0 +1,50 @@
+"""The federation link's pure rules: the target that names an origin URL, hostile targets,
+and which answers a child takes."""
+
+from __future__ import annotations
+
+import pytest
+
+from frumitcache.federation import Role, object_target, parse_target, takes
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://deb.debian.org/debian/pool/main/h/hello/hello_2.10-3_arm64.deb",
+        "https://example.org/a b?c=d&e=%2F#frag",
+        "http://[fd00:42::1]:8080/x",
+    ],
+)
+def test_a_target_round_trips_its_url(url: str) -> None:
+    assert parse_target(object_target(url)) == url
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/chunk/" + "0" * 64,  # the peer port's path, not ours
+        "/federation/v1/object",  # no url
+        "/federation/v1/object?url=",  # empty
+        "/federation/v1/object?url=file%3A%2F%2F%2Fetc%2Fshadow",  # not http(s)
+        "/federation/v1/object?url=http%3A%2F%2F",  # no host
+        "/federation/v1/object?url=a&url=b",  # two
+        "/federation/v1/object?url=http%3A%2F%2Fh%2F" + "a" * 20000,  # huge
+        "/federation/v1/object?url=http%3A%2F%2F%5Bnot-v6%2Fx",  # broken brackets
+    ],
+)
+def test_hostile_targets_name_nothing(target: str) -> None:
+    assert parse_target(target) is None
+
+
+def test_which_answers_a_child_takes() -> None:
+    roles: tuple[Role, ...] = ("parent", "sibling")
+    for role in roles:
+        for status in (200, 206, 304, 416):
+            assert takes(role, status, False)
+        for status in (403, 500, 502, 503, 504):
+            assert not takes(role, status, True)
+    # The origin's own 404 through a parent is the answer; any other 404 is not.
+    assert takes("parent", 404, True)
+    assert not takes("parent", 404, False)
+    assert not takes("sibling", 404, True)
