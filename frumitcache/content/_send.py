@@ -30,14 +30,17 @@ _EMFILE_BACKOFF_S = (0.02, 0.05, 0.1, 0.2, 0.4, 0.7, None)
 
 @asynccontextmanager
 async def open_piece(piece: Piece) -> AsyncIterator[Body]:
-    """The piece ready to send: bytes, or an open chunk file's range (closed on exit)."""
+    """The piece ready to send: bytes, or an open chunk file's range (closed on exit).
+
+    The chunk file is opened in the event loop, not a worker thread: an open of a local file
+    costs microseconds, while a thread hop per request was half of a hot apt proxy's CPU."""
     if not isinstance(piece, ChunkFile):
         yield piece
         return
-    f = None
+    fd = -1
     for delay in _EMFILE_BACKOFF_S:
         try:
-            f = await trio.open_file(piece.path, "rb")
+            fd = os.open(piece.path, os.O_RDONLY | os.O_CLOEXEC)
             break
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE) or delay is None:
@@ -47,9 +50,10 @@ async def open_piece(piece: Piece) -> AsyncIterator[Body]:
             # Out of descriptors is usually brief (other sends finish, idle connections are
             # closed): wait a little rather than fail a request that would succeed.
             await trio.sleep(delay)
-    assert f is not None
-    async with f:
-        yield FileRange(f.fileno(), piece.offset, piece.count)
+    try:
+        yield FileRange(fd, piece.offset, piece.count)
+    finally:
+        os.close(fd)
 
 
 async def send_piece(
