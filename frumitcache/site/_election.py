@@ -43,11 +43,12 @@ Rules (the whole protocol):
 7. **Healing.** When two seeders hear each other's leases (a partition longer than
    ``forget_after_s`` healed), the one with the smaller ``(backing, term, node id)`` steps
    down at once and follows the other; its followers follow once their promise to it runs
-   out. ``backing`` is how many nodes granted the round behind the seeder's *live* lease, 0
-   when its lease lapsed: a node that was cut off alone (and, having forgotten the others,
-   elected itself) rejoins its site as a member instead of taking the seeder role from the
-   many, whatever its term; and a seeder cut off with a few, whose lease lapsed at the cut,
-   does not carry the backing of the whole site it had before into the healing.
+   out. ``backing`` is the size of the electorate over which the round behind the seeder's
+   *live* lease won its majority, 0 when its lease lapsed: a node that was cut off alone (and,
+   having forgotten the others, elected itself) rejoins its site as a member instead of taking
+   the seeder role from the many, whatever its term; a seeder cut off with a few, whose lease
+   lapsed at the cut, does not carry the whole site it had before into the healing; and an ack
+   lost on the many's side does not tie them with the few (the electorate, not the acks).
 
 Partitions and the uplink: during a partition shorter than ``forget_after_s`` only the side
 holding a majority of the electorate has a seeder; members on the other side get no seeder
@@ -165,7 +166,9 @@ class Election:
         self._round_end = 0.0
         # seeder
         self.lease_until = -1.0
-        self._backing = 0  # granted acks of the last round that extended the lease
+        # The electorate size over which the last round that extended the lease won its
+        # majority (what the lease speaks for; rule 7).
+        self._backing = 0
         self._seq = 0
         self._rounds: dict[int, _Round] = {}
         self._next_renew = 0.0
@@ -195,9 +198,11 @@ class Election:
         return None
 
     def backing(self, now: float) -> int:
-        """How many granted the round behind this node's live lease; 0 without one. A lapsed
-        lease backs nothing: a seeder cut off with a few (its majority gone) must not carry
-        the count of the site it had before into the healing (rule 7)."""
+        """The size of the electorate a majority of which granted the round behind this node's
+        live lease; 0 without one. A lapsed lease backs nothing: a seeder cut off with a few
+        (its majority gone) must not carry the site it had before into the healing (rule 7).
+        The electorate, not the acks: one ack lost on the many's side must not tie them with
+        the few's seeder, whose term may be the higher."""
         return self._backing if self.is_seeder(now) else 0
 
     def _electorate_size(self, now: float) -> int:
@@ -432,6 +437,7 @@ class Election:
         return [Outgoing(n, lease) for n in self._m.alive_ids(now)]
 
     def _check_lease(self, rnd: _Round, now: float) -> None:
-        if self._majority(now, rnd.acks):
+        size = max([self._electorate_size(now), *rnd.acks.values()])
+        if len(rnd.acks) > size // 2:  # the majority of rule 1
             self.lease_until = max(self.lease_until, rnd.sent_at + self.lease_s - self.guard)
-            self._backing = len(rnd.acks)
+            self._backing = size
