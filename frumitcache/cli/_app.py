@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
 from frumitcache._version import __version__
-from frumitcache.cli import (
-    _agent_cmd,
-    _cache_cmd,
-    _config_cmd,
-    _doctor_cmd,
-    _estimate_cmd,
-    _exit,
-    _locate_cmd,
-    _oci_cmd,
-    _prefetch_cmd,
-    _pull,
-    _site_cmd,
-    _status,
-)
+from frumitcache.cli import _exit
 from frumitcache.cli._output import error
 from frumitcache.errors import FrumitcacheError
 
@@ -37,7 +25,26 @@ or /etc/frumitcache/frumitcache.toml if present, else the built-in one-node defa
 (`frumitcache config example` prints them all, documented)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Each command and the module that registers and runs it, in the order ``--help`` lists them.
+COMMANDS = {
+    "agent": "_agent_cmd",
+    "pull": "_pull",
+    "prefetch": "_prefetch_cmd",
+    "status": "_status",
+    "site": "_site_cmd",
+    "locate": "_locate_cmd",
+    "estimate": "_estimate_cmd",
+    "cache": "_cache_cmd",
+    "config": "_config_cmd",
+    "doctor": "_doctor_cmd",
+    "oci": "_oci_cmd",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``only`` just that command's part: a command's module
+    (and what it imports: the registry door, httpx, ...) loads only when it runs, because
+    interpreter start-up is most of what a ``pull`` costs a Pi."""
     parser = argparse.ArgumentParser(
         prog="frumitcache",
         description=DESCRIPTION,
@@ -57,20 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
-    for module in (
-        _agent_cmd,
-        _pull,
-        _prefetch_cmd,
-        _status,
-        _site_cmd,
-        _locate_cmd,
-        _estimate_cmd,
-        _cache_cmd,
-        _config_cmd,
-        _doctor_cmd,
-        _oci_cmd,
-    ):
-        module.register(sub)
+    for name, module in COMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(f"frumitcache.cli.{module}").register(sub)
     return parser
 
 
@@ -78,7 +74,10 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # A known command first: build just its part. Anything else (--help, a typo) gets the
+    # whole parser, so the help and the "invalid choice" error list every command.
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:

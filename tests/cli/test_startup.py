@@ -1,0 +1,73 @@
+"""A command loads only what it runs: ``pull`` and ``status`` start without the registry door,
+the uplink client (httpx) or the agent's modules — interpreter start-up is most of what a
+``pull`` costs a Pi (0.46 → 0.20 CPU-s here for ``pull --help``; bench/README)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import sys
+from frumitcache.cli._app import main
+try:
+    main([{args}])
+except SystemExit:
+    pass
+heavy = sorted(m for m in ("httpx", "frumitcache.oci", "frumitcache.origin", "frumitcache.agent",
+                           "libtorrent", "rich") if m in sys.modules)
+print("loaded:" + ",".join(heavy), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("command", [["pull", "--help"], ["status", "--help"]])
+def test_a_client_command_does_not_load_the_agent_or_httpx(command: list[str]) -> None:
+    args = ", ".join(repr(a) for a in command)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(args=args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded = [line for line in done.stderr.splitlines() if line.startswith("loaded:")]
+    assert loaded == ["loaded:"], f"{command}: {loaded}"
+
+
+def test_the_whole_help_still_lists_every_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "frumitcache", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    for name in (
+        "agent",
+        "pull",
+        "prefetch",
+        "status",
+        "site",
+        "locate",
+        "estimate",
+        "cache",
+        "config",
+        "doctor",
+        "oci",
+    ):
+        assert f"    {name} " in done.stdout
+
+
+def test_an_unknown_command_lists_the_choices() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "frumitcache", "bogus"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "invalid choice: 'bogus'" in done.stderr
+    assert "'oci'" in done.stderr
