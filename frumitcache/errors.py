@@ -62,13 +62,16 @@ class OriginError(FrumitcacheError):
 
 
 class OriginStatusError(OriginError):
-    """The origin answered, but with an error status; ``status`` holds it."""
+    """The origin answered, but with an error status; ``status`` holds it, and
+    ``retry_after`` the origin's ``Retry-After`` as it sent it (a 429 or 503; "" if none), so
+    a door can pass it on to its client."""
 
     code = "origin-status"
 
-    def __init__(self, message: str, *, status: int) -> None:
+    def __init__(self, message: str, *, status: int, retry_after: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
 
 
 class OriginUnreachableError(OriginError):
@@ -132,14 +135,23 @@ def _all_error_classes() -> list[type[FrumitcacheError]]:
     return seen
 
 
-def error_from_code(code: str, message: str, *, status: int | None = None) -> FrumitcacheError:
-    """Rebuild an error sent over the control socket as ``(code, message)``."""
+def error_from_code(
+    code: str, message: str, *, status: int | None = None, retry_after: str = ""
+) -> FrumitcacheError:
+    """Rebuild an error sent over the control socket or the site as ``(code, message)``."""
     for cls in _all_error_classes():
         if cls.code == code:
             if cls is OriginStatusError:
-                return OriginStatusError(message, status=status or 0)
+                return OriginStatusError(message, status=status or 0, retry_after=retry_after)
             return cls(message)
     return FrumitcacheError(message)
+
+
+def origin_status(exc: BaseException) -> tuple[int, str]:
+    """``(status, retry_after)`` of an origin's error answer; ``(0, "")`` for other errors."""
+    if isinstance(exc, OriginStatusError):
+        return exc.status, exc.retry_after
+    return 0, ""
 
 
 def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

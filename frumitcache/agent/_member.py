@@ -104,7 +104,12 @@ class MemberRole:
             if isinstance(reply, ErrorReply):
                 if reply.code == NotSeederError.code:
                     raise SeederChanged()
-                raise error_from_code(reply.code, reply.message, status=reply.status or None)
+                raise error_from_code(
+                    reply.code,
+                    reply.message,
+                    status=reply.status or None,
+                    retry_after=reply.retry_after,
+                )
             known = reply.manifest
             if known is not None and known.complete and known.digest is not None:
                 held = store.lookup(known.digest)
@@ -179,7 +184,12 @@ class MemberRole:
                 elif isinstance(step, AllOffered):
                     send.close()
                 elif isinstance(step, Failed):
-                    raise error_from_code(step.code, step.message, status=step.status or None)
+                    raise error_from_code(
+                        step.code,
+                        step.message,
+                        status=step.status or None,
+                        retry_after=step.retry_after,
+                    )
                 elif isinstance(step, AskCatalogue):
                     nursery.start_soon(ask_catalogue)
             kick[0].set()

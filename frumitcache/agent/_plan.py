@@ -58,6 +58,7 @@ class Failed:
     code: str
     message: str
     status: int
+    retry_after: str = ""
 
 
 Outgoing = OfferChunk | SizeKnown | AllOffered | AskCatalogue | Failed
@@ -93,7 +94,7 @@ class MemberPlan:
             if news.url != self.url:
                 return []
             self.closed = True
-            return [Failed(news.code, news.message, news.status)]
+            return [Failed(news.code, news.message, news.status, news.retry_after)]
         if isinstance(news, ObjectInfo):
             if news.manifest is None or news.url != self.url:
                 return []

@@ -169,9 +169,7 @@ class SeederRole:
                         wire_manifest(flight.url, held, store.key_meta(flight.url))
                     )
                     return
-                await node.announce_failure(
-                    flight.url, exc.code, str(exc), getattr(exc, "status", 0) or 0
-                )
+                await node.announce_failure(flight.url, exc)
                 raise exc from None
             # The fence's cancel can reach the announcing loop as an error, not as Cancelled:
             # the cancelled origin fetch aborts its writer while the loop sits in a shielded

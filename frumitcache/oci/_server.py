@@ -51,12 +51,20 @@ def error_for(exc: FrumitcacheError, ask: Ask) -> ApiError:
     if isinstance(exc, NotAllowedError):
         return ApiError("DENIED", str(exc), 403)
     if isinstance(exc, OriginStatusError):
+        # The registry's Retry-After (a 429's, a 503's) reaches the client as the registry
+        # sent it, whichever node's uplink client heard it (it crosses the site with the error).
+        later = (("Retry-After", exc.retry_after),) if exc.retry_after else ()
+        told = f"{ask.registry.name} answered {exc.status}"
+        if exc.retry_after:
+            told += f"; retry after {exc.retry_after}"
         if exc.status == 404:
             return ApiError(unknown, f"{ask.registry.name} has no {ask.reference}", 404)
         if exc.status in (401, 403, 429):
             code = {401: "UNAUTHORIZED", 403: "DENIED", 429: "TOOMANYREQUESTS"}[exc.status]
-            return ApiError(code, f"{ask.registry.name} answered {exc.status}", exc.status)
-        return ApiError(unknown, f"{ask.registry.name} answered {exc.status}", 404)
+            return ApiError(code, told, exc.status, later)
+        # Other statuses (a 503 among them) stay a fast 404 so containerd tries its next host
+        # (1.6 falls back on 404 only); the registry's Retry-After rides along.
+        return ApiError(unknown, told, 404, later)
     if isinstance(exc, DigestMismatchError):
         return ApiError(unknown, "upstream bytes do not match the digest; refused", 404)
     if isinstance(exc, OriginUnreachableError):

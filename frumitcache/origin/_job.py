@@ -24,7 +24,7 @@ from frumitcache.errors import (
     OriginUnreachableError,
 )
 from frumitcache.origin._allow import ALLOW_EXTENSION, AllowList
-from frumitcache.origin._plan import Action, plan_response
+from frumitcache.origin._plan import Action, plan_response, retry_after
 from frumitcache.origin._probe import probe
 
 if TYPE_CHECKING:
@@ -347,7 +347,7 @@ class _Job:
                         self._remember(resp, keep_old=True, only_dates=True)
                         self.share(self._info(resp, cached=True))
                         return self.stored
-                    await self._fail_status(resp.status_code, step.reason)
+                    await self._fail_status(resp.status_code, step.reason, resp.headers)
                 if step.action is Action.LIE:
                     if not self.seen_body:
                         # The partial came from an earlier run and the object changed since.
@@ -412,12 +412,14 @@ class _Job:
                 f"{self.url}: origin announced {total} bytes, expected {self.expected_size}"
             )
 
-    async def _fail_status(self, status: int, reason: str) -> None:
+    async def _fail_status(self, status: int, reason: str, headers: Mapping[str, str]) -> None:
         # An origin error is never content. A partial of an earlier fetch is kept for a
         # transient 5xx (it is still valid), dropped for anything else.
         keep = status >= 500 and self.writer is not None and self.writer.offset > 0
         await self._close("abort" if keep else "discard")
-        raise OriginStatusError(f"{self.url}: origin answered {reason}", status=status)
+        raise OriginStatusError(
+            f"{self.url}: origin answered {reason}", status=status, retry_after=retry_after(headers)
+        )
 
     async def _body(self, resp: httpx.Response) -> None:
         assert self.writer is not None

@@ -98,3 +98,14 @@ def plan_response(
             f"(now {total if total is not None else 'unknown'})",
         )
     return Step(Action.STATUS, reason=f"HTTP {status}")
+
+
+_DELAY = re.compile(r"[0-9]{1,9}")
+_DATE = re.compile(r"[A-Za-z]{3}, [0-9]{2} [A-Za-z]{3} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT")
+
+
+def retry_after(headers: Mapping[str, str]) -> str:
+    """The origin's ``Retry-After`` when it is well formed (delay seconds or an IMF-fixdate),
+    else "": it is passed on to clients as sent, so nothing else may ride on it."""
+    value = headers.get("retry-after", "").strip()
+    return value if _DELAY.fullmatch(value) or _DATE.fullmatch(value) else ""

@@ -49,7 +49,7 @@ async def probe(job: _Job) -> Manifest | None:
     if status in (405, 501) or 300 <= status < 400:
         return None  # HEAD not served (or a redirect not followed): the GET decides
     if status >= 400:
-        await job._fail_status(status, f"{status} {resp.reason_phrase}".strip())
+        await job._fail_status(status, f"{status} {resp.reason_phrase}".strip(), resp.headers)
     named = resp.headers.get(job.upstream.digest_header, "").strip()
     if named != "sha256:" + job.stored.digest.hex():
         return None

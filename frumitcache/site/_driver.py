@@ -43,8 +43,8 @@ from frumitcache.errors import (
     ConfigError,
     FrumitcacheError,
     NotSeederError,
-    OriginStatusError,
     PeerError,
+    origin_status,
 )
 from frumitcache.site._catalogue import Catalogue
 from frumitcache.site._codec import FrameCodec, FrameRejected, derive_mac_key
@@ -455,8 +455,7 @@ class SiteNode:
         try:
             reply = await self.hooks.on_fetch_request(sender, msg)
         except FrumitcacheError as exc:  # e.g. a URL outside the allow-list: the asker learns why
-            status = exc.status if isinstance(exc, OriginStatusError) else 0
-            return ErrorReply(msg.request_id, exc.code, str(exc), status)
+            return ErrorReply(msg.request_id, exc.code, str(exc), *origin_status(exc))
         return dataclasses.replace(reply, request_id=msg.request_id)
 
     def resume_index(self, url: str) -> int:
@@ -483,9 +482,9 @@ class SiteNode:
         msg = ObjectAnnounce(manifest, self.me.node_id)
         await self._carry_out(self.policy.announce(msg, self._view(self._now())))
 
-    async def announce_failure(self, url: str, code: str, message: str, status: int = 0) -> None:
-        """The seeder's fetch of ``url`` failed: tell every waiting member."""
-        msg = FetchFailed(url, code, message, status)
+    async def announce_failure(self, url: str, exc: FrumitcacheError) -> None:
+        """The seeder's fetch of ``url`` failed with ``exc``: tell every waiting member."""
+        msg = FetchFailed(url, exc.code, str(exc), *origin_status(exc))
         await self._carry_out(self.policy.announce(msg, self._view(self._now())))
 
     def update_self(self, **changes: Any) -> None:

@@ -206,12 +206,14 @@ class ObjectInfo:
 
 @dataclass(frozen=True, slots=True)
 class ErrorReply:
-    """A request could not be served; ``code`` is a :class:`~frumitcache.errors` code."""
+    """A request could not be served; ``code`` is a :class:`~frumitcache.errors` code,
+    ``status`` and ``retry_after`` the origin's status and ``Retry-After`` (if it answered)."""
 
     request_id: int
     code: str
     message: str
     status: int = 0
+    retry_after: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +245,7 @@ class FetchFailed:
     code: str
     message: str
     status: int = 0
+    retry_after: str = ""
 
 
 @dataclass(frozen=True, slots=True)

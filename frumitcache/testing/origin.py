@@ -68,6 +68,7 @@ class Fault:
     """How a path misbehaves. Offsets count body bytes of the one response they apply to."""
 
     status: int | None = None  # answer this status (404, 500, 503, ...) with a short text body
+    retry_after: str | None = None  # with ``status``: the answer's Retry-After header
     truncate_at: int | None = None  # send this many body bytes, then close (FIN)
     drop_at: int | None = None  # send this many body bytes, then reset the connection (RST)
     stall_at: int | None = None  # send this many body bytes, then send nothing more
@@ -314,7 +315,8 @@ class OriginServer:
         entry: RequestRecord,
     ) -> tuple[int, bool]:
         if fault is not None and fault.status is not None:
-            await send_simple(conn, stream, fault.status, record, method)
+            later = [("Retry-After", fault.retry_after)] if fault.retry_after else []
+            await send_simple(conn, stream, fault.status, record, method, later)
             return fault.status, True
         if fault is not None and fault.redirect is not None:
             extra = [("Location", fault.redirect)]
