@@ -34,7 +34,7 @@ from frumitcache.control import Status
 from frumitcache.errors import AgentError
 from frumitcache.federation import FederationServer, FederationTransport
 from frumitcache.oci import RegistryMetrics, serve_registry, tag_revalidation
-from frumitcache.origin import AllowList, AllowPolicy, OriginFetcher
+from frumitcache.origin import AllowList, AllowPolicy, OriginFetcher, UpstreamBackoff
 from frumitcache.site import MemberInfo
 from frumitcache.store import Store
 from frumitcache.swarm import PeerLimits
@@ -287,6 +287,11 @@ class Agent:
                         cfg.site,
                         index_window_s=cfg.apt.index_window_s,
                         revalidation={"oci": tag_revalidation(cfg.oci.tag_window_s)},
+                        backoff={
+                            "oci": UpstreamBackoff(
+                                cfg.oci.unreachable_backoff_s, cfg.oci.unreachable_backoff_max_s
+                            )
+                        },
                     )
                     self._content = content
                     if site is not None:

@@ -41,7 +41,7 @@ from frumitcache.agent._source import AgentSource
 from frumitcache.config import SiteConfig
 from frumitcache.content import FreshnessWindow, Revalidation, UpstreamAuth
 from frumitcache.errors import AgentError, FrumitcacheError, PeerError
-from frumitcache.origin import Door, FetchInfo, OriginFetcher
+from frumitcache.origin import Door, FetchInfo, OriginFetcher, UpstreamBackoff
 from frumitcache.store import HeldChunk, Manifest, ObjectReader, Store
 
 log = get_logger("content")
@@ -85,6 +85,7 @@ class ContentService:
         *,
         index_window_s: float = 30.0,
         revalidation: Mapping[str, Revalidation] | None = None,
+        backoff: Mapping[str, UpstreamBackoff] | None = None,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self._store = store
@@ -101,6 +102,8 @@ class ContentService:
         self._windows = {
             door: FreshnessWindow(policy.window_s) for door, policy in self.revalidation.items()
         }
+        #: Doors that back off an unreachable upstream (the registry's), by door name.
+        self.backoff = dict(backoff or {})
         self.clock = clock
         self.auth: dict[str, UpstreamAuth] = {}  # by door name
         self.stats = ContentStatistics()
@@ -270,6 +273,7 @@ class ContentService:
             auth=self.auth.get(flight.auth_door),
             digest_header=policy.digest_header if policy else "",
             keep_on_status=policy.keep_on_status if policy else frozenset(),
+            backoff=self.backoff.get(flight.auth_door),
             task_status=cast("trio.TaskStatus[FetchInfo]", _Relay()),
         )
         if flight.revalidate or not flight.cached:

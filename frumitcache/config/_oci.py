@@ -48,6 +48,16 @@ class OciConfig(Section):
         "every Pi gets the same digest. A 429 keeps the held manifest for another window.",
         "s",
     )
+    unreachable_backoff_s: float = opt(
+        2.0,
+        "After a registry could not be reached, no new attempt for this long (held tags and "
+        "blobs are served, misses answered 404 at once so containerd tries its next host); "
+        "doubled after each failure in a row, up to oci.unreachable_backoff_max_s.",
+        "s",
+    )
+    unreachable_backoff_max_s: float = opt(
+        60.0, "Longest wait between attempts to reach a registry that stays down.", "s"
+    )
     credentials_file: str = opt(
         "",
         'Registry credentials (auth.json format: {"auths": {"ghcr.io": {"auth": base64}}}); '
@@ -67,6 +77,8 @@ class OciConfig(Section):
         check_port("oci.port", self.port)
         if self.header_timeout_s <= 0 or self.idle_timeout_s <= 0:
             raise ConfigError("oci.header_timeout_s and oci.idle_timeout_s: must be positive")
+        if self.unreachable_backoff_s < 0 or self.unreachable_backoff_max_s < 0:
+            raise ConfigError("oci.unreachable_backoff_s and _max_s: must not be negative")
         from frumitcache.oci import parse_registries  # here: the door imports this package
 
         parse_registries(self.registries)  # a bad entry raises ConfigError naming the key

@@ -5,11 +5,12 @@ accounting; origin errors are passed on honestly and never stored as content.
 arithmetic it (and the test origin) uses, :func:`plan_response` the pure rule book of what an
 origin response means for a fetch, :class:`AllowPolicy` the one upstream allow-list every door
 and every redirect obeys, :class:`UplinkStream` a door's tunnel through the uplink (paced and
-counted like a fetch).
+counted like a fetch), :class:`UpstreamBackoff` a door's backoff from unreachable hosts.
 """
 
 from frumitcache._rate import RateMeter, TokenBucket
 from frumitcache.origin._allow import AllowList, AllowPolicy, Door
+from frumitcache.origin._backoff import UpstreamBackoff
 from frumitcache.origin._fetcher import OriginFetcher, OriginStats
 from frumitcache.origin._job import (
     FRESHNESS_EXTENSION,
@@ -43,6 +44,7 @@ __all__ = [
     "Step",
     "TokenBucket",
     "UplinkStream",
+    "UpstreamBackoff",
     "parse_content_range",
     "plan_response",
 ]

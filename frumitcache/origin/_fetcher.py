@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import httpx
 import trio
 
+from frumitcache._log import get_logger
 from frumitcache._rate import RateMeter, TokenBucket
 from frumitcache._version import __version__
 from frumitcache.config import OriginConfig
@@ -51,6 +52,7 @@ from frumitcache.origin._allow import (
 from frumitcache.origin._tunnel import UplinkStream, connect_checked, host_port
 
 if TYPE_CHECKING:
+    from frumitcache.origin._backoff import UpstreamBackoff
     from frumitcache.store import Manifest, Store
 
 from frumitcache.origin._job import (
@@ -65,6 +67,8 @@ from frumitcache.origin._job import (
     _Upstream,
 )
 
+log = get_logger("origin")
+
 
 @dataclass(frozen=True, slots=True)
 class OriginStats:
@@ -76,6 +80,7 @@ class OriginStats:
     tunnels: int  # tunnels opened (apt's CONNECT)
     requests: int  # HTTP requests sent (redirects and resumes included)
     requests_by_host: Mapping[str, int]
+    backed_off: int  # fetches refused at once: their upstream was unreachable a moment ago
     resumes: int  # requests that continued a partial object with Range
     fetches: int  # fetches that reached the origin
     active_fetches: int  # fetches in flight now (one per URL)
@@ -153,6 +158,7 @@ class OriginFetcher:
         self._tunnels = 0
         self._resumes = 0
         self._fetches = 0
+        self._backed_off = 0
 
     def _allow_of(self, request: httpx.Request) -> AllowList:
         allow = request.extensions.get(ALLOW_EXTENSION)
@@ -274,6 +280,7 @@ class OriginFetcher:
             tunnels=self._tunnels,
             requests=sum(self._requests.values()),
             requests_by_host=dict(self._requests),
+            backed_off=self._backed_off,
             resumes=self._resumes,
             fetches=self._fetches,
             active_fetches=len(self._flights),
@@ -298,6 +305,7 @@ class OriginFetcher:
         auth: Authorizer | None = None,
         digest_header: str = "",
         keep_on_status: Collection[int] = (),
+        backoff: UpstreamBackoff | None = None,
         task_status: trio.TaskStatus[FetchInfo] = trio.TASK_STATUS_IGNORED,
     ) -> Manifest:
         """Make the object at ``url`` complete in the store and return its manifest.
@@ -319,6 +327,10 @@ class OriginFetcher:
         ``HEAD`` first and keeps the stored object when the header names its SHA-256: the
         body is fetched only when it changed. An origin status in ``keep_on_status`` while
         revalidating (a registry's 429) keeps the stored object too, logged as a warning.
+
+        With ``backoff`` (the door's), a URL whose host could not be reached a moment ago is
+        not asked: :class:`~frumitcache.errors.OriginUnreachableError` at once, until the
+        backoff lets one attempt through (see :class:`UpstreamBackoff`).
         """
         allow = self.allow.door(door)
         allow.check(url)
@@ -334,7 +346,12 @@ class OriginFetcher:
             flight = self._flights.get(url)
             if flight is None:
                 upstream = _Upstream(
-                    tuple(headers), auth, digest_header, frozenset(keep_on_status), revalidate
+                    tuple(headers),
+                    auth,
+                    digest_header,
+                    frozenset(keep_on_status),
+                    revalidate,
+                    backoff,
                 )
                 return await self._lead(
                     url, expected_digest, expected_size, revalidate, announce, allow, upstream
@@ -430,9 +447,33 @@ class OriginFetcher:
         if stored is not None and not revalidate:
             share(self.cached_info(url, stored))
             return stored
-        self._fetches += 1
         job = _Job(self, url, expected_digest, expected_size, stored, share, allow, upstream)
-        return await job.run()
+        backoff = upstream.backoff
+        if backoff is None:
+            self._fetches += 1
+            return await job.run()
+        host = _host_of(httpx.URL(url))
+        if not backoff.admit(host, trio.current_time()):
+            self._backed_off += 1
+            wait = backoff.wait_s(host, trio.current_time())
+            raise OriginUnreachableError(
+                f"{url}: {host} could not be reached ({backoff.failures(host)} tries in a row); "
+                f"not asked again for {wait:.1f} s"
+            )
+        self._fetches += 1
+        try:
+            manifest = await job.run()
+        except OriginUnreachableError:
+            delay = backoff.failed(host, trio.current_time())
+            log.warning("fetch.backoff", host=host, failures=backoff.failures(host), wait_s=delay)
+            raise
+        except (OriginError, DigestMismatchError):
+            backoff.reached(host)  # it answered, if not with the object
+            raise
+        finally:
+            backoff.released(host)
+        backoff.reached(host)
+        return manifest
 
     async def _pace(self, n: int) -> None:
         now = trio.current_time()

@@ -28,6 +28,7 @@ from frumitcache.origin._plan import Action, plan_response, retry_after
 from frumitcache.origin._probe import probe
 
 if TYPE_CHECKING:
+    from frumitcache.origin._backoff import UpstreamBackoff
     from frumitcache.origin._fetcher import OriginFetcher
     from frumitcache.store import Manifest
 
@@ -87,6 +88,7 @@ class _Upstream:
     digest_header: str = ""
     keep_on_status: frozenset[int] = frozenset()
     revalidate: bool = False  # the object may change: another cache must not serve it as held
+    backoff: UpstreamBackoff | None = None  # the door's, if it backs off unreachable hosts
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,12 @@ async def probe(job: _Job) -> Manifest | None:
             resp = await client.head(
                 job.url, headers=headers, extensions={ALLOW_EXTENSION: job.allow}
             )
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.ProxyError) as exc:
+        except (
+            httpx.TimeoutException,
+            httpx.NetworkError,
+            httpx.ProxyError,
+            httpx.RemoteProtocolError,  # accepted, then closed without an answer: as a GET's
+        ) as exc:
             raise OriginUnreachableError(f"{job.url}: HEAD failed: {exc}") from exc
         except httpx.TooManyRedirects as exc:
             raise OriginError(f"{job.url}: too many redirects") from exc
