@@ -33,7 +33,7 @@ from frumitcache.config import Config
 from frumitcache.control import Status
 from frumitcache.errors import AgentError
 from frumitcache.federation import FederationServer, FederationTransport
-from frumitcache.oci import RegistryMetrics, serve_registry, tag_revalidation
+from frumitcache.oci import RegistryMetrics, is_manifest_url, serve_registry, tag_revalidation
 from frumitcache.origin import AllowList, AllowPolicy, OriginFetcher, UpstreamBackoff
 from frumitcache.site import MemberInfo
 from frumitcache.store import Store
@@ -292,8 +292,12 @@ class Agent:
                                 cfg.oci.unreachable_backoff_s, cfg.oci.unreachable_backoff_max_s
                             )
                         },
+                        manifest_urls={"oci": is_manifest_url},
                     )
                     self._content = content
+                    self._oci_metrics.spared_for_members = functools.partial(
+                        _spared_for_members, content
+                    )
                     if site is not None:
                         await nursery.start(site.run)
                     if cfg.apt.enabled:
@@ -361,3 +365,9 @@ def _int_fields(obj: object) -> dict[str, int]:
         elif isinstance(value, float):
             out[name] = int(value)
     return out
+
+
+def _spared_for_members(content: ContentService) -> int | None:
+    """The seeder's count of members' manifests it answered without an upstream GET; None on
+    a member (the site's figure is the seeder's)."""
+    return content.stats.manifests_spared_for_members if content.decides_freshness() else None

@@ -66,6 +66,9 @@ class ContentStatistics:
     fetched_site: int = 0
     fallbacks: int = 0
     failovers: int = 0
+    # Seeder: members' manifest requests answered without an upstream GET for them (held,
+    # inside the window, or joined to the fetch already running); see ``manifest_urls``.
+    manifests_spared_for_members: int = 0
 
 
 # The control protocol's words for where a pull's bytes come from.
@@ -86,6 +89,7 @@ class ContentService:
         index_window_s: float = 30.0,
         revalidation: Mapping[str, Revalidation] | None = None,
         backoff: Mapping[str, UpstreamBackoff] | None = None,
+        manifest_urls: Mapping[str, Callable[[str], bool]] | None = None,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self._store = store
@@ -104,6 +108,8 @@ class ContentService:
         }
         #: Doors that back off an unreachable upstream (the registry's), by door name.
         self.backoff = dict(backoff or {})
+        #: Per door, which of its URLs are manifests (counted as spared GETs by the seeder).
+        self.manifest_urls = dict(manifest_urls or {})
         self.clock = clock
         self.auth: dict[str, UpstreamAuth] = {}  # by door name
         self.stats = ContentStatistics()
@@ -130,6 +136,10 @@ class ContentService:
     def window_for(self, door: str) -> FreshnessWindow:
         """The freshness window of ``door``'s objects (the default one unless it has its own)."""
         return self._windows.get(door, self.window)
+
+    def is_manifest(self, door: str, url: str) -> bool:
+        known = self.manifest_urls.get(door)
+        return known is not None and known(url)
 
     def is_fetching(self, url: str) -> bool:
         """True while a flight for ``url`` runs on this node."""

@@ -56,6 +56,8 @@ class SeederRole:
         upstream = _upstream_of(request)
         if isinstance(upstream, ErrorReply):
             return upstream
+        # A member's manifest answered without an upstream GET for it counts as one spared.
+        spared = 1 if svc.is_manifest(request.door, request.url) else 0
         if request.revalidate and self._revalidation_due(
             request.url, request.revalidate_with, request.door
         ):
@@ -78,11 +80,15 @@ class SeederRole:
                 catalogue.put_manifest(wire_manifest(request.url, manifest))
                 for digest in manifest.chunks:
                     catalogue.add_holder(digest, site.node_id)
+            svc.stats.manifests_spared_for_members += spared
             return catalogue.info(request.url, request_id=request.request_id)
         if request.sha256 is not None and self._alias_by_digest(request.url, request.sha256):
             # Some member holds these bytes under another name (an imported .deb, another
             # mirror): content addressing makes the uplink unnecessary.
+            svc.stats.manifests_spared_for_members += spared
             return catalogue.info(request.url, request_id=request.request_id)
+        if svc.is_fetching(request.url):
+            svc.stats.manifests_spared_for_members += spared  # the running fetch's one GET
         svc.ensure(request.url, request.sha256, **upstream)
         return catalogue.info(request.url, request_id=request.request_id, fetching=True)
 

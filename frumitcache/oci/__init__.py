@@ -18,7 +18,14 @@ from frumitcache.oci._auth import (
 from frumitcache.oci._authhook import RegistryAuth, TokenGet
 from frumitcache.oci._door import serve_registry
 from frumitcache.oci._metrics import RegistryMetrics
-from frumitcache.oci._names import ApiRoot, Ask, Registry, parse_registries, parse_request
+from frumitcache.oci._names import (
+    ApiRoot,
+    Ask,
+    Registry,
+    is_manifest_url,
+    parse_registries,
+    parse_request,
+)
 from frumitcache.oci._server import RegistryMirror
 from frumitcache.oci._snippets import CLIENTS, DOCKER_PATH, client_files, mirror_address, render
 from frumitcache.oci._source import (
@@ -51,6 +58,7 @@ __all__ = [
     "TokenGet",
     "accepted_manifest_types",
     "client_files",
+    "is_manifest_url",
     "load_credentials",
     "manifest_request",
     "mirror_address",

@@ -1,9 +1,18 @@
 """The registry door's counters, rendered for ``/metrics`` (Prometheus text) beside apt's and
-summed for ``frumitcache status``."""
+summed for ``frumitcache status``.
+
+The site's figure of upstream manifest GETs spared is the seeder's, by the simplest honest
+design: the seeder counts the manifest requests of members it answered without an upstream GET
+of their own (held, inside the tag window, or joined to the one fetch already running) and adds
+its own door's spares. Members' answers from their own stores never reach the seeder and are
+not in it, so it is a lower bound; a member shows its own count only, and after a failover the
+new seeder counts from its own history.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -18,6 +27,14 @@ class RegistryMetrics:
     manifest_gets_spared: int = 0
     internal_errors: int = 0
     token_requests: int = 0  # Bearer token flows this node's auth hook ran (as the seeder)
+    # Manifest requests of members the seeder answered without an upstream GET for them;
+    # None while this node is not the seeder (the agent sets it).
+    spared_for_members: Callable[[], int | None] = lambda: None
+
+    def site_gets_spared(self) -> int | None:
+        """The site's figure when this node is the seeder (or alone), else None."""
+        members = self.spared_for_members()
+        return None if members is None else self.manifest_gets_spared + members
 
     def served_manifest(self, source: str) -> None:
         self.manifests[source] += 1
@@ -32,6 +49,9 @@ class RegistryMetrics:
             "manifest_gets_spared": self.manifest_gets_spared,
             "token_requests": self.token_requests,
         }
+        site = self.site_gets_spared()
+        if site is not None:
+            out["site_manifest_gets_spared"] = site
         for source in ("local", "site", "uplink"):
             out[f"bytes_{source}"] = self.bytes_served[source]
         return out
@@ -57,7 +77,17 @@ class RegistryMetrics:
             ]
             for source in ("local", "site", "uplink"):
                 lines.append(f'frumitcache_oci_{name}_total{{source="{source}"}} {counter[source]}')
+        site = self.site_gets_spared()
+        site_line = (
+            (
+                "site_manifest_gets_spared",
+                site,
+                "Manifests answered in the site without an upstream GET (seeder: its own and "
+                "members' it answered).",
+            ),
+        )
         for name, value, text in (
+            *(site_line if site is not None else ()),
             (
                 "manifest_gets_spared",
                 self.manifest_gets_spared,

@@ -41,6 +41,13 @@ class Registry:
         return f"{self.base}/v2/{repository}/{kind}/{reference}"
 
 
+def is_manifest_url(url: str) -> bool:
+    """Does ``url`` (an :attr:`Ask.url`, maybe with its ``#accept=`` key) name a manifest?
+    The kind is the path's last-but-one part: a reference never holds a ``/``."""
+    parts = urlsplit(url).path.rsplit("/", 2)
+    return len(parts) == 3 and parts[1] == "manifests"
+
+
 def parse_registries(entries: list[str], key: str = "oci.registries") -> dict[str, Registry]:
     """``name`` or ``name=[scheme://]host[:port]`` entries (https unless a scheme is given)."""
     table: dict[str, Registry] = {}

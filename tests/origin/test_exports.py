@@ -29,6 +29,7 @@ def test_public_names() -> None:
             "Step",
             "TokenBucket",
             "UplinkStream",
+            "UpstreamBackoff",
             "parse_content_range",
             "plan_response",
         ]
@@ -50,6 +51,7 @@ def test_fetch_signature() -> None:
         "auth",
         "digest_header",
         "keep_on_status",
+        "backoff",
         "task_status",
     ]
     assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in list(params)[2:])
