@@ -351,11 +351,11 @@ class OriginFetcher:
                     digest_header,
                     frozenset(keep_on_status),
                     revalidate,
-                    backoff,
                 )
                 return await self._lead(
-                    url, expected_digest, expected_size, revalidate, announce, allow, upstream
-                )
+                    url, expected_digest, expected_size, revalidate, announce, allow, upstream,
+                    backoff,
+                )  # fmt: skip
             await flight.info_ready.wait()
             if flight.info is not None:
                 announce(flight.info)
@@ -380,6 +380,7 @@ class OriginFetcher:
         announce: Callable[[FetchInfo], None],
         allow: AllowList,
         upstream: _Upstream,
+        backoff: UpstreamBackoff | None,
     ) -> Manifest:
         flight = _Flight()
         self._flights[url] = flight
@@ -391,7 +392,7 @@ class OriginFetcher:
 
         try:
             flight.result = await self._fetch(
-                url, expected_digest, expected_size, revalidate, share, allow, upstream
+                url, expected_digest, expected_size, revalidate, share, allow, upstream, backoff
             )
             return flight.result
         except trio.Cancelled:
@@ -429,6 +430,7 @@ class OriginFetcher:
         share: Callable[[FetchInfo], None],
         allow: AllowList,
         upstream: _Upstream,
+        backoff: UpstreamBackoff | None,
     ) -> Manifest:
         if expected_digest is not None:
             # Content-addressed: the bytes may already be here under another URL.
@@ -448,7 +450,6 @@ class OriginFetcher:
             share(self.cached_info(url, stored))
             return stored
         job = _Job(self, url, expected_digest, expected_size, stored, share, allow, upstream)
-        backoff = upstream.backoff
         if backoff is None:
             self._fetches += 1
             return await job.run()

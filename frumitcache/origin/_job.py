@@ -19,16 +19,14 @@ from frumitcache.errors import (
     DigestMismatchError,
     FrumitcacheError,
     OriginError,
-    OriginStatusError,
     OriginTruncatedError,
     OriginUnreachableError,
 )
 from frumitcache.origin._allow import ALLOW_EXTENSION, AllowList
-from frumitcache.origin._plan import Action, plan_response, retry_after
+from frumitcache.origin._plan import Action, plan_response, status_error
 from frumitcache.origin._probe import probe
 
 if TYPE_CHECKING:
-    from frumitcache.origin._backoff import UpstreamBackoff
     from frumitcache.origin._fetcher import OriginFetcher
     from frumitcache.store import Manifest
 
@@ -88,7 +86,6 @@ class _Upstream:
     digest_header: str = ""
     keep_on_status: frozenset[int] = frozenset()
     revalidate: bool = False  # the object may change: another cache must not serve it as held
-    backoff: UpstreamBackoff | None = None  # the door's, if it backs off unreachable hosts
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,9 +416,7 @@ class _Job:
         # transient 5xx (it is still valid), dropped for anything else.
         keep = status >= 500 and self.writer is not None and self.writer.offset > 0
         await self._close("abort" if keep else "discard")
-        raise OriginStatusError(
-            f"{self.url}: origin answered {reason}", status=status, retry_after=retry_after(headers)
-        )
+        raise status_error(f"{self.url}: origin answered {reason}", status, headers)
 
     async def _body(self, resp: httpx.Response) -> None:
         assert self.writer is not None

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from frumitcache.errors import OriginStatusError
+
 
 class Action(enum.Enum):
     BODY = "body"  # read the body and store it from ``start`` (0 with an offset: restart)
@@ -102,6 +104,11 @@ def plan_response(
 
 _DELAY = re.compile(r"[0-9]{1,9}")
 _DATE = re.compile(r"[A-Za-z]{3}, [0-9]{2} [A-Za-z]{3} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT")
+
+
+def status_error(message: str, status: int, headers: Mapping[str, str]) -> OriginStatusError:
+    """The error an origin's error answer becomes, its Retry-After kept (see below)."""
+    return OriginStatusError(message, status=status, retry_after=retry_after(headers))
 
 
 def retry_after(headers: Mapping[str, str]) -> str:
