@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from frumitcache.errors import ConfigError
-from frumitcache.oci import ApiError, ApiRoot, Ask, accepted_manifest_types, parse_registries
+from frumitcache.oci import (
+    ApiError,
+    ApiRoot,
+    Ask,
+    accepted_manifest_types,
+    is_manifest_url,
+    parse_registries,
+)
 from frumitcache.oci import parse_request as parse
 from frumitcache.oci._spec import DOCKER_MANIFEST, MANIFEST_TYPES, OCI_INDEX
 
@@ -148,3 +155,12 @@ def test_accept_narrowing() -> None:
         DOCKER_MANIFEST,
     )
     assert accepted_manifest_types(["text/html"]) == MANIFEST_TYPES
+
+
+def test_is_manifest_url_reads_the_kind_not_the_name() -> None:
+    assert is_manifest_url("http://r:5000/v2/team/app/manifests/v1")
+    assert is_manifest_url("http://r:5000/v2/team/app/manifests/v1#accept=oci-index")
+    assert not is_manifest_url("http://r:5000/v2/team/app/blobs/sha256:" + "a" * 64)
+    # Hostile-looking but valid: a repository named "manifests" asking for a blob.
+    assert not is_manifest_url("http://r:5000/v2/team/manifests/blobs/sha256:" + "a" * 64)
+    assert not is_manifest_url("sha256:" + "a" * 64)

@@ -19,7 +19,8 @@ def test_public_names() -> None:
         "CLIENTS", "DOCKER_PATH", "MANIFEST_TYPES", "ApiError", "ApiRoot", "Ask", "Challenge",
         "Credentials", "Opened", "Registry", "RegistryAuth", "RegistryContent", "RegistryError",
         "RegistryMetrics", "RegistryMirror", "TokenBook", "TokenError", "TokenGet",
-        "accepted_manifest_types", "client_files", "load_credentials", "manifest_request",
+        "accepted_manifest_types", "client_files", "is_manifest_url", "load_credentials",
+        "manifest_request",
         "mirror_address", "parse_challenge", "parse_registries", "parse_request", "render",
         "serve_registry", "tag_revalidation",
     ])  # fmt: skip
