@@ -1,4 +1,4 @@
-"""The member-to-member prefetch and keys requests on the peer HTTP port: signed, not
+"""The member-to-member prefetch, keys and bulk requests on the peer HTTP port: signed, not
 replayable, and answered by the agent's callbacks."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import trio
 from frumitcache.agent._peerapi import (
     PrefetchPeerHttpServer,
     encode_target,
+    request_bulk,
     request_keys,
     request_prefetch,
 )
@@ -38,6 +39,9 @@ class Agent:
     def keys(self, digest: bytes) -> list[str]:
         return ["http://origin/a.deb"] if digest == DIGEST else []
 
+    def bulk(self, token: int) -> bytes | None:
+        return b"body-" * 20_000 if token == 7 else None  # 100 kB: more than a control frame
+
 
 @pytest.fixture
 async def server(
@@ -45,7 +49,9 @@ async def server(
 ) -> AsyncIterator[tuple[tuple[str, int], Agent]]:
     agent = Agent()
     with Store.open(tmp_path / "store", max_bytes=1 << 30, chunk_size=1 << 20) as store:
-        http = PrefetchPeerHttpServer(store, KEY, prefetch=agent.prefetch, keys=agent.keys)
+        http = PrefetchPeerHttpServer(
+            store, KEY, prefetch=agent.prefetch, keys=agent.keys, bulk=agent.bulk
+        )
         address = loopback_address()
         port = await nursery.start(http.serve, address, 0)
         yield (address, port), agent
@@ -96,3 +102,34 @@ async def test_unsigned_wrong_key_and_replayed_requests_are_refused(
         auth = sign(KEY, b"POST", garbage, time.time())
         assert (await raw_post(address, garbage, auth)).startswith(b"HTTP/1.1 400")
     assert agent.asked == [("http://o/y", None)]
+
+
+async def raw_get(address: tuple[str, int], path: bytes, auth: bytes | None) -> bytes:
+    stream = await trio.open_tcp_stream(*address)
+    async with stream:
+        head = b"GET " + path + b" HTTP/1.1\r\nhost: x\r\n"
+        if auth is not None:
+            head += b"x-frumit-auth: " + auth + b"\r\n"
+        await stream.send_all(head + b"connection: close\r\n\r\n")
+        reply = b""
+        while data := await stream.receive_some(65536):
+            reply += data
+    return reply
+
+
+async def test_bulk_bodies_go_to_members_only(server: tuple[tuple[str, int], Agent]) -> None:
+    address, _agent = server
+    with trio.fail_after(10):
+        assert await request_bulk(address, KEY, 7, 100_000) == b"body-" * 20_000
+        # Gone (or never given out), a wrong key, no signature, a token that is not a number.
+        with pytest.raises(PeerError, match="404"):
+            await request_bulk(address, KEY, 8, 100_000)
+        with pytest.raises(PeerError, match="403"):
+            await request_bulk(address, b"w" * 32, 7, 100_000)
+        assert (await raw_get(address, b"/bulk/7", None)).startswith(b"HTTP/1.1 403")
+        for bad in (b"/bulk/-7", b"/bulk/7x", b"/bulk/" + b"9" * 40):
+            auth = sign(KEY, b"GET", bad, time.time())
+            assert (await raw_get(address, bad, auth)).startswith(b"HTTP/1.1 404"), bad
+        # A body longer than the frame said is cut off, not read to the end.
+        with pytest.raises(PeerError, match="too long"):
+            await request_bulk(address, KEY, 7, 10_000)
