@@ -41,6 +41,8 @@ class UplinkStats:
     clients of this agent (pull, fetch, stream); ``bytes_spared``: of those, bytes that came
     from the store or from site members instead of the uplink; ``rate``: current origin receive
     rate (bytes/s); ``budget``: the configured ``origin.max_rate`` (bytes/s, 0 = unlimited).
+    ``bytes_from_origin`` / ``bytes_from_federation``: ``bytes_fetched`` by provenance, the
+    origins themselves or federated parent/sibling sites (0 without federation).
     """
 
     bytes_fetched: int
@@ -50,6 +52,8 @@ class UplinkStats:
     budget: int
     fetches: int
     active_fetches: int
+    bytes_from_origin: int = 0
+    bytes_from_federation: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -240,6 +240,8 @@ class LibraryRequests:
                 "budget": origin.get("max_rate", 0),
                 "fetches": origin.get("fetches", 0),
                 "active_fetches": origin.get("active_fetches", 0),
+                "bytes_from_origin": origin.get("origin_bytes", 0),
+                "bytes_from_federation": origin.get("federation_bytes", 0),
             },
             cache=dict(status.store),
         )

@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
             ("node", info.node),
             ("seeder", f"{info.seeder or 'none (election)'} (term {info.term})"),
             ("uplink fetched", human_bytes(u.bytes_fetched)),
+            ("  from origins", human_bytes(u.bytes_from_origin)),
+            ("  from federation", human_bytes(u.bytes_from_federation)),
             ("uplink spared", human_bytes(u.bytes_spared)),
             ("uplink rate", f"{human_bytes(u.rate)}/s"),
             ("uplink budget", f"{human_bytes(u.budget)}/s" if u.budget else "unlimited"),

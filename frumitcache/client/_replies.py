@@ -105,6 +105,8 @@ def site_info(reply: SiteReply) -> SiteInfo:
             budget=_int(u, "budget"),
             fetches=_int(u, "fetches"),
             active_fetches=_int(u, "active_fetches"),
+            bytes_from_origin=_int(u, "bytes_from_origin"),
+            bytes_from_federation=_int(u, "bytes_from_federation"),
         ),
         cache=CacheStats(
             objects=_int(c, "objects"),

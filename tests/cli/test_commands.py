@@ -116,6 +116,8 @@ async def test_read_commands_and_json_shapes(
         "budget",
         "fetches",
         "active_fetches",
+        "bytes_from_origin",
+        "bytes_from_federation",
     }
     # The body once and the head of the estimate's HEAD answer.
     assert len(data) < site["uplink"]["bytes_fetched"] < len(data) + 2000

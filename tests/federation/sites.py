@@ -26,12 +26,14 @@ def fed_site(
     parents: Sequence[str] = (),
     siblings: Sequence[str] = (),
     extra: dict[str, Any] | None = None,
+    apt: bool = False,
 ) -> LoopbackSite:
     return LoopbackSite(
         directory,
         nodes,
         settings={
             "site": dict(SITE_TIMERS),
+            "apt": {"enabled": apt},
             "federation": {
                 "key": key,
                 "parents": list(parents),

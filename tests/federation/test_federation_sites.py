@@ -9,9 +9,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
+from frumitcache.client import AgentClient
 from frumitcache.testing.agents import AgentProcess
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer
@@ -55,7 +57,9 @@ async def test_every_agent_of_every_site_pulls_and_the_origin_sends_once(
     origin.add("/release.bin", data)
     key = new_key()
     core = fed_site(tmp_path / "core", 2, key)
-    edges = [fed_site(tmp_path / f"edge{i}", 2, key, parents=members(core)) for i in range(2)]
+    edges = [
+        fed_site(tmp_path / f"edge{i}", 2, key, parents=members(core), apt=True) for i in range(2)
+    ]
     sites = [core, *edges]
     try:
         for site in sites:
@@ -76,6 +80,22 @@ async def test_every_agent_of_every_site_pulls_and_the_origin_sends_once(
             counters = [await uplink(a) for a in edge.agents]
             assert sum(c["origin_bytes"] for c in counters) == 0, counters
             assert sum(c["federation_bytes"] for c in counters) == len(data), counters
+            # The same figures in `frumitcache site` and the apt door's /metrics.
+            infos = [await AgentClient(a.socket).site() for a in edge.agents]
+            assert sum(i.uplink.bytes_from_federation for i in infos) == len(data)
+            assert sum(i.uplink.bytes_from_origin for i in infos) == 0
+            metrics = ""
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+                for address in edge.addresses:
+                    metrics += (await client.get(f"http://{address}:3142/metrics")).text
+            federated = [
+                int(line.rsplit(" ", 1)[1])
+                for line in metrics.splitlines()
+                if line.startswith(
+                    'frumitcache_uplink_bytes_total{source="federation",link="parent@'
+                )
+            ]
+            assert sum(federated) == len(data), metrics
     finally:
         for site in sites:
             site.kill()
