@@ -166,7 +166,7 @@ class Agent:
             max_clock_skew_s=cfg.site.max_clock_skew_s,
         )
         self._federation = server
-        address = cfg.federation.listen or cfg.node.address
+        address = cfg.federation.listen or cfg.node.address  # "*": every address
         async with trio.open_nursery() as nursery:
             try:
                 bound: tuple[str, int] = await nursery.start(

@@ -50,7 +50,8 @@ class FederationConfig(Section):
     listen: str = opt(
         "",
         "Address of this agent's federation endpoint (serving its site's content to "
-        "federated sites that hold the key); empty means node.address.",
+        "federated sites that hold the key); empty means node.address, * every address of "
+        "the host (IPv4 and IPv6: the VPN's address and the LAN's).",
     )
     port: int = opt(FEDERATION_PORT, "TCP port of the federation endpoint.")
     max_rate: int = opt(

@@ -99,7 +99,7 @@ class FederationServer:
         task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``address:port`` until cancelled; reports the bound address."""
-        listeners = await trio.open_tcp_listeners(port, host=address or None)
+        listeners = await trio.open_tcp_listeners(port, host=None if address == "*" else address)
         bound = listeners[0].socket.getsockname()
         async with trio.open_nursery() as nursery:
             for listener in listeners:

@@ -1,0 +1,161 @@
+"""A shaped federation made of Linux network namespaces (root only): sites behind their own
+shaped uplinks to a backbone router, and an origin beyond the backbone.
+
+Layout, all inside namespaces named ``fc<pid>-...`` (the harness's pid, so :func:`bench._netns.
+cleanup_leftovers` removes a dead run's namespaces; nothing is added to the host's namespace)::
+
+    fc<pid>-og  eth0 10.97.250.2 / fd42:97:fa::2 ── o0 ┐
+                                                      fc<pid>-bb (backbone router)
+    fc<pid>-s<s> wan 10.97.<s>.2 / fd42:97:<s>::2 ── u<s> ┘  (shaped to U each way)
+        br0 10.98.<10+s>.1 / fd42:98:<s>::1
+        └─ p<i> ── fc<pid>-s<s>p<i> eth0 10.98.<10+s>.<10+i> / fd42:98:<s>::<10+i>
+
+Site 0 is the core. Every site reaches every other and the origin through the backbone, IPv4
+and IPv6 (a ULA prefix), so an edge can name its parents by either family. The addresses exist
+only inside these namespaces; the host's interfaces are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench._netns import ETC_NETNS, PREFIX, _ip, _shape, delete_namespace, list_namespaces
+
+
+def _sysctl(ns: str, *settings: str) -> None:
+    for setting in settings:
+        subprocess.run(
+            ["ip", "netns", "exec", ns, "sysctl", "-q", "-w", setting],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+
+
+@dataclass
+class ShapedFederation:
+    """The namespaces of one run; :meth:`build` makes them, :meth:`teardown` removes them."""
+
+    sites: Sequence[int]  # Pis per site; site 0 is the core
+    uplink: int  # bytes/s of each site's uplink, both ways (0: unshaped)
+    lan: int = 0  # bytes/s of each Pi's link, both ways (0: unshaped)
+    tag: str = field(default_factory=lambda: f"{PREFIX}{os.getpid()}")
+    created: list[str] = field(default_factory=list)
+
+    @property
+    def backbone_ns(self) -> str:
+        return f"{self.tag}-bb"
+
+    @property
+    def origin_ns(self) -> str:
+        return f"{self.tag}-og"
+
+    origin_v4 = "10.97.250.2"
+    origin_v6 = "fd42:97:fa::2"
+
+    def site_ns(self, s: int) -> str:
+        return f"{self.tag}-s{s}"
+
+    def pi_ns(self, s: int, i: int) -> str:
+        return f"{self.tag}-s{s}p{i}"
+
+    def pi_v4(self, s: int, i: int) -> str:
+        return f"10.98.{10 + s}.{10 + i}"
+
+    def pi_v6(self, s: int, i: int) -> str:
+        return f"fd42:98:{s}::{10 + i}"
+
+    def prefix(self, ns: str) -> list[str]:
+        """argv prefix that runs a command inside ``ns``."""
+        return ["ip", "netns", "exec", ns]
+
+    def _add_ns(self, ns: str) -> None:
+        _ip("netns", "add", ns)
+        self.created.append(ns)
+        _ip("-n", ns, "link", "set", "lo", "up")
+        etc = ETC_NETNS / ns
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+
+    def _addr(self, ns: str, dev: str, v4: str, v6: str) -> None:
+        _ip("-n", ns, "addr", "add", v4, "dev", dev)
+        _ip("-n", ns, "-6", "addr", "add", v6, "dev", dev, "nodad")  # usable at once
+
+    def _veth(self, a: str, a_dev: str, b: str, b_dev: str) -> None:
+        _ip("-n", a, "link", "add", a_dev, "type", "veth", "peer", "name", b_dev, "netns", b)
+        _ip("-n", a, "link", "set", a_dev, "up")
+        _ip("-n", b, "link", "set", b_dev, "up")
+
+    def _route(self, ns: str, dest: str, via: str) -> None:
+        family = "-6" if ":" in via else "-4"
+        _ip("-n", ns, family, "route", "add", dest, "via", via)
+
+    def build(self) -> None:
+        if len(self.sites) > 200 or any(n > 200 for n in self.sites):
+            raise ValueError("at most 200 sites of 200 Pis fit the address plan")
+        try:
+            self._build()
+        except BaseException:
+            self.teardown()
+            raise
+
+    def _build(self) -> None:
+        bb, og = self.backbone_ns, self.origin_ns
+        forward = ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+        self._add_ns(bb)
+        _sysctl(bb, *forward)
+        self._add_ns(og)
+        self._veth(bb, "o0", og, "eth0")
+        self._addr(bb, "o0", "10.97.250.1/24", "fd42:97:fa::1/64")
+        self._addr(og, "eth0", f"{self.origin_v4}/24", f"{self.origin_v6}/64")
+        self._route(og, "default", "10.97.250.1")
+        self._route(og, "default", "fd42:97:fa::1")
+        for s, pis in enumerate(self.sites):
+            site = self.site_ns(s)
+            self._add_ns(site)
+            _sysctl(site, *forward)
+            self._veth(bb, f"u{s}", site, "wan")
+            self._addr(bb, f"u{s}", f"10.97.{s}.1/24", f"fd42:97:{s}::1/64")
+            self._addr(site, "wan", f"10.97.{s}.2/24", f"fd42:97:{s}::2/64")
+            _shape(bb, f"u{s}", self.uplink)  # backbone -> site
+            _shape(site, "wan", self.uplink)  # site -> backbone
+            self._route(site, "default", f"10.97.{s}.1")
+            self._route(site, "default", f"fd42:97:{s}::1")
+            self._route(bb, f"10.98.{10 + s}.0/24", f"10.97.{s}.2")
+            self._route(bb, f"fd42:98:{s}::/64", f"fd42:97:{s}::2")
+            _ip("-n", site, "link", "add", "br0", "type", "bridge")
+            _ip("-n", site, "link", "set", "br0", "up")
+            self._addr(site, "br0", f"10.98.{10 + s}.1/24", f"fd42:98:{s}::1/64")
+            for i in range(pis):
+                pi = self.pi_ns(s, i)
+                self._add_ns(pi)
+                self._veth(site, f"p{i}", pi, "eth0")
+                _ip("-n", site, "link", "set", f"p{i}", "master", "br0")
+                self._addr(pi, "eth0", f"{self.pi_v4(s, i)}/24", f"{self.pi_v6(s, i)}/64")
+                self._route(pi, "default", f"10.98.{10 + s}.1")
+                self._route(pi, "default", f"fd42:98:{s}::1")
+                _shape(pi, "eth0", self.lan)
+                _shape(site, f"p{i}", self.lan)
+
+    def teardown(self) -> None:
+        for ns in reversed(self.created):
+            delete_namespace(ns)
+        self.created.clear()
+
+    def exists(self) -> Sequence[str]:
+        """Namespaces of this run that still exist (empty after :meth:`teardown`)."""
+        return [ns for ns in list_namespaces() if ns.startswith(f"{self.tag}-")]
+
+
+def run_in(ns: str, argv: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` inside ``ns`` and wait (a probe, a one-shot query)."""
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=Path.cwd(),
+    )
