@@ -66,6 +66,14 @@ class FederationConfig(Section):
         "retry_after_s (the next member, site or the origin is asked instead).",
         "s",
     )
+    read_timeout_s: float = opt(
+        120.0,
+        "Longest wait for the next bytes from a parent or sibling before it is skipped and the "
+        "fetch resumes (with Range) from the next member, site or the origin. A parent "
+        "serves verified chunks only, so this must cover one chunk-time of the parent site's "
+        "own uplink (120 s: a 4 MiB chunk at 280 kbit/s).",
+        "s",
+    )
     retry_after_s: float = opt(
         10.0, "How long a parent or sibling member that failed is skipped.", "s"
     )

@@ -134,6 +134,9 @@ class FederationTransport(httpx.AsyncBaseTransport):
             headers["cache-control"] = ONLY_IF_CACHED
         timeout = dict(request.extensions.get("timeout") or {})
         timeout["connect"] = self._config.connect_timeout_s
+        # A parent releases a chunk once it is verified: the gap between two reads can be a
+        # chunk-time of its own uplink, far longer than an origin's.
+        timeout["read"] = self._config.read_timeout_s
         ask = httpx.Request(
             "GET",
             link.base + object_target(str(request.url)),

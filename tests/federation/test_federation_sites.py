@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -220,3 +221,49 @@ async def test_a_sibling_serves_what_it_holds_without_the_parent(
     finally:
         for site in sites:
             site.kill()
+
+
+async def test_a_stalled_parent_does_not_stall_the_site(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The core's agent is frozen (SIGSTOP) mid-transfer: the edge's read times out, the link
+    is skipped and the fetch resumes from the origin with Range after the bytes it has."""
+    origin = OriginServer(rate=2 * MiB)
+    await nursery.start(origin.serve, loopback_address())
+    data = os.urandom(12 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/s.bin", data)
+    key = new_key()
+    core = fed_site(tmp_path / "core", 1, key)
+    edge = fed_site(tmp_path / "edge", 1, key, parents=members(core))
+    # The core releases a 4 MiB chunk every 2 s here: 6 s without a byte is a stall.
+    edge.agents[0].settings["federation"]["read_timeout_s"] = 6.0
+    frozen = core.agents[0]
+    try:
+        await core.start()
+        await edge.start()
+
+        async def freeze_after_the_first_chunk() -> None:
+            # Past the first chunk: the core has released it to the edge by then.
+            while origin.stats.bytes_sent["/s.bin"] < CHUNK + MiB:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+            assert frozen.proc is not None
+            frozen.proc.send_signal(signal.SIGSTOP)
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as inner:
+                inner.start_soon(freeze_after_the_first_chunk)
+                result = await pull(edge.agents[0], origin.url("/s.bin"), digest, tmp_path / "o")
+        assert result.returncode == 0, (result.stderr, edge.agents[0].log())
+        assert (tmp_path / "o").read_bytes() == data
+        counters = await uplink(edge.agents[0])
+        # Some bytes came over the link before the freeze, the rest from the origin: resumed
+        # after them, not fetched again from the start.
+        assert counters["federation_bytes"] > 0, counters
+        assert counters["origin_bytes"] + counters["federation_bytes"] == len(data), counters
+        assert "federation.link-skipped" in edge.agents[0].log()
+    finally:
+        if frozen.proc is not None and frozen.proc.poll() is None:
+            frozen.proc.send_signal(signal.SIGCONT)
+        core.kill()
+        edge.kill()
