@@ -18,12 +18,18 @@ only inside these namespaces; the host's interfaces are never touched.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench._netns import ETC_NETNS, PREFIX, _ip, _shape, delete_namespace, list_namespaces
+from frumitcache.testing.agents import AgentProcess
+
+ORIGIN_PORT = 8080
 
 
 def _sysctl(ns: str, *settings: str) -> None:
@@ -41,6 +47,7 @@ class ShapedFederation:
     sites: Sequence[int]  # Pis per site; site 0 is the core
     uplink: int  # bytes/s of each site's uplink, both ways (0: unshaped)
     lan: int = 0  # bytes/s of each Pi's link, both ways (0: unshaped)
+    core_uplink: int = 0  # bytes/s of site 0's uplink (0: ``uplink``), a data centre's
     tag: str = field(default_factory=lambda: f"{PREFIX}{os.getpid()}")
     created: list[str] = field(default_factory=list)
 
@@ -119,8 +126,9 @@ class ShapedFederation:
             self._veth(bb, f"u{s}", site, "wan")
             self._addr(bb, f"u{s}", f"10.97.{s}.1/24", f"fd42:97:{s}::1/64")
             self._addr(site, "wan", f"10.97.{s}.2/24", f"fd42:97:{s}::2/64")
-            _shape(bb, f"u{s}", self.uplink)  # backbone -> site
-            _shape(site, "wan", self.uplink)  # site -> backbone
+            rate = self.core_uplink if s == 0 and self.core_uplink else self.uplink
+            _shape(bb, f"u{s}", rate)  # backbone -> site
+            _shape(site, "wan", rate)  # site -> backbone
             self._route(site, "default", f"10.97.{s}.1")
             self._route(site, "default", f"fd42:97:{s}::1")
             self._route(bb, f"10.98.{10 + s}.0/24", f"10.97.{s}.2")
@@ -159,3 +167,82 @@ def run_in(ns: str, argv: Sequence[str], timeout: float = 60) -> subprocess.Comp
         check=False,
         cwd=Path.cwd(),
     )
+
+
+def site_agents(
+    fed: ShapedFederation,
+    s: int,
+    work: Path,
+    key: str | None,
+    parents: Sequence[str],
+    *,
+    site: dict[str, Any] | None = None,
+) -> list[AgentProcess]:
+    """The agents of site ``s`` (not started): one site key of their own, the federation key
+    ``key`` (None: no federation), ``parents`` as member addresses; ``site`` adds [site] keys."""
+    directory = work / f"site{s}"
+    directory.mkdir(parents=True, exist_ok=True)
+    site_key = directory / "site.key"
+    site_key.write_text(secrets.token_hex(32) + "\n")
+    site_key.chmod(0o600)
+    addresses = [fed.pi_v4(s, i) for i in range(fed.sites[s])]
+    agents = []
+    for i, address in enumerate(addresses):
+        settings: dict[str, dict[str, Any]] = {
+            "node": {"name": f"s{s}-pi{i}"},
+            "site": {
+                **(site or {}),
+                "name": f"site{s}",
+                "peers": [a for a in addresses if a != address],
+                "discovery": False,
+                "key_file": str(site_key),
+            },
+            "origin": {"allow": [f"{fed.origin_v4}:*"]},
+        }
+        if key is not None:
+            settings["federation"] = {"key": key, "listen": "*", "parents": list(parents)}
+        agents.append(
+            AgentProcess(
+                directory / f"pi{i}",
+                address=address,
+                settings=settings,
+                prefix=fed.prefix(fed.pi_ns(s, i)),
+            )
+        )
+    return agents
+
+
+def start_origin(fed: ShapedFederation, root: Path) -> subprocess.Popen[bytes]:
+    """The test origin serving ``root`` in the origin namespace on :data:`ORIGIN_PORT`; the
+    caller kills it by pid (and closes its stdout)."""
+    proc = subprocess.Popen(
+        [
+            *fed.prefix(fed.origin_ns),
+            sys.executable,
+            "-m",
+            "frumitcache.testing.origin",
+            "--address",
+            fed.origin_v4,
+            "--port",
+            str(ORIGIN_PORT),
+            "--dir",
+            str(root),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    if not proc.stdout.readline():
+        raise RuntimeError("the origin exited before it listened")
+    return proc
+
+
+def origin_stats(fed: ShapedFederation) -> dict[str, Any]:
+    """The origin's counters (asked from inside its namespace: the host has no route there)."""
+    import json
+
+    base = f"http://{fed.origin_v4}:{ORIGIN_PORT}"
+    probe = f"import urllib.request as u; print(u.urlopen('{base}/_stats').read().decode())"
+    result = run_in(fed.origin_ns, [sys.executable, "-c", probe])
+    if result.returncode != 0:
+        raise RuntimeError(f"origin stats: {result.stderr.strip()}")
+    return dict(json.loads(result.stdout))

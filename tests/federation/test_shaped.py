@@ -6,19 +6,15 @@ pulls the same object: the origin sends it once."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import secrets
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 
-from bench._netfed import ShapedFederation, run_in
+from bench._netfed import ORIGIN_PORT, ShapedFederation, origin_stats, site_agents, start_origin
 from frumitcache.testing.agents import AgentProcess
 from tests.agent.test_site_herd import pull
 from tests.federation.sites import SITE_TIMERS, new_key, uplink
@@ -34,48 +30,6 @@ pytestmark = [
 
 MiB = 1024 * 1024
 UPLINK = 20 * 1000 * 1000 // 8  # 20 Mbit/s per site, both ways
-PORT = 8080
-
-
-def origin_stats(fed: ShapedFederation) -> dict[str, Any]:
-    probe = f"import urllib.request as u; print(u.urlopen('http://{fed.origin_v4}:{PORT}/_stats').read().decode())"
-    result = run_in(fed.origin_ns, [sys.executable, "-c", probe])
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout))
-
-
-def site_agents(
-    fed: ShapedFederation, s: int, work: Path, key: str, parents: list[str]
-) -> list[AgentProcess]:
-    directory = work / f"site{s}"
-    directory.mkdir(parents=True)
-    site_key = directory / "site.key"
-    site_key.write_text(secrets.token_hex(32) + "\n")
-    site_key.chmod(0o600)
-    addresses = [fed.pi_v4(s, i) for i in range(fed.sites[s])]
-    agents = []
-    for i, address in enumerate(addresses):
-        settings: dict[str, dict[str, Any]] = {
-            "node": {"name": f"s{s}-pi{i}"},
-            "site": {
-                **SITE_TIMERS,
-                "name": f"site{s}",
-                "peers": [a for a in addresses if a != address],
-                "discovery": False,
-                "key_file": str(site_key),
-            },
-            "federation": {"key": key, "listen": "*", "parents": parents},
-            "origin": {"allow": [f"{fed.origin_v4}:*"]},
-        }
-        agents.append(
-            AgentProcess(
-                directory / f"pi{i}",
-                address=address,
-                settings=settings,
-                prefix=fed.prefix(fed.pi_ns(s, i)),
-            )
-        )
-    return agents
 
 
 async def test_shaped_federation_the_origin_sends_once(tmp_path: Path) -> None:
@@ -89,37 +43,20 @@ async def test_shaped_federation_the_origin_sends_once(tmp_path: Path) -> None:
     origin: subprocess.Popen[bytes] | None = None
     try:
         fed.build()
-        # Popen, as AgentProcess does: the finally block kills and reaps it by pid.
-        origin = subprocess.Popen(  # noqa: ASYNC220
-            [
-                *fed.prefix(fed.origin_ns),
-                sys.executable,
-                "-m",
-                "frumitcache.testing.origin",
-                "--address",
-                fed.origin_v4,
-                "--port",
-                str(PORT),
-                "--dir",
-                str(www),
-            ],
-            stdout=subprocess.PIPE,
-        )
-        assert origin.stdout is not None
-        assert json.loads(origin.stdout.readline())["port"] == PORT
+        origin = start_origin(fed, www)
         key = new_key()
         core = [f"[{fed.pi_v6(0, i)}]:3147" for i in range(2)]  # by IPv6 ...
         core_v4 = [f"{fed.pi_v4(0, i)}:3147" for i in range(2)]  # ... and by IPv4
         sites = [
-            site_agents(fed, 0, tmp_path, key, []),
-            site_agents(fed, 1, tmp_path, key, core),
-            site_agents(fed, 2, tmp_path, key, core_v4),
+            site_agents(fed, 0, tmp_path, key, [], site=SITE_TIMERS),
+            site_agents(fed, 1, tmp_path, key, core, site=SITE_TIMERS),
+            site_agents(fed, 2, tmp_path, key, core_v4, site=SITE_TIMERS),
         ]
         agents = [a for site in sites for a in site]
         async with trio.open_nursery() as nursery:
             for agent in agents:
                 nursery.start_soon(agent.start)
-        url = f"http://{fed.origin_v4}:{PORT}/release.bin"
+        url = f"http://{fed.origin_v4}:{ORIGIN_PORT}/release.bin"
         results: dict[int, subprocess.CompletedProcess[bytes]] = {}
 
         async def one(i: int, agent: AgentProcess) -> None:
