@@ -16,7 +16,7 @@ from bench._systems import SYSTEMS
 from bench._testbed import Rates
 from frumitcache.config import parse_quantity
 
-SCENARIOS = ("cold", "warm", "seeder-kill", "apt", "footprint")
+SCENARIOS = ("cold", "warm", "seeder-kill", "apt", "footprint", "oci")
 
 
 def _rate(text: str) -> int:

@@ -20,6 +20,7 @@ Scenarios (``--scenario``, default ``cold``; ``all`` runs each):
 * ``apt``: every Pi runs real ``apt-get update`` + ``apt-get download`` of a package set (a
   signed repository built here) through its proxy (``direct``: no proxy);
 * ``footprint``: the cold herd's daemon figures: peak RSS, RSS at rest, CPU seconds per GB.
+* ``oci``: every Pi pulls one container image with skopeo (:mod:`bench._herd_oci`; shaped).
 
 Each (scenario, system) gives one JSON object (``--json`` prints them one per line) with
 ``scenario``, ``system``, ``nodes``, ``bytes`` (F, or the unique bytes of the apt run),
@@ -50,6 +51,7 @@ from typing import Any
 import trio
 
 from bench import _cgroup
+from bench._herd_oci import oci_row
 from bench._herdcli import parse_args, rebound, write_outputs
 from bench._netns import cleanup_leftovers
 from bench._report import lower_bound
@@ -96,6 +98,7 @@ class Run:
         self.root = work / "origin"
         self.sha = _write_random(self.root / OBJECT_PATH.lstrip("/"), self.size)
         self.repo: dict[str, Any] | None = None
+        self.oci: Any = None  # the registry herd's upstream (bench._herd_oci), built once
         self.base = ""
 
     def log(self, text: str) -> None:
@@ -367,6 +370,8 @@ class Run:
             system.extra = {"store": {"chunk_size": self.args.chunk_size}}
         kill_at = self.args.kill_seeder_at if scenario == "seeder-kill" else None
         try:
+            if scenario == "oci":
+                return await oci_row(self, name)
             if scenario == "seeder-kill" and name == "direct":
                 raise NotRunnable("direct has no seeder or cache box to kill")
             if scenario == "warm" and name == "direct":

@@ -46,23 +46,57 @@ PREFIX = "lab.example"
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
 
 
-def _requests_since(registry: RegistryProcess, start: int) -> list[tuple[str, str, int]]:
-    return registry.requests()[start:]
+def build_image(work: Path, size: int, layers: int) -> Layout:
+    """An OCI layout of one image for this machine's architecture: ``layers`` layers of
+    ``size / layers`` incompressible bytes plus a small shared base, tagged ``v1``."""
+    arch = _ARCH.get(platform.machine(), "amd64")
+    return build_layout(
+        work / "layout", "v1", shared=b"base" * 1024, per_platform=layers,
+        layer_size=size // layers, platforms=((arch, ""),), fast_random=True,
+    )  # fmt: skip
+
+
+def image_bytes(layout: Layout) -> int:
+    """What one pull must bring: every blob (manifest, config, layers), the index aside."""
+    return sum(len(b) for d, b in layout.blobs.items() if d != layout.index_digest)
+
+
+def pull_argv(source: str, out: Path) -> list[str]:
+    """The client: ``skopeo copy`` of ``docker://source`` (plain http) into an OCI layout."""
+    return [
+        "skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{source}",
+        f"oci:{out}:pulled",
+    ]  # fmt: skip
+
+
+def upstream_figures(upstream: RegistryProcess, start: int, image: int) -> dict[str, Any]:
+    """What crossed the uplink since entry ``start`` of the upstream registry's access log."""
+    seen = upstream.requests()[start:]
+    sent = upstream.bytes_sent_since(start)
+    return {
+        "uplink_bytes": sent,
+        "uplink_ratio": round(sent / image, 4),
+        "manifest_gets": sum(1 for m, p, _ in seen if m == "GET" and "/manifests/" in p),
+        "manifest_heads": sum(1 for m, p, _ in seen if m == "HEAD" and "/manifests/" in p),
+        # Upstream paths asked more than once (GET), with their GET counts.
+        "repeated_gets": {
+            path: n for path, n in Counter(p for m, p, _ in seen if m == "GET").items() if n > 1
+        },
+    }
 
 
 async def _pull(source: str, out: Path) -> float:
     began = time.monotonic()
     done = await trio.run_process(
-        ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{source}",
-         f"oci:{out}:pulled"],
-        capture_stdout=True, capture_stderr=True, check=False,
-    )  # fmt: skip
+        pull_argv(source, out), capture_stdout=True, capture_stderr=True, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(done.stderr.decode()[-1000:])
     return time.monotonic() - began
 
 
-def _verified(out: Path, layout: Layout) -> bool:
+def verified(out: Path, layout: Layout) -> bool:
+    """Does the layout pulled into ``out`` hold exactly the image's blobs?"""
     blobs = out / "blobs" / "sha256"
     got = {"sha256:" + p.name: p.read_bytes() for p in blobs.iterdir()} if blobs.exists() else {}
     want = {d: b for d, b in layout.blobs.items() if d != layout.index_digest}
@@ -82,7 +116,7 @@ async def _herd(sources: list[str], work: Path, layout: Layout) -> dict[str, Any
     return {
         "t_last_s": round(max(times), 2),
         "times_s": [round(t, 2) for t in times],
-        "verified": all(_verified(work / f"pi{i}", layout) for i in range(len(sources))),
+        "verified": all(verified(work / f"pi{i}", layout) for i in range(len(sources))),
     }
 
 
@@ -121,13 +155,9 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     try:
         upstream.start()
-        arch = _ARCH.get(platform.machine(), "amd64")
-        layout = build_layout(
-            work / "layout", "v1", shared=b"base" * 1024, per_platform=args.layers,
-            layer_size=args.size // args.layers, platforms=((arch, ""),), fast_random=True,
-        )  # fmt: skip
+        layout = build_image(work, args.size, args.layers)
         skopeo_push(layout.path, "v1", f"{upstream.host}/{NAME}:v1")
-        image = sum(len(b) for d, b in layout.blobs.items() if d != layout.index_digest)
+        image = image_bytes(layout)
         for system in args.systems:
             start = len(upstream.requests())
             if system == "frumitcache":
@@ -142,8 +172,6 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             else:
                 sources = [f"{upstream.host}/{NAME}:v1"] * args.nodes
             herd = await _herd(sources, work / system / "out", layout)
-            seen = _requests_since(upstream, start)
-            sent = upstream.bytes_sent_since(start)
             rows.append(
                 {
                     "scenario": "oci",
@@ -151,20 +179,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     "nodes": args.nodes,
                     "bytes": image,
                     "layers": args.layers + 1,  # and the small shared base layer
-                    "uplink_bytes": sent,
-                    "uplink_ratio": round(sent / image, 4),
-                    "manifest_gets": sum(
-                        1 for m, p, _ in seen if m == "GET" and "/manifests/" in p
-                    ),
-                    "manifest_heads": sum(
-                        1 for m, p, _ in seen if m == "HEAD" and "/manifests/" in p
-                    ),
-                    # Upstream paths asked more than once (GET), with their GET counts.
-                    "repeated_gets": {
-                        path: n
-                        for path, n in Counter(p for m, p, _ in seen if m == "GET").items()
-                        if n > 1
-                    },
+                    **upstream_figures(upstream, start, image),
                     **herd,
                 }
             )

@@ -166,6 +166,10 @@ def skopeo_push(layout: Path, tag: str, dest: str, *, creds: str | None = None) 
     )  # fmt: skip
 
 
+#: What docker-registry needs in its environment besides the caller's (no tracing exporter).
+REGISTRY_ENV = {"OTEL_TRACES_EXPORTER": "none"}
+
+
 class RegistryProcess:
     """``docker-registry serve`` on ``address:port`` with its storage under ``root``.
 
@@ -219,16 +223,23 @@ class RegistryProcess:
             ]
         return "\n".join(lines) + "\n"
 
-    def start(self) -> None:
+    def argv(self) -> list[str]:
+        """Write the config; the command that serves it (for a caller that starts it itself,
+        in a network namespace: log to :attr:`log_path`, set :attr:`proc`)."""
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "config.yml"
         config.write_text(self._config())
-        with (self.root / "registry.log").open("ab") as log:
+        return ["docker-registry", "serve", str(config)]
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "registry.log"
+
+    def start(self) -> None:
+        argv = self.argv()
+        with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                ["docker-registry", "serve", str(config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},
+                argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **REGISTRY_ENV}
             )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -264,7 +275,7 @@ class RegistryProcess:
         return sum(int(m["bytes"]) for m in found if m["method"] == "GET" and m["bytes"] != "-")
 
     def log_text(self) -> str:
-        path = self.root / "registry.log"
+        path = self.log_path
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
