@@ -78,6 +78,10 @@ def upstream_figures(upstream: RegistryProcess, start: int, image: int) -> dict[
         "uplink_ratio": round(sent / image, 4),
         "manifest_gets": sum(1 for m, p, _ in seen if m == "GET" and "/manifests/" in p),
         "manifest_heads": sum(1 for m, p, _ in seen if m == "HEAD" and "/manifests/" in p),
+        # Of the GETs, those by tag (the rest name a digest: immutable, one each for the site).
+        "tag_manifest_gets": sum(
+            1 for m, p, _ in seen if m == "GET" and "/manifests/" in p and "/sha256:" not in p
+        ),
         # Upstream paths asked more than once (GET), with their GET counts.
         "repeated_gets": {
             path: n for path, n in Counter(p for m, p, _ in seen if m == "GET").items() if n > 1
