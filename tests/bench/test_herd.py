@@ -183,6 +183,17 @@ def reach(site: ShapedSite, src: str, dst: str, address: str) -> bool:
             server.stdout.close()
 
 
+def test_oci_scenario_says_it_needs_the_shaped_site(tmp_path: Path) -> None:
+    """The registry herd's uplink is tc's (the registry has no rate limit of its own): on
+    loopback its row says so instead of reporting unshaped times against a bound."""
+    rows, log = herd(
+        "--nodes", "2", "--size", "64KiB", "--systems", "direct", "--scenario", "oci",
+        "--out", str(tmp_path), timeout=60,
+    )  # fmt: skip
+    assert [(r["scenario"], r["runnable"]) for r in rows] == [("oci", False)], log
+    assert "--shaped" in rows[0]["reason"]
+
+
 @needs_root
 def test_shaped_site_builds_shapes_and_goes_away() -> None:
     site = ShapedSite(nodes=2, uplink=2_500_000, down=12_500_000, up=12_500_000)
