@@ -39,6 +39,7 @@ from frumitcache.federation._wire import (
     FRESHNESS_HEADER,
     ONLY_IF_CACHED,
     ORIGIN_STATUS_HEADER,
+    REFUSED_HEADER,
     Role,
     object_target,
     takes,
@@ -108,9 +109,11 @@ class FederationTransport(httpx.AsyncBaseTransport):
         self.to_origin = 0  # requests that went on to the origin
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.method != "GET" or "authorization" in request.headers:
+        # Only the fetcher's object fetches (they carry a freshness) may come from another
+        # cache; a token request, a HEAD or anything with credentials goes to the origin.
+        freshness = request.extensions.get(FRESHNESS_EXTENSION)
+        if request.method != "GET" or freshness is None or "authorization" in request.headers:
             return await self._origin.handle_async_request(request)
-        freshness = request.extensions.get(FRESHNESS_EXTENSION, "immutable")
         for link in self.links:
             if link.role == "sibling" and freshness == "revalidate":
                 continue
@@ -154,10 +157,11 @@ class FederationTransport(httpx.AsyncBaseTransport):
         said = ORIGIN_STATUS_HEADER in response.headers
         if not takes(link.role, response.status_code, said):
             link.passed += 1
-            if link.role == "parent" or response.status_code != 504:
-                # A parent that declines (its site failing, the key refused) is skipped for
-                # a while; a sibling's "not held" is an answer about one object only.
-                self._fail(link, f"answered {response.status_code}", count=False)
+            if REFUSED_HEADER in response.headers:
+                # The link itself is refused (our key is not theirs): skip it for a while.
+                # Any other refusal (not held, not allowed, the origin's 401, the member's
+                # site failing) concerns this object only.
+                self._fail(link, "refused: federation key not accepted", count=False)
             await response.aclose()
             return None
         link.answered += 1

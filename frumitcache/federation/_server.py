@@ -45,6 +45,7 @@ from frumitcache.federation._wire import (
     FRESHNESS_HEADER,
     ONLY_IF_CACHED,
     ORIGIN_STATUS_HEADER,
+    REFUSED_HEADER,
     parse_target,
 )
 from frumitcache.swarm import AUTH_HEADER, Admission, PeerLimits, RequestVerifier
@@ -126,7 +127,14 @@ class FederationServer:
                         event.method, event.target, auth.encode() if auth else None, self._clock()
                     ):
                         self._refuse(peer, "no federation key" if not auth else "bad signature")
-                        await _text(conn, stream, 403, "federation key required\n", close=True)
+                        await _text(
+                            conn,
+                            stream,
+                            403,
+                            "federation key required\n",
+                            extra=[(REFUSED_HEADER, "refused")],
+                            close=True,
+                        )
                         return
                     if not authenticated:
                         authenticated = True

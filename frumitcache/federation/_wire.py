@@ -22,6 +22,9 @@ PATH = "/federation/v1/object"
 FRESHNESS_HEADER = "x-frumit-freshness"
 #: Set by a parent on a 404/410 that is the origin's own answer (not a refusal of the link).
 ORIGIN_STATUS_HEADER = "x-frumit-origin-status"
+#: Set on the 403 that refuses the link itself (no or a wrong federation key): the child skips
+#: that member for a while, where any other refusal concerns one object only.
+REFUSED_HEADER = "x-frumit-federation"
 ONLY_IF_CACHED = "only-if-cached"
 #: Request headers a child passes on to the link as they are.
 FORWARDED = ("range", "if-range", "if-none-match", "if-modified-since", "accept", "user-agent")

@@ -1,0 +1,115 @@
+"""The child's link logic (pure decisions over in-memory transports): which requests may be
+federated, the order siblings → parents → origin, and which refusals make a member skipped."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from frumitcache.config import FederationConfig
+from frumitcache.federation import FederationTransport, parse_target
+from frumitcache.origin import FRESHNESS_EXTENSION, VIA_EXTENSION
+from frumitcache.swarm import AUTH_HEADER
+
+KEY = "ab" * 32
+URL = "http://origin.example/pool/a.deb"
+
+
+class Recorder:
+    """An in-memory network: answers by host with a status (and headers) and records asks."""
+
+    def __init__(self, answers: dict[str, tuple[int, dict[str, str]]]) -> None:
+        self.answers = answers
+        self.asked: list[httpx.Request] = []
+
+    def transport(self) -> httpx.MockTransport:
+        def handle(request: httpx.Request) -> httpx.Response:
+            self.asked.append(request)
+            status, headers = self.answers.get(request.url.host, (200, {}))
+            if status == 0:
+                raise httpx.ConnectError("refused", request=request)
+            return httpx.Response(status, headers=headers, content=b"body")
+
+        return httpx.MockTransport(handle)
+
+
+def links(recorder: Recorder, origin: Recorder, **config: object) -> FederationTransport:
+    cfg = FederationConfig(
+        key=KEY,
+        parents=["10.0.0.1", "10.0.0.2"],
+        siblings=["10.0.1.1"],
+        **config,  # type: ignore[arg-type]
+    )
+    return FederationTransport(
+        origin.transport(), config=cfg, key=KEY.encode(), links=recorder.transport()
+    )
+
+
+def fetch(freshness: str | None = "immutable", **headers: str) -> httpx.Request:
+    ext = {} if freshness is None else {FRESHNESS_EXTENSION: freshness}
+    return httpx.Request("GET", URL, headers=headers, extensions=ext)
+
+
+async def test_siblings_then_parents_signed_and_named() -> None:
+    net, origin = Recorder({"10.0.1.1": (504, {})}), Recorder({})
+    response = await links(net, origin).handle_async_request(fetch(range="bytes=10-"))
+    assert response.extensions[VIA_EXTENSION] == "parent@10.0.0.1:3147"
+    assert [r.url.host for r in net.asked] == ["10.0.1.1", "10.0.0.1"]
+    sibling, parent = net.asked
+    assert sibling.headers["cache-control"] == "only-if-cached"
+    assert "cache-control" not in parent.headers
+    assert parent.headers["range"] == "bytes=10-"  # a resume travels on
+    assert parse_target(parent.url.raw_path.decode()) == URL
+    assert AUTH_HEADER.decode() in parent.headers
+    assert origin.asked == []
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        fetch(None),  # not an object fetch (a registry token, a probe)
+        fetch(authorization="Bearer secret"),  # credentials never cross sites
+        httpx.Request("HEAD", URL, extensions={FRESHNESS_EXTENSION: "immutable"}),
+    ],
+)
+async def test_what_goes_to_the_origin_directly(request_: httpx.Request) -> None:
+    net, origin = Recorder({}), Recorder({})
+    await links(net, origin).handle_async_request(request_)
+    assert net.asked == []
+    assert len(origin.asked) == 1
+
+
+async def test_an_object_that_may_change_skips_siblings() -> None:
+    net, origin = Recorder({}), Recorder({})
+    await links(net, origin).handle_async_request(fetch("revalidate"))
+    assert [r.url.host for r in net.asked] == ["10.0.0.1"]
+    assert net.asked[0].headers["x-frumit-freshness"] == "revalidate"
+
+
+async def test_refusals_and_failures() -> None:
+    """An unreachable member and one that refuses the key are skipped for a while; a refusal
+    about one object (the origin's 401 through the parent) is not; all fall back in order."""
+    net = Recorder(
+        {
+            "10.0.1.1": (0, {}),  # sibling unreachable
+            "10.0.0.1": (403, {"x-frumit-federation": "refused"}),
+            "10.0.0.2": (401, {}),
+        }
+    )
+    origin = Recorder({})
+    transport = links(net, origin)
+    response = await transport.handle_async_request(fetch())
+    assert VIA_EXTENSION not in response.extensions
+    assert len(origin.asked) == 1
+    net.asked.clear()
+    await transport.handle_async_request(fetch())
+    assert [r.url.host for r in net.asked] == ["10.0.0.2"]  # the other two are skipped
+    assert transport.to_origin == 2
+
+
+async def test_the_origins_404_through_a_parent_is_the_answer() -> None:
+    net = Recorder({"10.0.1.1": (504, {}), "10.0.0.1": (404, {"x-frumit-origin-status": "404"})})
+    origin = Recorder({})
+    response = await links(net, origin).handle_async_request(fetch())
+    assert response.status_code == 404
+    assert origin.asked == []
