@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import trio
 
 from frumitcache.config import SwarmConfig
 from frumitcache.errors import DigestMismatchError, FrumitcacheError, PeerError
+from frumitcache.swarm._merkle import MerkleTree
 from frumitcache.swarm._peer_client import HttpChunkClient
+from frumitcache.swarm._peer_wire import MAX_TREES, Address
 from frumitcache.swarm._session import Swarm
 from frumitcache.swarm._storeapi import ChunkStore
+
+#: Trees asked for or fetched ahead and not used yet, kept at most (about 1 KB each).
+_TREES_KEPT = 256
 
 
 @contextlib.asynccontextmanager
@@ -117,6 +122,12 @@ class ChunkFetcher:
         self._seeder_once = seeder_once
         self._grace = seeder_grace
         self._stall = stall_timeout
+        #: Chunks (digest → size) whose trees the next batch asks for (:meth:`want_trees`).
+        self._tree_wanted: dict[str, int] = {}
+        #: Trees fetched in a batch and not used yet, with the holder that sent them.
+        self._tree_cache: dict[str, tuple[MerkleTree, Address]] = {}
+        #: Set when the batch carrying a chunk's tree has been answered (or failed).
+        self._tree_pending: dict[str, trio.Event] = {}
 
     @classmethod
     def from_config(
@@ -146,6 +157,55 @@ class ChunkFetcher:
     @property
     def bad_holders(self) -> set[str]:
         return self._http.bad_holders
+
+    def want_trees(self, chunks: Iterable[ChunkRef]) -> None:
+        """Chunks about to be fetched: the first libtorrent fetch asks a holder for all
+        their trees in one request instead of one request per chunk."""
+        for chunk in chunks:
+            if chunk.size > self._small and chunk.digest not in self._tree_cache:
+                self._tree_wanted[chunk.digest] = chunk.size
+        while len(self._tree_wanted) > _TREES_KEPT:
+            self._tree_wanted.pop(next(iter(self._tree_wanted)))
+
+    async def _tree(self, chunk: ChunkRef, holders: Sequence[Holder]) -> tuple[MerkleTree, Address]:
+        """The chunk's tree: from a batch (asked here for every wanted chunk, or already
+        on its way), else with one request of its own."""
+        self._tree_wanted.pop(chunk.digest, None)
+        pending = self._tree_pending.get(chunk.digest)
+        if pending is not None:
+            await pending.wait()
+        elif chunk.digest not in self._tree_cache and self._tree_wanted and holders:
+            await self._batch_trees(chunk, holders)
+        hit = self._tree_cache.pop(chunk.digest, None)
+        if hit is not None and (chunk.root is None or hit[0].root == chunk.root):
+            return hit
+        ordered = sorted(holders, key=lambda h: h.seeder)
+        return await self._http.fetch_tree(
+            chunk.digest, chunk.size, [(h.address, h.peer_port) for h in ordered], chunk.root
+        )
+
+    async def _batch_trees(self, chunk: ChunkRef, holders: Sequence[Holder]) -> None:
+        # The seeder holds every chunk of a complete object (a fellow fetcher may not yet).
+        holder = next((h for h in holders if h.seeder), holders[0])
+        ask = {chunk.digest: chunk.size}
+        for digest in list(self._tree_wanted)[: MAX_TREES - 1]:
+            if not self._store.has_chunk(digest):
+                ask[digest] = self._tree_wanted[digest]
+            del self._tree_wanted[digest]
+        done = trio.Event()
+        for digest in ask:
+            self._tree_pending[digest] = done
+        try:
+            got = await self._http.fetch_trees(ask, (holder.address, holder.peer_port))
+            for digest, tree in got.items():
+                self._tree_cache[digest] = (tree, (holder.address, holder.peer_port))
+            while len(self._tree_cache) > _TREES_KEPT:
+                self._tree_cache.pop(next(iter(self._tree_cache)))
+        finally:
+            for digest in ask:
+                if self._tree_pending.get(digest) is done:
+                    del self._tree_pending[digest]
+            done.set()
 
     def add_holders(self, chunk: ChunkRef, holders: Sequence[Holder]) -> None:
         if self._swarm is not None:
@@ -249,14 +309,8 @@ class ChunkFetcher:
 
                 nursery.start_soon(widen)
             # Root and piece layer from a holder: the leecher then needs no hash requests.
-            ordered = sorted(holders, key=lambda h: h.seeder)
             try:
-                tree, source = await self._http.fetch_tree(
-                    chunk.digest,
-                    chunk.size,
-                    [(h.address, h.peer_port) for h in ordered],
-                    chunk.root,
-                )
+                tree, source = await self._tree(chunk, holders)
                 root, layer = tree.root, tree.piece_layer
             except PeerError:
                 if chunk.root is None:
@@ -278,6 +332,18 @@ class ChunkFetcher:
                     self._http.penalise(source[0])
                 raise
             nursery.cancel_scope.cancel()
+
+
+def _with_ready(
+    first: ChunkOffer, offers: trio.MemoryReceiveChannel[ChunkOffer]
+) -> list[ChunkOffer]:
+    """``first`` and the offers already waiting in the channel behind it."""
+    ready = [first]
+    while True:
+        try:
+            ready.append(offers.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return ready
 
 
 async def fetch_object(
@@ -337,18 +403,25 @@ async def fetch_object(
     async with _nursery() as nursery:
         nursery.start_soon(deliver)
         async with offers:
-            async for offer in offers:
-                if offer.index in known:
-                    was = known[offer.index]
-                    merged = tuple(dict.fromkeys((*was.holders, *offer.holders)))
-                    known[offer.index] = ChunkOffer(
-                        offer.index, offer.chunk, merged, direct=was.direct and offer.direct
-                    )
-                    fetcher.add_holders(offer.chunk, offer.holders)
-                    continue
-                known[offer.index] = offer
-                total = max(total, offer.index + 1)
-                nursery.start_soon(one, offer)
+            async for first in offers:
+                new: list[ChunkOffer] = []
+                for offer in _with_ready(first, offers):
+                    if offer.index in known:
+                        was = known[offer.index]
+                        merged = tuple(dict.fromkeys((*was.holders, *offer.holders)))
+                        known[offer.index] = ChunkOffer(
+                            offer.index, offer.chunk, merged, direct=was.direct and offer.direct
+                        )
+                        fetcher.add_holders(offer.chunk, offer.holders)
+                        continue
+                    known[offer.index] = offer
+                    total = max(total, offer.index + 1)
+                    new.append(offer)
+                # Every offer already at hand (a complete object: all of them) before the first
+                # fetch starts, so that one request brings all their trees.
+                fetcher.want_trees([offer.chunk for offer in new if not offer.direct])
+                for offer in new:
+                    nursery.start_soon(one, offer)
         async with progress:
             closed = True
             progress.notify_all()

@@ -22,7 +22,7 @@ from frumitcache.errors import DigestMismatchError, PeerError
 from frumitcache.swarm._auth import HEADER, sign
 from frumitcache.swarm._holders import HolderPenalties
 from frumitcache.swarm._merkle import MerkleTree, tree_from_layer
-from frumitcache.swarm._peer_wire import Address, next_event
+from frumitcache.swarm._peer_wire import MAX_TREES, Address, next_event, unpack_trees
 from frumitcache.swarm._storeapi import ChunkStore
 
 log = get_logger("swarm")
@@ -47,25 +47,42 @@ async def get_chunk(
     bytearray returned): a large chunk never sits whole in memory.
     The caller bounds it with a cancel scope (:class:`HttpChunkClient` does, per holder).
     """
-    path = f"/chunk/{digest}{'/' + what if what else ''}".encode()
+    path = f"/chunk/{digest}{'/' + what if what else ''}"
+    return await signed_request(
+        address, path, key, max_bytes=max_bytes, method=method, sink=sink, what=f"chunk {digest}"
+    )
+
+
+async def signed_request(
+    address: Address,
+    path: str,
+    key: bytes,
+    *,
+    max_bytes: int,
+    what: str,
+    method: bytes = b"GET",
+    sink: Callable[[bytes], None] | None = None,
+) -> bytearray:
+    """One signed request for ``path``; the body (``what`` names it in errors)."""
+    target = path.encode()
     host = address[0]
     stream = await trio.open_tcp_stream(host, address[1])
     async with stream:
         conn = h11.Connection(h11.CLIENT)
         headers = [
             (b"host", host.encode()),
-            (HEADER, sign(key, method, path, time.time())),
+            (HEADER, sign(key, method, target, time.time())),
             (b"connection", b"close"),
         ]
         if method != b"GET":
             headers.append((b"content-length", b"0"))
-        req = h11.Request(method=method, target=path, headers=headers)
+        req = h11.Request(method=method, target=target, headers=headers)
         await stream.send_all((conn.send(req) or b"") + (conn.send(h11.EndOfMessage()) or b""))
         resp = await next_event(conn, stream)
         if not isinstance(resp, h11.Response):
             raise PeerError(f"{host}: no HTTP response")
         if resp.status_code != 200:
-            raise PeerError(f"{host}: chunk {digest}: HTTP {resp.status_code}")
+            raise PeerError(f"{host}: {what}: HTTP {resp.status_code}")
         body = bytearray()
         received = 0
         while True:
@@ -73,7 +90,7 @@ async def get_chunk(
             if isinstance(event, h11.Data):
                 received += len(event.data)
                 if received > max_bytes:
-                    raise PeerError(f"{host}: chunk {digest} longer than {max_bytes} bytes")
+                    raise PeerError(f"{host}: {what} longer than {max_bytes} bytes")
                 if sink is not None:
                     sink(event.data)
                 else:
@@ -156,6 +173,35 @@ class HttpChunkClient:
                 continue
             return tree, holder
         raise PeerError(f"chunk {digest}: no tree: {'; '.join(errors) or 'no usable holder'}")
+
+    async def fetch_trees(self, chunks: dict[str, int], holder: Address) -> dict[str, MerkleTree]:
+        """The v2 trees of many chunks (digest → size, at most :data:`MAX_TREES`) from one
+        holder in one request: the trees it has, each checked against itself (a lying one is
+        caught like in :meth:`fetch_tree`). Empty when the holder can't answer; a malformed
+        answer penalises it."""
+        if not chunks or self.penalties.is_penalised(holder[0], self._clock()):
+            return {}
+        digests = list(chunks)[:MAX_TREES]
+        try:
+            with trio.fail_after(self.timeout):
+                body = await signed_request(
+                    holder,
+                    "/trees/" + ",".join(digests),
+                    self._key,
+                    max_bytes=len(digests) * (2 + 32 * 33),
+                    what="trees",
+                )
+        except _FETCH_ERRORS:
+            return {}
+        trees: dict[str, MerkleTree] = {}
+        try:
+            for digest, raw in zip(digests, unpack_trees(body, len(digests)), strict=True):
+                if raw is not None:
+                    trees[digest] = tree_from_layer(chunks[digest], raw[:32], raw[32:])
+        except ValueError:
+            self.penalise(holder[0])
+            return {}
+        return trees
 
     async def _fetch_to_file(self, holder: Address, digest: str, size: int) -> None:
         """Stream a large chunk into a temp file, hashing it (SHA-256 and the scrub's xxh3)

@@ -24,12 +24,13 @@ from frumitcache.errors import FrumitcacheError, NotInStoreError
 from frumitcache.swarm._admission import Admission, PeerLimits
 from frumitcache.swarm._auth import HEADER, Verifier
 from frumitcache.swarm._merkle import MerkleTree
-from frumitcache.swarm._peer_wire import header, next_event, send_simple
+from frumitcache.swarm._peer_wire import MAX_TREES, header, next_event, pack_trees, send_simple
 from frumitcache.swarm._storeapi import ChunkStore
 
 log = get_logger("swarm")
 
 _PATH = re.compile(rb"^/chunk/([0-9a-f]{64})(/tree|/verify)?$")
+_TREES = re.compile(rb"^/trees/([0-9a-f]{64}(?:,[0-9a-f]{64}){0,%d})$" % (MAX_TREES - 1))
 _MAX_HEAD = 16 * 1024
 # Slowest receiver an unpaced body allows for (bytes/s) before the idle timeout ends it.
 _FLOOR_RATE = 32 * 1024
@@ -169,6 +170,9 @@ class PeerHttpServer:
         self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request, idle: IdleTimer
     ) -> None:
         """Route one signed request."""
+        if req.method == b"GET" and (many := _TREES.match(req.target)) is not None:
+            await self._respond_trees(conn, stream, many.group(1).decode().split(","))
+            return
         m = _PATH.match(req.target)
         if req.method == b"POST" and m is not None and m.group(2) == b"/verify":
             await self._respond_verify(conn, stream, m.group(1).decode())
@@ -235,6 +239,23 @@ class PeerHttpServer:
             await send_simple(conn, stream, 404, b"no such chunk\n")
             return
         await send_simple(conn, stream, 200, tree.root + tree.piece_layer)
+
+    async def _respond_trees(
+        self, conn: h11.Connection, stream: trio.SocketStream, digests: list[str]
+    ) -> None:
+        """Many chunks' trees in one answer (a member about to fetch an object's chunks
+        asks once, not once per chunk); a chunk not held here gets an empty entry."""
+        trees: list[bytes | None] = []
+        for digest in digests:
+            tree = None
+            if self._trees is not None:
+                try:
+                    got = await self._trees(digest)
+                    tree = got.root + got.piece_layer
+                except (FrumitcacheError, OSError):
+                    self._not_found += 1
+            trees.append(tree)
+        await send_simple(conn, stream, 200, pack_trees(trees))
 
     async def _respond_verify(
         self, conn: h11.Connection, stream: trio.SocketStream, digest: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -141,3 +142,52 @@ async def test_missing_index_is_an_error(tmp_path: Path) -> None:
     with store, trio.fail_after(10), pytest.raises(PeerError, match="never offered"):
         await fetch_object(fetcher, receive, sink)
     assert got == []
+
+
+class _CountingClient(HttpChunkClient):
+    """The real peer HTTP client, counting the tree requests it makes."""
+
+    def __init__(self, store: Store, key: bytes) -> None:
+        super().__init__(store, key)
+        self.single: list[str] = []
+        self.batches: list[list[str]] = []
+
+    async def fetch_tree(self, digest: str, *args: Any, **kwargs: Any) -> Any:
+        self.single.append(digest)
+        return await super().fetch_tree(digest, *args, **kwargs)
+
+    async def fetch_trees(self, chunks: dict[str, int], holder: Any) -> Any:
+        self.batches.append(list(chunks))
+        return await super().fetch_trees(chunks, holder)
+
+
+async def test_warm_object_trees_come_in_one_request(tmp_path: Path) -> None:
+    """A member fetching a complete object's chunks through libtorrent asks the seeder for
+    every chunk's tree in one signed request, not one request per chunk."""
+    parts = [os.urandom(CHUNK) for _ in range(4)] + [os.urandom(CHUNK // 2)]
+    seeder, me = _Node(tmp_path / "seeder"), _Node(tmp_path / "me")
+    with seeder.store, me.store, trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await seeder.start(nursery)
+            await me.start(nursery)
+            seeder.holder = Holder(
+                seeder.holder.address, seeder.holder.peer_port, seeder.holder.swarm_port, True
+            )
+            client = _CountingClient(me.store, KEY)
+            fetcher = ChunkFetcher(me.store, client, me.swarm, small_chunk_bytes=0)
+            refs = [await seeder.publish(p) for p in parts]
+            send, receive = trio.open_memory_channel[ChunkOffer](len(refs))
+            for i, ref in enumerate(refs):
+                send.send_nowait(ChunkOffer(i, ref, (seeder.holder,)))
+            await send.aclose()
+            got: list[ChunkRef] = []
+
+            async def sink(index: int, chunk: ChunkRef) -> None:
+                got.append(chunk)
+
+            assert await fetch_object(fetcher, receive, sink, parallel=3) == len(parts)
+            for part, chunk in zip(parts, got, strict=True):
+                assert await me.store.read_chunk(chunk.digest) == part
+            assert [sorted(b) for b in client.batches] == [sorted(ref.digest for ref in refs)]
+            assert client.single == []
+            nursery.cancel_scope.cancel()

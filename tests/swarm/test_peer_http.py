@@ -11,11 +11,13 @@ import h11
 import pytest
 import trio
 
-from frumitcache.errors import PeerError
+from frumitcache.errors import NotInStoreError, PeerError
 from frumitcache.store import Store
 from frumitcache.swarm._auth import HEADER, sign
-from frumitcache.swarm._peer_client import HttpChunkClient, get_chunk
+from frumitcache.swarm._merkle import MerkleTree, merkle_tree
+from frumitcache.swarm._peer_client import HttpChunkClient, get_chunk, signed_request
 from frumitcache.swarm._peer_http import PeerHttpServer
+from frumitcache.swarm._peer_wire import MAX_TREES, pack_trees, unpack_trees
 from frumitcache.testing.net import loopback_address
 
 KEY = os.urandom(32)
@@ -242,3 +244,58 @@ async def test_large_chunk_streams_to_disk_and_a_rotten_one_leaves_nothing(
             assert (await mine.read_chunk(digest)) == data
             assert list((mine.tmp_dir / "http").iterdir()) == []
             nursery.cancel_scope.cancel()
+
+
+async def test_trees_of_many_chunks_in_one_signed_request(tmp_path: Path) -> None:
+    """``GET /trees/<hex>,<hex>,...``: the trees this holder has, an empty entry for a chunk
+    it lacks; unsigned is refused, too many chunks is not a route, a lying holder is
+    penalised and yields nothing."""
+    parts = [os.urandom(300_000) for _ in range(3)]
+    digests = [hashlib.sha256(p).hexdigest() for p in parts]
+    trees = {d: merkle_tree(p) for d, p in zip(digests, parts, strict=True)}
+    lie: set[str] = set()
+
+    async def tree_of(digest: str) -> MerkleTree:
+        if digest not in trees:
+            raise NotInStoreError(digest)
+        tree = trees[digest]
+        if digest in lie:  # a piece layer of the wrong length
+            return MerkleTree(tree.size, tree.piece_size, tree.root, tree.piece_layer[:-1])
+        return tree
+
+    holder, mine = _store(tmp_path / "holder"), _store(tmp_path / "mine")
+    absent = hashlib.sha256(b"not held").hexdigest()
+    with holder, mine, trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            address = loopback_address()
+            server = PeerHttpServer(holder, KEY, trees=tree_of)
+            port = await nursery.start(server.serve, address, 0)
+            client = HttpChunkClient(mine, KEY)
+            ask = {d: len(p) for d, p in zip(digests, parts, strict=True)} | {absent: 10}
+            got = await client.fetch_trees(ask, (address, port))
+            assert got == {d: trees[d] for d in digests}
+            with pytest.raises(PeerError, match="HTTP 403"):
+                await signed_request(
+                    (address, port), f"/trees/{digests[0]}", b"wrong key", max_bytes=99, what="t"
+                )
+            with pytest.raises(PeerError, match="HTTP 404"):
+                await signed_request(
+                    (address, port),
+                    "/trees/" + ",".join([digests[0]] * (MAX_TREES + 1)),
+                    KEY,
+                    max_bytes=1 << 20,
+                    what="t",
+                )
+            lie.add(digests[1])
+            assert await client.fetch_trees(ask, (address, port)) == {}
+            assert address in client.bad_holders
+            nursery.cancel_scope.cancel()
+
+
+def test_trees_answer_round_trip_and_hostile_bodies() -> None:
+    trees = [b"r" * 32 + b"l" * 64, None, b"x" * 32]
+    body = pack_trees(trees)
+    assert unpack_trees(body, 3) == trees
+    for bad in (body[:-1], body + b"\0", body[:1]):
+        with pytest.raises(ValueError, match="trees answer"):
+            unpack_trees(bad, 3)
