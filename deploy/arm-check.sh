@@ -47,6 +47,11 @@ packages=(
     dash bash coreutils sed grep findutils mount apt dpkg base-passwd
 )
 tools=(qemu-user-static binfmt-support mmdebstrap arch-test)
+# Checks may run side by side (CI runs armel and armhf at once): one at a time installs the
+# tools, builds a root, fetches the pytest-trio wheel and builds frumitcache's (pip wheel
+# writes build/ in this tree); the roots and the tests are each run's own.
+exec 9>/tmp/frumitcache-arm-check.lock
+flock 9
 missing=()
 for pkg in "${tools[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
@@ -108,6 +113,7 @@ mkdir -p "$root/src/wheels"
 "$PYTHON" -m pip wheel -q --disable-pip-version-check --no-deps \
     -w "$root/src/wheels" . >/dev/null
 cp "$pytest_trio"/pytest_trio-*.whl "$root/src/wheels/"
+flock -u 9
 cp -r pyproject.toml tests bench "$root/src/"
 mount -t proc proc "$root/proc"
 
