@@ -164,6 +164,7 @@ class Agent:
             held=lambda url: content.lookup(url, None) is not None,
             limits=PeerLimits.from_config(cfg.site),
             max_clock_skew_s=cfg.site.max_clock_skew_s,
+            max_rate=cfg.federation.max_rate,
         )
         self._federation = server
         address = cfg.federation.listen or cfg.node.address  # "*": every address

@@ -56,10 +56,21 @@ class FederationConfig(Section):
     port: int = opt(FEDERATION_PORT, "TCP port of the federation endpoint.")
     max_rate: int = opt(
         0,
-        "Rate limit of each federation link (per parent or sibling member this agent pulls "
-        "from); 0 means unlimited. origin.max_rate still bounds the sum.",
+        "Rate limit of each federation link, both ways: what this agent pulls from each "
+        "parent or sibling member, and what its endpoint sends on each connection of a child "
+        "site; 0 means unlimited. origin.max_rate still bounds the sum it pulls.",
         "bytes/s",
     )
+    min_rate: int = opt(
+        0,
+        "A parent or sibling delivering slower than this over slow_window_s is skipped and the "
+        "fetch resumes (with Range) from the next member, site or the origin, so a crawling "
+        "link does not stall the site; 0 means never. Keep it below what a parent's own "
+        "uplink gives a child while it is still fetching, or the origin sends those bytes "
+        "twice.",
+        "bytes/s",
+    )
+    slow_window_s: float = opt(10.0, "The window min_rate is measured over.", "s")
     connect_timeout_s: float = opt(
         3.0,
         "Timeout to connect to a parent or sibling; one that fails is skipped for "
@@ -85,6 +96,10 @@ class FederationConfig(Section):
 
     def check(self) -> None:
         check_port("federation.port", self.port)
+        if self.max_rate and self.min_rate > self.max_rate:
+            raise ConfigError("federation.min_rate: above federation.max_rate, every link fails")
+        if self.slow_window_s <= 0:
+            raise ConfigError("federation.slow_window_s: must be positive")
         if self.key and self.key_file:
             raise ConfigError("federation.key and federation.key_file: set one, not both")
         if self.key:

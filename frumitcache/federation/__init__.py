@@ -6,19 +6,20 @@
 - :class:`FederationTransport` — a child site's links, wrapped around the origin fetcher's
   transport: siblings (only what they hold), then parents, then the origin; a link that dies
   mid-body is skipped and the fetch resumes with Range from the next.
-- :mod:`._wire` rules (``object_target``, ``parse_target``, ``takes``): the path and which
-  answers a child takes, pure.
+- :mod:`._wire` rules (``object_target``, ``parse_target``, ``takes``, :class:`RateFloor`):
+  the path, which answers a child takes and when a link crawls, pure.
 """
 
 from frumitcache.federation._client import FederationTransport, Link
 from frumitcache.federation._server import FederationServer, FederationServerStats
-from frumitcache.federation._wire import Role, object_target, parse_target, takes
+from frumitcache.federation._wire import RateFloor, Role, object_target, parse_target, takes
 
 __all__ = [
     "FederationServer",
     "FederationServerStats",
     "FederationTransport",
     "Link",
+    "RateFloor",
     "Role",
     "object_target",
     "parse_target",

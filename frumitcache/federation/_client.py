@@ -40,6 +40,7 @@ from frumitcache.federation._wire import (
     ONLY_IF_CACHED,
     ORIGIN_STATUS_HEADER,
     REFUSED_HEADER,
+    RateFloor,
     Role,
     object_target,
     takes,
@@ -200,13 +201,20 @@ class _LinkStream(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         link = self._link
+        cfg = self._transport._config
+        floor = RateFloor(cfg.min_rate, cfg.slow_window_s)
         try:
             async for part in self._inner:
                 link.bytes_received += len(part)
-                wait = link.bucket.take(len(part), trio.current_time())
+                now = trio.current_time()
+                wait = link.bucket.take(len(part), now)
                 if wait > 0:
                     await trio.sleep(wait)
                 yield part
+                if floor.add(len(part), trio.current_time()):
+                    # A crawling link: end this body; the fetcher resumes after what it has
+                    # from the next member, site or the origin.
+                    raise httpx.ReadTimeout(f"slower than federation.min_rate ({cfg.min_rate} B/s)")
         except httpx.TransportError as exc:
             self._transport._fail(link, f"broke mid-body: {exc or type(exc).__name__}")
             raise

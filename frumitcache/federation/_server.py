@@ -29,6 +29,8 @@ import h11
 import trio
 
 from frumitcache._log import Throttle, get_logger
+from frumitcache._rate import TokenBucket
+from frumitcache._sendfile import FileRange, send_body
 from frumitcache.content import (
     Content,
     ContentRequest,
@@ -53,6 +55,7 @@ from frumitcache.swarm import AUTH_HEADER, Admission, PeerLimits, RequestVerifie
 log = get_logger("federation")
 
 _MAX_HEAD = 16 * 1024
+_PACED_PIECE = 64 * 1024  # bytes between two pacing waits of a rate-limited link
 
 
 @dataclass(slots=True)
@@ -82,9 +85,11 @@ class FederationServer:
         held: Callable[[str], bool],
         limits: PeerLimits | None = None,
         max_clock_skew_s: float = 60.0,
+        max_rate: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._source = source
+        self._max_rate = max_rate  # bytes/s per child connection (federation.max_rate)
         self._held = held  # does this agent hold ``url`` complete (a sibling's question)?
         self._verifier = RequestVerifier(key, window=max_clock_skew_s)
         self._clock = clock
@@ -253,6 +258,7 @@ class FederationServer:
             await _send(conn, stream, h11.EndOfMessage())
             return
         sent_head = False
+        bucket = TokenBucket(self._max_rate)
         try:
             # Cut-through: each piece goes out the moment the seam releases it (verified).
             async with content.read_files(plan.start, plan.end) as pieces:
@@ -261,7 +267,7 @@ class FederationServer:
                         if not sent_head:
                             await _send(conn, stream, head)
                             sent_head = True
-                        await send_piece(conn, stream, body)
+                        await _send_paced(conn, stream, body, bucket)
                     self.stats.bytes_served += len(piece)
                     self.stats.bytes_by_peer[peer] += len(piece)
         except EOFError:
@@ -279,6 +285,28 @@ class FederationServer:
             await _send(conn, stream, h11.EndOfMessage())
         except h11.LocalProtocolError:
             raise _Done from None  # fewer bytes than announced: the child must see a cut
+
+
+async def _send_paced(
+    conn: h11.Connection, stream: trio.SocketStream, body: bytes | FileRange, bucket: TokenBucket
+) -> None:
+    """One piece, at the link's rate when it has one (sendfile paced as the peer port does)."""
+    if not bucket.rate:
+        await send_piece(conn, stream, body)
+        return
+
+    def pace(n: int) -> float:
+        return bucket.take(n, trio.current_time())
+
+    if isinstance(body, FileRange):
+        await send_body(conn, stream, body, pace=pace)
+        return
+    for at in range(0, len(body), _PACED_PIECE):
+        part = body[at : at + _PACED_PIECE]
+        wait = pace(len(part))
+        if wait > 0:
+            await trio.sleep(wait)
+        await send_piece(conn, stream, part)
 
 
 def _peer_of(stream: trio.SocketStream) -> str:

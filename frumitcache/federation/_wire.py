@@ -67,3 +67,30 @@ def takes(role: Role, status: int, origin_said: bool) -> bool:
     if status in (200, 206, 304, 416):
         return True
     return role == "parent" and origin_said and status in (404, 410)
+
+
+class RateFloor:
+    """Is a link slower than ``min_rate`` bytes/s over the last ``window_s``? Fed each body
+    piece with the time (``add(n, now)``); the first window starts at the first piece, so the
+    wait for the answer's head (the parent fetching) is not counted. ``min_rate`` 0: never."""
+
+    def __init__(self, min_rate: int, window_s: float) -> None:
+        self.min_rate = min_rate
+        self.window_s = window_s
+        self._start: float | None = None
+        self._bytes = 0
+
+    def add(self, n: int, now: float) -> bool:
+        """Count ``n`` bytes received at ``now``; True when the window ended too slow."""
+        if not self.min_rate:
+            return False
+        if self._start is None:
+            self._start = now
+            return False
+        self._bytes += n
+        elapsed = now - self._start
+        if elapsed < self.window_s:
+            return False
+        slow = self._bytes < self.min_rate * elapsed
+        self._start, self._bytes = now, 0
+        return slow

@@ -267,3 +267,37 @@ async def test_a_stalled_parent_does_not_stall_the_site(
             frozen.proc.send_signal(signal.SIGCONT)
         core.kill()
         edge.kill()
+
+
+async def test_a_crawling_parent_link_does_not_stall_the_site(
+    origin: OriginServer, tmp_path: Path
+) -> None:
+    """The core sends at most 256 KiB/s on each child link (federation.max_rate); the edge
+    wants 1 MiB/s (federation.min_rate): after a window it leaves the link and resumes from
+    the origin with Range after the bytes it has."""
+    data = os.urandom(8 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/c.bin", data)
+    key = new_key()
+    core = fed_site(tmp_path / "core", 1, key, extra={"max_rate": 256 * 1024})
+    edge = fed_site(
+        tmp_path / "edge",
+        1,
+        key,
+        parents=members(core),
+        extra={"min_rate": MiB, "slow_window_s": 2.0},
+    )
+    try:
+        await core.start()
+        await edge.start()
+        with trio.fail_after(60):
+            result = await pull(edge.agents[0], origin.url("/c.bin"), digest, tmp_path / "o")
+        assert result.returncode == 0, (result.stderr, edge.agents[0].log())
+        assert (tmp_path / "o").read_bytes() == data
+        counters = await uplink(edge.agents[0])
+        assert 0 < counters["federation_bytes"] < len(data), counters
+        assert counters["origin_bytes"] + counters["federation_bytes"] == len(data), counters
+        assert "slower than federation.min_rate" in edge.agents[0].log()
+    finally:
+        core.kill()
+        edge.kill()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from frumitcache.federation import Role, object_target, parse_target, takes
+from frumitcache.federation import RateFloor, Role, object_target, parse_target, takes
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,17 @@ def test_which_answers_a_child_takes() -> None:
     assert takes("parent", 404, True)
     assert not takes("parent", 404, False)
     assert not takes("sibling", 404, True)
+
+
+def test_a_crawling_link_is_found_after_a_window() -> None:
+    floor = RateFloor(min_rate=1000, window_s=10.0)
+    assert not floor.add(5000, 100.0)  # the first piece starts the window (after the head)
+    assert not floor.add(500, 105.0)
+    assert floor.add(500, 110.0)  # 1000 bytes in 10 s: 100 B/s < 1000 B/s
+    assert not floor.add(20_000, 115.0)
+    assert not floor.add(20_000, 120.0)  # 40 kB in 10 s: fast enough
+
+
+def test_no_floor_never_fires() -> None:
+    floor = RateFloor(min_rate=0, window_s=1.0)
+    assert not any(floor.add(1, float(t)) for t in range(100))

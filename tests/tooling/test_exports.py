@@ -25,6 +25,7 @@ PINNED = {
         "FederationServerStats",
         "FederationTransport",
         "Link",
+        "RateFloor",
         "Role",
         "object_target",
         "parse_target",
