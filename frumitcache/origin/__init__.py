@@ -13,17 +13,16 @@ from frumitcache.origin._allow import AllowList, AllowPolicy, Door
 from frumitcache.origin._backoff import UpstreamBackoff
 from frumitcache.origin._fetcher import OriginFetcher, OriginStats
 from frumitcache.origin._job import (
-    FRESHNESS_EXTENSION,
     META_CONTENT_TYPE,
     META_ETAG,
     META_FETCHED_AT,
     META_LAST_MODIFIED,
-    VIA_EXTENSION,
     Authorizer,
     FetchInfo,
 )
 from frumitcache.origin._plan import Action, Step, parse_content_range, plan_response
 from frumitcache.origin._tunnel import UplinkStream
+from frumitcache.origin._via import FRESHNESS_EXTENSION, VIA_EXTENSION
 
 __all__ = [
     "FRESHNESS_EXTENSION",

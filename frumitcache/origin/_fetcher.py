@@ -50,6 +50,7 @@ from frumitcache.origin._allow import (
     install_guard,
 )
 from frumitcache.origin._tunnel import UplinkStream, connect_checked, host_port
+from frumitcache.origin._via import via_of
 
 if TYPE_CHECKING:
     from frumitcache.origin._backoff import UpstreamBackoff
@@ -172,7 +173,7 @@ class OriginFetcher:
     async def _count_response(self, response: httpx.Response) -> None:
         # A hook sees every response, redirects included, even when a redirect limit ends
         # the request before the caller gets a response.
-        self._requests[_host_of(response.url)] += 1
+        self._requests[via_of(response) or _host_of(response.url)] += 1
         location = response.headers.get("location")
         if response.is_redirect and location:
             try:

@@ -25,6 +25,7 @@ from frumitcache.errors import (
 from frumitcache.origin._allow import ALLOW_EXTENSION, AllowList
 from frumitcache.origin._plan import Action, plan_response, status_error
 from frumitcache.origin._probe import probe
+from frumitcache.origin._via import FRESHNESS_EXTENSION, via_of
 
 if TYPE_CHECKING:
     from frumitcache.origin._fetcher import OriginFetcher
@@ -39,13 +40,6 @@ META_LAST_MODIFIED = "last_modified"
 META_CONTENT_TYPE = "content_type"
 META_FETCHED_AT = "fetched_at"  # unix seconds, as a decimal string
 META_PARTIAL_VALIDATOR = "partial_validator"  # If-Range value for a stored partial
-
-#: httpx request extension: "revalidate" when the object may change (an index), else
-#: "immutable"; a transport that asks another cache (a federation parent) passes it on.
-FRESHNESS_EXTENSION = "frumitcache.freshness"
-#: httpx response extension set by a transport that answered from another cache instead of
-#: the origin (a federation link's name): the body is counted under that name, not the host.
-VIA_EXTENSION = "frumitcache.via"
 
 
 class _Writer(Protocol):
@@ -113,12 +107,6 @@ class _Transient(Exception):
 def _host_of(url: httpx.URL) -> str:
     port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
     return f"{url.host}:{port}"
-
-
-def _via(resp: httpx.Response) -> str | None:
-    """The federation link that answered instead of the origin, if one did."""
-    via = resp.extensions.get(VIA_EXTENSION)
-    return via if isinstance(via, str) else None
 
 
 def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
@@ -421,7 +409,7 @@ class _Job:
     async def _body(self, resp: httpx.Response) -> None:
         assert self.writer is not None
         writer = self.writer
-        via = _via(resp)
+        via = via_of(resp)
         counter, key = (self.f._federation, via) if via else (self.f._bytes, _host_of(resp.url))
         limit = self.total if self.total is not None else self.expected_size
         async for data in resp.aiter_raw():
