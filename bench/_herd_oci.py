@@ -170,6 +170,7 @@ async def oci_row(run: Run, name: str) -> dict[str, Any]:
         else:
             sources = [f"{up.host}/{NAME}:v1"] * bed.nodes
         cpu_before = system.cpu() if system else 0.0
+        budget_before = run.budget_before()
         herd = await _herd(run, sources, work / "out", up.layout)
         figures = upstream_figures(up.registry, start, up.image)
         bound = lower_bound(up.image, bed.nodes, bed.rates)
@@ -181,6 +182,7 @@ async def oci_row(run: Run, name: str) -> dict[str, Any]:
             t_bound_s=bound,
             bound_ratio=(t_last / bound) if t_last is not None and bound else None,
             **herd,
+            **run.budget_figures(budget_before, herd["completed"] * up.image),
         )
         if system is not None:
             row.update(await _spared(system))
