@@ -82,6 +82,11 @@ class SeederRole:
                     catalogue.add_holder(digest, site.node_id)
             svc.stats.manifests_spared_for_members += spared
             return catalogue.info(request.url, request_id=request.request_id)
+        if self._held_by_members(catalogue.get(request.url), request.sha256):
+            # After a failover the new seeder may lack an object its members hold whole (their
+            # Have reports named them): the asker pulls it from them, the origin is not asked.
+            svc.stats.manifests_spared_for_members += spared
+            return catalogue.info(request.url, request_id=request.request_id)
         if request.sha256 is not None and self._alias_by_digest(request.url, request.sha256):
             # Some member holds these bytes under another name (an imported .deb, another
             # mirror): content addressing makes the uplink unnecessary.
@@ -98,12 +103,23 @@ class SeederRole:
         assert site is not None
         catalogue = site.parts()[0].catalogue
         known = catalogue.get(f"sha256:{sha256.hex()}")
-        if known is None or not known.complete or known.digest != sha256:
+        if not self._held_by_members(known, sha256):
             return False
-        if not all(catalogue.holders(d).full for d in known.chunks):
-            return False
+        assert known is not None
         catalogue.put_manifest(dataclasses.replace(known, url=url))
         return True
+
+    def _held_by_members(self, known: ObjectManifest | None, sha256: bytes | None) -> bool:
+        """Is ``known`` a complete object (of ``sha256``, if given) every chunk of which some
+        live member holds whole?"""
+        site = self._svc.site
+        assert site is not None
+        if known is None or not known.complete or known.digest is None:
+            return False
+        if sha256 is not None and known.digest != sha256:
+            return False
+        catalogue = site.parts()[0].catalogue
+        return all(site.holders(catalogue.holders(d).full) for d in known.chunks)
 
     def _revalidation_due(self, url: str, tied_to: str | None, door: str) -> bool:
         """May the origin be asked about ``url`` again (once per ``door``'s window for the

@@ -6,7 +6,8 @@ chunk size, the ordered chunk digests so far, whether the object is complete) an
 addressed, so two URLs sharing a chunk share its holders.
 
 After a failover the new seeder starts empty and rebuilds it from every member's
-:class:`~._messages.Have` report (:meth:`Catalogue.apply_have`); to resume an interrupted origin
+:class:`~._messages.Have` report (:meth:`Catalogue.apply_have`: each report's objects make
+its sender a holder of their chunks); to resume an interrupted origin
 fetch it asks :meth:`Catalogue.resume_index` for the first chunk no live member holds and
 fetches from ``index * chunk_size`` with an HTTP Range. When a partition heals, the surviving
 seeder :meth:`merges <Catalogue.merge>` what the other side knew.
@@ -284,8 +285,14 @@ class Catalogue:
     # --- rebuild and merge --------------------------------------------------------------------
 
     def apply_have(self, have: Have) -> None:
+        """Take in one report: its objects, and (``have.held``) its sender as the holder of
+        every chunk its objects list. A chunk list this catalogue keeps another of (a
+        conflict) still names held digests: holders are per digest."""
         for manifest in have.objects:
             self.put_manifest(manifest)
+            if have.held:
+                for digest in manifest.chunks:
+                    self.add_holder(digest, have.node_id, full=True)
         for digest in have.full:
             self.add_holder(digest, have.node_id, full=True)
         for digest in have.partial:

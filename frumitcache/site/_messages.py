@@ -251,12 +251,19 @@ class FetchFailed:
 @dataclass(frozen=True, slots=True)
 class Have:
     """Part of a member's holdings, sent to each new seeder (catalogue rebuild after failover
-    or partition healing). A member may send several; the seeder merges them all."""
+    or partition healing). A member may send several; the seeder merges them all.
+
+    ``objects`` are held by ``node_id`` (``held``): a complete manifest makes it a holder of
+    every chunk, an incomplete one of the chunks it lists, so no per-chunk list of its own
+    crosses the wire. ``full`` / ``partial`` name chunks held outside any listed object.
+    ``held=False``: ``objects`` are what a seeder stepping down knew of the site, naming no
+    holder."""
 
     node_id: str
     objects: tuple[ObjectManifest, ...] = ()
     full: tuple[bytes, ...] = ()
     partial: tuple[bytes, ...] = ()
+    held: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,8 +120,10 @@ class CataloguePolicy:
             if view.seeder is not None and view.seeder[0] != self.me:
                 self._reports = self.holdings()
                 if previous is not None and previous[0] == self.me and len(self.catalogue):
-                    # We stepped down (partition healed): hand over what we knew.
-                    self._reports.append(Have(self.me, objects=self.catalogue.snapshot()))
+                    # We stepped down (partition healed): hand over what we knew, naming no
+                    # holder (members report their own holdings to the new seeder).
+                    known = self.catalogue.snapshot()
+                    self._reports.append(Have(self.me, objects=known, held=False))
                 self._resend_at = [now + d for d in HAVE_RESENDS]
             out.append(SeederChanged(view.seeder, previous))
         return out + self.on_timer(now)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from frumitcache.client import AgentClient
 from frumitcache.testing.agents import AgentProcess
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer
@@ -112,5 +113,62 @@ async def test_seeder_paused_past_its_lease(origin: OriginServer, tmp_path: Path
         for i, result in sorted(results.items()):
             assert result.returncode == 0, (result.stderr, logs)
             assert (tmp_path / f"out{i}").read_bytes() == data
+    finally:
+        site.kill()
+
+
+async def test_after_a_seeder_kill_the_new_seeder_names_the_survivors_as_holders(
+    origin: OriginServer, tmp_path: Path
+) -> None:
+    """A 4-agent site: one member pulls an object whole through the seeder, which is then
+    SIGKILLed. The new seeder's catalogue, rebuilt from the survivors' Have reports alone,
+    names that member as holder of every chunk (locate), and a survivor that lacks the object
+    gets it from the holder: the origin is not asked again (whether or not the new seeder
+    holds it itself; priorities make a seeder without it likely)."""
+    data = os.urandom(4 * CHUNK + 12345)  # a short last chunk too
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/held.bin", data)
+    url = origin.url("/held.bin")
+    site = LoopbackSite(tmp_path / "site", 4, priorities=[30, 20, 0, 0])
+    try:
+        await site.start()
+        first = await wait_for_seeder(site)
+        name = {a: a.settings["node"]["name"] for a in site.agents}
+        seeder = next(a for a in site.agents if name[a] == first)
+        holder = [a for a in site.agents if a is not seeder][-1]
+        with trio.fail_after(60):
+            pulled = await pull(holder, url, digest, tmp_path / "first")
+        assert pulled.returncode == 0, pulled.stderr
+        assert (tmp_path / "first").read_bytes() == data
+        sent, asked = origin.stats.bytes_sent["/held.bin"], origin.stats.requests["/held.bin"]
+        assert sent == len(data)
+
+        seeder.kill()
+        survivors = [a for a in site.agents if a is not seeder]
+        with trio.fail_after(60):
+            heir = await wait_for_seeder(site)
+            assert heir != first
+            lacking = next(a for a in survivors if name[a] not in (heir, name[holder]))
+            # The Have reports reach the new seeder within a few resends; bounded loop.
+            while True:
+                where = await AgentClient(lacking.socket).locate(url)
+                if where.full:
+                    break
+                await trio.sleep(0.2)
+        assert where.complete
+        assert where.digest == digest
+        assert where.full == (name[holder],), where  # the dead seeder is gone
+        assert where.holders[0].chunks == 5
+        assert where.holders[0].bytes == len(data)
+
+        with trio.fail_after(60):
+            second = await pull(lacking, url, digest, tmp_path / "second")
+        logs = [a.log() for a in survivors]
+        assert second.returncode == 0, (second.stderr, logs)
+        assert (tmp_path / "second").read_bytes() == data
+        assert origin.stats.bytes_sent["/held.bin"] == sent, logs
+        assert origin.stats.requests["/held.bin"] == asked
+        after = await AgentClient(survivors[0].socket).locate(url)
+        assert set(after.full) == {name[holder], name[lacking]}
     finally:
         site.kill()

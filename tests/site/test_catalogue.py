@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from frumitcache.site import Catalogue, ChunkHolders, Have, ObjectManifest
 
 CS = 1 << 20
@@ -77,21 +80,71 @@ def test_info_lists_holders_per_chunk() -> None:
 
 
 def test_failover_rebuild_and_resume_from_the_first_chunk_nobody_holds() -> None:
-    # The old seeder fetched chunks 0..4 of 8 and died; members pulled some of them.
-    seen_so_far = manifest("u", 5, complete=False)
+    # The old seeder fetched chunks 0..4 of 8 and died; members pulled some of them. A member's
+    # manifest lists the chunks it holds: it is their holder without a per-chunk list.
     haves = [
-        Have("a", objects=(seen_so_far,), full=(d(0), d(1), d(2)), partial=(d(3),)),
-        Have("b", objects=(manifest("u", 3, complete=False),), full=(d(0), d(3))),
-        Have("c", full=(d(4),)),  # c holds chunk 4 but is about to leave
+        Have("a", objects=(manifest("u", 3, complete=False),), partial=(d(3),)),
+        Have("b", objects=(manifest("u", 1, complete=False),), full=(d(3),)),  # d(3): bare
+        Have("c", objects=(manifest("u", 5, complete=False),)),  # c is about to leave
     ]
     cat = Catalogue.rebuild(haves)
-    assert cat.get("u") == seen_so_far  # the longer consistent chunk list wins
+    assert cat.get("u") == manifest("u", 5, complete=False)  # the longest consistent list wins
+    assert cat.holders(d(0)) == ChunkHolders(full=("a", "b", "c"))
+    assert cat.holders(d(3)) == ChunkHolders(full=("b", "c"), partial=("a",))
     assert cat.resume_index("u", live={"a", "b", "c"}) == 5
     cat.remove_member("c")
     assert cat.resume_index("u", live={"a", "b"}) == 4
     assert cat.resume_index("u", live={"a"}) == 3  # partial holders do not count
     assert cat.resume_index("u", live=set()) == 0
     assert cat.resume_index("unknown", live={"a"}) == 0
+
+
+def test_a_complete_manifest_in_a_have_makes_its_sender_holder_of_every_chunk() -> None:
+    cat = Catalogue.rebuild([Have("a", objects=(manifest("u", 4),)), Have("b")])
+    info = cat.info("u")
+    assert info.manifest == manifest("u", 4)
+    assert info.holders == (ChunkHolders(full=("a",)),) * 4
+    assert cat.resume_index("u", live={"a"}) == 4
+    # Another URL with a conflicting (different) complete object: ours is kept, and the
+    # sender still holds the digests it listed (content addressing).
+    cat.apply_have(Have("b", objects=(manifest("u", 2, base=50),)))
+    assert cat.get("u") == manifest("u", 4)
+    assert cat.holders(d(50)).full == ("b",)
+
+
+def test_a_stepping_down_seeders_catalogue_names_no_holder() -> None:
+    cat = Catalogue.rebuild([Have("old", objects=(manifest("u", 3),), held=False)])
+    assert cat.get("u") == manifest("u", 3)
+    assert all(h == ChunkHolders() for h in cat.info("u").holders)
+    assert cat.resume_index("u", live={"old"}) == 0
+
+
+@given(
+    st.integers(1, 12),
+    st.lists(
+        st.tuples(st.sampled_from("abcde"), st.integers(0, 12), st.booleans()),
+        max_size=12,
+    ),
+)
+def test_after_a_rebuild_every_reported_chunk_has_exactly_its_holders(
+    n: int, reports: list[tuple[str, int, bool]]
+) -> None:
+    """Members hold prefixes (or all) of one object of ``n`` chunks; the rebuilt catalogue
+    names each member as full holder of exactly the chunks it reported, and the resume point
+    is the first chunk no live member holds."""
+    haves, held = [], {node: 0 for node, _, _ in reports}
+    for node, count, complete in reports:
+        count = n if complete else min(count, n)
+        haves.append(Have(node, objects=(manifest("u", count, complete=complete),)))
+        held[node] = max(held[node], count)
+    cat = Catalogue.rebuild(haves)
+    for i in range(n):
+        expected = tuple(sorted(node for node, count in held.items() if count > i))
+        assert cat.holders(d(i)).full == expected
+    live = set(held)
+    entry = cat.get("u")
+    known = len(entry.chunks) if entry is not None else 0
+    assert cat.resume_index("u", live=live) == min(max(held.values(), default=0), known)
 
 
 def test_conflicts_complete_wins_and_ours_is_kept() -> None:

@@ -92,6 +92,24 @@ def test_a_seeder_that_steps_down_hands_its_catalogue_over() -> None:
     assert isinstance(handover[0], Have)
     assert handover[0].node_id == "me"
     assert manifest in handover[0].objects
+    assert not handover[0].held  # "a" holds it, not "me": "a" reports that itself
+    winner = policy()
+    winner.on_view(seeding(term=5), 2.0)
+    winner.receive("me", handover[0], seeding(term=5))
+    assert winner.catalogue.get("u") == manifest
+    assert winner.catalogue.holders(D2).full == ()
+
+
+def test_a_members_have_makes_it_holder_of_its_objects_chunks() -> None:
+    p = policy()
+    p.on_view(seeding(), 0.0)
+    complete = ObjectManifest("u", D1, 8, 4, (D1, D2), True)
+    partial = ObjectManifest("v", None, None, 4, (D2,), False)
+    assert p.receive("a", Have("a", objects=(complete,)), seeding()) == []
+    assert p.receive("b", Have("b", objects=(partial,)), seeding()) == []
+    assert p.catalogue.holders(D1).full == ("a", "me")  # "me": our own holdings (MINE)
+    assert p.catalogue.holders(D2).full == ("a", "b")
+    assert [h.full for h in p.catalogue.info("u").holders] == [("a", "me"), ("a", "b")]
 
 
 def test_own_progress_goes_to_everyone_from_the_seeder_and_to_the_seeder_from_a_member() -> None:
