@@ -9,6 +9,7 @@ between.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Protocol
 
 import trio
@@ -69,12 +70,39 @@ class LiveObject:
         await self._changed.wait()
 
 
+#: Aborted writers' buffered tails kept in memory (each under one chunk), newest first out.
+MAX_TAILS = 2
+
+
 class LiveObjects:
-    """The live objects of one store, by key (one writer per key at a time)."""
+    """The live objects of one store, by key (one writer per key at a time), and the tails
+    of aborted writers: the bytes of a chunk not yet full when an origin fetch stopped (a
+    fenced seeder), which the next writer of the key takes back so its Range resume starts at
+    the byte it stopped at, not at the chunk's start."""
 
     def __init__(self, core: StoreCore) -> None:
         self._core = core
         self._by_key: dict[str, LiveObject] = {}
+        self._tails: OrderedDict[str, tuple[int, bytes | None, bytearray]] = OrderedDict()
+
+    def keep_tail(self, key: str, at: int, expected: bytes | None, tail: bytearray) -> None:
+        """Keep ``tail``, the bytes of ``key``'s object (of digest ``expected``, if known)
+        from byte ``at`` (a chunk boundary)."""
+        self._tails[key] = (at, expected, tail)
+        self._tails.move_to_end(key)
+        while len(self._tails) > MAX_TAILS:
+            self._tails.popitem(last=False)
+
+    def take_tail(self, key: str, at: int, expected: bytes | None) -> bytearray:
+        """``key``'s kept tail if it starts at byte ``at`` (right after the stored chunks)
+        and was written expecting no other digest than ``expected``."""
+        kept = self._tails.pop(key, None)
+        if kept is None or kept[0] != at or (expected and kept[1] not in (None, expected)):
+            return bytearray()
+        return kept[2]
+
+    def drop_tail(self, key: str) -> None:
+        self._tails.pop(key, None)
 
     def get(self, key: str) -> LiveObject | None:
         return self._by_key.get(key)

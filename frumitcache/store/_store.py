@@ -216,6 +216,7 @@ class Store:
             )
             if conflict:
                 self._core.drop_partial(key)
+                self._lives.drop_tail(key)
             else:
                 if partial.rows > len(partial.chunks):
                     self._core.trim_partial(key, len(partial.chunks))

@@ -30,7 +30,8 @@ class ObjectWriter:
     """Writes one object under ``key``; get one from :meth:`Store.open_writer`.
 
     ``offset`` is the number of bytes written so far (stored chunks plus the buffered
-    tail); right after opening it is what a resumed partial already holds. ``chunks`` are
+    tail); right after opening it is what a resumed partial already holds (an aborted
+    writer's tail included: :meth:`abort` keeps it in memory for the next writer). ``chunks`` are
     the digests of the chunks stored so far, in order.
 
     Use it as ``async with store.open_writer(key) as w: ... await w.finish()``; leaving the
@@ -59,7 +60,9 @@ class ObjectWriter:
         self.chunks: list[bytes] = live.chunks
         self._sizes = live.sizes
         self._stored = sum(live.sizes)
-        self._buf = bytearray()
+        self._buf = lives.take_tail(spec.key, self._stored, spec.expected_digest)
+        self._restored = len(self._buf)  # bytes of the buffer taken back from an abort
+        self._kept = 0  # bytes of the buffer that abort kept for the next writer
         self._hasher = hashlib.sha256()
         self._hashed = 0  # chunks already fed to _hasher
         self._closed = False
@@ -69,7 +72,7 @@ class ObjectWriter:
 
     @property
     def offset(self) -> int:
-        return self._stored + len(self._buf)
+        return self._stored + len(self._buf) + self._kept
 
     @property
     def stored(self) -> int:
@@ -108,6 +111,7 @@ class ObjectWriter:
             view = memoryview(data).cast("B")
             if not view:
                 return
+            self._restored = 0
             if self._tail_closed():
                 self._abort_now("failed")
                 raise StoreError(f"{self.key}: cannot write after a short chunk")
@@ -165,6 +169,9 @@ class ObjectWriter:
                 raise
 
     async def _add_chunk(self, digest: bytes) -> None:
+        if self._buf and len(self._buf) == self._restored:
+            # The verified whole chunk supersedes the bytes of it an aborted fetch left.
+            self._buf, self._restored = bytearray(), 0
         if self._buf:
             raise StoreError(f"{self.key}: add_chunk after a partial write()")
         if self._tail_closed():
@@ -231,11 +238,17 @@ class ObjectWriter:
     def _abort_now(self, how: str) -> None:
         if not self._closed:
             self._closed = True
+            if how == "aborted" and self._buf and not self._tail_closed():
+                self._lives.keep_tail(self.key, self._stored, self.expected_digest, self._buf)
+                self._kept = len(self._buf)
+            elif how != "aborted":
+                self._lives.drop_tail(self.key)
             self._buf = bytearray()
             self._lives.end(self._live, how)
 
     async def abort(self) -> None:
-        """Stop; keep the full chunks stored so far as a resumable partial object."""
+        """Stop; keep the full chunks stored so far as a resumable partial object, and the
+        buffered tail in memory (:meth:`Store.open_writer` of the key takes it back)."""
         self._abort_now("aborted")
         await trio.lowlevel.checkpoint()
 

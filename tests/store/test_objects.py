@@ -145,7 +145,8 @@ async def test_abort_then_resume(store: Store) -> None:
             await w.write(b"more")
 
         w2 = store.open_writer("url", expected_digest=sha(data))
-        assert w2.offset == 2 * CHUNK
+        # The 100 buffered bytes were kept in memory: the resume starts after them.
+        assert w2.offset == 2 * CHUNK + 100
         assert w2.chunks == [sha(data[:CHUNK]), sha(data[CHUNK : 2 * CHUNK])]
         await w2.write(data[w2.offset :])
         m = await w2.finish()
@@ -153,6 +154,54 @@ async def test_abort_then_resume(store: Store) -> None:
         assert await read_all(store, "url") == data
         assert store.partial_chunks("url") == []
         assert store.stats().partial_objects == 0
+
+
+async def test_an_aborted_writers_tail_goes_to_the_next_writer_only_where_it_fits(
+    store: Store,
+) -> None:
+    """A fenced origin fetch keeps the bytes of its unfinished chunk for the next writer of
+    the key (its Range resume starts at that byte); a discard, a different expectation, a
+    whole chunk added in its place (pulled from a holder) or a failed write drop them."""
+    with trio.fail_after(10):
+        data = blob(3 * CHUNK + 7, seed=20)
+        w = store.open_writer("url", expected_digest=sha(data))
+        await w.write(data[: CHUNK + 300])
+        await w.abort()
+        assert w.offset == CHUNK + 300  # what the origin client records as its resume point
+        # Taken back once: a writer that aborts without writing hands it on again.
+        w = store.open_writer("url", expected_digest=sha(data))
+        assert w.offset == CHUNK + 300
+        await w.abort()
+        # A whole chunk pulled from a holder supersedes the bytes kept of it.
+        w = store.open_writer("url", expected_digest=sha(data))
+        whole = await write_object(store, "other", data[CHUNK : 2 * CHUNK])
+        assert whole == sha(data[CHUNK : 2 * CHUNK])
+        await w.add_chunk(sha(data[CHUNK : 2 * CHUNK]))
+        assert w.offset == 2 * CHUNK
+        await w.write(data[2 * CHUNK : 2 * CHUNK + 5])
+        with pytest.raises(StoreError, match="add_chunk after a partial write"):
+            await w.add_chunk(sha(data[:CHUNK]))  # bytes written here are not superseded
+        w = store.open_writer("url", expected_digest=sha(data))
+        assert w.offset == 2 * CHUNK  # the failed writer kept no tail
+        await w.write(data[2 * CHUNK : 2 * CHUNK + 9])
+        await w.discard()
+        assert store.open_writer("url", expected_digest=sha(data)).offset == 0
+
+        # Another expectation starts over without the tail.
+        w = store.open_writer("v", expected_digest=sha(data))
+        await w.write(data[:50])
+        await w.abort()
+        assert store.open_writer("v", expected_digest=sha(b"other")).offset == 0
+
+
+async def test_kept_tails_are_bounded(store: Store) -> None:
+    with trio.fail_after(10):
+        for i in range(5):
+            w = store.open_writer(f"k{i}")
+            await w.write(blob(CHUNK // 2, seed=30 + i))
+            await w.abort()
+        offsets = [store.open_writer(f"k{i}").offset for i in range(5)]
+        assert offsets == [0, 0, 0, CHUNK // 2, CHUNK // 2]  # the newest MAX_TAILS (2) kept
 
 
 async def test_resume_survives_reopen(store_dir: Path) -> None:
