@@ -59,8 +59,15 @@ class Ingest(ChunkRefs):
                 pending.result()
         return sha
 
-    def adopt(self, path: Path, digest: bytes, verified_xxh3: bytes | None = None) -> None:
-        """Verify a finished file and move it into the store (it must be on our file system).
+    def adopt(
+        self,
+        path: Path,
+        digest: bytes,
+        verified_xxh3: bytes | None = None,
+        root: bytes | None = None,
+    ) -> None:
+        """Verify a finished file and move it into the store (it must be on our file system);
+        ``root`` (the swarm's v2 pieces root) is recorded in the same commit.
 
         ``verified_xxh3``: the caller already verified the file's bytes against an
         authenticated hash (the swarm: every block against the manifest's v2 pieces root) and
@@ -86,7 +93,7 @@ class Ingest(ChunkRefs):
             fsync_file(path)
         except OSError as exc:
             raise StoreError(f"cannot fsync {path}: {exc.strerror}") from None
-        self._commit_chunk(sha, xx, size, None, source=path)
+        self._commit_chunk(sha, xx, size, None, source=path, root=root)
 
     def _commit_chunk(
         self,
@@ -97,15 +104,18 @@ class Ingest(ChunkRefs):
         *,
         data: BytesLike | None = None,
         source: Path | None = None,
+        root: bytes | None = None,
     ) -> None:
         """Put a verified chunk in place (from ``data`` or by renaming ``source``), then
-        commit its row and the partial-object reference ``ref``."""
+        commit its row, its ``root`` and the partial-object reference ``ref``."""
         final = self.path_of(sha)
         if self.chunk_size_of(sha) is not None:
             # Already stored (same bytes in another object): just reference it.
             with self.index.write("reference a chunk") as tx:
                 if tx.has_chunk(sha):
                     tx.touch_chunk(sha, time.time())
+                    if root is not None:
+                        tx.set_chunk_root(sha, root)
                     if ref is not None:
                         self._ref_partial(tx, ref[0], ref[1], sha)
                     if source is not None:
@@ -134,6 +144,8 @@ class Ingest(ChunkRefs):
                         raise StoreError(f"cannot move {temp} to {final}: {exc.strerror}") from None
                     tx.add_chunk(sha, size, xx, time.time())
                     tx.after_commit.append(lambda: self._add_used(size))
+                if root is not None:
+                    tx.set_chunk_root(sha, root)
                 if ref is not None:
                     self._ref_partial(tx, ref[0], ref[1], sha)
         except BaseException:

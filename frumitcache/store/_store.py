@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -152,17 +152,33 @@ class Store:
         await trio.to_thread.run_sync(self._core.ingest, data, digest)
 
     async def adopt_chunk_file(
-        self, path: Path, digest: bytes | str, *, verified_xxh3: bytes | None = None
+        self,
+        path: Path,
+        digest: bytes | str,
+        *,
+        verified_xxh3: bytes | None = None,
+        verify: Callable[[Path], bytes] | None = None,
+        root: bytes | None = None,
     ) -> None:
         """Verify a finished file on the store's file system (e.g. under ``tmp_dir``) and
         rename it into the store. On a mismatch the file is left where it was.
 
         With ``verified_xxh3`` the caller vouches that it verified the bytes already (and
-        gives their xxh3 for the scrub): the file is not read again."""
+        gives their xxh3 for the scrub): the file is not read again. ``verify`` does that
+        check itself (it raises on bad bytes, else returns their xxh3) in the same worker
+        thread as the adoption, and ``root`` is recorded with the chunk there too: one thread
+        hop and one commit per chunk, which is what a Pi's budget notices."""
         digest = _digest(digest)
+        if root is not None and len(root) != DIGEST_LEN:
+            raise ValueError("a chunk root is 32 bytes")
         if not self.has_chunk(digest):
             await self.evict(os.stat(path).st_size)
-        await trio.to_thread.run_sync(self._core.adopt, Path(path), digest, verified_xxh3)
+
+        def adopt() -> None:
+            xx = verify(Path(path)) if verify is not None else verified_xxh3
+            self._core.adopt(Path(path), digest, xx, root)
+
+        await trio.to_thread.run_sync(adopt)
 
     async def read_chunk(self, digest: bytes | str) -> bytes:
         """The chunk's bytes after an xxh3 check; a corrupt chunk is removed from the store

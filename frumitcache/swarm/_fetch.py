@@ -296,15 +296,15 @@ class ChunkFetcher:
             if late:
                 # The assigned fetcher may be slow or dead: once the chunk has made no
                 # progress for a grace period, anyone may dial the seeder for it.
+                # The download's wait loop records its progress once a second; sleeping
+                # to the deadline it implies asks libtorrent nothing.
                 async def widen() -> None:
-                    last, since = -1, trio.current_time()
+                    start = trio.current_time()
                     while True:
-                        await trio.sleep(0.25)
-                        done = swarm.progress(chunk.digest)
-                        if done != last:
-                            last, since = done, trio.current_time()
-                        elif trio.current_time() - since >= self._grace:
+                        since = max(start, swarm.progressed_at(chunk.digest) or start)
+                        if trio.current_time() - since >= self._grace:
                             break
+                        await trio.sleep_until(since + self._grace)
                     swarm.add_holders(chunk.digest, addresses(late))
 
                 nursery.start_soon(widen)

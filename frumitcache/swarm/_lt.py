@@ -66,6 +66,8 @@ class Torrent:
     removed: trio.Event = field(default_factory=trio.Event)
     error: str = ""
     retiring: bool = False
+    #: trio time the download's verified bytes were last seen to grow (by wait_finished).
+    progressed_at: float = field(default_factory=trio.current_time)
 
     def release(self) -> None:
         """The session is gone: nobody waits on this torrent any more."""
@@ -161,7 +163,7 @@ async def wait_finished(t: Torrent, dial: Callable[[str], None], stall_timeout: 
         s = t.handle.status()
         if int(s.total_wanted_done) != done_bytes:
             done_bytes = int(s.total_wanted_done)
-            last_progress = now
+            last_progress = t.progressed_at = now
         elif now - last_progress > stall_timeout:
             raise PeerError(
                 f"chunk {t.digest}: no progress from any holder for {math.ceil(stall_timeout)} s"

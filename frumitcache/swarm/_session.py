@@ -428,12 +428,18 @@ class Swarm:
                 await t.flushed.wait()
             if t.error:
                 raise PeerError(f"chunk {digest}: {t.error}")
-            # One read-back pass: the piece layer, the scrub's xxh3 and the root re-checked.
-            tree, xx = await downloaded_tree(digest, partial, size, root, piece_layer)
             await self._remove(t)
-            await self._store.adopt_chunk_file(partial, digest, verified_xxh3=xx)
-            self._store.set_chunk_root(digest, root)
-            self._trees.remember(digest, tree)
+            trees: list[MerkleTree] = []
+
+            def verify(path: Path) -> bytes:
+                # One read-back pass: the piece layer, the scrub's xxh3 and the root
+                # re-checked, in the store's worker thread before it adopts the file.
+                tree, xx = downloaded_tree(digest, path, size, root, piece_layer)
+                trees.append(tree)
+                return xx
+
+            await self._store.adopt_chunk_file(partial, digest, verify=verify, root=root)
+            self._trees.remember(digest, trees[0])
         finally:
             if self._torrents.get(digest) is t:
                 with trio.CancelScope(shield=True):
@@ -443,15 +449,14 @@ class Swarm:
         # Keep serving what we just fetched: the other leechers are still trading.
         await self.seed(digest, super_seed=False)
 
-    def progress(self, digest: str) -> int:
-        """Verified bytes of an active download of ``digest`` (-1 when there is none)."""
+    def progressed_at(self, digest: str) -> float | None:
+        """trio time an active download of ``digest`` last gained verified bytes (sampled
+        once a second by its wait loop, so reading it costs no libtorrent call); ``None``
+        when there is no active download."""
         t = self._torrents.get(digest)
         if t is None or t.seeding:
-            return -1
-        try:
-            return int(t.handle.status().total_wanted_done)
-        except RuntimeError:
-            return -1
+            return None
+        return t.progressed_at
 
     # --- statistics -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ the store's internals and tests can stand in anything with these methods.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +23,13 @@ class ChunkStore(Protocol):
     async def put_chunk(self, data: bytes | bytearray, digest: str) -> None: ...
 
     async def adopt_chunk_file(
-        self, path: Path, digest: str, *, verified_xxh3: bytes | None = None
+        self,
+        path: Path,
+        digest: str,
+        *,
+        verified_xxh3: bytes | None = None,
+        verify: Callable[[Path], bytes] | None = None,
+        root: bytes | None = None,
     ) -> None: ...
 
     async def read_chunk(self, digest: str) -> bytes: ...

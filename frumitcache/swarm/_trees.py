@@ -77,10 +77,11 @@ class ChunkTrees:
         return tree
 
 
-async def downloaded_tree(
+def downloaded_tree(
     digest: str, path: Path, size: int, root: bytes, piece_layer: bytes | None
 ) -> tuple[MerkleTree, bytes]:
-    """The tree and the xxh3 of a chunk libtorrent downloaded to ``path``.
+    """The tree and the xxh3 of a chunk libtorrent downloaded to ``path`` (blocking: run it in
+    a worker thread, e.g. as the store's ``verify`` step of adopting the file).
 
     libtorrent checked every block against ``root`` (from the site-authenticated manifest,
     which binds it to ``digest``); this one read-back pass yields the piece layer for seeding
@@ -94,11 +95,9 @@ async def downloaded_tree(
             tree = tree_from_layer(size, root, piece_layer)
         except ValueError as exc:
             raise DigestMismatchError(f"chunk {digest}: {exc}") from None
-        xx = await trio.to_thread.run_sync(file_xxh3, path)
+        xx = file_xxh3(path)
     else:
-        _, tree, xx = await trio.to_thread.run_sync(
-            lambda: file_tree(path, piece_size_for(size), sha=False)
-        )
+        _, tree, xx = file_tree(path, piece_size_for(size), sha=False)
     if tree.root != root:
         raise DigestMismatchError(f"chunk {digest}: downloaded bytes miss the root")
     return tree, xx
