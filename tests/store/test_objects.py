@@ -362,3 +362,35 @@ async def test_chunk_root(store: Store) -> None:
 async def test_second_process_cannot_open(store: Store) -> None:
     with pytest.raises(StoreError, match="in use"):
         Store.open(store.root, max_bytes=1 << 30, chunk_size=CHUNK)
+
+
+async def test_adopt_runs_the_callers_check_and_records_the_root(store: Store) -> None:
+    """The swarm's check (xxh3 read-back, root) runs in the adoption's own worker thread:
+    a file it rejects (a hostile holder's bytes) is neither adopted nor given a root."""
+    with trio.fail_after(10):
+        good, bad = b"checked chunk", b"bytes the check rejects"
+        landed = store.tmp_dir / "checked"
+        landed.write_bytes(good)
+        seen: list[bytes] = []
+
+        def check(path: Path) -> bytes:
+            seen.append(path.read_bytes())
+            return b"x" * 8
+
+        await store.adopt_chunk_file(landed, sha(good), verify=check, root=b"r" * 32)
+        assert seen == [good]
+        assert not landed.exists()
+        assert store.chunk_root(sha(good)) == b"r" * 32
+
+        hostile = store.tmp_dir / "hostile"
+        hostile.write_bytes(bad)
+
+        def reject(path: Path) -> bytes:
+            raise DigestMismatchError(f"{path} misses the root")
+
+        with pytest.raises(DigestMismatchError):
+            await store.adopt_chunk_file(hostile, sha(bad), verify=reject, root=b"r" * 32)
+        assert hostile.exists()
+        assert not store.has_chunk(sha(bad))
+        with pytest.raises(ValueError, match="32 bytes"):
+            await store.adopt_chunk_file(hostile, sha(bad), verify=check, root=b"short")
