@@ -22,6 +22,7 @@ from typing import Any
 
 import trio
 
+from frumitcache.client import AgentClient
 from frumitcache.config import dump_toml
 
 READY_LINE = "stop with Ctrl-C"
@@ -138,6 +139,21 @@ class AgentProcess:
         except RuntimeError:
             self.kill()
             raise
+
+    async def pull(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+        """``frumitcache pull ARGS`` against this agent's socket (a real client process);
+        the caller checks the exit code."""
+        return await trio.run_process(
+            [sys.executable, "-m", "frumitcache", "pull", *args, "--socket", str(self.socket)],
+            cwd=cwd,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+
+    async def site_status(self) -> dict[str, Any]:
+        """The ``site`` part of this agent's status."""
+        return (await AgentClient(self.socket).status()).site
 
     def kill(self) -> None:
         """SIGKILL by pid: a crash or power cut, as far as the agent can tell."""

@@ -29,16 +29,6 @@ def blob(size: int, seed: int = 0) -> bytes:
     return bytes(out[:size])
 
 
-async def pull(agent: AgentProcess, *args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    return await trio.run_process(
-        [sys.executable, "-m", "frumitcache", "pull", *args, "--socket", str(agent.socket)],
-        cwd=cwd,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-
-
 async def test_banner_says_where_it_listens_and_stores(agent: AgentProcess) -> None:
     banner = agent.banner()
     assert str(agent.socket) in banner
@@ -63,8 +53,8 @@ async def test_pull_verifies_and_writes_the_file(
     origin.add("/big.bin", data)
     digest = hashlib.sha256(data).hexdigest()
     with trio.fail_after(60):
-        result = await pull(
-            agent, origin.url("/big.bin"), "--sha256", digest, "-o", "out.bin", cwd=tmp_path
+        result = await agent.pull(
+            origin.url("/big.bin"), "--sha256", digest, "-o", "out.bin", cwd=tmp_path
         )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.bin").read_bytes() == data
@@ -73,7 +63,7 @@ async def test_pull_verifies_and_writes_the_file(
 
     # A second pull is served by the store: the origin sees nothing more.
     with trio.fail_after(60):
-        again = await pull(agent, origin.url("/big.bin"), "-o", "again.bin", cwd=tmp_path)
+        again = await agent.pull(origin.url("/big.bin"), "-o", "again.bin", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again.bin").read_bytes() == data
     assert origin.stats.requests["/big.bin"] == 1
@@ -86,16 +76,15 @@ async def test_wrong_digest_fails_and_leaves_no_file(
     data = blob(5 * MiB, seed=1)
     origin.add("/a.bin", data)
     with trio.fail_after(60):
-        result = await pull(
-            agent, origin.url("/a.bin"), "--sha256", "00" * 32, "-o", "a.bin", cwd=tmp_path
+        result = await agent.pull(
+            origin.url("/a.bin"), "--sha256", "00" * 32, "-o", "a.bin", cwd=tmp_path
         )
     assert result.returncode == _exit.DIGEST_MISMATCH, result.stderr
     assert b"sha256" in result.stderr.lower() or b"SHA-256" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["node"]  # noqa: ASYNC240
     # Nothing was stored: the right digest later makes the agent fetch again.
     with trio.fail_after(60):
-        ok = await pull(
-            agent,
+        ok = await agent.pull(
             origin.url("/a.bin"),
             "--sha256",
             hashlib.sha256(data).hexdigest(),
@@ -111,18 +100,18 @@ async def test_origin_errors_are_reported_and_not_stored(
     agent: AgentProcess, origin: OriginServer, tmp_path: Path
 ) -> None:
     with trio.fail_after(60):
-        missing = await pull(agent, origin.url("/missing.bin"), "-o", "m.bin", cwd=tmp_path)
+        missing = await agent.pull(origin.url("/missing.bin"), "-o", "m.bin", cwd=tmp_path)
     assert missing.returncode == _exit.ORIGIN
     assert b"404" in missing.stderr
     origin.add("/flaky.bin", blob(MiB, seed=2))
     origin.misbehave("/flaky.bin", Fault(status=500, times=1))
     with trio.fail_after(60):
-        failed = await pull(agent, origin.url("/flaky.bin"), "-o", "f.bin", cwd=tmp_path)
+        failed = await agent.pull(origin.url("/flaky.bin"), "-o", "f.bin", cwd=tmp_path)
     assert failed.returncode == _exit.ORIGIN
     assert b"500" in failed.stderr
     assert not (tmp_path / "f.bin").exists()
     with trio.fail_after(60):
-        ok = await pull(agent, origin.url("/flaky.bin"), "-o", "f.bin", cwd=tmp_path)
+        ok = await agent.pull(origin.url("/flaky.bin"), "-o", "f.bin", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "f.bin").read_bytes() == blob(MiB, seed=2)
 
@@ -135,7 +124,7 @@ async def test_concurrent_pulls_fetch_the_origin_once(
     results: list[subprocess.CompletedProcess[bytes]] = []
 
     async def one(i: int) -> None:
-        results.append(await pull(agent, origin.url("/herd.bin"), "-o", f"h{i}.bin", cwd=tmp_path))
+        results.append(await agent.pull(origin.url("/herd.bin"), "-o", f"h{i}.bin", cwd=tmp_path))
 
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
@@ -275,15 +264,15 @@ async def test_disk_full_is_a_clear_error_and_the_agent_keeps_serving(
         origin.add("/fits.bin", fits)
         origin.add("/huge.bin", blob(20 * MiB, seed=22))
         with trio.fail_after(60):
-            first = await pull(node, origin.url("/fits.bin"), "-o", "fits.bin", cwd=tmp_path)
+            first = await node.pull(origin.url("/fits.bin"), "-o", "fits.bin", cwd=tmp_path)
             assert first.returncode == 0, first.stderr
-            huge = await pull(node, origin.url("/huge.bin"), "-o", "huge.bin", cwd=tmp_path)
+            huge = await node.pull(origin.url("/huge.bin"), "-o", "huge.bin", cwd=tmp_path)
         assert huge.returncode == _exit.STORE, huge.stderr
         assert b"full" in huge.stderr.lower()
         assert not (tmp_path / "huge.bin").exists()
         # Still serving what it had, from the store, with nothing partial left complete.
         with trio.fail_after(60):
-            again = await pull(node, origin.url("/fits.bin"), "-o", "again.bin", cwd=tmp_path)
+            again = await node.pull(origin.url("/fits.bin"), "-o", "again.bin", cwd=tmp_path)
         assert again.returncode == 0, (again.stderr, node.log())
         assert (tmp_path / "again.bin").read_bytes() == fits
         assert node.proc is not None
@@ -300,12 +289,12 @@ async def test_a_newer_version_at_the_same_url_is_fetched_by_its_digest(
     old, new = blob(MiB, seed=31), blob(MiB, seed=32)
     origin.add("/artifact.tar", old)
     with trio.fail_after(60):
-        first = await pull(agent, origin.url("/artifact.tar"), "-o", "a1", cwd=tmp_path)
+        first = await agent.pull(origin.url("/artifact.tar"), "-o", "a1", cwd=tmp_path)
         assert first.returncode == 0, first.stderr
         origin.add("/artifact.tar", new)  # republished
         digest = hashlib.sha256(new).hexdigest()
-        second = await pull(
-            agent, origin.url("/artifact.tar"), "--sha256", digest, "-o", "a2", cwd=tmp_path
+        second = await agent.pull(
+            origin.url("/artifact.tar"), "--sha256", digest, "-o", "a2", cwd=tmp_path
         )
     assert second.returncode == 0, second.stderr
     assert (tmp_path / "a1").read_bytes() == old

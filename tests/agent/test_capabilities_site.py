@@ -14,16 +14,13 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 
 from frumitcache.cli import _exit
-from frumitcache.client import AgentClient
 from frumitcache.testing.agents import AgentProcess
 from frumitcache.testing.origin import OriginServer
 from frumitcache.testing.site import LoopbackSite
@@ -33,33 +30,10 @@ pytestmark = pytest.mark.slow
 KiB = 1024
 
 
-async def pull(agent: AgentProcess, url: str, out: Path) -> subprocess.CompletedProcess[bytes]:
-    return await trio.run_process(
-        [
-            sys.executable,
-            "-m",
-            "frumitcache",
-            "pull",
-            url,
-            "-o",
-            str(out),
-            "--socket",
-            str(agent.socket),
-        ],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-
-
-async def site_view(agent: AgentProcess) -> dict[str, Any]:
-    return (await AgentClient(agent.socket).status()).site
-
-
 async def wait_for_one_seeder(agents: list[AgentProcess], members: int) -> str:
     """Until every agent sees ``members`` members and all name the same seeder."""
     while True:
-        views = [await site_view(a) for a in agents]
+        views = [await a.site_status() for a in agents]
         seeders = {v.get("seeder") for v in views}
         if (
             len(seeders) == 1
@@ -107,8 +81,8 @@ async def test_fallback_goes_to_the_origin_after_the_delay(
             await site.start()
             seeder, survivor = await seeder_and_other(site)
             seeder.kill()  # SIGKILL: the only other member, and the seeder, is gone
-            result = await pull(survivor, origin.url("/direct.bin"), tmp_path / "out.bin")
-            view = await site_view(survivor)
+            result = await survivor.pull(origin.url("/direct.bin"), "-o", str(tmp_path / "out.bin"))
+            view = await survivor.site_status()
     finally:
         site.kill()
     assert result.returncode == 0, result.stderr.decode() + survivor.log()
@@ -135,8 +109,8 @@ async def test_fallback_never_fails_with_a_clear_error(
             await site.start()
             seeder, survivor = await seeder_and_other(site)
             seeder.kill()
-            result = await pull(survivor, origin.url("/never.bin"), tmp_path / "out.bin")
-            view = await site_view(survivor)
+            result = await survivor.pull(origin.url("/never.bin"), "-o", str(tmp_path / "out.bin"))
+            view = await survivor.site_status()
     finally:
         site.kill()
     stderr = result.stderr.decode()
@@ -254,7 +228,7 @@ async def test_multicast_discovery_elects_one_seeder(tmp_path: Path, lan: Lan, f
                 # The groups are joined before the agent says it is ready.
                 assert "multicast" not in agent.log().replace(str(tmp_path), ""), agent.log()
             seeder = await wait_for_one_seeder(agents, 3)
-            views = [await site_view(a) for a in agents]
+            views = [await a.site_status() for a in agents]
     finally:
         for agent in agents:
             agent.kill()

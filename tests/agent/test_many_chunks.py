@@ -8,52 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 
-from frumitcache.client import AgentClient
-from frumitcache.testing.agents import AgentProcess
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer
 from frumitcache.testing.site import LoopbackSite
+from tests.agent.test_site_herd import pull, site_status
 
 pytestmark = pytest.mark.slow
 
 KiB = 1024
 CHUNK = 16 * KiB
 CHUNKS = 2560
-
-
-async def pull(
-    agent: AgentProcess, url: str, digest: str, out: Path
-) -> subprocess.CompletedProcess[bytes]:
-    return await trio.run_process(
-        [
-            sys.executable,
-            "-m",
-            "frumitcache",
-            "pull",
-            url,
-            "--sha256",
-            digest,
-            "-o",
-            str(out),
-            "--socket",
-            str(agent.socket),
-        ],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-
-
-async def site_status(agent: AgentProcess) -> dict[str, Any]:
-    return (await AgentClient(agent.socket).status()).site
 
 
 @pytest.fixture

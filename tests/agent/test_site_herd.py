@@ -36,28 +36,12 @@ CHUNK = 4 * MiB
 async def pull(
     agent: AgentProcess, url: str, digest: str, out: Path
 ) -> subprocess.CompletedProcess[bytes]:
-    return await trio.run_process(
-        [
-            sys.executable,
-            "-m",
-            "frumitcache",
-            "pull",
-            url,
-            "--sha256",
-            digest,
-            "-o",
-            str(out),
-            "--socket",
-            str(agent.socket),
-        ],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
+    """``frumitcache pull URL --sha256 DIGEST -o OUT`` at ``agent`` (other tests use it too)."""
+    return await agent.pull(url, "--sha256", digest, "-o", str(out))
 
 
 async def site_status(agent: AgentProcess) -> dict[str, Any]:
-    return (await AgentClient(agent.socket).status()).site
+    return await agent.site_status()
 
 
 async def wait_for_seeder(site: LoopbackSite) -> str:

@@ -16,7 +16,6 @@ import itertools
 import os
 import random
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -60,22 +59,7 @@ async def wait_for_seeder(site: LoopbackSite) -> str:
 
 
 async def pull(agent: AgentProcess, url: str, out: Path) -> None:
-    result = await trio.run_process(
-        [
-            sys.executable,
-            "-m",
-            "frumitcache",
-            "pull",
-            url,
-            "-o",
-            str(out),
-            "--socket",
-            str(agent.socket),
-        ],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
+    result = await agent.pull(url, "-o", str(out))
     assert result.returncode == 0, (result.stderr, agent.log())
 
 
