@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench._netns import ETC_NETNS, PREFIX, _ip, _shape, delete_namespace, list_namespaces
+from bench._netns import PREFIX, Namespaces, _ip, _shape
 from frumitcache.testing.agents import AgentProcess
 
 ORIGIN_PORT = 8080
@@ -41,7 +41,7 @@ def _sysctl(ns: str, *settings: str) -> None:
 
 
 @dataclass
-class ShapedFederation:
+class ShapedFederation(Namespaces):
     """The namespaces of one run; :meth:`build` makes them, :meth:`teardown` removes them."""
 
     sites: Sequence[int]  # Pis per site; site 0 is the core
@@ -74,18 +74,6 @@ class ShapedFederation:
     def pi_v6(self, s: int, i: int) -> str:
         return f"fd42:98:{s}::{10 + i}"
 
-    def prefix(self, ns: str) -> list[str]:
-        """argv prefix that runs a command inside ``ns``."""
-        return ["ip", "netns", "exec", ns]
-
-    def _add_ns(self, ns: str) -> None:
-        _ip("netns", "add", ns)
-        self.created.append(ns)
-        _ip("-n", ns, "link", "set", "lo", "up")
-        etc = ETC_NETNS / ns
-        etc.mkdir(parents=True, exist_ok=True)
-        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-
     def _addr(self, ns: str, dev: str, v4: str, v6: str) -> None:
         _ip("-n", ns, "addr", "add", v4, "dev", dev)
         _ip("-n", ns, "-6", "addr", "add", v6, "dev", dev, "nodad")  # usable at once
@@ -99,16 +87,9 @@ class ShapedFederation:
         family = "-6" if ":" in via else "-4"
         _ip("-n", ns, family, "route", "add", dest, "via", via)
 
-    def build(self) -> None:
+    def _build(self) -> None:
         if len(self.sites) > 200 or any(n > 200 for n in self.sites):
             raise ValueError("at most 200 sites of 200 Pis fit the address plan")
-        try:
-            self._build()
-        except BaseException:
-            self.teardown()
-            raise
-
-    def _build(self) -> None:
         bb, og = self.backbone_ns, self.origin_ns
         forward = ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
         self._add_ns(bb)
@@ -146,15 +127,6 @@ class ShapedFederation:
                 self._route(pi, "default", f"fd42:98:{s}::1")
                 _shape(pi, "eth0", self.lan)
                 _shape(site, f"p{i}", self.lan)
-
-    def teardown(self) -> None:
-        for ns in reversed(self.created):
-            delete_namespace(ns)
-        self.created.clear()
-
-    def exists(self) -> Sequence[str]:
-        """Namespaces of this run that still exist (empty after :meth:`teardown`)."""
-        return [ns for ns in list_namespaces() if ns.startswith(f"{self.tag}-")]
 
 
 def run_in(ns: str, argv: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -117,9 +117,49 @@ def cleanup_leftovers() -> list[str]:
     return removed
 
 
+class Namespaces:
+    """What every shaped testbed does with its namespaces (``tag`` names them, ``created``
+    lists them): :meth:`build` makes them with the subclass's ``_build`` (removing what it made
+    if that fails), :meth:`teardown` removes them, :meth:`exists` lists the ones left."""
+
+    tag: str
+    created: list[str]
+
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    def build(self) -> None:
+        try:
+            self._build()
+        except BaseException:
+            self.teardown()
+            raise
+
+    def prefix(self, ns: str) -> list[str]:
+        """argv prefix that runs a command inside ``ns``."""
+        return ["ip", "netns", "exec", ns]
+
+    def _add_ns(self, ns: str) -> None:
+        _ip("netns", "add", ns)
+        self.created.append(ns)
+        _ip("-n", ns, "link", "set", "lo", "up")
+        etc = ETC_NETNS / ns
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+
+    def teardown(self) -> None:
+        for ns in reversed(self.created):
+            delete_namespace(ns)
+        self.created.clear()
+
+    def exists(self) -> Sequence[str]:
+        """Namespaces of this run that still exist (empty after :meth:`teardown`)."""
+        return [ns for ns in list_namespaces() if ns.startswith(f"{self.tag}-")]
+
+
 @dataclass
-class ShapedSite:
-    """The namespaces of one run; :meth:`build` makes them, :meth:`teardown` removes them."""
+class ShapedSite(Namespaces):
+    """The namespaces of one site; :meth:`build` makes them, :meth:`teardown` removes them."""
 
     nodes: int
     uplink: int  # bytes/s, both directions
@@ -146,28 +186,9 @@ class ShapedSite:
     def origin_address(self) -> str:
         return f"{INET_NET}.2"
 
-    def prefix(self, ns: str) -> list[str]:
-        """argv prefix that runs a command inside ``ns``."""
-        return ["ip", "netns", "exec", ns]
-
-    def _add_ns(self, ns: str) -> None:
-        _ip("netns", "add", ns)
-        self.created.append(ns)
-        _ip("-n", ns, "link", "set", "lo", "up")
-        etc = ETC_NETNS / ns
-        etc.mkdir(parents=True, exist_ok=True)
-        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-
-    def build(self) -> None:
+    def _build(self) -> None:
         if self.nodes > 200:
             raise ValueError("at most 200 Pis fit the site subnet")
-        try:
-            self._build()
-        except BaseException:
-            self.teardown()
-            raise
-
-    def _build(self) -> None:
         site, inet = self.site_ns, self.inet_ns
         self._add_ns(site)
         self._add_ns(inet)
@@ -200,12 +221,3 @@ class ShapedSite:
             _ip("-n", pi, "route", "add", "default", "via", f"{SITE_NET}.1")
             _shape(pi, "eth0", self.up)
             _shape(site, port, self.down)
-
-    def teardown(self) -> None:
-        for ns in reversed(self.created):
-            delete_namespace(ns)
-        self.created.clear()
-
-    def exists(self) -> Sequence[str]:
-        """Namespaces of this run that still exist (empty after :meth:`teardown`)."""
-        return [ns for ns in list_namespaces() if ns.startswith(f"{self.tag}-")]
