@@ -65,7 +65,9 @@ async def test_reader_gets_chunk0_before_last_chunk_is_published(
     delivered: list[int] = []
     read: list[tuple[int, bool]] = []  # (length, seeder holds the last chunk yet)
     seeder, me = _Node(tmp_path / "seeder"), _Node(tmp_path / "me")
-    with seeder.store, me.store, trio.fail_after(60):
+    # A bound, not a speed test: over libtorrent this case takes 42 s here on a quiet box
+    # (b08f5ad and now alike; a fixed wait not yet explained), and once in CI past 60 s.
+    with seeder.store, me.store, trio.fail_after(150):
         async with trio.open_nursery() as nursery:
             await seeder.start(nursery)
             await me.start(nursery)
