@@ -49,6 +49,7 @@ from frumitcache.origin._allow import (
     Door,
     install_guard,
 )
+from frumitcache.origin._body import ResponseBody
 from frumitcache.origin._tunnel import UplinkStream, connect_checked, host_port
 from frumitcache.origin._via import via_of
 
@@ -236,13 +237,19 @@ class OriginFetcher:
                 "GET", url, headers=dict(headers), extensions={ALLOW_EXTENSION: allow}
             ) as resp:
                 host = _host_of(resp.url)  # requests are counted by the response hook
+                reading = ResponseBody(resp)
                 body = bytearray()
-                async for piece in resp.aiter_raw():
-                    await self._pace(len(piece))
-                    self._bytes[host] += len(piece)
-                    body += piece
-                    if len(body) > max_bytes:
-                        raise OriginError(f"{url}: answer larger than {max_bytes} bytes")
+                try:
+                    async for piece in reading.chunks():
+                        await self._pace(len(piece))
+                        self._bytes[host] += len(piece)
+                        body += piece
+                        if len(body) > max_bytes:
+                            raise OriginError(f"{url}: answer larger than {max_bytes} bytes")
+                    reading.done = True
+                finally:
+                    with trio.CancelScope(deadline=trio.current_time() + 5, shield=True):
+                        await reading.abandon()
                 return resp.status_code, bytes(body)
         except httpx.HTTPError as exc:
             raise OriginUnreachableError(f"GET {url} failed: {exc or type(exc).__name__}") from exc
