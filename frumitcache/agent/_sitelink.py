@@ -72,7 +72,9 @@ class SiteLink(SiteHooks):
             limits=PeerLimits.from_config(config.site),
             max_clock_skew_s=config.site.max_clock_skew_s,
         )
-        self.http_client = HttpChunkClient(store, key)
+        # Requests leave from the node's address, the one its swarm dials from: a holder
+        # admits a signed request's source to its libtorrent port.
+        self.http_client = HttpChunkClient(store, key, local_address=config.node.address)
         self.swarm: Swarm | None = None
         self.node: SiteNode | None = None
         self.chunks: ChunkFetcher | None = None

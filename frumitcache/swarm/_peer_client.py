@@ -2,12 +2,19 @@
 
 The client verifies SHA-256 before storing and moves on to the next holder on any failure,
 remembering holders that sent bad bytes (they are told, and skipped for a back-off).
+
+Requests leave from the node's own address when it is given (``local_address``), as the
+swarm's libtorrent connections do: a holder admits the source of a signed request to its
+libtorrent port at once, so both must be the same address. Left to the kernel, a request to
+another address on the same host (loopback test nodes, a second address on a Pi) leaves
+from the primary one, and the holder admitted an address the swarm never dials from.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import os
 import secrets
 import time
@@ -40,6 +47,7 @@ async def get_chunk(
     what: str = "",
     method: bytes = b"GET",
     sink: Callable[[bytes], None] | None = None,
+    local_address: str | None = None,
 ) -> bytearray:
     """One signed ``GET /chunk/<digest>[/what]`` from ``address``; the body, unverified.
 
@@ -49,7 +57,14 @@ async def get_chunk(
     """
     path = f"/chunk/{digest}{'/' + what if what else ''}"
     return await signed_request(
-        address, path, key, max_bytes=max_bytes, method=method, sink=sink, what=f"chunk {digest}"
+        address,
+        path,
+        key,
+        max_bytes=max_bytes,
+        method=method,
+        sink=sink,
+        what=f"chunk {digest}",
+        local_address=local_address,
     )
 
 
@@ -62,11 +77,14 @@ async def signed_request(
     what: str,
     method: bytes = b"GET",
     sink: Callable[[bytes], None] | None = None,
+    local_address: str | None = None,
 ) -> bytearray:
-    """One signed request for ``path``; the body (``what`` names it in errors)."""
+    """One signed request for ``path``; the body (``what`` names it in errors). It leaves
+    from ``local_address`` when that is of the holder's address family."""
     target = path.encode()
     host = address[0]
-    stream = await trio.open_tcp_stream(host, address[1])
+    bind = local_address if _same_family(local_address, host) else None
+    stream = await trio.open_tcp_stream(host, address[1], local_address=bind)
     async with stream:
         conn = h11.Connection(h11.CLIENT)
         headers = [
@@ -101,6 +119,15 @@ async def signed_request(
                 raise PeerError(f"{host}: broken response")
 
 
+def _same_family(local: str | None, host: str) -> bool:
+    if not local:
+        return False
+    try:
+        return ipaddress.ip_address(local).version == ipaddress.ip_address(host).version
+    except ValueError:  # a host name: let the kernel pick
+        return False
+
+
 # A holder that is gone, slow, closes early or speaks garbage: try the next one.
 _FETCH_ERRORS = (PeerError, OSError, trio.BrokenResourceError, trio.TooSlowError, h11.ProtocolError)
 
@@ -111,10 +138,17 @@ class HttpChunkClient:
     (:class:`~._holders.HolderPenalties`), not for good."""
 
     def __init__(
-        self, store: ChunkStore, key: bytes, *, clock: Callable[[], float] = time.monotonic
+        self,
+        store: ChunkStore,
+        key: bytes,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        local_address: str | None = None,
     ) -> None:
         self._store = store
         self._key = key
+        #: The node's own address: requests leave from it (see the module docstring).
+        self.local_address = local_address
         self._clock = clock
         self.penalties = HolderPenalties()
         self.timeout = 30.0
@@ -137,7 +171,13 @@ class HttpChunkClient:
         try:
             with trio.fail_after(min(self.timeout, 10.0)):
                 state = await get_chunk(
-                    holder, digest, self._key, max_bytes=64, what="verify", method=b"POST"
+                    holder,
+                    digest,
+                    self._key,
+                    max_bytes=64,
+                    what="verify",
+                    method=b"POST",
+                    local_address=self.local_address,
                 )
         except _FETCH_ERRORS:
             return
@@ -157,7 +197,12 @@ class HttpChunkClient:
             try:
                 with trio.fail_after(self.timeout):
                     body = await get_chunk(
-                        holder, digest, self._key, max_bytes=32 * 33, what="tree"
+                        holder,
+                        digest,
+                        self._key,
+                        max_bytes=32 * 33,
+                        what="tree",
+                        local_address=self.local_address,
                     )
                 tree = tree_from_layer(size, bytes(body[:32]), bytes(body[32:]))
             except _FETCH_ERRORS as exc:
@@ -190,6 +235,7 @@ class HttpChunkClient:
                     self._key,
                     max_bytes=len(digests) * (2 + 32 * 33),
                     what="trees",
+                    local_address=self.local_address,
                 )
         except _FETCH_ERRORS:
             return {}
@@ -223,7 +269,14 @@ class HttpChunkClient:
 
         try:
             try:
-                await get_chunk(holder, digest, self._key, max_bytes=size, sink=sink)
+                await get_chunk(
+                    holder,
+                    digest,
+                    self._key,
+                    max_bytes=size,
+                    sink=sink,
+                    local_address=self.local_address,
+                )
             finally:
                 for fd in fds:
                     os.close(fd)
@@ -247,7 +300,13 @@ class HttpChunkClient:
                         await self._fetch_to_file(holder, digest, size)
                 else:
                     with trio.fail_after(self.timeout):
-                        data = await get_chunk(holder, digest, self._key, max_bytes=size)
+                        data = await get_chunk(
+                            holder,
+                            digest,
+                            self._key,
+                            max_bytes=size,
+                            local_address=self.local_address,
+                        )
                     if len(data) != size:
                         raise DigestMismatchError(f"{len(data)} bytes, expected {size}")
                     # The store hashes the bytes once, as it takes them, and refuses a mismatch.

@@ -90,7 +90,7 @@ class Node:
         # A harness without a control plane: every address is admitted until the driver
         # names the members (an agent starts default-deny; the key still names the torrents).
         self.swarm.set_members(None)
-        self.http = HttpChunkClient(self.store, key)
+        self.http = HttpChunkClient(self.store, key, local_address=args.address)
         self.fetcher: ChunkFetcher | None = None
         self.peer_port_arg = args.peer_port
         self.fetches: dict[Any, trio.MemorySendChannel[ChunkOffer]] = {}

@@ -299,3 +299,29 @@ def test_trees_answer_round_trip_and_hostile_bodies() -> None:
     for bad in (body[:-1], body + b"\0", body[:1]):
         with pytest.raises(ValueError, match="trees answer"):
             unpack_trees(bad, 3)
+
+
+async def test_requests_leave_from_the_nodes_own_address(tmp_path: Path) -> None:
+    """The holder admits a signed request's source to its libtorrent port; that source is the
+    node's own address (where its swarm dials from), not the kernel's pick (127.0.0.1 here)."""
+    data = os.urandom(1000)
+    digest = hashlib.sha256(data).hexdigest()
+    holder, mine = _store(tmp_path / "holder"), _store(tmp_path / "mine")
+    await holder.put_chunk(data, digest)
+    mine_at = loopback_address()
+    admitted: list[str] = []
+    with holder, mine, trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            address = loopback_address()
+            server = PeerHttpServer(holder, KEY, on_member=admitted.append)
+            port = await nursery.start(server.serve, address, 0)
+            await HttpChunkClient(mine, KEY, local_address=mine_at).fetch(
+                digest, len(data), [(address, port)]
+            )
+            # An address of another family than the holder's is not bound: the kernel picks.
+            body = await get_chunk(
+                (address, port), digest, KEY, max_bytes=1000, local_address="::1"
+            )
+            assert body == data
+            nursery.cancel_scope.cancel()
+    assert admitted == [mine_at, "127.0.0.1"]
