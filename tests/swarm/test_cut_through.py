@@ -72,7 +72,8 @@ async def test_reader_gets_chunk0_before_last_chunk_is_published(
     seeder, me = _Node(tmp_path / "seeder"), _Node(tmp_path / "me")
     http = HttpChunkClient(me.store, KEY, local_address=me.address)
     # Bounds, not a speed test: about 2 s in all on a quiet box, the late chunk about 1 s
-    # after it is published (libtorrent dials on its once-a-second tick). This case took 42 s
+    # after it is published (libtorrent dials a new torrent's peers once a second; a
+    # tick_interval of 100 ms did not shorten it: 0.99-1.03 s). This case took 42 s
     # while the seeder's libtorrent port refused the member: every chunk stalled for the
     # 20 s stall timeout, then came over peer HTTP (two waves of two).
     with seeder.store, me.store, trio.fail_after(30):
@@ -137,7 +138,8 @@ async def test_reader_gets_chunk0_before_last_chunk_is_published(
             # Far below the stall timeout: no fall-back to peer HTTP after a stall.
             assert delivered_at[3] - published_at < 10
             if small_chunk_bytes == 0:  # and the chunks really came through the swarm
-                assert me.swarm.statistics().downloaded == len(b"".join(parts))
+                # (libtorrent 2.0.8 counts the 1000-byte chunk as a whole 16 KiB block)
+                assert me.swarm.statistics().downloaded >= len(b"".join(parts))
                 assert http.bytes_fetched == 0
             else:
                 assert http.bytes_fetched == len(b"".join(parts))
@@ -209,6 +211,6 @@ async def test_warm_object_trees_come_in_one_request(tmp_path: Path) -> None:
                 assert await me.store.read_chunk(chunk.digest) == part
             assert [sorted(b) for b in client.batches] == [sorted(ref.digest for ref in refs)]
             assert client.single == []
-            assert me.swarm.statistics().downloaded == len(b"".join(parts))
+            assert me.swarm.statistics().downloaded >= len(b"".join(parts))
             assert client.bytes_fetched == 0
             nursery.cancel_scope.cancel()
