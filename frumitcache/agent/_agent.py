@@ -299,6 +299,7 @@ class Agent:
                     self._oci_metrics.spared_for_members = functools.partial(
                         _spared_for_members, content
                     )
+                    self._oci_metrics.served_stale = lambda: content.stale["oci"]
                     if site is not None:
                         await nursery.start(site.run)
                     if cfg.apt.enabled:

@@ -24,6 +24,7 @@ reach all of this through :attr:`ContentService.source`, the agent's
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -40,7 +41,13 @@ from frumitcache.agent._sitelink import SiteLink
 from frumitcache.agent._source import AgentSource
 from frumitcache.config import SiteConfig
 from frumitcache.content import FreshnessWindow, Revalidation, UpstreamAuth
-from frumitcache.errors import AgentError, FrumitcacheError, PeerError
+from frumitcache.errors import (
+    AgentError,
+    FrumitcacheError,
+    OriginUnreachableError,
+    PeerError,
+    origin_status,
+)
 from frumitcache.origin import Door, FetchInfo, OriginFetcher, UpstreamBackoff
 from frumitcache.store import HeldChunk, Manifest, ObjectReader, Store
 
@@ -69,6 +76,9 @@ class ContentStatistics:
     # Seeder: members' manifest requests answered without an upstream GET for them (held,
     # inside the window, or joined to the fetch already running); see ``manifest_urls``.
     manifests_spared_for_members: int = 0
+    # Held copies served because the origin could not confirm them (unreachable, or an error
+    # status the door's policy keeps the held copy under): stale-if-error, by this node.
+    served_stale: int = 0
 
 
 # The control protocol's words for where a pull's bytes come from.
@@ -113,6 +123,7 @@ class ContentService:
         self.clock = clock
         self.auth: dict[str, UpstreamAuth] = {}  # by door name
         self.stats = ContentStatistics()
+        self.stale: Counter[str] = Counter()  # ``stats.served_stale`` by door
         self._seeder = SeederRole(self)
         self._member = MemberRole(self)
         #: The content seam the front doors use.
@@ -148,6 +159,25 @@ class ContentService:
     def decides_freshness(self) -> bool:
         """True when this node's window is the one that counts (alone, or the seeder)."""
         return self._site is None or self._site.solo or self._site.is_seeder()
+
+    def may_serve_held(self, door: str, exc: BaseException) -> bool:
+        """May a held copy be served instead of failing with ``exc`` (stale-if-error)? When
+        the origin is unreachable (offline mode, every door), or answered a status ``door``'s
+        policy keeps the held copy under (the registry's 429 and 5xx)."""
+        if isinstance(exc, OriginUnreachableError):
+            return True
+        policy = self.revalidation.get(door)
+        return policy is not None and origin_status(exc)[0] in policy.keep_on_status
+
+    def served_stale(self, door: str, url: str, exc: BaseException | None = None) -> None:
+        """Count a held copy served unconfirmed; ``exc`` is why, logged (None: logged
+        already, by the uplink client that kept it)."""
+        self.stats.served_stale += 1
+        self.stale[door] += 1
+        if exc is not None:
+            unreachable = isinstance(exc, OriginUnreachableError)
+            event = "fetch.offline" if unreachable else "fetch.kept-held"
+            log.warning(event, url=url, door=door, detail=f"serving the held copy: {exc}")
 
     # --- the control API's entry ----------------------------------------------------------------
 
@@ -267,9 +297,12 @@ class ContentService:
         task_status: trio.TaskStatus[FetchInfo] = trio.TASK_STATUS_IGNORED,
     ) -> Manifest:
         """The one call to the uplink client; ``flight`` learns the size and metadata."""
+        count_stale = self.served_stale
 
         class _Relay:
             def started(self, value: FetchInfo) -> None:
+                if value.kept_status:  # held copy kept under an upstream error (logged there)
+                    count_stale(flight.auth_door, flight.url)
                 flight.started(value)
                 task_status.started(value)
 
@@ -347,10 +380,7 @@ class ContentService:
                         f"{exc}; not fetching {flight.url} from the origin because "
                         "site.fallback = never"
                     ) from None
-                # Ask again when the site has a new seeder to ask, and at the latest in 0.5 s
-                # (a holder that failed may be back).
-                with trio.move_on_after(0.5):
-                    await site.seeder_changed.wait()
+                await trio.sleep(0.5)
 
     def _failed_over(self, flight: Flight) -> bool:
         """Did this fetch see a seeder change, or does the site know a partial of it?"""

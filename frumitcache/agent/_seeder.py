@@ -10,7 +10,7 @@ fetching at once (fencing).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, TypedDict
 
@@ -23,7 +23,6 @@ from frumitcache.content import ContentRequest
 from frumitcache.errors import (
     DigestMismatchError,
     FrumitcacheError,
-    OriginUnreachableError,
     PeerError,
     ProtocolError,
 )
@@ -182,10 +181,11 @@ class SeederRole:
             if not fence.fired:
                 exc = first_error(ours)
                 held = store.lookup(flight.url) if flight.revalidate else None
-                if isinstance(exc, OriginUnreachableError) and held is not None:
-                    # Offline: the site goes on serving the copy it holds (to a member
-                    # without one too), as a single node does; asked again next request.
-                    log.info("fetch.offline", url=flight.url, detail=str(exc))
+                if held is not None and svc.may_serve_held(flight.auth_door, exc):
+                    # Offline, or the registry's 429/5xx (a backoff's refusal among them): the
+                    # site goes on serving the copy it holds (to a member without one too), as
+                    # a single node does; the origin is asked again on a later request.
+                    svc.served_stale(flight.auth_door, flight.url, exc)
                     self._serve_held(flight, held)
                     await node.announce_object(
                         wire_manifest(flight.url, held, store.key_meta(flight.url))
@@ -230,9 +230,7 @@ class SeederRole:
         if after_failover:
             # Members report what they hold to a new seeder (Have); give the reports a moment
             # to arrive so the origin resumes after every chunk the site still has.
-            await _settle(
-                lambda: _known_chunks(node.catalogue.get(flight.url)), node.wait_catalogue_change
-            )
+            await _settle(lambda: _known_chunks(node.catalogue.get(flight.url)))
         info = node.catalogue.info(flight.url)
         manifest = info.manifest
         if manifest is None or manifest.complete or not manifest.chunks:
@@ -323,24 +321,13 @@ def _known_chunks(manifest: ObjectManifest | None) -> int:
 
 
 async def _settle(
-    measure: Callable[[], int],
-    wait_change: Callable[[], Awaitable[None]],
-    *,
-    quiet_s: float = 0.5,
-    limit_s: float = 2.0,
+    measure: Callable[[], int], *, quiet_s: float = 0.5, limit_s: float = 2.0
 ) -> None:
-    """Wait until ``measure()`` has not changed for ``quiet_s`` (at most ``limit_s``).
-
-    It looks again only when ``wait_change`` returns (the catalogue took a report), never on
-    a tick; a report that leaves ``measure()`` as it was does not extend the wait."""
+    """Wait until ``measure()`` has not changed for ``quiet_s`` (at most ``limit_s``)."""
     with trio.move_on_after(limit_s):
-        last = measure()
-        quiet_until = trio.current_time() + quiet_s
-        while True:
-            with trio.move_on_at(quiet_until) as quiet:
-                await wait_change()
-            if quiet.cancelled_caught:
-                return
+        last, since = measure(), trio.current_time()
+        while trio.current_time() - since < quiet_s:
+            await trio.sleep(0.1)
             now = measure()
             if now != last:
-                last, quiet_until = now, trio.current_time() + quiet_s
+                last, since = now, trio.current_time()

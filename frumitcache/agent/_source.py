@@ -4,24 +4,22 @@ uses, implemented once over the content service.
 Per request it decides whether the stored copy may be served as is (immutable, or within the
 freshness window), must be revalidated (through the seeder on a site, once per window for the
 whole site), or fetched; then it hands out a :class:`~frumitcache.content.Content` reading the
-store. Offline mode: if the origin is unreachable and a copy is held, the copy is served.
+store. Offline mode: if the origin is unreachable and a copy is held, the copy is served (and
+so on an upstream error status the door's :class:`~frumitcache.content.Revalidation` keeps
+held copies under: stale-if-error).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from frumitcache._log import get_logger
 from frumitcache.agent._reading import FlightContent, StoredContent
 from frumitcache.content import Content, ContentInfo, ContentRequest, HttpMeta, UpstreamAuth
-from frumitcache.errors import OriginUnreachableError
 from frumitcache.origin import META_CONTENT_TYPE, META_ETAG, META_LAST_MODIFIED, Door
 from frumitcache.store import Manifest
 
 if TYPE_CHECKING:
     from frumitcache.agent._content import ContentService
-
-log = get_logger("content")
 
 
 class AgentSource:
@@ -60,8 +58,10 @@ class AgentSource:
         )
         await flight.wait_started()
         if flight.error is not None:
-            if isinstance(flight.error, OriginUnreachableError) and held is not None:
-                log.info("fetch.offline", url=url, detail="origin unreachable; serving the copy")
+            if held is not None and svc.may_serve_held(request.door, flight.error):
+                # Offline, or an upstream error the door keeps held copies under; on a member
+                # the seeder said so (it held no copy to serve): this node's own is served.
+                svc.served_stale(request.door, url, flight.error)
                 return self._stored(url, held)
             raise flight.error
         if flight.cached:

@@ -45,14 +45,16 @@ class OciConfig(Section):
         60.0,
         "A tag is resolved by the seeder at most once per window for the whole site (a HEAD "
         "upstream, a GET only when its digest changed; members never ask upstream); inside it "
-        "every Pi gets the same digest. A 429 keeps the held manifest for another window.",
+        "every Pi gets the same digest. A 429 or 5xx (or no answer) while a held tag is "
+        "revalidated serves the held manifest (logged, counted) instead of failing the pull.",
         "s",
     )
     unreachable_backoff_s: float = opt(
         2.0,
         "After a registry could not be reached, no new attempt for this long (held tags and "
         "blobs are served, misses answered 404 at once so containerd tries its next host); "
-        "doubled after each failure in a row, up to oci.unreachable_backoff_max_s.",
+        "doubled after each failure in a row, up to oci.unreachable_backoff_max_s. A 429 or "
+        "503 backs the registry off too, for its Retry-After (capped at the max).",
         "s",
     )
     unreachable_backoff_max_s: float = opt(

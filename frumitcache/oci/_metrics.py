@@ -1,6 +1,9 @@
 """The registry door's counters, rendered for ``/metrics`` (Prometheus text) beside apt's and
 summed for ``frumitcache status``.
 
+``served_stale`` counts held manifests served because the registry could not confirm them
+(stale-if-error), by the node that decided: the seeder, for the site's members too.
+
 The site's figure of upstream manifest GETs spared is the seeder's, by the simplest honest
 design: the seeder counts the manifest requests of members it answered without an upstream GET
 of their own (held, inside the tag window, or joined to the one fetch already running) and adds
@@ -30,6 +33,10 @@ class RegistryMetrics:
     # Manifest requests of members the seeder answered without an upstream GET for them;
     # None while this node is not the seeder (the agent sets it).
     spared_for_members: Callable[[], int | None] = lambda: None
+    # Held manifests this node served because upstream could not confirm them (unreachable,
+    # 429, 5xx: stale-if-error); on a site the seeder's count covers its members (the agent
+    # sets it).
+    served_stale: Callable[[], int] = lambda: 0
 
     def site_gets_spared(self) -> int | None:
         """The site's figure when this node is the seeder (or alone), else None."""
@@ -48,6 +55,7 @@ class RegistryMetrics:
             "errors": sum(n for (_, _, status), n in self.requests.items() if status >= 400),
             "manifest_gets_spared": self.manifest_gets_spared,
             "token_requests": self.token_requests,
+            "served_stale": self.served_stale(),
         }
         site = self.site_gets_spared()
         if site is not None:
@@ -94,6 +102,11 @@ class RegistryMetrics:
                 "Manifests answered without an upstream GET by this node (store or site).",
             ),
             ("token_requests", self.token_requests, "Bearer token requests to upstream realms."),
+            (
+                "served_stale",
+                self.served_stale(),
+                "Held manifests served unconfirmed: upstream unreachable, 429 or 5xx.",
+            ),
             ("internal_errors", self.internal_errors, "Requests that hit a bug (answered 500)."),
         ):
             lines += [

@@ -35,15 +35,21 @@ from frumitcache.oci._spec import MANIFEST_TYPES, MAX_MANIFEST_BYTES, SHORT_NAME
 Reader = Callable[[int, int], AbstractAsyncContextManager[AsyncIterator[Piece]]]
 BLOB_TYPE = "application/octet-stream"
 DIGEST_HEADER = "Docker-Content-Digest"
-TOO_MANY_REQUESTS = 429
+# Upstream answers that say nothing about the tag, only that the registry cannot answer now:
+# a rate limit or quota (429) and the server errors of an outage or an overloaded proxy.
+STALE_IF_ERROR = frozenset({429, 500, 502, 503, 504})
 
 
 def tag_revalidation(window_s: float) -> Revalidation:
     """How the agent resolves tags for this door (``oci.tag_window_s``): by the seeder, at
     most once per window for the site, with a ``HEAD`` upstream (Docker Hub does not count it
-    against the pull quota) and a GET only when ``Docker-Content-Digest`` changed; a 429 keeps
-    the held manifest for another window (logged) instead of failing the pull."""
-    return Revalidation(window_s, DIGEST_HEADER, frozenset({TOO_MANY_REQUESTS}))
+    against the pull quota) and a GET only when ``Docker-Content-Digest`` changed.
+
+    Stale-if-error: a 429 or a 5xx while a held tag is revalidated keeps the held manifest for
+    another window (logged, counted) instead of failing the pull; so does an unreachable
+    registry (offline mode, asked again on the next request after the backoff). A 404, 401
+    or 403 is an answer about the tag and fails it; a tag never held fails fast."""
+    return Revalidation(window_s, DIGEST_HEADER, STALE_IF_ERROR)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ the bytes of a tunnel, both ways (:meth:`open_tunnel`, for apt's ``CONNECT``).
 from __future__ import annotations
 
 import functools
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from frumitcache.errors import (
     NotAllowedError,
     OriginError,
     OriginUnreachableError,
+    origin_status,
 )
 from frumitcache.origin._allow import (
     ALLOW_EXTENSION,
@@ -49,7 +51,6 @@ from frumitcache.origin._allow import (
     Door,
     install_guard,
 )
-from frumitcache.origin._body import ResponseBody
 from frumitcache.origin._tunnel import UplinkStream, connect_checked, host_port
 from frumitcache.origin._via import via_of
 
@@ -237,19 +238,13 @@ class OriginFetcher:
                 "GET", url, headers=dict(headers), extensions={ALLOW_EXTENSION: allow}
             ) as resp:
                 host = _host_of(resp.url)  # requests are counted by the response hook
-                reading = ResponseBody(resp)
                 body = bytearray()
-                try:
-                    async for piece in reading.chunks():
-                        await self._pace(len(piece))
-                        self._bytes[host] += len(piece)
-                        body += piece
-                        if len(body) > max_bytes:
-                            raise OriginError(f"{url}: answer larger than {max_bytes} bytes")
-                    reading.done = True
-                finally:
-                    with trio.CancelScope(deadline=trio.current_time() + 5, shield=True):
-                        await reading.abandon()
+                async for piece in resp.aiter_raw():
+                    await self._pace(len(piece))
+                    self._bytes[host] += len(piece)
+                    body += piece
+                    if len(body) > max_bytes:
+                        raise OriginError(f"{url}: answer larger than {max_bytes} bytes")
                 return resp.status_code, bytes(body)
         except httpx.HTTPError as exc:
             raise OriginUnreachableError(f"GET {url} failed: {exc or type(exc).__name__}") from exc
@@ -338,7 +333,9 @@ class OriginFetcher:
 
         With ``backoff`` (the door's), a URL whose host could not be reached a moment ago is
         not asked: :class:`~frumitcache.errors.OriginUnreachableError` at once, until the
-        backoff lets one attempt through (see :class:`UpstreamBackoff`).
+        backoff lets one attempt through (see :class:`UpstreamBackoff`). A host that answered
+        429 or 503 is left alone the same way, for as long as its ``Retry-After`` asks (at
+        most the backoff's maximum), and the refusal repeats its status.
         """
         allow = self.allow.door(door)
         allow.check(url)
@@ -464,25 +461,29 @@ class OriginFetcher:
         host = _host_of(httpx.URL(url))
         if not backoff.admit(host, trio.current_time()):
             self._backed_off += 1
-            wait = backoff.wait_s(host, trio.current_time())
-            raise OriginUnreachableError(
-                f"{url}: {host} could not be reached ({backoff.failures(host)} tries in a row); "
-                f"not asked again for {wait:.1f} s"
-            )
+            raise backoff.refusal(host, trio.current_time(), url)
         self._fetches += 1
         try:
             manifest = await job.run()
-        except OriginUnreachableError:
-            delay = backoff.failed(host, trio.current_time())
-            log.warning("fetch.backoff", host=host, failures=backoff.failures(host), wait_s=delay)
-            raise
-        except (OriginError, DigestMismatchError):
-            backoff.reached(host)  # it answered, if not with the object
+        except (OriginError, DigestMismatchError) as exc:
+            unreachable = isinstance(exc, OriginUnreachableError)
+            self._settle(backoff, host, *origin_status(exc), unreachable=unreachable)
             raise
         finally:
             backoff.released(host)
-        backoff.reached(host)
+        self._settle(backoff, host, *job.kept)  # a held copy kept under a 429 backs off too
         return manifest
+
+    def _settle(
+        self, backoff: UpstreamBackoff, host: str, status: int, later: str, **how: bool
+    ) -> None:
+        # Retry-After may be an HTTP-date: the wall clock reads it, not trio's.
+        now, wall = trio.current_time(), time.time()
+        delay = backoff.settle(host, now, wall, status=status, retry_after=later, **how)
+        if delay is not None:
+            failures = backoff.failures(host)
+            why = status or "unreachable"
+            log.warning("fetch.backoff", host=host, status=why, failures=failures, wait_s=delay)
 
     async def _pace(self, n: int) -> None:
         now = trio.current_time()

@@ -23,8 +23,7 @@ from frumitcache.errors import (
     OriginUnreachableError,
 )
 from frumitcache.origin._allow import ALLOW_EXTENSION, AllowList
-from frumitcache.origin._body import ResponseBody
-from frumitcache.origin._plan import Action, plan_response, status_error
+from frumitcache.origin._plan import Action, plan_response, retry_after, status_error
 from frumitcache.origin._probe import probe
 from frumitcache.origin._via import FRESHNESS_EXTENSION, via_of
 
@@ -94,6 +93,7 @@ class FetchInfo:
     etag: str | None
     last_modified: str | None
     cached: bool  # complete in the store already (or revalidated with 304): no origin body
+    kept_status: int = 0  # revalidating, the origin answered this (keep_on_status): held kept
 
 
 class _Transient(Exception):
@@ -158,8 +158,9 @@ class _Job:
         self.total: int | None = None  # size the origin announced in this fetch
         self.validator: str | None = None  # If-Range value for resumes
         self.seen_body = False  # a body of this fetch reached the store
-        self.body: ResponseBody | None = None  # the current response's
+        self.body_read = False  # the current response was read to its end
         self.meta: dict[str, str] = {}
+        self.kept: tuple[int, str] = (0, "")  # status, Retry-After the held copy was kept under
 
     def _open(self) -> _Writer:
         self.writer = self.store.open_writer(
@@ -238,11 +239,12 @@ class _Job:
         except Exception as exc:
             raise OriginError(f"{self.url}: upstream authorization failed: {exc!r}") from exc
 
-    def _kept(self, status: int) -> bool:
+    def _kept(self, status: int, headers: Mapping[str, str]) -> bool:
         """Does ``status``, answered while revalidating, leave the stored copy current?"""
         if self.stored is None or status not in self.upstream.keep_on_status:
             return False
         log.warning("fetch.kept-held", url=self.url, status=status, detail="revalidation failed")
+        self.kept = (status, retry_after(headers))
         return True
 
     def _headers(self, conditional: bool) -> dict[str, str]:
@@ -271,22 +273,25 @@ class _Job:
             headers=headers,
             extensions={ALLOW_EXTENSION: self.allow, FRESHNESS_EXTENSION: freshness},
         )
+        self.body_read = False
         response = await client.send(request, stream=True)
-        self.body = body = ResponseBody(response)
         try:
             yield response
         except trio.Cancelled:
             # A cancelled fetch must close its connection, or the origin keeps sending into
-            # a socket nobody reads.
+            # a socket nobody reads. httpcore before 1.0 skips that close when cancelled, so
+            # close the network stream by hand when the body was not read to its end.
             with trio.move_on_after(5) as scope:
                 scope.shield = True
-                await body.abandon(cancelled=True)
+                stream = response.extensions.get("network_stream")
+                if stream is not None and not self.body_read:
+                    await stream.aclose()
+                await response.aclose()
             raise
         finally:
             with trio.move_on_after(5) as scope:
                 scope.shield = True
-                await body.abandon()  # a no-op when read to its end or abandoned above
-                await response.aclose()
+                await response.aclose()  # a no-op when closed above
 
     async def _attempt(self, conditional: bool) -> Manifest | Literal[False] | None:
         """One request; the manifest when the object is complete, None to go again
@@ -328,7 +333,7 @@ class _Job:
                     self.share(self._info(resp, cached=True))
                     return self.stored
                 if step.action is Action.STATUS:
-                    if self._kept(resp.status_code) and self.writer is None:
+                    if self.writer is None and self._kept(resp.status_code, resp.headers):
                         self._remember(resp, keep_old=True, only_dates=True)
                         self.share(self._info(resp, cached=True))
                         return self.stored
@@ -410,8 +415,7 @@ class _Job:
         via = via_of(resp)
         counter, key = (self.f._federation, via) if via else (self.f._bytes, _host_of(resp.url))
         limit = self.total if self.total is not None else self.expected_size
-        assert self.body is not None
-        async for data in self.body.chunks():
+        async for data in resp.aiter_raw():
             n = len(data)
             counter[key] += n
             if limit is not None and writer.offset + n > limit:
@@ -424,7 +428,7 @@ class _Job:
             await writer.write(data)
             self.seen_body = True
             await self.f._pace(n)
-        self.body.done = True
+        self.body_read = True
 
     async def _finish(self, resp: httpx.Response) -> Manifest:
         assert self.writer is not None
@@ -490,4 +494,5 @@ class _Job:
             etag=self.meta.get(META_ETAG),
             last_modified=self.meta.get(META_LAST_MODIFIED),
             cached=cached,
+            kept_status=self.kept[0],
         )

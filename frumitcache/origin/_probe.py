@@ -47,7 +47,7 @@ async def probe(job: _Job) -> Manifest | None:
         job.challenged = True
         job.auth_headers = await job._authorize(challenge)
     status = resp.status_code
-    if job._kept(status):
+    if job._kept(status, resp.headers):
         job._remember(resp, keep_old=True, only_dates=True)
         job.share(job._info(resp, cached=True))
         return job.stored

@@ -6,6 +6,7 @@ has passed) it is asked again and serves."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -31,17 +32,25 @@ TAG = "/v2/team/app/manifests/v1"
 
 class Gate:
     """A TCP listener in front of the origin: forwards while ``up``, else accepts and drops
-    (every connection it accepts is one attempt of the agent's uplink client)."""
+    (every connection it accepts is one attempt of the agent's uplink client); ``silent``:
+    accepts and never answers (a registry that hangs: the client's timeout ends it)."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.up = True
+        self.silent = False
         self.dropped = 0
         self._open: set[trio.CancelScope] = set()
 
     def down(self) -> None:
         """Drop new connections, and cut the open ones (the agent keeps them alive)."""
         self.up = False
+        for scope in self._open:
+            scope.cancel()
+
+    def hang(self) -> None:
+        """Answer nothing on new connections, and cut the open ones."""
+        self.silent = True
         for scope in self._open:
             scope.cancel()
 
@@ -54,6 +63,12 @@ class Gate:
         async with client:
             if not self.up:
                 self.dropped += 1
+                return
+            if self.silent:
+                self.dropped += 1
+                with contextlib.suppress(trio.BrokenResourceError):
+                    while await client.receive_some(65536):  # until the client gives up
+                        pass
                 return
             server = await trio.open_tcp_stream(*self.upstream)
             async with server, trio.open_nursery() as nursery:

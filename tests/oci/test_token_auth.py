@@ -135,7 +135,8 @@ async def test_refusals_pass_on(auth: Auth, tmp_path: Path) -> None:
             private = await get("team/private/manifests/v1")  # anonymous: no access
             assert private.status_code == 401, private.text
             assert private.json()["errors"][0]["code"] == "UNAUTHORIZED"
-            for status, code in ((429, "TOOMANYREQUESTS"), (403, "DENIED")):
+            # The 429 last: it backs the registry off (the mirror answers 429 itself a while).
+            for status, code in ((403, "DENIED"), (429, "TOOMANYREQUESTS")):
                 # A repository of its own: a new scope, so a new token flow meets the refusal.
                 auth.tokens.fail_with = status
                 refused = await get(f"public/other{status}/manifests/v1")

@@ -1,6 +1,6 @@
 """Upstream error answers through a real agent, with a real HTTP test origin standing in for a
 registry (its request log is the uplink's ground truth): a 429 while a held tag is revalidated
-keeps the held manifest for another window; with nothing held, 429/403/401 reach the client as
+keeps the held manifest for another window; with nothing held, 403/401/429 reach the client as
 the spec's errors with their own status."""
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ async def test_429_keeps_the_held_tag_and_errors_pass_on(
                 "registries": [f"lab.example=http://{host}"],
                 "allowed_hosts": [host],
                 "tag_window_s": WINDOW_S,
+                "unreachable_backoff_s": 1.0,
             }
         },
     )
@@ -57,6 +58,16 @@ async def test_429_keeps_the_held_tag_and_errors_pass_on(
             first = await get(TAG)
             assert first.status_code == 200, first.text
             assert first.headers["docker-content-digest"] == digest
+
+            # Nothing held: the registry's status is the client's, as the spec's JSON error.
+            # A 429 backs the registry off (for 1 s here, it sent no Retry-After): it goes
+            # last, and the wait for the window below outlasts it.
+            for status, code in ((403, "DENIED"), (401, "UNAUTHORIZED"), (429, "TOOMANYREQUESTS")):
+                path = f"/v2/team/refused{status}/manifests/v1"
+                origin.misbehave(path, Fault(status=status))
+                answer = await get(path)
+                assert answer.status_code == status, answer.text
+                assert answer.json()["errors"][0]["code"] == code
             # The registry now refuses with 429; once the window has passed the tag is asked
             # again (a HEAD), the 429 comes back, and the held manifest is served.
             origin.misbehave(TAG, Fault(status=429))
@@ -72,13 +83,5 @@ async def test_429_keeps_the_held_tag_and_errors_pass_on(
             kept = [line for line in agent.log().splitlines() if "fetch.kept-held" in line]
             assert kept, agent.log()
             assert "status=429" in kept[0]
-
-            # Nothing held: the registry's status is the client's, as the spec's JSON error.
-            for status, code in ((429, "TOOMANYREQUESTS"), (403, "DENIED"), (401, "UNAUTHORIZED")):
-                path = f"/v2/team/refused{status}/manifests/v1"
-                origin.misbehave(path, Fault(status=status))
-                answer = await get(path)
-                assert answer.status_code == status, answer.text
-                assert answer.json()["errors"][0]["code"] == code
     finally:
         await agent.stop()
