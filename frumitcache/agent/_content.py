@@ -380,7 +380,10 @@ class ContentService:
                         f"{exc}; not fetching {flight.url} from the origin because "
                         "site.fallback = never"
                     ) from None
-                await trio.sleep(0.5)
+                # Ask again when the site has a new seeder to ask, and at the latest in 0.5 s
+                # (a holder that failed may be back).
+                with trio.move_on_after(0.5):
+                    await site.seeder_changed.wait()
 
     def _failed_over(self, flight: Flight) -> bool:
         """Did this fetch see a seeder change, or does the site know a partial of it?"""

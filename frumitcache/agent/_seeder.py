@@ -10,7 +10,7 @@ fetching at once (fencing).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, TypedDict
 
@@ -230,7 +230,9 @@ class SeederRole:
         if after_failover:
             # Members report what they hold to a new seeder (Have); give the reports a moment
             # to arrive so the origin resumes after every chunk the site still has.
-            await _settle(lambda: _known_chunks(node.catalogue.get(flight.url)))
+            await _settle(
+                lambda: _known_chunks(node.catalogue.get(flight.url)), node.wait_catalogue_change
+            )
         info = node.catalogue.info(flight.url)
         manifest = info.manifest
         if manifest is None or manifest.complete or not manifest.chunks:
@@ -321,13 +323,24 @@ def _known_chunks(manifest: ObjectManifest | None) -> int:
 
 
 async def _settle(
-    measure: Callable[[], int], *, quiet_s: float = 0.5, limit_s: float = 2.0
+    measure: Callable[[], int],
+    wait_change: Callable[[], Awaitable[None]],
+    *,
+    quiet_s: float = 0.5,
+    limit_s: float = 2.0,
 ) -> None:
-    """Wait until ``measure()`` has not changed for ``quiet_s`` (at most ``limit_s``)."""
+    """Wait until ``measure()`` has not changed for ``quiet_s`` (at most ``limit_s``).
+
+    It looks again only when ``wait_change`` returns (the catalogue took a report), never on
+    a tick; a report that leaves ``measure()`` as it was does not extend the wait."""
     with trio.move_on_after(limit_s):
-        last, since = measure(), trio.current_time()
-        while trio.current_time() - since < quiet_s:
-            await trio.sleep(0.1)
+        last = measure()
+        quiet_until = trio.current_time() + quiet_s
+        while True:
+            with trio.move_on_at(quiet_until) as quiet:
+                await wait_change()
+            if quiet.cancelled_caught:
+                return
             now = measure()
             if now != last:
-                last, since = now, trio.current_time()
+                last, quiet_until = now, trio.current_time() + quiet_s

@@ -148,8 +148,9 @@ class SiteLink(SiteHooks):
         return await self.swarm.tree(digest)
 
     async def _refresh(self) -> None:
+        # Figures that drift, and the swarm filter: refreshed on a timer. A seeder change is
+        # logged by the driver when it happens ("site.seeder-changed"), not polled here.
         assert self.node is not None
-        last_seeder = self.node.seeder()
         while True:
             await trio.sleep(_REFRESH_S)
             self.node.update_self(
@@ -158,14 +159,6 @@ class SiteLink(SiteHooks):
             )
             if self.swarm is not None:
                 self.swarm.set_members([m.address for m in self.node.members()])
-            seeder = self.node.seeder()
-            if seeder != last_seeder:
-                last_seeder = seeder
-                log.info(
-                    "site.seeder",
-                    seeder=seeder[0] if seeder else "none",
-                    term=seeder[1] if seeder else 0,
-                )
 
     # --- queries the content service uses --------------------------------------------------
 

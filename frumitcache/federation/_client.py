@@ -198,6 +198,7 @@ class _LinkStream(httpx.AsyncByteStream):
         self._inner = inner
         self._link = link
         self._transport = transport
+        self._closed = False  # given up on by the reader: a break after that is not the link's
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         link = self._link
@@ -216,8 +217,10 @@ class _LinkStream(httpx.AsyncByteStream):
                     # from the next member, site or the origin.
                     raise httpx.ReadTimeout(f"slower than federation.min_rate ({cfg.min_rate} B/s)")
         except httpx.TransportError as exc:
-            self._transport._fail(link, f"broke mid-body: {exc or type(exc).__name__}")
+            if not self._closed:
+                self._transport._fail(link, f"broke mid-body: {exc or type(exc).__name__}")
             raise
 
     async def aclose(self) -> None:
+        self._closed = True
         await self._inner.aclose()

@@ -51,6 +51,7 @@ from frumitcache.origin._allow import (
     Door,
     install_guard,
 )
+from frumitcache.origin._body import ResponseBody
 from frumitcache.origin._tunnel import UplinkStream, connect_checked, host_port
 from frumitcache.origin._via import via_of
 
@@ -238,13 +239,19 @@ class OriginFetcher:
                 "GET", url, headers=dict(headers), extensions={ALLOW_EXTENSION: allow}
             ) as resp:
                 host = _host_of(resp.url)  # requests are counted by the response hook
+                reading = ResponseBody(resp)
                 body = bytearray()
-                async for piece in resp.aiter_raw():
-                    await self._pace(len(piece))
-                    self._bytes[host] += len(piece)
-                    body += piece
-                    if len(body) > max_bytes:
-                        raise OriginError(f"{url}: answer larger than {max_bytes} bytes")
+                try:
+                    async for piece in reading.chunks():
+                        await self._pace(len(piece))
+                        self._bytes[host] += len(piece)
+                        body += piece
+                        if len(body) > max_bytes:
+                            raise OriginError(f"{url}: answer larger than {max_bytes} bytes")
+                    reading.done = True
+                finally:
+                    with trio.CancelScope(deadline=trio.current_time() + 5, shield=True):
+                        await reading.abandon()
                 return resp.status_code, bytes(body)
         except httpx.HTTPError as exc:
             raise OriginUnreachableError(f"GET {url} failed: {exc or type(exc).__name__}") from exc
@@ -474,16 +481,15 @@ class OriginFetcher:
         self._settle(backoff, host, *job.kept)  # a held copy kept under a 429 backs off too
         return manifest
 
-    def _settle(
-        self, backoff: UpstreamBackoff, host: str, status: int, later: str, **how: bool
-    ) -> None:
+    def _settle(self, b: UpstreamBackoff, host: str, status: int, later: str, **how: bool) -> None:
         # Retry-After may be an HTTP-date: the wall clock reads it, not trio's.
         now, wall = trio.current_time(), time.time()
-        delay = backoff.settle(host, now, wall, status=status, retry_after=later, **how)
+        delay = b.settle(host, now, wall, status=status, retry_after=later, **how)
         if delay is not None:
-            failures = backoff.failures(host)
             why = status or "unreachable"
-            log.warning("fetch.backoff", host=host, status=why, failures=failures, wait_s=delay)
+            log.warning(
+                "fetch.backoff", host=host, status=why, failures=b.failures(host), wait_s=delay
+            )
 
     async def _pace(self, n: int) -> None:
         now = trio.current_time()

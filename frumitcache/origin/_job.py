@@ -23,6 +23,7 @@ from frumitcache.errors import (
     OriginUnreachableError,
 )
 from frumitcache.origin._allow import ALLOW_EXTENSION, AllowList
+from frumitcache.origin._body import ResponseBody
 from frumitcache.origin._plan import Action, plan_response, retry_after, status_error
 from frumitcache.origin._probe import probe
 from frumitcache.origin._via import FRESHNESS_EXTENSION, via_of
@@ -158,7 +159,7 @@ class _Job:
         self.total: int | None = None  # size the origin announced in this fetch
         self.validator: str | None = None  # If-Range value for resumes
         self.seen_body = False  # a body of this fetch reached the store
-        self.body_read = False  # the current response was read to its end
+        self.body: ResponseBody | None = None  # the current response's
         self.meta: dict[str, str] = {}
         self.kept: tuple[int, str] = (0, "")  # status, Retry-After the held copy was kept under
 
@@ -273,25 +274,22 @@ class _Job:
             headers=headers,
             extensions={ALLOW_EXTENSION: self.allow, FRESHNESS_EXTENSION: freshness},
         )
-        self.body_read = False
         response = await client.send(request, stream=True)
+        self.body = body = ResponseBody(response)
         try:
             yield response
         except trio.Cancelled:
             # A cancelled fetch must close its connection, or the origin keeps sending into
-            # a socket nobody reads. httpcore before 1.0 skips that close when cancelled, so
-            # close the network stream by hand when the body was not read to its end.
+            # a socket nobody reads.
             with trio.move_on_after(5) as scope:
                 scope.shield = True
-                stream = response.extensions.get("network_stream")
-                if stream is not None and not self.body_read:
-                    await stream.aclose()
-                await response.aclose()
+                await body.abandon(cancelled=True)
             raise
         finally:
             with trio.move_on_after(5) as scope:
                 scope.shield = True
-                await response.aclose()  # a no-op when closed above
+                await body.abandon()  # a no-op when read to its end or abandoned above
+                await response.aclose()
 
     async def _attempt(self, conditional: bool) -> Manifest | Literal[False] | None:
         """One request; the manifest when the object is complete, None to go again
@@ -415,7 +413,8 @@ class _Job:
         via = via_of(resp)
         counter, key = (self.f._federation, via) if via else (self.f._bytes, _host_of(resp.url))
         limit = self.total if self.total is not None else self.expected_size
-        async for data in resp.aiter_raw():
+        assert self.body is not None
+        async for data in self.body.chunks():
             n = len(data)
             counter[key] += n
             if limit is not None and writer.offset + n > limit:
@@ -428,7 +427,7 @@ class _Job:
             await writer.write(data)
             self.seen_body = True
             await self.f._pace(n)
-        self.body_read = True
+        self.body.done = True
 
     async def _finish(self, resp: httpx.Response) -> Manifest:
         assert self.writer is not None

@@ -20,6 +20,7 @@ What the agent wires (see also :class:`SiteHooks`):
 - ``await node.request(FetchRequest(0, url, sha256))`` -> :class:`ObjectInfo` or
   :class:`ErrorReply` from the seeder (answered locally when this node is the seeder);
 - ``node.open_subscription()``: the seeder's announcements (chunk, object, failure);
+- ``node.wait_catalogue_change()``: until the catalogue takes a member's message;
 - ``node.announce_chunk/object/failure(...)`` (the seeder broadcasts, a member tells it).
 """
 
@@ -50,6 +51,7 @@ from frumitcache.site._catalogue import Catalogue
 from frumitcache.site._codec import FrameCodec, FrameRejected, derive_mac_key
 from frumitcache.site._core import SiteCore, Timings
 from frumitcache.site._election import Durable, Outgoing
+from frumitcache.site._listeners import Listeners
 from frumitcache.site._messages import (
     Bulk,
     ChunkAnnounce,
@@ -137,11 +139,11 @@ class SiteNode:
         self._last_addr: dict[str, Addr] = {}
         self._wakeup = trio.Event()
         self._pending: dict[int, Pending] = {}
-        self._subscribers: list[trio.MemorySendChannel[Announcement]] = []
         self._nursery: trio.Nursery | None = None
         self._seeder_known = trio.Event()
         self._last_durable: Durable | None = None
         self._dropped: Counter[str] = Counter()
+        self._listeners = Listeners(self._dropped)
         self._frames_in = self._bytes_in = 0
         self._sender = FrameSender(
             self.codec,
@@ -265,8 +267,7 @@ class SiteNode:
                     await self._sender.send_all(self._core.leave(self._now()))
             for s in (sock, *mcast_socks):
                 s.close()
-            for channel in self._subscribers:
-                channel.close()
+            self._listeners.close()
 
     async def _timer_loop(self) -> None:
         assert self._core is not None
@@ -323,6 +324,7 @@ class SiteNode:
             self._nursery.start_soon(self._take_bulk, sender, msg)
         elif isinstance(msg, ChunkAnnounce | ObjectAnnounce | FetchFailed | Have):
             await self._carry_out(self.policy.receive(sender, msg, self._view(now)))
+            self._listeners.changed()
         await self._after_event(now)
         self._wakeup.set()  # the deadline may have moved
 
@@ -347,7 +349,7 @@ class SiteNode:
             if isinstance(action, Outgoing):
                 out.append(action)
             elif isinstance(action, Publish):
-                self._publish(action.msg)
+                self._listeners.publish(action.msg)
             elif isinstance(action, Drop):
                 self._dropped[action.reason] += 1
             elif isinstance(action, SeederChanged):
@@ -355,15 +357,6 @@ class SiteNode:
                 log.info("site.seeder-changed", site=self.site.name, seeder=seeder, was=previous)
                 self.hooks.on_seeder_change(seeder)
         await self._sender.send_all(out)
-
-    def _publish(self, msg: Announcement) -> None:
-        for channel in list(self._subscribers):
-            try:
-                channel.send_nowait(msg)
-            except trio.WouldBlock:
-                self._dropped["subscriber-full"] += 1
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._subscribers.remove(channel)
 
     async def _after_event(self, now: float) -> None:
         """Follow-ups of any state change: durable state, then the catalogue policy (departures,
@@ -467,9 +460,12 @@ class SiteNode:
     def open_subscription(self, max_buffer: int = 1024) -> trio.MemoryReceiveChannel[Announcement]:
         """A channel of the seeder's announcements (and this node's own, when it is the
         seeder). Close it when done; a full channel drops (counted as ``subscriber-full``)."""
-        send, receive = trio.open_memory_channel[Announcement](max_buffer)
-        self._subscribers.append(send)
-        return receive
+        return self._listeners.subscribe(max_buffer)
+
+    async def wait_catalogue_change(self) -> None:
+        """Until the catalogue takes a member's next announcement or ``Have`` report (this
+        node's own ``announce_*`` do not wake it: their caller knows)."""
+        await self._listeners.wait_changed()
 
     async def announce_chunk(self, url: str, index: int, digest: bytes, chunk_size: int) -> None:
         """Chunk ``index`` of ``url`` is complete here. The seeder records and broadcasts it to

@@ -40,6 +40,7 @@ class _MemberSite:
     def __init__(self) -> None:
         self.node = _Node()
         self.on_fetch: object = None
+        self.seeder_changed = trio.Event()  # never set: the seeder stays
 
     def parts(self) -> tuple[_Node, None]:
         return self.node, None

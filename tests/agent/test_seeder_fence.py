@@ -41,6 +41,9 @@ class _Node:
         await trio.lowlevel.checkpoint()  # the lease is back at once (see _LapsingSite)
         return ("me", 1)
 
+    async def wait_catalogue_change(self) -> None:
+        await trio.sleep_forever()  # no members, so no reports
+
     async def announce_object(self, manifest: ObjectManifest) -> None:
         if manifest.complete:
             self.complete.append(manifest)

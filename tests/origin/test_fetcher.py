@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import random
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -393,6 +395,32 @@ async def test_leader_cancelled_follower_takes_over(
     first_sent = origin.stats.log[0].bytes_sent
     assert origin.stats.log[1].bytes_sent == SIZE - resumed_at
     assert first_sent - resumed_at < CHUNK + 64 * 1024, (first_sent, resumed_at)
+
+
+async def test_a_fetch_cancelled_mid_body_leaves_nothing_for_the_garbage_collector(
+    origin: OriginServer, fetchers: Fetchers, store: Store
+) -> None:
+    """httpx reads a body through a chain of async generators: a fetch cancelled half-way
+    must close them itself. Left suspended, the garbage collector finalises them later, and
+    trio's ResourceWarning fails whichever test is running then (seen under Debian's httpx).
+    The uplink budget holds the fetch between two pieces, outside the generators, when the
+    cancel comes (as a fenced seeder's fetch often is: writing, or paced)."""
+    origin.add("/a", DATA)
+    fetcher = fetchers(max_rate=100_000)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as leader:
+            await leader.start(fetcher.fetch, origin.url("/a"))
+            async with contextlib.aclosing(store.watch_chunks(origin.url("/a"))) as chunks:
+                async for index, _digest in chunks:
+                    if index == 1:
+                        break
+            leader.cancel_scope.cancel()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gc.collect()
+            await trio.testing.wait_all_tasks_blocked()  # trio's finalisers, if any, run
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert store.lookup(origin.url("/a")) is None
 
 
 async def test_unreachable_origin(fetcher: OriginFetcher, store: Store) -> None:
