@@ -14,11 +14,13 @@ from frumitcache.cli._output import print_json
 def register(sub: Callable[..., argparse.ArgumentParser]) -> None:
     parser = sub(
         "doctor",
-        help="check this node's set-up (key, store, ports, apt, agent)",
+        help="check this node's set-up (key, store, ports, apt, agent, federation)",
         description=(
             "Check this node's set-up for the config in use: the site key is readable, the "
             "store and state directories are writable, the agent's ports are free (or held by "
-            "the agent), an agent answers on the control socket, and apt is pointed at it. "
+            "the agent), an agent answers on the control socket, and apt is pointed at it; with "
+            "[federation] set, its key, the agent's federation endpoint and every parent and "
+            "sibling answer a request signed with the key. "
             "Each problem comes with a hint. Exits 1 when any check fails. As root, file "
             "access is judged for the service user `frumitcache` when it exists."
         ),

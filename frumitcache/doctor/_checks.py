@@ -7,27 +7,34 @@ set-up (that is what it reports). :func:`run_checks` runs them all for one confi
 - ``store dir`` / ``state dir``  writable by the service (or creatable), with room left;
 - ``control socket``  an agent answers on the control socket;
 - ``port ...``      every port the agent binds is free, or held by the agent itself;
-- ``apt``           apt's effective ``Acquire::http::Proxy`` points at this agent.
+- ``apt``           apt's effective ``Acquire::http::Proxy`` points at this agent;
+- ``federation ...``  with ``[federation]`` set: key, endpoint, members (:mod:`._federation`).
 
 Checking "by the service": run as root with ``service_user="frumitcache"`` (what the systemd
 unit runs as), permissions are judged from the file modes for that user instead of for root,
-to whom everything is writable. Reachability of the site's other members is not checked here.
+to whom everything is writable. Reachability of the site's other members is not checked here
+(that of federation members is).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import pwd
 import socket
-import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from frumitcache.config import Config
+from frumitcache.doctor._access import (
+    SERVICE_USER,
+    Check,
+    ServiceUser,
+    check_secret_file,
+    writable_dir,
+)
 from frumitcache.doctor._aptconf import read_apt_config
+from frumitcache.doctor._federation import check_federation
 from frumitcache.doctor._procnet import (
     WILDCARDS,
     agent_hosts,
@@ -36,46 +43,6 @@ from frumitcache.doctor._procnet import (
     is_loopback,
     socket_holders,
 )
-
-SERVICE_USER = "frumitcache"
-"""The user the systemd unit runs the agent as (deploy/systemd/frumitcache.service)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One finding: ``ok`` or not, what was seen (``message``) and what to do (``hint``)."""
-
-    name: str
-    ok: bool
-    message: str
-    hint: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceUser:
-    """The user whose access the file checks judge (by mode bits, not by trying)."""
-
-    name: str
-    uid: int
-    gids: frozenset[int]
-
-    @classmethod
-    def lookup(cls, name: str) -> ServiceUser:
-        """The user ``name`` with all its groups; :class:`KeyError` if there is none."""
-        entry = pwd.getpwnam(name)
-        return cls(name, entry.pw_uid, frozenset(os.getgrouplist(name, entry.pw_gid)))
-
-
-def default_service_user() -> str | None:
-    """``"frumitcache"`` when running as root and that user exists, else ``None`` (check as
-    the caller): what ``frumitcache doctor`` should pass as ``service_user`` by default."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        return None
-    return SERVICE_USER
 
 
 def run_checks(
@@ -115,73 +82,8 @@ def run_checks(
     checks.append(control)
     checks.extend(check_ports(config, agent))
     checks.append(check_apt(config, apt_dir))
+    checks.extend(check_federation(config, user, agent_running=agent is not None))
     return checks
-
-
-# --- file access -----------------------------------------------------------------------------
-
-
-def _mode_allows(st: os.stat_result, user: ServiceUser, want: int) -> bool:
-    """Whether ``user`` has all of ``want`` (a mix of R_OK/W_OK/X_OK) by the mode bits."""
-    if user.uid == 0:
-        return True
-    if st.st_uid == user.uid:
-        shift = 6
-    elif st.st_gid in user.gids:
-        shift = 3
-    else:
-        shift = 0
-    bits = (st.st_mode >> shift) & 0o7
-    return bits & want == want
-
-
-def _reachable(path: Path, user: ServiceUser) -> Path | None:
-    """The first ancestor directory of ``path`` that ``user`` cannot traverse, if any."""
-    for parent in reversed(path.parents):
-        try:
-            st = parent.stat()
-        except OSError:
-            return None  # the missing part is reported by the caller
-        if not _mode_allows(st, user, os.X_OK):
-            return parent
-    return None
-
-
-def _readable(path: Path, user: ServiceUser | None) -> str | None:
-    """``None`` if ``user`` (or this process) can read the file at ``path``, else why not."""
-    if user is None:
-        try:
-            with path.open("rb") as f:
-                f.read(1)
-        except OSError as exc:
-            return exc.strerror or str(exc)
-        return None
-    blocked = _reachable(path, user)
-    if blocked is not None:
-        return f"{user.name} cannot enter {blocked}"
-    if not _mode_allows(path.stat(), user, os.R_OK):
-        return f"{user.name} has no read permission"
-    return None
-
-
-def _writable_dir(path: Path, user: ServiceUser | None) -> str | None:
-    """``None`` if files can be created in the directory ``path``, else why not."""
-    if user is None:
-        try:
-            fd, name = tempfile.mkstemp(prefix=".doctor-", dir=path)
-        except OSError as exc:
-            return exc.strerror or str(exc)
-        os.close(fd)
-        os.unlink(name)
-        return None
-    blocked = _reachable(path / "x", user)
-    if blocked is not None:
-        return f"{user.name} cannot enter {blocked}"
-    if not _mode_allows(path.stat(), user, os.W_OK | os.X_OK):
-        return f"{user.name} has no write permission"
-    if os.statvfs(path).f_flag & os.ST_RDONLY:
-        return "read-only file system"
-    return None
 
 
 def check_key_file(config: Config, user: ServiceUser | None = None) -> Check:
@@ -204,39 +106,7 @@ def check_key_file(config: Config, user: ServiceUser | None = None) -> Check:
             "set site.key_file to the site's key (the ansible role installs it as "
             "/etc/frumitcache/site.key)",
         )
-    path = Path(key_file).expanduser()
-    try:
-        st = path.stat()
-    except OSError as exc:
-        return Check(
-            name,
-            False,
-            f"{path}: {exc.strerror or exc}",
-            f"install the site key there, readable by the agent only: "
-            f"install -o {SERVICE_USER} -g root -m 0600 KEY {path}",
-        )
-    if not stat.S_ISREG(st.st_mode):
-        return Check(name, False, f"{path} is not a regular file", "point site.key_file at the key")
-    why = _readable(path, user)
-    if why is not None:
-        return Check(
-            name,
-            False,
-            f"{path} is not readable: {why}",
-            f"chown {SERVICE_USER}:root {path} && chmod 0600 {path}",
-        )
-    if st.st_mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IRGRP | stat.S_IWGRP):
-        # Group-readable is a leak too: the socket's group (users of `pull`) must not read it.
-        return Check(
-            name,
-            False,
-            f"{path} has mode {stat.S_IMODE(st.st_mode):04o}: users other than the agent's "
-            "can read or change the site key",
-            f"chmod 0600 {path}",
-        )
-    if st.st_size == 0:
-        return Check(name, False, f"{path} is empty", "install the site's key in it")
-    return Check(name, True, f"{path} is readable")
+    return check_secret_file(name, "site.key_file", Path(key_file).expanduser(), user)
 
 
 # Directories the systemd unit has systemd create and hand to the service user.
@@ -273,7 +143,7 @@ def check_directory(
             f"{path} cannot be created: {existing} is not a directory",
             f"fix the path, or remove {existing}",
         )
-    why = _writable_dir(existing, user)
+    why = writable_dir(existing, user)
     if why is not None:
         where = path if existing == path else f"{existing} (to create {path})"
         owner = user.name if user is not None else "the agent's user"
@@ -375,6 +245,10 @@ def _agent_ports(config: Config) -> list[tuple[str, str, str, int]]:
     ]
     if config.apt.enabled:
         ports.append(("apt.port", "tcp", config.apt.listen, config.apt.port))
+    if config.federation.enabled:
+        listen = config.federation.listen or node
+        host = "0.0.0.0" if listen == "*" else listen  # noqa: S104 - "*" binds every address
+        ports.append(("federation.port", "tcp", host, config.federation.port))
     return [p for p in ports if p[3] != 0]  # 0 picks a free port at start-up
 
 

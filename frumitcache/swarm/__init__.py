@@ -13,10 +13,10 @@ from the store, and chunk fetches from a list of site holders.
   requests the same way; the federation endpoint checks the federation key with it).
 """
 
+from frumitcache._signing import HEADER as AUTH_HEADER
+from frumitcache._signing import Verifier as RequestVerifier
+from frumitcache._signing import sign as sign_request
 from frumitcache.swarm._admission import Admission, PeerLimits
-from frumitcache.swarm._auth import HEADER as AUTH_HEADER
-from frumitcache.swarm._auth import Verifier as RequestVerifier
-from frumitcache.swarm._auth import sign as sign_request
 from frumitcache.swarm._fetch import (
     ChunkFetcher,
     ChunkOffer,

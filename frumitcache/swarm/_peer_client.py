@@ -25,8 +25,8 @@ import trio
 import xxhash
 
 from frumitcache._log import get_logger
+from frumitcache._signing import HEADER, sign
 from frumitcache.errors import DigestMismatchError, PeerError
-from frumitcache.swarm._auth import HEADER, sign
 from frumitcache.swarm._holders import HolderPenalties
 from frumitcache.swarm._merkle import MerkleTree, tree_from_layer
 from frumitcache.swarm._peer_wire import MAX_TREES, Address, next_event, unpack_trees

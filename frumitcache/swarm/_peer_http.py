@@ -2,8 +2,8 @@
 
 A libtorrent transfer costs about a second of connect tick however small the chunk; a chunk up
 to ``swarm.small_chunk_bytes`` is instead pulled with one HTTP request from a holder. Requests
-are signed with the site key (:mod:`._auth`); the server answers 403 to anything unsigned or
-stale and counts it; unauthenticated connections are bounded by :class:`PeerLimits`.
+are signed with the site key (:mod:`frumitcache._signing`); the server answers 403 to anything
+unsigned or stale and counts it; unauthenticated connections are bounded by :class:`PeerLimits`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import trio
 from frumitcache._log import Throttle, get_logger
 from frumitcache._rate import TokenBucket
 from frumitcache._sendfile import FileRange, send_body
+from frumitcache._signing import HEADER, Verifier
 from frumitcache.errors import FrumitcacheError, NotInStoreError
 from frumitcache.swarm._admission import Admission, PeerLimits
-from frumitcache.swarm._auth import HEADER, Verifier
 from frumitcache.swarm._merkle import MerkleTree
 from frumitcache.swarm._peer_wire import MAX_TREES, header, next_event, pack_trees, send_simple
 from frumitcache.swarm._storeapi import ChunkStore

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from frumitcache._signing import sign
 from frumitcache.agent._peerapi import (
     PrefetchPeerHttpServer,
     encode_target,
@@ -19,7 +20,6 @@ from frumitcache.agent._peerapi import (
 )
 from frumitcache.errors import NotInStoreError, PeerError
 from frumitcache.store import Store
-from frumitcache.swarm._auth import sign
 from frumitcache.testing.net import loopback_address
 
 KEY = b"k" * 32

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from frumitcache.swarm._auth import Verifier, sign
+from frumitcache._signing import Verifier, sign
 
 KEY = b"k" * 32
 

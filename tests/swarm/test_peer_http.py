@@ -11,9 +11,9 @@ import h11
 import pytest
 import trio
 
+from frumitcache._signing import HEADER, sign
 from frumitcache.errors import NotInStoreError, PeerError
 from frumitcache.store import Store
-from frumitcache.swarm._auth import HEADER, sign
 from frumitcache.swarm._merkle import MerkleTree, merkle_tree
 from frumitcache.swarm._peer_client import HttpChunkClient, get_chunk, signed_request
 from frumitcache.swarm._peer_http import PeerHttpServer

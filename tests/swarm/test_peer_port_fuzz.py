@@ -18,7 +18,7 @@ from pathlib import Path
 
 import trio
 
-from frumitcache.swarm._auth import sign
+from frumitcache._signing import sign
 from frumitcache.swarm._peer_client import get_chunk
 from tests.swarm.test_peer_port_hardening import _agent_with_chunk
 

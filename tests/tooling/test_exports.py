@@ -82,6 +82,7 @@ PINNED = {
         "check_apt",
         "check_control_socket",
         "check_directory",
+        "check_federation",
         "check_key_file",
         "check_ports",
         "default_service_user",

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2] / "frumitcache"
 
 PURE = [
     "_rate.py",
+    "_signing.py",
     "agent/_plan.py",
     "content/_http.py",
     "content/_request.py",
@@ -35,7 +36,6 @@ PURE = [
     "site/_messages.py",
     "site/_policy.py",
     "store/_manifest.py",
-    "swarm/_auth.py",
     "swarm/_holders.py",
     "swarm/_merkle.py",
     "swarm/_torrent.py",

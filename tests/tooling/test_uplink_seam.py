@@ -3,7 +3,8 @@ outbound connection or an HTTP client of its own, so the allow-list, ``origin.ma
 uplink counters cannot be bypassed by a new door or helper.
 
 The only other modules that dial are the site's own peer links (LAN members, signed with the
-site key), listed below; test doubles in ``frumitcache/testing`` are not the product.
+site key) and the federation's configured members, listed below; test doubles in
+``frumitcache/testing`` are not the product.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ PEERS = ("swarm/_peer_client.py", "agent/_peerapi.py")  # LAN members, never the
 # The federation's links: only the configured parent/sibling members, and only as the transport
 # inside the origin fetcher, which paces and counts their bytes like an origin's.
 FEDERATION = ("federation/_client.py",)
+# ``frumitcache doctor`` probes the same configured members: one signed request each, answered
+# before any content is opened (a CLI run, not the agent; no object bytes cross).
+DOCTOR = ("doctor/_federation.py",)
 
 
 def dials(source: str) -> list[str]:
@@ -54,7 +58,7 @@ def test_only_origin_dials_the_uplink() -> None:
     offenders = []
     for path in sorted(ROOT.rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
-        if rel.startswith(("testing/", *UPLINK)) or rel in PEERS + FEDERATION:
+        if rel.startswith(("testing/", *UPLINK)) or rel in PEERS + FEDERATION + DOCTOR:
             continue
         offenders += [f"frumitcache/{rel}: {name}" for name in dials(path.read_text())]
     assert not offenders, "\n".join(offenders)

@@ -1,4 +1,6 @@
-"""Site-key request signatures for the peer HTTP port (sans-IO: time is an argument).
+"""Keyed request signatures (sans-IO: time is an argument): the site key on the peer HTTP
+port, the federation key on the federation endpoint, and ``frumitcache doctor``'s probe of
+federation members (a floor at the root, so that doctor signs without importing the swarm).
 
 A request carries ``X-Frumit-Auth: <unix time>:<nonce hex>:<HMAC-SHA256 hex>`` where the MAC
 covers method, path, time and nonce. The verifier accepts a time within ``window`` seconds of
