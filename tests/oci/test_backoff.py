@@ -13,15 +13,15 @@ import math
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 import trio
 
 from frumitcache.client import AgentClient
-from frumitcache.testing.agents import AgentProcess
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer
 from frumitcache.testing.registry import OCI_INDEX
+
+from ._mirror import mirror
 
 pytestmark = pytest.mark.slow
 
@@ -103,65 +103,47 @@ async def test_unreachable_registry_is_backed_off_then_asked_again(
     gate_address = loopback_address()
     port = await nursery.start(gate.serve, gate_address)
     host = f"{gate_address}:{port}"
-    address = loopback_address()
-    agent = AgentProcess(
-        tmp_path / "a",
-        address=address,
-        settings={
-            "origin": {"retries": RETRIES, "connect_timeout_s": 2.0},
-            "oci": {
-                "registries": [f"lab.example=http://{host}"],
-                "allowed_hosts": [host],
-                "tag_window_s": 0.5,
-                "unreachable_backoff_s": BACKOFF_S,
-                "unreachable_backoff_max_s": BACKOFF_S,
-            },
-        },
-    )
-    await agent.start()
-    try:
-        mirror = f"http://{address}:3146"
-        async with httpx.AsyncClient(timeout=30) as client:
+    oci = {
+        "tag_window_s": 0.5,
+        "unreachable_backoff_s": BACKOFF_S,
+        "unreachable_backoff_max_s": BACKOFF_S,
+    }
+    settings = {"retries": RETRIES, "connect_timeout_s": 2.0}
+    async with mirror(tmp_path, host, oci=oci, origin_settings=settings, timeout_s=30) as m:
+        assert (await m.get(TAG)).status_code == 200  # held from now on
+        gate.down()
+        await trio.sleep(1.0)  # past the tag window: the tag is due again
 
-            async def get(path: str) -> httpx.Response:
-                return await client.get(f"{mirror}{path}?ns=lab.example")
+        answers: list[tuple[str, int]] = []
 
-            assert (await get(TAG)).status_code == 200  # held from now on
-            gate.down()
-            await trio.sleep(1.0)  # past the tag window: the tag is due again
+        async def one(path: str) -> None:
+            answers.append((path, (await m.get(path)).status_code))
 
-            answers: list[tuple[str, int]] = []
+        started = trio.current_time()
+        for _round in range(3):
+            async with trio.open_nursery() as burst:
+                for _ in range(10):
+                    burst.start_soon(one, TAG)
+                    burst.start_soon(one, blob_path)
+        elapsed = trio.current_time() - started
+        # Held: the tag; a miss: the blob, answered with the spec's 404 (containerd goes on
+        # to its next host).
+        assert {(p, s) for p, s in answers} == {(TAG, 200), (blob_path, 404)}
+        # One admitted fetch per backoff period at most (plus the first), each making at
+        # most 1 + RETRIES connections: not one attempt (or six) per request.
+        periods = 1 + math.ceil(elapsed / BACKOFF_S)
+        assert 1 <= gate.dropped <= (1 + RETRIES) * periods, (gate.dropped, elapsed)
+        assert gate.dropped < len(answers)
+        status = await AgentClient(m.agent.socket).status()
+        assert status.origin["backed_off"] > 0, status.origin
 
-            async def one(path: str) -> None:
-                answers.append((path, (await get(path)).status_code))
-
-            started = trio.current_time()
-            for _round in range(3):
-                async with trio.open_nursery() as burst:
-                    for _ in range(10):
-                        burst.start_soon(one, TAG)
-                        burst.start_soon(one, blob_path)
-            elapsed = trio.current_time() - started
-            # Held: the tag; a miss: the blob, answered with the spec's 404 (containerd goes on
-            # to its next host).
-            assert {(p, s) for p, s in answers} == {(TAG, 200), (blob_path, 404)}
-            # One admitted fetch per backoff period at most (plus the first), each making at
-            # most 1 + RETRIES connections: not one attempt (or six) per request.
-            periods = 1 + math.ceil(elapsed / BACKOFF_S)
-            assert 1 <= gate.dropped <= (1 + RETRIES) * periods, (gate.dropped, elapsed)
-            assert gate.dropped < len(answers)
-            status = await AgentClient(agent.socket).status()
-            assert status.origin["backed_off"] > 0, status.origin
-
-            # The registry is back: asked again once the backoff has passed, and it serves.
-            gate.up = True
-            with trio.fail_after(BACKOFF_S * 10):
-                while (answer := await get(blob_path)).status_code != 200:  # noqa: ASYNC110 - polls a real server
-                    await trio.sleep(0.2)
-            assert answer.content == blob
-            assert (await get(TAG)).status_code == 200
-        backoff_lines = [line for line in agent.log().splitlines() if "fetch.backoff" in line]
-        assert backoff_lines, agent.log()
-        assert "Traceback" not in agent.log()
-    finally:
-        await agent.stop()
+        # The registry is back: asked again once the backoff has passed, and it serves.
+        gate.up = True
+        with trio.fail_after(BACKOFF_S * 10):
+            while (answer := await m.get(blob_path)).status_code != 200:  # noqa: ASYNC110 - polls a real server
+                await trio.sleep(0.2)
+        assert answer.content == blob
+        assert (await m.get(TAG)).status_code == 200
+        backoff_lines = [line for line in m.agent.log().splitlines() if "fetch.backoff" in line]
+        assert backoff_lines, m.agent.log()
+        assert "Traceback" not in m.agent.log()

@@ -19,12 +19,12 @@ import pytest
 import trio
 
 from frumitcache.client import AgentClient
-from frumitcache.testing.agents import AgentProcess
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import Fault, OriginServer
 from frumitcache.testing.registry import OCI_INDEX
 from frumitcache.testing.site import LoopbackSite
 
+from ._mirror import host_of, mirror, registry_settings
 from .conftest import wait_for_seeder
 from .test_backoff import Gate
 
@@ -42,17 +42,13 @@ async def test_upstream_errors_keep_the_held_tag_site_wide(
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).encode()
     digest = "sha256:" + hashlib.sha256(index).hexdigest()
     origin.add(TAG, index, content_type=OCI_INDEX, docker_content_digest=digest)
-    host = urlsplit(origin.url("/")).netloc
-    settings = {
-        "oci": {
-            "registries": [f"lab.example=http://{host}"],
-            "allowed_hosts": [host],
-            "tag_window_s": WINDOW_S,
-            "unreachable_backoff_s": 0.5,
-            "unreachable_backoff_max_s": 2.0,
-        },
-    }
-    site = LoopbackSite(tmp_path / "site", 2, settings=settings)
+    oci = registry_settings(
+        host_of(origin),
+        tag_window_s=WINDOW_S,
+        unreachable_backoff_s=0.5,
+        unreachable_backoff_max_s=2.0,
+    )
+    site = LoopbackSite(tmp_path / "site", 2, settings={"oci": oci})
     await site.start()
     try:
         seeder_name = await wait_for_seeder(site)
@@ -140,41 +136,22 @@ async def test_a_registry_that_hangs_keeps_the_held_tag(
     gate = Gate((target.hostname, target.port))
     gate_address = loopback_address()
     host = f"{gate_address}:{await nursery.start(gate.serve, gate_address)}"
-    address = loopback_address()
-    agent = AgentProcess(
-        tmp_path / "a",
-        address=address,
-        settings={
-            "origin": {"retries": 0, "read_timeout_s": READ_TIMEOUT_S},
-            "oci": {
-                "registries": [f"lab.example=http://{host}"],
-                "allowed_hosts": [host],
-                "tag_window_s": WINDOW_S,
-            },
-        },
-    )
-    await agent.start()
-    try:
-        mirror = f"http://{address}:3146"
-        async with httpx.AsyncClient(timeout=30) as client:
-
-            async def get(path: str) -> httpx.Response:
-                return await client.get(f"{mirror}{path}?ns=lab.example")
-
-            assert (await get(TAG)).status_code == 200
-            gate.hang()
-            await trio.sleep(WINDOW_S + 0.2)  # past the window: the tag is due again
-            began = trio.current_time()
-            held = await get(TAG)
-            assert held.status_code == 200, held.text
-            assert held.headers["docker-content-digest"] == digest
-            assert trio.current_time() - began < READ_TIMEOUT_S + 5
-            assert gate.dropped >= 1  # the registry was asked, and said nothing
-            assert (await get(NEVER)).status_code == 404  # backed off now: at once
-            status = await AgentClient(agent.socket).status()
-            assert status.oci_counters is not None
-            assert status.oci_counters["served_stale"] == 1
-        assert "fetch.offline" in agent.log()
-        assert "Traceback" not in agent.log()
-    finally:
-        await agent.stop()
+    settings = {"retries": 0, "read_timeout_s": READ_TIMEOUT_S}
+    async with mirror(
+        tmp_path, host, oci={"tag_window_s": WINDOW_S}, origin_settings=settings, timeout_s=30
+    ) as m:
+        assert (await m.get(TAG)).status_code == 200
+        gate.hang()
+        await trio.sleep(WINDOW_S + 0.2)  # past the window: the tag is due again
+        began = trio.current_time()
+        held = await m.get(TAG)
+        assert held.status_code == 200, held.text
+        assert held.headers["docker-content-digest"] == digest
+        assert trio.current_time() - began < READ_TIMEOUT_S + 5
+        assert gate.dropped >= 1  # the registry was asked, and said nothing
+        assert (await m.get(NEVER)).status_code == 404  # backed off now: at once
+        status = await AgentClient(m.agent.socket).status()
+        assert status.oci_counters is not None
+        assert status.oci_counters["served_stale"] == 1
+        assert "fetch.offline" in m.agent.log()
+        assert "Traceback" not in m.agent.log()

@@ -9,15 +9,13 @@ import hashlib
 import json
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import httpx
 import trio
 
-from frumitcache.testing.agents import AgentProcess
-from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import Fault, OriginServer
 from frumitcache.testing.registry import OCI_INDEX
+
+from ._mirror import host_of, mirror
 
 WINDOW_S = 2.0
 TAG = "/v2/team/app/manifests/v1"
@@ -33,55 +31,33 @@ async def test_429_keeps_the_held_tag_and_errors_pass_on(
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).encode()
     digest = "sha256:" + hashlib.sha256(index).hexdigest()
     origin.add(TAG, index, content_type=OCI_INDEX, docker_content_digest=digest)
-    host = urlsplit(origin.url("/")).netloc
-    address = loopback_address()
-    agent = AgentProcess(
-        tmp_path / "a",
-        address=address,
-        settings={
-            "oci": {
-                "registries": [f"lab.example=http://{host}"],
-                "allowed_hosts": [host],
-                "tag_window_s": WINDOW_S,
-                "unreachable_backoff_s": 1.0,
-            }
-        },
-    )
-    await agent.start()
-    try:
-        mirror = f"http://{address}:3146"
-        async with httpx.AsyncClient(timeout=20) as client:
+    oci = {"tag_window_s": WINDOW_S, "unreachable_backoff_s": 1.0}
+    async with mirror(tmp_path, host_of(origin), oci=oci) as m:
+        first = await m.get(TAG)
+        assert first.status_code == 200, first.text
+        assert first.headers["docker-content-digest"] == digest
 
-            async def get(path: str) -> httpx.Response:
-                return await client.get(f"{mirror}{path}?ns=lab.example")
-
-            first = await get(TAG)
-            assert first.status_code == 200, first.text
-            assert first.headers["docker-content-digest"] == digest
-
-            # Nothing held: the registry's status is the client's, as the spec's JSON error.
-            # A 429 backs the registry off (for 1 s here, it sent no Retry-After): it goes
-            # last, and the wait for the window below outlasts it.
-            for status, code in ((403, "DENIED"), (401, "UNAUTHORIZED"), (429, "TOOMANYREQUESTS")):
-                path = f"/v2/team/refused{status}/manifests/v1"
-                origin.misbehave(path, Fault(status=status))
-                answer = await get(path)
-                assert answer.status_code == status, answer.text
-                assert answer.json()["errors"][0]["code"] == code
-            # The registry now refuses with 429; once the window has passed the tag is asked
-            # again (a HEAD), the 429 comes back, and the held manifest is served.
-            origin.misbehave(TAG, Fault(status=429))
-            start = len(origin.stats.log)
-            await trio.sleep(WINDOW_S + 0.5)  # the window itself is what is tested
-            held = await get(TAG)
-            assert held.status_code == 200, held.text
-            assert held.content == index
-            assert since(origin, start) == Counter({("HEAD", TAG, 429): 1})
-            # ... and for another window the registry is left alone.
-            assert (await get(TAG)).status_code == 200
-            assert since(origin, start) == Counter({("HEAD", TAG, 429): 1})
-            kept = [line for line in agent.log().splitlines() if "fetch.kept-held" in line]
-            assert kept, agent.log()
-            assert "status=429" in kept[0]
-    finally:
-        await agent.stop()
+        # Nothing held: the registry's status is the client's, as the spec's JSON error.
+        # A 429 backs the registry off (for 1 s here, it sent no Retry-After): it goes
+        # last, and the wait for the window below outlasts it.
+        for status, code in ((403, "DENIED"), (401, "UNAUTHORIZED"), (429, "TOOMANYREQUESTS")):
+            path = f"/v2/team/refused{status}/manifests/v1"
+            origin.misbehave(path, Fault(status=status))
+            answer = await m.get(path)
+            assert answer.status_code == status, answer.text
+            assert answer.json()["errors"][0]["code"] == code
+        # The registry now refuses with 429; once the window has passed the tag is asked
+        # again (a HEAD), the 429 comes back, and the held manifest is served.
+        origin.misbehave(TAG, Fault(status=429))
+        start = len(origin.stats.log)
+        await trio.sleep(WINDOW_S + 0.5)  # the window itself is what is tested
+        held = await m.get(TAG)
+        assert held.status_code == 200, held.text
+        assert held.content == index
+        assert since(origin, start) == Counter({("HEAD", TAG, 429): 1})
+        # ... and for another window the registry is left alone.
+        assert (await m.get(TAG)).status_code == 200
+        assert since(origin, start) == Counter({("HEAD", TAG, 429): 1})
+        kept = [line for line in m.agent.log().splitlines() if "fetch.kept-held" in line]
+        assert kept, m.agent.log()
+        assert "status=429" in kept[0]
