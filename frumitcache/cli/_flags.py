@@ -45,10 +45,11 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_cli_config(args: argparse.Namespace) -> Config:
-    """The config file named (or found), then --set overrides, then the dedicated flags."""
+def load_cli_config(args: argparse.Namespace, *, client: bool = False) -> Config:
+    """The config file named (or found), then --set overrides, then the dedicated flags.
+    ``client``: a command that only talks to the agent (its allow-lists are the agent's)."""
     path = args.config if args.config is not None else find_config_file()
-    config = load_config(path)
+    config = load_config(path, allow_lists=not client)
     overrides: dict[str, str] = {}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -63,7 +64,7 @@ def load_cli_config(args: argparse.Namespace) -> Config:
         overrides["apt.enabled"] = "false"
     if getattr(args, "no_oci", False):
         overrides["oci.enabled"] = "false"
-    return with_overrides(config, overrides) if overrides else config
+    return with_overrides(config, overrides, allow_lists=not client) if overrides else config
 
 
 def add_agent_flags(parser: argparse.ArgumentParser) -> None:
@@ -86,4 +87,4 @@ def add_client_flags(parser: argparse.ArgumentParser) -> None:
 def client_socket(args: argparse.Namespace) -> Path:
     if args.socket is not None:
         return Path(args.socket)
-    return load_cli_config(args).socket_path
+    return load_cli_config(args, client=True).socket_path

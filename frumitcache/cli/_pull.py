@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import trio
@@ -25,6 +26,9 @@ from frumitcache.cli import _exit
 from frumitcache.cli._flags import add_client_flags, client_socket
 from frumitcache.cli._output import error, human_bytes, is_terminal
 from frumitcache.client import AgentClient, PullOutcome
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def register(sub: Callable[..., argparse.ArgumentParser]) -> None:
@@ -83,15 +87,14 @@ class _Progress:
     """A rich progress bar on a terminal; nothing while running otherwise."""
 
     def __init__(self, label: str, enabled: bool) -> None:
-        from rich.progress import Progress, TaskID
-
         self._bar: Progress | None = None
         self._task: TaskID | None = None
-        if enabled:
+        if enabled:  # rich only then: its import is a tenth of a quiet pull's start-up
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
+                Progress,
                 TimeRemainingColumn,
                 TransferSpeedColumn,
             )

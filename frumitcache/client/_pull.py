@@ -62,7 +62,7 @@ def parse_sha256(text: str | bytes | None) -> bytes | None:
 
 def default_socket() -> Path:
     """The control socket named by the config file in use (or the built-in default)."""
-    return load_config(find_config_file()).socket_path
+    return load_config(find_config_file(), allow_lists=False).socket_path
 
 
 def target_path(url: str, dest: str | os.PathLike[str] | None) -> Path:

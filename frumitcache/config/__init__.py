@@ -30,7 +30,7 @@ from frumitcache.config._load import (
 )
 from frumitcache.config._log import LogConfig
 from frumitcache.config._node import NodeConfig
-from frumitcache.config._oci import OciConfig
+from frumitcache.config._oci import REGISTRY_NAME, OciConfig, Registry, parse_registries
 from frumitcache.config._origin import OriginConfig
 from frumitcache.config._paths import default_socket_path, default_state_path, default_store_path
 from frumitcache.config._site import SiteConfig
@@ -39,6 +39,7 @@ from frumitcache.config._swarm import SwarmConfig
 from frumitcache.config._toml import describe, dump_toml, example_toml
 
 __all__ = [
+    "REGISTRY_NAME",
     "AptConfig",
     "Config",
     "ControlConfig",
@@ -50,6 +51,7 @@ __all__ = [
     "NodeConfig",
     "OciConfig",
     "OriginConfig",
+    "Registry",
     "Section",
     "SiteConfig",
     "StoreConfig",
@@ -65,6 +67,7 @@ __all__ = [
     "load_config",
     "opt",
     "parse_quantity",
+    "parse_registries",
     "split_member",
     "with_overrides",
 ]

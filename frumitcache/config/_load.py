@@ -86,16 +86,23 @@ def _convert(key: str, tp: Any, unit: str, value: Any) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover - a bug in this module
 
 
-def _check_values(cfg: Config) -> None:
+def _check_values(cfg: Config, allow_lists: bool) -> None:
     for name in sections():
         getattr(cfg, name).check()
-    from frumitcache.origin import AllowPolicy  # here: origin imports this package
+    if allow_lists:
+        from frumitcache.origin import AllowPolicy  # here: origin imports this package
 
-    AllowPolicy.from_config(cfg)  # a bad allow-list entry raises ConfigError naming its key
+        AllowPolicy.from_config(cfg)  # a bad allow-list entry raises ConfigError naming its key
 
 
-def config_from_mapping(data: Mapping[str, Any], *, source: str = "config") -> Config:
-    """Build a :class:`Config` from parsed TOML, rejecting unknown keys and bad values."""
+def config_from_mapping(
+    data: Mapping[str, Any], *, source: str = "config", allow_lists: bool = True
+) -> Config:
+    """Build a :class:`Config` from parsed TOML, rejecting unknown keys and bad values.
+
+    ``allow_lists=False`` leaves the upstream allow-lists unparsed: their parser comes with the
+    uplink client (httpx), a third of a ``pull``'s start-up, and a client that only needs the
+    control socket's path has no use for them (the agent checks them when it starts)."""
     types = sections()
     built: dict[str, Any] = {}
     for name, raw in data.items():
@@ -115,7 +122,7 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "config") -> C
             values[key] = _convert(f"{name}.{key}", tp, f.metadata.get("unit", ""), value)
         built[name] = types[name](**values)
     cfg = Config(**built)
-    _check_values(cfg)
+    _check_values(cfg, allow_lists)
     return cfg
 
 
@@ -141,17 +148,18 @@ def find_config_file() -> Path | None:
     return None
 
 
-def load_config(path: Path | None) -> Config:
-    """Load the TOML file at ``path``; ``None`` gives the embedded one-node defaults."""
+def load_config(path: Path | None, *, allow_lists: bool = True) -> Config:
+    """Load the TOML file at ``path``; ``None`` gives the embedded one-node defaults.
+    ``allow_lists``: see :func:`config_from_mapping`."""
     if path is None:
-        return config_from_mapping({})
+        return config_from_mapping({}, allow_lists=allow_lists)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return config_from_mapping(data, source=str(path))
+    return config_from_mapping(data, source=str(path), allow_lists=allow_lists)
 
 
 def _parse_override_value(tp: Any, text: str) -> Any:
@@ -177,7 +185,9 @@ def _parse_override_value(tp: Any, text: str) -> Any:
     return text
 
 
-def with_overrides(cfg: Config, overrides: Mapping[str, str]) -> Config:
+def with_overrides(
+    cfg: Config, overrides: Mapping[str, str], *, allow_lists: bool = True
+) -> Config:
     """Apply ``{"store.max_bytes": "2GiB"}``-style overrides (from ``--set`` and CLI flags)."""
     data: dict[str, dict[str, Any]] = {
         name: dataclasses.asdict(getattr(cfg, name)) for name in sections()
@@ -191,4 +201,4 @@ def with_overrides(cfg: Config, overrides: Mapping[str, str]) -> Config:
         if key not in fields:
             raise ConfigError(f"{dotted}: unknown key (known in [{section}]: {', '.join(fields)})")
         data[section][key] = _parse_override_value(fields[key][0], text)
-    return config_from_mapping(data, source="overrides")
+    return config_from_mapping(data, source="overrides", allow_lists=allow_lists)

@@ -2,10 +2,53 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from frumitcache.config._field import Section, check_port, opt
 from frumitcache.errors import ConfigError
+
+# A registry as clients name it (the distribution spec's host[:port] grammar).
+REGISTRY_NAME = re.compile(r"(?:[a-z0-9-]+\.)*[a-z0-9-]+(?::[0-9]{1,5})?")
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """One upstream the door may pull from: the name clients use, and where it is served."""
+
+    name: str  # as clients spell it: docker.io, ghcr.io, localhost:5000
+    base: str  # scheme://host[:port] of its API
+
+    def url(self, repository: str, kind: str, reference: str) -> str:
+        return f"{self.base}/v2/{repository}/{kind}/{reference}"
+
+
+def parse_registries(entries: list[str], key: str = "oci.registries") -> dict[str, Registry]:
+    """``name`` or ``name=[scheme://]host[:port]`` entries (https unless a scheme is given)."""
+    table: dict[str, Registry] = {}
+    for entry in entries:
+        name, _, where = entry.strip().partition("=")
+        name = name.strip().lower()
+        where = where.strip() or name
+        if "://" not in where:
+            where = "https://" + where
+        try:
+            parts = urlsplit(where)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            parts = urlsplit("")
+        if (
+            not REGISTRY_NAME.fullmatch(name)
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.username
+        ):
+            raise ConfigError(f"{key}: bad entry {entry!r} (name or name=[scheme://]host[:port])")
+        table[name] = Registry(name, f"{parts.scheme}://{parts.netloc}")
+    return table
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +124,4 @@ class OciConfig(Section):
             raise ConfigError("oci.header_timeout_s and oci.idle_timeout_s: must be positive")
         if self.unreachable_backoff_s < 0 or self.unreachable_backoff_max_s < 0:
             raise ConfigError("oci.unreachable_backoff_s and _max_s: must not be negative")
-        from frumitcache.oci import parse_registries  # here: the door imports this package
-
         parse_registries(self.registries)  # a bad entry raises ConfigError naming the key

@@ -7,6 +7,7 @@ the site); :class:`RegistryAuth` is the Bearer token flow the seeder runs for it
 prints client snippets (``frumitcache oci config``).
 """
 
+from frumitcache.config import Registry, parse_registries
 from frumitcache.oci._auth import (
     Challenge,
     Credentials,
@@ -18,14 +19,7 @@ from frumitcache.oci._auth import (
 from frumitcache.oci._authhook import RegistryAuth, TokenGet
 from frumitcache.oci._door import serve_registry
 from frumitcache.oci._metrics import RegistryMetrics
-from frumitcache.oci._names import (
-    ApiRoot,
-    Ask,
-    Registry,
-    is_manifest_url,
-    parse_registries,
-    parse_request,
-)
+from frumitcache.oci._names import ApiRoot, Ask, is_manifest_url, parse_request
 from frumitcache.oci._server import RegistryMirror
 from frumitcache.oci._snippets import CLIENTS, DOCKER_PATH, client_files, mirror_address, render
 from frumitcache.oci._source import (

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import trio
 
 from frumitcache._log import get_logger
+from frumitcache.config import Registry
 from frumitcache.errors import OriginStatusError
 from frumitcache.oci._auth import Credentials, TokenBook, TokenError, parse_challenge
-from frumitcache.oci._names import Registry
 
 log = get_logger("oci")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from frumitcache.errors import ConfigError
+from frumitcache.config import REGISTRY_NAME, Registry
 from frumitcache.oci._spec import ApiError
 
 # The distribution spec's grammar (lower-case path components, tags up to 128 characters).
@@ -24,21 +24,9 @@ _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _SHA256 = re.compile(r"sha256:[a-f0-9]{64}")
 _ALGORITHM = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
-_REGISTRY = re.compile(r"(?:[a-z0-9-]+\.)*[a-z0-9-]+(?::[0-9]{1,5})?")
 MAX_NAME = 255  # distribution's limit on a repository name (registry prefix excluded)
 MAX_TARGET = 2048
 DOCKER_HUB = "docker.io"
-
-
-@dataclass(frozen=True, slots=True)
-class Registry:
-    """One upstream the door may pull from: the name clients use, and where it is served."""
-
-    name: str  # as clients spell it: docker.io, ghcr.io, localhost:5000
-    base: str  # scheme://host[:port] of its API
-
-    def url(self, repository: str, kind: str, reference: str) -> str:
-        return f"{self.base}/v2/{repository}/{kind}/{reference}"
 
 
 def is_manifest_url(url: str) -> bool:
@@ -46,33 +34,6 @@ def is_manifest_url(url: str) -> bool:
     The kind is the path's last-but-one part: a reference never holds a ``/``."""
     parts = urlsplit(url).path.rsplit("/", 2)
     return len(parts) == 3 and parts[1] == "manifests"
-
-
-def parse_registries(entries: list[str], key: str = "oci.registries") -> dict[str, Registry]:
-    """``name`` or ``name=[scheme://]host[:port]`` entries (https unless a scheme is given)."""
-    table: dict[str, Registry] = {}
-    for entry in entries:
-        name, _, where = entry.strip().partition("=")
-        name = name.strip().lower()
-        where = where.strip() or name
-        if "://" not in where:
-            where = "https://" + where
-        try:
-            parts = urlsplit(where)
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            parts = urlsplit("")
-        if (
-            not _REGISTRY.fullmatch(name)
-            or parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or parts.path not in ("", "/")
-            or parts.query
-            or parts.username
-        ):
-            raise ConfigError(f"{key}: bad entry {entry!r} (name or name=[scheme://]host[:port])")
-        table[name] = Registry(name, f"{parts.scheme}://{parts.netloc}")
-    return table
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +130,6 @@ def _namespace(query: str) -> str | ApiError | None:
     values = [v.lower() for k, v in pairs if k == "ns"]
     if len(values) > 1:
         return ApiError("NAME_INVALID", "ns given more than once")
-    if values and not _REGISTRY.fullmatch(values[0]):
+    if values and not REGISTRY_NAME.fullmatch(values[0]):
         return ApiError("NAME_INVALID", "invalid ns registry name")
     return values[0] if values else None

@@ -18,7 +18,7 @@ import h11
 import trio
 
 from frumitcache._log import Throttle, get_logger
-from frumitcache.config import OciConfig
+from frumitcache.config import OciConfig, Registry, parse_registries
 from frumitcache.content import open_piece, plan_response, send_piece
 from frumitcache.errors import (
     DigestMismatchError,
@@ -29,7 +29,7 @@ from frumitcache.errors import (
 )
 from frumitcache.oci._authhook import RegistryAuth
 from frumitcache.oci._metrics import RegistryMetrics
-from frumitcache.oci._names import ApiRoot, Ask, Registry, parse_registries, parse_request
+from frumitcache.oci._names import ApiRoot, Ask, parse_request
 from frumitcache.oci._source import Opened, RegistryContent, RegistryError
 from frumitcache.oci._spec import ApiError, accepted_manifest_types
 

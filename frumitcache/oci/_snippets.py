@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from frumitcache.oci._names import DOCKER_HUB, Registry
+from frumitcache.config import Registry
+from frumitcache.oci._names import DOCKER_HUB
 
 Client = Literal["containerd", "k3s", "podman", "docker"]
 CLIENTS: tuple[Client, ...] = ("containerd", "k3s", "podman", "docker")

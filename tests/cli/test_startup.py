@@ -4,10 +4,16 @@ the uplink client (httpx) or the agent's modules — interpreter start-up is mos
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import trio
+
+from frumitcache.testing.agents import AgentProcess
+from frumitcache.testing.origin import OriginServer
 
 PROBE = """
 import sys
@@ -34,6 +40,28 @@ def test_a_client_command_does_not_load_the_agent_or_httpx(command: list[str]) -
     )
     loaded = [line for line in done.stderr.splitlines() if line.startswith("loaded:")]
     assert loaded == ["loaded:"], f"{command}: {loaded}"
+
+
+async def test_a_real_pull_does_not_load_the_agent_or_httpx(
+    agent: AgentProcess, origin: OriginServer, tmp_path: Path
+) -> None:
+    """The whole pull, through a real agent, finding its socket in the agent's own config file
+    (whose allow-lists are the agent's to check: parsing them would load the uplink client)."""
+    data = b"artifact " * 1000
+    origin.add("/a.bin", data)
+    out = tmp_path / "a.bin"
+    args = ["pull", origin.url("/a.bin"), "-o", str(out), "--config", str(agent.config_path)]
+    assert "[origin]" in agent.config_path.read_text()  # allow-lists are there to skip
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            [sys.executable, "-c", PROBE.format(args=", ".join(repr(a) for a in args))],
+            capture_stderr=True,
+            check=False,
+        )
+    stderr = done.stderr.decode()
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(data).digest(), stderr
+    loaded = [line for line in stderr.splitlines() if line.startswith("loaded:")]
+    assert loaded == ["loaded:"], stderr
 
 
 def test_the_whole_help_still_lists_every_command() -> None:
