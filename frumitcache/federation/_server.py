@@ -6,8 +6,9 @@ is the site's LAN door, keyed by the site key and sized for members; the federat
 faces other sites over the backbone, under another key, so it gets its own admission pool (a
 child's idle sockets cannot take the pre-auth slots of the site's own members) and an operator
 can open exactly this port on the VPN and keep 3144 on the LAN. The mechanism is the peer
-port's, reused: :class:`~frumitcache.swarm.Admission` bounds unauthenticated connections and
-:class:`~frumitcache.swarm.RequestVerifier` checks the signature (time window, nonce memory).
+port's, reused: a :class:`~frumitcache.swarm.RequestGate` of its own bounds unauthenticated
+connections and checks the signature (time window, nonce memory), and
+:func:`~frumitcache.swarm.serve_signed` is the request loop of both ports.
 
 A request for an origin URL is opened through the content seam exactly as a local client's
 would be: held here, pulled from the site, or fetched by the site's seeder, which single-flights
@@ -50,11 +51,11 @@ from frumitcache.federation._wire import (
     REFUSED_HEADER,
     parse_target,
 )
-from frumitcache.swarm import AUTH_HEADER, Admission, PeerLimits, RequestVerifier
+from frumitcache.swarm import AUTH_HEADER, PeerLimits, RequestGate, serve_signed
 
 log = get_logger("federation")
 
-_MAX_HEAD = 16 * 1024
+_AUTH = AUTH_HEADER.decode()
 _PACED_PIECE = 64 * 1024  # bytes between two pacing waits of a rate-limited link
 
 
@@ -77,6 +78,9 @@ class _Done(Exception):
 class FederationServer:
     """Serves ``GET /federation/v1/object?url=...`` to agents of federated sites."""
 
+    # A body cut off on purpose (_Done) ends the connection, as does a stream closed under it.
+    quiet: tuple[type[Exception], ...] = (_Done, trio.ClosedResourceError)
+
     def __init__(
         self,
         source: ContentSource,
@@ -91,9 +95,8 @@ class FederationServer:
         self._source = source
         self._max_rate = max_rate  # bytes/s per child connection (federation.max_rate)
         self._held = held  # does this agent hold ``url`` complete (a sibling's question)?
-        self._verifier = RequestVerifier(key, window=max_clock_skew_s)
-        self._clock = clock
-        self.admission = Admission(limits or PeerLimits())
+        self._gate = RequestGate(key, limits=limits, max_clock_skew_s=max_clock_skew_s, clock=clock)
+        self.admission = self._gate.admission
         self.stats = FederationServerStats()
         self._pace = Throttle()
 
@@ -114,65 +117,40 @@ class FederationServer:
             task_status.started((str(bound[0]), int(bound[1])))
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        limits = self.admission.limits
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
-        peer = _peer_of(stream)
-        try:
-            with self.admission.slot() as slot, slot.scope:
-                authenticated = False
-                while True:
-                    wait = limits.idle_timeout_s if authenticated else limits.header_timeout_s
-                    with trio.fail_after(wait):
-                        event = await _next_event(conn, stream)
-                    if not isinstance(event, h11.Request):
-                        return
-                    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
-                    auth = headers.get(AUTH_HEADER.decode())
-                    if not self._verifier.check(
-                        event.method, event.target, auth.encode() if auth else None, self._clock()
-                    ):
-                        self._refuse(peer, "no federation key" if not auth else "bad signature")
-                        await _text(
-                            conn,
-                            stream,
-                            403,
-                            "federation key required\n",
-                            extra=[(REFUSED_HEADER, "refused")],
-                            close=True,
-                        )
-                        return
-                    if not authenticated:
-                        authenticated = True
-                        slot.authenticated()
-                    with trio.fail_after(limits.idle_timeout_s):
-                        while not isinstance(await _next_event(conn, stream), h11.EndOfMessage):
-                            pass
-                    self.stats.requests += 1
-                    await self._respond(conn, stream, event, headers, peer)
-                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                        return
-                    conn.start_next_cycle()
-        except (
-            _Done,
-            trio.BrokenResourceError,
-            trio.ClosedResourceError,
-            trio.TooSlowError,
-            h11.ProtocolError,
-            OSError,
-        ):
-            return
-        except Exception as exc:  # one connection's bug must not stop the agent
-            if self._pace.admit("crash", trio.current_time()) is not None:
-                log.error("federation.connection_error", error=f"{type(exc).__name__}: {exc}")
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
+        await serve_signed(stream, self._gate, self)
 
-    def _refuse(self, peer: str, reason: str) -> None:
+    # --- the signed request loop's calls (a SignedHandler) --------------------------------
+
+    async def refuse(
+        self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request
+    ) -> None:
+        peer = _peer_of(stream)
         self.stats.refused += 1
         held = self._pace.admit(f"refused {peer}", trio.current_time())
         if held is not None:
+            reason = "bad signature" if _headers_of(req).get(_AUTH) else "no federation key"
             log.warning("federation.refused", peer=peer, reason=reason, since_last=held)
+        await _text(
+            conn,
+            stream,
+            403,
+            "federation key required\n",
+            extra=[(REFUSED_HEADER, "refused")],
+            close=True,
+        )
+
+    def admitted(self, stream: trio.SocketStream) -> None:
+        pass
+
+    def connection_error(self, exc: Exception) -> None:
+        if self._pace.admit("crash", trio.current_time()) is not None:
+            log.error("federation.connection_error", error=f"{type(exc).__name__}: {exc}")
+
+    async def answer(
+        self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request
+    ) -> None:
+        self.stats.requests += 1
+        await self._respond(conn, stream, req, _headers_of(req), _peer_of(stream))
 
     async def _respond(
         self,
@@ -309,20 +287,15 @@ async def _send_paced(
         await send_piece(conn, stream, part)
 
 
+def _headers_of(req: h11.Request) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in req.headers}
+
+
 def _peer_of(stream: trio.SocketStream) -> str:
     try:
         return str(stream.socket.getpeername()[0])
     except OSError:
         return "?"
-
-
-async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> Any:
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            conn.receive_data(await stream.receive_some(65536))
-            continue
-        return event
 
 
 async def _send(conn: h11.Connection, stream: trio.SocketStream, event: Any) -> None:

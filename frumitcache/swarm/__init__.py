@@ -4,7 +4,9 @@ from the store, and chunk fetches from a list of site holders.
 - :class:`Swarm` — the session and its alert pump; seed a stored chunk, fetch one from holders.
 - :class:`PeerHttpServer` / :class:`HttpChunkClient` — small chunks over the signed peer HTTP port;
   :class:`PeerLimits` bounds what an unauthenticated connection may hold, :class:`Admission`
-  enforces it on a listener (the federation endpoint reuses both).
+  enforces it on a listener; :class:`RequestGate` adds the signature check and
+  :func:`serve_signed` is the request loop behind both, for a port's :class:`SignedHandler`
+  (the federation endpoint reuses them all).
 - :class:`ChunkFetcher` / :func:`fetch_object` — the right transport per chunk, and whole
   objects fetched in parallel and delivered in order (cut-through).
 - :func:`chunk_torrent` / :func:`merkle_tree` — the deterministic torrent of a chunk.
@@ -30,6 +32,7 @@ from frumitcache.swarm._merkle import MerkleHasher, MerkleTree, merkle_tree, pie
 from frumitcache.swarm._peer_client import HttpChunkClient
 from frumitcache.swarm._peer_http import IdleTimer, PeerHttpServer, PeerHttpStatistics
 from frumitcache.swarm._session import Swarm, cleanup_partials
+from frumitcache.swarm._signed_port import RequestGate, SignedHandler, serve_signed
 from frumitcache.swarm._storeapi import ChunkStore
 from frumitcache.swarm._torrent import ChunkTorrent, chunk_torrent
 
@@ -50,7 +53,9 @@ __all__ = [
     "PeerHttpServer",
     "PeerHttpStatistics",
     "PeerLimits",
+    "RequestGate",
     "RequestVerifier",
+    "SignedHandler",
     "Swarm",
     "SwarmStatistics",
     "assigned_fetcher",
@@ -59,5 +64,6 @@ __all__ = [
     "fetch_object",
     "merkle_tree",
     "piece_size_for",
+    "serve_signed",
     "sign_request",
 ]

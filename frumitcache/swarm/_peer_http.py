@@ -20,18 +20,17 @@ import trio
 from frumitcache._log import Throttle, get_logger
 from frumitcache._rate import TokenBucket
 from frumitcache._sendfile import FileRange, send_body
-from frumitcache._signing import HEADER, Verifier
 from frumitcache.errors import FrumitcacheError, NotInStoreError
-from frumitcache.swarm._admission import Admission, PeerLimits
+from frumitcache.swarm._admission import PeerLimits
 from frumitcache.swarm._merkle import MerkleTree
-from frumitcache.swarm._peer_wire import MAX_TREES, header, next_event, pack_trees, send_simple
+from frumitcache.swarm._peer_wire import MAX_TREES, pack_trees, send_simple
+from frumitcache.swarm._signed_port import RequestGate, serve_signed
 from frumitcache.swarm._storeapi import ChunkStore
 
 log = get_logger("swarm")
 
 _PATH = re.compile(rb"^/chunk/([0-9a-f]{64})(/tree|/verify)?$")
 _TREES = re.compile(rb"^/trees/([0-9a-f]{64}(?:,[0-9a-f]{64}){0,%d})$" % (MAX_TREES - 1))
-_MAX_HEAD = 16 * 1024
 # Slowest receiver an unpaced body allows for (bytes/s) before the idle timeout ends it.
 _FLOOR_RATE = 32 * 1024
 
@@ -53,10 +52,12 @@ class PeerHttpServer:
 
     Three layers, kept apart so each can change alone: admission (:mod:`._admission`: the
     pre-auth cap, timeouts, accept back-off), the request loop and signature check
-    (:meth:`_handle`), and routing plus body writing (:meth:`_respond`,
-    :meth:`_respond_chunk`). A request whose signature fails gets 403 and the connection is
-    closed; only signed requests reach :meth:`_respond`.
+    (:func:`~._signed_port.serve_signed`, shared with the federation endpoint), and routing
+    plus body writing (:meth:`_respond`, :meth:`_respond_chunk`). A request whose signature
+    fails gets 403 and the connection is closed; only signed requests reach :meth:`_respond`.
     """
+
+    quiet: tuple[type[Exception], ...] = ()  # nothing beyond serve_signed's own quiet endings
 
     def __init__(
         self,
@@ -74,9 +75,8 @@ class PeerHttpServer:
         self.on_member = on_member
         self._store = store
         self._trees = trees
-        self._verifier = Verifier(key, window=max_clock_skew_s)
-        self._clock = clock
-        self.admission = Admission(limits or PeerLimits())
+        self._gate = RequestGate(key, limits=limits, max_clock_skew_s=max_clock_skew_s, clock=clock)
+        self.admission = self._gate.admission
         # Shared by all connections: the port's budget, not a per-connection one.
         self._bucket = TokenBucket(upload_rate)
         self._served = 0
@@ -116,48 +116,25 @@ class PeerHttpServer:
             task_status.started(bound)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        limits = self.admission.limits
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
-        try:
-            with self.admission.slot() as slot, slot.scope:
-                authenticated = False
-                while True:
-                    # Before the key is proved, a head must arrive quickly; after, the
-                    # connection may idle between requests for the idle timeout.
-                    wait = limits.idle_timeout_s if authenticated else limits.header_timeout_s
-                    with trio.fail_after(wait):
-                        event = await next_event(conn, stream)
-                    if not isinstance(event, h11.Request):
-                        return
-                    if not self._verifier.check(
-                        event.method, event.target, header(event, HEADER), self._clock()
-                    ):
-                        # No body is read and no keep-alive is offered to a stranger.
-                        self._rejected += 1
-                        await send_simple(conn, stream, 403, b"forbidden\n")
-                        return
-                    if not authenticated:
-                        authenticated = True
-                        slot.authenticated()
-                        if self.on_member is not None:
-                            self.on_member(str(stream.socket.getpeername()[0]))
-                    with trio.fail_after(limits.idle_timeout_s):
-                        while not isinstance(await next_event(conn, stream), h11.EndOfMessage):
-                            pass
-                    with IdleTimer(limits.idle_timeout_s) as idle:
-                        await self._respond(conn, stream, event, idle)
-                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                        return
-                    conn.start_next_cycle()
-        except (trio.BrokenResourceError, trio.TooSlowError, h11.ProtocolError, OSError):
-            return
-        except Exception as exc:  # one connection's bug must not stop the agent
-            self._unexpected(exc)
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
+        await serve_signed(stream, self._gate, self)
 
-    def _unexpected(self, exc: Exception) -> None:
+    # --- the signed request loop's calls (a SignedHandler) --------------------------------
+
+    async def refuse(self, conn: h11.Connection, stream: trio.SocketStream, _: h11.Request) -> None:
+        self._rejected += 1
+        await send_simple(conn, stream, 403, b"forbidden\n")
+
+    def admitted(self, stream: trio.SocketStream) -> None:
+        if self.on_member is not None:
+            self.on_member(str(stream.socket.getpeername()[0]))
+
+    async def answer(
+        self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request
+    ) -> None:
+        with IdleTimer(self.admission.limits.idle_timeout_s) as idle:
+            await self._respond(conn, stream, req, idle)
+
+    def connection_error(self, exc: Exception) -> None:
         """Log an unexpected error of one connection: a line a minute, with a count."""
         self.errors += 1
         if self._error_pace.admit("connection", trio.current_time()) is None:

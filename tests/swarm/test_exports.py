@@ -27,7 +27,9 @@ def test_all_names_exist_and_nothing_private_leaks() -> None:
         "PeerHttpServer",
         "PeerHttpStatistics",
         "PeerLimits",
+        "RequestGate",
         "RequestVerifier",
+        "SignedHandler",
         "Swarm",
         "SwarmStatistics",
         "assigned_fetcher",
@@ -36,5 +38,6 @@ def test_all_names_exist_and_nothing_private_leaks() -> None:
         "fetch_object",
         "merkle_tree",
         "piece_size_for",
+        "serve_signed",
         "sign_request",
     ]
