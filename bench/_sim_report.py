@@ -31,6 +31,16 @@ def validation_table(rows: list[dict[str, Any]]) -> list[str]:
     return _table(head, body)
 
 
+def control_table(rows: list[dict[str, Any]]) -> list[str]:
+    head = ["N", "measured (bench.scale)", "model", "error %", "model seeder", "model member"]
+    body = [
+        [r["pis"], r["measured_mean_per_s"], r["model_mean_per_s"], f"{r['error_pct']:+.1f}",
+         r["model_seeder_per_s"], r["model_member_per_s"]]
+        for r in rows
+    ]  # fmt: skip
+    return _table(head, body)
+
+
 def projection_table(rows: list[dict[str, Any]]) -> list[str]:
     head = ["case", "Pis", "F MiB", "origin ÷ F", "backbone ÷ S·F (from siblings)", "bound s",
             "last Pi s", "last ÷ bound", "Pi t/bound p50 / p90 / max",
@@ -59,6 +69,9 @@ def markdown(report: dict[str, Any]) -> str:
     if "validation" in report:
         lines += ["Validation (shaped site, U=20 Mbit/s, d=u=100 Mbit/s):", ""]
         lines += [*validation_table(report["validation"]), ""]
+    if "control_validation" in report:
+        lines += ["Control frames at rest, sent + received per second (mean over the agents):", ""]
+        lines += [*control_table(report["control_validation"]), ""]
     if report.get("projection"):
         lines += ["Projection:", ""]
         lines += [*projection_table(report["projection"]), ""]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._report import machine, plot
+from bench._sim_control import idle_validation
 from bench._sim_project import (
     PROJECTION_AGENT_CPU,
     PROJECTION_CLIENT_CPU,
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     report["calibration"] = asdict(cal)
     if not args.no_validate:
         report["validation"] = validate(cal)
+        report["control_validation"] = idle_validation()
     if not args.validate_only:
         pcal = projection_calibration(cal, args.agent_cpu, args.client_cpu)
         report["projection_calibration"] = asdict(pcal)

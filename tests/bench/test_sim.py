@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import sim
+from bench import _sim_control, sim
 from bench._report import lower_bound
-from bench._sim_control import site_frames
+from bench._sim_control import idle_validation, site_frames
 from bench._sim_fed import FederationSpec, backbone_rates, run_federation, site_bound
 from bench._sim_flow import Flow, Resource, Simulator, fair_rates
 from bench._sim_site import CHUNK_SIZE, Calibration, SiteRun, SiteSpec
@@ -160,12 +160,26 @@ def test_same_seed_same_result() -> None:
 def test_control_frames_follow_the_rules() -> None:
     small = site_frames(10, 16, 30.0)
     big = site_frames(100, 16, 30.0)
-    # A member hears every beacon: its idle rate grows with the site; the seeder's more so.
-    assert big.member_idle - small.member_idle == pytest.approx(90.0)
-    assert big.seeder_idle > big.member_idle
+    # Under a seeder a member's rate does not grow with the site; the seeder's does.
+    assert big.member_idle == pytest.approx(small.member_idle)
+    assert big.seeder_idle == pytest.approx(small.seeder_idle * 99 / 9, rel=0.05)
     assert small.member_fetch > small.member_idle
+    assert site_frames(10, 16, 30.0, warm=True).member_fetch < small.member_fetch
     static = site_frames(10, 16, 30.0, multicast=False)
-    assert static.member_idle == pytest.approx(small.member_idle + 8)
+    assert static.member_idle == pytest.approx(small.member_idle)
+    assert static.seeder_idle > small.seeder_idle  # its beacon goes to each peer
+
+
+def test_the_control_model_uses_the_agents_constants() -> None:
+    from frumitcache.agent._plan import QUIET_S
+    from frumitcache.site._core import BACKOFF
+
+    assert (_sim_control.QUIET_S, _sim_control.BACKOFF) == (QUIET_S, BACKOFF)
+
+
+def test_the_control_model_matches_bench_scale_at_rest() -> None:
+    for row in idle_validation():
+        assert abs(row["error_pct"]) <= 5, row
 
 
 def test_validation_uplink_bytes_exact() -> None:
