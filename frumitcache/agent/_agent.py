@@ -88,6 +88,9 @@ class Agent:
         if self._federation is not None:
             served = self._federation.stats
             origin_stats["federation_served_bytes"] = served.bytes_served
+            # Per child site: "uplink federation served edge1@10.0.1.2" in status.
+            for child, n in sorted(served.bytes_by_child.items()):
+                origin_stats[f"federation served {child}"] = n
             origin_stats["federation_refused"] = served.refused
         return Status(
             version=__version__,

@@ -40,6 +40,7 @@ from frumitcache.federation._wire import (
     ONLY_IF_CACHED,
     ORIGIN_STATUS_HEADER,
     REFUSED_HEADER,
+    SITE_HEADER,
     RateFloor,
     Role,
     object_target,
@@ -133,7 +134,7 @@ class FederationTransport(httpx.AsyncBaseTransport):
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED}
         headers[FRESHNESS_HEADER] = freshness
         if self._site:
-            headers["x-frumit-site"] = self._site
+            headers[SITE_HEADER] = self._site
         if link.role == "sibling":
             headers["cache-control"] = ONLY_IF_CACHED
         timeout = dict(request.extensions.get("timeout") or {})

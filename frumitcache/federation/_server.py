@@ -20,6 +20,7 @@ connection is closed; the agent serves on.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -49,6 +50,7 @@ from frumitcache.federation._wire import (
     ONLY_IF_CACHED,
     ORIGIN_STATUS_HEADER,
     REFUSED_HEADER,
+    SITE_HEADER,
     parse_target,
 )
 from frumitcache.swarm import AUTH_HEADER, PeerLimits, RequestGate, serve_signed
@@ -56,6 +58,7 @@ from frumitcache.swarm import AUTH_HEADER, PeerLimits, RequestGate, serve_signed
 log = get_logger("federation")
 
 _AUTH = AUTH_HEADER.decode()
+_SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # what a label may hold
 _PACED_PIECE = 64 * 1024  # bytes between two pacing waits of a rate-limited link
 
 
@@ -68,7 +71,9 @@ class FederationServerStats:
     not_held: int = 0  # a sibling's only-if-cached request for what is not here: 504
     failed: int = 0  # the seam's error answered (origin status, unreachable, ...)
     bytes_served: int = 0
-    bytes_by_peer: Counter[str] = field(default_factory=Counter)
+    #: By asking child: ``site@address`` (the site a child names in ``x-frumit-site``; not
+    #: authenticated beyond the federation key, so a label, not an identity) or the address.
+    bytes_by_child: Counter[str] = field(default_factory=Counter)
 
 
 class _Done(Exception):
@@ -150,7 +155,8 @@ class FederationServer:
         self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request
     ) -> None:
         self.stats.requests += 1
-        await self._respond(conn, stream, req, _headers_of(req), _peer_of(stream))
+        headers = _headers_of(req)
+        await self._respond(conn, stream, req, headers, _child_of(headers, stream))
 
     async def _respond(
         self,
@@ -247,7 +253,7 @@ class FederationServer:
                             sent_head = True
                         await _send_paced(conn, stream, body, bucket)
                     self.stats.bytes_served += len(piece)
-                    self.stats.bytes_by_peer[peer] += len(piece)
+                    self.stats.bytes_by_child[peer] += len(piece)
         except EOFError:
             raise _Done from None
         except FrumitcacheError as exc:
@@ -289,6 +295,13 @@ async def _send_paced(
 
 def _headers_of(req: h11.Request) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in req.headers}
+
+
+def _child_of(headers: dict[str, str], stream: trio.SocketStream) -> str:
+    """``site@address`` of the asking child (the address alone if it names no usable site)."""
+    address = _peer_of(stream)
+    site = headers.get(SITE_HEADER, "")
+    return f"{site}@{address}" if _SITE_NAME.fullmatch(site) else address
 
 
 def _peer_of(stream: trio.SocketStream) -> str:

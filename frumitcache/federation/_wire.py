@@ -20,6 +20,8 @@ Role = Literal["parent", "sibling"]
 
 PATH = "/federation/v1/object"
 FRESHNESS_HEADER = "x-frumit-freshness"
+#: The asking child's site name (``site.name``): a label for the parent's figures and logs.
+SITE_HEADER = "x-frumit-site"
 #: Set by a parent on a 404/410 that is the origin's own answer (not a refusal of the link).
 ORIGIN_STATUS_HEADER = "x-frumit-origin-status"
 #: Set on the 403 that refuses the link itself (no or a wrong federation key): the child skips

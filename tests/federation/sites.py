@@ -27,12 +27,13 @@ def fed_site(
     siblings: Sequence[str] = (),
     extra: dict[str, Any] | None = None,
     apt: bool = False,
+    name: str = "default",
 ) -> LoopbackSite:
     return LoopbackSite(
         directory,
         nodes,
         settings={
-            "site": dict(SITE_TIMERS),
+            "site": {**SITE_TIMERS, "name": name},
             "apt": {"enabled": apt},
             "federation": {
                 "key": key,

@@ -59,7 +59,8 @@ async def test_every_agent_of_every_site_pulls_and_the_origin_sends_once(
     key = new_key()
     core = fed_site(tmp_path / "core", 2, key)
     edges = [
-        fed_site(tmp_path / f"edge{i}", 2, key, parents=members(core), apt=True) for i in range(2)
+        fed_site(tmp_path / f"edge{i}", 2, key, parents=members(core), apt=True, name=f"edge{i}")
+        for i in range(2)
     ]
     sites = [core, *edges]
     try:
@@ -97,6 +98,16 @@ async def test_every_agent_of_every_site_pulls_and_the_origin_sends_once(
                 )
             ]
             assert sum(federated) == len(data), metrics
+        # The core counts what it served per child site, by the name each edge gave.
+        served = [await uplink(a) for a in core.agents]
+        for i in range(2):
+            to_edge = [
+                n
+                for c in served
+                for k, n in c.items()
+                if k.startswith(f"federation served edge{i}@")
+            ]
+            assert sum(to_edge) == len(data), served
     finally:
         for site in sites:
             site.kill()
