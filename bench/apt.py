@@ -1,6 +1,6 @@
 """apt proxy benchmark: hot-cache ``apt-get download`` through frumitcache vs apt-cacher-ng.
 
-    python -m bench.apt [--packages 24] [--rounds 5] [--clients 3] [--json]
+    python -m bench.apt [--packages 24] [--rounds 5] [--clients 3] [--json] [--out FILE]
 
 Builds a signed repository (``dpkg-deb``, ``apt-ftparchive``, throw-away gpg key) of
 ``--packages`` packages (sizes from 20 kB to 2 MB, incompressible), serves it with the test
@@ -356,6 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, default=3, help="fresh apt clients per round")
     parser.add_argument("--json", action="store_true", help="one line of JSON")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument(
         "--cpu-quota", type=float, default=None, metavar="PCT",
@@ -404,6 +405,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     except CgroupError as exc:
         raise SystemExit(str(exc)) from exc
     print(json.dumps(out, indent=None if args.json else 2))
+    if args.out is not None:
+        args.out.write_text(json.dumps(out, indent=2) + "\n")
     return out
 
 

@@ -80,6 +80,8 @@ class Learner:
         nursery.start_soon(self._learn, url, role, content)
 
     async def wait_idle(self) -> None:
+        if self._idle.is_set():
+            return  # nothing being learned, the usual case: no cancel scope to set up
         with trio.move_on_after(LEARN_WAIT_S):
             await self._idle.wait()
 

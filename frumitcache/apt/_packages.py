@@ -50,6 +50,7 @@ _STEP = 1 << 20  # decompressed bytes produced per step: the most one step holds
 # Facts kept in apt-hashes.sqlite (about 150 bytes each): a Debian suite lists ~65,000 files per
 # architecture, so several suites and mirrors fit; the ones learned longest ago go first.
 MAX_HASH_ROWS = 500_000
+MEMO_ROWS = 4096  # lookups remembered in memory (the packages a site's apt clients ask for)
 
 
 class IndexTooLargeError(ValueError):
@@ -341,12 +342,14 @@ class Expected:
 class HashBook:
     """URL -> expected (size, SHA-256), persisted in sqlite. Thread-safe; blocking calls.
 
-    Writes come from index learning (run in a worker thread); reads are single-row lookups.
+    Writes come from index learning (run in a worker thread); reads are single-row lookups,
+    remembered in memory (bounded) until the next write, as every .deb request asks one.
     """
 
     def __init__(self, path: Path | str, *, max_rows: int = MAX_HASH_ROWS) -> None:
         self.max_rows = max_rows
         self._lock = threading.Lock()
+        self._memo: dict[str, Expected | None] = {}  # under _lock; emptied by every write
         try:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -364,10 +367,16 @@ class HashBook:
 
     def lookup(self, url: str) -> Expected | None:
         with self._lock:
+            if url in self._memo:
+                return self._memo[url]
             row = self._db.execute(
                 "SELECT size, sha256 FROM expected WHERE url = ?", (url,)
             ).fetchone()
-        return None if row is None else Expected(int(row[0]), str(row[1]))
+            found = None if row is None else Expected(int(row[0]), str(row[1]))
+            if len(self._memo) >= MEMO_ROWS:
+                del self._memo[next(iter(self._memo))]
+            self._memo[url] = found
+        return found
 
     def record(self, rows: Iterable[tuple[str, int, str]], *, batch: int = 2000) -> int:
         """Store ``(url, size, sha256)`` rows (newer facts replace older); returns the count."""
@@ -376,6 +385,7 @@ class HashBook:
 
         def flush() -> None:
             with self._lock:
+                self._memo.clear()
                 try:
                     self._db.execute("BEGIN")
                     self._db.executemany(
@@ -406,6 +416,7 @@ class HashBook:
         of learning: what goes is what no index served lately still lists.
         """
         with self._lock:
+            self._memo.clear()
             try:
                 cursor = self._db.execute(
                     "DELETE FROM expected WHERE rowid <= ("

@@ -18,12 +18,17 @@ over the uplink and one more stored object.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote_to_bytes
 
 from frumitcache.errors import FrumitcacheError
+
+if TYPE_CHECKING:
+    from frumitcache.origin import AllowList
 
 ALLOW_KEY = "apt.allowed_hosts"
 CONNECT_ALLOW_KEY = "apt.connect_allowed_hosts"
@@ -119,12 +124,19 @@ def host_allowed(host: str, port: int, scheme: str, allowed: Iterable[str]) -> b
     (:class:`frumitcache.origin.AllowList`). An entry without a port admits only the scheme's
     default port, so allowing ``deb.debian.org`` does not open ``deb.debian.org:25``.
     """
+    rules = _allow_list(tuple(allowed))
+    return rules is not None and rules.admits_name(host, port, scheme)
+
+
+@functools.lru_cache(maxsize=16)
+def _allow_list(entries: tuple[str, ...]) -> AllowList | None:
+    """The parsed list (parsed once, not per request); None when an entry is bad."""
     from frumitcache.origin import AllowList  # here: origin imports the config, not apt
 
     try:
-        return AllowList.parse(allowed, ALLOW_KEY).admits_name(host, port, scheme)
+        return AllowList.parse(entries, ALLOW_KEY)
     except FrumitcacheError:
-        return False  # a bad entry admits nothing (the config loader names it)
+        return None  # a bad entry admits nothing (the config loader names it)
 
 
 def _check_path(path: str) -> str | None:
@@ -199,6 +211,31 @@ def _split_scheme(target: str) -> tuple[str, str] | None:
 
 def parse_target(target: bytes, allowed_hosts: Iterable[str]) -> Target | Rejection:
     """Resolve a GET/HEAD request target to its upstream, or say why it is refused."""
+    resolved = _resolve_remembered(target) if len(target) <= _REMEMBER_BYTES else _resolve(target)
+    if isinstance(resolved, Rejection) or host_allowed(
+        resolved.host, resolved.port, resolved.scheme, allowed_hosts
+    ):
+        return resolved
+    shown = resolved.authority
+    return Rejection(
+        403,
+        f"upstream host {shown} is not allowed; add {shown!r} to {ALLOW_KEY} in the "
+        "frumitcache configuration to proxy it",
+    )
+
+
+# The same few hundred targets come again from every apt client: resolving one is pure (the
+# allow-list, which may depend on this host's addresses, is checked per request). Bounded in
+# count and, as targets come from clients, in the size of each one remembered.
+_REMEMBER_BYTES = 512
+
+
+@functools.lru_cache(maxsize=2048)
+def _resolve_remembered(target: bytes) -> Target | Rejection:
+    return _resolve(target)
+
+
+def _resolve(target: bytes) -> Target | Rejection:
     try:
         text = target.decode("ascii")
     except UnicodeDecodeError:
@@ -236,13 +273,6 @@ def parse_target(target: bytes, allowed_hosts: Iterable[str]) -> Target | Reject
     why = _check_path(path)
     if why is not None:
         return Rejection(400, why)
-    if not host_allowed(host, port, scheme, allowed_hosts):
-        shown = format_authority(host, port, scheme)
-        return Rejection(
-            403,
-            f"upstream host {shown} is not allowed; add {shown!r} to {ALLOW_KEY} in the "
-            "frumitcache configuration to proxy it",
-        )
     path = canonical_path(path)
     segments = path.split("/")
     url = f"{scheme}://{format_authority(host, port, scheme)}{path}"

@@ -41,27 +41,20 @@ from frumitcache.apt._status import (
     render_status_page,
 )
 from frumitcache.apt._tunnel import tunnel
-from frumitcache.apt._wire import content_type, lower, send, simple_error
+from frumitcache.apt._wire import content_type, lower, reason, send, simple_error, source_error
 from frumitcache.config import AptConfig
 from frumitcache.content import (
     Content,
     ContentSource,
     TunnelOpener,
     http_date,
-    http_status,
     open_piece,
     parse_http_date,
     plan_response,
+    send_head,
     send_piece,
 )
-from frumitcache.errors import (
-    DigestMismatchError,
-    FrumitcacheError,
-    NotAllowedError,
-    OriginError,
-    OriginStatusError,
-    OriginUnreachableError,
-)
+from frumitcache.errors import DigestMismatchError, FrumitcacheError
 
 log = get_logger("apt")
 
@@ -229,6 +222,16 @@ class AptProxy:
 
     async def _drain_body(self, conn: h11.Connection, stream: trio.SocketStream) -> None:
         """Read and drop a request body (GET/HEAD bodies carry nothing we use)."""
+        try:
+            first = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            with trio.move_on_after(self.config.header_timeout_s):
+                await self._protocol_error(conn, stream, exc)
+            raise _ConnectionDone from None
+        if isinstance(first, h11.EndOfMessage):
+            return  # no body, as apt sends: no deadline to set up
+        if isinstance(first, h11.ConnectionClosed):
+            raise _ConnectionDone
         with trio.move_on_after(self.config.header_timeout_s) as cs:
             while True:
                 try:
@@ -349,7 +352,7 @@ class AptProxy:
         if info.meta.etag is not None:
             out.append(("ETag", info.meta.etag))
         if plan.status == 304:
-            await send(conn, stream, h11.Response(status_code=304, headers=out))
+            await send(conn, stream, h11.Response(status_code=304, headers=out, reason=reason(304)))
             await send(conn, stream, h11.EndOfMessage())
             return 304
         out += list(plan.headers)
@@ -363,7 +366,8 @@ class AptProxy:
             ("Accept-Ranges", "bytes"),
         ]
         if method == "HEAD" or plan.end == plan.start:
-            await send(conn, stream, h11.Response(status_code=plan.status, headers=out))
+            head = h11.Response(status_code=plan.status, headers=out, reason=reason(plan.status))
+            await send(conn, stream, head)
             await send(conn, stream, h11.EndOfMessage())
             return plan.status
         return await self._body(
@@ -383,7 +387,8 @@ class AptProxy:
         end: int,
     ) -> int:
         source = METRIC_SOURCE[content.info.provenance]
-        head, sent_head = h11.Response(status_code=status, headers=headers), False
+        head = h11.Response(status_code=status, headers=headers, reason=reason(status))
+        sent_head = False
         try:
             # Complete chunks go out with sendfile (zero-copy); an object still arriving as
             # verified bytes (cut-through).
@@ -391,7 +396,7 @@ class AptProxy:
                 async for piece in pieces:
                     async with open_piece(piece) as body:
                         if not sent_head:
-                            await send(conn, stream, head)
+                            await send_head(conn, stream, head, body)
                             sent_head = True
                         await send_piece(conn, stream, body)
                     self.metrics.bytes_served[source] += len(piece)
@@ -406,7 +411,7 @@ class AptProxy:
                 self.metrics.digest_mismatches += 1
             raise _ConnectionDone from None
         if not sent_head:
-            await send(conn, stream, h11.Response(status_code=status, headers=headers))
+            await send(conn, stream, head)
         try:
             await send(conn, stream, h11.EndOfMessage())
         except h11.LocalProtocolError:
@@ -423,28 +428,9 @@ class AptProxy:
         target: Target,
         exc: FrumitcacheError,
     ) -> int:
-        if isinstance(exc, NotAllowedError):
-            status = 403  # a redirect (or a seeder) refused by the allow-list
-            text = f"{exc}\n"
-        elif isinstance(exc, OriginStatusError):
-            status = exc.status if 400 <= exc.status < 600 else 502
-            text = f"the origin answered {exc.status} for {target.url}\n"
-        elif isinstance(exc, OriginUnreachableError):
-            status = 504
-            text = f"the origin for {target.url} is unreachable and no copy is held here: {exc}\n"
-        elif isinstance(exc, DigestMismatchError):
+        if isinstance(exc, DigestMismatchError):
             self.metrics.digest_mismatches += 1
-            status = 502
-            text = (
-                f"{target.url} from the origin does not match the SHA-256 its index lists; "
-                "refused (not served, not cached)\n"
-            )
-        elif isinstance(exc, OriginError):
-            status = 502
-            text = f"fetching {target.url} failed: {exc}\n"
-        else:
-            status = http_status(exc)
-            text = f"cannot serve {target.url}: {exc}\n"
+        status, text = source_error(exc, target.url)
         log.info("apt.error", method=method, url=target.url, status=status, detail=str(exc))
         return await self._text(conn, stream, method, status, text)
 

@@ -39,7 +39,7 @@ from frumitcache.content._response import (
     Piece,
     Provenance,
 )
-from frumitcache.content._send import open_piece, send_piece
+from frumitcache.content._send import open_piece, send_head, send_piece
 from frumitcache.content._tunnel import TunnelOpener
 from frumitcache.content._window import FreshnessWindow, Revalidation
 
@@ -65,5 +65,6 @@ __all__ = [
     "open_piece",
     "parse_http_date",
     "plan_response",
+    "send_head",
     "send_piece",
 ]

@@ -9,6 +9,7 @@ the object into the status, the byte range to send and the extra headers. Pure, 
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,14 +43,26 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def http_date(timestamp: float) -> str:
+    return _http_date(int(timestamp))
+
+
+# Both are pure and asked per response with few distinct values (the current second, the
+# Last-Modified of the objects in use): remembered rather than formatted or parsed each time.
+@functools.lru_cache(maxsize=256)
+def _http_date(seconds: int) -> str:
     # Calendar arithmetic, not time.gmtime: a 32-bit Pi's time_t ends in 2038, and an origin's
     # Last-Modified may lie past it (formatdate raised OverflowError there).
-    return email.utils.format_datetime(_EPOCH + timedelta(seconds=int(timestamp)), usegmt=True)
+    return email.utils.format_datetime(_EPOCH + timedelta(seconds=seconds), usegmt=True)
 
 
 def parse_http_date(text: str | None) -> float | None:
     if not text:
         return None
+    return _parse_http_date(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_http_date(text: str) -> float | None:
     try:
         parsed: datetime = email.utils.parsedate_to_datetime(text)
         if parsed.tzinfo is None:

@@ -34,6 +34,7 @@ checks apply.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import math
 import socket
@@ -59,6 +60,7 @@ _LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loop
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and asked per request for the same few hosts
 def _address(text: str) -> Address | None:
     try:
         return ipaddress.ip_address(text.strip("[]").split("%")[0])

@@ -35,6 +35,7 @@ from frumitcache.store._manifest import (
     StoreStats,
     digest_of_key,
 )
+from frumitcache.store._memo import ReadMemo
 from frumitcache.store._recovery import Recovery
 from frumitcache.store._verify import Verify
 
@@ -65,6 +66,7 @@ class StoreCore(Recovery, Ingest, Verify, Eviction):
         self._open_dirs()
         try:
             self.index = Index(root / "index.sqlite")
+            self.memo = ReadMemo(self.index)
         except BaseException:
             self.hash_pool.shutdown(wait=False)
             self._unlock()
@@ -112,6 +114,9 @@ class StoreCore(Recovery, Ingest, Verify, Eviction):
 
     def resolve(self, key_or_digest: str | bytes) -> bytes | None:
         """The digest of the complete object a key or digest names, else None."""
+        return self.memo.get("resolve", key_or_digest, lambda: self._resolve(key_or_digest))
+
+    def _resolve(self, key_or_digest: str | bytes) -> bytes | None:
         with self.index.read() as tx:
             if isinstance(key_or_digest, bytes):
                 digest: bytes | None = key_or_digest
@@ -122,6 +127,9 @@ class StoreCore(Recovery, Ingest, Verify, Eviction):
             return digest
 
     def manifest(self, digest: bytes) -> Manifest | None:
+        return self.memo.get("manifest", digest, lambda: self._manifest(digest))
+
+    def _manifest(self, digest: bytes) -> Manifest | None:
         with self.index.read() as tx:
             return tx.manifest(digest)
 
@@ -141,6 +149,9 @@ class StoreCore(Recovery, Ingest, Verify, Eviction):
         return state
 
     def key_meta(self, key: str) -> dict[str, str]:
+        return dict(self.memo.get("key_meta", key, lambda: self._key_meta(key)))
+
+    def _key_meta(self, key: str) -> dict[str, str]:
         with self.index.read() as tx:
             text = tx.key_meta(key)
         if text is None:

@@ -24,6 +24,7 @@ named statements. Digests are raw 32-byte values throughout.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -68,10 +69,17 @@ class Tx(Transaction):
     """A transaction on the index with the store's statements, grouped by table.
 
     The iterators walk the transaction's cursor lazily (``for ... yield``, never
-    ``yield from``, which would close the cursor when a caller stops early).
+    ``yield from``, which would close the cursor when a caller stops early). Statements that
+    change what a key names, its metadata, which objects exist or which chunks do set
+    ``reshaped``: committing such a transaction moves :attr:`Index.generation`, which drops
+    the store's remembered reads (``_memo.py``).
     """
 
-    __slots__ = ()
+    __slots__ = ("reshaped",)
+
+    def __init__(self, cur: sqlite3.Cursor) -> None:
+        super().__init__(cur)
+        self.reshaped = False
 
     # --- chunks ----------------------------------------------------------------------------
 
@@ -120,6 +128,7 @@ class Tx(Transaction):
         return None if row is None else row[0]
 
     def delete_chunk(self, digest: bytes) -> None:
+        self.reshaped = True
         self.execute("DELETE FROM chunks WHERE digest = ?", (digest,))
 
     def used_bytes(self) -> int:
@@ -180,6 +189,7 @@ class Tx(Transaction):
 
     def add_object(self, manifest: Manifest, now: float) -> None:
         """Record a complete object, or mark it used when it is recorded already."""
+        self.reshaped = True
         if self.has_object(manifest.digest):
             self.execute(
                 "UPDATE objects SET last_used = ? WHERE digest = ?", (now, manifest.digest)
@@ -196,6 +206,7 @@ class Tx(Transaction):
 
     def delete_object(self, digest: bytes) -> bool:
         """Forget a complete object and its chunk list (the chunks stay); True if it was."""
+        self.reshaped = True
         self.execute("DELETE FROM object_chunks WHERE object = ?", (digest,))
         return bool(self.execute("DELETE FROM objects WHERE digest = ?", (digest,)).rowcount)
 
@@ -236,6 +247,7 @@ class Tx(Transaction):
         return None if row is None else row[0]
 
     def map_key(self, key: str, digest: bytes) -> None:
+        self.reshaped = True
         self.execute(
             "INSERT INTO keys(key, digest, meta) VALUES (?, ?, '{}') "
             "ON CONFLICT(key) DO UPDATE SET digest = excluded.digest",
@@ -248,6 +260,7 @@ class Tx(Transaction):
         return None if row is None else str(row[0])
 
     def set_key_meta(self, key: str, meta: str) -> None:
+        self.reshaped = True
         self.execute(
             "INSERT INTO keys(key, digest, meta) VALUES (?, NULL, ?) "
             "ON CONFLICT(key) DO UPDATE SET meta = excluded.meta",
@@ -264,9 +277,11 @@ class Tx(Transaction):
 
     def unmap_object(self, digest: bytes) -> None:
         """Keys naming the object name nothing (their metadata stays)."""
+        self.reshaped = True
         self.execute("UPDATE keys SET digest = NULL WHERE digest = ?", (digest,))
 
     def delete_keys_of(self, digest: bytes) -> None:
+        self.reshaped = True
         self.execute("DELETE FROM keys WHERE digest = ?", (digest,))
 
     # --- partial objects -------------------------------------------------------------------
@@ -376,7 +391,16 @@ class Tx(Transaction):
 
 
 class Index(Database[Tx]):
-    """The store's index file, its transactions carrying :class:`Tx`'s statements."""
+    """The store's index file, its transactions carrying :class:`Tx`'s statements.
+
+    ``generation`` counts committed transactions that were ``reshaped``; it moves right
+    after the commit, under the write lock, before the transaction's ``after_commit`` work.
+    """
 
     def __init__(self, path: Path) -> None:
+        self.generation = 0
         super().__init__(path, _SCHEMA, SCHEMA_VERSION, Tx)
+
+    def committed(self, tx: Tx) -> None:
+        if tx.reshaped:
+            self.generation += 1

@@ -19,6 +19,7 @@ from pathlib import Path
 from frumitcache.store._files import chunk_rel, remove_quietly
 from frumitcache.store._index import Index, Tx
 from frumitcache.store._manifest import PartialSpec
+from frumitcache.store._memo import ReadMemo
 
 # A chunk put or adopted on its own (the swarm downloads chunks before adding them to an
 # object) is kept at least this long even when nothing references it yet.
@@ -32,6 +33,7 @@ class ChunkRefs:
     chunks_dir: Path
     tmp_dir: Path
     index: Index
+    memo: ReadMemo  # the index's small reads, in memory while current
     max_bytes: int
     chunk_size: int
     min_free_bytes: int
@@ -48,6 +50,21 @@ class ChunkRefs:
         return self.chunks_dir / chunk_rel(digest)
 
     def chunk_size_of(self, digest: bytes) -> int | None:
+        # A chunk's arrival does not move the memo's generation: only its presence is kept.
+        return self.memo.get(
+            "chunk_size", digest, lambda: self._chunk_size(digest), keep_none=False
+        )
+
+    def chunk_file(self, digest: bytes) -> Path | None:
+        """The complete chunk's file, or None when the chunk is not in the store."""
+        return self.memo.get(
+            "chunk_file", digest, lambda: self._chunk_file(digest), keep_none=False
+        )
+
+    def _chunk_file(self, digest: bytes) -> Path | None:
+        return None if self._chunk_size(digest) is None else self.path_of(digest)
+
+    def _chunk_size(self, digest: bytes) -> int | None:
         with self.index.read() as tx:
             return tx.chunk_size(digest)
 

@@ -157,8 +157,13 @@ class Database(Generic[T]):
                 if self._w.in_transaction:
                     self._w.rollback()
                 raise translate(exc, what) from None
+            self.committed(tx)
             for fn in tx.after_commit:
                 fn()
+
+    def committed(self, tx: T) -> None:
+        """Called once a write transaction committed, under the write lock, before its
+        ``after_commit`` work (a subclass tracks what changed)."""
 
     @contextmanager
     def read(self) -> Iterator[T]:

@@ -140,9 +140,10 @@ class Store:
     def chunk_path(self, digest: bytes | str) -> Path:
         """Path of a complete chunk file (named by its hex digest; read it, never write)."""
         digest = _digest(digest)
-        if not self.has_chunk(digest):
+        path = self._core.chunk_file(digest)
+        if path is None:
             raise NotInStoreError(f"chunk {digest.hex()} is not in the store")
-        return self._core.path_of(digest)
+        return path
 
     async def put_chunk(self, data: bytes | bytearray | memoryview, digest: bytes | str) -> None:
         """Store a chunk after checking it hashes to ``digest`` (DigestMismatchError)."""

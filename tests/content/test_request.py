@@ -34,6 +34,7 @@ def test_exports_are_pinned() -> None:
         "open_piece",
         "parse_http_date",
         "plan_response",
+        "send_head",
         "send_piece",
     }
 
