@@ -34,12 +34,15 @@ class StoredContent:
 
     @asynccontextmanager
     async def read(self, start: int, end: int) -> AsyncIterator[AsyncIterator[bytes]]:
-        async with self._store.open_reader(self._manifest.digest, offset=start) as reader:
-            yield self._pieces(reader, start, end)
+        async with (
+            self._store.open_reader(self._manifest.digest, offset=start) as reader,
+            aclosing(self._pieces(reader, start, end)) as pieces,
+        ):
+            yield pieces
 
     async def _pieces(
         self, reader: AsyncIterator[bytes], start: int, end: int
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         reached = start
         if reached < end:
             async for chunk in reader:
@@ -54,10 +57,13 @@ class StoredContent:
     @asynccontextmanager
     async def read_files(self, start: int, end: int) -> AsyncIterator[AsyncIterator[Piece]]:
         # The open reader keeps the object in use: eviction leaves its chunk files alone.
-        async with self._store.open_reader(self._manifest.digest, offset=start):
-            yield self._files(start, end)
+        async with (
+            self._store.open_reader(self._manifest.digest, offset=start),
+            aclosing(self._files(start, end)) as files,
+        ):
+            yield files
 
-    async def _files(self, start: int, end: int) -> AsyncIterator[Piece]:
+    async def _files(self, start: int, end: int) -> AsyncGenerator[Piece, None]:
         manifest = self._manifest
         size = manifest.chunk_size
         end = min(end, manifest.size)
@@ -81,9 +87,13 @@ class FlightContent:
 
     @asynccontextmanager
     async def read(self, start: int, end: int) -> AsyncIterator[AsyncIterator[bytes]]:
-        # aclosing: a client that hangs up releases the store reader at once, not at GC.
-        async with aclosing(follow(self._store, self._flight, start)) as chunks:
-            yield self._pieces(chunks, start, end)
+        # aclosing: a client that hangs up releases the store reader at once, not at GC (and
+        # a reader left half-way leaves no suspended generator for the collector).
+        async with (
+            aclosing(follow(self._store, self._flight, start)) as chunks,
+            aclosing(self._pieces(chunks, start, end)) as pieces,
+        ):
+            yield pieces
 
     @asynccontextmanager
     async def read_files(self, start: int, end: int) -> AsyncIterator[AsyncIterator[Piece]]:
@@ -92,7 +102,7 @@ class FlightContent:
 
     async def _pieces(
         self, chunks: AsyncIterator[bytes], start: int, end: int
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         flight = self._flight
         reached = start
         if reached >= end:

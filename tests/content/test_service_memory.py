@@ -10,6 +10,8 @@ where a failure names the rule.
 
 from __future__ import annotations
 
+import gc
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -229,3 +231,32 @@ async def test_a_front_door_over_memory_streams(tmp_path: Path) -> None:
         assert head.startswith(b"HTTP/1.1 200"), head
         assert body == data
         assert proxy.metrics.bytes_served["uplink"] == len(data)
+
+
+@pytest.mark.parametrize("files", [False, True], ids=["read", "read_files"])
+async def test_a_reader_that_leaves_half_way_leaves_nothing_behind(
+    tmp_path: Path, files: bool
+) -> None:
+    """A door whose client hangs up stops reading in the middle: the read's generators must be
+    closed by the read itself. Left suspended, the garbage collector finalises them later and
+    trio's ResourceWarning fails whatever runs then. Both an object still arriving (the first
+    read) and a stored one (the second)."""
+    data = bytes(range(256)) * 1000  # several chunks
+    async with one_node(tmp_path) as node:
+        node.origin.put(URL, data)
+        with trio.fail_after(10):
+            for provenance in ("uplink", "local"):
+                content = await node.source.open(ContentRequest(URL, "apt"))
+                assert content.info.provenance == provenance
+                reading = content.read_files if files else content.read
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    async with reading(0, content.info.size) as pieces:
+                        async for _piece in pieces:
+                            break  # the client hung up after the first piece
+                    del pieces
+                    gc.collect()
+                    await trio.testing.wait_all_tasks_blocked()
+                resource = [str(w.message) for w in caught if w.category is ResourceWarning]
+                assert resource == [], provenance
+                await node.service.wait_idle()  # the fetch goes on without the reader
