@@ -1,5 +1,5 @@
 """libtorrent plumbing of the swarm: the session's settings and address filters, one chunk
-torrent's record, and waiting for a download to finish.
+torrent's record, waiting for a download to finish and letting it seed on from the store.
 
 :class:`~frumitcache.swarm.Swarm` decides what to seed and fetch; this module is how libtorrent
 is told (see shared/LIBTORRENT.md for the measured reasons behind each setting).
@@ -7,8 +7,10 @@ is told (see shared/LIBTORRENT.md for the measured reasons behind each setting).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,8 @@ class Torrent:
     finished: trio.Event = field(default_factory=trio.Event)
     flushed: trio.Event = field(default_factory=trio.Event)
     removed: trio.Event = field(default_factory=trio.Event)
+    #: Set when libtorrent answered a ``rename_file`` (``error`` says if it failed).
+    renamed: trio.Event = field(default_factory=trio.Event)
     error: str = ""
     retiring: bool = False
     #: trio time the download's verified bytes were last seen to grow (by wait_finished).
@@ -74,6 +78,7 @@ class Torrent:
         self.removed.set()
         self.finished.set()
         self.flushed.set()
+        self.renamed.set()
 
 
 def session_settings(address: str, port: int, config: SwarmConfig) -> dict[str, Any]:
@@ -148,14 +153,59 @@ def add_params(data: bytes, save_path: Path, flags: int) -> Any:
     return atp
 
 
-async def wait_finished(t: Torrent, dial: Callable[[str], None], stall_timeout: float) -> None:
-    """Until ``t`` finished downloading, dialling its holders again every second.
+def drain(sock: socket.socket) -> None:
+    """Empty the alert pump's wake-up socket (non-blocking)."""
+    with contextlib.suppress(BlockingIOError):
+        while sock.recv(4096):
+            pass
+
+
+def unlink_quietly(*paths: Path) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    # Two stats of a local file: cheaper than a worker-thread hop on a Pi.
+    return a.samefile(b)
+
+
+async def seed_on(t: Torrent, download: Path, path: Path) -> bool:
+    """Seed on with a finished download's torrent from ``path``, the store's name of the
+    file it downloaded to; ``False`` (nothing changed) when ``path`` is another file.
+
+    libtorrent's ``rename_file`` onto a second name of the same file moves nothing (POSIX
+    rename between hard links of one file is a no-op): reads go on from ``path``, and the
+    torrent's peers stay connected. Its pieces were verified as they came (and the caller
+    read the file back); libtorrent does not hash them again on upload, as in seed mode."""
+    try:
+        if not _same_file(download, path):
+            return False
+        t.handle.rename_file(0, str(path))
+    except (OSError, RuntimeError):
+        return False
+    with trio.move_on_after(10):
+        await t.renamed.wait()
+    t.seeding = t.renamed.is_set() and not t.error
+    return t.seeding
+
+
+async def wait_finished(
+    t: Torrent, dial: Callable[[str], None], stall_timeout: float, *, sample_s: float = 1.0
+) -> None:
+    """Until ``t`` finished downloading (the alert pump sets ``t.finished``).
+
+    Its holders are dialled once here (:meth:`Swarm.add_holders` dials new ones itself) and
+    again only after a ``sample_s`` period in which no byte arrived (libtorrent stops
+    retrying a peer after a few failed dials): a download that moves makes no dial. Every
+    ``sample_s`` the verified bytes are sampled (``t.progressed_at``, the stall check).
     :class:`PeerError` once no byte arrived for ``stall_timeout`` seconds, or on an error."""
-    done_bytes = -1
+    done_bytes = 0
     last_progress = trio.current_time()
+    dial(t.digest)
     while not t.finished.is_set():
-        dial(t.digest)
-        with trio.move_on_after(1):
+        with trio.move_on_after(sample_s):
             await t.finished.wait()
         if t.finished.is_set():
             break
@@ -168,5 +218,7 @@ async def wait_finished(t: Torrent, dial: Callable[[str], None], stall_timeout: 
             raise PeerError(
                 f"chunk {t.digest}: no progress from any holder for {math.ceil(stall_timeout)} s"
             )
+        else:
+            dial(t.digest)
     if t.error:
         raise PeerError(f"chunk {t.digest}: {t.error}")

@@ -4,7 +4,7 @@
 socketpair, woken with ``trio.lowlevel.wait_readable``). Each chunk is its own deterministic v2
 torrent (see :mod:`._torrent`): a chunk in the store is seeded in seed mode straight from its
 store file; a missing chunk is downloaded into ``store.tmp_dir``, checked, adopted into the
-store and then seeded from there.
+store and then seeded on by the same torrent, pointed at the store's name of its file.
 
 Settings, filters and torrent records are in :mod:`._lt`, the chunks' v2 trees in :mod:`._trees`.
 Traps handled here (measured, see shared/LIBTORRENT.md): settings are passed at construction; an
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import shutil
 import socket
 import time
@@ -36,9 +37,12 @@ from frumitcache.swarm._lt import (
     SwarmStatistics,
     Torrent,
     add_params,
+    drain,
     member_filter,
     peer_class_filter,
+    seed_on,
     session_settings,
+    unlink_quietly,
     wait_finished,
 )
 from frumitcache.swarm._merkle import MerkleTree
@@ -132,7 +136,7 @@ class Swarm:
                 nursery.start_soon(self._sweep_loop)
                 task_status.started(self._listen_port)
                 while True:
-                    self._drain(wake_r)
+                    drain(wake_r)
                     for alert in ses.pop_alerts():
                         self._on_alert(alert)
                     await trio.lowlevel.wait_readable(wake_r)
@@ -152,7 +156,7 @@ class Swarm:
     async def _wait_listening(self, wake: socket.socket) -> int:
         with trio.fail_after(10):
             while True:
-                self._drain(wake)
+                drain(wake)
                 for alert in self._ses.pop_alerts():
                     if isinstance(alert, lt.listen_failed_alert):
                         msg = alert.message()
@@ -162,12 +166,6 @@ class Swarm:
                 if port:
                     return port
                 await trio.lowlevel.wait_readable(wake)
-
-    @staticmethod
-    def _drain(sock: socket.socket) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while sock.recv(4096):
-                pass
 
     def _session(self) -> Any:
         if self._ses is None:
@@ -207,6 +205,10 @@ class Swarm:
             t.finished.set()
         elif isinstance(alert, lt.cache_flushed_alert) and t is not None:
             t.flushed.set()
+        elif isinstance(alert, lt.file_renamed_alert | lt.file_rename_failed_alert) and t:
+            if isinstance(alert, lt.file_rename_failed_alert):
+                t.error = alert.message()
+            t.renamed.set()
         elif isinstance(alert, lt.torrent_removed_alert):
             # A removed torrent's name may already be reused by its successor: match handles.
             for t2 in list(self._torrents.values()):
@@ -416,10 +418,11 @@ class Swarm:
         ct = chunk_torrent(digest, size, root, mac=self._mac(digest))
         work = self._store.tmp_dir / "swarm"
         work.mkdir(exist_ok=True)
-        partial = work / digest
-        partial.unlink(missing_ok=True)
+        partial, adopted = work / digest, work / f"{digest}.adopt"
+        unlink_quietly(partial, adopted)
         data = ct.leecher_bytes() if piece_layer is None else ct.seeder_bytes(piece_layer)
         t = self._add(ct, data, work, 0)
+        kept = False
         try:
             await wait_finished(t, self._dial, stall_timeout)
             self._session()
@@ -428,7 +431,13 @@ class Swarm:
                 await t.flushed.wait()
             if t.error:
                 raise PeerError(f"chunk {digest}: {t.error}")
-            await self._remove(t)
+            # The store adopts a second name of the file, so the torrent reads on from the
+            # first until it is told the store's: its peers stay connected, nothing re-added.
+            try:
+                os.link(partial, adopted)
+            except OSError:  # no hard links here (e.g. vfat): hand over the file itself
+                await self._remove(t)
+                adopted = partial
             trees: list[MerkleTree] = []
 
             def verify(path: Path) -> bytes:
@@ -438,16 +447,18 @@ class Swarm:
                 trees.append(tree)
                 return xx
 
-            await self._store.adopt_chunk_file(partial, digest, verify=verify, root=root)
+            await self._store.adopt_chunk_file(adopted, digest, verify=verify, root=root)
             self._trees.remember(digest, trees[0])
+            with contextlib.suppress(NotInStoreError):
+                if adopted != partial:
+                    kept = await seed_on(t, partial, self._store.chunk_path(digest))
         finally:
-            if self._torrents.get(digest) is t:
+            if not kept and self._torrents.get(digest) is t:
                 with trio.CancelScope(shield=True):
                     await self._remove(t)
-                with contextlib.suppress(OSError):
-                    partial.unlink(missing_ok=True)
-        # Keep serving what we just fetched: the other leechers are still trading.
-        await self.seed(digest, super_seed=False)
+            unlink_quietly(partial, adopted)
+        if not kept:  # keep serving what we just fetched: the other leechers still trade
+            await self.seed(digest, super_seed=False)
 
     def progressed_at(self, digest: str) -> float | None:
         """trio time an active download of ``digest`` last gained verified bytes (sampled

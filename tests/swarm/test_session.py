@@ -169,3 +169,57 @@ async def test_stalled_swarm_falls_back_to_peer_http(tmp_path: Path) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+async def test_a_fetched_chunk_is_seeded_on_by_its_download_from_the_store_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool
+) -> None:
+    """The download's torrent serves on from the store's name of its file (its peers stay
+    connected); on a file system without hard links (vfat) the file itself is handed over
+    and the chunk seeded by a new torrent, as before."""
+    if not links:
+
+        def no_link(src: object, dst: object) -> None:
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_link)
+    data = os.urandom(2 * MiB + 7)
+    digest = hashlib.sha256(data).hexdigest()
+    tree = merkle_tree(data)
+    stores = [_store(tmp_path / name) for name in ("holder", "member", "third")]
+    await stores[0].put_chunk(data, digest)
+    holder, member, third = swarms = [Swarm(s, address=loopback_address()) for s in stores]
+    try:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for s in swarms:
+                    await nursery.start(s.run)
+                    s.set_members(None)
+                await holder.seed(digest)
+                fetched = trio.Event()
+
+                async def download() -> None:
+                    holders = [(holder.address, holder.listen_port)]
+                    await member.fetch_chunk(digest, len(data), holders, root=tree.root)
+                    fetched.set()
+
+                nursery.start_soon(download)
+                while digest not in member._torrents:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                torrent = member._torrents[digest]
+                await fetched.wait()
+                assert torrent.seeding is links
+                assert (member._torrents[digest] is torrent) is links
+                assert member.statistics().chunks[digest].seeding
+                assert list((stores[1].tmp_dir / "swarm").iterdir()) == []
+                await holder.unseed(digest)
+                await third.fetch_chunk(
+                    digest, len(data), [(member.address, member.listen_port)], root=tree.root
+                )
+                assert (await stores[2].read_chunk(digest)) == data
+                assert member.statistics().uploaded >= len(data)
+                nursery.cancel_scope.cancel()
+    finally:
+        for store in stores:
+            store.close()
