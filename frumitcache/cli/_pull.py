@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import trio
-
 from frumitcache.cli import _exit
 from frumitcache.cli._flags import add_client_flags, client_socket
 from frumitcache.cli._output import error, human_bytes, is_terminal
-from frumitcache.client import AgentClient, PullOutcome
+from frumitcache.client import pull_into_blocking
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -124,24 +122,6 @@ class _Progress:
             self._bar.stop()
 
 
-async def _pull(
-    client: AgentClient,
-    url: str,
-    digest: bytes | None,
-    out: int,
-    progress: _Progress,
-    files: bool,
-) -> PullOutcome:
-    return await client.pull_into(
-        url,
-        out,
-        sha256=digest,
-        files=files,
-        started=progress.start,
-        advance=progress.advance,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         digest = _parse_digest(args.sha256)
@@ -156,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
         error(str(exc))
         return _exit.USAGE
 
-    client = AgentClient(client_socket(args))
+    # Blocking, without trio: its import is a third of a pull's cost on a Pi (client/_blocking).
+    socket = client_socket(args)
     show = not args.quiet and is_terminal(sys.stderr)
     started = time.monotonic()
     if target is None:
@@ -164,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         # Only our own temp file takes passed chunk files; stdout (a pipe, a terminal) gets
         # the frames.
-        done = trio.run(_pull, client, args.url, digest, sys.stdout.fileno(), progress, False)
+        done = pull_into_blocking(socket, args.url, sys.stdout.fileno(), sha256=digest, files=False)
     else:
         target = target.absolute()
         label = target.name
@@ -176,7 +157,14 @@ def run(args: argparse.Namespace) -> int:
         try:
             try:
                 try:
-                    done = trio.run(_pull, client, args.url, digest, fd, progress, True)
+                    done = pull_into_blocking(
+                        socket,
+                        args.url,
+                        fd,
+                        sha256=digest,
+                        started=progress.start,
+                        advance=progress.advance,
+                    )
                 finally:
                     progress.stop()
                 os.fsync(fd)

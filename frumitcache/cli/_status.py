@@ -8,13 +8,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import trio
-
 from frumitcache.cli import _exit
 from frumitcache.cli._flags import add_client_flags, client_socket
 from frumitcache.cli._output import human_bytes, is_terminal, print_json
-from frumitcache.client import AgentClient
-from frumitcache.control import Status
+from frumitcache.client import ask_blocking
+from frumitcache.control import Status, StatusRequest
+from frumitcache.errors import ProtocolError
 
 
 def register(sub: Callable[..., argparse.ArgumentParser]) -> None:
@@ -78,7 +77,10 @@ def _member_rows(status: Status) -> list[tuple[str, ...]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    status = trio.run(AgentClient(client_socket(args)).status)
+    # Blocking, without trio (client/_blocking): one request, one reply.
+    status = ask_blocking(client_socket(args), StatusRequest())
+    if not isinstance(status, Status):
+        raise ProtocolError(f"unexpected {status.tag} to a status request")
     if args.json:
         print_json(status_dict(status))
     elif is_terminal(sys.stdout):

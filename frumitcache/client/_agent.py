@@ -3,6 +3,7 @@ the control socket. See :mod:`frumitcache.client` for the rules every call keeps
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket as _socket
 import tempfile
@@ -23,20 +24,21 @@ from frumitcache._results import (
     SiteInfo,
     VerifyReport,
 )
+from frumitcache.client._copy import copy_range
 from frumitcache.client._prefetch import PrefetchHandle
 from frumitcache.client._pull import (
     PullOutcome,
     PullStream,
-    check_digest,
     check_url,
     default_socket,
     parse_sha256,
-    receive_files,
-    receive_frames,
     target_path,
     umask,
+    unavailable,
     verified,
+    write_all,
 )
+from frumitcache.client._receiver import CopyFile, Finished, PullReceiver, Retry, Started, Write
 from frumitcache.client._replies import (
     cache_contents,
     estimate_item,
@@ -64,7 +66,6 @@ from frumitcache.control import (
     PrefetchReply,
     PrefetchRequest,
     Pull,
-    PullFiles,
     PullStarted,
     SiteReply,
     SiteRequest,
@@ -73,7 +74,7 @@ from frumitcache.control import (
     VerifyReply,
     VerifyRequest,
 )
-from frumitcache.errors import AgentUnavailableError, ProtocolError
+from frumitcache.errors import ProtocolError
 
 _R = TypeVar("_R", bound=Message)
 
@@ -107,17 +108,9 @@ class AgentClient:
         sock = trio.socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             await sock.connect(os.fspath(self.socket))
-        except (FileNotFoundError, ConnectionRefusedError):
-            sock.close()
-            raise AgentUnavailableError(
-                f"no frumitcache agent is listening on {self.socket}; start one with "
-                "`frumitcache agent` (or `systemctl start frumitcache`)"
-            ) from None
         except OSError as exc:
             sock.close()
-            raise AgentUnavailableError(
-                f"cannot reach the agent on {self.socket}: {exc.strerror or exc}"
-            ) from None
+            raise unavailable(self.socket, exc) from None
         conn = MessageStream(trio.SocketStream(sock), receive_fds=receive_fds)
         try:
             yield conn
@@ -242,30 +235,55 @@ class AgentClient:
         (DigestMismatchError; the caller discards what was written). ``started(size)`` is
         called once the agent answered, ``advance(n)`` after every ``n`` bytes written.
         """
-        if files and self._files is not False:
-            async with self._connect(receive_fds=True) as conn:
-                await conn.send(PullFiles(url=url, sha256=sha256))
-                first = await conn.receive_required()
-                if isinstance(first, Failed) and first.code == ProtocolError.code:
-                    self._files = False  # an agent older than PullFiles: ask with Pull
-                elif isinstance(first, Failed):
-                    raise first.to_error()
-                elif not isinstance(first, PullStarted):
-                    raise ProtocolError(f"unexpected {first.tag} to a pull")
-                else:
-                    self._files = True
-                    started(first.size)
-                    size, done = await receive_files(conn, out, advance)
-                    if done.size != size:
-                        raise ProtocolError(
-                            f"{url}: the agent passed {size} bytes of a {done.size}-byte object"
-                        )
-                    check_digest(url, done.digest, None, sha256)
-                    return PullOutcome(size, done.digest, first.source, files=True)
-        async with self.pull(url, sha256=sha256) as pulled:
-            started(pulled.size)
-            size, digest = await receive_frames(url, pulled, out, sha256, advance)
-            return PullOutcome(size, digest, pulled.source, files=False)
+        receiver = PullReceiver(url, sha256=sha256, files=files and self._files is not False)
+        outcome = await self._pull_once(receiver, out, started, advance)
+        if outcome is None:  # an agent older than PullFiles: ask with Pull
+            self._files = False
+            receiver = PullReceiver(url, sha256=sha256, files=False)
+            outcome = await self._pull_once(receiver, out, started, advance)
+        elif receiver.files:
+            self._files = True
+        assert outcome is not None
+        return outcome
+
+    async def _pull_once(
+        self,
+        receiver: PullReceiver,
+        out: int,
+        started: Callable[[int | None], None],
+        advance: Callable[[int], None],
+    ) -> PullOutcome | None:
+        """One conversation of a pull (see :mod:`._receiver`); ``None``: ask again with Pull."""
+        async with self._connect(receive_fds=receiver.files) as conn:
+            try:
+                await conn.send(receiver.request())
+                while True:
+                    msg = await conn.receive_required()
+                    receiver.add_fds(conn.take_fds())
+                    action = receiver.receive(msg)
+                    if isinstance(action, CopyFile):
+                        try:
+                            await trio.to_thread.run_sync(
+                                copy_range, action.fd, out, action.skip, action.count
+                            )
+                        finally:
+                            os.close(action.fd)
+                        advance(action.count)
+                    elif isinstance(action, Write):
+                        # Blocking but small (<= 256 KiB a frame); a worker thread would cost
+                        # more than it saves.
+                        write_all(out, action.data)
+                        advance(len(action.data))
+                    elif isinstance(action, Started):
+                        started(action.size)
+                    elif isinstance(action, Retry):
+                        return None
+                    elif isinstance(action, Finished):
+                        return action.outcome
+            finally:
+                for fd in receiver.unclaimed_fds():
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
 
     async def prefetch(
         self,

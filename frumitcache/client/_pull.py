@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import trio
-
-from frumitcache.client._copy import copy_range
 from frumitcache.config import find_config_file, load_config
-from frumitcache.control import Data, Failed, FileData, MessageStream, PullDone, PullStarted
-from frumitcache.errors import BadUrlError, DigestMismatchError, ProtocolError
+from frumitcache.control import Data, Failed, PullDone, PullStarted
+from frumitcache.errors import (
+    AgentUnavailableError,
+    BadUrlError,
+    DigestMismatchError,
+    ProtocolError,
+)
+
+if TYPE_CHECKING:  # trio's stream: only the trio client imports it
+    from frumitcache.control import MessageStream
 
 
 def default_download_dir() -> Path:
@@ -63,6 +69,16 @@ def parse_sha256(text: str | bytes | None) -> bytes | None:
 def default_socket() -> Path:
     """The control socket named by the config file in use (or the built-in default)."""
     return load_config(find_config_file(), allow_lists=False).socket_path
+
+
+def unavailable(path: Path, exc: OSError) -> AgentUnavailableError:
+    """The error for a control socket that could not be reached (``connect`` raised ``exc``)."""
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
+        return AgentUnavailableError(
+            f"no frumitcache agent is listening on {path}; start one with "
+            "`frumitcache agent` (or `systemctl start frumitcache`)"
+        )
+    return AgentUnavailableError(f"cannot reach the agent on {path}: {exc.strerror or exc}")
 
 
 def target_path(url: str, dest: str | os.PathLike[str] | None) -> Path:
@@ -137,51 +153,7 @@ def check_digest(url: str, got: bytes, reported: bytes | None, wanted: bytes | N
         raise DigestMismatchError(f"{url}: SHA-256 is {got.hex()}, expected {wanted.hex()}")
 
 
-async def receive_files(
-    conn: MessageStream, out: int, advance: Callable[[int], None]
-) -> tuple[int, PullDone]:
-    """Copy the object into the file ``out`` (at its position) as the agent passes its chunk
-    files; returns the bytes copied and the agent's PullDone. Data frames, should an agent mix
-    them in, are written as they are."""
-    written = 0
-    while True:
-        msg = await conn.receive_required()
-        if isinstance(msg, FileData):
-            fd = conn.take_fd()
-            try:
-                await trio.to_thread.run_sync(copy_range, fd, out, msg.skip, msg.count)
-            finally:
-                os.close(fd)
-            n = msg.count
-        elif isinstance(msg, Data):
-            await trio.to_thread.run_sync(_write_all, out, msg.data)
-            n = len(msg.data)
-        elif isinstance(msg, PullDone):
-            return written, msg
-        elif isinstance(msg, Failed):
-            raise msg.to_error()
-        else:
-            raise ProtocolError(f"unexpected {msg.tag} in a pull")
-        written += n
-        advance(n)
-
-
-async def receive_frames(
-    url: str, pulled: PullStream, out: int, wanted: bytes | None, advance: Callable[[int], None]
-) -> tuple[int, bytes]:
-    """Write the Data frames of ``pulled`` to ``out``, hashing them; returns bytes and the
-    digest they hash to (checked against the agent's and ``wanted``)."""
-    written = 0
-    async for data in verified(url, pulled, wanted):
-        # Blocking but small (<= 256 KiB a frame); a worker thread would cost more than it saves.
-        _write_all(out, data)
-        written += len(data)
-        advance(len(data))
-    assert pulled.digest is not None
-    return written, pulled.digest
-
-
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

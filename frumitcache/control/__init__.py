@@ -1,7 +1,11 @@
 """The local control API's wire format, shared by the agent (server) and the client:
 typed messages framed with msgpack over a Unix socket. Importing it stays cheap (no
-libtorrent, no store), so the CLI starts fast on a Pi."""
+libtorrent, no store, and no trio until :class:`MessageStream` is used), so the CLI starts
+fast on a Pi."""
 
+from typing import TYPE_CHECKING, Any
+
+from frumitcache.control._fds import RECVMSG_ARGS, take_descriptors
 from frumitcache.control._protocol import (
     CacheListing,
     CacheListRequest,
@@ -34,9 +38,12 @@ from frumitcache.control._protocol import (
     VerifyRequest,
     encode,
 )
-from frumitcache.control._stream import MessageStream
+
+if TYPE_CHECKING:
+    from frumitcache.control._stream import MessageStream
 
 __all__ = [
+    "RECVMSG_ARGS",
     "CacheListRequest",
     "CacheListing",
     "Data",
@@ -68,4 +75,14 @@ __all__ = [
     "VerifyReply",
     "VerifyRequest",
     "encode",
+    "take_descriptors",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # MessageStream is trio's: the blocking client (a ``pull`` on a Pi) never loads it.
+    if name == "MessageStream":
+        from frumitcache.control._stream import MessageStream
+
+        return MessageStream
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

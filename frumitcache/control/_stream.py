@@ -17,22 +17,16 @@ from collections import deque
 
 import trio
 
+from frumitcache.control._fds import ANCILLARY, READ_SIZE, RECV_FLAGS, take_descriptors
 from frumitcache.control._protocol import Decoder, Message, encode
 from frumitcache.errors import ProtocolError
-
-_READ = 256 * 1024
-_FD_SIZE = array("i").itemsize
-# Room for more descriptors than one frame carries, so a surplus is seen (and closed), never
-# silently cut off by the kernel.
-_ANCILLARY = socket.CMSG_SPACE(8 * _FD_SIZE)
-_RECV_FLAGS = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 
 
 class MessageStream:
     """Sends and receives typed control messages on one connection.
 
     With ``receive_fds`` it also takes the descriptors that come with frames
-    (:meth:`take_fd`); descriptors nobody took are closed with the stream."""
+    (:meth:`take_fds`); descriptors nobody took are closed with the stream."""
 
     def __init__(
         self,
@@ -94,23 +88,16 @@ class MessageStream:
 
     async def _receive_some(self) -> bytes:
         if not self._receive_fds:
-            return bytes(await self._stream.receive_some(_READ))
-        data, ancillary, flags, _ = await self.socket.recvmsg(_READ, _ANCILLARY, _RECV_FLAGS)
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds = array("i")
-                fds.frombytes(payload[: len(payload) - len(payload) % _FD_SIZE])
-                self._fds.extend(fds)
-        if flags & socket.MSG_CTRUNC:
-            raise ProtocolError("the agent passed more descriptors than one frame carries")
+            return bytes(await self._stream.receive_some(READ_SIZE))
+        data, ancillary, flags, _ = await self.socket.recvmsg(READ_SIZE, ANCILLARY, RECV_FLAGS)
+        take_descriptors(ancillary, flags, self._fds)
         return data
 
-    def take_fd(self) -> int:
-        """The descriptor that came with the last :class:`FileData` frame received (in
-        order); the caller owns it."""
-        if not self._fds:
-            raise ProtocolError("a file-data frame arrived without its descriptor")
-        return self._fds.popleft()
+    def take_fds(self) -> list[int]:
+        """Every descriptor received and not taken yet, in order; the caller owns them."""
+        fds = list(self._fds)
+        self._fds.clear()
+        return fds
 
     async def receive_required(self) -> Message:
         msg = await self.receive()

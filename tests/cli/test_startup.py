@@ -1,6 +1,7 @@
 """A command loads only what it runs: ``pull`` and ``status`` start without the registry door,
-the uplink client (httpx) or the agent's modules — interpreter start-up is most of what a
-``pull`` costs a Pi (0.46 → 0.20 CPU-s here for ``pull --help``; bench/README)."""
+the uplink client (httpx), the agent's modules or trio (they talk to the agent blocking) —
+interpreter start-up is most of what a ``pull`` costs a Pi (0.46 → 0.18 → 0.10 CPU-s here for
+``pull --help``; bench/README, "What one pull costs the client")."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
+import frumitcache
 from frumitcache.testing.agents import AgentProcess
 from frumitcache.testing.origin import OriginServer
 
@@ -23,7 +25,7 @@ try:
 except SystemExit:
     pass
 heavy = sorted(m for m in ("httpx", "frumitcache.oci", "frumitcache.origin", "frumitcache.agent",
-                           "libtorrent", "rich") if m in sys.modules)
+                           "libtorrent", "rich", "trio") if m in sys.modules)
 print("loaded:" + ",".join(heavy), file=sys.stderr)
 """
 
@@ -62,6 +64,39 @@ async def test_a_real_pull_does_not_load_the_agent_or_httpx(
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(data).digest(), stderr
     loaded = [line for line in stderr.splitlines() if line.startswith("loaded:")]
     assert loaded == ["loaded:"], stderr
+
+
+async def test_a_real_status_does_not_load_trio(agent: AgentProcess) -> None:
+    args = ["status", "--json", "--socket", str(agent.socket)]
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            [sys.executable, "-c", PROBE.format(args=", ".join(repr(a) for a in args))],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    stderr = done.stderr.decode()
+    assert f'"socket": "{agent.socket}"' in done.stdout.decode(), stderr
+    loaded = [line for line in stderr.splitlines() if line.startswith("loaded:")]
+    assert loaded == ["loaded:"], stderr
+
+
+def test_the_package_loads_the_library_on_first_use() -> None:
+    """``import frumitcache`` (as ``python -m frumitcache`` does) costs no trio; the library's
+    names still resolve, each to the object its module defines."""
+    probe = (
+        "import sys, frumitcache; assert 'trio' not in sys.modules, 'eager'; "
+        "from frumitcache import Client, AgentClient, FrumitcacheError; "
+        "from frumitcache.sync import Client as C; from frumitcache.client._agent import "
+        "AgentClient as A; assert (Client, AgentClient) == (C, A); "
+        "assert set(frumitcache.__all__) <= set(dir(frumitcache)); print('ok')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout == "ok\n", done.stderr
+    with pytest.raises(AttributeError, match="no attribute 'nonesuch'"):
+        frumitcache.nonesuch  # noqa: B018
 
 
 def test_the_whole_help_still_lists_every_command() -> None:

@@ -38,12 +38,15 @@ PINNED = {
         "PrefetchHandle",
         "PullOutcome",
         "PullStream",
+        "ask_blocking",
         "check_url",
         "default_download_dir",
         "default_socket",
         "parse_sha256",
+        "pull_into_blocking",
     ],
     "control": [
+        "RECVMSG_ARGS",
         "CacheListRequest",
         "CacheListing",
         "Data",
@@ -75,6 +78,7 @@ PINNED = {
         "VerifyReply",
         "VerifyRequest",
         "encode",
+        "take_descriptors",
     ],
     "doctor": [
         "Check",

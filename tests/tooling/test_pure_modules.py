@@ -20,6 +20,7 @@ PURE = [
     "_rate.py",
     "_signing.py",
     "agent/_plan.py",
+    "client/_receiver.py",
     "content/_http.py",
     "content/_request.py",
     "content/_window.py",
