@@ -48,7 +48,7 @@ from frumitcache.errors import (
     PeerError,
     origin_status,
 )
-from frumitcache.origin import Door, FetchInfo, OriginFetcher, UpstreamBackoff
+from frumitcache.origin import Door, FetchHold, FetchInfo, OriginFetcher, UpstreamBackoff
 from frumitcache.store import HeldChunk, Manifest, ObjectReader, Store
 
 log = get_logger("content")
@@ -294,9 +294,11 @@ class ContentService:
         self,
         flight: Flight,
         *,
+        hold: FetchHold | None = None,
         task_status: trio.TaskStatus[FetchInfo] = trio.TASK_STATUS_IGNORED,
     ) -> Manifest:
-        """The one call to the uplink client; ``flight`` learns the size and metadata."""
+        """The one call to the uplink client; ``flight`` learns the size and metadata.
+        ``hold``: the seeder's fence pauses the fetch with it while its lease has lapsed."""
         count_stale = self.served_stale
 
         class _Relay:
@@ -317,6 +319,7 @@ class ContentService:
             digest_header=policy.digest_header if policy else "",
             keep_on_status=policy.keep_on_status if policy else frozenset(),
             backoff=self.backoff.get(flight.auth_door),
+            hold=hold,
             task_status=cast("trio.TaskStatus[FetchInfo]", _Relay()),
         )
         if flight.revalidate or not flight.cached:

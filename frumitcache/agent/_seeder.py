@@ -3,13 +3,14 @@
 A member's ``FetchRequest`` starts (or joins) the flight for its URL here; every chunk is
 announced to the site the moment it is stored, so members pull it while the rest still
 arrives. After a failover the new seeder first pulls the chunks live members already hold,
-then resumes the origin with HTTP Range after them. A seeder that loses its lease stops
-fetching at once (fencing).
+then resumes the origin with HTTP Range after them. A seeder whose lease lapses holds its
+origin fetch, and stops it when the lease does not come back (fencing, :class:`_Fence`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, TypedDict
@@ -26,7 +27,7 @@ from frumitcache.errors import (
     PeerError,
     ProtocolError,
 )
-from frumitcache.origin import Door, FetchInfo
+from frumitcache.origin import Door, FetchHold, FetchInfo
 from frumitcache.site import ErrorReply, FetchRequest, ObjectInfo, ObjectManifest
 from frumitcache.store import Manifest
 from frumitcache.swarm import ChunkRef
@@ -141,11 +142,12 @@ class SeederRole:
             flight.revalidate = False
         await self._pull_held_prefix(flight, after_failover=after_failover)
         flight.provenance = "uplink"
-        fence = _Fence()
+        fence = _Fence(svc.site_config.lease_s)
         fetched: list[Manifest] = []
 
         async def from_origin(*, task_status: trio.TaskStatus[FetchInfo]) -> None:
-            fetched.append(await svc.fetch_origin(flight, task_status=task_status))
+            manifest = await svc.fetch_origin(flight, hold=fence.hold, task_status=task_status)
+            fetched.append(manifest)
 
         try:
             async with trio.open_nursery(strict_exception_groups=True) as nursery:
@@ -171,6 +173,7 @@ class SeederRole:
                 # aclosing: a fenced loop closes the watch now, not when the GC finds it.
                 async with aclosing(store.watch_chunks(flight.url)) as stored:
                     async for index, digest in stored:
+                        await fence.hold.wait_open()  # nothing announced while held
                         await node.announce_chunk(flight.url, index, digest, store.chunk_size)
                         await site.seed_chunk(digest)
                 fence.scope.cancel()
@@ -296,26 +299,62 @@ def _upstream_of(request: FetchRequest) -> _Upstream | ErrorReply:
 
 
 class _Fence:
-    """Fencing: a seeder that loses its lease stops fetching at once. ``fired`` says it did
-    (the lease may be back by the time the fetch has unwound).
+    """Fencing: a seeder whose lease lapses holds its origin fetch, and stops it when the
+    lease does not come back. ``fired`` says it stopped it (the lease may be back by the time
+    the fetch has unwound).
+
+    Why holding is safe: while :attr:`hold` is held, no byte is read from the origin's socket
+    (TCP flow control pauses the origin), none is written to the store and no chunk is
+    announced. The lease can come back in the same term only with a majority's acks, which a
+    site that elected another seeder will not give; so going on after a renewal is as safe as
+    the same seeder resuming its partial with Range, and costs no bytes (a stopped fetch
+    loses what was in flight: shaper queues, socket buffers, 1-2 MB a connection). The fetch
+    is stopped at once when the site names another seeder or another term of ours, or when
+    our seeder role is gone (a step-down: the lease cannot come back in this term), and when
+    the lease is not back within ``grace_s``.
 
     Event-driven: the fence wakes when the site says the seeder changed (a step-down, a
     lapse the driver noticed) and, in case the driver is late, when the lease it last saw
-    runs out; a renewed lease only moves that deadline."""
+    runs out; a renewed lease only moves that deadline. While held it wakes on
+    ``site.lease_changed`` (a change, or a renewal the driver took) and at the grace's end."""
 
-    def __init__(self) -> None:
+    def __init__(self, grace_s: float) -> None:
         self.scope = trio.CancelScope()
+        self.hold = FetchHold()
         self.fired = False
+        self.grace_s = grace_s
 
     async def run(self, site: SiteLink, fetch: trio.CancelScope) -> None:
         with self.scope:
-            while site.is_seeder():
-                changed = site.seeder_changed
-                with trio.move_on_at(site.lease_until()):
-                    await changed.wait()
+            ours = site.seeder()  # (us, term): the lease this fetch runs under
+            while ours is not None and ours[0] == site.node_id:
+                while site.is_seeder():
+                    changed = site.seeder_changed
+                    with trio.move_on_at(site.lease_until()):
+                        await changed.wait()
+                self.hold.hold()
+                log.warning("seeder.held", detail="lease lapsed; origin fetch held")
+                if not await self._lease_back(site, ours):
+                    break
+                self.hold.release()
+                log.info("seeder.lease-back", detail="same term; origin fetch goes on")
             log.warning("seeder.fenced", detail="lease lost; origin fetch stopped")
             self.fired = True
             fetch.cancel()
+
+    async def _lease_back(self, site: SiteLink, ours: tuple[str, int]) -> bool:
+        """Wait (at most ``grace_s``) for our lease to be back in the same term; False at
+        once when it cannot be."""
+        with trio.move_on_after(self.grace_s):
+            while True:
+                changed = site.lease_changed
+                seeder = site.seeder()
+                if site.is_seeder() or seeder is not None:
+                    return seeder == ours and site.is_seeder()
+                if site.lease_until() == -math.inf:
+                    return False  # stepped down: only a new term could make us seeder again
+                await changed.wait()
+        return False
 
 
 def _known_chunks(manifest: ObjectManifest | None) -> int:

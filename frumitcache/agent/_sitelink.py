@@ -80,6 +80,8 @@ class SiteLink(SiteHooks):
         self.chunks: ChunkFetcher | None = None
         self.on_fetch: FetchHandler | None = None
         self.seeder_changed = trio.Event()
+        #: Set (and replaced) when the seeder changes and whenever our lease is renewed.
+        self.lease_changed = trio.Event()
 
     # --- running --------------------------------------------------------------------------
 
@@ -193,6 +195,10 @@ class SiteLink(SiteHooks):
         """trio time at which this node's seeder lease runs out unless renewed."""
         return self.node.lease_until() if self.node is not None else -math.inf
 
+    def seeder(self) -> tuple[str, int] | None:
+        """``(node id, term)`` of the live seeder as this node sees it, else ``None``."""
+        return self.node.seeder() if self.node is not None else None
+
     async def seed_chunk(self, digest: bytes) -> None:
         """Offer a stored chunk to the swarm when it is big enough to go that way."""
         if self.swarm is None:
@@ -250,4 +256,10 @@ class SiteLink(SiteHooks):
     def on_seeder_change(self, seeder: tuple[str, int] | None) -> None:
         # Wake whoever waits on the seeder (fetches that must re-ask the new one).
         event, self.seeder_changed = self.seeder_changed, trio.Event()
+        event.set()
+        self.on_lease_renewed(self.lease_until())
+
+    def on_lease_renewed(self, until: float) -> None:
+        # Wake a fence that holds the origin fetch while the lease has lapsed.
+        event, self.lease_changed = self.lease_changed, trio.Event()
         event.set()

@@ -50,7 +50,12 @@ class SiteConfig(Section):
         "s",
     )
     member_timeout_s: float = opt(4.0, "A member silent this long is considered gone.", "s")
-    lease_s: float = opt(3.0, "Seeder lease; a seeder that cannot renew it stops fetching.", "s")
+    lease_s: float = opt(
+        3.0,
+        "Seeder lease; a seeder whose lease lapses holds its origin fetch, and stops it when "
+        "the lease is not back (same term) within another lease_s.",
+        "s",
+    )
     member_forget_s: float = opt(
         20.0,
         "A member silent this long no longer counts in election majorities (until then a "

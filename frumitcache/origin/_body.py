@@ -11,9 +11,14 @@ the chain to its end (the closed socket ends it with an error), so nothing is le
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
 
 import httpx
+import trio
+
+from frumitcache.errors import DigestMismatchError
+from frumitcache.origin._hold import FetchHold
 
 
 class ResponseBody:
@@ -23,6 +28,10 @@ class ResponseBody:
         self._response = response
         self._chunks: AsyncIterator[bytes] | None = None
         self.done = False  # read to its end, or abandoned
+
+    @property
+    def response(self) -> httpx.Response:
+        return self._response
 
     def chunks(self) -> AsyncIterator[bytes]:
         self._chunks = self._response.aiter_raw()
@@ -58,4 +67,63 @@ class ResponseBody:
                 pass
 
 
-__all__ = ["ResponseBody"]
+@contextlib.asynccontextmanager
+async def streamed(
+    client: httpx.AsyncClient, request: httpx.Request
+) -> AsyncIterator[ResponseBody]:
+    """Send ``request`` and stream its answer; however the block ends, the body is left
+    cleanly (read to its end or abandoned) and the response closed."""
+    response = await client.send(request, stream=True)
+    body = ResponseBody(response)
+    try:
+        yield body
+    except trio.Cancelled:
+        # A cancelled fetch must close its connection, or the origin keeps sending into
+        # a socket nobody reads.
+        with trio.move_on_after(5) as scope:
+            scope.shield = True
+            await body.abandon(cancelled=True)
+        raise
+    finally:
+        with trio.move_on_after(5) as scope:
+            scope.shield = True
+            await body.abandon()  # a no-op when read to its end or abandoned above
+            await response.aclose()
+
+
+class _Sink(Protocol):
+    @property
+    def offset(self) -> int: ...
+    async def write(self, data: bytes) -> None: ...
+
+
+async def copy_body(
+    body: ResponseBody,
+    sink: _Sink,
+    *,
+    url: str,
+    limit: int | None,
+    count: Callable[[int], None],
+    pace: Callable[[int], Awaitable[None]],
+    hold: FetchHold | None,
+) -> None:
+    """Write ``body`` into ``sink`` piece by piece, counting each piece and pacing it once
+    written. Past ``limit`` bytes: :class:`DigestMismatchError` (the caller discards
+    what was written). With ``hold``: no piece is written, and no next one read, while held."""
+    async for data in body.chunks():
+        n = len(data)
+        count(n)
+        if limit is not None and sink.offset + n > limit:
+            # h11 never reads past a Content-Length, so this is a chunked body longer
+            # than expected, or a Content-Range that understated the object.
+            raise DigestMismatchError(f"{url}: origin sent more than the {limit} bytes expected")
+        if hold is not None:
+            await hold.wait_open()  # a piece read just before the hold waits for its end
+        await sink.write(data)
+        await pace(n)
+        if hold is not None:
+            await hold.wait_open()  # not one more read from the socket while held
+    body.done = True
+
+
+__all__ = ["ResponseBody", "copy_body"]

@@ -52,6 +52,7 @@ from frumitcache.origin._allow import (
     install_guard,
 )
 from frumitcache.origin._body import ResponseBody
+from frumitcache.origin._hold import FetchHold
 from frumitcache.origin._tunnel import UplinkStream, connect_checked, host_port
 from frumitcache.origin._via import via_of
 
@@ -70,31 +71,9 @@ from frumitcache.origin._job import (
     _Store,
     _Upstream,
 )
+from frumitcache.origin._stats import OriginStats
 
 log = get_logger("origin")
-
-
-@dataclass(frozen=True, slots=True)
-class OriginStats:
-    """A snapshot of what the uplink carried (see :meth:`OriginFetcher.statistics`)."""
-
-    bytes_received: int  # body bytes (HEAD: head bytes, tunnels: bytes in) from upstreams
-    bytes_by_host: Mapping[str, int]  # the same per origin ``host:port`` (federation apart)
-    bytes_sent: int  # bytes sent upstream through tunnels (requests themselves not counted)
-    tunnels: int  # tunnels opened (apt's CONNECT)
-    requests: int  # HTTP requests sent (redirects and resumes included)
-    requests_by_host: Mapping[str, int]
-    backed_off: int  # fetches refused at once: their upstream was unreachable a moment ago
-    resumes: int  # requests that continued a partial object with Range
-    fetches: int  # fetches that reached the origin
-    active_fetches: int  # fetches in flight now (one per URL)
-    rate: float  # body bytes/s over the last few seconds
-    max_rate: int  # the configured budget, bytes/s (0: unlimited)
-    #: Of ``bytes_received``: bytes from origins themselves, and bytes federated sites sent
-    #: instead (``federation_by_link``: per parent/sibling member, ``parent@host:port``).
-    origin_bytes: int = 0
-    federation_bytes: int = 0
-    federation_by_link: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -316,6 +295,7 @@ class OriginFetcher:
         digest_header: str = "",
         keep_on_status: Collection[int] = (),
         backoff: UpstreamBackoff | None = None,
+        hold: FetchHold | None = None,
         task_status: trio.TaskStatus[FetchInfo] = trio.TASK_STATUS_IGNORED,
     ) -> Manifest:
         """Make the object at ``url`` complete in the store and return its manifest.
@@ -343,6 +323,9 @@ class OriginFetcher:
         backoff lets one attempt through (see :class:`UpstreamBackoff`). A host that answered
         429 or 503 is left alone the same way, for as long as its ``Retry-After`` asks (at
         most the backoff's maximum), and the refusal repeats its status.
+
+        While ``hold`` (the leader's) is held, the fetch neither reads from the origin nor
+        writes to the store (see :class:`FetchHold`); it goes on where it was when released.
         """
         allow = self.allow.door(door)
         allow.check(url)
@@ -363,6 +346,7 @@ class OriginFetcher:
                     digest_header,
                     frozenset(keep_on_status),
                     revalidate,
+                    hold,
                 )
                 return await self._lead(
                     url, expected_digest, expected_size, revalidate, announce, allow, upstream,

@@ -23,7 +23,8 @@ from frumitcache.errors import (
     OriginUnreachableError,
 )
 from frumitcache.origin._allow import ALLOW_EXTENSION, AllowList
-from frumitcache.origin._body import ResponseBody
+from frumitcache.origin._body import ResponseBody, copy_body, streamed
+from frumitcache.origin._hold import FetchHold
 from frumitcache.origin._plan import Action, plan_response, retry_after, status_error
 from frumitcache.origin._probe import probe
 from frumitcache.origin._via import FRESHNESS_EXTENSION, via_of
@@ -81,6 +82,7 @@ class _Upstream:
     digest_header: str = ""
     keep_on_status: frozenset[int] = frozenset()
     revalidate: bool = False  # the object may change: another cache must not serve it as held
+    hold: FetchHold | None = None  # the leader's hold on the fetch (see FetchHold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,26 +276,15 @@ class _Job:
             headers=headers,
             extensions={ALLOW_EXTENSION: self.allow, FRESHNESS_EXTENSION: freshness},
         )
-        response = await client.send(request, stream=True)
-        self.body = body = ResponseBody(response)
-        try:
-            yield response
-        except trio.Cancelled:
-            # A cancelled fetch must close its connection, or the origin keeps sending into
-            # a socket nobody reads.
-            with trio.move_on_after(5) as scope:
-                scope.shield = True
-                await body.abandon(cancelled=True)
-            raise
-        finally:
-            with trio.move_on_after(5) as scope:
-                scope.shield = True
-                await body.abandon()  # a no-op when read to its end or abandoned above
-                await response.aclose()
+        async with streamed(client, request) as body:
+            self.body = body
+            yield body.response
 
     async def _attempt(self, conditional: bool) -> Manifest | Literal[False] | None:
         """One request; the manifest when the object is complete, None to go again
         (False: the same request again, now signed after a 401)."""
+        if self.upstream.hold is not None:
+            await self.upstream.hold.wait_open()  # no new request while held either
         headers = self._headers(conditional)
         conditional = conditional and any(k.startswith("If-") for k in headers)
         offset = self.writer.offset if self.writer is not None else 0
@@ -409,25 +400,26 @@ class _Job:
 
     async def _body(self, resp: httpx.Response) -> None:
         assert self.writer is not None
-        writer = self.writer
+        assert self.body is not None
         via = via_of(resp)
         counter, key = (self.f._federation, via) if via else (self.f._bytes, _host_of(resp.url))
-        limit = self.total if self.total is not None else self.expected_size
-        assert self.body is not None
-        async for data in self.body.chunks():
-            n = len(data)
+
+        def count(n: int) -> None:
             counter[key] += n
-            if limit is not None and writer.offset + n > limit:
-                # h11 never reads past a Content-Length, so this is a chunked body longer
-                # than expected, or a Content-Range that understated the object.
-                await self._close("discard")
-                raise DigestMismatchError(
-                    f"{self.url}: origin sent more than the {limit} bytes expected"
-                )
-            await writer.write(data)
+
+        async def written(n: int) -> None:
             self.seen_body = True
             await self.f._pace(n)
-        self.body.done = True
+
+        limit = self.total if self.total is not None else self.expected_size
+        try:
+            await copy_body(
+                self.body, self.writer, url=self.url, limit=limit, count=count,
+                pace=written, hold=self.upstream.hold,
+            )  # fmt: skip
+        except DigestMismatchError:
+            await self._close("discard")
+            raise
 
     async def _finish(self, resp: httpx.Response) -> Manifest:
         assert self.writer is not None

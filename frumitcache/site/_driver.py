@@ -142,6 +142,7 @@ class SiteNode:
         self._nursery: trio.Nursery | None = None
         self._seeder_known = trio.Event()
         self._last_durable: Durable | None = None
+        self._lease_seen = float("-inf")  # our lease's end, as the hooks last heard it
         self._dropped: Counter[str] = Counter()
         self._listeners = Listeners(self._dropped)
         self._frames_in = self._bytes_in = 0
@@ -370,6 +371,10 @@ class SiteNode:
             except OSError as exc:
                 log.warning("site.state-not-saved", detail=str(exc))
         self._last_durable = durable
+        lease = core.lease_until()
+        if lease > self._lease_seen:
+            self.hooks.on_lease_renewed(lease)  # a held fetch goes on (no seeder change)
+        self._lease_seen = lease
         view = self._view(now)
         if view.seeder is not None:
             self._seeder_known.set()

@@ -57,6 +57,10 @@ class SiteHooks:
     def on_seeder_change(self, seeder: tuple[str, int] | None) -> None:
         """The live seeder changed (``None``: no live seeder right now)."""
 
+    def on_lease_renewed(self, until: float) -> None:
+        """This node's seeder lease now runs to ``until`` (trio time): renewed, or won. A
+        lease that lapsed and is renewed in the same term shows here, not as a change."""
+
     async def fetch_bulk(self, member: MemberInfo, bulk: Bulk) -> bytes:
         """The body ``member`` keeps for us under ``bulk.token`` (a message too large for a
         frame, :mod:`._bulk`), from its peer port (:meth:`SiteNode.bulk_body` there); at most

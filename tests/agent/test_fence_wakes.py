@@ -1,9 +1,13 @@
 """The seeder's fence waits on events, not a polling loop: it wakes when the site says the
 seeder changed and when the lease it last saw runs out; a renewed lease only moves that
-deadline. The site is faked (pure timing logic); the real fence runs under trio's mock clock."""
+deadline. A lapsed lease holds the fetch (no cancel) until the lease is back in the same term,
+the site names another seeder or the seeder steps down (stopped at once), or the grace runs
+out (stopped). The site is faked (pure timing logic); the real fence runs under trio's mock
+clock."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable
 from typing import cast
 
@@ -13,33 +17,61 @@ import trio.testing
 from frumitcache.agent._seeder import _Fence
 from frumitcache.agent._sitelink import SiteLink
 
+GRACE = 3.0
+
 
 class _Site:
-    """A seeder whose lease runs to ``until`` (trio time); ``looks`` counts the fence's checks."""
+    """A seeder (``me``, term 1) whose lease runs to ``until`` (trio time); ``looks`` counts
+    the fence's checks."""
+
+    node_id = "me"
 
     def __init__(self, until: float) -> None:
         self.until = until
         self.role_lost = False
+        self.other: tuple[str, int] | None = None  # a seeder the site names instead
         self.looks = 0
         self.seeder_changed = trio.Event()
+        self.lease_changed = trio.Event()
+
+    def _live(self) -> bool:
+        return not self.role_lost and trio.current_time() < self.until
 
     def is_seeder(self) -> bool:
         self.looks += 1
-        return not self.role_lost and trio.current_time() < self.until
+        return self._live()
+
+    def seeder(self) -> tuple[str, int] | None:
+        return ("me", 1) if self._live() else self.other
 
     def lease_until(self) -> float:
-        return self.until
+        return -math.inf if self.role_lost else self.until
+
+    def _wake(self, *, changed: bool) -> None:
+        if changed:
+            event, self.seeder_changed = self.seeder_changed, trio.Event()
+            event.set()
+        event, self.lease_changed = self.lease_changed, trio.Event()
+        event.set()
+
+    def renew(self) -> None:
+        """Late acks: the lease is back in the same term (no seeder change is reported)."""
+        self.until = trio.current_time() + 1.0
+        self._wake(changed=False)
 
     def step_down(self) -> None:
         self.role_lost = True
-        event, self.seeder_changed = self.seeder_changed, trio.Event()
-        event.set()
+        self._wake(changed=True)
+
+    def name(self, other: tuple[str, int]) -> None:
+        self.other = other
+        self._wake(changed=True)
 
 
 async def _run_fence(site: _Site, act: Awaitable[None]) -> tuple[bool, float, bool]:
     """Start a fence over a fetch scope, let ``act`` drive the site, return (fired, when,
     fetch cancelled)."""
-    fence = _Fence()
+    fence = _Fence(GRACE)
     fetch = trio.CancelScope()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(fence.run, cast("SiteLink", site), fetch)
@@ -51,11 +83,15 @@ async def _run_fence(site: _Site, act: Awaitable[None]) -> tuple[bool, float, bo
     return fence.fired, trio.current_time(), fetch.cancel_called
 
 
+def _held(fence: _Fence) -> bool:
+    return fence.hold.held  # a call: mypy would narrow the attribute across the awaits
+
+
 async def _nothing() -> None:
     await trio.lowlevel.checkpoint()
 
 
-async def test_a_lease_that_runs_out_fires_at_its_deadline_without_polling(
+async def test_a_lease_that_runs_out_holds_then_fires_after_the_grace_without_polling(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     site = _Site(until=trio.current_time() + 3.0)
@@ -63,15 +99,16 @@ async def test_a_lease_that_runs_out_fires_at_its_deadline_without_polling(
     fired, when, cancelled = await _run_fence(site, _nothing())
     assert fired
     assert cancelled
-    assert 3.0 <= when - start < 3.1
-    assert site.looks == 2  # once at start, once at the deadline: no 0.2 s ticks
+    assert 3.0 + GRACE <= when - start < 3.1 + GRACE
+    # Once at start, once at the deadline, once when held: no 0.2 s ticks.
+    assert site.looks == 3
 
 
 async def test_a_renewed_lease_moves_the_deadline_and_does_not_fire(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     site = _Site(until=trio.current_time() + 1.0)
-    fence = _Fence()
+    fence = _Fence(GRACE)
     fetch = trio.CancelScope()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(fence.run, cast("SiteLink", site), fetch)
@@ -79,8 +116,33 @@ async def test_a_renewed_lease_moves_the_deadline_and_does_not_fire(
             await trio.sleep(0.5)
             site.until = trio.current_time() + 1.0
         assert not fence.fired
+        assert not _held(fence)
         assert not fetch.cancel_called
         assert site.looks <= 12  # a look per renewal seen, not 25 ticks
+        fence.scope.cancel()
+
+
+async def test_a_lease_back_in_the_same_term_releases_the_hold(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    site = _Site(until=trio.current_time() + 1.0)
+    fence = _Fence(GRACE)
+    fetch = trio.CancelScope()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fence.run, cast("SiteLink", site), fetch)
+        await trio.sleep(1.5)
+        assert _held(fence)
+        site.renew()
+        await trio.sleep(0.1)
+        assert not _held(fence)
+        await trio.sleep(2.5)  # past the first lapse's grace (4.0): it was released, not fired
+        assert _held(fence)  # the renewed lease ran out too (at 2.6): held again
+        assert not fence.fired
+        site.renew()
+        await trio.sleep(0.1)
+        assert not _held(fence)
+        assert not fence.fired
+        assert not fetch.cancel_called
         fence.scope.cancel()
 
 
@@ -96,3 +158,19 @@ async def test_a_step_down_fires_at_once(autojump_clock: trio.testing.MockClock)
     assert fired
     assert cancelled
     assert 1.0 <= when - start < 1.1  # the seeder-changed event, not the 60 s lease
+
+
+async def test_another_seeder_named_while_held_fires_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    site = _Site(until=trio.current_time() + 1.0)
+
+    async def name_another_later() -> None:
+        await trio.sleep(1.5)  # held since 1.0
+        site.name(("other", 2))
+
+    start = trio.current_time()
+    fired, when, cancelled = await _run_fence(site, name_another_later())
+    assert fired
+    assert cancelled
+    assert 1.5 <= when - start < 1.6  # not at the grace's end (4.0)

@@ -1,10 +1,13 @@
 """The seeder's fence, with the site faked and everything else real (store, uplink client,
-throttled HTTP origin): a lease that lapses for a moment and comes back in the same term (late
-acks on a loaded box) must not fail the fetch the whole site waits on."""
+throttled HTTP origin). A lease that lapses for a moment and comes back in the same term (late
+acks on a loaded box) holds the fetch: one origin request, the object's bytes exactly once.
+A lease that does not come back within the grace, or another seeder named meanwhile, stops
+the fetch, and the next seeder term resumes it with Range as before."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 from typing import cast
@@ -14,7 +17,7 @@ import trio
 
 from frumitcache.agent import ContentService
 from frumitcache.agent._sitelink import SiteLink
-from frumitcache.config import OriginConfig
+from frumitcache.config import OriginConfig, SiteConfig
 from frumitcache.origin import OriginFetcher
 from frumitcache.site import Catalogue, ObjectManifest
 from frumitcache.store import Store
@@ -23,23 +26,27 @@ from frumitcache.testing.origin import OriginServer
 
 MiB = 1024 * 1024
 CHUNK = 256 * 1024
+LEASE = 2.0  # site.lease_s: the fence's grace
+URL_PATH = "/big.bin"
 
 
 class _Node:
-    """The site node as the seeder role uses it: a catalogue and announcements."""
+    """The site node as the seeder role uses it: a catalogue and announcements. It names a
+    seeder only while it is this node (a flight here never fetches from a member)."""
 
-    def __init__(self, site: _LapsingSite) -> None:
+    def __init__(self, site: _Site) -> None:
         self.catalogue = Catalogue()
         self.site = site
         self.failures: list[str] = []
         self.complete: list[ObjectManifest] = []
 
     def seeder(self) -> tuple[str, int] | None:
-        return ("me", 1) if self.site.is_seeder() else None
+        return self.site.seeder() if self.site.is_seeder() else None
 
     async def wait_seeder(self) -> tuple[str, int]:
-        await trio.lowlevel.checkpoint()  # the lease is back at once (see _LapsingSite)
-        return ("me", 1)
+        while not self.site.is_seeder():
+            await self.site.lease_changed.wait()
+        return (self.site.node_id, self.site.term)
 
     async def wait_catalogue_change(self) -> None:
         await trio.sleep_forever()  # no members, so no reports
@@ -55,85 +62,172 @@ class _Node:
         self.failures.append(message)
 
 
-class _LapsingSite:
-    """This node is the seeder; after :meth:`start_lapse` (which wakes the fence like the
-    driver's seeder-changed hook), the fence's next look finds the lease gone, and every later
-    look finds it back (same term): the race a loaded box runs into."""
+class _Site:
+    """This node (``me``) is the seeder of ``term`` while ``live``; the test lapses the lease
+    (as the driver's seeder-changed hook reports it), renews it (late acks: the lease hook
+    only), names another seeder, or elects this node in a new term."""
 
     node_id = "me"
     solo = False
 
-    def __init__(self, *, busy_when_fenced: bool) -> None:
+    def __init__(self, *, busy_when_fenced: bool = False) -> None:
         self.node = _Node(self)
         self.busy_when_fenced = busy_when_fenced
-        self.lapse = False
-        self.lapsed = 0
+        self.live = True
+        self.term = 1
+        self.other: tuple[str, int] | None = None
+        self.lapsed_at = -math.inf
         self.announced = 0
         self.on_fetch: object = None
         self.seeder_changed = trio.Event()
+        self.lease_changed = trio.Event()
 
-    def start_lapse(self) -> None:
-        self.lapse = True
-        event, self.seeder_changed = self.seeder_changed, trio.Event()
+    def _wake(self, *, changed: bool) -> None:
+        if changed:
+            event, self.seeder_changed = self.seeder_changed, trio.Event()
+            event.set()
+        event, self.lease_changed = self.lease_changed, trio.Event()
         event.set()
 
+    def lapse(self) -> None:
+        self.live, self.lapsed_at = False, trio.current_time()
+        self._wake(changed=True)
+
+    def renew(self) -> None:
+        self.live = True
+        self._wake(changed=False)
+
+    def name(self, other: tuple[str, int]) -> None:
+        self.other = other
+        self._wake(changed=True)
+
+    def elect(self, term: int) -> None:
+        self.live, self.term, self.other = True, term, None
+        self._wake(changed=True)
+
+    def is_seeder(self) -> bool:
+        return self.live
+
+    def seeder(self) -> tuple[str, int] | None:
+        return (self.node_id, self.term) if self.live else self.other
+
     def lease_until(self) -> float:
-        return trio.current_time() + 1.0  # renewed at every look, as a live lease is
+        # Renewed at every look while live, as a live lease is; lapsed (role kept) otherwise.
+        return trio.current_time() + LEASE if self.live else self.lapsed_at
 
     def parts(self) -> tuple[_Node, None]:
         return self.node, None
-
-    def is_seeder(self) -> bool:
-        if self.lapse:
-            self.lapse = False
-            self.lapsed += 1
-            return False
-        return True
 
     def holders(self, nodes: object) -> tuple[()]:
         return ()
 
     async def seed_chunk(self, digest: bytes) -> None:
-        if self.busy_when_fenced and self.lapse:
+        if self.busy_when_fenced and not self.live:
             # The announcing loop is in a shielded call (libtorrent, a thread) when the fence
             # fires, and stays there while the cancelled origin fetch aborts its writer.
             with trio.CancelScope(shield=True):
-                while not self.lapsed:  # noqa: ASYNC110
-                    await trio.sleep(0.01)
-                await trio.sleep(0.3)
+                await trio.sleep(LEASE + 0.3)
 
 
-@pytest.mark.parametrize("busy_when_fenced", [False, True])
-async def test_a_lease_that_lapses_and_comes_back_does_not_fail_the_fetch(
-    tmp_path: Path, busy_when_fenced: bool
-) -> None:
-    data = os.urandom(8 * MiB)
-    origin = OriginServer(rate=4 * MiB)  # 2 s: the lapse lands in the middle
+async def _with_fetch(tmp_path: Path, site: _Site, data: bytes, drive: object) -> tuple[
+    OriginServer, Store, bytes
+]:  # fmt: skip
+    """Fetch ``data`` through the seeder role while ``drive(origin, store, url)`` plays the
+    site; return the origin, the store and the digest fetched."""
+    origin = OriginServer(rate=4 * MiB)  # 2 s for 8 MiB: the lapse lands in the middle
     store = Store.open(tmp_path / "store", max_bytes=1 << 30, chunk_size=CHUNK)
+    # A read timeout shorter than a hold: a held fetch is between reads, so it never trips.
     fetcher = OriginFetcher(
-        OriginConfig(connect_timeout_s=2, read_timeout_s=5, allow=["127.0.0.0/8:*"]), store
+        OriginConfig(connect_timeout_s=2, read_timeout_s=0.5, allow=["127.0.0.0/8:*"]), store
     )
-    site = _LapsingSite(busy_when_fenced=busy_when_fenced)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(origin.serve, loopback_address())
-            origin.add("/big.bin", data)
-            service = ContentService(store, fetcher, nursery, cast("SiteLink", site))
-            flight = service.ensure(origin.url("/big.bin"), None, door="site")
+            origin.add(URL_PATH, data)
+            service = ContentService(
+                store, fetcher, nursery, cast("SiteLink", site), SiteConfig(lease_s=LEASE)
+            )
+            url = origin.url(URL_PATH)
+            flight = service.ensure(url, None, door="site")
             with trio.fail_after(30):
-                while origin.stats.bytes_sent["/big.bin"] < len(data) // 2:  # noqa: ASYNC110
+                while origin.stats.bytes_sent[URL_PATH] < len(data) // 2:  # noqa: ASYNC110
                     await trio.sleep(0.01)
-                site.start_lapse()
+                await drive(origin, store, url)  # type: ignore[operator]
                 manifest = await flight.wait()
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await fetcher.aclose()
         store.close()
-    assert site.lapsed == 1  # the fence saw the lapse and stopped the fetch
-    assert manifest.digest == hashlib.sha256(data).digest()
     assert site.node.failures == []
     assert [m.digest for m in site.node.complete] == [manifest.digest]
-    # Resumed with Range after the chunks already stored, not fetched again.
-    assert origin.stats.requests["/big.bin"] == 2
-    assert origin.stats.bytes_sent["/big.bin"] <= len(data) + CHUNK + 512 * 1024
+    return origin, store, manifest.digest
+
+
+async def test_a_lease_that_lapses_and_comes_back_holds_the_fetch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = os.urandom(8 * MiB)
+    site = _Site()
+
+    async def drive(origin: OriginServer, store: Store, url: str) -> None:
+        site.lapse()
+        await trio.sleep(0.2)
+        stored, sent = len(store.partial_chunks(url)), origin.stats.bytes_sent
+        sent_then, announced = sent[URL_PATH], site.announced
+        await trio.sleep(LEASE / 2)  # longer than the read timeout, within the grace
+        # Held: nothing stored or announced, and the origin stalls once the buffers are full.
+        assert len(store.partial_chunks(url)) == stored
+        assert site.announced == announced
+        assert sent[URL_PATH] - sent_then < 4 * MiB * LEASE / 2 / 2
+        site.renew()
+
+    origin, _, digest = await _with_fetch(tmp_path, site, data, drive)
+    assert digest == hashlib.sha256(data).digest()
+    assert "seeder.held" in caplog.messages
+    assert "seeder.fenced" not in caplog.messages
+    # One request, and the origin sent the object's bytes exactly once.
+    assert origin.stats.requests[URL_PATH] == 1
+    assert origin.stats.bytes_sent[URL_PATH] == len(data)
+
+
+@pytest.mark.parametrize("busy_when_fenced", [False, True])
+async def test_a_lease_that_does_not_come_back_stops_the_fetch_and_the_next_term_resumes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, busy_when_fenced: bool
+) -> None:
+    data = os.urandom(8 * MiB)
+    site = _Site(busy_when_fenced=busy_when_fenced)
+
+    async def drive(origin: OriginServer, store: Store, url: str) -> None:
+        site.lapse()
+        await trio.sleep(LEASE + 0.5)  # the grace ran out: the fetch was stopped
+        assert "seeder.fenced" in caplog.messages
+        site.elect(2)  # this node wins the next term: it resumes its partial
+
+    origin, _, digest = await _with_fetch(tmp_path, site, data, drive)
+    assert digest == hashlib.sha256(data).digest()
+    # Resumed with Range after the chunks already stored, not fetched again (that would be
+    # 12 MiB at least); what was in flight when it stopped (socket buffers) is lost.
+    assert origin.stats.requests[URL_PATH] == 2
+    assert origin.stats.bytes_sent[URL_PATH] < len(data) + len(data) // 4
+
+
+async def test_another_seeder_named_while_held_stops_the_fetch_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = os.urandom(8 * MiB)
+    site = _Site()
+
+    async def drive(origin: OriginServer, store: Store, url: str) -> None:
+        site.lapse()
+        await trio.sleep(0.1)
+        assert "seeder.held" in caplog.messages
+        site.name(("other", 2))
+        with trio.fail_after(LEASE / 2):  # at once, not at the grace's end
+            while "seeder.fenced" not in caplog.messages:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        site.elect(3)  # the other seeder is gone in turn and this node wins: it resumes
+
+    origin, _, digest = await _with_fetch(tmp_path, site, data, drive)
+    assert digest == hashlib.sha256(data).digest()
+    assert origin.stats.requests[URL_PATH] == 2

@@ -22,6 +22,7 @@ def test_public_names() -> None:
             "AllowPolicy",
             "Authorizer",
             "Door",
+            "FetchHold",
             "FetchInfo",
             "OriginFetcher",
             "OriginStats",
@@ -52,6 +53,7 @@ def test_fetch_signature() -> None:
         "digest_header",
         "keep_on_status",
         "backoff",
+        "hold",
         "task_status",
     ]
     assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in list(params)[2:])
