@@ -13,6 +13,11 @@ cleanup_leftovers` removes a dead run's namespaces; nothing is added to the host
 Site 0 is the core. Every site reaches every other and the origin through the backbone, IPv4
 and IPv6 (a ULA prefix), so an edge can name its parents by either family. The addresses exist
 only inside these namespaces; the host's interfaces are never touched.
+
+``slow_links`` narrows one edge's federation link: on that edge's uplink (``wan`` out,
+backbone ``u<s>`` out), traffic to or from the core's Pi subnets gets its own htb class at the
+slow rate, under the uplink's rate; the edge's traffic with the origin (and other edges) keeps
+the rest of the uplink. So the edge's path to the core is slow, its path to the origin is not.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench._netns import PREFIX, Namespaces, _ip, _shape
+import trio
+
+from bench._netns import PREFIX, Namespaces, _ip, _shape, _tc
 from frumitcache.testing.agents import AgentProcess
 
 ORIGIN_PORT = 8080
@@ -48,6 +55,8 @@ class ShapedFederation(Namespaces):
     uplink: int  # bytes/s of each site's uplink, both ways (0: unshaped)
     lan: int = 0  # bytes/s of each Pi's link, both ways (0: unshaped)
     core_uplink: int = 0  # bytes/s of site 0's uplink (0: ``uplink``), a data centre's
+    # site -> bytes/s of its link to the core (both ways), carved out of its uplink
+    slow_links: dict[int, int] = field(default_factory=dict)
     tag: str = field(default_factory=lambda: f"{PREFIX}{os.getpid()}")
     created: list[str] = field(default_factory=list)
 
@@ -90,6 +99,9 @@ class ShapedFederation(Namespaces):
     def _build(self) -> None:
         if len(self.sites) > 200 or any(n > 200 for n in self.sites):
             raise ValueError("at most 200 sites of 200 Pis fit the address plan")
+        for s, slow in self.slow_links.items():
+            if not 0 < s < len(self.sites) or slow <= 0 or (self.uplink and slow >= self.uplink):
+                raise ValueError(f"slow link of site {s}: must be an edge's, below its uplink")
         bb, og = self.backbone_ns, self.origin_ns
         forward = ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
         self._add_ns(bb)
@@ -108,8 +120,14 @@ class ShapedFederation(Namespaces):
             self._addr(bb, f"u{s}", f"10.97.{s}.1/24", f"fd42:97:{s}::1/64")
             self._addr(site, "wan", f"10.97.{s}.2/24", f"fd42:97:{s}::2/64")
             rate = self.core_uplink if s == 0 and self.core_uplink else self.uplink
-            _shape(bb, f"u{s}", rate)  # backbone -> site
-            _shape(site, "wan", rate)  # site -> backbone
+            if s in self.slow_links:
+                slow = self.slow_links[s]
+                core = ("10.98.10.0/24", "fd42:98:0::/64")  # site 0's Pis
+                _shape_split(bb, f"u{s}", rate, slow, "src", core)  # core -> edge
+                _shape_split(site, "wan", rate, slow, "dst", core)  # edge -> core
+            else:
+                _shape(bb, f"u{s}", rate)  # backbone -> site
+                _shape(site, "wan", rate)  # site -> backbone
             self._route(site, "default", f"10.97.{s}.1")
             self._route(site, "default", f"fd42:97:{s}::1")
             self._route(bb, f"10.98.{10 + s}.0/24", f"10.97.{s}.2")
@@ -127,6 +145,28 @@ class ShapedFederation(Namespaces):
                 self._route(pi, "default", f"fd42:98:{s}::1")
                 _shape(pi, "eth0", self.lan)
                 _shape(site, f"p{i}", self.lan)
+
+
+def _shape_split(ns: str, dev: str, rate: int, slow: int, side: str, nets: tuple[str, str]) -> None:
+    """Like :func:`bench._netns._shape` (``rate`` bytes/s; 0: none), with packets whose
+    ``side`` ("src" or "dst") address is in ``nets`` (IPv4, IPv6) in a class of their own at
+    ``slow`` bytes/s, within ``rate``."""
+    total = rate or 1_000_000_000  # an unshaped uplink: a ceiling no veth reaches here
+    burst = str(max(32 * 1024, total // 100))
+    classes = (("1:1", "1:", total, total), ("1:10", "1:1", total - slow, total))
+    _tc(ns, "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10")
+    for classid, parent, low, ceil in (*classes, ("1:20", "1:1", slow, slow)):
+        _tc(
+            ns,
+            "class", "add", "dev", dev, "parent", parent, "classid", classid, "htb",
+            "rate", f"{low * 8}bit", "ceil", f"{ceil * 8}bit", "burst", burst, "cburst", burst,
+        )  # fmt: skip
+    for prio, proto, match, net in (("1", "ip", "ip", nets[0]), ("2", "ipv6", "ip6", nets[1])):
+        _tc(
+            ns,
+            "filter", "add", "dev", dev, "parent", "1:", "protocol", proto, "prio", prio,
+            "u32", "match", match, side, net, "flowid", "1:20",
+        )  # fmt: skip
 
 
 def run_in(ns: str, argv: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -218,3 +258,26 @@ def origin_stats(fed: ShapedFederation) -> dict[str, Any]:
     if result.returncode != 0:
         raise RuntimeError(f"origin stats: {result.stderr.strip()}")
     return dict(json.loads(result.stdout))
+
+
+async def wait_origin_sent(
+    fed: ShapedFederation, path: str, n: int, timeout_s: float
+) -> int | None:
+    """Wait until the origin has sent ``n`` bytes of ``path``; returns its count then (None
+    after ``timeout_s``). One watcher process in the origin's namespace polls ``/_stats``
+    every 20 ms (one process, not one per poll: a kill must land close to its mark)."""
+    base = f"http://{fed.origin_v4}:{ORIGIN_PORT}"
+    probe = (
+        "import json, time, urllib.request as u\n"
+        f"end = time.monotonic() + {timeout_s}\n"
+        "while time.monotonic() < end:\n"
+        f"    sent = json.load(u.urlopen('{base}/_stats'))['bytes_sent'].get({path!r}, 0)\n"
+        f"    if sent >= {n}:\n"
+        "        print(sent)\n"
+        "        break\n"
+        "    time.sleep(0.02)\n"
+    )
+    argv = [*fed.prefix(fed.origin_ns), sys.executable, "-c", probe]
+    result = await trio.run_process(argv, capture_stdout=True, check=False)
+    out = result.stdout.decode().strip()
+    return int(out) if result.returncode == 0 and out else None

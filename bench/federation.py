@@ -10,8 +10,22 @@ IPv4); ``islands``: no federation, every site fetches from the origin itself; ``
 each. One JSON object per mode: ``origin_bytes`` (the origin's own counter) and
 ``origin_ratio`` (÷ F), ``federation_bytes`` (what edges got from the core), ``t_last_s`` (the
 last Pi's verified copy), ``t_bound_s`` = max(F/U, E·F/U_core) (every edge's uplink must carry
-F; the core's must carry F in and E·F out), ``bound_ratio``, ``times_s`` per Pi. See
-:mod:`bench._netfed` for the namespaces.
+F; the core's must carry F in and E·F out), ``bound_ratio``, ``times_s`` per Pi, and
+``uplink_by_site`` (``origin_bytes``, ``federation_bytes`` per site, from the agents' status).
+See :mod:`bench._netfed` for the namespaces.
+
+Faults (issue 15), measured like the loopback tests in tests/federation:
+
+``--kill-parent-seeder-at FRACTION``: SIGKILL the core site's seeder once the origin has sent
+that share of F. Adds ``killed`` (the node, the origin's count and time at the kill),
+``extra_origin_bytes`` (origin bytes - F; the bound is one chunk plus what was in flight) and
+``verified``/``t_last_s`` over the surviving Pis.
+
+``--slow-link EDGE=RATE``: narrow edge EDGE's (1..E) federation link, i.e. its path to the
+core's Pis, to RATE both ways (an htb class of its own on that edge's uplink); its path to the
+origin keeps the uplink. Adds ``slow_link``: whether that edge's Pis all completed, their last
+time, and where its bytes came from. ``--edge-federation min_rate=2Mbit`` (any [federation]
+key) sets the edges' fallback knobs; otherwise they keep the agent's defaults.
 """
 
 from __future__ import annotations
@@ -23,15 +37,24 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from bench._fedfaults import (
+    kill_at,
+    name_of,
+    parse_fraction,
+    parse_section_setting,
+    parse_setting,
+    parse_slow_link,
+    seeder_of,
+    uplink_by_site,
+)
 from bench._netfed import ORIGIN_PORT, ShapedFederation, origin_stats, site_agents, start_origin
 from bench._netns import cleanup_leftovers
-from frumitcache.client import AgentClient
 from frumitcache.config import parse_quantity
 from frumitcache.testing.agents import AgentProcess
 
@@ -49,13 +72,17 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
     size = parse_quantity(args.size, "bytes")
     uplink = parse_quantity(args.uplink, "bytes/s")
     core_uplink = parse_quantity(args.core_uplink, "bytes/s") if args.core_uplink else uplink
+    slow_links = dict([args.slow_link]) if args.slow_link else {}
     data = os.urandom(size)
     digest = hashlib.sha256(data).hexdigest()
     www = work / "www"
     www.mkdir(parents=True)
     (www / "release.bin").write_bytes(data)
     fed = ShapedFederation(
-        [args.core] + [args.pis] * args.edges, uplink=uplink, core_uplink=core_uplink
+        [args.core] + [args.pis] * args.edges,
+        uplink=uplink,
+        core_uplink=core_uplink,
+        slow_links=slow_links,
     )
     agents: list[list[AgentProcess]] = []
     origin: subprocess.Popen[bytes] | None = None
@@ -67,39 +94,49 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
         by_v4 = [f"{fed.pi_v4(0, i)}:3147" for i in range(args.core)]
         for s in range(1 + args.edges):
             parents = [] if s == 0 else by_v6 if s == 1 else by_v4
-            agents.append(site_agents(fed, s, work / mode, key, parents))
+            site = site_agents(fed, s, work / mode, key, parents)
+            for agent in site:
+                for section, name, value in args.set:
+                    agent.settings.setdefault(section, {})[name] = value
+                if s and key is not None:
+                    agent.settings["federation"].update(args.edge_federation)
+            agents.append(site)
         flat = [a for site in agents for a in site]
         async with trio.open_nursery() as nursery:
             for agent in flat:
                 nursery.start_soon(agent.start)
         await trio.sleep(args.settle_s)  # seeders elected
+        victim = await seeder_of(agents[0]) if args.kill_parent_seeder_at else None
         url = f"http://{fed.origin_v4}:{ORIGIN_PORT}/release.bin"
         times: dict[str, float | None] = {}
-        start = time.monotonic()
+        killed: dict[str, Any] = {}
+        start = trio.current_time()
 
         async def one(agent: AgentProcess) -> None:
-            name = str(agent.settings["node"]["name"])
-            ok = await _pull(agent, url, digest, work / f"{mode}-{name}.out")
-            times[name] = time.monotonic() - start if ok else None
+            ok = await _pull(agent, url, digest, work / f"{mode}-{name_of(agent)}.out")
+            times[name_of(agent)] = trio.current_time() - start if ok else None
 
         async with trio.open_nursery() as nursery:
-            for agent in flat:
-                nursery.start_soon(one, agent)
+            if victim is not None:
+                mark = int(size * args.kill_parent_seeder_at)
+                nursery.start_soon(kill_at, fed, victim, url, mark, start, killed)
+            with trio.move_on_after(args.patience_s):  # a Pi still pulling then: None
+                async with trio.open_nursery() as pulls:
+                    for agent in flat:
+                        pulls.start_soon(one, agent)
+            nursery.cancel_scope.cancel()  # a mark never reached: no kill
+        times.update({name_of(a): None for a in flat if name_of(a) not in times})
+        survivors = {n: t for n, t in times.items() if n != killed.get("node")}
         verified = all(
             t is not None and (work / f"{mode}-{n}.out").read_bytes() == data
-            for n, t in times.items()
+            for n, t in survivors.items()
         )
         sent = int(origin_stats(fed)["bytes_sent"].get("/release.bin", 0))
-        federated = 0
-        for site in agents[1:]:
-            for agent in site:
-                federated += int(
-                    (await AgentClient(agent.socket).status()).origin.get("federation_bytes", 0)
-                )
-        done = [t for t in times.values() if t is not None]
+        sites = await uplink_by_site(agents)
+        done = [t for t in survivors.values() if t is not None]
         bound = max(size / uplink, args.edges * size / core_uplink)
-        t_last = max(done) if len(done) == len(times) else None
-        return {
+        t_last = max(done) if len(done) == len(survivors) else None
+        result: dict[str, Any] = {
             "mode": mode,
             "sites": 1 + args.edges,
             "pis": len(flat),
@@ -108,13 +145,31 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
             "core_uplink_bytes_s": core_uplink,
             "origin_bytes": sent,
             "origin_ratio": round(sent / size, 4),
-            "federation_bytes": federated,
+            "federation_bytes": sum(site["federation_bytes"] for site in sites[1:]),
             "t_last_s": round(t_last, 2) if t_last is not None else None,
             "t_bound_s": round(bound, 2),
             "bound_ratio": round(t_last / bound, 3) if t_last is not None else None,
             "verified": verified,
             "times_s": {n: round(t, 2) if t is not None else None for n, t in times.items()},
+            "uplink_by_site": sites,
         }
+        if args.kill_parent_seeder_at:
+            result["kill_at"] = args.kill_parent_seeder_at
+            result["killed"] = killed or None
+            result["extra_origin_bytes"] = sent - size
+        if slow_links:
+            ((edge, rate),) = slow_links.items()
+            edge_times = [times[name_of(a)] for a in agents[edge]]
+            edge_done = [t for t in edge_times if t is not None]
+            completed = len(edge_done) == len(edge_times)
+            result["slow_link"] = {
+                "edge": edge,
+                "rate_bytes_s": rate,
+                "completed": completed,
+                "t_last_s": round(max(edge_done), 2) if completed else None,
+                **sites[edge],
+            }
+        return result
     finally:
         for site in agents:
             for agent in site:
@@ -127,8 +182,24 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
         fed.teardown()
 
 
+def _flag(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser that raises ValueError (its message is shown)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.federation", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.federation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--core", type=int, default=2, help="Pis of the core site")
     parser.add_argument("--edges", type=int, default=3, help="edge sites")
     parser.add_argument("--pis", type=int, default=3, help="Pis per edge site")
@@ -137,15 +208,52 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--core-uplink", default="100Mbit", help="the core's uplink, each way")
     parser.add_argument("--mode", choices=("federated", "islands", "both"), default="both")
     parser.add_argument("--settle-s", type=float, default=8.0, help="wait for seeders first")
+    parser.add_argument(
+        "--kill-parent-seeder-at",
+        type=_flag(parse_fraction),
+        metavar="FRACTION",
+        help="SIGKILL the core site's seeder once the origin has sent this share of the object",
+    )
+    parser.add_argument(
+        "--slow-link",
+        type=_flag(parse_slow_link),
+        metavar="EDGE=RATE",
+        help="shape edge EDGE's (1..E) federation link, its path to the core's Pis, to RATE "
+        "both ways (e.g. 2=1Mbit); its path to the origin keeps the whole uplink",
+    )
+    parser.add_argument(
+        "--edge-federation",
+        type=_flag(parse_setting),
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [federation] setting of every edge agent (repeatable), e.g. min_rate=2Mbit",
+    )
+    parser.add_argument(
+        "--set",
+        type=_flag(parse_section_setting),
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a setting of every agent (repeatable), e.g. site.member_forget_s=6",
+    )
+    parser.add_argument(
+        "--patience-s", type=float, default=900.0, help="give up on Pis still pulling then"
+    )
+    parser.add_argument(
+        "--work", type=Path, help="keep the agents' directories and logs here (a new directory)"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per mode")
     args = parser.parse_args(argv)
+    if args.slow_link and not args.slow_link[0] <= args.edges:
+        parser.error(f"--slow-link: edge {args.slow_link[0]} of {args.edges}")
     if os.geteuid() != 0:
         sys.exit("bench.federation needs root (network namespaces and tc)")
     cleanup_leftovers()
     modes = ("federated", "islands") if args.mode == "both" else (args.mode,)
     with tempfile.TemporaryDirectory(prefix="fc-fed-") as tmp:
         for mode in modes:
-            result = trio.run(run, args, mode, Path(tmp) / mode)
+            result = trio.run(run, args, mode, (args.work or Path(tmp)) / mode)
             if args.json:
                 print(json.dumps(result), flush=True)
             else:
@@ -154,6 +262,13 @@ def main(argv: list[str] | None = None) -> None:
                     f"({result['bound_ratio']}x the bound {result['t_bound_s']} s), "
                     f"verified={result['verified']}"
                 )
+                if "killed" in result:
+                    print(
+                        f"  killed {result['killed']}, extra origin bytes "
+                        f"{result['extra_origin_bytes']}"
+                    )
+                if "slow_link" in result:
+                    print(f"  slow link {result['slow_link']}")
 
 
 if __name__ == "__main__":

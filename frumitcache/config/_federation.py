@@ -86,7 +86,11 @@ class FederationConfig(Section):
         "s",
     )
     retry_after_s: float = opt(
-        10.0, "How long a parent or sibling member that failed is skipped.", "s"
+        10.0,
+        "How long a parent or sibling member that failed is skipped. One whose body broke "
+        "(cut, silent past read_timeout_s, slower than min_rate) is also not asked again for "
+        "the rest of that fetch.",
+        "s",
     )
 
     @property

@@ -14,8 +14,11 @@ Only where the bytes come from changes. For each GET without credentials it trie
 
 A member that cannot be reached, refuses, or dies mid-body is skipped for
 ``federation.retry_after_s``; when a body breaks, the fetcher resumes with Range and this
-transport offers the resumed request to the next member, site or the origin. Requests with
-credentials (a registry's token) and anything but GET go to the origin directly.
+transport offers the resumed request to the next member, site or the origin. A member whose
+body broke (crawling under ``min_rate``, silent past ``read_timeout_s``, cut) is not asked
+again for the rest of that fetch, however short ``retry_after_s``: otherwise two parents on one
+slow path take turns until the fetcher's resumes run out, and the origin is never reached.
+Requests with credentials (a registry's token) and anything but GET go to the origin directly.
 
 This module dials only the members listed in ``[federation]`` (the uplink seam's one other
 dialler, checked by ``tests/tooling/test_uplink_seam.py``): the fetcher still paces and counts
@@ -25,6 +28,7 @@ every byte they send, per link (``parent@host:port``).
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -50,6 +54,10 @@ from frumitcache.origin import FRESHNESS_EXTENSION, VIA_EXTENSION
 from frumitcache.swarm import AUTH_HEADER, sign_request
 
 log = get_logger("federation")
+
+#: Fetches in progress whose broken members a transport remembers (a bound, not a tuning knob:
+#: a seeder fetches a handful of objects at once).
+_BROKE_URLS = 256
 
 
 @dataclass(slots=True)
@@ -109,6 +117,9 @@ class FederationTransport(httpx.AsyncBaseTransport):
         self._clock = clock
         self.links = links_of(config)
         self.to_origin = 0  # requests that went on to the origin
+        # URL -> members whose body broke during its current fetch (a request without Range
+        # starts a new fetch); the oldest URLs are dropped past _BROKE_URLS.
+        self._broke: OrderedDict[str, set[str]] = OrderedDict()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         # Only the fetcher's object fetches (they carry a freshness) may come from another
@@ -116,11 +127,15 @@ class FederationTransport(httpx.AsyncBaseTransport):
         freshness = request.extensions.get(FRESHNESS_EXTENSION)
         if request.method != "GET" or freshness is None or "authorization" in request.headers:
             return await self._origin.handle_async_request(request)
+        url = str(request.url)
+        if "range" not in request.headers:
+            self._broke.pop(url, None)  # a new fetch: every member gets its chance again
+        broke = self._broke.get(url, set())
         for link in self.links:
             if link.role == "sibling" and freshness == "revalidate":
                 continue
             now = trio.current_time()
-            if now < link.down_until:
+            if now < link.down_until or link.name in broke:
                 continue
             response = await self._ask(link, request, freshness)
             if response is not None:
@@ -174,7 +189,7 @@ class FederationTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=status,
             headers=response.headers,
-            stream=_LinkStream(inner, link, self),
+            stream=_LinkStream(inner, link, self, str(request.url)),
             extensions={**response.extensions, VIA_EXTENSION: link.name},
         )
 
@@ -183,6 +198,15 @@ class FederationTransport(httpx.AsyncBaseTransport):
             link.failures += 1
         link.down_until = trio.current_time() + self._config.retry_after_s
         log.warning("federation.link-skipped", link=link.name, detail=detail)
+
+    def _broke_on(self, url: str, link: Link, detail: str) -> None:
+        """``link``'s body for ``url`` broke: skipped for a while, and for the rest of the
+        fetch (the resumed requests of ``url``)."""
+        self._fail(link, detail)
+        self._broke.setdefault(url, set()).add(link.name)
+        self._broke.move_to_end(url)
+        while len(self._broke) > _BROKE_URLS:
+            self._broke.popitem(last=False)
 
     async def aclose(self) -> None:
         await self._links.aclose()
@@ -194,11 +218,12 @@ class _LinkStream(httpx.AsyncByteStream):
     member down, so the fetcher's Range resume goes to the next one."""
 
     def __init__(
-        self, inner: httpx.AsyncByteStream, link: Link, transport: FederationTransport
+        self, inner: httpx.AsyncByteStream, link: Link, transport: FederationTransport, url: str
     ) -> None:
         self._inner = inner
         self._link = link
         self._transport = transport
+        self._url = url
         self._closed = False  # given up on by the reader: a break after that is not the link's
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -219,7 +244,8 @@ class _LinkStream(httpx.AsyncByteStream):
                     raise httpx.ReadTimeout(f"slower than federation.min_rate ({cfg.min_rate} B/s)")
         except httpx.TransportError as exc:
             if not self._closed:
-                self._transport._fail(link, f"broke mid-body: {exc or type(exc).__name__}")
+                detail = f"broke mid-body: {exc or type(exc).__name__}"
+                self._transport._broke_on(self._url, link, detail)
             raise
 
     async def aclose(self) -> None:

@@ -312,3 +312,47 @@ async def test_a_crawling_parent_link_does_not_stall_the_site(
     finally:
         core.kill()
         edge.kill()
+
+
+async def test_two_crawling_parents_do_not_take_turns_until_the_fetch_fails(
+    origin: OriginServer, tmp_path: Path
+) -> None:
+    """Both agents of the core send at most 256 KiB/s to the edge (one slow path, as a 1 Mbit
+    federation link in bench.federation --slow-link), and a skipped member is back after 1 s:
+    the edge leaves each parent once for this fetch, then resumes from the origin. (Before,
+    the two parents took turns, each found slow again, until the fetcher's 5 resumes ran out
+    and the whole site's fetch failed.)"""
+    data = os.urandom(8 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/t.bin", data)
+    key = new_key()
+    core = fed_site(tmp_path / "core", 2, key, extra={"max_rate": 256 * 1024})
+    edge = fed_site(
+        tmp_path / "edge",
+        1,
+        key,
+        parents=members(core),
+        extra={"min_rate": MiB, "slow_window_s": 2.0, "retry_after_s": 1.0},
+    )
+    try:
+        await core.start()
+        await edge.start()
+        await wait_for_seeder(core)
+        with trio.fail_after(60):
+            result = await pull(edge.agents[0], origin.url("/t.bin"), digest, tmp_path / "o")
+        log = edge.agents[0].log()
+        assert result.returncode == 0, (result.stderr, log)
+        assert (tmp_path / "o").read_bytes() == data
+        counters = await uplink(edge.agents[0])
+        assert 0 < counters["federation_bytes"] < len(data), counters
+        assert counters["origin_bytes"] + counters["federation_bytes"] == len(data), counters
+        # Each parent was left once, then the origin finished the object.
+        skipped = [
+            line.split("link=")[1].split()[0]
+            for line in log.splitlines()
+            if "federation.link-skipped" in line and "slower than" in line
+        ]
+        assert sorted(skipped) == sorted(f"parent@{m}" for m in members(core)), log
+    finally:
+        core.kill()
+        edge.kill()

@@ -113,3 +113,49 @@ async def test_the_origins_404_through_a_parent_is_the_answer() -> None:
     response = await links(net, origin).handle_async_request(fetch())
     assert response.status_code == 404
     assert origin.asked == []
+
+
+class _Breaks(httpx.AsyncByteStream):
+    """A body that dies after its first bytes (a crawling or dead member, as the fetcher
+    sees it)."""
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        yield b"ab"
+        raise httpx.ReadError("cut")
+
+
+async def test_a_member_whose_body_broke_is_not_asked_again_in_that_fetch() -> None:
+    """Even with no wait before a failed member is retried (retry_after_s 0), the Range
+    resumes of one fetch go to the next parent, then the origin, never back to a member that
+    already broke; a new fetch (no Range) asks them all again."""
+    asked: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        if request.url.host == "10.0.1.1":
+            return httpx.Response(504)  # the sibling holds nothing
+        return httpx.Response(200, stream=_Breaks())
+
+    origin = Recorder({})
+    cfg = FederationConfig(
+        key=KEY, parents=["10.0.0.1", "10.0.0.2"], siblings=["10.0.1.1"], retry_after_s=0.0
+    )
+    transport = FederationTransport(
+        origin.transport(), config=cfg, key=KEY.encode(), links=httpx.MockTransport(handle)
+    )
+
+    async def read(request: httpx.Request) -> None:
+        response = await transport.handle_async_request(request)
+        with pytest.raises(httpx.ReadError):
+            async for _ in response.stream:  # type: ignore[union-attr]
+                pass
+
+    await read(fetch())
+    await read(fetch(range="bytes=2-"))
+    response = await transport.handle_async_request(fetch(range="bytes=4-"))
+    assert VIA_EXTENSION not in response.extensions  # the origin's answer
+    assert asked == ["10.0.1.1", "10.0.0.1", "10.0.1.1", "10.0.0.2", "10.0.1.1"]
+    assert len(origin.asked) == 1
+    asked.clear()
+    await read(fetch())  # a new fetch of the same URL
+    assert asked == ["10.0.1.1", "10.0.0.1"]
