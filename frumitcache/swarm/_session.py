@@ -6,7 +6,8 @@ torrent (see :mod:`._torrent`): a chunk in the store is seeded in seed mode stra
 store file; a missing chunk is downloaded into ``store.tmp_dir``, checked, adopted into the
 store and then seeded on by the same torrent, pointed at the store's name of its file.
 
-Settings, filters and torrent records are in :mod:`._lt`, the chunks' v2 trees in :mod:`._trees`.
+Settings, filters and torrent records are in :mod:`._lt`, the chunks' v2 trees in :mod:`._trees`,
+the payload totals in :mod:`._totals`.
 Traps handled here (measured, see shared/LIBTORRENT.md): settings are passed at construction; an
 alert is copied out at once (it dies at the next ``pop_alerts``); a finished download is flushed
 (``cache_flushed_alert``) before its file is read; every address is in the global peer class so
@@ -33,7 +34,6 @@ from frumitcache.config import SwarmConfig
 from frumitcache.errors import FrumitcacheError, NotInStoreError, PeerError
 from frumitcache.swarm._holders import HolderPenalties
 from frumitcache.swarm._lt import (
-    ChunkStatistics,
     SwarmStatistics,
     Torrent,
     add_params,
@@ -48,6 +48,7 @@ from frumitcache.swarm._lt import (
 from frumitcache.swarm._merkle import MerkleTree
 from frumitcache.swarm._storeapi import ChunkStore
 from frumitcache.swarm._torrent import ChunkTorrent, chunk_torrent, site_mac, torrent_of_tree
+from frumitcache.swarm._totals import SwarmTotals
 from frumitcache.swarm._trees import ChunkTrees, downloaded_tree
 
 Address = tuple[str, int]
@@ -80,11 +81,9 @@ class Swarm:
         self._holders: dict[str, set[Address]] = {}
         self._trees = ChunkTrees(store)
         self._fetching: dict[str, trio.Event] = {}
-        self._base: dict[str, tuple[int, int]] = {}  # totals of torrents already removed
-        self._gone = (0, 0)  # totals of chunks the store no longer holds (folded by sweep)
+        self._totals = SwarmTotals()  # payload bytes, kept across torrent removals
         self._sweep_wanted = trio.Event()
         self._swept_at = 0  # torrent count after the last sweep
-        self._hash_failures = 0
         # libtorrent bans a peer per torrent; we skip it for every chunk, for a back-off.
         self._banned = HolderPenalties()
         # Default deny: until the site says who its members are, only this node is admitted.
@@ -217,7 +216,7 @@ class Swarm:
                 if t2.handle == alert.handle:
                     t2.removed.set()
         elif isinstance(alert, lt.hash_failed_alert):
-            self._hash_failures += 1
+            self._totals.hash_failures += 1
             if t is not None and t.seeding:
                 # A seed-mode torrent hashes each piece on its first upload: our own store file
                 # is bad. Stop serving it, and let the store check (and drop) the chunk.
@@ -302,9 +301,7 @@ class Swarm:
                 self._trees.forget(d)
         for d in [d for d in self._holders if d not in live and not self._store.has_chunk(d)]:
             del self._holders[d]
-        for d in [d for d in self._base if d not in live]:
-            up, down = self._base.pop(d)
-            self._gone = (self._gone[0] + up, self._gone[1] + down)
+        self._totals.fold(live)
         self._swept_at = len(self._torrents)
         return len(gone)
 
@@ -336,7 +333,7 @@ class Swarm:
 
     async def _remove(self, t: Torrent) -> None:
         if self._ses is not None and not t.removed.is_set():
-            self._account(t)
+            self._totals.account(t)
             try:
                 self._ses.remove_torrent(t.handle)
             except RuntimeError:  # the handle is no longer valid: nothing left to remove
@@ -345,15 +342,6 @@ class Swarm:
                 await t.removed.wait()
         if self._torrents.get(t.digest) is t:
             del self._torrents[t.digest]
-
-    def _account(self, t: Torrent) -> None:
-        with contextlib.suppress(Exception):
-            s = t.handle.status()
-            up, down = self._base.get(t.digest, (0, 0))
-            self._base[t.digest] = (
-                up + int(s.total_payload_upload),
-                down + int(s.total_payload_download),
-            )
 
     # --- fetching -------------------------------------------------------------------------
 
@@ -472,24 +460,7 @@ class Swarm:
     # --- statistics -----------------------------------------------------------------------
 
     def statistics(self) -> SwarmStatistics:
-        chunks: dict[str, ChunkStatistics] = {}
-        for digest, (up, down) in self._base.items():
-            chunks[digest] = ChunkStatistics(up, down, False)
-        for digest, t in self._torrents.items():
-            up, down = self._base.get(digest, (0, 0))
-            with contextlib.suppress(Exception):
-                s = t.handle.status()
-                up += int(s.total_payload_upload)
-                down += int(s.total_payload_download)
-            chunks[digest] = ChunkStatistics(up, down, t.seeding)
-        return SwarmStatistics(
-            uploaded=self._gone[0] + sum(c.uploaded for c in chunks.values()),
-            downloaded=self._gone[1] + sum(c.downloaded for c in chunks.values()),
-            chunks=chunks,
-            hash_failures=self._hash_failures,
-            banned_peers=tuple(sorted(self.banned)),
-            corrupt_chunks=tuple(sorted(self._trees.corrupt)),
-        )
+        return self._totals.statistics(self._torrents, self.banned, self._trees.corrupt)
 
 
 def cleanup_partials(store: ChunkStore) -> None:
