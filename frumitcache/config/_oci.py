@@ -108,6 +108,12 @@ class OciConfig(Section):
         'Registry credentials (auth.json format: {"auths": {"ghcr.io": {"auth": base64}}}); '
         "used by the seeder for token requests, never logged, never sent across the site.",
     )
+    prefetch_blobs: bool = opt(
+        True,
+        "When a client GETs an image manifest, ask the site for its config and every layer at "
+        "once (the seeder starts each upstream fetch then, once for the site) instead of when "
+        "the client gets to them; an index, a HEAD or a 304 prefetches nothing.",
+    )
     header_timeout_s: float = opt(
         10.0, "A client must send a whole request head within this time once started.", "s"
     )

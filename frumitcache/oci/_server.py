@@ -30,6 +30,7 @@ from frumitcache.errors import (
 from frumitcache.oci._authhook import RegistryAuth
 from frumitcache.oci._metrics import RegistryMetrics
 from frumitcache.oci._names import ApiRoot, Ask, parse_request
+from frumitcache.oci._prefetch import Prefetcher
 from frumitcache.oci._source import Opened, RegistryContent, RegistryError
 from frumitcache.oci._spec import ApiError, accepted_manifest_types
 
@@ -112,6 +113,7 @@ class RegistryMirror:
         self.registries: dict[str, Registry] = parse_registries(config.registries)
         self.metrics = metrics if metrics is not None else RegistryMetrics()
         self.auth: RegistryAuth | None = None  # the token hook, for its counters
+        self.prefetch = Prefetcher(source) if config.prefetch_blobs else None
         self._throttle = Throttle()
 
     async def serve(
@@ -126,6 +128,8 @@ class RegistryMirror:
             listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.listen)
         sockname = listeners[0].socket.getsockname()
         async with trio.open_nursery() as nursery:
+            if self.prefetch is not None:
+                nursery.start_soon(self.prefetch.run)
             task_status.started((str(sockname[0]), int(sockname[1])))
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener, nursery)
@@ -280,6 +284,9 @@ class RegistryMirror:
         ]
         if ask.kind == "manifests":
             self.metrics.served_manifest(opened.source)
+            if method == "GET" and plan.status == 200 and self.prefetch and opened.body:
+                # The client is pulling this image: its blobs go upstream now, not when asked.
+                self.prefetch.manifest_served(ask, opened.body, opened.media_type)
         if plan.status == 304:
             await send(conn, stream, h11.Response(status_code=304, headers=out))
             await send(conn, stream, h11.EndOfMessage())

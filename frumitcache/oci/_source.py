@@ -61,6 +61,7 @@ class Opened:
     media_type: str
     source: Provenance
     read: Reader
+    body: bytes | None = None  # a manifest's bytes (a blob is read through ``read``)
 
 
 class RegistryError(FrumitcacheError):
@@ -116,7 +117,7 @@ class RegistryContent:
         if ask.is_digest and digest != ask.reference:  # the seam verified it; belt and braces
             raise RegistryError(ApiError("MANIFEST_UNKNOWN", "digest mismatch", 404))
         media_type = _media_type(content.info.meta.content_type, body)
-        return Opened(digest, len(body), media_type, content.info.provenance, _memory(body))
+        return Opened(digest, len(body), media_type, content.info.provenance, _memory(body), body)
 
     async def blob(self, ask: Ask) -> Opened:
         request = ContentRequest(ask.url, "oci", sha256=ask.sha256)
