@@ -32,7 +32,8 @@ import h11
 import msgpack
 import trio
 
-from frumitcache.errors import FrumitcacheError, PeerError
+from frumitcache._digest import parse_digest
+from frumitcache.errors import FrumitcacheError, PeerError, ProtocolError
 from frumitcache.store import Store
 from frumitcache.swarm import (
     AUTH_HEADER,
@@ -90,7 +91,7 @@ class PrefetchPeerHttpServer(PeerHttpServer):
         keys: KeysHandler,
         bulk: BulkHandler | None = None,
         upload_rate: int = 0,
-        trees: Callable[[str], Awaitable[MerkleTree]] | None = None,
+        trees: Callable[[bytes], Awaitable[MerkleTree]] | None = None,
         limits: PeerLimits | None = None,
         max_clock_skew_s: float = 60.0,
         on_member: Callable[[str], None] | None = None,
@@ -126,11 +127,9 @@ class PrefetchPeerHttpServer(PeerHttpServer):
             await _reply(conn, stream, 405, b"POST only")
             return
         if req.target.startswith(KEYS):
-            try:
-                digest = bytes.fromhex(req.target[len(KEYS) :].decode())
-            except (ValueError, UnicodeDecodeError):
-                digest = b""
-            if len(digest) != 32:
+            try:  # the path names the object in hex: 64 lower-case digits, nothing else
+                digest = parse_digest(req.target[len(KEYS) :].decode("latin-1"), "object")
+            except ProtocolError:
                 await _reply(conn, stream, 400, b"not a SHA-256")
                 return
             names = self._keys(digest)

@@ -255,7 +255,7 @@ class SeederRole:
                     break
                 digest = manifest.chunks[index]
                 try:
-                    await chunks.fetch(ChunkRef(digest.hex(), manifest.chunk_size), holders)
+                    await chunks.fetch(ChunkRef(digest, manifest.chunk_size), holders)
                 except (PeerError, DigestMismatchError) as exc:
                     log.info(
                         "resume.chunk-unavailable", url=flight.url, index=index, detail=str(exc)

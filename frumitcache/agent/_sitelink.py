@@ -143,7 +143,7 @@ class SiteLink(SiteHooks):
             raise AgentError("the site link is not running yet")
         return self.node, self.chunks
 
-    async def _tree(self, digest: str) -> MerkleTree:
+    async def _tree(self, digest: bytes) -> MerkleTree:
         # A member asking for a chunk's tree is about to dial us for it: seed it now.
         assert self.swarm is not None
         await self.swarm.seed(digest)
@@ -205,7 +205,7 @@ class SiteLink(SiteHooks):
             return
         size = self.store.chunk_len(digest)
         if size is not None and size > self.config.swarm.small_chunk_bytes:
-            await self.swarm.seed(digest.hex())
+            await self.swarm.seed(digest)
 
     # --- hooks --------------------------------------------------------------------------------
 

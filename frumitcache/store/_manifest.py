@@ -13,19 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-DIGEST_LEN = 32
+from frumitcache._digest import DIGEST_LEN, is_hex_digest
+
 EMPTY_DIGEST = hashlib.sha256(b"").digest()
-_HEX = frozenset("0123456789abcdef")
-
-
-def is_hex_name(name: str) -> bool:
-    """Whether ``name`` is a digest in lower-case hex (a chunk file's name)."""
-    return len(name) == 2 * DIGEST_LEN and set(name) <= _HEX
 
 
 def digest_of_key(key: str) -> bytes | None:
     """The object digest a ``sha256:<hex>`` key names, else None."""
-    if key.startswith("sha256:") and is_hex_name(key[7:].lower()):
+    if key.startswith("sha256:") and is_hex_digest(key[7:].lower()):
         return bytes.fromhex(key[7:])
     return None
 

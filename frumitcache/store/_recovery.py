@@ -14,8 +14,9 @@ import shutil
 import time
 from pathlib import Path
 
+from frumitcache._digest import is_hex_digest
 from frumitcache.store._files import hash_file, remove_quietly
-from frumitcache.store._manifest import RecoveryReport, is_hex_name
+from frumitcache.store._manifest import RecoveryReport
 from frumitcache.store._refs import ChunkRefs
 
 
@@ -40,7 +41,7 @@ class Recovery(ChunkRefs):
             if not sub.is_dir(follow_symlinks=False):
                 continue
             for entry in os.scandir(sub.path):
-                if not is_hex_name(entry.name) or entry.name[:2] != sub.name:
+                if not is_hex_digest(entry.name) or entry.name[:2] != sub.name:
                     continue  # not ours (never delete what we did not write)
                 digest = bytes.fromhex(entry.name)
                 if digest in rows:

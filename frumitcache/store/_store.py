@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from frumitcache._digest import DIGEST_LEN
 from frumitcache.errors import NotInStoreError, StoreError
 from frumitcache.store._core import StoreCore
 from frumitcache.store._live import LiveObject, LiveObjects
 from frumitcache.store._manifest import (
-    DIGEST_LEN,
     Manifest,
     PartialSpec,
     RecoveryReport,
@@ -43,14 +43,9 @@ def _check_digest(digest: bytes) -> None:
         raise ValueError(f"a digest is 32 bytes of SHA-256, got {digest!r}")
 
 
-def _digest(digest: bytes | str) -> bytes:
-    """Chunk methods take the raw 32-byte digest or its 64-character hex form."""
-    if isinstance(digest, str):
-        try:
-            raw = bytes.fromhex(digest)
-        except ValueError:
-            raise ValueError(f"not a hex SHA-256 digest: {digest!r}") from None
-        digest = raw
+def _digest(digest: bytes) -> bytes:
+    """Chunk methods take the raw 32-byte digest, the one type a digest has inside the package
+    (hex is for file names, URLs and logs)."""
     _check_digest(digest)
     return digest
 
@@ -128,16 +123,16 @@ class Store:
 
     # --- chunks ----------------------------------------------------------------------------
 
-    # Chunk methods take a digest as 32 raw bytes or as 64 hex characters.
+    # Chunk methods take a digest as 32 raw bytes.
 
-    def has_chunk(self, digest: bytes | str) -> bool:
+    def has_chunk(self, digest: bytes) -> bool:
         return self._core.chunk_size_of(_digest(digest)) is not None
 
-    def chunk_len(self, digest: bytes | str) -> int | None:
+    def chunk_len(self, digest: bytes) -> int | None:
         """The stored chunk's length, or None when it is not in the store."""
         return self._core.chunk_size_of(_digest(digest))
 
-    def chunk_path(self, digest: bytes | str) -> Path:
+    def chunk_path(self, digest: bytes) -> Path:
         """Path of a complete chunk file (named by its hex digest; read it, never write)."""
         digest = _digest(digest)
         path = self._core.chunk_file(digest)
@@ -145,7 +140,7 @@ class Store:
             raise NotInStoreError(f"chunk {digest.hex()} is not in the store")
         return path
 
-    async def put_chunk(self, data: bytes | bytearray | memoryview, digest: bytes | str) -> None:
+    async def put_chunk(self, data: bytes | bytearray | memoryview, digest: bytes) -> None:
         """Store a chunk after checking it hashes to ``digest`` (DigestMismatchError)."""
         digest = _digest(digest)
         if not self.has_chunk(digest):
@@ -155,7 +150,7 @@ class Store:
     async def adopt_chunk_file(
         self,
         path: Path,
-        digest: bytes | str,
+        digest: bytes,
         *,
         verified_xxh3: bytes | None = None,
         verify: Callable[[Path], bytes] | None = None,
@@ -181,18 +176,18 @@ class Store:
 
         await trio.to_thread.run_sync(adopt)
 
-    async def read_chunk(self, digest: bytes | str) -> bytes:
+    async def read_chunk(self, digest: bytes) -> bytes:
         """The chunk's bytes after an xxh3 check; a corrupt chunk is removed from the store
         and CorruptChunkError raised."""
         return await trio.to_thread.run_sync(self._core.read_chunk, _digest(digest))
 
-    async def open_chunk(self, digest: bytes | str) -> int:
+    async def open_chunk(self, digest: bytes) -> int:
         """A read-only descriptor of the chunk's file whose bytes were checked (xxh3, through
         this descriptor) just now; the caller closes it. A corrupt chunk is removed and
         CorruptChunkError raised. Why a descriptor may be trusted: StoreCore.open_chunk."""
         return await trio.to_thread.run_sync(self._core.open_chunk, _digest(digest))
 
-    def set_chunk_root(self, digest: bytes | str, root: bytes) -> None:
+    def set_chunk_root(self, digest: bytes, root: bytes) -> None:
         """Remember an opaque 32-byte value with a chunk (the swarm's v2 merkle root)."""
         digest = _digest(digest)
         if len(root) != DIGEST_LEN:
@@ -202,7 +197,7 @@ class Store:
         if not found:
             raise NotInStoreError(f"chunk {digest.hex()} is not in the store")
 
-    def chunk_root(self, digest: bytes | str) -> bytes | None:
+    def chunk_root(self, digest: bytes) -> bytes | None:
         with self._core.index.read() as tx:
             return tx.chunk_root(_digest(digest))
 

@@ -50,13 +50,13 @@ async def _nursery() -> AsyncIterator[trio.Nursery]:
 
 @dataclass(frozen=True, slots=True)
 class ChunkRef:
-    """One chunk of a manifest: its SHA-256 (hex), length and, when known, v2 pieces root.
+    """One chunk of a manifest: its SHA-256, length and, when known, v2 pieces root.
 
     Without the root the fetcher asks a holder for the chunk's tree over peer HTTP (safe: the
     downloaded bytes are checked against ``digest`` whatever the tree said).
     """
 
-    digest: str
+    digest: bytes
     size: int
     root: bytes | None = None
 
@@ -76,7 +76,12 @@ class Holder:
     seeder: bool = False
 
 
-def assigned_fetcher(digest: str, candidates: Sequence[Holder]) -> Holder:
+def _spread(digest: bytes, n: int) -> int:
+    """A chunk's turn among ``n`` (its first four bytes modulo ``n``: the same on every node)."""
+    return int.from_bytes(digest[:4], "big") % n
+
+
+def assigned_fetcher(digest: bytes, candidates: Sequence[Holder]) -> Holder:
     """The one fetcher that pulls chunk ``digest`` from the seeder (same answer on every node).
 
     libtorrent's own super-seeding reveals the first piece to a peer only after a 10 s timer
@@ -84,7 +89,7 @@ def assigned_fetcher(digest: str, candidates: Sequence[Holder]) -> Holder:
     assignment gets the same effect at chunk level with no delay.
     """
     ordered = sorted(candidates, key=lambda h: (h.address, h.swarm_port))
-    return ordered[int(digest[:8], 16) % len(ordered)]
+    return ordered[_spread(digest, len(ordered))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +128,11 @@ class ChunkFetcher:
         self._grace = seeder_grace
         self._stall = stall_timeout
         #: Chunks (digest → size) whose trees the next batch asks for (:meth:`want_trees`).
-        self._tree_wanted: dict[str, int] = {}
+        self._tree_wanted: dict[bytes, int] = {}
         #: Trees fetched in a batch and not used yet, with the holder that sent them.
-        self._tree_cache: dict[str, tuple[MerkleTree, Address]] = {}
+        self._tree_cache: dict[bytes, tuple[MerkleTree, Address]] = {}
         #: Set when the batch carrying a chunk's tree has been answered (or failed).
-        self._tree_pending: dict[str, trio.Event] = {}
+        self._tree_pending: dict[bytes, trio.Event] = {}
 
     @classmethod
     def from_config(
@@ -221,7 +226,7 @@ class ChunkFetcher:
         if direct and usable:
             # Spread chunks over the holders (same digest, same first choice), the seeder last.
             members = sorted((h for h in usable if not h.seeder), key=lambda h: h.address)
-            turn = int(chunk.digest[:8], 16) % len(members) if members else 0
+            turn = _spread(chunk.digest, len(members)) if members else 0
             ordered = members[turn:] + members[:turn] + [h for h in usable if h.seeder]
             with contextlib.suppress(PeerError):
                 await self._http.fetch(
@@ -255,7 +260,7 @@ class ChunkFetcher:
             # A large chunk that came over HTTP (the swarm stalled) is still served by torrent.
             await self._swarm.seed(chunk.digest, verified=True)
 
-    def assigned_here(self, digest: str, members: Sequence[Holder]) -> bool:
+    def assigned_here(self, digest: bytes, members: Sequence[Holder]) -> bool:
         """Is this node the one among itself and ``members`` (the seeder left out) assigned to
         take chunk ``digest`` from the seeder? True when it has no fellow member."""
         others = [h for h in members if not h.seeder]

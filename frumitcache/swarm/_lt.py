@@ -48,19 +48,19 @@ class SwarmStatistics:
 
     uploaded: int
     downloaded: int
-    chunks: dict[str, ChunkStatistics]
+    chunks: dict[bytes, ChunkStatistics]
     hash_failures: int
     #: Peers libtorrent banned for sending data that failed its hash check.
     banned_peers: tuple[str, ...]
     #: Chunks whose store file failed a hash check while being seeded (bit rot or tampering).
-    corrupt_chunks: tuple[str, ...]
+    corrupt_chunks: tuple[bytes, ...]
 
 
 @dataclass(eq=False)
 class Torrent:
     """One chunk's torrent in the session; the events are set by the alert pump."""
 
-    digest: str
+    digest: bytes
     handle: Any
     seeding: bool
     finished: trio.Event = field(default_factory=trio.Event)
@@ -192,7 +192,7 @@ async def seed_on(t: Torrent, download: Path, path: Path) -> bool:
 
 
 async def wait_finished(
-    t: Torrent, dial: Callable[[str], None], stall_timeout: float, *, sample_s: float = 1.0
+    t: Torrent, dial: Callable[[bytes], None], stall_timeout: float, *, sample_s: float = 1.0
 ) -> None:
     """Until ``t`` finished downloading (the alert pump sets ``t.finished``).
 
@@ -216,9 +216,10 @@ async def wait_finished(
             last_progress = t.progressed_at = now
         elif now - last_progress > stall_timeout:
             raise PeerError(
-                f"chunk {t.digest}: no progress from any holder for {math.ceil(stall_timeout)} s"
+                f"chunk {t.digest.hex()}: no progress from any holder "
+                f"for {math.ceil(stall_timeout)} s"
             )
         else:
             dial(t.digest)
     if t.error:
-        raise PeerError(f"chunk {t.digest}: {t.error}")
+        raise PeerError(f"chunk {t.digest.hex()}: {t.error}")

@@ -147,9 +147,9 @@ def merkle_tree(data: bytes | bytearray | memoryview, piece_size: int | None = N
     return hasher.finish()
 
 
-def file_tree(path: Path, piece_size: int, *, sha: bool) -> tuple[str, MerkleTree, bytes]:
+def file_tree(path: Path, piece_size: int, *, sha: bool) -> tuple[bytes, MerkleTree, bytes]:
     """The v2 merkle tree and xxh3 of a file in one pass (run in a worker thread), and its
-    SHA-256 hex when ``sha`` (else ""): a file checked against a known pieces root needs no
+    SHA-256 when ``sha`` (else b""): a file checked against a known pieces root needs no
     second hash.
 
     Reads into one reused buffer and hashes memoryview slices: no per-block copies.
@@ -166,7 +166,7 @@ def file_tree(path: Path, piece_size: int, *, sha: bool) -> tuple[str, MerkleTre
                 whole.update(block)
             xx.update(block)
             tree.update(block)
-    return (whole.hexdigest() if whole is not None else ""), tree.finish(), xx.digest()
+    return (whole.digest() if whole is not None else b""), tree.finish(), xx.digest()
 
 
 def file_xxh3(path: Path) -> bytes:

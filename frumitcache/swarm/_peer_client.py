@@ -40,7 +40,7 @@ _STREAM_MIN = 256 * 1024
 
 async def get_chunk(
     address: Address,
-    digest: str,
+    digest: bytes,
     key: bytes,
     *,
     max_bytes: int,
@@ -49,13 +49,15 @@ async def get_chunk(
     sink: Callable[[bytes], None] | None = None,
     local_address: str | None = None,
 ) -> bytearray:
-    """One signed ``GET /chunk/<digest>[/what]`` from ``address``; the body, unverified.
+    """One signed ``GET /chunk/<hex>[/what]`` for chunk ``digest`` from ``address``; the body,
+    unverified.
 
     With ``sink`` the body is handed to it piece by piece as it arrives (and an empty
     bytearray returned): a large chunk never sits whole in memory.
     The caller bounds it with a cancel scope (:class:`HttpChunkClient` does, per holder).
     """
-    path = f"/chunk/{digest}{'/' + what if what else ''}"
+    name = digest.hex()  # the peer port's paths name chunks in hex
+    path = f"/chunk/{name}{'/' + what if what else ''}"
     return await signed_request(
         address,
         path,
@@ -63,7 +65,7 @@ async def get_chunk(
         max_bytes=max_bytes,
         method=method,
         sink=sink,
-        what=f"chunk {digest}",
+        what=f"chunk {name}",
         local_address=local_address,
     )
 
@@ -165,7 +167,7 @@ class HttpChunkClient:
     def penalise(self, address: str) -> None:
         self.penalties.penalise(address, self._clock())
 
-    async def report_bad(self, holder: Address, digest: str) -> None:
+    async def report_bad(self, holder: Address, digest: bytes) -> None:
         """Tell ``holder`` its chunk ``digest`` came out wrong, so it re-checks and drops it.
         Best effort: a holder that can't be told is still skipped for its back-off."""
         try:
@@ -185,7 +187,7 @@ class HttpChunkClient:
             self.reported_dropped += 1
 
     async def fetch_tree(
-        self, digest: str, size: int, holders: Iterable[Address], root: bytes | None = None
+        self, digest: bytes, size: int, holders: Iterable[Address], root: bytes | None = None
     ) -> tuple[MerkleTree, Address]:
         """A chunk's v2 tree from the first holder that has it, checked against itself (and
         ``root`` when known). A lying holder is caught later: the bytes it leads to will not
@@ -217,9 +219,12 @@ class HttpChunkClient:
                 errors.append(f"{holder[0]}: wrong pieces root")
                 continue
             return tree, holder
-        raise PeerError(f"chunk {digest}: no tree: {'; '.join(errors) or 'no usable holder'}")
+        detail = "; ".join(errors) or "no usable holder"
+        raise PeerError(f"chunk {digest.hex()}: no tree: {detail}")
 
-    async def fetch_trees(self, chunks: dict[str, int], holder: Address) -> dict[str, MerkleTree]:
+    async def fetch_trees(
+        self, chunks: dict[bytes, int], holder: Address
+    ) -> dict[bytes, MerkleTree]:
         """The v2 trees of many chunks (digest → size, at most :data:`MAX_TREES`) from one
         holder in one request: the trees it has, each checked against itself (a lying one is
         caught like in :meth:`fetch_tree`). Empty when the holder can't answer; a malformed
@@ -231,7 +236,7 @@ class HttpChunkClient:
             with trio.fail_after(self.timeout):
                 body = await signed_request(
                     holder,
-                    "/trees/" + ",".join(digests),
+                    "/trees/" + ",".join(d.hex() for d in digests),
                     self._key,
                     max_bytes=len(digests) * (2 + 32 * 33),
                     what="trees",
@@ -239,7 +244,7 @@ class HttpChunkClient:
                 )
         except _FETCH_ERRORS:
             return {}
-        trees: dict[str, MerkleTree] = {}
+        trees: dict[bytes, MerkleTree] = {}
         try:
             for digest, raw in zip(digests, unpack_trees(body, len(digests)), strict=True):
                 if raw is not None:
@@ -249,11 +254,11 @@ class HttpChunkClient:
             return {}
         return trees
 
-    async def _fetch_to_file(self, holder: Address, digest: str, size: int) -> None:
+    async def _fetch_to_file(self, holder: Address, digest: bytes, size: int) -> None:
         """Stream a large chunk into a temp file, hashing it (SHA-256 and the scrub's xxh3)
         as it arrives, then adopt it: one hash pass, no whole-chunk buffer, no copy."""
         work = self._store.tmp_dir / "http"
-        path = work / f"{digest}.{secrets.token_hex(4)}"
+        path = work / f"{digest.hex()}.{secrets.token_hex(4)}"
         sha, xx = hashlib.sha256(), xxhash.xxh3_64()
         fds: list[int] = []  # the file is created with the first body bytes (not for a 403)
 
@@ -280,15 +285,15 @@ class HttpChunkClient:
             finally:
                 for fd in fds:
                     os.close(fd)
-            if not fds or os.stat(path).st_size != size or sha.hexdigest() != digest:
-                raise DigestMismatchError(f"chunk {digest}: the bytes do not hash to it")
+            if not fds or os.stat(path).st_size != size or sha.digest() != digest:
+                raise DigestMismatchError(f"chunk {digest.hex()}: the bytes do not hash to it")
             await self._store.adopt_chunk_file(path, digest, verified_xxh3=xx.digest())
         finally:
             if fds:
                 with contextlib.suppress(OSError):
                     path.unlink(missing_ok=True)
 
-    async def fetch(self, digest: str, size: int, holders: Iterable[Address]) -> Address:
+    async def fetch(self, digest: bytes, size: int, holders: Iterable[Address]) -> Address:
         """Store chunk ``digest``; returns the holder it came from."""
         errors: list[str] = []
         for holder in holders:
@@ -318,12 +323,12 @@ class HttpChunkClient:
                 self.digest_mismatches += 1
                 self.penalise(holder[0])
                 await self.report_bad(holder, digest)
-                errors.append(f"{holder[0]}: sent bytes that do not hash to {digest}")
+                errors.append(f"{holder[0]}: sent bytes that do not hash to {digest.hex()}")
                 continue
             self.bytes_fetched += size
             self.penalties.forgive(holder[0])
             return holder
         detail = "; ".join(errors) or "no usable holder"
         if errors and all("do not hash" in e for e in errors):
-            raise DigestMismatchError(f"chunk {digest}: {detail}")
-        raise PeerError(f"chunk {digest}: {detail}")
+            raise DigestMismatchError(f"chunk {digest.hex()}: {detail}")
+        raise PeerError(f"chunk {digest.hex()}: {detail}")

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import h11
 import trio
 
+from frumitcache._digest import parse_digest
 from frumitcache._log import Throttle, get_logger
 from frumitcache._rate import TokenBucket
 from frumitcache._sendfile import FileRange, send_body
-from frumitcache.errors import FrumitcacheError, NotInStoreError
+from frumitcache.errors import FrumitcacheError, NotInStoreError, ProtocolError
 from frumitcache.swarm._admission import PeerLimits
 from frumitcache.swarm._merkle import MerkleTree
 from frumitcache.swarm._peer_wire import MAX_TREES, pack_trees, send_simple
@@ -29,8 +30,8 @@ from frumitcache.swarm._storeapi import ChunkStore
 
 log = get_logger("swarm")
 
-_PATH = re.compile(rb"^/chunk/([0-9a-f]{64})(/tree|/verify)?$")
-_TREES = re.compile(rb"^/trees/([0-9a-f]{64}(?:,[0-9a-f]{64}){0,%d})$" % (MAX_TREES - 1))
+_PATH = re.compile(rb"^/chunk/([^/]*)(/tree|/verify)?$")
+_TREES = b"/trees/"
 # Slowest receiver an unpaced body allows for (bytes/s) before the idle timeout ends it.
 _FLOOR_RATE = 32 * 1024
 
@@ -65,7 +66,7 @@ class PeerHttpServer:
         key: bytes,
         *,
         upload_rate: int = 0,
-        trees: Callable[[str], Awaitable[MerkleTree]] | None = None,
+        trees: Callable[[bytes], Awaitable[MerkleTree]] | None = None,
         clock: Callable[[], float] = time.time,
         limits: PeerLimits | None = None,
         max_clock_skew_s: float = 60.0,
@@ -146,25 +147,37 @@ class PeerHttpServer:
     async def _respond(
         self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request, idle: IdleTimer
     ) -> None:
-        """Route one signed request."""
-        if req.method == b"GET" and (many := _TREES.match(req.target)) is not None:
-            await self._respond_trees(conn, stream, many.group(1).decode().split(","))
+        """Route one signed request. The paths name chunks in hex: a malformed name (or more
+        than :data:`MAX_TREES` of them) is a bad request, answered 400."""
+        if req.method == b"GET" and req.target.startswith(_TREES):
+            names = req.target[len(_TREES) :].split(b",")
+            many = [_digest(n) for n in names[:MAX_TREES]]
+            if len(names) > MAX_TREES or None in many:
+                await send_simple(conn, stream, 400, b"bad chunk digests\n")
+                return
+            await self._respond_trees(conn, stream, [d for d in many if d is not None])
             return
         m = _PATH.match(req.target)
-        if req.method == b"POST" and m is not None and m.group(2) == b"/verify":
-            await self._respond_verify(conn, stream, m.group(1).decode())
-            return
-        if req.method != b"GET" or m is None or m.group(2) == b"/verify":
+        if m is None:
             await send_simple(conn, stream, 404, b"not found\n")
             return
-        digest = m.group(1).decode()
+        digest = _digest(m.group(1))
+        if digest is None:
+            await send_simple(conn, stream, 400, b"bad chunk digest\n")
+            return
+        if req.method == b"POST" and m.group(2) == b"/verify":
+            await self._respond_verify(conn, stream, digest)
+            return
+        if req.method != b"GET" or m.group(2) == b"/verify":
+            await send_simple(conn, stream, 404, b"not found\n")
+            return
         if m.group(2):
             await self._respond_tree(conn, stream, digest)
             return
         await self._respond_chunk(conn, stream, digest, idle)
 
     async def _respond_chunk(
-        self, conn: h11.Connection, stream: trio.SocketStream, digest: str, idle: IdleTimer
+        self, conn: h11.Connection, stream: trio.SocketStream, digest: bytes, idle: IdleTimer
     ) -> None:
         """The chunk file as the body; ``idle`` ends a connection that stops taking bytes."""
         try:
@@ -204,7 +217,7 @@ class PeerHttpServer:
         self._bytes += sent
 
     async def _respond_tree(
-        self, conn: h11.Connection, stream: trio.SocketStream, digest: str
+        self, conn: h11.Connection, stream: trio.SocketStream, digest: bytes
     ) -> None:
         """The chunk's pieces root and piece layer (what a libtorrent leecher needs)."""
         try:
@@ -218,7 +231,7 @@ class PeerHttpServer:
         await send_simple(conn, stream, 200, tree.root + tree.piece_layer)
 
     async def _respond_trees(
-        self, conn: h11.Connection, stream: trio.SocketStream, digests: list[str]
+        self, conn: h11.Connection, stream: trio.SocketStream, digests: list[bytes]
     ) -> None:
         """Many chunks' trees in one answer (a member about to fetch an object's chunks
         asks once, not once per chunk); a chunk not held here gets an empty entry."""
@@ -235,7 +248,7 @@ class PeerHttpServer:
         await send_simple(conn, stream, 200, pack_trees(trees))
 
     async def _respond_verify(
-        self, conn: h11.Connection, stream: trio.SocketStream, digest: str
+        self, conn: h11.Connection, stream: trio.SocketStream, digest: bytes
     ) -> None:
         """A member got bytes from us that did not hash to ``digest``: re-check that chunk
         file (the store's read path drops it when corrupt). One at a time, so members can't
@@ -254,6 +267,14 @@ class PeerHttpServer:
         if state == b"dropped":
             log.warning("peer_http.chunk_dropped", digest=digest, reason="reported corrupt")
         await send_simple(conn, stream, 200, state)
+
+
+def _digest(name: bytes) -> bytes | None:
+    """The chunk a path names in hex, or ``None`` when it is not 64 lower-case hex digits."""
+    try:
+        return parse_digest(name.decode("latin-1"), "chunk")
+    except ProtocolError:
+        return None
 
 
 class IdleTimer:

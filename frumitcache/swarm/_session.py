@@ -47,7 +47,13 @@ from frumitcache.swarm._lt import (
 )
 from frumitcache.swarm._merkle import MerkleTree
 from frumitcache.swarm._storeapi import ChunkStore
-from frumitcache.swarm._torrent import ChunkTorrent, chunk_torrent, site_mac, torrent_of_tree
+from frumitcache.swarm._torrent import (
+    ChunkTorrent,
+    chunk_torrent,
+    digest_of_name,
+    site_mac,
+    torrent_of_tree,
+)
 from frumitcache.swarm._totals import SwarmTotals
 from frumitcache.swarm._trees import ChunkTrees, downloaded_tree
 
@@ -77,10 +83,10 @@ class Swarm:
         self._port = port
         self._config = config or SwarmConfig()
         self._ses: Any = None
-        self._torrents: dict[str, Torrent] = {}
-        self._holders: dict[str, set[Address]] = {}
+        self._torrents: dict[bytes, Torrent] = {}
+        self._holders: dict[bytes, set[Address]] = {}
         self._trees = ChunkTrees(store)
-        self._fetching: dict[str, trio.Event] = {}
+        self._fetching: dict[bytes, trio.Event] = {}
         self._totals = SwarmTotals()  # payload bytes, kept across torrent removals
         self._sweep_wanted = trio.Event()
         self._swept_at = 0  # torrent count after the last sweep
@@ -198,8 +204,8 @@ class Swarm:
 
     def _on_alert(self, alert: Any) -> None:
         # Copy what is needed now: the alert object dies at the next pop_alerts().
-        name = getattr(alert, "torrent_name", "")
-        t = self._torrents.get(name) if name else None
+        digest = digest_of_name(getattr(alert, "torrent_name", ""))
+        t = self._torrents.get(digest) if digest else None
         if isinstance(alert, lt.torrent_finished_alert) and t is not None:
             t.finished.set()
         elif isinstance(alert, lt.cache_flushed_alert) and t is not None:
@@ -254,15 +260,15 @@ class Swarm:
 
     # --- seeding --------------------------------------------------------------------------
 
-    async def tree(self, digest: str) -> MerkleTree:
+    async def tree(self, digest: bytes) -> MerkleTree:
         """The v2 tree (root and piece layer) of a stored chunk; peers ask for it over HTTP."""
         return await self._trees.of_stored(digest)
 
-    def remember_tree(self, digest: str, tree: MerkleTree) -> None:
+    def remember_tree(self, digest: bytes, tree: MerkleTree) -> None:
         """Keep a chunk's piece layer (computed while its bytes were hashed anyway)."""
         self._trees.remember(digest, tree)
 
-    def _mac(self, digest: str) -> bytes:
+    def _mac(self, digest: bytes) -> bytes:
         return site_mac(self._key, digest) if self._key else b""
 
     def _add(self, ct: ChunkTorrent, data: bytes, save_path: Path, flags: int) -> Torrent:
@@ -305,7 +311,9 @@ class Swarm:
         self._swept_at = len(self._torrents)
         return len(gone)
 
-    async def seed(self, digest: str, *, super_seed: bool = False, verified: bool = False) -> None:
+    async def seed(
+        self, digest: bytes, *, super_seed: bool = False, verified: bool = False
+    ) -> None:
         """Serve a stored chunk to the swarm (seed mode: libtorrent does not re-hash it).
 
         ``verified``: the store just checked the chunk's SHA-256 as it took the bytes, so
@@ -313,7 +321,7 @@ class Swarm:
         if digest in self._torrents and self._torrents[digest].seeding:
             return
         if not self._store.has_chunk(digest):
-            raise NotInStoreError(f"chunk {digest} is not in the store")
+            raise NotInStoreError(f"chunk {digest.hex()} is not in the store")
         path = self._store.chunk_path(digest)
         tree = await self._trees.of_file(digest, path, verified=verified)
         ct = torrent_of_tree(digest, tree, mac=self._mac(digest))
@@ -326,7 +334,7 @@ class Swarm:
         self._add(ct, ct.seeder_bytes(tree.piece_layer), path.parent, flags)
         self._dial(digest)
 
-    async def unseed(self, digest: str) -> None:
+    async def unseed(self, digest: bytes) -> None:
         t = self._torrents.get(digest)
         if t is not None:
             await self._remove(t)
@@ -345,7 +353,7 @@ class Swarm:
 
     # --- fetching -------------------------------------------------------------------------
 
-    def add_holders(self, digest: str, holders: Iterable[Address]) -> None:
+    def add_holders(self, digest: bytes, holders: Iterable[Address]) -> None:
         """More peers that hold (or are fetching) ``digest``; dialled at once if it is active."""
         own = (self._address, self._listen_port)
         new = {(h, int(p)) for h, p in holders if (h, int(p)) != own}
@@ -356,7 +364,7 @@ class Swarm:
             self.admit(ip)
         self._dial(digest)
 
-    def _dial(self, digest: str) -> None:
+    def _dial(self, digest: bytes) -> None:
         t = self._torrents.get(digest)
         if t is None or self._ses is None:
             return
@@ -368,7 +376,7 @@ class Swarm:
 
     async def fetch_chunk(
         self,
-        digest: str,
+        digest: bytes,
         size: int,
         holders: Iterable[Address],
         *,
@@ -390,7 +398,7 @@ class Swarm:
         if running is not None:
             await running.wait()
             if not self._store.has_chunk(digest):
-                raise PeerError(f"chunk {digest}: the concurrent fetch failed")
+                raise PeerError(f"chunk {digest.hex()}: the concurrent fetch failed")
             return
         done = trio.Event()
         self._fetching[digest] = done
@@ -401,12 +409,12 @@ class Swarm:
             done.set()
 
     async def _fetch(
-        self, digest: str, size: int, root: bytes, piece_layer: bytes | None, stall_timeout: float
+        self, digest: bytes, size: int, root: bytes, piece_layer: bytes | None, stall_timeout: float
     ) -> None:
         ct = chunk_torrent(digest, size, root, mac=self._mac(digest))
         work = self._store.tmp_dir / "swarm"
         work.mkdir(exist_ok=True)
-        partial, adopted = work / digest, work / f"{digest}.adopt"
+        partial, adopted = work / ct.name, work / f"{ct.name}.adopt"
         unlink_quietly(partial, adopted)
         data = ct.leecher_bytes() if piece_layer is None else ct.seeder_bytes(piece_layer)
         t = self._add(ct, data, work, 0)
@@ -418,7 +426,7 @@ class Swarm:
             with trio.fail_after(30):
                 await t.flushed.wait()
             if t.error:
-                raise PeerError(f"chunk {digest}: {t.error}")
+                raise PeerError(f"chunk {digest.hex()}: {t.error}")
             # The store adopts a second name of the file, so the torrent reads on from the
             # first until it is told the store's: its peers stay connected, nothing re-added.
             try:
@@ -448,7 +456,7 @@ class Swarm:
         if not kept:  # keep serving what we just fetched: the other leechers still trade
             await self.seed(digest, super_seed=False)
 
-    def progressed_at(self, digest: str) -> float | None:
+    def progressed_at(self, digest: bytes) -> float | None:
         """trio time an active download of ``digest`` last gained verified bytes (sampled
         once a second by its wait loop, so reading it costs no libtorrent call); ``None``
         when there is no active download."""

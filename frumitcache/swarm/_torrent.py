@@ -1,7 +1,8 @@
 """Deterministic, content-addressed v2 torrents: one per chunk, derived from (digest, size, root).
 
 Every node builds the same bytes for the same chunk with no libtorrent call and no hashing:
-the name is the chunk's hex digest, the piece size follows from the size
+the name is the chunk's digest in hex (:func:`torrent_name`: the one place a torrent's name and
+a digest are converted), the piece size follows from the size
 (:func:`~frumitcache.swarm._merkle.piece_size_for`), and a v2-only info dict holds nothing else
 (no creation date, comment, creator, trackers or file attributes). The same info dict is what
 libtorrent 2.0 and 2.1 generate for the file with ``flags=create_torrent.no_attributes``
@@ -35,6 +36,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from frumitcache._digest import DIGEST_LEN, is_hex_digest
 from frumitcache.errors import ProtocolError
 from frumitcache.swarm._merkle import MerkleTree, piece_size_for
 
@@ -76,12 +78,17 @@ def _bencode(value: object, out: list[bytes]) -> None:
 class ChunkTorrent:
     """The torrent of one chunk. ``info_hash`` is the v2 (SHA-256) info-hash."""
 
-    digest: str
+    digest: bytes
     size: int
     piece_size: int
     root: bytes
     info: bytes  # the bencoded info dict
     site_mac: bytes = b""  # the info dict's "site mac" (see :func:`site_mac`); b"": no key
+
+    @property
+    def name(self) -> str:
+        """The torrent's name and its file's: the digest in hex (:func:`torrent_name`)."""
+        return self.digest.hex()
 
     @property
     def info_hash(self) -> bytes:
@@ -99,39 +106,47 @@ class ChunkTorrent:
         """The full torrent file a seeder adds (with the piece layer when the chunk needs one)."""
         if self.size > self.piece_size:
             if len(piece_layer) != 32 * self.num_pieces:
-                raise ProtocolError(f"chunk {self.digest}: piece layer of the wrong length")
+                raise ProtocolError(f"chunk {self.digest.hex()}: piece layer of the wrong length")
             layers = b"d32:" + self.root + b"%d:" % len(piece_layer) + piece_layer + b"e"
             return b"d4:info" + self.info + b"12:piece layers" + layers + b"e"
         return self.leecher_bytes()
 
 
-def _check_digest(digest: str) -> str:
-    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        raise ProtocolError(f"not a SHA-256 hex digest: {digest!r}")
-    return digest
+def torrent_name(digest: bytes) -> str:
+    """The name (and file name) of a chunk's torrent: its digest in lower-case hex."""
+    if not isinstance(digest, bytes) or len(digest) != DIGEST_LEN:
+        raise ProtocolError(f"not a 32-byte SHA-256 digest: {digest!r}")
+    return digest.hex()
 
 
-def site_mac(key: bytes, digest: str) -> bytes:
+def digest_of_name(name: str) -> bytes | None:
+    """The chunk digest a torrent's name spells (:func:`torrent_name`); ``None`` for a name
+    that is not one (libtorrent reports names back in its alerts)."""
+    return bytes.fromhex(name) if is_hex_digest(name) else None
+
+
+def site_mac(key: bytes, digest: bytes) -> bytes:
     """The ``site mac`` of a chunk's info dict on the site whose key is ``key``."""
-    _check_digest(digest)
-    return hmac.new(key, b"frumitcache chunk torrent\n" + digest.encode(), "sha256").digest()
+    name = torrent_name(digest).encode()
+    return hmac.new(key, b"frumitcache chunk torrent\n" + name, "sha256").digest()
 
 
-def chunk_torrent(digest: str, size: int, root: bytes, *, mac: bytes = b"") -> ChunkTorrent:
+def chunk_torrent(digest: bytes, size: int, root: bytes, *, mac: bytes = b"") -> ChunkTorrent:
     """The torrent of the chunk ``digest`` of ``size`` bytes whose v2 pieces root is ``root``;
     ``mac`` (from :func:`site_mac`) binds its info-hash to a site key."""
-    _check_digest(digest)
+    hx = torrent_name(digest)
+    name = hx.encode()
     if size <= 0:
-        raise ProtocolError(f"chunk {digest}: a torrent needs a non-empty chunk")
+        raise ProtocolError(f"chunk {hx}: a torrent needs a non-empty chunk")
     if len(root) != 32:
-        raise ProtocolError(f"chunk {digest}: pieces root must be 32 bytes")
+        raise ProtocolError(f"chunk {hx}: pieces root must be 32 bytes")
     if mac and len(mac) != 32:
-        raise ProtocolError(f"chunk {digest}: site mac must be 32 bytes")
+        raise ProtocolError(f"chunk {hx}: site mac must be 32 bytes")
     piece = piece_size_for(size)
     info: dict[bytes, object] = {
-        b"file tree": {digest.encode(): {b"": {b"length": size, b"pieces root": root}}},
+        b"file tree": {name: {b"": {b"length": size, b"pieces root": root}}},
         b"meta version": 2,
-        b"name": digest.encode(),
+        b"name": name,
         b"piece length": piece,
     }
     if mac:
@@ -139,7 +154,7 @@ def chunk_torrent(digest: str, size: int, root: bytes, *, mac: bytes = b"") -> C
     return ChunkTorrent(digest, size, piece, root, bencode(info), mac)
 
 
-def torrent_of_tree(digest: str, tree: MerkleTree, *, mac: bytes = b"") -> ChunkTorrent:
+def torrent_of_tree(digest: bytes, tree: MerkleTree, *, mac: bytes = b"") -> ChunkTorrent:
     if tree.piece_size != piece_size_for(tree.size):
-        raise ProtocolError(f"chunk {digest}: tree built with another piece size")
+        raise ProtocolError(f"chunk {digest.hex()}: tree built with another piece size")
     return chunk_torrent(digest, tree.size, tree.root, mac=mac)

@@ -17,7 +17,7 @@ class SwarmTotals:
     """Uploaded and downloaded payload bytes per chunk, of torrents already removed."""
 
     def __init__(self) -> None:
-        self._base: dict[str, tuple[int, int]] = {}  # totals of torrents already removed
+        self._base: dict[bytes, tuple[int, int]] = {}  # totals of torrents already removed
         self._gone = (0, 0)  # totals of chunks the store no longer holds (folded by fold)
         self.hash_failures = 0
 
@@ -31,17 +31,17 @@ class SwarmTotals:
                 down + int(s.total_payload_download),
             )
 
-    def fold(self, live: Container[str]) -> None:
+    def fold(self, live: Container[bytes]) -> None:
         """Fold the totals of chunks not in ``live`` into one pair (they are gone)."""
         for d in [d for d in self._base if d not in live]:
             up, down = self._base.pop(d)
             self._gone = (self._gone[0] + up, self._gone[1] + down)
 
     def statistics(
-        self, torrents: Mapping[str, Torrent], banned: Iterable[str], corrupt: Iterable[str]
+        self, torrents: Mapping[bytes, Torrent], banned: Iterable[str], corrupt: Iterable[bytes]
     ) -> SwarmStatistics:
         """Totals since start: the removed torrents' plus those of ``torrents`` now."""
-        chunks: dict[str, ChunkStatistics] = {}
+        chunks: dict[bytes, ChunkStatistics] = {}
         for digest, (up, down) in self._base.items():
             chunks[digest] = ChunkStatistics(up, down, False)
         for digest, t in torrents.items():

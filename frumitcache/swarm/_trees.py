@@ -27,32 +27,32 @@ class ChunkTrees:
 
     def __init__(self, store: ChunkStore) -> None:
         self._store = store
-        self._trees: dict[str, MerkleTree] = {}
-        self.corrupt: set[str] = set()  # chunks whose store file failed the check
+        self._trees: dict[bytes, MerkleTree] = {}
+        self.corrupt: set[bytes] = set()  # chunks whose store file failed the check
 
-    def __contains__(self, digest: str) -> bool:
+    def __contains__(self, digest: bytes) -> bool:
         return digest in self._trees
 
-    def digests(self) -> list[str]:
+    def digests(self) -> list[bytes]:
         return list(self._trees)
 
-    def forget(self, digest: str) -> None:
+    def forget(self, digest: bytes) -> None:
         self._trees.pop(digest, None)
 
-    def remember(self, digest: str, tree: MerkleTree) -> None:
+    def remember(self, digest: bytes, tree: MerkleTree) -> None:
         """Keep a chunk's tree (computed while its bytes were hashed anyway)."""
         self._trees[digest] = tree
 
-    async def of_stored(self, digest: str) -> MerkleTree:
+    async def of_stored(self, digest: bytes) -> MerkleTree:
         """The tree of a stored chunk; :class:`NotInStoreError` if it is not held."""
         cached = self._trees.get(digest)
         if cached is not None:
             return cached
         if not self._store.has_chunk(digest):
-            raise NotInStoreError(f"chunk {digest} is not in the store")
+            raise NotInStoreError(f"chunk {digest.hex()} is not in the store")
         return await self.of_file(digest, self._store.chunk_path(digest))
 
-    async def of_file(self, digest: str, path: Path, *, verified: bool = False) -> MerkleTree:
+    async def of_file(self, digest: bytes, path: Path, *, verified: bool = False) -> MerkleTree:
         """The tree of chunk ``digest`` from its file at ``path``, checked against the stored
         pieces root, or (none yet, and not ``verified`` by the store) against ``digest``."""
         cached = self._trees.get(digest)
@@ -67,18 +67,20 @@ class ChunkTrees:
         )
         if known is None and not verified and actual != digest:
             self.corrupt.add(digest)
-            raise DigestMismatchError(f"store file of chunk {digest} hashes to {actual}")
+            raise DigestMismatchError(
+                f"store file of chunk {digest.hex()} hashes to {actual.hex()}"
+            )
         if known is None:
             self._store.set_chunk_root(digest, tree.root)
         elif known != tree.root:
             self.corrupt.add(digest)
-            raise DigestMismatchError(f"store file of chunk {digest} does not match its root")
+            raise DigestMismatchError(f"store file of chunk {digest.hex()} does not match its root")
         self._trees[digest] = tree
         return tree
 
 
 def downloaded_tree(
-    digest: str, path: Path, size: int, root: bytes, piece_layer: bytes | None
+    digest: bytes, path: Path, size: int, root: bytes, piece_layer: bytes | None
 ) -> tuple[MerkleTree, bytes]:
     """The tree and the xxh3 of a chunk libtorrent downloaded to ``path`` (blocking: run it in
     a worker thread, e.g. as the store's ``verify`` step of adopting the file).
@@ -94,10 +96,10 @@ def downloaded_tree(
         try:
             tree = tree_from_layer(size, root, piece_layer)
         except ValueError as exc:
-            raise DigestMismatchError(f"chunk {digest}: {exc}") from None
+            raise DigestMismatchError(f"chunk {digest.hex()}: {exc}") from None
         xx = file_xxh3(path)
     else:
         _, tree, xx = file_tree(path, piece_size_for(size), sha=False)
     if tree.root != root:
-        raise DigestMismatchError(f"chunk {digest}: downloaded bytes miss the root")
+        raise DigestMismatchError(f"chunk {digest.hex()}: downloaded bytes miss the root")
     return tree, xx

@@ -9,7 +9,8 @@ The node prints ``{"event": "ready", "address", "swarm_port", "peer_port", "pid"
 answers commands (every reply carries the command's ``id``):
 
 - ``{"cmd": "put", "path": FILE, "chunk_size": N}``: cut FILE into chunks, store and seed them;
-  replies ``chunks`` (``[{digest, size, root}]`` with the root in hex).
+  replies ``chunks`` (``[{digest, size, root}]``, digest and root in hex: every digest on this
+  JSON interface is 64 lower-case hex digits, converted here and nowhere else).
 - ``{"cmd": "seed", "digest": D}``.
 - ``{"cmd": "fetch", "chunks": [...], "holders": [[addr, peer_port, swarm_port], ...],
   "out": FILE, "open": true}``: fetch the object, writing it to FILE in order; emits a
@@ -37,6 +38,7 @@ from typing import Any
 
 import trio
 
+from frumitcache._digest import parse_digest
 from frumitcache.config import GiB, MiB, SwarmConfig
 from frumitcache.errors import FrumitcacheError
 from frumitcache.store import ObjectWriter, Store
@@ -164,10 +166,11 @@ class Node:
                 )
             }
         if name == "seed":
-            await self.swarm.seed(cmd["digest"], super_seed=bool(cmd.get("super_seed")))
+            digest = parse_digest(cmd["digest"])
+            await self.swarm.seed(digest, super_seed=bool(cmd.get("super_seed")))
             return {}
         if name == "has":
-            return {"has": self.store.has_chunk(cmd["digest"])}
+            return {"has": self.store.has_chunk(parse_digest(cmd["digest"]))}
         if name == "members":
             self.swarm.set_members(cmd["ips"])
             return {}
@@ -196,7 +199,7 @@ class Node:
             await self._put_chunks(path, chunk_size, writer, out)
         if seed:
             for c in out:
-                await self.swarm.seed(c["digest"])
+                await self.swarm.seed(parse_digest(c["digest"]))
         return out
 
     async def _put_chunks(
@@ -205,7 +208,7 @@ class Node:
         f = await trio.open_file(path, "rb")
         async with f:
             while data := await f.read(chunk_size):
-                digest = hashlib.sha256(data).hexdigest()
+                digest = hashlib.sha256(data).digest()
                 tree = MerkleHasher(piece_size_for(len(data)))
                 tree.update(data)
                 t = tree.finish()
@@ -213,8 +216,8 @@ class Node:
                 self.store.set_chunk_root(digest, t.root)
                 self.swarm.remember_tree(digest, t)
                 if writer is not None:
-                    await writer.add_chunk(bytes.fromhex(digest))
-                out.append({"digest": digest, "size": len(data), "root": t.root.hex()})
+                    await writer.add_chunk(digest)
+                out.append({"digest": digest.hex(), "size": len(data), "root": t.root.hex()})
         if writer is not None:
             await writer.finish()
 
@@ -243,7 +246,7 @@ class Node:
 
             async def sink(index: int, chunk: ChunkRef) -> None:
                 if writer is not None:
-                    await writer.add_chunk(bytes.fromhex(chunk.digest))
+                    await writer.add_chunk(chunk.digest)
                 await f.write(await self.store.read_chunk(chunk.digest))
                 await f.flush()
                 _emit(
@@ -294,7 +297,7 @@ class Node:
             "http_fetched": self.http.bytes_fetched,
             "hash_failures": s.hash_failures,
             "banned_peers": list(s.banned_peers),
-            "corrupt_chunks": list(s.corrupt_chunks),
+            "corrupt_chunks": [d.hex() for d in s.corrupt_chunks],
             "bad_holders": sorted(self.http.bad_holders),
             "max_rss_mb": max_rss_mb(),
         }
@@ -307,7 +310,7 @@ def _pid() -> int:
 
 
 def _root(chunk: dict[str, Any]) -> bytes | None:
-    return bytes.fromhex(chunk["root"]) if chunk.get("root") else None
+    return parse_digest(chunk["root"], "pieces root") if chunk.get("root") else None
 
 
 def _offers(cmd: dict[str, Any]) -> list[ChunkOffer]:
@@ -317,7 +320,9 @@ def _offers(cmd: dict[str, Any]) -> list[ChunkOffer]:
     )
     first = int(cmd.get("first", 0))
     return [
-        ChunkOffer(first + i, ChunkRef(c["digest"], int(c["size"]), _root(c)), holders)
+        ChunkOffer(
+            first + i, ChunkRef(parse_digest(c["digest"]), int(c["size"]), _root(c)), holders
+        )
         for i, c in enumerate(cmd.get("chunks", []))
     ]
 

@@ -193,7 +193,7 @@ async def test_outsider_with_the_wrong_key_learns_and_gets_nothing(
         assert member.node == "pi-00"
         nothing = Store.open(tmp_path / "outsider-client", max_bytes=1 << 30, chunk_size=1 << 20)
         client = HttpChunkClient(nothing, b"not-the-site-key-" + b"x" * 32)
-        chunk_digest = hashlib.sha256(data).hexdigest()  # a 2 MiB object is one chunk
+        chunk_digest = hashlib.sha256(data).digest()  # a 2 MiB object is one chunk
         with pytest.raises(PeerError, match="403"):
             await client.fetch(chunk_digest, len(data), [(site.addresses[0], 3144)])
         assert not nothing.has_chunk(chunk_digest)

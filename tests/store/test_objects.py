@@ -329,21 +329,19 @@ async def test_put_adopt_and_add_chunk(store: Store) -> None:
         assert await read_all(store, sha(data)) == data
 
 
-async def test_chunk_methods_take_hex_digests(store: Store) -> None:
+async def test_chunk_methods_take_raw_digests_only(store: Store) -> None:
+    """A digest is 32 raw bytes inside the package; its hex is only the chunk file's name.
+    A hex string (the old second form) is refused, not converted."""
     with trio.fail_after(10):
-        data = b"hex chunk"
-        hexd = sha(data).hex()
-        await store.put_chunk(data, hexd)
-        assert store.has_chunk(hexd)
-        assert store.chunk_path(hexd) == store.chunk_path(sha(data))
-        assert store.chunk_path(hexd).name == hexd
-        assert await store.read_chunk(hexd) == data
-        store.set_chunk_root(hexd, b"r" * 32)
-        assert store.chunk_root(sha(data)) == b"r" * 32
-        with pytest.raises(ValueError, match="hex"):
-            store.has_chunk("zz")
-        with pytest.raises(ValueError, match="32 bytes"):
-            store.has_chunk(b"short")
+        data = b"raw chunk"
+        await store.put_chunk(data, sha(data))
+        assert store.chunk_path(sha(data)).name == sha(data).hex()
+        assert await store.read_chunk(sha(data)) == data
+        for bad in (sha(data).hex(), "zz", b"short"):
+            with pytest.raises(ValueError, match="32 bytes"):
+                store.has_chunk(bad)  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match="32 bytes"):
+                await store.read_chunk(bad)  # type: ignore[arg-type]
 
 
 async def test_chunk_root(store: Store) -> None:

@@ -51,7 +51,7 @@ async def _churn(root: Path) -> None:
             await nursery.start(swarm.run)
             for i in range(OBJECTS):
                 data = i.to_bytes(4, "big") * (SIZE // 4)
-                digest = hashlib.sha256(data).hexdigest()
+                digest = hashlib.sha256(data).digest()
                 async with store.open_writer(f"obj/{i}") as w:
                     await w.write(data)
                     await w.finish()

@@ -25,6 +25,7 @@ from frumitcache.swarm import (
     HttpChunkClient,
     PeerHttpServer,
     Swarm,
+    assigned_fetcher,
     fetch_object,
 )
 from frumitcache.swarm._merkle import merkle_tree
@@ -52,7 +53,7 @@ class _Node:
         self.holder = Holder(self.address, peer_port, swarm_port)
 
     async def publish(self, data: bytes) -> ChunkRef:
-        digest = hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256(data).digest()
         tree = merkle_tree(data)
         await self.store.put_chunk(data, digest)
         self.store.set_chunk_root(digest, tree.root)
@@ -88,7 +89,7 @@ async def test_reader_gets_chunk0_before_last_chunk_is_published(
                 me=me.holder,
             )
             refs = [await seeder.publish(p) for p in parts[:-1]]
-            last_digest = hashlib.sha256(parts[-1]).hexdigest()
+            last_digest = hashlib.sha256(parts[-1]).digest()
             first_delivered = trio.Event()
 
             writer = me.store.open_writer("object")
@@ -96,7 +97,7 @@ async def test_reader_gets_chunk0_before_last_chunk_is_published(
             async def sink(index: int, chunk: ChunkRef) -> None:
                 delivered.append(index)
                 delivered_at[index] = trio.current_time()
-                await writer.add_chunk(bytes.fromhex(chunk.digest))
+                await writer.add_chunk(chunk.digest)
 
             async def reader() -> None:
                 async with me.store.open_reader("object") as r:
@@ -149,7 +150,7 @@ async def test_reader_gets_chunk0_before_last_chunk_is_published(
 async def test_missing_index_is_an_error(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "me", max_bytes=1 << 30, chunk_size=CHUNK)
     data = b"abc"
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     await store.put_chunk(data, digest)
     fetcher = ChunkFetcher(store, HttpChunkClient(store, KEY), None, small_chunk_bytes=1 << 20)
     send, receive = trio.open_memory_channel[ChunkOffer](10)
@@ -170,14 +171,14 @@ class _CountingClient(HttpChunkClient):
 
     def __init__(self, store: Store, key: bytes, local_address: str) -> None:
         super().__init__(store, key, local_address=local_address)
-        self.single: list[str] = []
-        self.batches: list[list[str]] = []
+        self.single: list[bytes] = []
+        self.batches: list[list[bytes]] = []
 
-    async def fetch_tree(self, digest: str, *args: Any, **kwargs: Any) -> Any:
+    async def fetch_tree(self, digest: bytes, *args: Any, **kwargs: Any) -> Any:
         self.single.append(digest)
         return await super().fetch_tree(digest, *args, **kwargs)
 
-    async def fetch_trees(self, chunks: dict[str, int], holder: Any) -> Any:
+    async def fetch_trees(self, chunks: dict[bytes, int], holder: Any) -> Any:
         self.batches.append(list(chunks))
         return await super().fetch_trees(chunks, holder)
 
@@ -214,3 +215,16 @@ async def test_warm_object_trees_come_in_one_request(tmp_path: Path) -> None:
             assert me.swarm.statistics().downloaded >= len(b"".join(parts))
             assert client.bytes_fetched == 0
             nursery.cancel_scope.cancel()
+
+
+def test_assigned_fetcher_is_the_same_on_every_version() -> None:
+    """Every node of a site must pick the same fetcher for a chunk, also while the site runs
+    two versions: the assignment from the raw digest equals the one the hex digest gave
+    (its first eight hex digits, modulo the candidates)."""
+    candidates = [Holder(f"10.0.0.{i}", 3144, 6881) for i in range(1, 8)]
+    ordered = sorted(candidates, key=lambda h: (h.address, h.swarm_port))
+    for i in range(200):
+        digest = hashlib.sha256(b"%d" % i).digest()
+        for n in (1, 2, 3, 7):
+            was = ordered[:n][int(digest.hex()[:8], 16) % n]
+            assert assigned_fetcher(digest, list(reversed(candidates[:n]))) == was

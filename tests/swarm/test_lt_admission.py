@@ -37,7 +37,7 @@ def _add(ses: Any, blob: bytes, save: Path) -> Any:
 async def test_keyless_session_on_a_member_address_gets_nothing(tmp_path: Path) -> None:
     key = os.urandom(32)
     data = os.urandom(2 * MiB)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     root = merkle_tree(data).root
     store = Store.open(tmp_path / "holder", max_bytes=1 << 30, chunk_size=4 * MiB)
     await store.put_chunk(data, digest)
@@ -74,8 +74,8 @@ async def test_keyless_session_on_a_member_address_gets_nothing(tmp_path: Path) 
             st = keyless.status()
             assert st.total_wanted_done == 0, st.total_wanted_done
             assert not st.is_seeding
-            assert not (tmp_path / "keyless" / digest).exists() or not any(
-                (tmp_path / "keyless" / digest).read_bytes()
+            assert not (tmp_path / "keyless" / digest.hex()).exists() or not any(
+                (tmp_path / "keyless" / digest.hex()).read_bytes()
             )
             nursery.cancel_scope.cancel()
     del raw
@@ -86,7 +86,7 @@ async def test_filter_is_default_deny_from_the_start(tmp_path: Path) -> None:
     session on another address gets nothing even with the key's torrent."""
     key = os.urandom(32)
     data = os.urandom(256 * 1024)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     root = merkle_tree(data).root
     store = Store.open(tmp_path / "holder", max_bytes=1 << 30, chunk_size=4 * MiB)
     await store.put_chunk(data, digest)

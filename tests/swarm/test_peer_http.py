@@ -38,7 +38,7 @@ async def _serve(
 
 async def test_pull_verify_store(tmp_path: Path) -> None:
     data = os.urandom(300_000)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     holder = _store(tmp_path / "holder")
     await holder.put_chunk(data, digest)
     mine = _store(tmp_path / "mine")
@@ -56,7 +56,7 @@ async def test_pull_verify_store(tmp_path: Path) -> None:
 async def test_unsigned_stale_and_wrong_key_get_403(tmp_path: Path) -> None:
     holder = _store(tmp_path / "holder")
     data = b"x" * 1000
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     await holder.put_chunk(data, digest)
     with holder, trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -67,7 +67,9 @@ async def test_unsigned_stale_and_wrong_key_get_403(tmp_path: Path) -> None:
             stream = await trio.open_tcp_stream(address, port)
             async with stream:
                 conn = h11.Connection(h11.CLIENT)
-                req = h11.Request(method="GET", target=f"/chunk/{digest}", headers=[("host", "x")])
+                req = h11.Request(
+                    method="GET", target=f"/chunk/{digest.hex()}", headers=[("host", "x")]
+                )
                 await stream.send_all(conn.send(req) + conn.send(h11.EndOfMessage()))
                 raw = await stream.receive_some(4096)
                 assert raw.startswith(b"HTTP/1.1 403")
@@ -78,7 +80,7 @@ async def test_unsigned_stale_and_wrong_key_get_403(tmp_path: Path) -> None:
 
 async def test_bad_holder_is_dropped_and_next_holder_used(tmp_path: Path) -> None:
     data = os.urandom(100_000)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     good = _store(tmp_path / "good")
     bad = _store(tmp_path / "bad")
     await good.put_chunk(data, digest)
@@ -103,7 +105,7 @@ async def test_bad_holder_is_dropped_and_next_holder_used(tmp_path: Path) -> Non
             assert (await mine.read_chunk(digest)) == data
             # The bad holder is not asked again during its back-off.
             data2 = os.urandom(1000)
-            d2 = hashlib.sha256(data2).hexdigest()
+            d2 = hashlib.sha256(data2).digest()
             await bad.put_chunk(data2, d2)
             with pytest.raises(PeerError, match="no usable holder"):
                 await client.fetch(d2, len(data2), [(a_bad, p_bad)])
@@ -115,9 +117,9 @@ async def test_clock_window_follows_the_site_setting(tmp_path: Path) -> None:
     two hours off; the default window still refuses it."""
     holder = _store(tmp_path / "holder")
     data = b"y" * 1000
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     await holder.put_chunk(data, digest)
-    path = f"/chunk/{digest}".encode()
+    path = f"/chunk/{digest.hex()}".encode()
     with holder, trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             for skew, expect in ((0.0, b"HTTP/1.1 200"), (60.0, b"HTTP/1.1 403")):
@@ -145,7 +147,7 @@ async def test_rotten_holder_drops_its_chunk_and_serves_again_after_backoff(
     holder is skipped for a back-off only, after which a later healthy chunk comes from it
     (not from the other source, which stands in for the origin)."""
     data = os.urandom(100_000)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     holder, origin, mine = (_store(tmp_path / n) for n in ("holder", "origin", "mine"))
     await holder.put_chunk(data, digest)
     await origin.put_chunk(data, digest)
@@ -169,7 +171,7 @@ async def test_rotten_holder_drops_its_chunk_and_serves_again_after_backoff(
             assert client.bad_holders == {a_h}
             # A later healthy chunk on the holder: skipped during the back-off ...
             data2 = os.urandom(2000)
-            d2 = hashlib.sha256(data2).hexdigest()
+            d2 = hashlib.sha256(data2).digest()
             await holder.put_chunk(data2, d2)
             await origin.put_chunk(data2, d2)
             assert await client.fetch(d2, len(data2), [(a_h, p_h), (a_o, p_o)]) == (a_o, p_o)
@@ -177,7 +179,7 @@ async def test_rotten_holder_drops_its_chunk_and_serves_again_after_backoff(
             now[0] += client.penalties.base_s + 1
             assert client.bad_holders == set()
             data3 = os.urandom(3000)
-            d3 = hashlib.sha256(data3).hexdigest()
+            d3 = hashlib.sha256(data3).digest()
             await holder.put_chunk(data3, d3)
             await origin.put_chunk(data3, d3)
             served_before = s_o.statistics().served
@@ -190,7 +192,7 @@ async def test_verify_request_needs_the_key(tmp_path: Path) -> None:
     """An outsider cannot make a holder re-hash (or drop) chunks: verify is signed."""
     holder = _store(tmp_path / "holder")
     data = b"z" * 5000
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     await holder.put_chunk(data, digest)
     with holder, trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -214,6 +216,71 @@ async def test_verify_request_needs_the_key(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
 
 
+async def _raw_signed(address: str, port: int, method: bytes, target: bytes) -> bytes:
+    """One signed request sent as raw bytes (any target, even one h11's client would refuse);
+    the status line of the answer."""
+    stream = await trio.open_tcp_stream(address, port)
+    async with stream:
+        head = method + b" " + target + b" HTTP/1.1\r\nHost: x\r\n"
+        auth = sign(KEY, method, target, time.time())
+        extra = b"content-length: 0\r\n" if method == b"POST" else b""
+        await stream.send_all(head + HEADER + b": " + auth + b"\r\n" + extra + b"\r\n")
+        answer = b""
+        while b"\r\n" not in answer and (got := await stream.receive_some(4096)):
+            answer += got
+        return answer.split(b"\r\n", 1)[0]
+
+
+async def test_hostile_chunk_names_get_400_and_the_port_serves_on(tmp_path: Path) -> None:
+    """The peer port's paths name chunks in hex; a signed request whose name is not exactly
+    64 lower-case hex digits (upper case, one short, one long, not hex, empty,
+    percent-encoded, a bad name among many trees, an empty tree list, too many) is a bad
+    request: 400, no crash, no store lookup. Non-ASCII, NUL or a space in the name is not
+    HTTP: the connection closes unanswered."""
+    holder = _store(tmp_path / "holder")
+    data = b"h" * 3000
+    digest = hashlib.sha256(data).digest()
+    await holder.put_chunk(data, digest)
+    good = digest.hex().encode()
+    names = [
+        good.upper(),
+        good[:-1],
+        good + b"0",
+        b"zz" * 32,
+        b"",
+        b"%41" * 21 + b"a",
+        good[:32] + b"%20" + good[32:],
+    ]
+    # Not even HTTP (h11 refuses the target before any route sees it): closed, unanswered.
+    not_http = [b"\xc3\xa9" * 32, good[:-2] + b"\x00\x00", good[:32] + b" " + good[32:]]
+    targets = [(b"GET", b"/chunk/" + n) for n in names]
+    targets += [(b"GET", b"/chunk/" + n + b"/tree") for n in names[:4]]
+    targets += [(b"POST", b"/chunk/" + n + b"/verify") for n in names[:4]]
+    targets += [
+        (b"GET", b"/trees/" + good + b"," + good.upper()),
+        (b"GET", b"/trees/"),
+        (b"GET", b"/trees/" + good + b",," + good),
+        (b"GET", b"/trees/" + good + b","),
+        (b"GET", b"/trees/" + b",".join([good] * (MAX_TREES + 1))),
+    ]
+    with holder, trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            address, port, server = await _serve(nursery, holder)
+            for method, target in targets:
+                status = await _raw_signed(address, port, method, target)
+                assert status == b"HTTP/1.1 400 ", (method, target, status)
+            for name in not_http:
+                assert await _raw_signed(address, port, b"GET", b"/chunk/" + name) == b""
+            # A name that is not a chunk route at all is still 404, not 400.
+            assert await _raw_signed(address, port, b"GET", b"/chunk/" + good + b"/x") == (
+                b"HTTP/1.1 404 "
+            )
+            assert await get_chunk((address, port), digest, KEY, max_bytes=len(data)) == data
+            stats = server.statistics()
+            assert (stats.not_found, stats.rejected, server.errors) == (0, 0, 0)
+            nursery.cancel_scope.cancel()
+
+
 async def test_large_chunk_streams_to_disk_and_a_rotten_one_leaves_nothing(
     tmp_path: Path,
 ) -> None:
@@ -221,7 +288,7 @@ async def test_large_chunk_streams_to_disk_and_a_rotten_one_leaves_nothing(
     # whole-chunk buffer); the holder serves it with sendfile. A rotten copy is refused, its
     # temp file removed, and the next holder's copy adopted.
     data = os.urandom(1 << 20)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     good = _store(tmp_path / "good")
     bad = _store(tmp_path / "bad")
     await good.put_chunk(data, digest)
@@ -248,23 +315,23 @@ async def test_large_chunk_streams_to_disk_and_a_rotten_one_leaves_nothing(
 
 async def test_trees_of_many_chunks_in_one_signed_request(tmp_path: Path) -> None:
     """``GET /trees/<hex>,<hex>,...``: the trees this holder has, an empty entry for a chunk
-    it lacks; unsigned is refused, too many chunks is not a route, a lying holder is
+    it lacks; unsigned is refused, too many chunks is a bad request (400), a lying holder is
     penalised and yields nothing."""
     parts = [os.urandom(300_000) for _ in range(3)]
-    digests = [hashlib.sha256(p).hexdigest() for p in parts]
+    digests = [hashlib.sha256(p).digest() for p in parts]
     trees = {d: merkle_tree(p) for d, p in zip(digests, parts, strict=True)}
-    lie: set[str] = set()
+    lie: set[bytes] = set()
 
-    async def tree_of(digest: str) -> MerkleTree:
+    async def tree_of(digest: bytes) -> MerkleTree:
         if digest not in trees:
-            raise NotInStoreError(digest)
+            raise NotInStoreError(digest.hex())
         tree = trees[digest]
         if digest in lie:  # a piece layer of the wrong length
             return MerkleTree(tree.size, tree.piece_size, tree.root, tree.piece_layer[:-1])
         return tree
 
     holder, mine = _store(tmp_path / "holder"), _store(tmp_path / "mine")
-    absent = hashlib.sha256(b"not held").hexdigest()
+    absent = hashlib.sha256(b"not held").digest()
     with holder, mine, trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             address = loopback_address()
@@ -276,12 +343,16 @@ async def test_trees_of_many_chunks_in_one_signed_request(tmp_path: Path) -> Non
             assert got == {d: trees[d] for d in digests}
             with pytest.raises(PeerError, match="HTTP 403"):
                 await signed_request(
-                    (address, port), f"/trees/{digests[0]}", b"wrong key", max_bytes=99, what="t"
+                    (address, port),
+                    f"/trees/{digests[0].hex()}",
+                    b"wrong key",
+                    max_bytes=99,
+                    what="t",
                 )
-            with pytest.raises(PeerError, match="HTTP 404"):
+            with pytest.raises(PeerError, match="HTTP 400"):
                 await signed_request(
                     (address, port),
-                    "/trees/" + ",".join([digests[0]] * (MAX_TREES + 1)),
+                    "/trees/" + ",".join([digests[0].hex()] * (MAX_TREES + 1)),
                     KEY,
                     max_bytes=1 << 20,
                     what="t",
@@ -305,7 +376,7 @@ async def test_requests_leave_from_the_nodes_own_address(tmp_path: Path) -> None
     """The holder admits a signed request's source to its libtorrent port; that source is the
     node's own address (where its swarm dials from), not the kernel's pick (127.0.0.1 here)."""
     data = os.urandom(1000)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     holder, mine = _store(tmp_path / "holder"), _store(tmp_path / "mine")
     await holder.put_chunk(data, digest)
     mine_at = loopback_address()

@@ -6,7 +6,8 @@ headers, HTTP/0.9 and absolute-form targets, NUL bytes, malformed and hostile au
 (non-ASCII, extra colons, huge and negative times), requests signed with the site key for
 traversal paths (``/chunk/../../etc/passwd``, percent-encoded dots, an absolute path),
 huge and inverted ``Range`` headers, a POST claiming a huge body it never sends, a chunked
-body that lies, and a verify request made with GET.
+body that lies, a verify request made with GET, and signed requests naming chunks (or an
+object, ``/keys/``) with something other than 64 lower-case hex digits.
 """
 
 from __future__ import annotations
@@ -37,16 +38,17 @@ def _signed(key: bytes, method: bytes, path: bytes, extra: bytes = b"") -> bytes
     )
 
 
-def _corpus(key: bytes, digest: str) -> list[bytes]:
-    chunk = f"/chunk/{digest}".encode()
+def _corpus(key: bytes, digest: bytes) -> list[bytes]:
+    name = digest.hex().encode()  # the peer port's paths name chunks in hex
+    chunk = b"/chunk/" + name
     named = [
         b"\x00\x01\x02\xff" * 100,
         b"GET " + b"A" * 70_000 + b" HTTP/1.1\r\n\r\n",
         b"GET / HTTP/1.1\r\n" + b"X-A: " + b"b" * 70_000 + b"\r\n\r\n",
         b"GET / HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(5000)) + b"\r\n",
         b"GET /chunk/\r\n\r\n",
-        b"GET http://evil.example/chunk/" + digest.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"GET /chunk/\x00" + digest.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET http://evil.example/chunk/" + name + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /chunk/\x00" + name + b" HTTP/1.1\r\nHost: x\r\n\r\n",
         chunk.join([b"GET ", b" HTTP/1.1\r\nHost: x\r\nX-Frumit-Auth: \xff\xfe:\x00:zz\r\n\r\n"]),
         chunk.join([b"GET ", b" HTTP/1.1\r\nHost: x\r\nX-Frumit-Auth: 1:2:3:4:5\r\n\r\n"]),
         chunk.join(
@@ -65,7 +67,14 @@ def _corpus(key: bytes, digest: str) -> list[bytes]:
         _signed(key, b"GET", b"/chunk/../../etc/passwd"),
         _signed(key, b"GET", b"/chunk/%2e%2e/%2e%2e/etc/passwd"),
         _signed(key, b"GET", b"/etc/passwd"),
-        _signed(key, b"GET", b"/chunk/" + b"0" * 64 + b"/../../" + digest.encode()),
+        _signed(key, b"GET", b"/chunk/" + b"0" * 64 + b"/../../" + name),
+        # Chunk names that are not 64 lower-case hex digits: 400, never a crash.
+        _signed(key, b"GET", b"/chunk/" + name.upper()),
+        _signed(key, b"GET", b"/chunk/" + name[:-1] + b"/tree"),
+        _signed(key, b"POST", b"/chunk/" + b"g" * 64 + b"/verify", b"Content-Length: 0\r\n"),
+        _signed(key, b"GET", b"/trees/" + name + b"," + name.upper()),
+        _signed(key, b"GET", b"/trees/"),
+        _signed(key, b"POST", b"/keys/" + name.upper(), b"Content-Length: 0\r\n"),
         _signed(key, b"GET", chunk, b"Range: bytes=0-99999999999999999999999999\r\n"),
         _signed(key, b"GET", chunk, b"Range: bytes=500-100\r\n"),
         _signed(key, b"GET", chunk, b"Range: bytes=-1\r\n"),
@@ -86,7 +95,7 @@ def _corpus(key: bytes, digest: str) -> list[bytes]:
         b" ",
         b"/",
         b"chunk",
-        digest.encode(),
+        name,
         b"..",
         b"%00",
         b"\r\n",

@@ -40,12 +40,12 @@ def _child_nofile(soft: int) -> Iterator[None]:
 
 async def _agent_with_chunk(
     tmp_path: Path, settings: dict[str, dict[str, object]], nofile: int
-) -> tuple[AgentProcess, bytes, str, bytes]:
+) -> tuple[AgentProcess, bytes, bytes, bytes]:
     key = secrets.token_hex(32).encode()
     (tmp_path / "site.key").write_bytes(key)
     (tmp_path / "site.key").chmod(0o600)
     data = os.urandom(50_000)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     store = Store.open(tmp_path / "node" / "store", max_bytes=1 << 30, chunk_size=CHUNK)
     with store:
         await store.put_chunk(data, digest)
@@ -106,7 +106,7 @@ async def test_stalled_request_head_is_closed_after_header_timeout(tmp_path: Pat
         with trio.fail_after(30):
             stream = await trio.open_tcp_stream(agent.address, 3144)
             async with stream:
-                half = b"GET /chunk/" + digest.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                half = b"GET /chunk/" + digest.hex().encode() + b" HTTP/1.1\r\nHost: x\r\n"
                 await stream.send_all(half)
                 # The agent closes it (EOF) instead of holding it for a minute.
                 with trio.fail_after(10):

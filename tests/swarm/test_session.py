@@ -35,7 +35,7 @@ async def test_ip_filter_admits_members_only_and_fetches_are_single_flight(
     tmp_path: Path,
 ) -> None:
     data = os.urandom(2 * MiB)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     tree = merkle_tree(data)
     stores = [_store(tmp_path / name) for name in ("holder", "member", "stranger")]
     holder_s, member_s, stranger_s = stores
@@ -80,7 +80,7 @@ async def test_ip_filter_admits_members_only_and_fetches_are_single_flight(
 
 async def test_tree_of_a_stored_chunk_is_computed_and_checked(tmp_path: Path) -> None:
     data = os.urandom(3 * MiB + 5)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     with _store(tmp_path / "s") as store:
         await store.put_chunk(data, digest)
         swarm = Swarm(store, address=loopback_address())
@@ -88,14 +88,14 @@ async def test_tree_of_a_stored_chunk_is_computed_and_checked(tmp_path: Path) ->
         assert tree == merkle_tree(data)
         assert store.chunk_root(digest) == tree.root
         with pytest.raises(NotInStoreError):
-            await swarm.tree("0" * 64)
+            await swarm.tree(bytes(32))
 
 
 async def test_peer_sending_bad_data_is_banned_and_chunk_comes_from_another(
     tmp_path: Path,
 ) -> None:
     data = os.urandom(2 * MiB)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     tree = merkle_tree(data)
     torrent = chunk_torrent(digest, len(data), tree.root)
     liar = LyingPeer(torrent.info_hash, torrent.num_pieces)
@@ -138,7 +138,7 @@ async def test_peer_sending_bad_data_is_banned_and_chunk_comes_from_another(
 async def test_stalled_swarm_falls_back_to_peer_http(tmp_path: Path) -> None:
     key = os.urandom(32)
     data = os.urandom(2 * MiB)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     stores = [_store(tmp_path / name) for name in ("holder", "me")]
     await stores[0].put_chunk(data, digest)
     holder, me = (Swarm(s, address=loopback_address()) for s in stores)
@@ -185,7 +185,7 @@ async def test_a_fetched_chunk_is_seeded_on_by_its_download_from_the_store_file(
 
         monkeypatch.setattr(os, "link", no_link)
     data = os.urandom(2 * MiB + 7)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).digest()
     tree = merkle_tree(data)
     stores = [_store(tmp_path / name) for name in ("holder", "member", "third")]
     await stores[0].put_chunk(data, digest)

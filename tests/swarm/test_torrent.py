@@ -7,6 +7,7 @@ The same bytes must give the same info-hash on libtorrent 2.1 (create_file_entry
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import random
 import subprocess
@@ -18,17 +19,24 @@ import pytest
 
 from frumitcache.errors import ProtocolError
 from frumitcache.swarm._merkle import BLOCK, MerkleHasher, merkle_tree, piece_size_for
-from frumitcache.swarm._torrent import bencode, chunk_torrent, site_mac, torrent_of_tree
+from frumitcache.swarm._torrent import (
+    bencode,
+    chunk_torrent,
+    digest_of_name,
+    site_mac,
+    torrent_name,
+    torrent_of_tree,
+)
 
 HERE = Path(__file__).parent
 SIZES = [1, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5, 1_000_000, 4 * 1024 * 1024, 5_000_000]
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-def _chunk_file(tmp_path: Path, size: int) -> tuple[Path, bytes, str]:
+def _chunk_file(tmp_path: Path, size: int) -> tuple[Path, bytes, bytes]:
     data = random.Random(size).randbytes(size)
-    digest = hashlib.sha256(data).hexdigest()
-    path = tmp_path / digest
+    digest = hashlib.sha256(data).digest()
+    path = tmp_path / digest.hex()  # the torrent's file name, as in the store
     path.write_bytes(data)
     return path, data, digest
 
@@ -89,7 +97,7 @@ def test_root_and_info_equal_libtorrent_21(tmp_path: Path, size: int) -> None:
     for blob in (ours.leecher_bytes(), ours.seeder_bytes(tree.piece_layer)):
         ti = lt.torrent_info(blob)
         assert bytes(ti.info_hashes().v2.to_bytes()) == ours.info_hash
-        assert ti.name() == digest
+        assert ti.name() == digest.hex() == ours.name
 
 
 @pytest.mark.parametrize("size", [1, 3 * BLOCK + 5, 5_000_000])
@@ -113,7 +121,7 @@ def test_torrent_is_independent_of_directory_and_mtime(tmp_path: Path) -> None:
     _, first, _ = _libtorrent_create(sys.executable, path, piece, "2.0")
     other = tmp_path / "elsewhere"
     other.mkdir()
-    moved = other / digest
+    moved = other / digest.hex()
     moved.write_bytes(data)
     os.utime(moved, (12345, 12345))
     moved.chmod(0o755)
@@ -123,13 +131,14 @@ def test_torrent_is_independent_of_directory_and_mtime(tmp_path: Path) -> None:
 
 def test_bad_inputs_are_rejected() -> None:
     root = bytes(32)
+    for bad in (b"short", b"a" * 64, "a" * 64, "ABC"):  # a digest is 32 raw bytes, never hex
+        with pytest.raises(ProtocolError):
+            chunk_torrent(bad, 10, root)  # type: ignore[arg-type]
     with pytest.raises(ProtocolError):
-        chunk_torrent("ABC", 10, root)
+        chunk_torrent(b"a" * 32, 0, root)
     with pytest.raises(ProtocolError):
-        chunk_torrent("a" * 64, 0, root)
-    with pytest.raises(ProtocolError):
-        chunk_torrent("a" * 64, 10, b"short")
-    t = chunk_torrent("a" * 64, 5_000_000, root)
+        chunk_torrent(b"a" * 32, 10, b"short")
+    t = chunk_torrent(b"a" * 32, 5_000_000, root)
     with pytest.raises(ProtocolError):
         t.seeder_bytes(b"x" * 31)
 
@@ -149,6 +158,10 @@ def test_keyed_torrent_is_libtorrents_info_plus_the_site_mac(tmp_path: Path, pyt
     path, data, digest = _chunk_file(tmp_path, 3 * BLOCK + 5)
     tree = merkle_tree(data)
     mac = site_mac(b"k" * 32, digest)
+    # The mac still spells the digest in hex, as before digests were bytes inside: members of
+    # one site running either version name every chunk's torrent alike.
+    old = hmac.new(b"k" * 32, b"frumitcache chunk torrent\n" + digest.hex().encode(), "sha256")
+    assert mac == old.digest()
     ours = torrent_of_tree(digest, tree, mac=mac)
     assert ours.info_hash != torrent_of_tree(digest, tree).info_hash
     other = site_mac(b"j" * 32, digest)
@@ -157,3 +170,14 @@ def test_keyed_torrent_is_libtorrents_info_plus_the_site_mac(tmp_path: Path, pyt
     assert _with_site_mac(info, mac) == ours.info
     ti = lt.torrent_info(ours.leecher_bytes())
     assert bytes(ti.info_hashes().v2.to_bytes()) == ours.info_hash
+
+
+def test_torrent_name_is_the_digest_in_hex_and_back() -> None:
+    """The one place a torrent's name (libtorrent reports it in alerts) meets a digest."""
+    digest = hashlib.sha256(b"name").digest()
+    assert torrent_name(digest) == digest.hex()
+    assert digest_of_name(digest.hex()) == digest
+    for other in ("", "x", digest.hex().upper(), digest.hex()[:-1], digest.hex() + "0", "zz" * 32):
+        assert digest_of_name(other) is None
+    with pytest.raises(ProtocolError):
+        torrent_name(digest.hex())  # type: ignore[arg-type]

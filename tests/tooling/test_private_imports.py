@@ -4,7 +4,7 @@ A package's ``__init__`` is its surface; ``frumitcache.<pkg>._module`` is for th
 This test reads every module's imports (at any depth, including inside functions) and fails on
 ``from frumitcache.<other>._x import ...``, ``import frumitcache.<other>._x`` or a private name
 taken from another package. The floors at the root (``frumitcache._log``, ``_rate``,
-``_sendfile``, ``_signing``, ``_results``, ``_version``) are the root package's shared
+``_sendfile``, ``_signing``, ``_digest``, ``_results``, ``_version``) are the root package's shared
 internals and allowed everywhere. When this fails: export the name from the owning package's
 ``__init__`` (and pin it).
 """

@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2] / "frumitcache"
 
 PURE = [
+    "_digest.py",
     "_rate.py",
     "_signing.py",
     "agent/_plan.py",
