@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import trio
 
+from frumitcache._digest import is_hex_digest
 from frumitcache._log import get_logger
 from frumitcache.agent._content import ContentService
 from frumitcache.agent._locate import held_bytes, locate_reply
@@ -67,14 +68,12 @@ def check_url(url: str) -> None:
 
 
 def parse_target(target: str) -> tuple[str | None, bytes | None]:
-    """A URL or a digest (64 hex digits, optionally ``sha256:``): ``(url, digest)``."""
+    """A URL or a digest (64 hex digits in either case, optionally ``sha256:``):
+    ``(url, digest)``."""
     text = target.strip()
     hexpart = text[7:] if text.lower().startswith("sha256:") else text
-    if len(hexpart) == 64:
-        try:
-            return None, bytes.fromhex(hexpart)
-        except ValueError:
-            pass
+    if is_hex_digest(hexpart.lower()):  # a person typed it: either case will do
+        return None, bytes.fromhex(hexpart)
     check_url(text)
     return text, None
 

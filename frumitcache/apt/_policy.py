@@ -11,16 +11,16 @@
 
 from __future__ import annotations
 
+from frumitcache._digest import is_hex_digest
 from frumitcache.apt._requests import FileKind, Target
 from frumitcache.content import Content, ContentRequest, ContentSource
 from frumitcache.errors import OriginStatusError
 
-_HEX = frozenset("0123456789abcdef")
-
 
 def _digest(hexdigest: str | None) -> bytes | None:
-    """A SHA-256 named in hex (a URL, an index): raw bytes, or None if it is not one."""
-    if hexdigest is None or len(hexdigest) != 64 or not set(hexdigest.lower()) <= _HEX:
+    """A SHA-256 named in hex (a URL, an index; either case): raw bytes, or None if it is
+    not one."""
+    if hexdigest is None or not is_hex_digest(hexdigest.lower()):
         return None
     return bytes.fromhex(hexdigest)
 
