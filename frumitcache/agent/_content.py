@@ -7,8 +7,9 @@
 3. **Member**: ask the seeder (it starts the one origin fetch), then pull each chunk from its
    holders as it is announced (:mod:`frumitcache.agent._member`). If the seeder changes, ask
    the new one; if this node becomes the seeder, carry on as the seeder from what it holds.
-4. **Fallback**: no seeder reachable → fetch the origin directly if ``site.fallback`` allows
-   it (at once, or after ``site.fallback_timeout_s``), counted and logged.
+4. **Fallback**: the site cannot serve → fetch the origin directly if ``site.fallback`` allows
+   it (at once, or after ``site.fallback_timeout_s`` with no seeder named; a named seeder from
+   which nothing arrives gets longer: :mod:`frumitcache.agent._fallback`), counted and logged.
 
 Every URL passes the allow-list of the door that asked (:meth:`ContentService.ensure`), and the
 seeder checks a member's ``FetchRequest`` against the union of its own lists: a member cannot
@@ -33,6 +34,7 @@ from typing import cast
 import trio
 
 from frumitcache._log import get_logger
+from frumitcache.agent._fallback import FallbackClock, Verdict
 from frumitcache.agent._flight import Flight, wait_any
 from frumitcache.agent._member import MemberRole, SeederChanged
 from frumitcache.agent._reading import follow
@@ -338,9 +340,8 @@ class ContentService:
         assert site is not None
         node, _ = site.parts()
         cfg = self.site_config
-        unreachable_since: float | None = None
+        clock: FallbackClock | None = None  # started by the first failed attempt
         while True:
-            held = len(self._store.partial_chunks(flight.url))
             seeder = node.seeder()
             if seeder is None:
                 with trio.move_on_after(cfg.lease_s * 3):
@@ -354,31 +355,35 @@ class ContentService:
                 await self._member.fetch(flight, seeder)
                 return
             except SeederChanged:
+                # The new seeder resumes the object (this node's chunks stay): not a reason
+                # to leave the site.
                 self.stats.failovers += 1
                 flight.failovers += 1
                 log.info("fetch.seeder-changed", url=flight.url)
+                if seeder is not None and node.seeder() == seeder:
+                    # It said it is not the seeder (its lease lapsed) but this node still
+                    # follows it: ask again when that settles, not in a tight loop.
+                    with trio.move_on_after(0.5):
+                        await site.seeder_changed.wait()
                 continue
             except PeerError as exc:
                 now = trio.current_time()
-                if unreachable_since is None or len(self._store.partial_chunks(flight.url)) > held:
-                    # The fallback clock measures the site getting nowhere: an attempt that
-                    # brought chunks in starts it again. Otherwise one early hiccup and a second
-                    # one late in a long fetch sent a member to the origin at once.
-                    unreachable_since = now
-                waited = now - unreachable_since
-                if cfg.fallback == "always" or (
-                    cfg.fallback == "after-timeout" and waited >= cfg.fallback_timeout_s
-                ):
+                held = len(self._store.partial_chunks(flight.url))
+                if clock is None:
+                    clock = FallbackClock(cfg.fallback, cfg.fallback_timeout_s, now, held)
+                clock.observe(now, seeder_named=node.seeder() is not None, held=held)
+                verdict = clock.decide()
+                if verdict is Verdict.ORIGIN:
                     self.stats.fallbacks += 1
                     log.warning(
                         "fetch.fallback-origin",
                         url=flight.url,
                         reason=str(exc),
-                        waited_s=round(waited, 1),
+                        waited_s=round(clock.waited(), 1),
                     )
                     await self.from_origin(flight)
                     return
-                if cfg.fallback == "never" and waited >= cfg.fallback_timeout_s:
+                if verdict is Verdict.FAIL:
                     raise PeerError(
                         f"{exc}; not fetching {flight.url} from the origin because "
                         "site.fallback = never"

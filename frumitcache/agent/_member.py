@@ -224,11 +224,21 @@ class MemberRole:
                 carry_out(plan.on_timer(trio.current_time()))
 
         async def watch_seeder() -> None:
+            # A lapse of the seeder's lease as seen here (a loaded seeder or member missed
+            # lease rounds) is not a change: the pull goes on from the holders. Another seeder
+            # named makes the member ask it (it resumes the object); none named for a while
+            # ends the attempt (the fallback clock decides what next).
+            lapse = site.config.site.lease_s * 3
             while True:
                 changed = site.seeder_changed
                 now = node.seeder()
-                if now is None or now[0] != seeder[0]:
+                if now is not None and now[0] != seeder[0]:
                     raise SeederChanged()
+                if now is None:
+                    with trio.move_on_after(lapse):
+                        await changed.wait()
+                        continue
+                    raise PeerError(f"no seeder named for {lapse:g} s")
                 await changed.wait()
 
         try:

@@ -77,7 +77,11 @@ class SiteConfig(Section):
         "When an agent may fetch from the origin itself if the seeder is unreachable.",
     )
     fallback_timeout_s: float = opt(
-        15.0, "How long the seeder must be unreachable before falling back to the origin.", "s"
+        15.0,
+        "How long the site must get nowhere (no seeder named, no chunk arriving) before "
+        "falling back to the origin; a seeder that is named (its leases arrive) but from which "
+        "no chunk arrives is given 4 times as long.",
+        "s",
     )
 
     def check(self) -> None:

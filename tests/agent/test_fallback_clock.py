@@ -1,7 +1,8 @@
 """When a member gives up on the site and fetches the origin itself (``site.fallback =
-after-timeout``): only after the site got nowhere for ``fallback_timeout_s``. The member role
-is scripted here (real store, uplink client and HTTP origin, the site faked): what is under
-test is the content service's fallback clock."""
+after-timeout``): only after the site got nowhere for ``fallback_timeout_s`` with no seeder
+named, or for ``STUCK_FACTOR`` times that with a seeder named but nothing arriving. The pure
+clock first; then the member role scripted (real store, uplink client and HTTP origin, the
+site faked): what is under test is the content service's use of the clock."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import cast
 import trio
 
 from frumitcache.agent import ContentService
+from frumitcache.agent._fallback import STUCK_FACTOR, FallbackClock, Verdict
 from frumitcache.agent._flight import Flight
 from frumitcache.agent._sitelink import SiteLink
 from frumitcache.config import OriginConfig, SiteConfig
@@ -29,8 +31,14 @@ TIMEOUT_S = 1.0
 
 
 class _Node:
-    def seeder(self) -> tuple[str, int]:
-        return ("other", 1)  # a member's view: someone else seeds
+    named: tuple[str, int] | None = ("other", 1)  # a member's view: someone else seeds
+
+    def seeder(self) -> tuple[str, int] | None:
+        return self.named
+
+    async def wait_seeder(self) -> tuple[str, int]:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
 
 
 class _MemberSite:
@@ -49,20 +57,26 @@ class _MemberSite:
 Attempt = Callable[[Store, Flight], Awaitable[None]]
 
 
-async def _run(tmp_path: Path, attempts: list[Attempt]) -> tuple[ContentService, OriginServer]:
+async def _run(
+    tmp_path: Path, attempts: list[Attempt], *, named: bool = True
+) -> tuple[ContentService, OriginServer]:
     origin = OriginServer()
     store = Store.open(tmp_path / "store", max_bytes=1 << 30, chunk_size=CHUNK)
     fetcher = OriginFetcher(
         OriginConfig(connect_timeout_s=2, read_timeout_s=5, allow=["127.0.0.0/8:*"]), store
     )
-    config = SiteConfig(fallback="after-timeout", fallback_timeout_s=TIMEOUT_S)
+    # lease_s bounds how long a member waits for a seeder to be named before an attempt fails.
+    config = SiteConfig(
+        fallback="after-timeout", fallback_timeout_s=TIMEOUT_S, lease_s=0.1, election_round_s=0.05
+    )
+    site = _MemberSite()
+    if not named:
+        site.node.named = None
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(origin.serve, loopback_address())
             origin.add("/obj.bin", DATA)
-            service = ContentService(
-                store, fetcher, nursery, cast("SiteLink", _MemberSite()), config
-            )
+            service = ContentService(store, fetcher, nursery, cast("SiteLink", site), config)
             script = iter(attempts)
 
             async def member_fetch(flight: Flight, seeder: tuple[str, int]) -> None:
@@ -112,9 +126,73 @@ async def test_an_attempt_that_brought_chunks_restarts_the_fallback_clock(
     assert origin.stats.requests["/obj.bin"] == 0
 
 
-async def test_a_site_that_gets_nowhere_falls_back_after_the_timeout(tmp_path: Path) -> None:
+async def test_a_site_with_no_seeder_named_falls_back_after_the_timeout(tmp_path: Path) -> None:
     started = trio.current_time()
-    service, origin = await _run(tmp_path, [_unreachable] * 10)
+    service, origin = await _run(tmp_path, [_unreachable] * 10, named=False)
     assert service.stats.fallbacks == 1
     assert origin.stats.requests["/obj.bin"] == 1
     assert trio.current_time() - started >= TIMEOUT_S
+
+
+async def test_a_named_seeder_that_never_answers_gets_longer_then_falls_back(
+    tmp_path: Path,
+) -> None:
+    # Its leases arrive (named) but no request is answered and no chunk comes: hostile or
+    # wedged. The member waits STUCK_FACTOR times the timeout, not forever.
+    started = trio.current_time()
+    service, origin = await _run(tmp_path, [_unreachable] * 20)
+    assert service.stats.fallbacks == 1
+    assert origin.stats.requests["/obj.bin"] == 1
+    assert trio.current_time() - started >= STUCK_FACTOR * TIMEOUT_S
+
+
+# --- the pure clock ----------------------------------------------------------------------------
+
+
+def test_clock_a_loaded_seeder_that_is_named_is_waited_for() -> None:
+    # The N=100 herd: requests time out at a loaded seeder whose leases still arrive.
+    clock = FallbackClock("after-timeout", 15.0, now=0.0)
+    for now in range(0, 59, 3):
+        clock.observe(float(now), seeder_named=True, held=0)
+        assert clock.decide() is Verdict.RETRY, now
+    clock.observe(60.0, seeder_named=True, held=0)
+    assert clock.decide() is Verdict.ORIGIN  # stuck: STUCK_FACTOR x 15 s without a chunk
+
+
+def test_clock_chunks_arriving_restart_both_clocks() -> None:
+    clock = FallbackClock("after-timeout", 15.0, now=0.0)
+    for step in range(1, 40):
+        clock.observe(step * 10.0, seeder_named=step % 2 == 0, held=step)
+        assert clock.decide() is Verdict.RETRY, step
+
+
+def test_clock_no_seeder_named_falls_back_after_the_timeout() -> None:
+    clock = FallbackClock("after-timeout", 15.0, now=100.0)
+    clock.observe(100.0, seeder_named=True, held=0)
+    clock.observe(110.0, seeder_named=False, held=0)
+    assert clock.decide() is Verdict.RETRY  # named 10 s ago
+    clock.observe(114.9, seeder_named=False, held=0)
+    assert clock.decide() is Verdict.RETRY
+    clock.observe(115.0, seeder_named=False, held=0)
+    assert clock.decide() is Verdict.ORIGIN
+    assert clock.waited() == 15.0
+
+
+def test_clock_modes() -> None:
+    always = FallbackClock("always", 15.0, now=0.0)
+    always.observe(0.0, seeder_named=True, held=0)
+    assert always.decide() is Verdict.ORIGIN
+    never = FallbackClock("never", 15.0, now=0.0)
+    never.observe(14.0, seeder_named=False, held=0)
+    assert never.decide() is Verdict.RETRY
+    never.observe(15.0, seeder_named=False, held=0)
+    assert never.decide() is Verdict.FAIL
+
+
+def test_clock_time_going_backwards_changes_nothing() -> None:
+    # Hostile input: an observation older than the last one (the clock is monotonic, but a
+    # caller's stale sample must not reopen a closed window).
+    clock = FallbackClock("after-timeout", 15.0, now=0.0)
+    clock.observe(20.0, seeder_named=False, held=0)
+    clock.observe(5.0, seeder_named=False, held=0)
+    assert clock.decide() is Verdict.ORIGIN
