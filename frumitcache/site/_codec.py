@@ -2,7 +2,7 @@
 
 A frame is::
 
-    b"FCS6" | HMAC-SHA256(mac_key, b"FCS6" + body) (32 bytes) | body
+    b"FCS7" | HMAC-SHA256(mac_key, b"FCS7" + body) (32 bytes) | body
     body = msgpack [sender, recipient, boot, seq, timestamp, type name, {field: value}]
 
 ``mac_key`` is derived from the site key and the site name, so two sites that happen to share
@@ -44,9 +44,10 @@ from frumitcache.site._messages import MESSAGE_TYPES, Beacon, Bulk, Bye, Message
 
 # FCS2: the recipient joined the header; FCS3: Roster, and a roster version in Lease and
 # LeaseAck; FCS4: the backing of a Lease; FCS5: Bulk (a message too large for a frame waits
-# at the sender's peer port); FCS6: a Have's objects make its sender their holder (``held``).
+# at the sender's peer port); FCS6: a Have's objects make its sender their holder (``held``);
+# FCS7: the duration of a Lease (stretched while acks come back late).
 # Agents of different magics do not hear each other: a site upgrades together.
-MAGIC = b"FCS6"
+MAGIC = b"FCS7"
 MAC_LEN = 32
 #: A UDP datagram carries at most 65,507 bytes; stay clear of it.
 DEFAULT_MAX_FRAME = 60_000

@@ -19,18 +19,25 @@ Rules (the whole protocol):
 2. **Votes.** A node votes at most once per term (the vote is durable state the driver keeps
    on disk, :class:`Durable`) and only for a term above every term it knows a seeder of.
 3. **Leases and fencing.** A seeder renews its lease every ``lease_s / 3`` with a
-   :class:`~._messages.Lease` round; a follower that acks promises, for ``lease_s`` from its
-   ack, to ack and vote for no one else. A round acked by a majority gives the seeder a lease
-   until *round sent* + ``lease_s`` - guard, which ends before the earliest promise of that
-   round ends. Hence two nodes never both hold a live lease when their electorates agree (the
-   ack majorities share a member). A seeder that cannot renew (lost a majority) stops being
-   ``is_seeder`` when its lease runs out; it keeps trying, and carries on if acks come back.
+   :class:`~._messages.Lease` round naming its *duration* ``d``; a follower that acks
+   promises, for ``d`` from its ack (and never less than it promised the same seeder before),
+   to ack and vote for no one else. A round acked by a majority gives the seeder a lease until
+   *round sent* + ``d`` - guard, which ends before the earliest promise of that round ends.
+   Hence two nodes never both hold a live lease when their electorates agree (the ack
+   majorities share a member). ``d`` is ``lease_s`` while acks come back fast; while a
+   majority's acks come back late (a loaded site: scheduling delay, not loss) it stretches to
+   cover that delay, up to ``STRETCH * lease_s`` (a follower refuses a longer one), so a live
+   seeder is not deposed by its own slowness; it shrinks back within a few rounds. A seeder
+   that cannot renew (lost a majority) stops being ``is_seeder`` when its lease runs out; it
+   keeps trying, and carries on if acks come back.
 4. **Start-up.** Promises are not durable, so a (re)started node neither acks, votes nor stands
-   for ``lease_s``; it does not stand before it has heard another member (or ``forget_after_s``
-   has passed), so it cannot win a one-node "majority" of an electorate it has not learnt yet,
-   and for ``forget_after_s`` it counts majorities over at least the electorate size it saved
-   before the restart. A node can only count members it has heard of: nodes that have never
-   met (a site partitioned from its very first boot) are two sites until they meet.
+   for ``lease_s`` (for ``STRETCH * lease_s`` when it may have promised a stretched lease before
+   the restart: the durable state says so); it does not stand before it has heard another
+   member (or ``forget_after_s`` has passed), so it cannot win a one-node "majority" of an
+   electorate it has not learnt yet, and for ``forget_after_s`` it counts majorities over at
+   least the electorate size it saved before the restart. A node can only count members it
+   has heard of: nodes that have never met (a site partitioned from its very first boot) are
+   two sites until they meet.
 5. **Standing.** A follower whose promise ran out (no lease renewal for ``lease_s``) stands
    after ``position * round_s``, where ``position`` is its rank among the electorate other
    than the lost seeder, best first: configured priority, then wired link, RAM, free disk,
@@ -61,16 +68,25 @@ the members re-report to the winner, and the catalogues are merged.
 Expected failover with the defaults (``lease_s`` = 3, ``round_s`` = 0.5): followers' promises
 run out between ``lease_s - lease_s/3`` and ``lease_s`` after the seeder's death, the best
 survivor stands at once, one claim round and one lease round later (a few LAN round trips)
-it is seeder: about 2 to 3.5 s, plus ``round_s`` per colliding claim round.
+it is seeder: about 2 to 3.5 s, plus ``round_s`` per colliding claim round. While the site is
+loaded enough to stretch the lease, failover takes up to the stretched lease instead.
 """
 
 from __future__ import annotations
 
 import enum
+import math
+from collections import deque
 from dataclasses import dataclass, field
 
 from frumitcache.site._membership import Membership
 from frumitcache.site._messages import Claim, Lease, LeaseAck, MemberInfo, Message, Vote
+
+#: The longest lease a seeder offers (and a follower promises), in multiples of ``lease_s``.
+STRETCH = 3.0
+
+#: Lease rounds whose majority delay sets the next round's duration (about 2.7 s of rounds).
+_DELAYS_KEPT = 8
 
 
 class Role(enum.Enum):
@@ -90,6 +106,9 @@ class Durable:
     #: majority is counted over at least this many, so nodes restarted on the minority side of
     #: a partition (who remember no one) cannot elect among themselves.
     electorate: int = 0
+    #: Longest lease this node may still be promising (0: ``lease_s``): a node restarted
+    #: within it stays quiet that long (rule 4).
+    promised_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +134,9 @@ def rank_key(info: MemberInfo) -> tuple[int, int, int, int, str]:
 @dataclass(slots=True)
 class _Round:
     sent_at: float
+    duration: float
     acks: dict[str, int] = field(default_factory=dict)  # voter -> its electorate size
+    won_at: float | None = None  # when a majority had acked
 
 
 class Election:
@@ -136,6 +157,7 @@ class Election:
         self._m = membership
         self.me = membership.me.node_id
         self.lease_s = lease_s
+        self.max_lease_s = STRETCH * lease_s
         self.round_s = round_s
         self.solo = solo
         d = durable or Durable()
@@ -147,7 +169,12 @@ class Election:
         self._reported: dict[str, tuple[int, float]] = {}
         self.role = Role.FOLLOWER
         self.started = now
-        self.quiet_until = now if solo else now + lease_s
+        # A stretched promise from before the restart may still run; never longer than this
+        # node could have promised (a damaged state file must not silence it for good).
+        promised = min(d.promised_s, self.max_lease_s) if d.promised_s > 0 else 0.0
+        self.quiet_until = now if solo else now + max(lease_s, promised)
+        # Follower: until when a promise longer than lease_s may run (for Durable).
+        self._long_promise_until = now + promised if promised > lease_s else -1.0
         # The seeder this node follows (or last followed) and the promise made to it.
         self.leader: tuple[str, int] | None = None
         self.promise_to: str | None = None
@@ -171,6 +198,8 @@ class Election:
         self._backing = 0
         self._seq = 0
         self._rounds: dict[int, _Round] = {}
+        # How late the majority of recent rounds came (s): sets the next round's duration.
+        self._delays: deque[float] = deque(maxlen=_DELAYS_KEPT)
         self._next_renew = 0.0
         self.guard = min(0.1 * lease_s, 0.25)
         self.elections_won = 0
@@ -179,7 +208,25 @@ class Election:
 
     @property
     def durable(self) -> Durable:
-        return Durable(self.term, self.voted_term, self.voted_for, self._electorate_size(self._now))
+        # Two values only (0, or the longest possible), so that the state is not rewritten
+        # with every stretched round.
+        promised = self.max_lease_s if self._now < self._long_promise_until else 0.0
+        return Durable(
+            self.term,
+            self.voted_term,
+            self.voted_for,
+            self._electorate_size(self._now),
+            promised,
+        )
+
+    def lease_duration(self, now: float) -> float:
+        """The duration the seeder's next lease round offers: ``lease_s`` while a majority
+        acks fast; stretched to cover the delay of recent rounds' majorities (and of rounds
+        still short of one), so that the next round can renew before the lease runs out."""
+        pending = [now - r.sent_at for r in self._rounds.values() if r.won_at is None]
+        delay = max([0.0, *self._delays, *pending])
+        need = 2 * delay + self.lease_s / 3 + self.guard
+        return min(self.max_lease_s, max(self.lease_s, need))
 
     def is_seeder(self, now: float) -> bool:
         """True while this node is the seeder with a live lease: only then may it fetch."""
@@ -295,8 +342,18 @@ class Election:
                 return [Outgoing(lease.seeder, mine)]
             self._become_follower()
         size = self._electorate_size(now)
+        duration = lease.duration or self.lease_s
+        if not (math.isfinite(duration) and 0 < duration <= self.max_lease_s):
+            # Longer than this node may promise (or nonsense): no promise, no ack.
+            return [
+                Outgoing(
+                    lease.seeder,
+                    LeaseAck(lease.term, lease.seeder, lease.seq, self.me, False, size),
+                )
+            ]
+        duration = max(duration, self.lease_s)
         if now < self.quiet_until or self._promised_elsewhere(lease.seeder, now):
-            self._lease_seen_until = max(self._lease_seen_until, now + self.lease_s)
+            self._lease_seen_until = max(self._lease_seen_until, now + duration)
             if self.leader is None or now >= self.promise_until:
                 self.leader = (lease.seeder, lease.term)
             return [
@@ -307,8 +364,14 @@ class Election:
             ]
         if self.role is Role.CANDIDATE:
             self._become_follower()
+        if self.promise_to != lease.seeder:
+            self.promise_until = -1.0
         self.promise_to = lease.seeder
-        self.promise_until = now + self.lease_s
+        # Never shorter than promised before: that seeder's earlier, longer round may be the
+        # one its lease stands on.
+        self.promise_until = max(self.promise_until, now + duration)
+        if duration > self.lease_s:
+            self._long_promise_until = max(self._long_promise_until, self.promise_until)
         self.leader = (lease.seeder, lease.term)
         self.term = max(self.term, lease.term)
         self._stand_at = None
@@ -425,19 +488,32 @@ class Election:
         return self._renew(now)
 
     def _renew(self, now: float) -> list[Outgoing]:
-        self._seq += 1
-        rnd = _Round(now, {self.me: self._electorate_size(now)})
-        self._rounds[self._seq] = rnd
-        # Rounds older than a lease can no longer extend it.
-        for seq in [s for s, r in self._rounds.items() if r.sent_at < now - self.lease_s]:
+        # Rounds older than their lease can no longer extend it; one that never won a
+        # majority tells how late acks come (at least its whole duration).
+        for seq in [s for s, r in self._rounds.items() if r.sent_at + r.duration <= now]:
+            if self._rounds[seq].won_at is None:
+                self._delays.append(self._rounds[seq].duration)
             del self._rounds[seq]
+        duration = self.lease_duration(now)
+        self._seq += 1
+        rnd = _Round(now, duration, {self.me: self._electorate_size(now)})
+        self._rounds[self._seq] = rnd
         self._next_renew = now + self.lease_s / 3
         self._check_lease(rnd, now)
-        lease = Lease(self.term, self.me, self._seq, backing=self.backing(now))
+        lease = Lease(
+            self.term,
+            self.me,
+            self._seq,
+            backing=self.backing(now),
+            duration=0.0 if duration == self.lease_s else duration,
+        )
         return [Outgoing(n, lease) for n in self._m.alive_ids(now)]
 
     def _check_lease(self, rnd: _Round, now: float) -> None:
         size = max([self._electorate_size(now), *rnd.acks.values()])
         if len(rnd.acks) > size // 2:  # the majority of rule 1
-            self.lease_until = max(self.lease_until, rnd.sent_at + self.lease_s - self.guard)
+            self.lease_until = max(self.lease_until, rnd.sent_at + rnd.duration - self.guard)
             self._backing = size
+            if rnd.won_at is None:
+                rnd.won_at = now
+                self._delays.append(now - rnd.sent_at)

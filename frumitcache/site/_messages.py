@@ -118,6 +118,9 @@ class Lease:
     #: Members (the seeder included) that granted its last acked round: when two seeders meet
     #: (a partition longer than ``member_forget_s`` healed) the one backed by fewer steps down.
     backing: int = 0
+    #: Seconds this round's lease lasts (0: ``site.lease_s``); longer while acks come back
+    #: late (a loaded site), see :mod:`._election` rule 3.
+    duration: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

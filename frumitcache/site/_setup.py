@@ -177,13 +177,17 @@ def load_durable(path: Path | None) -> Durable | None:
             int(data["term"]),
             int(data["voted_term"]),
             voted_for if isinstance(voted_for, str) else None,
+            # A stretched promise may outlive the restart (election rule 4); older files
+            # have none.
+            promised_s=max(0.0, float(data.get("promised_s", 0.0))),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def save_durable(path: Path, durable: Durable) -> None:
-    """Atomically write the election's durable state (rare: once per vote or term)."""
+    """Atomically write the election's durable state (rare: once per vote or term, and when
+    a stretched lease is first promised or runs out)."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
         json.dump(dataclasses.asdict(durable), f)
