@@ -1,6 +1,11 @@
 """libtorrent inside trio: one session per agent, deterministic per-chunk v2 torrents seeded
 from the store, and chunk fetches from a list of site holders.
 
+Every call names a chunk by its raw 32-byte SHA-256 (``bytes``), as the store and the site do.
+Hex appears only where a format spells it: the peer port's paths (``/chunk/<hex>``, read and
+written by :mod:`._peer_http` and :mod:`._peer_client`), a torrent's name and file name
+(:mod:`._torrent`), the ``swarm.node`` JSON lines, and messages for people.
+
 - :class:`Swarm` — the session and its alert pump; seed a stored chunk, fetch one from holders.
 - :class:`PeerHttpServer` / :class:`HttpChunkClient` — small chunks over the signed peer HTTP port;
   :class:`PeerLimits` bounds what an unauthenticated connection may hold, :class:`Admission`
