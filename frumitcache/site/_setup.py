@@ -172,11 +172,16 @@ def load_durable(path: Path | None) -> Durable | None:
         return None
     try:
         data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            return None  # damaged: as any unreadable file, start as a new node
         voted_for = data.get("voted_for")
         return Durable(
             int(data["term"]),
             int(data["voted_term"]),
             voted_for if isinstance(voted_for, str) else None,
+            # Rule 4 of the election counts majorities over at least this many for a while
+            # after a restart (it was saved but not read back before).
+            electorate=max(0, int(data.get("electorate", 0))),
             # A stretched promise may outlive the restart (election rule 4); older files
             # have none.
             promised_s=max(0.0, float(data.get("promised_s", 0.0))),
