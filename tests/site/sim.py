@@ -63,6 +63,8 @@ class SimSite:
         self._seq = itertools.count()
         self.groups: list[set[str]] | None = None
         self.wins: dict[int, set[str]] = {}  # term -> nodes that won it
+        #: (term, winner) -> the winner's electorate when it won: who it could have counted.
+        self.win_electorates: dict[tuple[int, str], frozenset[str]] = {}
         self.max_seeders = 0  # most nodes with is_seeder(now) at one instant
         self.overlaps: list[tuple[float, list[str]]] = []
         self.seeder_history: list[tuple[float, str, int]] = []  # (time, node, term) lease starts
@@ -160,6 +162,9 @@ class SimSite:
             if core is not None and core.election.role.value == "seeder":
                 self._seeding.add(changed)
                 self.wins.setdefault(core.election.term, set()).add(changed)
+                self.win_electorates.setdefault(
+                    (core.election.term, changed), core.membership.electorate(self.now)
+                )
             else:
                 self._seeding.discard(changed)
         seeders = []
@@ -185,4 +190,15 @@ class SimSite:
         return {n: node.core.seeder(self.now) for n, node in self.nodes.items() if node.core}
 
     def double_wins(self) -> dict[int, set[str]]:
-        return {t: w for t, w in self.wins.items() if len(w) > 1}
+        """Terms won by two nodes each of which counted the other in its electorate when it
+        won. A winner whose electorate lacked the other had not heard from it for
+        ``forget_after_s`` (never met, or every node it knew was down that long): by the
+        election's rule 4 it is a site of its own until they meet, and healing (rule 7) decides
+        which seeder stays. E.g. a node down from its first boot that comes back after the
+        others went down elects itself alone, in the term they had already used."""
+        double: dict[int, set[str]] = {}
+        for term, winners in self.wins.items():
+            for a, b in itertools.combinations(sorted(winners), 2):
+                if a in self.win_electorates[(term, b)] and b in self.win_electorates[(term, a)]:
+                    double.setdefault(term, set()).update((a, b))
+        return double

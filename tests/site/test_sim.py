@@ -133,6 +133,16 @@ def assert_converged(site: SimSite) -> None:
 
 @_settings
 @given(schedules(partitions=False))
+@example(  # n0 down from its first boot, back alone after the others went down: a site of one
+    Schedule(
+        n=3,
+        priorities=[0, 0, 0],
+        seed=0,
+        loss=0.0,
+        delay_max=0.005,
+        events=[(0.0, "crash", 0), (4.0, "crash", 1), (4.0, "crash", 2), (5.0, "restart", 0)],
+    )
+)
 def test_no_two_seeders_without_partitions(s: Schedule) -> None:
     site, _ = run_schedule(s)
     assert site.overlaps == [], site.overlaps[:3]
@@ -207,3 +217,15 @@ def test_better_node_rejoining_does_not_preempt(
     core = site.nodes["n0"].core
     assert core is not None
     assert core.election.elections_won == 0
+
+
+def test_double_wins_counts_winners_that_counted_each_other_only() -> None:
+    site = SimSite([member(i) for i in range(3)], seed=0)
+    site.wins = {1: {"n0", "n1"}, 2: {"n1", "n2"}}
+    site.win_electorates = {
+        (1, "n0"): frozenset({"n0"}),  # alone: it had not heard n1 (a site of its own)
+        (1, "n1"): frozenset({"n0", "n1", "n2"}),
+        (2, "n1"): frozenset({"n0", "n1", "n2"}),
+        (2, "n2"): frozenset({"n1", "n2"}),
+    }
+    assert site.double_wins() == {2: {"n1", "n2"}}
