@@ -171,6 +171,47 @@ async def test_stalled_swarm_falls_back_to_peer_http(tmp_path: Path) -> None:
             store.close()
 
 
+async def test_the_seeders_only_fellow_takes_a_fresh_chunk_over_peer_http(
+    tmp_path: Path,
+) -> None:
+    """In a 2-node site the member has nobody to trade with: it takes each fresh chunk from
+    the seeder in one peer HTTP GET, not through libtorrent (whose connect tick made it trail
+    a fast seeder by chunks a seeder's death cost again). The seeder's torrent port admits
+    nobody here, so a swarm fetch would wait out its stall timeout."""
+    key = os.urandom(32)
+    data = os.urandom(2 * MiB)
+    digest = hashlib.sha256(data).digest()
+    stores = [_store(tmp_path / name) for name in ("seeder", "me")]
+    await stores[0].put_chunk(data, digest)
+    seeder, me = (Swarm(s, address=loopback_address()) for s in stores)
+    try:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for s in (seeder, me):
+                    await nursery.start(s.run)
+                server = PeerHttpServer(stores[0], key, trees=seeder.tree)
+                peer_port = await nursery.start(server.serve, seeder.address, 0)
+                seeder.set_members([])
+                await seeder.seed(digest)
+                fetcher = ChunkFetcher(
+                    stores[1],
+                    HttpChunkClient(stores[1], key),
+                    me,
+                    small_chunk_bytes=0,
+                    me=Holder(me.address, 1, me.listen_port),
+                    stall_timeout=3600,  # the swarm path would hold the test past its bound
+                )
+                holders = [Holder(seeder.address, peer_port, seeder.listen_port, seeder=True)]
+                await fetcher.fetch(ChunkRef(digest, len(data)), holders)
+                assert (await stores[1].read_chunk(digest)) == data
+                assert server.statistics().bytes_served == len(data)
+                assert me.statistics().chunks[digest].seeding  # and it serves it by torrent
+                nursery.cancel_scope.cancel()
+    finally:
+        for store in stores:
+            store.close()
+
+
 @pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
 async def test_a_fetched_chunk_is_seeded_on_by_its_download_from_the_store_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool
