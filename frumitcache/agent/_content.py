@@ -66,6 +66,7 @@ class Opened:
     size: int | None
     chunks: AsyncIterator[bytes]
     files: AsyncIterator[HeldChunk]
+    via: str | None = None  # source "federation": the parent or sibling link that answered
 
 
 @dataclass(slots=True)
@@ -84,7 +85,7 @@ class ContentStatistics:
 
 
 # The control protocol's words for where a pull's bytes come from.
-_PULL_SOURCE = {"local": "store", "site": "site", "uplink": "origin"}
+_PULL_SOURCE = {"local": "store", "site": "site", "federation": "federation", "uplink": "origin"}
 
 
 class ContentService:
@@ -218,6 +219,7 @@ class ContentService:
             flight.size,
             follow(self._store, flight, offset),
             follow(self._store, flight, offset, ObjectReader.files),
+            flight.via if flight.provenance == "federation" else None,
         )
 
     async def wait_idle(self) -> None:

@@ -298,10 +298,11 @@ class ControlServer:
                 await conn.send(Failed.from_error(err))
                 return
         self.library.bytes_served += sent
-        if opened.source != "origin":
+        if opened.source not in ("origin", "federation"):  # federation bytes cross the uplink
             self.library.bytes_spared += sent
         files = isinstance(msg, PullFiles)
-        log.info("pull.done", url=msg.url, bytes=sent, source=opened.source, files=files)
+        via = {"via": opened.via} if opened.via else {}
+        log.info("pull.done", url=msg.url, bytes=sent, source=opened.source, **via, files=files)
         await conn.send(PullDone(digest=digest, size=msg.offset + sent))
 
 

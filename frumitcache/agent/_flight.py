@@ -43,6 +43,7 @@ class Flight:
         self.cached = False
         self.manifest: Manifest | None = None
         self.provenance: Provenance = "uplink"
+        self.via: str | None = None  # the federation link the uplink fetch came from, if any
         self.size: int | None = None
         self.writing = trio.Event()
         self.changed = trio.Event()
@@ -57,6 +58,9 @@ class Flight:
             self.cached = value.cached
             if value.size is not None:
                 self.size = value.size
+            if value.via is not None and not value.cached:
+                # A parent or sibling site answered instead of the origin.
+                self.provenance, self.via = "federation", value.via
         self.writing.set()
         self.handover()
 

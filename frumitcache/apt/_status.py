@@ -19,10 +19,15 @@ from dataclasses import dataclass, field
 
 from frumitcache.content import Provenance
 
-SOURCES = ("local", "peers", "uplink")
+SOURCES = ("local", "peers", "federation", "uplink")
 #: The metric label of each provenance of the content seam (``peers``: the site's members;
-#: the label predates the seam's word and dashboards use it).
-METRIC_SOURCE: dict[Provenance, str] = {"local": "local", "site": "peers", "uplink": "uplink"}
+#: the label predates the seam's word and dashboards use it; ``uplink``: the origin itself).
+METRIC_SOURCE: dict[Provenance, str] = {
+    "local": "local",
+    "site": "peers",
+    "federation": "federation",
+    "uplink": "uplink",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +182,8 @@ def render_status_page(site: SiteStatus, m: ProxyMetrics, *, version: str) -> st
         ("Hit ratio", f"{m.hit_ratio * 100:.1f} % ({m.hits} hits, {m.misses} misses)"),
         ("Bytes served from this node", _human_bytes(m.bytes_served["local"])),
         ("Bytes served from site peers", _human_bytes(m.bytes_served["peers"])),
-        ("Bytes fetched over the uplink", _human_bytes(m.bytes_served["uplink"])),
+        ("Bytes fetched from federated sites", _human_bytes(m.bytes_served["federation"])),
+        ("Bytes fetched from the origin", _human_bytes(m.bytes_served["uplink"])),
         ("Bytes the uplink was spared", _human_bytes(m.uplink_spared_bytes)),
         ("CONNECT tunnels", f"{m.connect_tunnels} ({_human_bytes(m.connect_bytes)})"),
     ]

@@ -112,7 +112,7 @@ class PullStream:
     """The bytes of one object as the agent sends them, verified chunk by chunk.
 
     ``size`` is the object's size when known, ``source`` where the agent got it (``store``,
-    ``origin`` or ``site``); ``digest`` is set once the last byte arrived."""
+    ``site``, ``federation`` or ``origin``); ``digest`` is set once the last byte arrived."""
 
     def __init__(self, conn: MessageStream, started: PullStarted) -> None:
         self._conn = conn

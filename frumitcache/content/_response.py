@@ -1,8 +1,11 @@
 """What a front door gets from the content seam: :class:`Content` and its :class:`ContentInfo`.
 
 Provenance has one vocabulary, :data:`Provenance`: ``local`` (this node's store held it),
-``site`` (pulled from other members of the site) and ``uplink`` (fetched from the origin for
-this request, by this node or by the seeder). Bytes are only ever handed out verified: each
+``site`` (pulled from other members of the site), ``federation`` (fetched over the uplink
+from a federated parent or sibling site instead of the origin, by this node or the seeder) and
+``uplink`` (fetched from the origin itself). A fetch is labelled by the answer it started
+with; a link that breaks mid-body and the origin's resume show in the uplink counters, which
+count every byte by link. Bytes are only ever handed out verified: each
 chunk hashed when stored, and for an object with a known SHA-256 the last piece is released
 only once the whole object matched it.
 """
@@ -18,8 +21,8 @@ from typing import Literal, Protocol
 from frumitcache.content._request import ContentRequest, UpstreamAuth
 from frumitcache.origin import Door
 
-Provenance = Literal["local", "site", "uplink"]
-PROVENANCES: tuple[Provenance, ...] = ("local", "site", "uplink")
+Provenance = Literal["local", "site", "federation", "uplink"]
+PROVENANCES: tuple[Provenance, ...] = ("local", "site", "federation", "uplink")
 
 
 @dataclass(frozen=True, slots=True)

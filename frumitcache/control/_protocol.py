@@ -119,7 +119,9 @@ class PullStarted(Message):
 
     tag: ClassVar[str] = "pull+"
     size: int | None
-    source: str  # "store" (already here), "origin" (fetched now), "site" (from members)
+    # "store" (already here), "origin" (fetched now), "site" (from members), "federation"
+    # (fetched now from a parent or sibling site)
+    source: str
 
 
 @message

@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from frumitcache.content import PROVENANCES
+
 
 @dataclass(slots=True)
 class RegistryMetrics:
@@ -60,7 +62,7 @@ class RegistryMetrics:
         site = self.site_gets_spared()
         if site is not None:
             out["site_manifest_gets_spared"] = site
-        for source in ("local", "site", "uplink"):
+        for source in PROVENANCES:
             out[f"bytes_{source}"] = self.bytes_served[source]
         return out
 
@@ -83,7 +85,7 @@ class RegistryMetrics:
                 f"# HELP frumitcache_oci_{name}_total {text}",
                 f"# TYPE frumitcache_oci_{name}_total counter",
             ]
-            for source in ("local", "site", "uplink"):
+            for source in PROVENANCES:
                 lines.append(f'frumitcache_oci_{name}_total{{source="{source}"}} {counter[source]}')
         site = self.site_gets_spared()
         site_line = (

@@ -97,6 +97,7 @@ class FetchInfo:
     last_modified: str | None
     cached: bool  # complete in the store already (or revalidated with 304): no origin body
     kept_status: int = 0  # revalidating, the origin answered this (keep_on_status): held kept
+    via: str | None = None  # the federation link that answered instead of the origin, if one
 
 
 class _Transient(Exception):
@@ -486,4 +487,5 @@ class _Job:
             last_modified=self.meta.get(META_LAST_MODIFIED),
             cached=cached,
             kept_status=self.kept[0],
+            via=via_of(resp),
         )

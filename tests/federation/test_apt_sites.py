@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
@@ -41,16 +42,17 @@ async def test_apt_get_on_two_sites_each_deb_leaves_the_origin_once(
         await core.start()
         await edge.start()
         await wait_for_seeder(core)
-        await wait_for_seeder(edge)
+        named = await wait_for_seeder(edge)
+        edge_seeder = next(a for a in edge.agents if a.settings["node"]["name"] == named)
         # The edge first (its seeder goes through the core), then the core's own client.
         clients = [
             make_client(
                 tmp_path / f"client-{name}",
                 repo_builder.keyring,
                 f"http://{authority}/debian",
-                f"http://{site.agents[0].address}:3142",
+                f"http://{agent.address}:3142",
             )
-            for name, site in (("edge", edge), ("core", core))
+            for name, agent in (("edge", edge_seeder), ("core", core.agents[0]))
         ]
         with trio.fail_after(180):
             for client in clients:
@@ -67,6 +69,17 @@ async def test_apt_get_on_two_sites_each_deb_leaves_the_origin_once(
         edge_uplink = [await uplink(a) for a in edge.agents]
         assert sum(c["federation_bytes"] for c in edge_uplink) > sum(map(len, want.values()))
         assert sum(c["origin_bytes"] for c in edge_uplink) == 0, edge_uplink
+        # The edge seeder's apt door labels what it served by where it came from: the core
+        # (federation), none of it the origin.
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+            metrics = (await http.get(f"http://{edge_seeder.address}:3142/metrics")).text
+        by_source = {
+            line.split('"')[1]: int(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("frumitcache_apt_bytes_served_total{")
+        }
+        assert by_source["federation"] >= sum(map(len, want.values())), by_source
+        assert by_source["uplink"] == 0, by_source
     finally:
         core.kill()
         edge.kill()

@@ -76,6 +76,16 @@ async def test_every_agent_of_every_site_pulls_and_the_origin_sends_once(
             assert result.returncode == 0, (result.stderr, logs[i])
             assert (tmp_path / f"out{i}").read_bytes() == data
         assert origin.stats.bytes_sent["/release.bin"] == len(data), origin.stats.requests
+        # Where each pull says its bytes came from: at an edge, the seeder's from the core
+        # (federation, naming the parent), its member's from the site; never the origin.
+        for edge in edges:
+            at_edge = [i for i, a in enumerate(agents) if a in edge.agents]
+            said = [results[i].stderr.decode() for i in at_edge]
+            edge_logs = "".join(logs[i] for i in at_edge)
+            assert sum(" from federation, " in s for s in said) == 1, said
+            assert sum(" from site, " in s for s in said) == 1, said
+            assert "source=federation via=parent@" in edge_logs, edge_logs
+            assert "source=origin" not in edge_logs, edge_logs
         # Each edge took the object from the core: its uplink carried federation bytes, no
         # origin bytes.
         for edge in edges:
