@@ -366,3 +366,44 @@ async def test_two_crawling_parents_do_not_take_turns_until_the_fetch_fails(
     finally:
         core.kill()
         edge.kill()
+
+
+@pytest.mark.parametrize("min_rate", [None, 2 * MiB], ids=["default", "floor-above-the-origin"])
+async def test_a_parent_slowed_by_its_origin_keeps_its_child_under_the_defaults(
+    nursery: trio.Nursery, tmp_path: Path, min_rate: int | None
+) -> None:
+    """The core's origin gives 1 MiB/s, so the core releases a chunk every 4 s to the edge.
+    Under the defaults (federation.min_rate 0) the edge stays with its parent and the origin
+    sends the object once. A floor above that pace cannot tell a slow origin from a slow
+    link: the edge leaves the parent and fetches the rest itself, and the origin sends those
+    bytes twice (why min_rate is off unless an operator sets it)."""
+    origin = OriginServer(rate=MiB)
+    await nursery.start(origin.serve, loopback_address())
+    data = os.urandom(3 * CHUNK)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/o.bin", data)
+    key = new_key()
+    floor = {} if min_rate is None else {"min_rate": min_rate, "slow_window_s": 2.0}
+    core = fed_site(tmp_path / "core", 1, key)
+    edge = fed_site(tmp_path / "edge", 1, key, parents=members(core), extra=floor)
+    try:
+        await core.start()
+        await edge.start()
+        with trio.fail_after(90):
+            result = await pull(edge.agents[0], origin.url("/o.bin"), digest, tmp_path / "o")
+        log = edge.agents[0].log()
+        assert result.returncode == 0, (result.stderr, log)
+        assert (tmp_path / "o").read_bytes() == data
+        counters = await uplink(edge.agents[0])
+        sent = origin.stats.bytes_sent["/o.bin"]
+        if min_rate is None:
+            assert counters["federation_bytes"] == len(data), counters
+            assert sent == len(data), (sent, counters)
+            assert "slower than federation.min_rate" not in log
+        else:
+            assert "slower than federation.min_rate" in log
+            assert counters["origin_bytes"] > 0, counters
+            assert sent > len(data), (sent, counters)
+    finally:
+        core.kill()
+        edge.kill()
