@@ -10,6 +10,8 @@ from pathlib import Path
 
 import trio
 
+from frumitcache.testing.generated import Generated
+
 PIECE = 16 * 1024  # body bytes per send: small enough for rate limits and exact cut points
 
 
@@ -22,12 +24,19 @@ class Resource:
     headers: dict[str, str]
     data: bytes | None = None
     file: Path | None = None
+    generated: Generated | None = None
 
     async def pieces(self, start: int, end: int) -> AsyncGenerator[bytes, None]:
         """The bytes ``[start, end)`` in pieces of at most :data:`PIECE`."""
         if self.data is not None:
             for pos in range(start, end, PIECE):
                 yield self.data[pos : min(end, pos + PIECE)]
+            return
+        if self.generated is not None:
+            for n, piece in enumerate(self.generated.read(start, end)):
+                if n % 64 == 63:
+                    await trio.lowlevel.checkpoint()  # a GiB body must not starve the rest
+                yield piece
             return
         assert self.file is not None
         async with await trio.open_file(self.file, "rb") as f:

@@ -1,12 +1,13 @@
 """A real HTTP/1.1 origin server (trio + h11) for tests and benchmarks, misbehaving on demand.
 
-It serves named files (bytes added with :meth:`OriginServer.add`, or files under a directory)
-with Content-Length, ETag, Last-Modified, Range (206/416), conditional requests (304),
-If-Range, HEAD and keep-alive. A global rate limit shared by every connection models a slow
-site uplink. Per path, a :class:`Fault` makes it misbehave: an error status, a body cut short
-(closed or reset), a stall, a Content-Length lie, a slow drip, a redirect, Range ignored, or
-the content replaced after a response. It counts requests and body bytes sent per path, so a
-test can assert that the origin served each file once.
+It serves named files (bytes added with :meth:`OriginServer.add`, made on the fly with
+:meth:`~OriginServer.add_generated`, or files under a directory) with Content-Length, ETag,
+Last-Modified, Range (206/416), conditional requests (304), If-Range, HEAD and keep-alive.
+A global rate limit shared by every connection models a slow site uplink. Per path, a
+:class:`Fault` makes it misbehave: an error status, a body cut short (closed or reset), a
+stall, a Content-Length lie, a slow drip, a redirect, Range ignored, or the content replaced
+after a response. It counts requests and body bytes sent per path, so a test can assert that
+the origin served each file once.
 
 In a test::
 
@@ -18,6 +19,7 @@ In a test::
 As a process (multi-process tests, benchmarks)::
 
     python -m frumitcache.testing.origin --address 127.0.0.2 --port 0 --dir DIR [--rate B/S]
+        [--generate /big.bin=50GiB:7]
         [--tls-cert CERT.pem --tls-key KEY.pem]
 
 prints ``{"port": N}`` once listening; ``GET /_stats`` answers the counts as JSON,
@@ -61,6 +63,7 @@ from frumitcache.testing._resource import (
     not_modified,
     parse_range,
 )
+from frumitcache.testing.generated import Generated, parse_spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +188,11 @@ class OriginServer:
             headers={k: v for k, v in extra.items() if v is not None},
             data=bytes(data),
         )
+
+    def add_generated(self, path: str, body: Generated) -> None:
+        """Serve ``body`` (bytes made on the fly, any size) at ``path``."""
+        etag = f'"gen-{body.seed:x}-{body.size:x}"'
+        self._files[path] = Resource(body.size, etag, http_date(0), 0.0, {}, generated=body)
 
     def remove(self, path: str) -> None:
         self._files.pop(path, None)
@@ -450,9 +458,8 @@ class OriginServer:
 
 
 async def _main(
-    address: str, port: int, root: Path, rate: int, tls: tuple[Path, Path] | None = None
+    server: OriginServer, address: str, port: int, tls: tuple[Path, Path] | None = None
 ) -> None:
-    server = OriginServer(root, rate=rate)
     context = server_ssl_context(*tls) if tls is not None else None
     async with trio.open_nursery() as nursery:
         bound = await nursery.start(
@@ -468,6 +475,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--dir", type=Path, required=True, help="serve files under DIR")
     parser.add_argument("--rate", type=int, default=0, help="shared limit in bytes/s; 0: none")
+    parser.add_argument(
+        "--generate", action="append", default=[], metavar="/PATH=SIZE[:SEED]",
+        help="serve SIZE bytes made on the fly at PATH (frumitcache.testing.generated)",
+    )  # fmt: skip
     parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate")
     parser.add_argument("--tls-key", type=Path, help="the private key of --tls-cert (PEM)")
     args = parser.parse_args(argv)
@@ -475,7 +486,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--tls-cert and --tls-key go together")
     tls = (args.tls_cert, args.tls_key) if args.tls_cert is not None else None
     with contextlib.suppress(KeyboardInterrupt):
-        trio.run(_main, args.address, args.port, args.dir, args.rate, tls)
+        server = OriginServer(args.dir, rate=args.rate)
+        for spec in args.generate:
+            server.add_generated(*parse_spec(spec))
+        trio.run(_main, server, args.address, args.port, tls)
 
 
 if __name__ == "__main__":
