@@ -159,8 +159,9 @@ class Testbed:
         """A port below 32768: apt-cacher-ng 3.7.4 answers 503 for origin ports above that."""
         return ORIGIN_PORT
 
-    def start_origin(self, root: Path) -> str:
-        """Serve ``root`` from the origin host; returns its base URL."""
+    def start_origin(self, root: Path, generate: tuple[str, ...] = ()) -> str:
+        """Serve ``root`` from the origin host, and bodies made on the fly (``generate``: the
+        origin's ``--generate`` specs); returns its base URL."""
         argv = [
             sys.executable,
             "-m",
@@ -173,6 +174,7 @@ class Testbed:
             str(root),
             "--rate",
             str(self.origin_rate_limit()),
+            *(a for spec in generate for a in ("--generate", spec)),
         ]
         proc = self.spawn(self.origin_host, argv, stdout=subprocess.PIPE, stderr=None)
         assert proc.stdout is not None
