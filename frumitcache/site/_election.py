@@ -26,10 +26,10 @@ Rules (the whole protocol):
    Hence two nodes never both hold a live lease when their electorates agree (the ack
    majorities share a member). ``d`` is ``lease_s`` while acks come back fast; while a
    majority's acks come back late (a loaded site: scheduling delay, not loss) it stretches to
-   cover that delay, up to ``STRETCH * lease_s`` (a follower refuses a longer one), so a live
-   seeder is not deposed by its own slowness; it shrinks back within a few rounds. A seeder
-   that cannot renew (lost a majority) stops being ``is_seeder`` when its lease runs out; it
-   keeps trying, and carries on if acks come back.
+   cover that delay, up to ``STRETCH * lease_s`` (a follower refuses a longer one; see
+   :mod:`._stretch`), so a live seeder is not deposed by its own slowness; it shrinks back
+   within a few rounds. A seeder that cannot renew (lost a majority) stops being
+   ``is_seeder`` when its lease runs out; it keeps trying, and carries on if acks come back.
 4. **Start-up.** Promises are not durable, so a (re)started node neither acks, votes nor stands
    for ``lease_s`` (for ``STRETCH * lease_s`` when it may have promised a stretched lease before
    the restart: the durable state says so); it does not stand before it has heard another
@@ -76,17 +76,11 @@ from __future__ import annotations
 
 import enum
 import math
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from frumitcache.site._membership import Membership
 from frumitcache.site._messages import Claim, Lease, LeaseAck, MemberInfo, Message, Vote
-
-#: The longest lease a seeder offers (and a follower promises), in multiples of ``lease_s``.
-STRETCH = 3.0
-
-#: Lease rounds whose majority delay sets the next round's duration (about 2.7 s of rounds).
-_DELAYS_KEPT = 8
+from frumitcache.site._stretch import STRETCH, LeaseRound, LeaseStretch
 
 
 class Role(enum.Enum):
@@ -131,14 +125,6 @@ def rank_key(info: MemberInfo) -> tuple[int, int, int, int, str]:
     )
 
 
-@dataclass(slots=True)
-class _Round:
-    sent_at: float
-    duration: float
-    acks: dict[str, int] = field(default_factory=dict)  # voter -> its electorate size
-    won_at: float | None = None  # when a majority had acked
-
-
 class Election:
     """The election state of one node; reads (never changes) the node's :class:`Membership`."""
 
@@ -158,6 +144,7 @@ class Election:
         self.me = membership.me.node_id
         self.lease_s = lease_s
         self.max_lease_s = STRETCH * lease_s
+        self.guard = min(0.1 * lease_s, 0.25)
         self.round_s = round_s
         self.solo = solo
         d = durable or Durable()
@@ -197,11 +184,9 @@ class Election:
         # majority (what the lease speaks for; rule 7).
         self._backing = 0
         self._seq = 0
-        self._rounds: dict[int, _Round] = {}
-        # How late the majority of recent rounds came (s): sets the next round's duration.
-        self._delays: deque[float] = deque(maxlen=_DELAYS_KEPT)
+        self._rounds: dict[int, LeaseRound] = {}
+        self._stretch = LeaseStretch(lease_s, self.guard)  # sets each round's duration
         self._next_renew = 0.0
-        self.guard = min(0.1 * lease_s, 0.25)
         self.elections_won = 0
 
     # --- queries ------------------------------------------------------------------------------
@@ -220,13 +205,8 @@ class Election:
         )
 
     def lease_duration(self, now: float) -> float:
-        """The duration the seeder's next lease round offers: ``lease_s`` while a majority
-        acks fast; stretched to cover the delay of recent rounds' majorities (and of rounds
-        still short of one), so that the next round can renew before the lease runs out."""
-        pending = [now - r.sent_at for r in self._rounds.values() if r.won_at is None]
-        delay = max([0.0, *self._delays, *pending])
-        need = 2 * delay + self.lease_s / 3 + self.guard
-        return min(self.max_lease_s, max(self.lease_s, need))
+        """The duration the seeder's next lease round offers (see :mod:`._stretch`)."""
+        return self._stretch.duration(now, self._rounds.values())
 
     def is_seeder(self, now: float) -> bool:
         """True while this node is the seeder with a live lease: only then may it fetch."""
@@ -488,15 +468,10 @@ class Election:
         return self._renew(now)
 
     def _renew(self, now: float) -> list[Outgoing]:
-        # Rounds older than their lease can no longer extend it; one that never won a
-        # majority tells how late acks come (at least its whole duration).
-        for seq in [s for s, r in self._rounds.items() if r.sent_at + r.duration <= now]:
-            if self._rounds[seq].won_at is None:
-                self._delays.append(self._rounds[seq].duration)
-            del self._rounds[seq]
+        self._stretch.expire(self._rounds, now)
         duration = self.lease_duration(now)
         self._seq += 1
-        rnd = _Round(now, duration, {self.me: self._electorate_size(now)})
+        rnd = LeaseRound(now, duration, {self.me: self._electorate_size(now)})
         self._rounds[self._seq] = rnd
         self._next_renew = now + self.lease_s / 3
         self._check_lease(rnd, now)
@@ -509,11 +484,9 @@ class Election:
         )
         return [Outgoing(n, lease) for n in self._m.alive_ids(now)]
 
-    def _check_lease(self, rnd: _Round, now: float) -> None:
+    def _check_lease(self, rnd: LeaseRound, now: float) -> None:
         size = max([self._electorate_size(now), *rnd.acks.values()])
         if len(rnd.acks) > size // 2:  # the majority of rule 1
             self.lease_until = max(self.lease_until, rnd.sent_at + rnd.duration - self.guard)
             self._backing = size
-            if rnd.won_at is None:
-                rnd.won_at = now
-                self._delays.append(now - rnd.sent_at)
+            self._stretch.won(rnd, now)

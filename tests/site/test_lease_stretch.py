@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from frumitcache.site import Claim, Durable, Lease, LeaseAck, SiteCore, Vote
-from frumitcache.site._election import STRETCH, Election, Outgoing
+from frumitcache.site._election import Election, Outgoing
 from frumitcache.site._membership import Membership
+from frumitcache.site._stretch import STRETCH
 from tests.site.sim import TIMINGS, SimSite, member
 
 LEASE = TIMINGS.lease_s

@@ -37,6 +37,7 @@ PURE = [
     "site/_membership.py",
     "site/_messages.py",
     "site/_policy.py",
+    "site/_stretch.py",
     "store/_manifest.py",
     "swarm/_holders.py",
     "swarm/_merkle.py",
