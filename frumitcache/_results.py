@@ -42,7 +42,10 @@ class UplinkStats:
     from the store or from site members instead of the uplink; ``rate``: current origin receive
     rate (bytes/s); ``budget``: the configured ``origin.max_rate`` (bytes/s, 0 = unlimited).
     ``bytes_from_origin`` / ``bytes_from_federation``: ``bytes_fetched`` by provenance, the
-    origins themselves or federated parent/sibling sites (0 without federation).
+    origins themselves or federated parent/sibling sites (0 without federation), and
+    ``federation_by_link`` the latter per link (``parent@host:port``: bytes).
+    ``served_by_source``: ``bytes_served`` by where this agent got them (``store``, ``site``
+    peers, ``federation``, ``origin``).
     """
 
     bytes_fetched: int
@@ -54,6 +57,8 @@ class UplinkStats:
     active_fetches: int
     bytes_from_origin: int = 0
     bytes_from_federation: int = 0
+    federation_by_link: dict[str, int] = dataclasses.field(default_factory=dict)
+    served_by_source: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -298,6 +298,7 @@ class ControlServer:
                 await conn.send(Failed.from_error(err))
                 return
         self.library.bytes_served += sent
+        self.library.served_by[opened.source] = self.library.served_by.get(opened.source, 0) + sent
         if opened.source not in ("origin", "federation"):  # federation bytes cross the uplink
             self.library.bytes_spared += sent
         files = isinstance(msg, PullFiles)

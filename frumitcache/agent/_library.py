@@ -86,6 +86,9 @@ class LibraryRequests:
         self._status = status
         self.bytes_served = 0  # bytes sent to clients of the control API
         self.bytes_spared = 0  # of those, bytes that did not cross this node's uplink now
+        # Of those, by where this node got them (a pull's source: store, site, federation,
+        # origin).
+        self.served_by = dict.fromkeys(("store", "site", "federation", "origin"), 0)
         site = content.site
         if site is not None:
             site.on_prefetch = self._prefetch_here
@@ -241,6 +244,12 @@ class LibraryRequests:
                 "active_fetches": origin.get("active_fetches", 0),
                 "bytes_from_origin": origin.get("origin_bytes", 0),
                 "bytes_from_federation": origin.get("federation_bytes", 0),
+                "federation_by_link": {
+                    k.removeprefix("federation "): v
+                    for k, v in origin.items()
+                    if k.startswith(("federation parent@", "federation sibling@"))
+                },
+                "served_by_source": dict(self.served_by),
             },
             cache=dict(status.store),
         )

@@ -32,6 +32,10 @@ def register(sub: Callable[..., argparse.ArgumentParser]) -> None:
     parser.set_defaults(handler=run)
 
 
+#: How ``site`` names the sources of the bytes this agent served.
+_SERVED_FROM = {"store": "this node", "site": "site peers"}
+
+
 def run(args: argparse.Namespace) -> int:
     info = trio.run(AgentClient(client_socket(args)).site)
     if args.json:
@@ -46,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
             ("uplink fetched", human_bytes(u.bytes_fetched)),
             ("  from origins", human_bytes(u.bytes_from_origin)),
             ("  from federation", human_bytes(u.bytes_from_federation)),
+            *((f"    {link}", human_bytes(n)) for link, n in sorted(u.federation_by_link.items())),
+            ("served", human_bytes(u.bytes_served)),
+            *(
+                (f"  from {_SERVED_FROM.get(source, source)}", human_bytes(n))
+                for source, n in u.served_by_source.items()
+            ),
             ("uplink spared", human_bytes(u.bytes_spared)),
             ("uplink rate", f"{human_bytes(u.rate)}/s"),
             ("uplink budget", f"{human_bytes(u.budget)}/s" if u.budget else "unlimited"),

@@ -71,6 +71,13 @@ def _int(data: Mapping[str, Any], key: str) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
 
+def _counts(value: Any) -> dict[str, int]:
+    """A name -> count map of a reply (anything else in it is dropped)."""
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): int(v) for k, v in value.items() if isinstance(v, int | float)}
+
+
 def site_info(reply: SiteReply) -> SiteInfo:
     members = tuple(
         Member(
@@ -107,6 +114,8 @@ def site_info(reply: SiteReply) -> SiteInfo:
             active_fetches=_int(u, "active_fetches"),
             bytes_from_origin=_int(u, "bytes_from_origin"),
             bytes_from_federation=_int(u, "bytes_from_federation"),
+            federation_by_link=_counts(u.get("federation_by_link")),
+            served_by_source=_counts(u.get("served_by_source")),
         ),
         cache=CacheStats(
             objects=_int(c, "objects"),

@@ -118,6 +118,8 @@ async def test_read_commands_and_json_shapes(
         "active_fetches",
         "bytes_from_origin",
         "bytes_from_federation",
+        "federation_by_link",
+        "served_by_source",
     }
     # The body once and the head of the estimate's HEAD answer.
     assert len(data) < site["uplink"]["bytes_fetched"] < len(data) + 2000

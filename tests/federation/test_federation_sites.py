@@ -86,6 +86,15 @@ async def test_every_agent_of_every_site_pulls_and_the_origin_sends_once(
             assert sum(" from site, " in s for s in said) == 1, said
             assert "source=federation via=parent@" in edge_logs, edge_logs
             assert "source=origin" not in edge_logs, edge_logs
+            # `frumitcache site`: what each served, by source, and the seeder's fetch per link.
+            infos = [await AgentClient(a.socket).site() for a in edge.agents]
+            served = [i.uplink.served_by_source for i in infos]
+            assert sorted(s["federation"] for s in served) == [0, len(data)], served
+            assert sorted(s["site"] for s in served) == [0, len(data)], served
+            assert all(s["origin"] == 0 for s in served), served
+            links = [i.uplink.federation_by_link for i in infos]
+            assert sum(n for li in links for n in li.values()) == len(data), links
+            assert all(k.startswith("parent@") for li in links for k in li), links
         # Each edge took the object from the core: its uplink carried federation bytes, no
         # origin bytes.
         for edge in edges:
