@@ -5,9 +5,9 @@ A door turns its protocol's request into a :class:`ContentRequest` (a URL or a d
 :meth:`ContentSource.open`, and answers from the :class:`Content` it gets: size, SHA-256,
 :class:`HttpMeta` (Content-Type, ETag, Last-Modified as the origin sent them), verified reads by
 range (:meth:`Content.read`, or :meth:`Content.read_files` with :func:`open_piece` and
-:func:`send_piece` for ``sendfile``) and where the bytes
-came from (:data:`Provenance`: local / site / uplink). Single-flight, the freshness window, the
-seeder and member roles and failover live behind the seam, in the agent, once.
+:func:`send_piece` for ``sendfile``) and where the bytes came from (:data:`Provenance`: local /
+site / federation / uplink). Single-flight, the freshness window, the seeder and member roles
+and failover live behind the seam, in the agent, once.
 
 How to add a front door:
 
