@@ -1,0 +1,99 @@
+"""The registry door through a federation of real agents: a core site (2 agents) in front of a
+real ``docker-registry`` and an edge site (2 agents) whose seeder asks the core, every agent
+with ``[federation]`` set and the door unchanged. Real ``skopeo`` pulls a multi-arch image at
+the core, then at the edge: each blob and manifest by digest reaches the registry once for the
+federation (the edge's seeder gets them by digest from the core). Tags are the edge's own to
+resolve: its seeder asks the registry with HEAD once per window, as without a federation."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from frumitcache.client import AgentClient
+from tests.agent.test_site_herd import wait_for_seeder
+from tests.federation.sites import fed_site, members, new_key, uplink
+from tests.oci.conftest import Pushed
+from tests.oci.test_registry_site import blobs_of, skopeo_pull
+
+pytestmark = pytest.mark.slow
+
+
+async def test_skopeo_at_an_edge_gets_each_blob_from_the_core(
+    pushed: Pushed, tmp_path: Path
+) -> None:
+    key = new_key()
+    core = fed_site(tmp_path / "core", 2, key)
+    edge = fed_site(tmp_path / "edge", 2, key, parents=members(core), name="edge")
+    for site in (core, edge):
+        for agent in site.agents:
+            agent.settings["oci"].update(pushed.oci_settings())
+    try:
+        await core.start()
+        await edge.start()
+        await wait_for_seeder(core)
+        named = await wait_for_seeder(edge)
+        seeder = next(a for a in edge.agents if a.settings["node"]["name"] == named)
+        member = next(a for a in edge.agents if a is not seeder)
+        before = len(pushed.registry.requests())
+        with trio.fail_after(120):
+            await skopeo_pull(f"{core.addresses[0]}:3146", "team/app:v1", tmp_path / "c", "--all")
+            at_core = len(pushed.registry.requests())
+            # The edge's seeder first (it goes through the core), then its member (its site).
+            for i, agent in enumerate((seeder, member)):
+                out = tmp_path / f"e{i}"
+                await skopeo_pull(f"{agent.address}:3146", "team/app:v1", out, "--all")
+        # Byte-identical everywhere: every pull holds exactly the pushed blobs.
+        for out in ("c", "e0", "e1"):
+            assert blobs_of(tmp_path / out) == pushed.layout.blobs, out
+        log = pushed.registry.requests()
+        gets = Counter(p.split("?")[0] for m, p, _ in log[before:] if m == "GET")
+        by_digest = {
+            f"/v2/team/app/{'manifests' if d in pushed.layout.manifests.values() else 'blobs'}/{d}"
+            for d in pushed.layout.blobs
+            if d != pushed.layout.index_digest
+        }
+        for path in by_digest:
+            assert gets[path] == 1, (path, log[before:])
+        # What the edge asked the registry itself: the tag (HEAD, and a GET of it on first
+        # sight), never a blob or a manifest by digest.
+        edge_asked = [(m, p.split("?")[0]) for m, p, _ in log[at_core:]]
+        assert all(p == "/v2/team/app/manifests/v1" or p == "/v2/" for _, p in edge_asked), (
+            edge_asked
+        )
+        # The edge's seeder counts the blobs as the core's (one parent link), and its door
+        # says it served them from the federation; the member served them from its site.
+        blob_bytes = sum(
+            len(b)
+            for d, b in pushed.layout.blobs.items()
+            if d != pushed.layout.index_digest and d not in pushed.layout.manifests.values()
+        )
+        counters = await uplink(seeder)
+        assert counters["federation_bytes"] >= blob_bytes, counters
+        info = (await AgentClient(seeder.socket).site()).uplink
+        assert all(k.startswith("parent@") for k in info.federation_by_link), info
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+            metrics = {
+                a: (await client.get(f"http://{a.address}:3146/metrics")).text
+                for a in (seeder, member)
+            }
+        served = {a: _blob_bytes_by_source(text) for a, text in metrics.items()}
+        assert served[seeder]["federation"] >= blob_bytes, served[seeder]
+        assert served[seeder]["uplink"] == 0, served[seeder]
+        assert served[member]["site"] >= blob_bytes, served[member]
+    finally:
+        core.kill()
+        edge.kill()
+
+
+def _blob_bytes_by_source(metrics: str) -> dict[str, int]:
+    prefix = "frumitcache_oci_bytes_served_total{"
+    return {
+        line.split('"')[1]: int(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith(prefix)
+    }
