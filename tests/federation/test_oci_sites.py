@@ -48,8 +48,8 @@ async def test_skopeo_at_an_edge_gets_each_blob_from_the_core(
                 out = tmp_path / f"e{i}"
                 await skopeo_pull(f"{agent.address}:3146", "team/app:v1", out, "--all")
         # Byte-identical everywhere: every pull holds exactly the pushed blobs.
-        for out in ("c", "e0", "e1"):
-            assert blobs_of(tmp_path / out) == pushed.layout.blobs, out
+        for name in ("c", "e0", "e1"):
+            assert blobs_of(tmp_path / name) == pushed.layout.blobs, name
         log = pushed.registry.requests()
         gets = Counter(p.split("?")[0] for m, p, _ in log[before:] if m == "GET")
         by_digest = {
