@@ -162,7 +162,7 @@ async def measure(args: argparse.Namespace, bed: LoopbackTestbed, work: Path) ->
     spec = f"{PATH}={args.size}:{args.seed}"
     base = await trio.to_thread.run_sync(lambda: bed.start_origin(work / "origin", (spec,)))
     url = base + PATH
-    store = {"chunk_size": args.chunk_size, "max_bytes": args.size + GiB}
+    store = {"chunk_size": args.chunk_size, "max_bytes": args.store_max or args.size + GiB}
     system = Frumitcache(bed, work / "site", extra={"store": store, "log": {"level": "warning"}})
     row: dict[str, Any] = {
         "bench": "big",
@@ -172,6 +172,7 @@ async def measure(args: argparse.Namespace, bed: LoopbackTestbed, work: Path) ->
         "chunks": -(-args.size // args.chunk_size),
         "agents": args.agents,
         "sink": args.sink,
+        "store_max_bytes": store["max_bytes"],
         "machine": machine(),
         "loadavg_start": list(os.getloadavg()),
         "disk_free_gb_start": round(shutil.disk_usage(work).free / 1e9, 1),
@@ -225,6 +226,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--agents", type=int, default=2, help="agents in the site (2 or more)")
     parser.add_argument("--sink", choices=("auto", "file", "stdout"), default="auto")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--store-max", type=quantity, help="store.max_bytes (size + 1 GiB)")
     parser.add_argument("--timeout", type=float, help="per pull, s (default: 20 MB/s's worth)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")

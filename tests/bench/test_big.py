@@ -21,8 +21,11 @@ def test_cases_parse_to_their_chunk_counts() -> None:
     b = big.parse_args(["--case", "b", "--agents", "3"])
     assert (b.size, b.chunk_size, b.agents) == (16 * GiB, 4 << 20, 3)
     assert b.timeout >= b.size / 20e6
-    own = big.parse_args(["--size", "3MiB", "--chunk-size", "16KiB", "--sink", "stdout"])
+    own = big.parse_args(["--size", "3MiB", "--chunk-size", "16KiB", "--sink", "stdout",
+                          "--store-max", "2MiB"])  # fmt: skip
     assert (own.size, own.chunk_size, own.sink) == (3 << 20, 16 << 10, "stdout")
+    assert own.store_max == 2 << 20
+    assert big.parse_args([]).store_max is None
 
 
 def test_a_site_of_one_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
