@@ -21,6 +21,7 @@ from frumitcache.errors import (
     OriginError,
     OriginTruncatedError,
     OriginUnreachableError,
+    StoreFullError,
 )
 from frumitcache.origin._allow import ALLOW_EXTENSION, AllowList
 from frumitcache.origin._body import ResponseBody, copy_body, streamed
@@ -63,6 +64,8 @@ class _Store(Protocol):
     def map_key(self, key: str, digest: bytes) -> None: ...
     def key_meta(self, key: str) -> dict[str, str]: ...
     def set_key_meta(self, key: str, meta: dict[str, str]) -> None: ...
+    @property
+    def max_bytes(self) -> int: ...
 
 
 class Authorizer(Protocol):
@@ -386,6 +389,11 @@ class _Job:
             raise OriginError(f"{self.url}: {exc}") from exc
 
     async def _check_size(self, total: int | None) -> None:
+        cap = self.store.max_bytes
+        if total is not None and total > cap:
+            # A store holds an object whole: refuse before its bytes cross the uplink.
+            await self._close("discard")
+            raise StoreFullError(f"{self.url}: {total} bytes, more than store.max_bytes {cap}")
         if total is not None and self.expected_size is not None and total != self.expected_size:
             await self._close("discard")
             raise DigestMismatchError(
