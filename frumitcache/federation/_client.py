@@ -18,7 +18,11 @@ transport offers the resumed request to the next member, site or the origin. A m
 body broke (crawling under ``min_rate``, silent past ``read_timeout_s``, cut) is not asked
 again for the rest of that fetch, however short ``retry_after_s``: otherwise two parents on one
 slow path take turns until the fetcher's resumes run out, and the origin is never reached.
-Requests with credentials (a registry's token) and anything but GET go to the origin directly.
+Anything but GET goes to the origin directly, and so does a request with credentials (a
+registry's token), unless the fetcher knows the object's SHA-256 (a registry blob or manifest
+by digest): then members are asked only for what they hold (``only-if-cached``, parents too:
+they could not fetch it without our credentials), never sent the credentials, and whatever
+they send is checked against the digest before it is stored.
 
 This module dials only the members listed in ``[federation]`` (the uplink seam's one other
 dialler, checked by ``tests/tooling/test_uplink_seam.py``): the fetcher still paces and counts
@@ -50,7 +54,7 @@ from frumitcache.federation._wire import (
     object_target,
     takes,
 )
-from frumitcache.origin import FRESHNESS_EXTENSION, VIA_EXTENSION
+from frumitcache.origin import DIGEST_EXTENSION, FRESHNESS_EXTENSION, VIA_EXTENSION
 from frumitcache.swarm import AUTH_HEADER, sign_request
 
 log = get_logger("federation")
@@ -123,10 +127,18 @@ class FederationTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         # Only the fetcher's object fetches (they carry a freshness) may come from another
-        # cache; a token request, a HEAD or anything with credentials goes to the origin.
+        # cache; a token request or a HEAD goes to the origin.
         freshness = request.extensions.get(FRESHNESS_EXTENSION)
-        if request.method != "GET" or freshness is None or "authorization" in request.headers:
+        if request.method != "GET" or freshness is None:
             return await self._origin.handle_async_request(request)
+        held_only = False
+        if "authorization" in request.headers:
+            # Credentials never cross sites, and a member cannot fetch with ours. Content
+            # known by its digest (a registry blob) is the same bytes whoever holds it, and
+            # the fetcher checks them against it: ask for it only-if-cached, without them.
+            if freshness != "immutable" or not _digest_of(request):
+                return await self._origin.handle_async_request(request)
+            held_only = True
         url = str(request.url)
         if "range" not in request.headers:
             self._broke.pop(url, None)  # a new fetch: every member gets its chance again
@@ -137,20 +149,21 @@ class FederationTransport(httpx.AsyncBaseTransport):
             now = trio.current_time()
             if now < link.down_until or link.name in broke:
                 continue
-            response = await self._ask(link, request, freshness)
+            response = await self._ask(link, request, freshness, held_only=held_only)
             if response is not None:
                 return response
         self.to_origin += 1
         return await self._origin.handle_async_request(request)
 
     async def _ask(
-        self, link: Link, request: httpx.Request, freshness: str
+        self, link: Link, request: httpx.Request, freshness: str, *, held_only: bool
     ) -> httpx.Response | None:
+        # Only the FORWARDED headers travel: never Authorization or a cookie.
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED}
         headers[FRESHNESS_HEADER] = freshness
         if self._site:
             headers[SITE_HEADER] = self._site
-        if link.role == "sibling":
+        if link.role == "sibling" or held_only:
             headers["cache-control"] = ONLY_IF_CACHED
         timeout = dict(request.extensions.get("timeout") or {})
         timeout["connect"] = self._config.connect_timeout_s
@@ -211,6 +224,12 @@ class FederationTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         await self._links.aclose()
         await self._origin.aclose()
+
+
+def _digest_of(request: httpx.Request) -> bool:
+    """Does the fetcher know the object's SHA-256 (and so discard a body that is not it)?"""
+    digest = request.extensions.get(DIGEST_EXTENSION)
+    return isinstance(digest, bytes) and len(digest) == 32
 
 
 class _LinkStream(httpx.AsyncByteStream):

@@ -25,9 +25,10 @@ from frumitcache.origin._job import (
 from frumitcache.origin._plan import Action, Step, parse_content_range, plan_response
 from frumitcache.origin._stats import OriginStats
 from frumitcache.origin._tunnel import UplinkStream
-from frumitcache.origin._via import FRESHNESS_EXTENSION, VIA_EXTENSION
+from frumitcache.origin._via import DIGEST_EXTENSION, FRESHNESS_EXTENSION, VIA_EXTENSION
 
 __all__ = [
+    "DIGEST_EXTENSION",
     "FRESHNESS_EXTENSION",
     "META_CONTENT_TYPE",
     "META_ETAG",

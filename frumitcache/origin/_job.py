@@ -28,7 +28,7 @@ from frumitcache.origin._body import ResponseBody, copy_body, streamed
 from frumitcache.origin._hold import FetchHold
 from frumitcache.origin._plan import Action, plan_response, retry_after, status_error
 from frumitcache.origin._probe import probe
-from frumitcache.origin._via import FRESHNESS_EXTENSION, via_of
+from frumitcache.origin._via import DIGEST_EXTENSION, FRESHNESS_EXTENSION, via_of
 
 if TYPE_CHECKING:
     from frumitcache.origin._fetcher import OriginFetcher
@@ -274,12 +274,10 @@ class _Job:
     async def _response(self, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
         client = self.f._client
         freshness = "revalidate" if self.upstream.revalidate else "immutable"
-        request = client.build_request(
-            "GET",
-            self.url,
-            headers=headers,
-            extensions={ALLOW_EXTENSION: self.allow, FRESHNESS_EXTENSION: freshness},
-        )
+        extensions = {ALLOW_EXTENSION: self.allow, FRESHNESS_EXTENSION: freshness}
+        if self.expected_digest is not None:
+            extensions[DIGEST_EXTENSION] = self.expected_digest
+        request = client.build_request("GET", self.url, headers=headers, extensions=extensions)
         async with streamed(client, request) as body:
             self.body = body
             yield body.response

@@ -10,6 +10,10 @@ import httpx
 #: "immutable"; set on the fetcher's object fetches only. A transport that asks another cache
 #: (a federation parent) passes it on, and leaves requests without it to the origin.
 FRESHNESS_EXTENSION = "frumitcache.freshness"
+#: httpx request extension: the object's SHA-256 (32 bytes) when the door gave one; set on the
+#: fetcher's object fetches only. The fetcher discards whatever does not hash to it, so a
+#: transport may take such a body from another cache even where it would not otherwise.
+DIGEST_EXTENSION = "frumitcache.sha256"
 #: httpx response extension set by a transport that answered from another cache instead of
 #: the origin (a federation link's name): the body is counted under that name, not the host.
 VIA_EXTENSION = "frumitcache.via"

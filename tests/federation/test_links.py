@@ -8,11 +8,12 @@ import pytest
 
 from frumitcache.config import FederationConfig
 from frumitcache.federation import FederationTransport, parse_target
-from frumitcache.origin import FRESHNESS_EXTENSION, VIA_EXTENSION
+from frumitcache.origin import DIGEST_EXTENSION, FRESHNESS_EXTENSION, VIA_EXTENSION
 from frumitcache.swarm import AUTH_HEADER
 
 KEY = "ab" * 32
 URL = "http://origin.example/pool/a.deb"
+BLOB = "http://registry.example/v2/team/app/blobs/sha256:" + "00" * 32
 
 
 class Recorder:
@@ -50,6 +51,12 @@ def fetch(freshness: str | None = "immutable", **headers: str) -> httpx.Request:
     return httpx.Request("GET", URL, headers=headers, extensions=ext)
 
 
+def by_digest(freshness: str = "immutable", **headers: str) -> httpx.Request:
+    """An object fetch whose SHA-256 the fetcher knows (a registry blob by digest)."""
+    ext = {FRESHNESS_EXTENSION: freshness, DIGEST_EXTENSION: bytes(32)}
+    return httpx.Request("GET", BLOB, headers=headers, extensions=ext)
+
+
 async def test_siblings_then_parents_signed_and_named() -> None:
     net, origin = Recorder({"10.0.1.1": (504, {})}), Recorder({})
     response = await links(net, origin).handle_async_request(fetch(range="bytes=10-"))
@@ -69,6 +76,8 @@ async def test_siblings_then_parents_signed_and_named() -> None:
     [
         fetch(None),  # not an object fetch (a registry token, a probe)
         fetch(authorization="Bearer secret"),  # credentials never cross sites
+        # With credentials, a digest only helps content that cannot change.
+        by_digest("revalidate", authorization="Bearer secret"),
         httpx.Request("HEAD", URL, extensions={FRESHNESS_EXTENSION: "immutable"}),
     ],
 )
@@ -159,3 +168,26 @@ async def test_a_member_whose_body_broke_is_not_asked_again_in_that_fetch() -> N
     asked.clear()
     await read(fetch())  # a new fetch of the same URL
     assert asked == ["10.0.1.1", "10.0.0.1"]
+
+
+async def test_a_credentialed_fetch_by_digest_asks_only_what_members_hold() -> None:
+    """A registry blob fetched with a token: every member is asked only-if-cached (a parent
+    could not fetch it without our token) and never sees the token; the first that holds it
+    answers. When none does, the origin gets the request as it was, token included."""
+    token = "Bearer never-leaves-the-site"
+    net, origin = Recorder({"10.0.1.1": (504, {})}), Recorder({})
+    response = await links(net, origin).handle_async_request(by_digest(authorization=token))
+    assert response.extensions[VIA_EXTENSION] == "parent@10.0.0.1:3147"
+    assert [r.url.host for r in net.asked] == ["10.0.1.1", "10.0.0.1"]
+    for asked in net.asked:
+        assert asked.headers["cache-control"] == "only-if-cached"
+        assert "authorization" not in asked.headers
+        assert token not in str(asked.url) + repr(asked.headers.raw)
+        assert parse_target(asked.url.raw_path.decode()) == BLOB
+    assert origin.asked == []
+
+    none_hold = Recorder({h: (504, {}) for h in ("10.0.1.1", "10.0.0.1", "10.0.0.2")})
+    origin = Recorder({})
+    await links(none_hold, origin).handle_async_request(by_digest(authorization=token))
+    assert len(none_hold.asked) == 3
+    assert [r.headers["authorization"] for r in origin.asked] == [token]

@@ -17,8 +17,9 @@ import trio
 from frumitcache.client import AgentClient
 from tests.agent.test_site_herd import wait_for_seeder
 from tests.federation.sites import fed_site, members, new_key, uplink
-from tests.oci.conftest import Pushed
+from tests.oci.conftest import REGISTRY_NAME, Pushed
 from tests.oci.test_registry_site import blobs_of, skopeo_pull
+from tests.oci.test_token_auth import Auth
 
 pytestmark = pytest.mark.slow
 
@@ -97,3 +98,47 @@ def _blob_bytes_by_source(metrics: str) -> dict[str, int]:
         for line in metrics.splitlines()
         if line.startswith(prefix)
     }
+
+
+async def test_blobs_of_a_token_registry_come_from_the_core(auth: Auth, tmp_path: Path) -> None:
+    """A registry behind a token service (as Docker Hub and ghcr.io are, anonymous pulls of
+    public images included): the edge's seeder sends the registry's token with every blob
+    request, yet takes each blob the core holds from the core, asked only-if-cached and
+    without the token (checked against its digest on arrival); the registry served each blob
+    once for the federation and no token left the edge for the core."""
+    auth.tokens.fail_with = None
+    auth.tokens.token_lifetime_s = 300
+    oci = {
+        "registries": [f"{REGISTRY_NAME}=http://{auth.registry.host}"],
+        "allowed_hosts": [f"{auth.registry.address}:*"],
+    }
+    key = new_key()
+    core = fed_site(tmp_path / "core", 1, key)
+    edge = fed_site(tmp_path / "edge", 1, key, parents=members(core), name="edge")
+    for site in (core, edge):
+        site.agents[0].settings["oci"].update(oci)
+    try:
+        await core.start()
+        await edge.start()
+        before = len(auth.registry.requests())
+        with trio.fail_after(120):
+            for i, site in enumerate((core, edge)):
+                out = tmp_path / f"p{i}"
+                await skopeo_pull(f"{site.addresses[0]}:3146", "public/app:v1", out, "--all")
+                assert blobs_of(out) == auth.layout.blobs
+        served = [
+            p.split("?")[0]
+            for m, p, status in auth.registry.requests()[before:]
+            if m == "GET" and status in (200, 206) and "/blobs/" in p
+        ]
+        blobs = Counter(served)
+        assert blobs, auth.registry.requests()[before:]
+        assert all(n == 1 for n in blobs.values()), blobs
+        counters = await uplink(edge.agents[0])
+        assert counters["federation_bytes"] >= sum(
+            len(auth.layout.blobs[p.rsplit("/", 1)[1]]) for p in blobs
+        ), counters
+        assert "eyJ" not in core.agents[0].log() + edge.agents[0].log()
+    finally:
+        core.kill()
+        edge.kill()

@@ -11,6 +11,7 @@ from frumitcache.origin import OriginFetcher
 def test_public_names() -> None:
     assert sorted(frumitcache.origin.__all__) == sorted(
         [
+            "DIGEST_EXTENSION",
             "FRESHNESS_EXTENSION",
             "META_CONTENT_TYPE",
             "META_ETAG",
