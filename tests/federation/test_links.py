@@ -3,12 +3,23 @@ federated, the order siblings → parents → origin, and which refusals make a 
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+
 import httpx
 import pytest
 
-from frumitcache.config import FederationConfig
+from frumitcache.config import FederationConfig, OriginConfig
+from frumitcache.errors import DigestMismatchError
 from frumitcache.federation import FederationTransport, parse_target
-from frumitcache.origin import DIGEST_EXTENSION, FRESHNESS_EXTENSION, VIA_EXTENSION
+from frumitcache.origin import (
+    DIGEST_EXTENSION,
+    FRESHNESS_EXTENSION,
+    VIA_EXTENSION,
+    OriginFetcher,
+)
+from frumitcache.store import Store
 from frumitcache.swarm import AUTH_HEADER
 
 KEY = "ab" * 32
@@ -191,3 +202,38 @@ async def test_a_credentialed_fetch_by_digest_asks_only_what_members_hold() -> N
     await links(none_hold, origin).handle_async_request(by_digest(authorization=token))
     assert len(none_hold.asked) == 3
     assert [r.headers["authorization"] for r in origin.asked] == [token]
+
+
+async def test_a_member_that_sends_other_bytes_for_a_digest_is_not_stored(
+    tmp_path: Path,
+) -> None:
+    """Hostile: a parent answers a credentialed blob request (asked only-if-cached) with bytes
+    that are not the blob. The fetcher checks them against the digest: nothing is stored under
+    the URL or the digest, and the member never saw the token."""
+    good = b"the real layer" * 1000
+    digest = hashlib.sha256(good).digest()
+    token = "Bearer never-leaves-the-site"
+
+    class Auth:
+        async def authorize(self, url: str, challenge: str | None) -> Mapping[str, str]:
+            return {"Authorization": token}
+
+    net = Recorder({})  # every member answers 200 "body"
+    origin = Recorder({})
+    cfg = FederationConfig(key=KEY, parents=["10.0.0.1"])
+    with Store.open(tmp_path / "store", max_bytes=1 << 20, chunk_size=4096) as store:
+        fetcher = OriginFetcher(
+            OriginConfig(retries=0, allow=["registry.example"]),
+            store,
+            transport=origin.transport(),
+            wrap=lambda t: FederationTransport(
+                t, config=cfg, key=KEY.encode(), links=net.transport()
+            ),
+        )
+        async with fetcher:
+            with pytest.raises(DigestMismatchError):
+                await fetcher.fetch(BLOB, expected_digest=digest, door="oci", auth=Auth())
+        assert store.lookup(BLOB) is None
+        assert store.lookup(digest) is None
+    assert [r.headers["cache-control"] for r in net.asked] == ["only-if-cached"]
+    assert all("authorization" not in r.headers for r in net.asked)
