@@ -174,11 +174,12 @@ async def test_the_parents_seeder_killed_mid_transfer(
     """SIGKILL the core's seeder half way through: the core's survivor takes over (resuming
     the origin after the chunks the site holds) and the edges resume with Range from it; every
     pull completes and the origin sent at most one chunk plus what was in flight extra."""
-    # A chunk every 0.33 s, as a 100 Mbit core uplink gives (bench.federation): the core's
-    # lone member must hold the seeder's last complete chunk when the kill lands, or the new
-    # seeder fetches it again. Taking each chunk through libtorrent (a ~1 s connect tick) it
-    # trailed by 1-3 chunks; over peer HTTP it keeps pace.
-    origin = OriginServer(rate=12 * MiB)
+    # About 1.3 s a chunk: the core's lone member must hold the seeder's last complete chunk
+    # when the kill lands, or the new seeder fetches it again. It takes each fresh chunk over
+    # peer HTTP (tests/swarm/test_session.py); at 12 MiB/s (a 100 Mbit core uplink, measured
+    # in bench.federation) that kept pace on a quiet box but not with the suite's load beside
+    # it (46 MB sent for 32 MiB, twice), so the suite tests the rule at a pace CI can hold.
+    origin = OriginServer(rate=3 * MiB)
     await nursery.start(origin.serve, loopback_address())
     data = os.urandom(32 * MiB)
     digest = hashlib.sha256(data).hexdigest()
