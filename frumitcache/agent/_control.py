@@ -200,6 +200,8 @@ class ControlServer:
                 err = AgentError("too many control connections open; try again shortly")
                 with trio.move_on_after(1):
                     await conn.send(Failed.from_error(err))
+                    # Until the client has written its request and closed: it reads why.
+                    await conn.drain(limit=64 * 1024)
                 return
             await self._converse(conn, trusted)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -93,6 +93,17 @@ class MessageStream:
         take_descriptors(ancillary, flags, self._fds)
         return data
 
+    async def drain(self, limit: int) -> None:
+        """Read and drop what the peer sends until it closes or ``limit`` bytes came (bound
+        it with a timeout): closing on a peer that is still writing its request fails that
+        write (EPIPE), and the peer never reads the reply already sent."""
+        left = limit
+        while left > 0:
+            data = await self._receive_some()
+            if not data:
+                return
+            left -= len(data)
+
     def take_fds(self) -> list[int]:
         """Every descriptor received and not taken yet, in order; the caller owns them."""
         fds = list(self._fds)

@@ -233,6 +233,50 @@ async def test_connection_cap_for_ordinary_users_root_still_gets_in(
         os.close(fd)
 
 
+@needs_root
+async def test_a_refused_client_that_writes_late_still_reads_why(
+    tmp_path: Path, socket_dir: Path
+) -> None:
+    """Over the cap, a client whose request reaches the agent only after the refusal was sent
+    (a loaded machine schedules it late) still writes it and reads "too many control
+    connections"; closing at once failed that write with EPIPE and the reason was lost."""
+    path = socket_dir / "agent.sock"
+
+    def late_writer() -> bytes:
+        idle = []
+        for _ in range(MAX_CONNECTIONS):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(os.fspath(path))
+            idle.append(sock)
+        refused = b""
+        for _ in range(100):  # bounded: the cap holds once the agent has taken the idle four
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(20)
+                sock.connect(os.fspath(path))
+                ready, _, _ = select.select([sock], [], [], 10)
+                if not ready:
+                    continue  # taken as a fifth: the agent waits for our request
+                time.sleep(0.3)  # the refusal is in; the agent would have closed by now
+                sock.sendall(encode(StatusRequest()))
+                sock.shutdown(socket.SHUT_WR)
+                out = bytearray()
+                while chunk := sock.recv(65536):
+                    out += chunk
+                refused = bytes(out)
+                break
+        for sock in idle:
+            sock.close()
+        return refused
+
+    with trio.fail_after(60):
+        agent = await start_agent(tmp_path / "node", path, max_connections=MAX_CONNECTIONS)
+        async with running(agent):
+            raw = await trio.to_thread.run_sync(as_nobody, late_writer)
+    [refused] = decode(raw)
+    assert isinstance(refused, Failed), refused
+    assert "too many control connections" in refused.message
+
+
 async def test_idle_and_stalled_connections_are_closed(tmp_path: Path) -> None:
     agent = AgentProcess(
         tmp_path / "node",
