@@ -90,6 +90,16 @@ def ask_blocking(path: Path, data: bytes, *, half_close: bool = True) -> bytes:
         return bytes(out)
 
 
+def occupy(path: Path, count: int) -> list[socket.socket]:
+    """Blocking: ``count`` idle connections to the agent (the caller closes them)."""
+    idle = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(os.fspath(path))
+        idle.append(sock)
+    return idle
+
+
 def as_nobody(work: Callable[[], bytes]) -> bytes:
     """Run ``work`` in a forked child with uid nobody (gid 0, no other groups); its result."""
     read_end, write_end = os.pipe()
@@ -188,11 +198,7 @@ async def test_connection_cap_for_ordinary_users_root_still_gets_in(
     go_r, go_w = os.pipe()  # parent -> child: "root has looked in; carry on"
 
     def hog() -> bytes:
-        idle = []
-        for _ in range(MAX_CONNECTIONS):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.connect(os.fspath(path))
-            idle.append(sock)
+        idle = occupy(path, MAX_CONNECTIONS)
         refused = ask_blocking(path, encode(StatusRequest()))
         os.write(held_w, b"x")
         select.select([go_r], [], [], 30)  # bounded: never outlive a failed parent for long
@@ -243,11 +249,7 @@ async def test_a_refused_client_that_writes_late_still_reads_why(
     path = socket_dir / "agent.sock"
 
     def late_writer() -> bytes:
-        idle = []
-        for _ in range(MAX_CONNECTIONS):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.connect(os.fspath(path))
-            idle.append(sock)
+        idle = occupy(path, MAX_CONNECTIONS)
         refused = b""
         for _ in range(100):  # bounded: the cap holds once the agent has taken the idle four
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
