@@ -78,6 +78,16 @@ def _store_meta(meta: HttpMeta) -> dict[str, str]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def seeder_moved(asked: tuple[str, int], now: tuple[str, int] | None) -> bool:
+    """Whether a member pulling from the seeder it ``asked`` must ask again: the site now
+    names another seeder, or the same node in a new term. A new term's seeder rebuilt its
+    catalogue from reports, so what the member was told may be stale: a seeder whose own fetch
+    finished while it was deposed held the whole object, and its new catalogue still said
+    "partial, nobody fetching" until someone asked it (a 100-agent herd waited on that for
+    10 minutes). No seeder named (a lapse) is not a move."""
+    return now is not None and now != asked
+
+
 class MemberRole:
     def __init__(self, service: ContentService) -> None:
         self._svc = service
@@ -225,14 +235,15 @@ class MemberRole:
 
         async def watch_seeder() -> None:
             # A lapse of the seeder's lease as seen here (a loaded seeder or member missed
-            # lease rounds) is not a change: the pull goes on from the holders. Another seeder
-            # named makes the member ask it (it resumes the object); none named for a while
-            # ends the attempt (the fallback clock decides what next).
+            # lease rounds) is not a change: the pull goes on from the holders. A new term
+            # (another seeder, or the same one elected again) makes the member ask it (it
+            # resumes the object); none named for a while ends the attempt (the fallback clock
+            # decides what next).
             lapse = site.config.site.lease_s * 3
             while True:
                 changed = site.seeder_changed
                 now = node.seeder()
-                if now is not None and now[0] != seeder[0]:
+                if seeder_moved(seeder, now):
                     raise SeederChanged()
                 if now is None:
                     with trio.move_on_after(lapse):
