@@ -136,7 +136,7 @@ class FederationTransport(httpx.AsyncBaseTransport):
             # Credentials never cross sites, and a member cannot fetch with ours. Content
             # known by its digest (a registry blob) is the same bytes whoever holds it, and
             # the fetcher checks them against it: ask for it only-if-cached, without them.
-            if freshness != "immutable" or not _digest_of(request):
+            if freshness != "immutable" or not _knows_digest(request):
                 return await self._origin.handle_async_request(request)
             held_only = True
         url = str(request.url)
@@ -226,7 +226,7 @@ class FederationTransport(httpx.AsyncBaseTransport):
         await self._origin.aclose()
 
 
-def _digest_of(request: httpx.Request) -> bool:
+def _knows_digest(request: httpx.Request) -> bool:
     """Does the fetcher know the object's SHA-256 (and so discard a body that is not it)?"""
     digest = request.extensions.get(DIGEST_EXTENSION)
     return isinstance(digest, bytes) and len(digest) == 32

@@ -271,16 +271,14 @@ class ChunkFetcher:
         )
 
     def _first_replica(self, chunk: ChunkRef, holders: Sequence[Holder]) -> bool:
-        """Is this node the fetcher assigned to take ``chunk`` from the seeder?"""
-        if self._me is None or not any(h.seeder for h in holders):
+        """Is this node the fetcher assigned to take ``chunk`` from the seeder? The seeder's
+        only fellow (a 2-Pi site) always is: with nobody to trade with, a libtorrent dial only
+        adds its connect tick (it trailed a 100 Mbit seeder by 1-3 chunks, which a seeder's
+        death made the site fetch again)."""
+        if not self._seeder_once or self._me is None or not any(h.seeder for h in holders):
             return False
         others = [h for h in holders if not h.seeder]
-        if not others:
-            # The seeder's only fellow (a 2-Pi site): nobody to trade with, so a libtorrent
-            # dial would only add its connect tick, and this node trailed a 100 Mbit seeder by
-            # 1-3 chunks that a seeder's death made the site fetch again.
-            return True
-        return self._seeder_once and assigned_fetcher(chunk.digest, [self._me, *others]) == self._me
+        return assigned_fetcher(chunk.digest, [self._me, *others]) == self._me
 
     async def _fetch_swarm(self, swarm: Swarm, chunk: ChunkRef, holders: list[Holder]) -> None:
         seeders = [h for h in holders if h.seeder]
