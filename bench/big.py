@@ -158,8 +158,8 @@ def _children_cpu_s() -> float:
 
 
 async def measure(args: argparse.Namespace, bed: LoopbackTestbed, work: Path) -> dict[str, Any]:
-    body = Generated(args.size, args.seed)
-    spec = f"{PATH}={args.size}:{args.seed}"
+    body = Generated(args.size, args.seed, **({"every": args.sparse} if args.sparse else {}))
+    spec = f"{PATH}={args.size}:{args.seed}" + (f":{args.sparse}" if args.sparse else "")
     base = await trio.to_thread.run_sync(lambda: bed.start_origin(work / "origin", (spec,)))
     url = base + PATH
     store = {"chunk_size": args.chunk_size, "max_bytes": args.store_max or args.size + GiB}
@@ -170,6 +170,7 @@ async def measure(args: argparse.Namespace, bed: LoopbackTestbed, work: Path) ->
         "bytes": args.size,
         "chunk_size": args.chunk_size,
         "chunks": -(-args.size // args.chunk_size),
+        "sparse_every": args.sparse,
         "agents": args.agents,
         "sink": args.sink,
         "store_max_bytes": store["max_bytes"],
@@ -226,6 +227,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--agents", type=int, default=2, help="agents in the site (2 or more)")
     parser.add_argument("--sink", choices=("auto", "file", "stdout"), default="auto")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument(
+        "--sparse", type=quantity, default=0, metavar="EVERY",
+        help="zeros but for 4 MiB drawn at the start of each EVERY (a disk image)",
+    )  # fmt: skip
     parser.add_argument("--store-max", type=quantity, help="store.max_bytes (size + 1 GiB)")
     parser.add_argument("--timeout", type=float, help="per pull, s (default: 20 MB/s's worth)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()))

@@ -19,7 +19,7 @@ In a test::
 As a process (multi-process tests, benchmarks)::
 
     python -m frumitcache.testing.origin --address 127.0.0.2 --port 0 --dir DIR [--rate B/S]
-        [--generate /big.bin=50GiB:7]
+        [--generate /big.bin=50GiB:7] [--generate /disk.img=50GiB:7:1GiB]
         [--tls-cert CERT.pem --tls-key KEY.pem]
 
 prints ``{"port": N}`` once listening; ``GET /_stats`` answers the counts as JSON,
@@ -191,7 +191,8 @@ class OriginServer:
 
     def add_generated(self, path: str, body: Generated) -> None:
         """Serve ``body`` (bytes made on the fly, any size) at ``path``."""
-        etag = f'"gen-{body.seed:x}-{body.size:x}"'
+        sparse = f"-{body.every:x}-{body.run:x}" if body.every else ""
+        etag = f'"gen-{body.seed:x}-{body.size:x}{sparse}"'
         self._files[path] = Resource(body.size, etag, http_date(0), 0.0, {}, generated=body)
 
     def remove(self, path: str) -> None:
@@ -476,8 +477,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", type=Path, required=True, help="serve files under DIR")
     parser.add_argument("--rate", type=int, default=0, help="shared limit in bytes/s; 0: none")
     parser.add_argument(
-        "--generate", action="append", default=[], metavar="/PATH=SIZE[:SEED]",
-        help="serve SIZE bytes made on the fly at PATH (frumitcache.testing.generated)",
+        "--generate", action="append", default=[], metavar="/PATH=SIZE[:SEED[:EVERY[:RUN]]]",
+        help="serve SIZE bytes made on the fly at PATH; with EVERY, zeros but for RUN (4MiB) "
+        "drawn bytes at the start of each EVERY (frumitcache.testing.generated)",
     )  # fmt: skip
     parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate")
     parser.add_argument("--tls-key", type=Path, help="the private key of --tls-cert (PEM)")

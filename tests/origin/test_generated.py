@@ -101,3 +101,30 @@ def test_origin_process_generates(tmp_path: Path, address: str) -> None:
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_a_sparse_body_is_zeros_but_for_a_drawn_run_per_period() -> None:
+    every, run = 5 * PIECE, PIECE + 100  # a run that ends inside a piece
+    body = Generated(4 * every + 7, seed=9, every=every, run=run)
+    data = whole(body)
+    assert len(data) == body.size
+    assert body.sha256() == hashlib.sha256(data).hexdigest()
+    dense = whole(Generated(body.size, seed=9))
+    for start in range(0, body.size, every):
+        assert data[start : start + run] == dense[start : start + run]
+        assert data[start + run : start + every] == bytes(len(data[start + run : start + every]))
+    for start, end in [(0, 1), (run - 3, run + 5), (every - 1, every + 2), (100, body.size)]:
+        assert b"".join(body.read(start, end)) == data[start:end]
+    assert all(len(p) <= PIECE for p in body.read(0, body.size))
+    # A chunk of every zeros repeats; each drawn one differs.
+    chunks = [data[i : i + PIECE] for i in range(0, 4 * every, PIECE)]
+    assert chunks.count(bytes(PIECE)) == 4 * 3
+    with pytest.raises(ValueError, match="run"):
+        Generated(10, every=4, run=5)
+
+
+def test_parse_sparse_spec() -> None:
+    assert parse_spec("/d.img=50GiB:7:1GiB") == ("/d.img", Generated(50 << 30, 7, every=1 << 30))
+    assert parse_spec("/d=8MiB:1:1MiB:16KiB") == ("/d", Generated(8 << 20, 1, 1 << 20, 16 << 10))
+    with pytest.raises(ValueError, match="want"):
+        parse_spec("/d=1:2:3:4:5")
