@@ -133,6 +133,8 @@ class ChunkFetcher:
         self._tree_cache: dict[bytes, tuple[MerkleTree, Address]] = {}
         #: Set when the batch carrying a chunk's tree has been answered (or failed).
         self._tree_pending: dict[bytes, trio.Event] = {}
+        #: Chunks being fetched now, set when that fetch ends (stored or failed).
+        self._inflight: dict[bytes, trio.Event] = {}
 
     @classmethod
     def from_config(
@@ -219,8 +221,24 @@ class ChunkFetcher:
     async def fetch(
         self, chunk: ChunkRef, holders: Sequence[Holder], *, direct: bool = False
     ) -> None:
-        if self._store.has_chunk(chunk.digest):
-            return
+        """Bring ``chunk`` into the store (at once if it is there). One fetch per digest at a
+        time: an object whose chunk list repeats a digest (zeros in a disk image) has it at
+        neighbouring indexes, which ``parallel_chunks`` workers would otherwise each pull
+        whole over peer HTTP (2.4x the distinct bytes for a warm member, measured). A caller
+        that waited on a fetch that failed tries itself, with its own holders."""
+        while not self._store.has_chunk(chunk.digest):
+            running = self._inflight.get(chunk.digest)
+            if running is None:
+                done = self._inflight[chunk.digest] = trio.Event()
+                try:
+                    await self._fetch(chunk, holders, direct=direct)
+                finally:
+                    del self._inflight[chunk.digest]
+                    done.set()
+                return
+            await running.wait()
+
+    async def _fetch(self, chunk: ChunkRef, holders: Sequence[Holder], *, direct: bool) -> None:
         bad = self._http.bad_holders | (self._swarm.banned if self._swarm else frozenset())
         usable = [h for h in holders if h.address not in bad]
         if direct and usable:
