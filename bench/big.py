@@ -27,6 +27,7 @@ when the site fetched it once), ``description_over_bulk``, the load and free dis
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -56,20 +57,43 @@ CASES: dict[str, tuple[int, int]] = {
     "a": (12_800 * 256 * KiB, 256 * KiB),  # 50 GiB's chunk count at 4 MiB, in 3.1 GiB
     "b": (16 * GiB, 4 * MiB),
 }
+SPARSE_RUN = 4 * MiB  # drawn bytes per period of a --sparse body (Generated's default run)
 MARGIN = 4 * GiB  # left free on the disk: other jobs share it, the stores keep min_free_bytes
 _STATUS_KEYS = ("bulk_in", "bulk_out", "dropped_frames", "swarm_uploaded", "swarm_downloaded")
 
 
-def disk_need(size: int, sink: str) -> int:
-    """Bytes the run writes at most: the seeder's and the member's stores hold the whole
-    object, a file sink a third copy while it is hashed."""
-    return size * (3 if sink == "file" else 2) + MARGIN
+def held_bytes(size: int, sparse: int, chunk_size: int) -> int:
+    """At most the bytes a store keeps of the object: all of it, or for a ``--sparse`` body
+    each period's drawn run (in whole chunks) and one chunk of zeros (a hole, in fact)."""
+    if not sparse:
+        return size
+    return min(size, -(-size // sparse) * (-(-SPARSE_RUN // chunk_size) + 1) * chunk_size)
 
 
-def choose_sink(sink: str, size: int, free: int) -> str:
+def disk_need(size: int, sink: str, held: int | None = None) -> int:
+    """Bytes the run writes at most: the seeder's and the member's stores hold the object
+    (``held`` of it), a file sink a third copy while it is hashed (as sparse as the stores:
+    a chunk of zeros lands as a hole)."""
+    held = size if held is None else held
+    return held * (3 if sink == "file" else 2) + MARGIN
+
+
+def choose_sink(sink: str, size: int, free: int, held: int | None = None) -> str:
     if sink != "auto":
         return sink
-    return "file" if disk_need(size, "file") <= free else "stdout"
+    return "file" if disk_need(size, "file", held) <= free else "stdout"
+
+
+def allocated_bytes(path: Path) -> int:
+    """Bytes a file, or the files under a directory, take on disk (holes take none)."""
+    if path.is_file():
+        return path.stat().st_blocks * 512
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+    return total
 
 
 def _hash_pipe(pipe: IO[bytes]) -> tuple[str, int]:
@@ -122,9 +146,11 @@ async def pull(
     seconds = time.monotonic() - started
     cpu = [cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
     client = _children_cpu_s() - client0
+    file_disk: int | None = None
     if got is None:
         digest = await trio.to_thread.run_sync(_sha256, out)
         got = (digest or "", out.stat().st_size if out.exists() else 0)
+        file_disk = allocated_bytes(out) if out.exists() else 0
         out.unlink(missing_ok=True)
     origin1 = int((await trio.to_thread.run_sync(bed.origin_stats))["total_bytes_sent"])
     view1 = await _agent_view(system)
@@ -147,6 +173,8 @@ async def pull(
         },
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
+    if file_disk is not None:
+        row["file_disk_bytes"] = file_disk  # the client's file on disk (holes take none)
     if code != 0 or not row["verified"]:
         row["error"] = f"exit {code}, got {got}: {said[-400:]}"
     return row
@@ -206,6 +234,15 @@ async def measure(args: argparse.Namespace, bed: LoopbackTestbed, work: Path) ->
             a["bulk_in"] > 0 for a in row["member"]["agents"].values()
         )
         row["peak_rss_mb"] = {d.host.name: memory_mb(d.pid) for d in system.daemons}
+        stores: dict[str, dict[str, int]] = {}
+        for i, d in enumerate(system.daemons):
+            status = await system.status(i)
+            stores[d.host.name] = {
+                "chunks": status.store["chunks"],
+                "bytes_used": status.store["bytes_used"],
+                "disk_bytes": allocated_bytes(Path(status.store_path)),
+            }
+        row["stores"] = stores
         row["disk_free_gb_full"] = round(shutil.disk_usage(work).free / 1e9, 1)
     finally:
         with trio.CancelScope(shield=True):
@@ -249,11 +286,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     free = shutil.disk_usage(args.work).free
-    args.sink = choose_sink(args.sink, args.size, free)
-    if disk_need(args.size, args.sink) > free:
+    held = held_bytes(args.size, args.sparse, args.chunk_size)
+    args.sink = choose_sink(args.sink, args.size, free, held)
+    need = disk_need(args.size, args.sink, held)
+    if need > free:
         raise SystemExit(
             f"{args.work}: {free / 1e9:.1f} GB free, a {args.size / 1e9:.1f} GB object needs "
-            f"{disk_need(args.size, args.sink) / 1e9:.1f} GB (two stores that each hold all of "
+            f"{need / 1e9:.1f} GB (two stores that each hold all of "
             f"it{', a file sink' if args.sink == 'file' else ''}, {MARGIN >> 30} GiB margin)"
         )
     work = Path(tempfile.mkdtemp(prefix="big-", dir=args.work))

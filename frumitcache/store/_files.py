@@ -3,7 +3,9 @@
 Layout under the store root::
 
     chunks/<2 hex>/<64 hex>   one file per chunk, named by its SHA-256 and holding exactly
-                              the chunk's bytes (the swarm seeds straight from these files)
+                              the chunk's bytes (the swarm seeds straight from these files);
+                              a full-size chunk of zeros is a hole (a sparse file), which a
+                              client's copy keeps a hole (client/_copy.py)
     tmp/                      temp files; everything here is garbage after a restart
     index.sqlite              the index (see _index.py)
 
@@ -14,6 +16,7 @@ Everything here is blocking and runs in worker threads. Disk-full errors become
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import secrets
@@ -55,8 +58,9 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_temp(tmp_dir: Path, data: BytesLike) -> Path:
-    """Write ``data`` to a new temp file and fsync it; the file is removed on any error."""
+def write_temp(tmp_dir: Path, data: BytesLike, *, zeros: bool = False) -> Path:
+    """Write ``data`` to a new temp file and fsync it; the file is removed on any error.
+    ``zeros``: ``data`` is all zeros, so the file is made one hole of its length instead."""
     path = tmp_dir / f"{secrets.token_hex(8)}.chunk"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -67,6 +71,9 @@ def write_temp(tmp_dir: Path, data: BytesLike) -> Path:
     try:
         try:
             view = memoryview(data).cast("B")
+            if zeros:
+                os.ftruncate(fd, len(view))
+                view = view[:0]
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
@@ -82,6 +89,12 @@ def write_temp(tmp_dir: Path, data: BytesLike) -> Path:
         remove_quietly(path)
         raise
     return path
+
+
+@functools.lru_cache(maxsize=4)
+def zeros_digest(size: int) -> bytes:
+    """SHA-256 of ``size`` zero bytes (the store asks only for its chunk size)."""
+    return hashlib.sha256(bytes(size)).digest()
 
 
 def hash_file(path: Path) -> tuple[bytes, bytes, int]:

@@ -25,6 +25,7 @@ from frumitcache.store._files import (
     remove_quietly,
     write_temp,
     xxh3,
+    zeros_digest,
 )
 from frumitcache.store._manifest import Manifest, PartialSpec
 from frumitcache.store._refs import ChunkRefs
@@ -107,7 +108,10 @@ class Ingest(ChunkRefs):
         root: bytes | None = None,
     ) -> None:
         """Put a verified chunk in place (from ``data`` or by renaming ``source``), then
-        commit its row, its ``root`` and the partial-object reference ``ref``."""
+        commit its row, its ``root`` and the partial-object reference ``ref``.
+
+        A full-size chunk of zeros (a disk image's empty stretches) is written as a hole:
+        a client's copy sees it as one (``SEEK_DATA``) and keeps its file sparse."""
         final = self.path_of(sha)
         if self.chunk_size_of(sha) is not None:
             # Already stored (same bytes in another object): just reference it.
@@ -121,14 +125,16 @@ class Ingest(ChunkRefs):
                     if source is not None:
                         tx.after_commit.append(lambda: remove_quietly(source))
                     return
-        if source is None:
-            assert data is not None
-            temp = write_temp(self.tmp_dir, data)
+        zeros = size == self.chunk_size and sha == zeros_digest(size)
+        if zeros or source is None:
+            temp = write_temp(self.tmp_dir, data if data is not None else bytes(size), zeros=zeros)
         else:
             temp = source
         renamed = False
         try:
             with self.index.write("record a chunk") as tx:
+                if source is not None and temp != source:
+                    tx.after_commit.append(lambda: remove_quietly(source))
                 if tx.has_chunk(sha):
                     tx.after_commit.append(lambda: remove_quietly(temp))
                 else:
@@ -151,7 +157,7 @@ class Ingest(ChunkRefs):
         except BaseException:
             if renamed:
                 remove_quietly(final)  # the row never committed: nothing refers to the file
-            elif source is None:
+            elif temp != source:
                 remove_quietly(temp)
             raise
 

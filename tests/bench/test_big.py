@@ -41,11 +41,34 @@ def test_the_sink_and_the_disk() -> None:
     assert big.choose_sink("auto", 10 * GiB, 40 * GiB) == "file"
     assert big.choose_sink("auto", 16 * GiB, 50 * GiB) == "stdout"
     assert big.choose_sink("file", 16 * GiB, 1) == "file"
+    # A sparse body: the stores and the file hold its drawn runs and one chunk of zeros.
+    held = big.held_bytes(50 * GiB, GiB, 4 << 20)
+    assert 50 * (4 << 20) < held <= 100 * (4 << 20)
+    assert big.held_bytes(50 * GiB, 0, 4 << 20) == 50 * GiB
+    assert big.choose_sink("auto", 50 * GiB, 10 * GiB, held) == "file"
+    assert big.disk_need(50 * GiB, "file", held) == 3 * held + big.MARGIN
 
 
 def test_too_big_for_the_disk_is_refused_with_figures(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"GB free, a .* GB object needs"):
         big.main(["--size", "100TiB", "--work", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_a_tiny_sparse_run_stores_and_writes_its_zeros_once(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "bench.big", "--size", "12MiB", "--chunk-size", "1MiB",
+            "--sparse", "6MiB", "--sink", "file", "--work", str(tmp_path), "--json"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    assert row["verified"] is True, row
+    assert (row["sparse_every"], row["uplink_ratio"]) == (6 << 20, 1.0)
+    for store in row["stores"].values():
+        # 2 runs of 4 MiB drawn (8 chunks) and one chunk of zeros, kept as a hole.
+        assert (store["chunks"], store["bytes_used"]) == (9, 9 << 20), row["stores"]
+        assert store["disk_bytes"] < 9 << 20, row["stores"]
+    for pull in (row["seeder"], row["member"]):
+        assert pull["file_disk_bytes"] <= 8 << 20, pull
 
 
 @pytest.mark.slow
@@ -69,4 +92,6 @@ def test_a_tiny_run_prints_its_json(tmp_path: Path, sink: str) -> None:
         assert pull["MBps"] > 0
         assert set(pull["cpu_s_per_gb"]) == {"pi0", "pi1"}
     assert isinstance(row["description_over_bulk"], bool)
+    assert set(row["stores"]) == {"pi0", "pi1"}
+    assert all(s["bytes_used"] == 3 << 20 for s in row["stores"].values()), row["stores"]
     assert [p.name for p in tmp_path.iterdir()] == ["big.json"]  # its work directory is gone
