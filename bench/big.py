@@ -3,6 +3,7 @@
     python -m bench.big --case a --json --out /tmp/big-a.json   # 12,800 chunks of 256 KiB
     python -m bench.big --case b --json --out /tmp/big-b.json   # 16 GiB in 4 MiB chunks
     python -m bench.big --size 64MiB --chunk-size 16KiB         # any size / chunk size
+    python -m bench.big --size 50GiB --chunk-size 4MiB --sparse 1GiB --sink file   # a disk image
 
 A site of ``--agents`` real agent processes on loopback (:class:`bench._systems.Frumitcache`,
 static peers, Pi 0 preferred as seeder) beside a real HTTP origin that makes the object's bytes
@@ -10,6 +11,9 @@ on the fly (``frumitcache.testing.origin --generate``: no copy of it in memory o
 SHA-256 is computed from the same generator). Case ``a`` has the chunk *count* of a 50 GiB
 object at the default 4 MiB chunks (12,800) with 256 KiB chunks (3.1 GiB); case ``b`` is the
 largest default-chunk object this disk holds twice (every store that fetches keeps it all).
+``--sparse EVERY``: zeros but for 4 MiB drawn at the start of each EVERY (a disk image), whose
+chunk list repeats the zero chunk: the stores keep each distinct chunk once (the zeros as a hole)
+and the client's file keeps the zeros as holes, so 50 GiB fits.
 
 Two pulls, one after the other, with ``frumitcache pull`` (not ``-q``: its summary line says
 where the bytes came from): the seeder's (from the origin), then a member's (from the site:
@@ -59,7 +63,8 @@ CASES: dict[str, tuple[int, int]] = {
 }
 SPARSE_RUN = 4 * MiB  # drawn bytes per period of a --sparse body (Generated's default run)
 MARGIN = 4 * GiB  # left free on the disk: other jobs share it, the stores keep min_free_bytes
-_STATUS_KEYS = ("bulk_in", "bulk_out", "dropped_frames", "swarm_uploaded", "swarm_downloaded")
+_STATUS_KEYS = ("bulk_in", "bulk_out", "dropped_frames", "swarm_uploaded", "swarm_downloaded",
+                "peer_http_served", "peer_http_fetched")  # fmt: skip
 
 
 def held_bytes(size: int, sparse: int, chunk_size: int) -> int:

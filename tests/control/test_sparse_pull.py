@@ -1,7 +1,8 @@
 """A pull of an object of zeros and data (a disk image) into a file keeps the zeros as holes:
 the store holds a full chunk of zeros as a hole, and the client's copy of a passed chunk file
 extends its target over a hole instead of writing it, so the file takes the data's room only.
-Hostile cases: a target with old bytes past its position, a pipe, a range that holds data."""
+Hostile cases: a target with old bytes past its position, a pipe, a range that holds data. The
+apt door, which sends the chunk files themselves, serves such an object whole and in ranges."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import trio
 
-from frumitcache.client import _copy
+from frumitcache.client import AgentClient, _copy
 from frumitcache.testing.agents import AgentProcess
+from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer
 from tests.agent.test_agent_pull import blob
 from tests.control.test_fd_pull import cli_pull
@@ -99,3 +101,53 @@ async def test_pull_of_a_disk_image_is_sparse(
         assert allocated(out) <= 2 * CHUNK + 64 * 1024, allocated(out)
     zero_chunk = agent.store / "chunks" / hashlib.sha256(bytes(CHUNK)).hexdigest()[:2]
     assert allocated(zero_chunk / hashlib.sha256(bytes(CHUNK)).hexdigest()) == 0
+
+
+async def _proxy_get(proxy: tuple[str, int], url: str, extra: str = "") -> bytes:
+    """One absolute-form GET through the apt door; the whole answer (it closes)."""
+    with trio.fail_after(30):
+        stream = await trio.open_tcp_stream(*proxy)
+        async with stream:
+            host = url.split("/")[2]
+            head = f"GET {url} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
+            await stream.send_all(head.encode())
+            answer = b""
+            while chunk := await stream.receive_some(1 << 20):
+                answer += chunk
+            return answer
+
+
+async def test_the_apt_door_serves_repeated_and_hole_chunks(
+    origin: OriginServer, tmp_path: Path
+) -> None:
+    # The door sends chunk files (sendfile) by index: the same file at many indexes, a hole.
+    chunk = 64 * 1024
+    a = blob(chunk, seed=10)
+    data = a + bytes(3 * chunk) + a + a + bytes(chunk) + bytes(77)
+    origin.add("/debian/pool/main/d/disk_1.0_all.deb", data)
+    url = origin.url("/debian/pool/main/d/disk_1.0_all.deb")
+    agent = AgentProcess(
+        tmp_path / "node",
+        address=loopback_address(),
+        settings={
+            "apt": {"enabled": True, "port": 0, "allowed_hosts": [f"{origin.address}:*"]},
+            "store": {"chunk_size": chunk},
+        },
+    )
+    await agent.start()
+    try:
+        host, _, port = (await AgentClient(agent.socket).status()).apt.rpartition(":")
+        for _ in range(2):  # from the origin, then from the store
+            whole = await _proxy_get((host, int(port)), url)
+            head, _, body = whole.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200"), head
+            assert body == data
+        part = await _proxy_get(
+            (host, int(port)), url, f"Range: bytes={chunk - 5}-{6 * chunk + 9}\r\n"
+        )
+        head, _, body = part.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 206"), head
+        assert body == data[chunk - 5 : 6 * chunk + 10]
+        assert origin.stats.requests["/debian/pool/main/d/disk_1.0_all.deb"] == 1
+    finally:
+        agent.kill()

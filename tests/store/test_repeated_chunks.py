@@ -55,6 +55,12 @@ async def test_an_adopted_file_of_zeros_becomes_a_hole(store: Store) -> None:
         assert os.pread(fd, CHUNK + 1, 0) == ZERO
     finally:
         os.close(fd)
+    # The same chunk adopted again (a second download of it): the file goes, nothing doubles.
+    downloaded.write_bytes(ZERO)
+    with trio.fail_after(10):
+        await store.adopt_chunk_file(downloaded, sha(ZERO))
+    assert not downloaded.exists()
+    assert (store.stats().chunks, store.stats().bytes_used) == (1, CHUNK)
 
 
 async def test_a_shared_chunk_outlives_an_evicted_object_and_a_dropped_partial(
