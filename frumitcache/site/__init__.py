@@ -9,13 +9,7 @@ customised by the agent through :class:`SiteHooks`.
 from frumitcache.site._catalogue import Catalogue
 from frumitcache.site._codec import REASONS, FrameCodec, FrameRejected, derive_mac_key
 from frumitcache.site._core import SiteCore, Timings
-from frumitcache.site._driver import (
-    SiteHooks,
-    SiteNode,
-    SiteStatistics,
-    member_from_config,
-    parse_peer,
-)
+from frumitcache.site._driver import SiteNode
 from frumitcache.site._election import Durable, Election, Outgoing, Role, rank_key
 from frumitcache.site._membership import Membership
 from frumitcache.site._messages import (
@@ -41,6 +35,7 @@ from frumitcache.site._messages import (
     Vote,
     split_have,
 )
+from frumitcache.site._setup import SiteHooks, SiteStatistics, member_from_config, parse_peer
 
 __all__ = [
     "MESSAGE_TYPES",

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from frumitcache.config import SiteConfig
 from frumitcache.errors import ConfigError
 from frumitcache.site._election import Durable, Election, Outgoing, Role
+from frumitcache.site._evidence import Probe, Refused
 from frumitcache.site._membership import Membership
 from frumitcache.site._messages import (
     Beacon,
@@ -163,7 +164,11 @@ class SiteCore:
         # roster, and who is in it.
         self._roster: Roster | None = None
         self.roster_held = 0
-        self._roster_ids: tuple[str, ...] = ()
+        self._roster_members: tuple[MemberInfo, ...] = ()
+        # Where the seeder followed listens, as its own roster said in its current term (a
+        # term is one process: a restarted node wins a later one): (seeder, term, address,
+        # peer port). Rule 8 probes only there.
+        self._witness: tuple[str, int, str, int] | None = None
 
     @property
     def node_id(self) -> str:
@@ -214,8 +219,13 @@ class SiteCore:
         if isinstance(msg, Lease):
             out = self._stamp(self.election.receive(msg, now), now)
             if self._followed(now) == sender and msg.roster and msg.roster == self.roster_held:
-                for node in self._roster_ids:
-                    self.membership.touch(node, now)
+                if self._witness is None or self._witness[:2] != (sender, msg.term):
+                    own = [i for i in self._roster_members if i.node_id == sender]
+                    self._witness = (
+                        (sender, msg.term, own[0].address, own[0].peer_port) if own else None
+                    )
+                for info in self._roster_members:
+                    self.membership.touch(info.node_id, now)
             return [
                 Outgoing(o.to, dataclasses.replace(o.msg, roster=self.roster_held))
                 if isinstance(o.msg, LeaseAck)
@@ -248,7 +258,7 @@ class SiteCore:
             self.membership.learn(info, now, refresh=ours)
         if ours and msg.version:
             self.roster_held = msg.version
-            self._roster_ids = tuple(i.node_id for i in msg.members)
+            self._roster_members = msg.members
 
     def on_timer(self, now: float) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -272,6 +282,22 @@ class SiteCore:
                 if self._ticks % BACKOFF == 0:
                     out.append(Outgoing(None if leader == self.node_id else leader, beacon))
         return out + self._stamp(self.election.on_timer(now), now)
+
+    def take_probe(self, now: float) -> Probe | None:
+        """A probe of the seeder this node promised, due since its renewal is late (rule 8 of
+        :mod:`._election`); ``None`` unless its address and peer port come from the roster
+        version its last lease named (a restarted seeder may listen elsewhere now)."""
+        due = self.election.watch.take_due()
+        witness = self._witness
+        if due is None or witness is None or due != witness[:2] or not witness[3]:
+            return None
+        return Probe(due[0], due[1], witness[2], witness[3], now)
+
+    def refused(self, evidence: Refused, now: float) -> list[Outgoing] | None:
+        """Evidence that a probed seeder's process is gone; ``None`` when it voided nothing."""
+        p = evidence.probe
+        out = self.election.refused(p.seeder, p.term, p.sent_at, now)
+        return None if out is None else self._stamp(out, now)
 
     def _jittered(self, gap: float) -> float:
         return gap * self._rng.uniform(0.75, 1.0)

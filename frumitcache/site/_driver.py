@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import secrets
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -41,7 +40,6 @@ import trio
 from frumitcache._log import get_logger
 from frumitcache.config import SiteConfig
 from frumitcache.errors import (
-    ConfigError,
     FrumitcacheError,
     NotSeederError,
     PeerError,
@@ -51,6 +49,7 @@ from frumitcache.site._catalogue import Catalogue
 from frumitcache.site._codec import FrameCodec, FrameRejected, derive_mac_key
 from frumitcache.site._core import SiteCore, Timings
 from frumitcache.site._election import Durable, Outgoing
+from frumitcache.site._evidence import Probe
 from frumitcache.site._listeners import Listeners
 from frumitcache.site._messages import (
     Bulk,
@@ -75,28 +74,23 @@ from frumitcache.site._policy import (
     SeederChanged,
     View,
 )
+from frumitcache.site._probe import probe_seeder
 from frumitcache.site._setup import (
     Addr,
     Pending,
     SiteHooks,
     SiteStatistics,
+    bind_control,
+    control_socket,
     family_of,
     load_durable,
-    member_from_config,
     open_multicast,
-    parse_peer,
     resolve_peers,
     save_durable,
 )
 from frumitcache.site._transport import BulkTaker, FrameSender
 
-__all__ = [
-    "SiteHooks",
-    "SiteNode",
-    "SiteStatistics",
-    "member_from_config",
-    "parse_peer",
-]
+__all__ = ["SiteNode"]
 
 log = get_logger("site")
 
@@ -105,7 +99,9 @@ _RECV_SIZE = 65536
 
 class SiteNode:
     """One node's control plane over real sockets. ``me`` is what this node advertises
-    (``me.control_port`` 0 binds any port: tests); ``wall_clock`` stamps frames."""
+    (``me.control_port`` 0 binds any port: tests); ``wall_clock`` stamps frames. With
+    ``probe_seeder`` a late seeder's peer port is probed (election rule 8): only for a node
+    whose own peer port listens on ``me.address`` for as long as it runs (an agent's)."""
 
     def __init__(
         self,
@@ -117,6 +113,7 @@ class SiteNode:
         durable_path: Path | None = None,
         wall_clock: Callable[[], float] = time.time,
         request_retry_s: float = 0.25,
+        probe_seeder: bool = False,
     ) -> None:
         self.site = site
         self.me = me
@@ -124,6 +121,7 @@ class SiteNode:
         self.durable_path = durable_path
         self._wall = wall_clock
         self._retry = request_retry_s
+        self.probe_seeder = probe_seeder
         self.codec = FrameCodec(
             derive_mac_key(site_key, site.name),
             me.node_id,
@@ -222,21 +220,10 @@ class SiteNode:
         self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         family = family_of(self.me.address)
-        sock = trio.socket.socket(family, socket.SOCK_DGRAM)
-        if self.site.discovery and family == socket.AF_INET6:
-            # The IPv6 beacon socket binds [::]:port (a link-local group cannot be bound
-            # without a scope), which Linux allows beside this one only if both reuse.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock = control_socket(self.site, family)
         mcast_socks: list[trio.socket.SocketType] = []
         try:
-            try:
-                await sock.bind((self.me.address, self.me.control_port))
-            except OSError as exc:
-                raise ConfigError(
-                    f"site.control_port: cannot bind UDP {self.me.address} port "
-                    f"{self.me.control_port}: {exc.strerror or exc}"
-                ) from None
-            port = sock.getsockname()[1]
+            port = await bind_control(sock, self.me.address, self.me.control_port)
             self.me = dataclasses.replace(self.me, control_port=port)
             self._sender.sock = sock
             self._static = await resolve_peers(self.site, family, (self.me.address, port))
@@ -279,6 +266,9 @@ class SiteNode:
             self._wakeup = trio.Event()
             now = self._now()
             await self._sender.send_all(self._core.on_timer(now))
+            probe = self._core.take_probe(now)
+            if probe is not None and self.probe_seeder and self._nursery is not None:
+                self._nursery.start_soon(self._probe, probe)
             await self._after_event(now)
             await self._carry_out(self.policy.on_timer(now))
 
@@ -329,6 +319,16 @@ class SiteNode:
         await self._after_event(now)
         self._wakeup.set()  # the deadline may have moved
 
+    async def _probe(self, probe: Probe) -> None:
+        """Election rule 8: a refused connect at the late seeder's peer port voids the promise."""
+        assert self._core is not None
+        source = self._last_addr.get(probe.seeder)
+        out = await probe_seeder(self._core, probe, source, now=self._now, wall=self._wall)
+        if out is not None:
+            await self._sender.send_all(out)
+            await self._after_event(self._now())
+            self._wakeup.set()
+
     async def _take_bulk(self, sender: str, bulk: Bulk) -> None:
         assert self._core is not None
         msg = await self._taker.take(sender, bulk, self._core.membership.info(sender))
@@ -355,7 +355,8 @@ class SiteNode:
                 self._dropped[action.reason] += 1
             elif isinstance(action, SeederChanged):
                 seeder, previous = action.seeder, action.previous
-                log.info("site.seeder-changed", site=self.site.name, seeder=seeder, was=previous)
+                at = round(self._wall(), 3)  # wall time: to compare with other agents' logs
+                log.info("site.seeder-changed", seeder=seeder, was=previous, at=at)
                 self.hooks.on_seeder_change(seeder)
         await self._sender.send_all(out)
 

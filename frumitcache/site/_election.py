@@ -56,6 +56,13 @@ Rules (the whole protocol):
    the seeder role from the many, whatever its term; a seeder cut off with a few, whose lease
    lapsed at the cut, does not carry the whole site it had before into the healing; and an ack
    lost on the many's side does not tie them with the few (the electorate, not the acks).
+8. **Evidence of death.** A follower whose seeder's renewal is late (``lease_s / 3`` +
+   ``round_s`` without one) has its driver probe the seeder's peer port; a refused connect
+   (:class:`~._evidence.Refused`: no process listens there, so none can act on the lease)
+   voids its promise to that seeder's term at once, and it may vote and stand (see
+   :mod:`._evidence`). A restarted seeder holds no lease (it is not durable), so only a win in
+   a later term makes it seeder again. No evidence (a live but slow seeder, a partition, a
+   host powered off) leaves the promise as it was.
 
 Partitions and the uplink: during a partition shorter than ``forget_after_s`` only the side
 holding a majority of the electorate has a seeder; members on the other side get no seeder
@@ -69,60 +76,22 @@ Expected failover with the defaults (``lease_s`` = 3, ``round_s`` = 0.5): follow
 run out between ``lease_s - lease_s/3`` and ``lease_s`` after the seeder's death, the best
 survivor stands at once, one claim round and one lease round later (a few LAN round trips)
 it is seeder: about 2 to 3.5 s, plus ``round_s`` per colliding claim round. While the site is
-loaded enough to stretch the lease, failover takes up to the stretched lease instead.
+loaded enough to stretch the lease, failover takes up to the stretched lease instead, unless
+the seeder's process is gone and its host says so (rule 8): then about ``lease_s / 3`` +
+``round_s`` after its last renewal, plus the claim round, whatever the stretch.
 """
 
 from __future__ import annotations
 
-import enum
 import math
-from dataclasses import dataclass
 
+from frumitcache.site._evidence import DeathWatch
 from frumitcache.site._membership import Membership
-from frumitcache.site._messages import Claim, Lease, LeaseAck, MemberInfo, Message, Vote
+from frumitcache.site._messages import Claim, Lease, LeaseAck, Message, Vote
+from frumitcache.site._roles import Durable, Outgoing, Role, rank_key
 from frumitcache.site._stretch import STRETCH, LeaseRound, LeaseStretch
 
-
-class Role(enum.Enum):
-    FOLLOWER = "follower"
-    CANDIDATE = "candidate"
-    SEEDER = "seeder"
-
-
-@dataclass(frozen=True, slots=True)
-class Durable:
-    """Election state that must survive a restart (kept on disk by the driver)."""
-
-    term: int = 0
-    voted_term: int = 0
-    voted_for: str | None = None
-    #: Size of the electorate when last saved: for ``forget_after_s`` after a restart the
-    #: majority is counted over at least this many, so nodes restarted on the minority side of
-    #: a partition (who remember no one) cannot elect among themselves.
-    electorate: int = 0
-    #: Longest lease this node may still be promising (0: ``lease_s``): a node restarted
-    #: within it stays quiet that long (rule 4).
-    promised_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A message to send: ``to`` is a member id, or ``None`` for the beacon targets
-    (the multicast groups and the static peers)."""
-
-    to: str | None
-    msg: Message
-
-
-def rank_key(info: MemberInfo) -> tuple[int, int, int, int, str]:
-    """Sort key of the seeder preference, best first."""
-    return (
-        -info.priority,
-        0 if info.wired else 1,
-        -info.ram_bytes,
-        -info.free_disk_bytes,
-        info.node_id,
-    )
+__all__ = ["Durable", "Election", "Outgoing", "Role", "rank_key"]
 
 
 class Election:
@@ -188,6 +157,7 @@ class Election:
         self._stretch = LeaseStretch(lease_s, self.guard)  # sets each round's duration
         self._next_renew = 0.0
         self.elections_won = 0
+        self.watch = DeathWatch(lease_s / 3, round_s)  # rule 8
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -270,6 +240,22 @@ class Election:
             return self._on_ack(msg, now)
         return []
 
+    def refused(self, seeder: str, term: int, sent_at: float, now: float) -> list[Outgoing] | None:
+        """Evidence (rule 8): a probe sent at ``sent_at`` found no process at ``seeder``'s peer
+        port. Voids the promise to ``seeder``'s ``term`` if it still holds and no lease of it
+        came since (else ``None``: nothing voided); then a claim refused for that promise in the
+        last round is answered again, and this node stands if it is the best one left."""
+        self._now = max(self._now, now)
+        promised = self.promise_to == seeder and self.leader == (seeder, term)
+        if not (
+            promised and now < self.promise_until and self.watch.refused(seeder, term, sent_at)
+        ):
+            return None
+        self.promise_until = self._long_promise_until = -1.0
+        claim = self.watch.take_claim(now)
+        out = self._on_claim(claim, now) if claim is not None else []
+        return out + self.on_timer(now)  # stand now if this node is the best one left
+
     def observe_term(self, term: int) -> None:
         """A term mentioned by someone (a beacon): stand above it next time."""
         self.seen_term = max(self.seen_term, term)
@@ -288,6 +274,8 @@ class Election:
             and (c.term > self.voted_term or self.voted_for == c.candidate)
             and c.term > (self.leader[1] if self.leader else 0)
         )
+        if not grant and self.promise_to is not None and self.promise_to != c.candidate:
+            self.watch.claim_refused(c, now)
         if grant:
             self.term = max(self.term, c.term)
             self.voted_term, self.voted_for = c.term, c.candidate
@@ -323,8 +311,11 @@ class Election:
             self._become_follower()
         size = self._electorate_size(now)
         duration = lease.duration or self.lease_s
-        if not (math.isfinite(duration) and 0 < duration <= self.max_lease_s):
-            # Longer than this node may promise (or nonsense): no promise, no ack.
+        if self.watch.is_dead(lease.seeder, lease.term) or not (
+            math.isfinite(duration) and 0 < duration <= self.max_lease_s
+        ):
+            # Found dead (a frame still in flight), or longer than this node may promise (or
+            # nonsense): no promise, no ack.
             return [
                 Outgoing(
                     lease.seeder,
@@ -355,6 +346,7 @@ class Election:
         self.leader = (lease.seeder, lease.term)
         self.term = max(self.term, lease.term)
         self._stand_at = None
+        self.watch.renewed(lease.seeder, lease.term, now)
         return [
             Outgoing(
                 lease.seeder, LeaseAck(lease.term, lease.seeder, lease.seq, self.me, True, size)
@@ -383,6 +375,7 @@ class Election:
                 self.promise_until,
                 self._lease_seen_until,
                 self._hold_until,
+                self.watch.probe_at,
             ]
             if self._stand_at is not None:
                 candidates.append(self._stand_at)
@@ -394,6 +387,7 @@ class Election:
 
     def on_timer(self, now: float) -> list[Outgoing]:
         self._now = max(self._now, now)
+        self.watch.on_timer(now, self.role is Role.FOLLOWER and now < self.promise_until)
         if self.role is Role.SEEDER:
             if now >= self._next_renew:
                 return self._renew(now)

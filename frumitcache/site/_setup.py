@@ -20,7 +20,7 @@ import trio
 
 from frumitcache._log import get_logger
 from frumitcache.config import Config, SiteConfig
-from frumitcache.errors import PeerError
+from frumitcache.errors import ConfigError, PeerError
 from frumitcache.site._election import Durable
 from frumitcache.site._messages import (
     Bulk,
@@ -165,6 +165,27 @@ def family_of(address: str) -> socket.AddressFamily:
         return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
     except ValueError:
         return socket.AF_INET
+
+
+def control_socket(site: SiteConfig, family: socket.AddressFamily) -> trio.socket.SocketType:
+    """The node's unicast UDP socket (not bound yet: :func:`bind_control`)."""
+    sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+    if site.discovery and family == socket.AF_INET6:
+        # The IPv6 beacon socket binds [::]:port (a link-local group cannot be bound
+        # without a scope), which Linux allows beside this one only if both reuse.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return sock
+
+
+async def bind_control(sock: trio.socket.SocketType, address: str, port: int) -> int:
+    """Bind the control socket; the port bound (``port`` 0: any)."""
+    try:
+        await sock.bind((address, port))
+    except OSError as exc:
+        raise ConfigError(
+            f"site.control_port: cannot bind UDP {address} port {port}: {exc.strerror or exc}"
+        ) from None
+    return int(sock.getsockname()[1])
 
 
 def load_durable(path: Path | None) -> Durable | None:

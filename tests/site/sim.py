@@ -5,6 +5,11 @@ Broadcasts (beacons to ``None``) reach every other node, like multicast on one L
 message is independently lost with probability ``loss`` and delayed by a random delay, so
 messages reorder. A partition is a list of groups; a message crosses only between nodes of the
 same group, both when it is sent and when it arrives.
+
+With ``evidence`` a node's probe of a late seeder (election rule 8) is answered "refused" only
+when the seeder is down (crashed, not restarted) and reachable, after a round trip, unless the
+SYN or the reset is lost; a live seeder, a partitioned one or a lost packet answer nothing (a
+timeout: no evidence), as a real kernel and network do.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 
 from frumitcache.site import MemberInfo, Message, SiteCore, Timings
 from frumitcache.site._election import Durable
+from frumitcache.site._evidence import Probe, Refused
 
 TIMINGS = Timings()
 
@@ -51,6 +57,7 @@ class SimSite:
         delay: tuple[float, float] = (0.001, 0.05),
         timings: Timings = TIMINGS,
         start: float = 0.0,
+        evidence: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
         self.loss = loss
@@ -58,8 +65,11 @@ class SimSite:
         self.timings = timings
         self.now = start
         self.solo = len(infos) == 1
+        self.evidence = evidence
+        self.probes = 0  # probes sent, and how many came back refused
+        self.refusals = 0
         self.nodes: dict[str, SimNode] = {}
-        self._queue: list[tuple[float, int, str, str, Message]] = []
+        self._queue: list[tuple[float, int, str, str, Message | Refused]] = []
         self._seq = itertools.count()
         self.groups: list[set[str]] | None = None
         self.wins: dict[int, set[str]] = {}  # term -> nodes that won it
@@ -122,6 +132,20 @@ class SimSite:
                 at = self.now + self.rng.uniform(*self.delay)
                 heapq.heappush(self._queue, (at, next(self._seq), src, dst, out.msg))
 
+    def _probe(self, src: str, probe: Probe) -> None:
+        """A TCP connect to the seeder's peer port: refused only if it is down and reachable."""
+        self.probes += 1
+        dst = probe.seeder
+        target = self.nodes.get(dst)
+        if target is None or target.core is not None or not self.connected(src, dst):
+            return  # accepted (alive) or no answer: no evidence
+        if self.rng.random() < self.loss or self.rng.random() < self.loss:
+            return  # the SYN or the reset lost: a timeout
+        self.refusals += 1
+        at = self.now + self.rng.uniform(*self.delay) + self.rng.uniform(*self.delay)
+        # Delivered as if from the seeder (the reset comes from its host); src/dst swapped.
+        heapq.heappush(self._queue, (at, next(self._seq), dst, src, Refused(probe)))
+
     def _next_time(self) -> float:
         head = self._queue[0][0] if self._queue else float("inf")
         return min(head, min(self._deadline.values(), default=float("inf")))
@@ -143,6 +167,11 @@ class SimSite:
                 node = self.nodes[dst]
                 if node.core is None or not self.connected(src, dst):
                     continue
+                if isinstance(msg, Refused):
+                    self._send(dst, node.core.refused(msg, self.now) or [])
+                    self._deadline[dst] = node.core.next_deadline()
+                    self._check(dst)
+                    continue
                 self.received[dst] += 1
                 self._send(dst, node.core.receive(src, msg, self.now))
                 self._deadline[dst] = node.core.next_deadline()
@@ -151,6 +180,9 @@ class SimSite:
                 core = self.nodes[node_id].core
                 if core is not None and deadline <= self.now:
                     self._send(node_id, core.on_timer(self.now))
+                    probe = core.take_probe(self.now)
+                    if probe is not None and self.evidence:
+                        self._probe(node_id, probe)
                     self._deadline[node_id] = core.next_deadline()
                     self._check(node_id)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from frumitcache.site import Claim, Durable, Lease, LeaseAck, Role, SiteCore, Timings, Vote
 from frumitcache.site._election import Outgoing
+from frumitcache.site._evidence import Probe, Refused
 from tests.site.sim import TIMINGS, SimSite, member
 
 
@@ -111,6 +112,17 @@ def test_a_promised_follower_refuses_claims_and_foreign_leases() -> None:
     out = core.receive("n9", Lease(7, "n9", 1), t.lease_s + 1.0)
     assert out[0].msg == LeaseAck(7, "n9", 1, "n1", False, 1)
     assert core.seeder(t.lease_s + 1.0) == ("n0", 1)
+    # Its renewal is late (rule 8 probes it), but no evidence came (a live seeder's peer port
+    # accepts, a partitioned one times out): the promise holds to its end, evidence about
+    # another seeder or term changes nothing.
+    late = t.lease_s + 0.1 + t.lease_s / 3 + t.round_s + 0.5
+    while core.next_deadline() <= late:
+        core.on_timer(core.next_deadline())
+    assert core.refused(Refused(Probe("n9", 7, "10.0.0.10", 3144, late)), late) is None
+    assert core.refused(Refused(Probe("n0", 0, "10.0.0.1", 3144, late)), late) is None
+    out = core.receive("n9", Claim(7, "n9"), late)
+    assert out == [Outgoing("n9", Vote(7, "n1", "n9", False, 1))]
+    assert core.seeder(late) == ("n0", 1)
     # Once the promise ran out the claim is granted.
     later = t.lease_s + 0.1 + t.lease_s
     out = core.receive("n9", Claim(7, "n9"), later)

@@ -6,7 +6,9 @@ Invariants checked:
 - with partitions shorter than ``forget_after_s``: never two winners of one term (a minority
   side cannot elect);
 - with any partitions: after healing, exactly one seeder, seen by every node, within a bound;
-- a better node (re)joining never replaces a live seeder.
+- a better node (re)joining never replaces a live seeder;
+- the same with evidence of death (election rule 8: a crashed seeder's host refuses the
+  probes of its followers, a live or unreachable one answers nothing).
 """
 
 from __future__ import annotations
@@ -89,12 +91,13 @@ def schedules(
     return Schedule(n, priorities, seed, loss, delay_max, events)
 
 
-def run_schedule(s: Schedule) -> tuple[SimSite, float]:
+def run_schedule(s: Schedule, *, evidence: bool = False) -> tuple[SimSite, float]:
     site = SimSite(
         [member(i, priority=p) for i, p in enumerate(s.priorities)],
         seed=s.seed,
         loss=s.loss,
         delay=(0.0005, s.delay_max),
+        evidence=evidence,
     )
     for t, kind, arg in s.events:
         site.run_until(t)
@@ -146,6 +149,27 @@ def assert_converged(site: SimSite) -> None:
 def test_no_two_seeders_without_partitions(s: Schedule) -> None:
     site, _ = run_schedule(s)
     assert site.overlaps == [], site.overlaps[:3]
+    assert site.double_wins() == {}
+    assert_converged(site)
+
+
+@_settings
+@given(schedules(partitions=False))
+def test_no_two_seeders_with_crashes_and_evidence_of_death(s: Schedule) -> None:
+    site, _ = run_schedule(s, evidence=True)
+    assert site.overlaps == [], site.overlaps[:3]
+    assert site.double_wins() == {}
+    assert_converged(site)
+
+
+@_settings
+@given(
+    schedules(partitions=True, max_partition_s=TIMINGS.forget_after_s - 8, losses=(0.0, 0.05, 0.2))
+)
+def test_evidence_of_death_across_short_partitions_never_elects_twice_per_term(
+    s: Schedule,
+) -> None:
+    site, _ = run_schedule(s, evidence=True)
     assert site.double_wins() == {}
     assert_converged(site)
 
