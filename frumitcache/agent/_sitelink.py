@@ -115,8 +115,15 @@ class SiteLink(SiteHooks):
             me = _sysinfo.local_member(
                 cfg, self.node_id, self.store.root, peer_port=peer_port, swarm_port=swarm_port
             )
+            # The peer port listens on node.address while the node runs (the same nursery:
+            # one fails, both stop), so a late seeder's peer port may be probed (rule 8).
             self.node = SiteNode(
-                cfg.site, me, self.key, hooks=self, durable_path=cfg.state_path / "site-term.json"
+                cfg.site,
+                me,
+                self.key,
+                hooks=self,
+                durable_path=cfg.state_path / "site-term.json",
+                probe_seeder=True,
             )
             self.chunks = ChunkFetcher.from_config(
                 self.store,

@@ -169,6 +169,7 @@ class SiteCore:
         # term is one process: a restarted node wins a later one): (seeder, term, address,
         # peer port). Rule 8 probes only there.
         self._witness: tuple[str, int, str, int] | None = None
+        self._lease_named: tuple[str, int, int] | None = None  # (seeder, term, roster version)
 
     @property
     def node_id(self) -> str:
@@ -218,12 +219,10 @@ class SiteCore:
             return []
         if isinstance(msg, Lease):
             out = self._stamp(self.election.receive(msg, now), now)
+            if self._followed(now) == sender:
+                self._lease_named = (sender, msg.term, msg.roster)
             if self._followed(now) == sender and msg.roster and msg.roster == self.roster_held:
-                if self._witness is None or self._witness[:2] != (sender, msg.term):
-                    own = [i for i in self._roster_members if i.node_id == sender]
-                    self._witness = (
-                        (sender, msg.term, own[0].address, own[0].peer_port) if own else None
-                    )
+                self._witnessed(sender, msg.term)
                 for info in self._roster_members:
                     self.membership.touch(info.node_id, now)
             return [
@@ -259,6 +258,14 @@ class SiteCore:
         if ours and msg.version:
             self.roster_held = msg.version
             self._roster_members = msg.members
+            if self._lease_named == (sender, msg.term, msg.version):
+                self._witnessed(sender, msg.term)
+
+    def _witnessed(self, seeder: str, term: int) -> None:
+        """The roster held is ``seeder``'s own of ``term``: where it listens (rule 8)."""
+        if self._witness is None or self._witness[:2] != (seeder, term):
+            own = [i for i in self._roster_members if i.node_id == seeder]
+            self._witness = (seeder, term, own[0].address, own[0].peer_port) if own else None
 
     def on_timer(self, now: float) -> list[Outgoing]:
         out: list[Outgoing] = []

@@ -172,3 +172,62 @@ async def test_after_a_seeder_kill_the_new_seeder_names_the_survivors_as_holders
         assert set(after.full) == {name[holder], name[lacking]}
     finally:
         site.kill()
+
+
+def _fields(line: str) -> dict[str, str]:
+    """``key=value`` fields of a text log line (values without spaces)."""
+    return dict(part.split("=", 1) for part in line.split() if "=" in part)
+
+
+async def test_a_killed_seeder_is_replaced_on_evidence_before_its_lease_could_end(
+    tmp_path: Path,
+) -> None:
+    """Election rule 8 through real agents: the seeder is SIGKILLed, its kernel refuses the
+    survivors' probes of its peer port, and they elect a new seeder while their promises to
+    the dead one still ran. A long lease (9 s, renewed every 3 s, a renewal late after 3.5 s)
+    leaves seconds between the evidence and the promise's end whatever the box's load: without
+    the evidence no survivor could vote (nor stand) before its promise ended. The proof is in
+    the agents' own logs: each survivor's ``site.seeder-gone`` names the wall time its promise
+    would have run to, and the heir's ``site.seeder-changed`` when it became seeder."""
+    settings = {"site": {"lease_s": 9.0, "member_timeout_s": 8.0}}
+    site = LoopbackSite(tmp_path / "site", 3, settings=settings)
+    try:
+        await site.start()
+        first = await wait_for_seeder(site)
+        name = {a: a.settings["node"]["name"] for a in site.agents}
+        victim = next(a for a in site.agents if name[a] == first)
+        survivors = [a for a in site.agents if a is not victim]
+        term = (await site_status(survivors[0]))["term"]
+        # A renewal later each survivor holds the seeder's roster of this term (sent after
+        # the first round's acks), which names where it listens: only there is it probed.
+        await trio.sleep(3.5)
+        victim.kill()
+        heir = await wait_for_seeder(site)
+        assert heir != first
+        logs = {name[a]: a.log() for a in survivors}
+        gone = {
+            n: _fields(line)
+            for n, text in logs.items()
+            for line in text.splitlines()
+            if "site.seeder-gone" in line
+        }
+        assert set(gone) == set(logs), logs  # both survivors found the evidence
+        for fields in gone.values():
+            assert fields["seeder"] == first
+            assert int(fields["term"]) == term
+        won = [
+            _fields(line)
+            for line in logs[heir].splitlines()
+            if "site.seeder-changed" in line and f"seeder=\"('{heir}'," in line
+        ]
+        assert won, logs[heir]
+        # The heir became seeder before its own promise to the dead seeder would have ended
+        # (and before the other survivor's: the vote it needed).
+        assert all(float(won[-1]["at"]) < float(g["promised"]) for g in gone.values()), (
+            won,
+            gone,
+        )
+        new = await site_status(next(a for a in survivors if name[a] == heir))
+        assert new["term"] > term
+    finally:
+        site.kill()

@@ -61,6 +61,17 @@ def test_without_the_seeders_roster_there_is_nothing_to_probe() -> None:
     assert core.take_probe(now) is None
 
 
+def test_the_roster_answering_the_first_lease_names_where_to_probe() -> None:
+    core = SiteCore(member(1), T, now=0.0)
+    now = T.lease_s + 0.5
+    members = (member(0), member(1), member(2))
+    version = roster_version(members)
+    core.receive("n0", Lease(4, "n0", 1, roster=version), now)  # acked, naming roster 0
+    core.receive("n0", Roster(4, "n0", version, members), now + 0.01)  # the answer
+    now = advance(core, now + LATE)
+    assert core.take_probe(now) == Probe("n0", 4, "10.0.0.1", 3144, now)
+
+
 def test_a_refused_probe_voids_the_promise_and_answers_the_refused_claim() -> None:
     core, last = following()
     now = advance(core, last + LATE)
