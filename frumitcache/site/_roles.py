@@ -41,11 +41,13 @@ class Outgoing:
 
 
 def rank_key(info: MemberInfo) -> tuple[int, int, int, int, str]:
-    """Sort key of the seeder preference, best first."""
+    """Sort key of the seeder preference, best first. Free disk counts in whole GiB: a node
+    ranks itself with its current figure but others with the one it last advertised, and
+    figures a few MB apart made each survivor think another one stands first (a round lost)."""
     return (
         -info.priority,
         0 if info.wired else 1,
         -info.ram_bytes,
-        -info.free_disk_bytes,
+        -(info.free_disk_bytes >> 30),
         info.node_id,
     )

@@ -4,7 +4,9 @@ promise. The randomized schedules with crashes are in ``test_sim.py``."""
 
 from __future__ import annotations
 
-from frumitcache.site import Claim, Lease, LeaseAck, SiteCore, Vote
+import dataclasses
+
+from frumitcache.site import Claim, Lease, LeaseAck, SiteCore, Vote, rank_key
 from frumitcache.site._core import roster_version
 from frumitcache.site._election import Outgoing
 from frumitcache.site._evidence import Probe, Refused
@@ -196,3 +198,13 @@ def test_a_crashed_seeder_is_replaced_before_any_promise_to_it_ends() -> None:
             took, promised, site = failover(evidence=False, delay=delay, seed=seed)
             assert site.refusals == 0
             assert took >= promised, (delay, seed, took, promised)
+
+
+def test_free_disk_a_few_mb_apart_does_not_reorder_the_candidates() -> None:
+    # Each node ranks itself with its current free disk and the others with what they last
+    # advertised: on one disk, figures taken seconds apart differ by MBs. Whole GiB only.
+    a = dataclasses.replace(member(1), free_disk_bytes=(50 << 30) + (3 << 20))
+    b = dataclasses.replace(member(2), free_disk_bytes=(50 << 30) + (9 << 20))
+    assert rank_key(a) < rank_key(b)  # the node id decides
+    c = dataclasses.replace(member(3), free_disk_bytes=51 << 30)
+    assert rank_key(c) < rank_key(a)  # a GiB more still counts
