@@ -97,6 +97,17 @@ def zeros_digest(size: int) -> bytes:
     return hashlib.sha256(bytes(size)).digest()
 
 
+def all_hole(fd: int, size: int) -> bool:
+    """Whether the open file is ``size`` bytes long and holds no data (one hole: zeros)."""
+    try:
+        if os.fstat(fd).st_size != size:
+            return False
+        os.lseek(fd, 0, os.SEEK_DATA)
+    except OSError as exc:
+        return exc.errno == errno.ENXIO  # no data anywhere; EINVAL: no SEEK_DATA here
+    return False
+
+
 def hash_file(path: Path) -> tuple[bytes, bytes, int]:
     """SHA-256, xxh3 and length of a file, read in blocks (never the whole file in RAM)."""
     sha = hashlib.sha256()

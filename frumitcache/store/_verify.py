@@ -16,7 +16,7 @@ from typing import Any
 import xxhash
 
 from frumitcache.errors import CorruptChunkError, NotInStoreError, StoreError
-from frumitcache.store._files import hash_file, sha256_fd, xxh3, xxh3_fd
+from frumitcache.store._files import all_hole, hash_file, sha256_fd, xxh3, xxh3_fd, zeros_digest
 from frumitcache.store._manifest import ScrubReport
 from frumitcache.store._refs import ChunkRefs
 
@@ -66,6 +66,8 @@ class Verify(ChunkRefs):
         except OSError as exc:
             raise StoreError(f"cannot open chunk {digest.hex()}: {exc.strerror}") from None
         try:
+            if self._is_hole(digest, size, fd):
+                return fd
             xx, length = xxh3_fd(fd)
             self._judge(digest, size, want, length, xx, lambda: sha256_fd(fd))
         except OSError as exc:
@@ -75,6 +77,12 @@ class Verify(ChunkRefs):
             os.close(fd)
             raise
         return fd
+
+    def _is_hole(self, digest: bytes, size: int, fd: int) -> bool:
+        """The chunk of zeros kept as a hole, and its file still is one hole of its length:
+        it reads as exactly its bytes with nothing to rot, so it needs no read. A disk image's
+        12,750 zero chunks were 50 GiB of xxh3 per pull (0.39 CPU-s/GB at the member)."""
+        return size == self.chunk_size and digest == zeros_digest(size) and all_hole(fd, size)
 
     def _chunk_check(self, digest: bytes) -> tuple[int, bytes]:
         with self.index.read() as tx:

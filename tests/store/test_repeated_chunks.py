@@ -1,15 +1,18 @@
 """Objects whose chunk lists repeat a digest (a disk image's zeros, a repeated block): the store
 keeps each distinct chunk once, a full-size chunk of zeros as a hole, and its bookkeeping
-(eviction, pins, partials, damage) counts every index that uses a chunk."""
+(eviction, pins, partials, damage) counts every index that uses a chunk. A hole of the zero
+chunk's length is handed out without a read; data or a cut in it is caught."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import pytest
 import trio
 
-from frumitcache.store import Store
+from frumitcache.errors import CorruptChunkError
+from frumitcache.store import Store, _verify
 
 from .conftest import CHUNK, blob, sha
 from .test_objects import read_all, write_object
@@ -110,3 +113,38 @@ async def test_a_damaged_repeated_chunk_demotes_the_object_at_its_first_index(
         digest2 = await write_object(store, "http://o/d", a + ZERO + a + ZERO)
         assert digest2 == digest
         assert await read_all(store, digest) == a + ZERO + a + ZERO
+
+
+async def test_the_hole_is_passed_unread_and_rot_in_it_is_caught(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trio.fail_after(10):
+        digest = await write_object(store, "http://o/z", ZERO * 3)
+        path = store.chunk_path(sha(ZERO))
+
+        def unread(fd: int) -> tuple[bytes, int]:
+            raise AssertionError("the hole was read")
+
+        # A hole of the chunk's length is zeros by definition: opened without a read.
+        with monkeypatch.context() as patch:
+            patch.setattr(_verify, "xxh3_fd", unread)
+            fd = await store.open_chunk(sha(ZERO))
+            os.close(fd)
+        # The same bytes written out (a store from before holes): checked by reading.
+        path.chmod(0o644)
+        path.write_bytes(ZERO)
+        assert allocated(path) > 0
+        os.close(await store.open_chunk(sha(ZERO)))
+        # Hostile: data where the hole was.
+        with path.open("r+b") as f:
+            f.seek(CHUNK // 2)
+            f.write(b"rot")
+        with pytest.raises(CorruptChunkError):
+            await store.open_chunk(sha(ZERO))
+        assert store.lookup(digest) is None
+        # A file cut short is not taken for a hole either.
+        await write_object(store, "http://o/z", ZERO * 3)
+        path.chmod(0o644)
+        os.truncate(path, CHUNK // 2)
+        with pytest.raises(CorruptChunkError):
+            await store.open_chunk(sha(ZERO))
