@@ -385,7 +385,9 @@ async def fetch_object(
     # ``parallel`` workers take the offers in the order they came (index order). One task per
     # offer behind a limiter let trio's scheduler pick the start order, which is a batch run
     # backwards half the time: chunk 0 of 12,800 came last, so nothing reached the writer (or
-    # a reader cutting through) until the whole object was in.
+    # a reader cutting through) until the whole object was in. In a warm herd every member
+    # thus works on the same few chunks, each one's assigned fetcher among them: members
+    # started at their own points were slower (bench/README.md, issue 11's warm "regression").
     queue_send, queue = trio.open_memory_channel[ChunkOffer](math.inf)
     stored: dict[int, ChunkRef] = {}
     known: dict[int, ChunkOffer] = {}
