@@ -43,7 +43,9 @@ class UplinkStats:
     rate (bytes/s); ``budget``: the configured ``origin.max_rate`` (bytes/s, 0 = unlimited).
     ``bytes_from_origin`` / ``bytes_from_federation``: ``bytes_fetched`` by provenance, the
     origins themselves or federated parent/sibling sites (0 without federation), and
-    ``federation_by_link`` the latter per link (``parent@host:port``: bytes).
+    ``federation_by_link`` the latter per link (``parent@host:port``: bytes), and
+    ``federation_rejected`` per link the objects whose bytes from it failed verification (the
+    fetch left the link and went on from the next one or the origin; the bytes were dropped).
     ``served_by_source``: ``bytes_served`` by where this agent got them (``store``, ``site``
     peers, ``federation``, ``origin``).
     """
@@ -58,6 +60,7 @@ class UplinkStats:
     bytes_from_origin: int = 0
     bytes_from_federation: int = 0
     federation_by_link: dict[str, int] = dataclasses.field(default_factory=dict)
+    federation_rejected: dict[str, int] = dataclasses.field(default_factory=dict)
     served_by_source: dict[str, int] = dataclasses.field(default_factory=dict)
 
 

@@ -85,6 +85,9 @@ class Agent:
             # Provenance per federation link: "uplink federation parent@host:port" in status.
             for link, n in sorted(fetched.federation_by_link.items()):
                 origin_stats[f"federation {link}"] = n
+            # Objects whose bytes from a link failed verification: "federation rejected ...".
+            for link, n in sorted(fetched.federation_rejected.items()):
+                origin_stats[f"federation rejected {link}"] = n
         if self._federation is not None:
             served = self._federation.stats
             origin_stats["federation_served_bytes"] = served.bytes_served

@@ -324,6 +324,7 @@ class ContentService:
             keep_on_status=policy.keep_on_status if policy else frozenset(),
             backoff=self.backoff.get(flight.auth_door),
             hold=hold,
+            restarted=flight.restarted,
             task_status=cast("trio.TaskStatus[FetchInfo]", _Relay()),
         )
         if flight.revalidate or not flight.cached:

@@ -50,6 +50,9 @@ class Flight:
         self.done = trio.Event()
         self.error: FrumitcacheError | None = None
         self.failovers = 0
+        #: The uplink fetch dropped what it stored and started over (federated bytes failed
+        #: verification): bytes read before that are void (see ``restarted``).
+        self.restarts = 0
 
     # Handed to the origin fetcher as its task_status: "the writer exists, the size is known".
     def started(self, value: FetchInfo | None = None) -> None:
@@ -62,6 +65,20 @@ class Flight:
                 # A parent or sibling site answered instead of the origin.
                 self.provenance, self.via = "federation", value.via
         self.writing.set()
+        self.handover()
+
+    def restarted(self, value: FetchInfo | None) -> None:
+        """The origin fetcher's ``restarted`` hook: ``None`` when it dropped what it stored
+        (before a new writer exists), then the next answer's info."""
+        if value is None:
+            self.restarts += 1
+            # Readers that start now wait for the new answer (its size, where it comes from).
+            self.writing = trio.Event()
+        else:
+            self.meta = HttpMeta(value.content_type, value.etag, value.last_modified)
+            self.size = value.size
+            self.provenance, self.via = ("federation", value.via) if value.via else ("uplink", None)
+            self.writing.set()
         self.handover()
 
     def handover(self) -> None:

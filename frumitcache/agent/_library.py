@@ -249,6 +249,11 @@ class LibraryRequests:
                     for k, v in origin.items()
                     if k.startswith(("federation parent@", "federation sibling@"))
                 },
+                "federation_rejected": {
+                    k.removeprefix("federation rejected "): v
+                    for k, v in origin.items()
+                    if k.startswith("federation rejected ")
+                },
                 "served_by_source": dict(self.served_by),
             },
             cache=dict(status.store),

@@ -29,6 +29,7 @@ from frumitcache.agent._plan import (
 from frumitcache.content import HttpMeta
 from frumitcache.errors import (
     DigestMismatchError,
+    FetchRestartedError,
     FrumitcacheError,
     NotSeederError,
     PeerError,
@@ -142,6 +143,7 @@ class MemberRole:
                 listed = list(known.chunks) if known is not None else []
                 if list(writer.chunks) != listed[: len(writer.chunks)]:
                     await writer.discard()
+                    flight.restarted(None)  # a reader of what was dropped must not go on
                     writer = store.open_writer(flight.url, expected_digest=expected)
                 plan = MemberPlan(flight.url, store.chunk_size, start=len(writer.chunks))
                 first = plan.receive(reply, trio.current_time())
@@ -194,6 +196,11 @@ class MemberRole:
                 elif isinstance(step, AllOffered):
                     send.close()
                 elif isinstance(step, Failed):
+                    if step.code == FetchRestartedError.code:
+                        # The seeder's fetch dropped its chunks and started over: ask it
+                        # again (the chunks this node holds of it are checked against the
+                        # new list, and dropped when they differ).
+                        raise SeederChanged()
                     raise error_from_code(
                         step.code,
                         step.message,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from frumitcache.errors import PeerError
+from frumitcache.errors import FetchRestartedError, PeerError
 from frumitcache.site import ChunkAnnounce, FetchFailed, ObjectAnnounce, ObjectInfo, ObjectManifest
 
 #: Ask the catalogue again after this long without news while chunks are missing.
@@ -98,6 +98,8 @@ class MemberPlan:
         if isinstance(news, ObjectInfo):
             if news.manifest is None or news.url != self.url:
                 return []
+            if self._superseded(news.manifest):
+                return self._restarted()
             self._absorb(news.manifest)
             for index, held in enumerate(news.holders):
                 self.partial[index] = tuple(held.partial)
@@ -112,6 +114,8 @@ class MemberPlan:
         else:
             if news.manifest.url != self.url:
                 return []
+            if self._superseded(news.manifest):
+                return self._restarted()
             self._absorb(news.manifest)
             for index in range(len(self.digests)):
                 self._add_holders(index, (news.holder,))
@@ -140,6 +144,18 @@ class MemberPlan:
         if self.size is not None:
             return min(self.chunk_size, self.size - index * self.chunk_size)
         return self.chunk_size
+
+    def _superseded(self, manifest: ObjectManifest) -> bool:
+        """Does ``manifest`` list another chunk where this plan knows one? The seeder's fetch
+        started over (its first bytes failed verification); the news of it may be lost."""
+        if manifest.chunk_size != self.chunk_size:
+            return False  # _absorb's error
+        return any(a != b for a, b in zip(self.digests, manifest.chunks, strict=False))
+
+    def _restarted(self) -> list[Outgoing]:
+        self.closed = True
+        why = f"{self.url}: the site lists other chunks than this member was pulling"
+        return [Failed(FetchRestartedError.code, why, 0)]
 
     def _absorb(self, manifest: ObjectManifest) -> None:
         if manifest.chunk_size != self.chunk_size:

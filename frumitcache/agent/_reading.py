@@ -14,7 +14,12 @@ from typing import TypeVar
 
 from frumitcache.agent._flight import Flight, wait_any
 from frumitcache.content import ChunkFile, ContentInfo, Piece
-from frumitcache.errors import FrumitcacheError, NotInStoreError, OriginUnreachableError
+from frumitcache.errors import (
+    FetchRestartedError,
+    FrumitcacheError,
+    NotInStoreError,
+    OriginUnreachableError,
+)
 from frumitcache.store import HeldChunk, Manifest, ObjectReader, Store
 
 
@@ -108,6 +113,7 @@ class FlightContent:
         if reached >= end:
             return
         async for chunk in chunks:
+            restarts = flight.restarts  # of the writer this chunk was read from
             piece = _cut(chunk, reached, end)
             if not piece:
                 continue
@@ -115,6 +121,12 @@ class FlightContent:
             if reached >= self.info.size or (self._hold_back and reached >= end):
                 # The object's last bytes only once the flight verified and stored it all.
                 await flight.wait()
+                if flight.restarts != restarts:
+                    # What was verified is the object fetched again, not these bytes.
+                    raise FetchRestartedError(
+                        f"{flight.url}: the agent dropped what it sent (a federation link's "
+                        "bytes failed the object's SHA-256) and fetched it again: ask again"
+                    )
             yield piece
             if reached >= end:
                 return
@@ -144,10 +156,23 @@ async def follow(
 
     With a wanted digest the object is read *by that digest* (the store follows a writer
     expecting it): an older object still stored under the URL is never handed over.
+
+    A hand-over keeps the chunks (the next writer resumes after them); a restart drops them
+    (a federation link's bytes failed verification): bytes handed out before it are void, so
+    the read ends with :class:`FetchRestartedError` rather than go on in the new writer.
     """
     key: str | bytes = flight.sha256 if flight.sha256 is not None else flight.url
     delivered = offset
+    restarts = flight.restarts
     while True:
+        if flight.restarts != restarts:
+            if delivered > offset:
+                raise FetchRestartedError(
+                    f"{flight.url}: the agent dropped the first {delivered} bytes it sent (a "
+                    "federation link's bytes failed the object's SHA-256) and fetches the "
+                    "object again: ask again"
+                )
+            restarts = flight.restarts  # nothing handed out yet: follow the new writer
         changed = flight.changed
         try:
             async with store.open_reader(key, offset=delivered) as reader:

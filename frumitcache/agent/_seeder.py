@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, TypedDict
 import trio
 
 from frumitcache._log import get_logger
-from frumitcache.agent._flight import Flight, first_error
+from frumitcache.agent._flight import Flight, first_error, wait_any
 from frumitcache.agent._member import SeederChanged, wire_manifest
 from frumitcache.content import ContentRequest
 from frumitcache.errors import (
     DigestMismatchError,
+    FetchRestartedError,
     FrumitcacheError,
+    NotInStoreError,
     PeerError,
     ProtocolError,
 )
@@ -144,10 +146,12 @@ class SeederRole:
         flight.provenance = "uplink"
         fence = _Fence(svc.site_config.lease_s)
         fetched: list[Manifest] = []
+        ended = trio.Event()  # the origin fetch returned
 
         async def from_origin(*, task_status: trio.TaskStatus[FetchInfo]) -> None:
             manifest = await svc.fetch_origin(flight, hold=fence.hold, task_status=task_status)
             fetched.append(manifest)
+            ended.set()
 
         try:
             async with trio.open_nursery(strict_exception_groups=True) as nursery:
@@ -170,12 +174,7 @@ class SeederRole:
                             info.last_modified,
                         )
                     )
-                # aclosing: a fenced loop closes the watch now, not when the GC finds it.
-                async with aclosing(store.watch_chunks(flight.url)) as stored:
-                    async for index, digest in stored:
-                        await fence.hold.wait_open()  # nothing announced while held
-                        await node.announce_chunk(flight.url, index, digest, store.chunk_size)
-                        await site.seed_chunk(digest)
+                await self._announce_chunks(flight, fence.hold, ended)
                 fence.scope.cancel()
         except BaseExceptionGroup as group:
             ours, rest = group.split(FrumitcacheError)
@@ -218,6 +217,61 @@ class SeederRole:
         svc.stats.fetched_origin += 1
         await node.announce_object(wire_manifest(flight.url, manifest, store.key_meta(flight.url)))
 
+    async def _announce_chunks(self, flight: Flight, hold: FetchHold, ended: trio.Event) -> None:
+        """Announce each chunk of the origin fetch the moment it is stored, until the object
+        is complete. When the fetch starts over (a federation link's bytes failed the object's
+        SHA-256, and everything stored was dropped) the members hear that the chunks so far are
+        void (:class:`FetchRestartedError`: they ask again) and the new chunks follow."""
+        site = self._svc.site
+        assert site is not None
+        node = site.parts()[0]
+        store = self._svc.store
+        restarts = flight.restarts
+        fresh = False  # started over: announce the new (partial) object before its chunks
+        while True:
+            try:
+                # aclosing: a fenced loop closes the watch now, not when the GC finds it.
+                async with aclosing(store.watch_chunks(flight.url)) as stored:
+                    async for index, digest in stored:
+                        await hold.wait_open()  # nothing announced while held
+                        if fresh:
+                            fresh = False
+                            meta = flight.meta
+                            await node.announce_object(
+                                ObjectManifest(
+                                    flight.url,
+                                    None,
+                                    flight.size,
+                                    store.chunk_size,
+                                    (),
+                                    False,
+                                    meta.content_type,
+                                    meta.etag,
+                                    meta.last_modified,
+                                )
+                            )
+                        await node.announce_chunk(flight.url, index, digest, store.chunk_size)
+                        try:
+                            await site.seed_chunk(digest)
+                        except FileNotFoundError:
+                            # The fetch dropped the chunk meanwhile (it starts over): the
+                            # watch ends with that next.
+                            log.info("seeder.chunk-dropped", url=flight.url, index=index)
+                return
+            except NotInStoreError:
+                # The writer stopped: the fetch failed (its error ends this nursery), or it
+                # starts over; anything else that stopped it is the fetch's own answer.
+                while flight.restarts == restarts and not ended.is_set():
+                    await wait_any(flight.changed, ended)
+                if flight.restarts == restarts:
+                    raise
+            restarts, fresh = flight.restarts, True
+            log.warning("seeder.fetch-restarted", url=flight.url)
+            await node.announce_failure(
+                flight.url,
+                FetchRestartedError(f"{flight.url}: the seeder's fetch started over"),
+            )
+
     def _serve_held(self, flight: Flight, held: Manifest) -> None:
         flight.started(self._svc.fetcher.cached_info(flight.url, held))
         flight.manifest = held
@@ -244,6 +298,7 @@ class SeederRole:
         try:
             if list(writer.chunks) != list(manifest.chunks[: len(writer.chunks)]):
                 await writer.discard()
+                flight.restarted(None)  # a reader of what was dropped must not go on
                 writer = store.open_writer(flight.url, expected_digest=flight.sha256)
             flight.writing.set()
             flight.handover()

@@ -36,6 +36,13 @@ def register(sub: Callable[..., argparse.ArgumentParser]) -> None:
 _SERVED_FROM = {"store": "this node", "site": "site peers"}
 
 
+def _link_figures(received: int, rejected: int) -> str:
+    """A link's bytes, and how many objects it sent wrong bytes for (dropped, fetched again)."""
+    if not rejected:
+        return human_bytes(received)
+    return f"{human_bytes(received)}, wrong bytes for {rejected} object(s): left, fetched again"
+
+
 def run(args: argparse.Namespace) -> int:
     info = trio.run(AgentClient(client_socket(args)).site)
     if args.json:
@@ -50,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
             ("uplink fetched", human_bytes(u.bytes_fetched)),
             ("  from origins", human_bytes(u.bytes_from_origin)),
             ("  from federation", human_bytes(u.bytes_from_federation)),
-            *((f"    {link}", human_bytes(n)) for link, n in sorted(u.federation_by_link.items())),
+            *(
+                (f"    {link}", _link_figures(n, u.federation_rejected.get(link, 0)))
+                for link, n in sorted(u.federation_by_link.items())
+            ),
             ("served", human_bytes(u.bytes_served)),
             *(
                 (f"  from {_SERVED_FROM.get(source, source)}", human_bytes(n))

@@ -35,7 +35,7 @@ from frumitcache.control import (
     encode,
     take_descriptors,
 )
-from frumitcache.errors import ProtocolError
+from frumitcache.errors import FetchRestartedError, ProtocolError
 
 
 class Connection:
@@ -119,14 +119,42 @@ def pull_into_blocking(
     started: Callable[[int | None], None] = _ignore,
     advance: Callable[[int], None] = _ignore,
 ) -> PullOutcome:
-    """:meth:`AgentClient.pull_into`, blocking, for the agent on the socket at ``path``."""
-    outcome = _pull_once(path, PullReceiver(url, sha256=sha256, files=files), out, started, advance)
-    if outcome is None:  # an agent older than PullFiles: Data frames
-        outcome = _pull_once(
-            path, PullReceiver(url, sha256=sha256, files=False), out, started, advance
-        )
-    assert outcome is not None
-    return outcome
+    """:meth:`AgentClient.pull_into`, blocking, for the agent on the socket at ``path``.
+
+    When the agent drops what it sent (a federation link's bytes failed the object's SHA-256
+    and it fetches the object again: :class:`FetchRestartedError`), ``out`` is emptied and the
+    pull asked again, with ``files`` only: ``out`` is then the caller's own new file (stdout,
+    perhaps a file appended to, is never truncated)."""
+    for attempt in range(_RESTARTS + 1):
+        try:
+            outcome = _pull_once(
+                path, PullReceiver(url, sha256=sha256, files=files), out, started, advance
+            )
+            if outcome is None:  # an agent older than PullFiles: Data frames
+                outcome = _pull_once(
+                    path, PullReceiver(url, sha256=sha256, files=False), out, started, advance
+                )
+        except FetchRestartedError:
+            if attempt == _RESTARTS or not files or not _rewind(out):
+                raise
+            continue
+        assert outcome is not None
+        return outcome
+    raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+
+#: Pulls asked again after the agent dropped what it sent (one per federation link that lied).
+_RESTARTS = 3
+
+
+def _rewind(out: int) -> bool:
+    """Empty the file ``out`` for a pull asked again; False when it is no file (a pipe)."""
+    try:
+        os.ftruncate(out, 0)
+        os.lseek(out, 0, os.SEEK_SET)
+    except OSError:
+        return False
+    return True
 
 
 def _pull_once(

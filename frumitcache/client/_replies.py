@@ -115,6 +115,7 @@ def site_info(reply: SiteReply) -> SiteInfo:
             bytes_from_origin=_int(u, "bytes_from_origin"),
             bytes_from_federation=_int(u, "bytes_from_federation"),
             federation_by_link=_counts(u.get("federation_by_link")),
+            federation_rejected=_counts(u.get("federation_rejected")),
             served_by_source=_counts(u.get("served_by_source")),
         ),
         cache=CacheStats(

@@ -18,11 +18,14 @@ transport offers the resumed request to the next member, site or the origin. A m
 body broke (crawling under ``min_rate``, silent past ``read_timeout_s``, cut) is not asked
 again for the rest of that fetch, however short ``retry_after_s``: otherwise two parents on one
 slow path take turns until the fetcher's resumes run out, and the origin is never reached.
-Anything but GET goes to the origin directly, and so does a request with credentials (a
-registry's token), unless the fetcher knows the object's SHA-256 (a registry blob or manifest
-by digest): then members are asked only for what they hold (``only-if-cached``, parents too:
-they could not fetch it without our credentials), never sent the credentials, and whatever
-they send is checked against the digest before it is stored.
+A member whose bytes failed the fetcher's check of the object (its SHA-256 or size, named in
+``SKIP_EXTENSION``) is not asked again in that fetch either, which starts over from the next
+member or the origin (:mod:`frumitcache.origin._links`). Anything but GET goes to the origin
+directly, and so does a request with credentials (a registry's token), unless the fetcher knows
+the object's SHA-256 (a registry blob or manifest by digest): then members are asked only for
+what they hold (``only-if-cached``, parents too: they could not fetch it without our
+credentials), never sent the credentials, and whatever they send is checked against the digest
+before it is stored.
 
 This module dials only the members listed in ``[federation]`` (the uplink seam's one other
 dialler, checked by ``tests/tooling/test_uplink_seam.py``): the fetcher still paces and counts
@@ -54,7 +57,12 @@ from frumitcache.federation._wire import (
     object_target,
     takes,
 )
-from frumitcache.origin import DIGEST_EXTENSION, FRESHNESS_EXTENSION, VIA_EXTENSION
+from frumitcache.origin import (
+    DIGEST_EXTENSION,
+    FRESHNESS_EXTENSION,
+    SKIP_EXTENSION,
+    VIA_EXTENSION,
+)
 from frumitcache.swarm import AUTH_HEADER, sign_request
 
 log = get_logger("federation")
@@ -143,11 +151,13 @@ class FederationTransport(httpx.AsyncBaseTransport):
         if "range" not in request.headers:
             self._broke.pop(url, None)  # a new fetch: every member gets its chance again
         broke = self._broke.get(url, set())
+        # Links whose bytes failed the fetcher's check of this object: never again in its fetch.
+        rejected = request.extensions.get(SKIP_EXTENSION) or frozenset()
         for link in self.links:
             if link.role == "sibling" and freshness == "revalidate":
                 continue
             now = trio.current_time()
-            if now < link.down_until or link.name in broke:
+            if now < link.down_until or link.name in broke or link.name in rejected:
                 continue
             response = await self._ask(link, request, freshness, held_only=held_only)
             if response is not None:

@@ -19,13 +19,17 @@ from frumitcache.origin._job import (
     META_ETAG,
     META_FETCHED_AT,
     META_LAST_MODIFIED,
-    Authorizer,
-    FetchInfo,
 )
+from frumitcache.origin._parts import Authorizer, FetchInfo
 from frumitcache.origin._plan import Action, Step, parse_content_range, plan_response
 from frumitcache.origin._stats import OriginStats
 from frumitcache.origin._tunnel import UplinkStream
-from frumitcache.origin._via import DIGEST_EXTENSION, FRESHNESS_EXTENSION, VIA_EXTENSION
+from frumitcache.origin._via import (
+    DIGEST_EXTENSION,
+    FRESHNESS_EXTENSION,
+    SKIP_EXTENSION,
+    VIA_EXTENSION,
+)
 
 __all__ = [
     "DIGEST_EXTENSION",
@@ -34,6 +38,7 @@ __all__ = [
     "META_ETAG",
     "META_FETCHED_AT",
     "META_LAST_MODIFIED",
+    "SKIP_EXTENSION",
     "VIA_EXTENSION",
     "Action",
     "AllowList",

@@ -64,13 +64,10 @@ from frumitcache.origin._job import (
     META_CONTENT_TYPE,
     META_ETAG,
     META_LAST_MODIFIED,
-    Authorizer,
-    FetchInfo,
     _host_of,
     _Job,
-    _Store,
-    _Upstream,
 )
+from frumitcache.origin._parts import Authorizer, FetchInfo, _Store, _Upstream
 from frumitcache.origin._stats import OriginStats
 
 log = get_logger("origin")
@@ -136,6 +133,7 @@ class OriginFetcher:
         self._flights: dict[str, _Flight] = {}
         self._bytes: Counter[str] = Counter()
         self._federation: Counter[str] = Counter()
+        self._rejected: Counter[str] = Counter()  # per link: objects whose bytes failed checks
         self._requests: Counter[str] = Counter()
         self._sent = 0
         self._tunnels = 0
@@ -278,6 +276,7 @@ class OriginFetcher:
             origin_bytes=origin,
             federation_bytes=federation,
             federation_by_link=dict(self._federation),
+            federation_rejected=dict(self._rejected),
         )
 
     # --- single flight -----------------------------------------------------------------------
@@ -296,6 +295,7 @@ class OriginFetcher:
         keep_on_status: Collection[int] = (),
         backoff: UpstreamBackoff | None = None,
         hold: FetchHold | None = None,
+        restarted: Callable[[FetchInfo | None], None] | None = None,
         task_status: trio.TaskStatus[FetchInfo] = trio.TASK_STATUS_IGNORED,
     ) -> Manifest:
         """Make the object at ``url`` complete in the store and return its manifest.
@@ -326,6 +326,13 @@ class OriginFetcher:
 
         While ``hold`` (the leader's) is held, the fetch neither reads from the origin nor
         writes to the store (see :class:`FetchHold`); it goes on where it was when released.
+
+        Bytes from a federation link (the ``wrap`` transport's) that fail the object's check
+        (``expected_digest``, ``expected_size``) do not fail the fetch: that link is left for
+        the rest of it (logged as ``fetch.link-rejected``, counted per link in
+        :meth:`statistics`), everything stored is dropped, and the object is fetched again
+        from the next link or the origin. ``restarted`` (the leader's) is told then: ``None``
+        at once, before the new writer exists, and the next answer's :class:`FetchInfo`.
         """
         allow = self.allow.door(door)
         allow.check(url)
@@ -347,6 +354,7 @@ class OriginFetcher:
                     frozenset(keep_on_status),
                     revalidate,
                     hold,
+                    restarted,
                 )
                 return await self._lead(
                     url, expected_digest, expected_size, revalidate, announce, allow, upstream,

@@ -8,8 +8,7 @@ import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 import trio
@@ -25,10 +24,22 @@ from frumitcache.errors import (
 )
 from frumitcache.origin._allow import ALLOW_EXTENSION, AllowList
 from frumitcache.origin._body import ResponseBody, copy_body, streamed
-from frumitcache.origin._hold import FetchHold
-from frumitcache.origin._plan import Action, plan_response, retry_after, status_error
+from frumitcache.origin._links import LinkLedger
+from frumitcache.origin._parts import FetchInfo, _Upstream, _Writer
+from frumitcache.origin._plan import (
+    Action,
+    plan_response,
+    retry_after,
+    status_error,
+    validator_of,
+)
 from frumitcache.origin._probe import probe
-from frumitcache.origin._via import DIGEST_EXTENSION, FRESHNESS_EXTENSION, via_of
+from frumitcache.origin._via import (
+    DIGEST_EXTENSION,
+    FRESHNESS_EXTENSION,
+    SKIP_EXTENSION,
+    via_of,
+)
 
 if TYPE_CHECKING:
     from frumitcache.origin._fetcher import OriginFetcher
@@ -43,64 +54,6 @@ META_LAST_MODIFIED = "last_modified"
 META_CONTENT_TYPE = "content_type"
 META_FETCHED_AT = "fetched_at"  # unix seconds, as a decimal string
 META_PARTIAL_VALIDATOR = "partial_validator"  # If-Range value for a stored partial
-
-
-class _Writer(Protocol):
-    @property
-    def offset(self) -> int: ...
-    async def write(self, data: bytes) -> None: ...
-    async def finish(self) -> Manifest: ...
-    async def abort(self) -> None: ...
-    async def discard(self) -> None: ...
-
-
-class _Store(Protocol):
-    """The part of :class:`frumitcache.store.Store` the fetcher uses."""
-
-    def lookup(self, key_or_digest: str | bytes) -> Manifest | None: ...
-    def open_writer(
-        self, key: str, *, expected_digest: bytes | None = ..., expected_size: int | None = ...
-    ) -> _Writer: ...
-    def map_key(self, key: str, digest: bytes) -> None: ...
-    def key_meta(self, key: str) -> dict[str, str]: ...
-    def set_key_meta(self, key: str, meta: dict[str, str]) -> None: ...
-    @property
-    def max_bytes(self) -> int: ...
-
-
-class Authorizer(Protocol):
-    """Credentials for an upstream: headers for a request to ``url``; ``challenge`` is the
-    ``WWW-Authenticate`` value of the 401 the last try got (None before the first try)."""
-
-    async def authorize(self, url: str, challenge: str | None) -> Mapping[str, str]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Upstream:
-    """What a door adds to its upstream requests: headers as given, an authorizer, and how
-    its objects are revalidated (see :meth:`OriginFetcher.fetch`)."""
-
-    headers: tuple[tuple[str, str], ...] = ()
-    auth: Authorizer | None = None
-    digest_header: str = ""
-    keep_on_status: frozenset[int] = frozenset()
-    revalidate: bool = False  # the object may change: another cache must not serve it as held
-    hold: FetchHold | None = None  # the leader's hold on the fetch (see FetchHold)
-
-
-@dataclass(frozen=True, slots=True)
-class FetchInfo:
-    """What ``nursery.start(fetcher.fetch, url)`` returns: the object is stored or on its way."""
-
-    url: str
-    size: int | None  # the object's size, when the origin announced it
-    offset: int  # bytes already in the store when this body started (a resume)
-    content_type: str | None
-    etag: str | None
-    last_modified: str | None
-    cached: bool  # complete in the store already (or revalidated with 304): no origin body
-    kept_status: int = 0  # revalidating, the origin answered this (keep_on_status): held kept
-    via: str | None = None  # the federation link that answered instead of the origin, if one
 
 
 class _Transient(Exception):
@@ -127,13 +80,6 @@ def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
     return None
-
-
-def _validator(etag: str | None, last_modified: str | None) -> str | None:
-    """The If-Range value: a strong ETag, else Last-Modified (RFC 9110 13.1.5)."""
-    if etag and not etag.startswith("W/"):
-        return etag
-    return last_modified or None
 
 
 class _Job:
@@ -168,6 +114,8 @@ class _Job:
         self.body: ResponseBody | None = None  # the current response's
         self.meta: dict[str, str] = {}
         self.kept: tuple[int, str] = (0, "")  # status, Retry-After the held copy was kept under
+        self.links = LinkLedger()
+        self.restarting = False  # started over: the next answer's info goes to the hook
 
     def _open(self) -> _Writer:
         self.writer = self.store.open_writer(
@@ -217,6 +165,11 @@ class _Job:
         while True:
             try:
                 done = await self._attempt(conditional)
+            except DigestMismatchError as exc:
+                if not await self._leave_links(exc):
+                    raise
+                conditional = False
+                continue
             except _Transient as exc:
                 failures += 1
                 offset = self.writer.offset if self.writer is not None else 0
@@ -236,6 +189,27 @@ class _Job:
             if done is not None:
                 return done
             conditional = False  # after a restart: a plain request
+
+    async def _leave_links(self, exc: DigestMismatchError) -> bool:
+        """Bytes that failed verification came from federation links: leave them for the rest
+        of this fetch, drop everything stored and start over from the next link or the origin
+        (see :mod:`frumitcache.origin._links`). False when no link is to blame."""
+        links = self.links.blame()
+        if not links:
+            return False
+        for link in sorted(links):
+            self.f._rejected[link] += 1
+            log.warning("fetch.link-rejected", url=self.url, link=link, detail=str(exc))
+        self.links.leave(links)
+        await self._close("discard")
+        self.total = self.validator = None
+        if self.upstream.restarted is not None:
+            # Before the new writer exists: a reader that handed out bytes of the dropped one
+            # must learn it before it could follow the new one.
+            self.upstream.restarted(None)
+        self.restarting = True
+        self._open()
+        return True
 
     async def _authorize(self, challenge: str | None) -> Mapping[str, str]:
         assert self.upstream.auth is not None
@@ -277,9 +251,12 @@ class _Job:
         extensions = {ALLOW_EXTENSION: self.allow, FRESHNESS_EXTENSION: freshness}
         if self.expected_digest is not None:
             extensions[DIGEST_EXTENSION] = self.expected_digest
+        if self.links.left:
+            extensions[SKIP_EXTENSION] = frozenset(self.links.left)
         request = client.build_request("GET", self.url, headers=headers, extensions=extensions)
         async with streamed(client, request) as body:
             self.body = body
+            self.links.answering = via_of(body.response)
             yield body.response
 
     async def _attempt(self, conditional: bool) -> Manifest | Literal[False] | None:
@@ -355,11 +332,15 @@ class _Job:
                         raise OriginError(f"{self.url}: store kept a partial after discard")
                 await self._check_size(step.total)
                 self.total = step.total
-                self.validator = _validator(
+                self.validator = validator_of(
                     resp.headers.get("etag"), resp.headers.get("last-modified")
                 )
                 self._remember(resp, keep_old=False)
-                self.share(self._info(resp, cached=False))
+                info = self._info(resp, cached=False)
+                self.share(info)
+                if self.restarting and self.upstream.restarted is not None:
+                    self.upstream.restarted(info)
+                self.restarting = False
                 in_body = True
                 await self._body(resp)
                 in_body = False
@@ -416,6 +397,7 @@ class _Job:
 
         async def written(n: int) -> None:
             self.seen_body = True
+            self.links.wrote()
             await self.f._pace(n)
 
         limit = self.total if self.total is not None else self.expected_size

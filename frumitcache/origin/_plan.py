@@ -116,3 +116,10 @@ def retry_after(headers: Mapping[str, str]) -> str:
     else "": it is passed on to clients as sent, so nothing else may ride on it."""
     value = headers.get("retry-after", "").strip()
     return value if _DELAY.fullmatch(value) or _DATE.fullmatch(value) else ""
+
+
+def validator_of(etag: str | None, last_modified: str | None) -> str | None:
+    """The If-Range value: a strong ETag, else Last-Modified (RFC 9110 13.1.5)."""
+    if etag and not etag.startswith("W/"):
+        return etag
+    return last_modified or None

@@ -27,6 +27,9 @@ class OriginStats:
     origin_bytes: int = 0
     federation_bytes: int = 0
     federation_by_link: Mapping[str, int] = field(default_factory=dict)
+    #: Per link: objects whose bytes from it failed verification (the fetch left the link
+    #: and went on from the next one or the origin).
+    federation_rejected: Mapping[str, int] = field(default_factory=dict)
 
 
 __all__ = ["OriginStats"]

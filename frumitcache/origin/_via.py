@@ -14,6 +14,10 @@ FRESHNESS_EXTENSION = "frumitcache.freshness"
 #: fetcher's object fetches only. The fetcher discards whatever does not hash to it, so a
 #: transport may take such a body from another cache even where it would not otherwise.
 DIGEST_EXTENSION = "frumitcache.sha256"
+#: httpx request extension: the names of federation links whose bytes failed verification in
+#: this fetch (a frozenset of ``parent@host:port``); a transport that asks other caches skips
+#: them, so the fetch goes on from the next link or the origin.
+SKIP_EXTENSION = "frumitcache.skip"
 #: httpx response extension set by a transport that answered from another cache instead of
 #: the origin (a federation link's name): the body is counted under that name, not the host.
 VIA_EXTENSION = "frumitcache.via"

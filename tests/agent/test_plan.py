@@ -122,3 +122,28 @@ def test_any_order_of_news_offers_each_chunk_first_in_order_and_closes_once(
     assert first == list(range(6))  # every chunk, in order (held ones too: the puller needs all)
     assert closed == 1
     assert plan.digest == WHOLE
+
+
+def test_a_manifest_that_lists_other_chunks_ends_the_plan() -> None:
+    """Hostile parent upstream: the seeder's fetch took a wrong chunk 2 from a federation link,
+    the whole object failed its SHA-256 and the fetch started over. Should the news of that
+    (FetchFailed 'fetch-restarted') be lost, the complete manifest, which lists another chunk
+    2, ends the plan the same way: the member asks again instead of finishing with chunks the
+    site no longer lists."""
+    plan = MemberPlan(URL, CS)
+    for i in range(3):
+        plan.receive(ChunkAnnounce(URL, i, DIGESTS[i], CS, "s"), 1.0)
+    redone = (*DIGESTS[:2], hashlib.sha256(b"the real chunk 2").digest(), *DIGESTS[3:])
+    fixed = ObjectManifest(URL, WHOLE, SIZE, CS, redone, True, None, None, None)
+    out = plan.receive(ObjectAnnounce(fixed, "s"), 2.0)
+    assert out == [
+        Failed(
+            "fetch-restarted", f"{URL}: the site lists other chunks than this member was pulling", 0
+        )
+    ]
+    assert plan.receive(ChunkAnnounce(URL, 3, DIGESTS[3], CS, "s"), 3.0) == []
+    # A manifest that only extends what the plan knows is news, not a restart.
+    plan = MemberPlan(URL, CS)
+    plan.receive(ChunkAnnounce(URL, 0, DIGESTS[0], CS, "s"), 1.0)
+    out = plan.receive(ObjectAnnounce(complete(), "s"), 2.0)
+    assert not any(isinstance(o, Failed) for o in out)

@@ -40,7 +40,8 @@ class Recorder:
             status, headers = self.answers.get(request.url.host, (200, {}))
             if status == 0:
                 raise httpx.ConnectError("refused", request=request)
-            return httpx.Response(status, headers=headers, content=b"body")
+            # A stream, as from a socket (content= would be read up front by httpx).
+            return httpx.Response(status, headers=headers, stream=httpx.ByteStream(b"body"))
 
         return httpx.MockTransport(handle)
 
@@ -237,3 +238,94 @@ async def test_a_member_that_sends_other_bytes_for_a_digest_is_not_stored(
         assert store.lookup(digest) is None
     assert [r.headers["cache-control"] for r in net.asked] == ["only-if-cached"]
     assert all("authorization" not in r.headers for r in net.asked)
+
+
+def _ranged(data: bytes, asked: list[httpx.Request]) -> httpx.MockTransport:
+    """Serves ``data`` to every GET, honouring ``Range: bytes=N-``."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        spec = request.headers.get("range", "")
+        if spec.startswith("bytes=") and spec.endswith("-"):
+            start = int(spec[6:-1])
+            extra = {"content-range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
+            return httpx.Response(206, headers=extra, stream=httpx.ByteStream(data[start:]))
+        return httpx.Response(200, stream=httpx.ByteStream(data))
+
+    return httpx.MockTransport(handle)
+
+
+def _by_host(**hosts: httpx.MockTransport) -> httpx.MockTransport:
+    async def handle(request: httpx.Request) -> httpx.Response:
+        return await hosts[request.url.host.replace(".", "_")].handle_async_request(request)
+
+    return httpx.MockTransport(handle)
+
+
+CHUNK = 4096
+GOOD = bytes(range(256)) * (5 * CHUNK // 256)  # five chunks
+LIE_IN_CHUNK_2 = GOOD[: 2 * CHUNK] + b"x" * CHUNK + GOOD[3 * CHUNK :]
+
+
+async def _fetch_with_parents(
+    tmp_path: Path, parents: dict[str, bytes]
+) -> tuple[bytes, dict[str, int], dict[str, int], list[object], list[httpx.Request]]:
+    """Fetch GOOD (its SHA-256 known) through ``parents`` (address: the bytes each sends) and
+    an honest origin: the stored digest, the fetcher's rejections and bytes per link, what
+    the restart hook heard and what the origin was asked."""
+    origin_asked: list[httpx.Request] = []
+    nets = {host.replace(".", "_"): _ranged(data, []) for host, data in parents.items()}
+    cfg = FederationConfig(key=KEY, parents=list(parents))
+    heard: list[object] = []
+    with Store.open(tmp_path / "store", max_bytes=1 << 22, chunk_size=CHUNK) as store:
+        fetcher = OriginFetcher(
+            OriginConfig(retries=2, allow=["origin.example"]),
+            store,
+            transport=_ranged(GOOD, origin_asked),
+            wrap=lambda t: FederationTransport(
+                t, config=cfg, key=KEY.encode(), links=_by_host(**nets)
+            ),
+        )
+        async with fetcher:
+            manifest = await fetcher.fetch(
+                URL, expected_digest=hashlib.sha256(GOOD).digest(), restarted=heard.append
+            )
+        stats = fetcher.statistics()
+        assert store.lookup(URL) == manifest
+    return (
+        manifest.digest,
+        dict(stats.federation_rejected),
+        dict(stats.federation_by_link),
+        heard,
+        origin_asked,
+    )
+
+
+async def test_hostile_parent_lying_about_one_chunk_is_left_for_the_next(
+    tmp_path: Path,
+) -> None:
+    """Hostile: the first parent sends other bytes for chunk 2 of 5. Only the whole SHA-256
+    can show it (the wire carries no chunk digests a child could trust): the fetch drops what
+    it stored, leaves that parent and fetches the object again from the second one; the
+    origin is not asked."""
+    digest, rejected, by_link, heard, origin_asked = await _fetch_with_parents(
+        tmp_path, {"10.0.0.1": LIE_IN_CHUNK_2, "10.0.0.2": GOOD}
+    )
+    assert digest == hashlib.sha256(GOOD).digest()
+    assert rejected == {"parent@10.0.0.1:3147": 1}
+    assert by_link == {"parent@10.0.0.1:3147": len(GOOD), "parent@10.0.0.2:3147": len(GOOD)}
+    assert heard[0] is None
+    assert getattr(heard[1], "via", None) == "parent@10.0.0.2:3147"
+    assert origin_asked == []
+
+
+async def test_hostile_parents_both_wrong_the_origin_sends_the_object(tmp_path: Path) -> None:
+    """Hostile: both parents send a wrong whole object: each is left in turn, and the origin
+    sends the object once, from its first byte."""
+    digest, rejected, _, heard, origin_asked = await _fetch_with_parents(
+        tmp_path, {"10.0.0.1": LIE_IN_CHUNK_2, "10.0.0.2": b"y" * len(GOOD)}
+    )
+    assert digest == hashlib.sha256(GOOD).digest()
+    assert rejected == {"parent@10.0.0.1:3147": 1, "parent@10.0.0.2:3147": 1}
+    assert [r.headers.get("range") for r in origin_asked] == [None]
+    assert getattr(heard[-1], "via", "?") is None

@@ -17,6 +17,7 @@ def test_public_names() -> None:
             "META_ETAG",
             "META_FETCHED_AT",
             "META_LAST_MODIFIED",
+            "SKIP_EXTENSION",
             "VIA_EXTENSION",
             "Action",
             "AllowList",
@@ -55,6 +56,7 @@ def test_fetch_signature() -> None:
         "keep_on_status",
         "backoff",
         "hold",
+        "restarted",
         "task_status",
     ]
     assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in list(params)[2:])

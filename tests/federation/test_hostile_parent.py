@@ -1,0 +1,124 @@
+"""Hostile parents through real agent processes on loopback: a "parent" that answers the
+federation wire (``GET /federation/v1/object?url=...``, Range honoured) with other bytes. A
+real HTTP server (the test origin, serving the lie at the federation path) plays it. The
+child's check of the object's SHA-256 (``pull --sha256``) finds the lie: the link is left,
+named in the log and counted per link in ``frumitcache site``, everything it sent is dropped,
+and the object comes again from the next parent or the origin. Nothing wrong is stored or
+handed out, and every pull completes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from frumitcache.client import AgentClient
+from frumitcache.federation import object_target
+from frumitcache.testing.net import loopback_address
+from frumitcache.testing.origin import OriginServer
+from tests.agent.test_site_herd import pull, wait_for_seeder
+from tests.federation.sites import fed_site, members, new_key, uplink
+from tests.federation.test_federation_sites import pull_everywhere
+
+pytestmark = pytest.mark.slow
+
+MiB = 1024 * 1024
+CHUNK = 4 * MiB
+PATH = object_target("http://o/").partition("?")[0]  # every federation request's path
+
+
+async def hostile_parent(nursery: trio.Nursery, lie: bytes) -> tuple[OriginServer, str]:
+    """A server answering every federation request with ``lie``; its member address."""
+    server = OriginServer()
+    await nursery.start(server.serve, loopback_address())
+    server.add(PATH, lie)
+    return server, f"{server.address}:{server.port}"
+
+
+async def test_hostile_parent_lying_about_one_chunk_the_edge_completes_from_the_next_parent(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The edge (2 agents) names the hostile parent first, then a real core site. The hostile
+    one sends the object with chunk 1 of 3 replaced: the edge's seeder leaves it when the
+    whole SHA-256 fails, drops what it stored (the members are told, and ask again), and
+    takes the object from the core; the origin sends it once, to the core."""
+    origin = OriginServer(rate=6 * MiB)
+    await nursery.start(origin.serve, loopback_address())
+    data = os.urandom(3 * CHUNK)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/mid.bin", data)
+    lie = data[:CHUNK] + os.urandom(CHUNK) + data[2 * CHUNK :]
+    liar, liar_member = await hostile_parent(nursery, lie)
+    key = new_key()
+    core = fed_site(tmp_path / "core", 1, key)
+    edge = fed_site(tmp_path / "edge", 2, key, parents=[liar_member, *members(core)])
+    try:
+        await core.start()
+        await edge.start()
+        await wait_for_seeder(edge)
+        with trio.fail_after(90):
+            results = await pull_everywhere(edge.agents, origin.url("/mid.bin"), digest, tmp_path)
+        logs = [a.log() for a in edge.agents]
+        for i, result in sorted(results.items()):
+            assert result.returncode == 0, (result.stderr, logs[i])
+            assert (tmp_path / f"out{i}").read_bytes() == data
+        assert liar.stats.requests[PATH] >= 1
+        assert origin.stats.bytes_sent["/mid.bin"] == len(data), origin.stats.requests
+        named = f"parent@{liar_member}"
+        assert any("fetch.link-rejected" in log and named in log for log in logs), logs
+        counters = [await uplink(a) for a in edge.agents]
+        assert sum(c["origin_bytes"] for c in counters) == 0, counters
+        infos = [await AgentClient(a.socket).site() for a in edge.agents]
+        rejected = [i.uplink.federation_rejected for i in infos]
+        assert sum(r.get(named, 0) for r in rejected) == 1, (rejected, logs)
+    finally:
+        core.kill()
+        edge.kill()
+
+
+async def test_hostile_parent_sending_a_wrong_whole_object_the_edge_completes_from_the_origin(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The edge's only parent sends other bytes of the right length for the whole object: the
+    edge leaves it, drops them and fetches the object from the origin, which sends it once
+    (what the edge lacked: no byte it had was verified). The pull completes, says where the
+    bytes came from, and `frumitcache site` names the link that lied."""
+    origin = OriginServer(rate=6 * MiB)
+    await nursery.start(origin.serve, loopback_address())
+    data = os.urandom(2 * CHUNK + 12345)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/whole.bin", data)
+    _, liar_member = await hostile_parent(nursery, os.urandom(len(data)))
+    edge = fed_site(tmp_path / "edge", 1, new_key(), parents=[liar_member])
+    agent = edge.agents[0]
+    try:
+        await edge.start()
+        with trio.fail_after(60):
+            result = await pull(agent, origin.url("/whole.bin"), digest, tmp_path / "o")
+        assert result.returncode == 0, (result.stderr, agent.log())
+        assert (tmp_path / "o").read_bytes() == data
+        said = result.stderr.decode()
+        assert "Traceback" not in said, said
+        assert " from origin, " in said, said
+        assert origin.stats.bytes_sent["/whole.bin"] == len(data), origin.stats.requests
+        named = f"parent@{liar_member}"
+        log = agent.log()
+        assert "fetch.link-rejected" in log, log
+        assert named in log, log
+        info = await AgentClient(agent.socket).site()
+        assert info.uplink.federation_rejected == {named: 1}, info.uplink
+        assert info.uplink.bytes_from_origin == len(data), info.uplink
+        shown = await trio.run_process(
+            [sys.executable, "-m", "frumitcache", "site", "--socket", str(agent.socket)],
+            capture_stdout=True,
+            check=False,
+        )
+        text = shown.stdout.decode()
+        assert named in text, text
+        assert "wrong bytes for 1 object(s)" in text, text
+    finally:
+        edge.kill()
