@@ -27,11 +27,13 @@ from frumitcache._results import (
 from frumitcache.client._copy import copy_range
 from frumitcache.client._prefetch import PrefetchHandle
 from frumitcache.client._pull import (
+    RESTARTS,
     PullOutcome,
     PullStream,
     check_url,
     default_socket,
     parse_sha256,
+    rewind,
     target_path,
     umask,
     unavailable,
@@ -74,7 +76,7 @@ from frumitcache.control import (
     VerifyReply,
     VerifyRequest,
 )
-from frumitcache.errors import ProtocolError
+from frumitcache.errors import FetchRestartedError, ProtocolError
 
 _R = TypeVar("_R", bound=Message)
 
@@ -192,7 +194,9 @@ class AgentClient:
         by default :func:`default_download_dir`. The bytes go to a temporary file beside the
         target (copied from the agent's verified chunk files, or hashed as they arrive from an
         older agent), and the target appears (by rename, after fsync) only when the whole
-        object checked out; on any failure no target file is left.
+        object checked out; on any failure no target file is left. Should the agent drop what
+        it sent (:class:`~frumitcache.errors.FetchRestartedError`: a federation link's bytes
+        failed the object's SHA-256, and it fetches the object again), the file starts over.
         """
         check_url(url)
         digest = parse_sha256(sha256)
@@ -204,7 +208,15 @@ class AgentClient:
         tmp = trio.Path(tmp_name)
         try:
             try:
-                await self.pull_into(url, fd, sha256=digest)
+                for attempt in range(RESTARTS + 1):
+                    try:
+                        await self.pull_into(url, fd, sha256=digest)
+                        break
+                    except FetchRestartedError:
+                        # The agent dropped what it sent (a federation link's bytes failed
+                        # the object's SHA-256) and fetches it again: start the file over.
+                        if attempt == RESTARTS or not rewind(fd):
+                            raise
                 await trio.to_thread.run_sync(os.fsync, fd)
             finally:
                 os.close(fd)

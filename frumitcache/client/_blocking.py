@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from frumitcache.client._copy import copy_range
-from frumitcache.client._pull import PullOutcome, unavailable, write_all
+from frumitcache.client._pull import RESTARTS, PullOutcome, rewind, unavailable, write_all
 from frumitcache.client._receiver import (
     CopyFile,
     Finished,
@@ -125,7 +125,7 @@ def pull_into_blocking(
     and it fetches the object again: :class:`FetchRestartedError`), ``out`` is emptied and the
     pull asked again, with ``files`` only: ``out`` is then the caller's own new file (stdout,
     perhaps a file appended to, is never truncated)."""
-    for attempt in range(_RESTARTS + 1):
+    for attempt in range(RESTARTS + 1):
         try:
             outcome = _pull_once(
                 path, PullReceiver(url, sha256=sha256, files=files), out, started, advance
@@ -135,26 +135,12 @@ def pull_into_blocking(
                     path, PullReceiver(url, sha256=sha256, files=False), out, started, advance
                 )
         except FetchRestartedError:
-            if attempt == _RESTARTS or not files or not _rewind(out):
+            if attempt == RESTARTS or not files or not rewind(out):
                 raise
             continue
         assert outcome is not None
         return outcome
     raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
-
-
-#: Pulls asked again after the agent dropped what it sent (one per federation link that lied).
-_RESTARTS = 3
-
-
-def _rewind(out: int) -> bool:
-    """Empty the file ``out`` for a pull asked again; False when it is no file (a pipe)."""
-    try:
-        os.ftruncate(out, 0)
-        os.lseek(out, 0, os.SEEK_SET)
-    except OSError:
-        return False
-    return True
 
 
 def _pull_once(

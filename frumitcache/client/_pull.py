@@ -153,6 +153,21 @@ def check_digest(url: str, got: bytes, reported: bytes | None, wanted: bytes | N
         raise DigestMismatchError(f"{url}: SHA-256 is {got.hex()}, expected {wanted.hex()}")
 
 
+#: Pulls asked again after the agent dropped what it sent (FetchRestartedError: bytes from a
+#: federation link failed the object's SHA-256); one per link that lied is plenty.
+RESTARTS = 3
+
+
+def rewind(fd: int) -> bool:
+    """Empty the file ``fd`` for a pull asked again; False when it is no file (a pipe)."""
+    try:
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError:
+        return False
+    return True
+
+
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:

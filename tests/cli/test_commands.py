@@ -119,6 +119,7 @@ async def test_read_commands_and_json_shapes(
         "bytes_from_origin",
         "bytes_from_federation",
         "federation_by_link",
+        "federation_rejected",
         "served_by_source",
     }
     # The body once and the head of the estimate's HEAD answer.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,7 +23,6 @@ from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer
 from tests.agent.test_site_herd import pull, wait_for_seeder
 from tests.federation.sites import fed_site, members, new_key, uplink
-from tests.federation.test_federation_sites import pull_everywhere
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,9 @@ async def test_hostile_parent_lying_about_one_chunk_the_edge_completes_from_the_
     """The edge (2 agents) names the hostile parent first, then a real core site. The hostile
     one sends the object with chunk 1 of 3 replaced: the edge's seeder leaves it when the
     whole SHA-256 fails, drops what it stored (the members are told, and ask again), and
-    takes the object from the core; the origin sends it once, to the core."""
+    takes the object from the core; the origin sends it once, to the core. A pull at the
+    seeder and the library's fetch at the member, both under way when the lie is found,
+    complete with the right bytes."""
     origin = OriginServer(rate=6 * MiB)
     await nursery.start(origin.serve, loopback_address())
     data = os.urandom(3 * CHUNK)
@@ -59,13 +61,32 @@ async def test_hostile_parent_lying_about_one_chunk_the_edge_completes_from_the_
     try:
         await core.start()
         await edge.start()
-        await wait_for_seeder(edge)
+        seeder_name = await wait_for_seeder(edge)
+        seeder = next(a for a in edge.agents if a.settings["node"]["name"] == seeder_name)
+        member = next(a for a in edge.agents if a is not seeder)
+        url = origin.url("/mid.bin")
+        got: dict[str, object] = {}
+
+        async def by_pull() -> None:
+            got["pull"] = await pull(seeder, url, digest, tmp_path / "pulled")
+
+        async def by_library() -> None:
+            got["library"] = await AgentClient(member.socket).fetch(
+                url, sha256=digest, dest=tmp_path / "fetched"
+            )
+
         with trio.fail_after(90):
-            results = await pull_everywhere(edge.agents, origin.url("/mid.bin"), digest, tmp_path)
+            async with trio.open_nursery() as both:
+                both.start_soon(by_pull)
+                both.start_soon(by_library)
         logs = [a.log() for a in edge.agents]
-        for i, result in sorted(results.items()):
-            assert result.returncode == 0, (result.stderr, logs[i])
-            assert (tmp_path / f"out{i}").read_bytes() == data
+        result = got["pull"]
+        assert isinstance(result, subprocess.CompletedProcess)
+        assert result.returncode == 0, (result.stderr, logs)
+        assert " from federation, " in result.stderr.decode(), result.stderr
+        assert (tmp_path / "pulled").read_bytes() == data
+        assert got["library"] == tmp_path / "fetched"
+        assert (tmp_path / "fetched").read_bytes() == data
         assert liar.stats.requests[PATH] >= 1
         assert origin.stats.bytes_sent["/mid.bin"] == len(data), origin.stats.requests
         named = f"parent@{liar_member}"
