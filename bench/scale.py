@@ -133,7 +133,7 @@ async def measure(args: argparse.Namespace, bed: LoopbackTestbed, work: Path) ->
         herd_args(["--nodes", str(args.nodes), "--size", str(args.size), "--quiet"]), bed, work
     )
     run.base = await trio.to_thread.run_sync(bed.start_origin, run.root)
-    system = Frumitcache(bed, work / "site", extra={"log": {"level": "warning"}})
+    system = Frumitcache(bed, work / "site", extra={"log": {"level": args.log_level}})
     system.settle_limit_s = args.settle
     row: dict[str, Any] = {
         "bench": "scale",
@@ -212,6 +212,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-herd", dest="herd", action="store_false", help="skip the herd")
     parser.add_argument("--no-kill", dest="kill", action="store_false", help="skip failover")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--log-level", default="warning", help="the agents' (default warning)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory (the agents' logs)"
+    )
     args = parser.parse_args(argv)
     args.size = _size(args.size)
     uplink = herd_args(["--uplink", args.uplink]).uplink
@@ -223,7 +227,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         bed.close()
         signal.signal(signal.SIGTERM, previous)
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"work directory kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(row, indent=None if args.json else 2), flush=True)
     return row
 
