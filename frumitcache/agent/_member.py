@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from frumitcache._log import get_logger
 from frumitcache.agent._flight import Flight, first_error
 from frumitcache.agent._plan import (
     AllOffered,
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 
 class SeederChanged(Exception):
     """The seeder a member was following is gone or replaced: ask again."""
+
+
+log = get_logger("content")
 
 
 def wire_manifest(
@@ -89,6 +93,19 @@ def seeder_moved(asked: tuple[str, int], now: tuple[str, int] | None) -> bool:
     return now is not None and now != asked
 
 
+def fetch_request(flight: Flight) -> FetchRequest:
+    """What a member asks its seeder for ``flight`` (the first time, and again when stalled)."""
+    return FetchRequest(
+        0,
+        flight.url,
+        flight.sha256,
+        revalidate=flight.revalidate,
+        revalidate_with=flight.revalidate_with,
+        door=flight.door,
+        headers=tuple(f"{k}: {v}" for k, v in flight.headers),
+    )
+
+
 class MemberRole:
     def __init__(self, service: ContentService) -> None:
         self._svc = service
@@ -101,17 +118,7 @@ class MemberRole:
         store = svc.store
         flight.provenance = "site"
         with node.open_subscription() as news:
-            reply = await node.request(
-                FetchRequest(
-                    0,
-                    flight.url,
-                    flight.sha256,
-                    revalidate=flight.revalidate,
-                    revalidate_with=flight.revalidate_with,
-                    door=flight.door,
-                    headers=tuple(f"{k}: {v}" for k, v in flight.headers),
-                )
-            )
+            reply = await node.request(fetch_request(flight))
             if isinstance(reply, ErrorReply):
                 if reply.code == NotSeederError.code:
                     raise SeederChanged()
@@ -208,7 +215,7 @@ class MemberRole:
                         retry_after=step.retry_after,
                     )
                 elif isinstance(step, AskCatalogue):
-                    nursery.start_soon(ask_catalogue)
+                    nursery.start_soon(ask_catalogue, step.fetch)
             kick[0].set()
 
         async def sink(index: int, ref: ChunkRef) -> None:
@@ -222,14 +229,22 @@ class MemberRole:
             async for msg in news:
                 carry_out(plan.receive(msg, trio.current_time()))
 
-        async def ask_catalogue() -> None:
-            # Announcements are UDP, best effort: a lost one must not stall the object.
+        async def ask_catalogue(fetch: bool) -> None:
+            # Announcements are UDP, best effort: a lost one must not stall the object. Long
+            # without anything new, ask with a fetch request: a seeder whose fetch stopped
+            # (fenced, then its lease back in the same term) resumes it, one still fetching is
+            # joined (see REASK_S).
+            ask = fetch_request(flight) if fetch else Lookup(0, flight.url)
+            if fetch:
+                log.info("fetch.reask", url=flight.url, seeder=seeder[0])
             try:
-                reply = await node.request(Lookup(0, flight.url), timeout_s=1.0)
+                reply = await node.request(ask, timeout_s=1.0)
             except PeerError:
                 return  # a seeder that is gone shows up as seeder_changed
             if isinstance(reply, ObjectInfo):
                 carry_out(plan.receive(reply, trio.current_time()))
+            elif isinstance(reply, ErrorReply) and reply.code == NotSeederError.code:
+                raise SeederChanged()
 
         async def timer() -> None:
             while True:

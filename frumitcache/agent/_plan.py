@@ -20,6 +20,11 @@ from frumitcache.site import ChunkAnnounce, FetchFailed, ObjectAnnounce, ObjectI
 
 #: Ask the catalogue again after this long without news while chunks are missing.
 QUIET_S = 1.0
+#: Ask the seeder again (a fetch request, not a lookup) after this long without learning
+#: anything new: a seeder whose fetch stopped (fenced while its lease lapsed, then back in the
+#: same term) or ended while it was deposed answers lookups with "partial, nobody fetching"
+#: until someone asks it to fetch; a request joins a fetch that is still running.
+REASK_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +51,11 @@ class AllOffered:
 
 @dataclass(frozen=True, slots=True)
 class AskCatalogue:
-    """Ask the seeder's catalogue about the object (news may have been lost)."""
+    """Ask the seeder's catalogue about the object (news may have been lost); ``fetch``: ask
+    with a fetch request, so a seeder that is not fetching it resumes it."""
 
     url: str
+    fetch: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +91,15 @@ class MemberPlan:
         self._offered = 0
         self._more: set[int] = set()  # offered chunks that gained holders since
         self._quiet_since: float | None = None
+        self._learned_at: float | None = None  # when news last told this plan something new
+        self._learned = 0  # how many times news told it something new (chunks, holders, end)
 
     # --- input ------------------------------------------------------------------------------
 
     def receive(self, news: News, now: float) -> list[Outgoing]:
         """Take in one piece of news about any object; what to do about it."""
         size_before = self.size
+        before = self._learned
         if isinstance(news, FetchFailed):
             if news.url != self.url:
                 return []
@@ -109,6 +119,7 @@ class MemberPlan:
                 return []
             if news.index == len(self.digests):
                 self.digests.append(news.digest)
+                self._learned += 1
             if news.index < len(self.digests) and self.digests[news.index] == news.digest:
                 self._add_holders(news.index, (news.holder,))
         else:
@@ -120,6 +131,8 @@ class MemberPlan:
             for index in range(len(self.digests)):
                 self._add_holders(index, (news.holder,))
         self._quiet_since = now
+        if self._learned_at is None or self._learned != before:
+            self._learned_at = now
         out: list[Outgoing] = []
         if self.size is not None and size_before is None:
             out.append(SizeKnown(self.size))
@@ -136,6 +149,9 @@ class MemberPlan:
         if deadline is None or now < deadline:
             return []
         self._quiet_since = now
+        if self._learned_at is not None and now - self._learned_at >= REASK_S:
+            self._learned_at = now  # at most one request per REASK_S
+            return [AskCatalogue(self.url, fetch=True)]
         return [AskCatalogue(self.url)]
 
     # --- what is known ----------------------------------------------------------------------
@@ -168,9 +184,11 @@ class MemberPlan:
             self.meta = heard
         if len(manifest.chunks) > len(self.digests):
             self.digests = list(manifest.chunks)
+            self._learned += 1
         if manifest.size is not None:
             self.size = manifest.size
-        if manifest.complete:
+        if manifest.complete and not self.complete:
+            self._learned += 1
             self.complete = True
             self.digest = manifest.digest
 
@@ -178,6 +196,7 @@ class MemberPlan:
         known = self.holders.get(index, ())
         new = tuple(n for n in dict.fromkeys(nodes) if n not in known)
         if new:
+            self._learned += 1
             self.holders[index] = (*known, *new)
             if index < self._offered:
                 self._more.add(index)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from frumitcache.agent._plan import (
     QUIET_S,
+    REASK_S,
     AllOffered,
     AskCatalogue,
     Failed,
@@ -147,3 +148,39 @@ def test_a_manifest_that_lists_other_chunks_ends_the_plan() -> None:
     plan.receive(ChunkAnnounce(URL, 0, DIGESTS[0], CS, "s"), 1.0)
     out = plan.receive(ObjectAnnounce(complete(), "s"), 2.0)
     assert not any(isinstance(o, Failed) for o in out)
+
+
+def partial(n: int) -> ObjectInfo:
+    """The catalogue's answer for an object whose first ``n`` chunks the site holds."""
+    manifest = ObjectManifest(URL, None, None, CS, tuple(DIGESTS[:n]), False, None, None, None)
+    return ObjectInfo(0, URL, manifest, tuple(ChunkHolders(("s",)) for _ in range(n)))
+
+
+def test_a_stalled_plan_asks_the_seeder_to_fetch_again() -> None:
+    # The hang of a 100-agent herd: the seeder's fetch was fenced (its lease lapsed) and its
+    # lease came back in the same term, so no new term made members ask again; its catalogue
+    # said "partial" to every lookup and nobody fetched. Lookups alone never end that.
+    plan = MemberPlan(URL, CS)
+    plan.receive(partial(2), 0.0)
+    asks: list[tuple[float, AskCatalogue]] = []
+    now = 0.0
+    while now < 3 * REASK_S + QUIET_S:
+        now = plan.next_deadline() or now + QUIET_S
+        asks += [(now, a) for a in plan.on_timer(now) if isinstance(a, AskCatalogue)]
+        plan.receive(partial(2), now)  # every lookup: the same answer, nothing new
+    fetches = [t for t, a in asks if a.fetch]
+    assert asks and all(a.url == URL for _, a in asks)
+    assert fetches, "never asked the seeder to fetch"
+    assert fetches[0] >= REASK_S  # lookups first: a lost announcement is the usual cause
+    # At most one fetch request per REASK_S, not one per lookup.
+    assert all(b - a >= REASK_S for a, b in zip(fetches, fetches[1:], strict=False))
+    assert len(asks) > len(fetches)
+
+
+def test_news_of_progress_keeps_the_plan_on_lookups() -> None:
+    plan = MemberPlan(URL, CS)
+    plan.receive(partial(1), 0.0)
+    for n in range(2, 6):  # a chunk every REASK_S - QUIET_S: a slow but moving fetch
+        now = (n - 1) * (REASK_S - QUIET_S)
+        assert all(not a.fetch for a in plan.on_timer(now) if isinstance(a, AskCatalogue))
+        plan.receive(ChunkAnnounce(URL, n - 1, DIGESTS[n - 1], CS, "s"), now)
