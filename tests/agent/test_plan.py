@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -169,11 +170,12 @@ def test_a_stalled_plan_asks_the_seeder_to_fetch_again() -> None:
         asks += [(now, a) for a in plan.on_timer(now) if isinstance(a, AskCatalogue)]
         plan.receive(partial(2), now)  # every lookup: the same answer, nothing new
     fetches = [t for t, a in asks if a.fetch]
-    assert asks and all(a.url == URL for _, a in asks)
+    assert asks
+    assert all(a.url == URL for _, a in asks)
     assert fetches, "never asked the seeder to fetch"
     assert fetches[0] >= REASK_S  # lookups first: a lost announcement is the usual cause
     # At most one fetch request per REASK_S, not one per lookup.
-    assert all(b - a >= REASK_S for a, b in zip(fetches, fetches[1:], strict=False))
+    assert all(b - a >= REASK_S for a, b in itertools.pairwise(fetches))
     assert len(asks) > len(fetches)
 
 
