@@ -30,7 +30,9 @@ SIZE = 2 * MiB
 BURST = max(RATE / 10, 64 * 1024)  # TokenBucket's default burst
 SWARM_RATE = RATE // 2
 APT_PORT = 3142  # each agent has its own loopback address
-DATA = hashlib.sha256(b"rate").digest() * (SIZE // 32)
+# Every 32 bytes differ, so no two chunks are the same: a site fetches a repeated chunk once
+# (04cb8b9), and a body of one 32-byte pattern had 8 equal 256 KiB chunks, one transfer.
+DATA = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(SIZE // 32))
 
 
 async def timed_stream(agent: AgentProcess, url: str) -> tuple[float, bytes]:
