@@ -20,7 +20,7 @@ import trio
 from frumitcache._log import get_logger
 from frumitcache.agent._flight import Flight, first_error, wait_any
 from frumitcache.agent._member import SeederChanged, wire_manifest
-from frumitcache.content import ContentRequest
+from frumitcache.content import ContentRequest, HttpMeta
 from frumitcache.errors import (
     DigestMismatchError,
     FetchRestartedError,
@@ -161,18 +161,10 @@ class SeederRole:
                     # Members can take each chunk the moment it is announced once they know
                     # where the object ends (without the size they must lag one chunk), and
                     # answer with the origin's metadata from the start.
+                    meta = HttpMeta(info.content_type, info.etag, info.last_modified)
+                    so_far = tuple(store.partial_chunks(flight.url))
                     await node.announce_object(
-                        ObjectManifest(
-                            flight.url,
-                            None,
-                            info.size,
-                            store.chunk_size,
-                            tuple(store.partial_chunks(flight.url)),
-                            False,
-                            info.content_type,
-                            info.etag,
-                            info.last_modified,
-                        )
+                        _partial(flight.url, info.size, store.chunk_size, so_far, meta)
                     )
                 await self._announce_chunks(flight, fence.hold, ended)
                 fence.scope.cancel()
@@ -236,19 +228,8 @@ class SeederRole:
                         await hold.wait_open()  # nothing announced while held
                         if fresh:
                             fresh = False
-                            meta = flight.meta
                             await node.announce_object(
-                                ObjectManifest(
-                                    flight.url,
-                                    None,
-                                    flight.size,
-                                    store.chunk_size,
-                                    (),
-                                    False,
-                                    meta.content_type,
-                                    meta.etag,
-                                    meta.last_modified,
-                                )
+                                _partial(flight.url, flight.size, store.chunk_size, (), flight.meta)
                             )
                         await node.announce_chunk(flight.url, index, digest, store.chunk_size)
                         try:
@@ -438,3 +419,13 @@ async def _settle(
             now = measure()
             if now != last:
                 last, quiet_until = now, trio.current_time() + quiet_s
+
+
+def _partial(
+    url: str, size: int | None, chunk_size: int, chunks: tuple[bytes, ...], meta: HttpMeta
+) -> ObjectManifest:
+    """The object the seeder starts fetching, as the site hears of it: its size and the
+    origin's metadata from the start, so members can take each chunk as it is announced."""
+    return ObjectManifest(
+        url, None, size, chunk_size, chunks, False, meta.content_type, meta.etag, meta.last_modified
+    )
