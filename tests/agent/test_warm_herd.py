@@ -31,7 +31,15 @@ async def test_warm_herd_takes_about_one_copy_from_the_seeder(tmp_path: Path) ->
     data = os.urandom(32 * MiB)
     digest = hashlib.sha256(data).hexdigest()
     origin = OriginServer()
-    site = LoopbackSite(tmp_path / "site", 4, priorities=[10, 0, 0, 0])
+    # A trade that makes no progress for seeder_grace_s is widened to the seeder; under a
+    # loaded CI box the default 3 s widened enough chunks to pass the bound below (1.77 copies
+    # once). A long grace keeps this test about the assignment, not about the box's load.
+    site = LoopbackSite(
+        tmp_path / "site",
+        4,
+        priorities=[10, 0, 0, 0],
+        settings={"swarm": {"seeder_grace_s": 20.0}},
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(origin.serve, loopback_address())
         origin.add("/warm.bin", data)
@@ -59,7 +67,7 @@ async def test_warm_herd_takes_about_one_copy_from_the_seeder(tmp_path: Path) ->
                 assert (tmp_path / f"out{i}").read_bytes() == data
             assert origin.stats.requests["/warm.bin"] == 1
             sent = int(view["peer_http_served"]) + int(view.get("swarm_uploaded", 0))
-            # Three members, one copy assigned among them; slack for chunks a slow trade
+            # Three members, one copy assigned among them; slack for a chunk a stuck trade
             # widened to the seeder. A star would be three copies.
             assert sent <= 1.75 * len(data), (sent / len(data), view)
         finally:
