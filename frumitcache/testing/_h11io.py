@@ -20,6 +20,14 @@ def socket_of(stream: trio.abc.Stream) -> socket.socket:
     return stream.socket  # type: ignore[return-value]
 
 
+def peer_of(stream: trio.abc.Stream) -> str:
+    """The client's address ("" if gone): a test tells one agent's origin bytes from another's."""
+    try:
+        return str(socket_of(stream).getpeername()[0])
+    except OSError:
+        return ""
+
+
 async def read_request(
     conn: h11.Connection, stream: trio.abc.Stream
 ) -> tuple[h11.Request | None, bytes]:

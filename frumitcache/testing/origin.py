@@ -22,7 +22,8 @@ As a process (multi-process tests, benchmarks)::
         [--generate /big.bin=50GiB:7] [--generate /disk.img=50GiB:7:1GiB]
         [--tls-cert CERT.pem --tls-key KEY.pem]
 
-prints ``{"port": N}`` once listening; ``GET /_stats`` answers the counts as JSON,
+prints ``{"port": N}`` once listening; ``GET /_stats`` answers the counts as JSON (with
+``log``: each request's method, path, client address, Range, status and bytes sent),
 ``POST /_fault`` with ``{"path": "/x", "fault": {...} | null}`` sets a fault and
 ``POST /_reset`` clears the counts.
 
@@ -46,7 +47,7 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ import h11
 import trio
 
 from frumitcache.origin import TokenBucket
-from frumitcache.testing._h11io import read_request, reason, send, send_simple, socket_of
+from frumitcache.testing._h11io import peer_of, read_request, reason, send, send_simple, socket_of
 from frumitcache.testing._resource import (
     PIECE,
     Resource,
@@ -63,6 +64,7 @@ from frumitcache.testing._resource import (
     not_modified,
     parse_range,
 )
+from frumitcache.testing._stats import RequestRecord, ServerStats
 from frumitcache.testing.generated import Generated, parse_spec
 
 
@@ -95,52 +97,6 @@ class Fault:
         if isinstance(values.get("then"), Mapping):
             values["then"] = cls.from_json(values["then"])
         return cls(**values)
-
-
-@dataclass(slots=True)
-class RequestRecord:
-    """One request as the server saw it (in :attr:`ServerStats.log`), logged on arrival;
-    ``status`` and ``bytes_sent`` fill in as the answer goes out."""
-
-    method: str
-    path: str
-    target: str  # as sent: origin-form ``/a`` or absolute-form ``http://host/a`` (proxy use)
-    headers: Mapping[str, str]
-    status: int = 0
-    bytes_sent: int = 0
-
-
-@dataclass(slots=True)
-class ServerStats:
-    """Counts per path; missing paths count 0. Control paths (``/_stats``...) are not counted."""
-
-    requests: Counter[str] = field(default_factory=Counter)
-    connections: int = 0  # TCP connections accepted (keep-alive reuses one)
-    bytes_sent: Counter[str] = field(default_factory=Counter)
-    log: list[RequestRecord] = field(default_factory=list)
-
-    @property
-    def total_bytes_sent(self) -> int:
-        return sum(self.bytes_sent.values())
-
-    @property
-    def total_requests(self) -> int:
-        return sum(self.requests.values())
-
-    def reset(self) -> None:
-        self.requests.clear()
-        self.connections = 0
-        self.bytes_sent.clear()
-        self.log.clear()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "requests": dict(self.requests),
-            "bytes_sent": dict(self.bytes_sent),
-            "connections": self.connections,
-            "total_requests": self.total_requests,
-            "total_bytes_sent": self.total_bytes_sent,
-        }
 
 
 def server_ssl_context(certfile: Path | str, keyfile: Path | str) -> ssl.SSLContext:
@@ -294,7 +250,7 @@ class OriginServer:
         if path in ("/_stats", "/_fault", "/_reset"):
             return await self._control(conn, stream, method, path, body)
         self.stats.requests[path] += 1
-        entry = RequestRecord(method, path, target, headers)
+        entry = RequestRecord(method, path, target, headers, peer=peer_of(stream))
         self.stats.log.append(entry)
 
         def record(n: int) -> None:

@@ -4,7 +4,10 @@ site key; all share one federation key (unless a test hands one a wrong one)."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,3 +60,17 @@ def members(site: LoopbackSite) -> list[str]:
 async def uplink(agent: AgentProcess) -> dict[str, int]:
     """The agent's uplink counters (``origin_bytes``, ``federation_bytes``, per link, ...)."""
     return dict((await AgentClient(agent.socket).status()).origin)
+
+
+def shaped_unsupported() -> str | None:
+    """Why shaped (network-namespace) federation tests cannot run here; None if they can."""
+    if os.geteuid() != 0:
+        return "need root"
+    if shutil.which("ip") is None or shutil.which("tc") is None:
+        return "need iproute2 (ip, tc)"
+    probe = f"fc{os.getpid()}-probe"  # bench._netns.cleanup_leftovers' pattern
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, timeout=30)
+    if made.returncode != 0:
+        return f"cannot create a network namespace: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=30, check=False)
+    return None
