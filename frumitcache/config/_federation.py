@@ -63,15 +63,16 @@ class FederationConfig(Section):
     )
     min_rate: int = opt(
         0,
-        "A parent or sibling delivering slower than this over slow_window_s is skipped and the "
-        "fetch resumes (with Range) from the next member, site or the origin. 0 (the default) "
-        "means never: a floor cannot tell a narrow link from a parent that is slow because its "
-        "own origin or its egress to many children is, and leaving such a parent makes the "
-        "origin send those bytes twice. A dead or silent link is left anyway "
+        "A parent or sibling whose link delivers slower than this while busy (over "
+        "slow_window_s; waits of a second or more, when the member has nothing to send, do "
+        "not count) is skipped and the fetch resumes (with Range) after the bytes it has, from "
+        "the next member, site or the origin. A parent slow for its own reasons (its origin) "
+        "is kept, so the origin still sends once. 0 (the default) means never: a floor cannot "
+        "tell one narrow link from a core egress shared by many children, and a child leaving "
+        "that makes the origin send the rest again. A dead or silent link is left anyway "
         "(connect_timeout_s, read_timeout_s). Set it where a site's path to its parents can be "
         "far narrower than its path to the origin (bench.federation, 32 MiB over a 1 Mbit "
-        "federation link: 285 s with 0, 40 s with 2Mbit and 1.93x the origin bytes), below "
-        "what a parent gives each child while it is still fetching.",
+        "federation link: 285 s with 0, 40 s with 2Mbit and 1.93x the origin bytes).",
         "bytes/s",
     )
     slow_window_s: float = opt(10.0, "The window min_rate is measured over.", "s")

@@ -15,9 +15,10 @@ Only where the bytes come from changes. For each GET without credentials it trie
 A member that cannot be reached, refuses, or dies mid-body is skipped for
 ``federation.retry_after_s``; when a body breaks, the fetcher resumes with Range and this
 transport offers the resumed request to the next member, site or the origin. A member whose
-body broke (crawling under ``min_rate``, silent past ``read_timeout_s``, cut) is not asked
-again for the rest of that fetch, however short ``retry_after_s``: otherwise two parents on one
-slow path take turns until the fetcher's resumes run out, and the origin is never reached.
+body broke (its link crawling under ``min_rate`` while busy, see ``RateFloor``; silent past
+``read_timeout_s``; cut) is not asked again for the rest of that fetch, however short
+``retry_after_s``: otherwise two parents on one slow path take turns until the fetcher's
+resumes run out, and the origin is never reached.
 A member whose bytes failed the fetcher's check of the object (its SHA-256 or size, named in
 ``SKIP_EXTENSION``) is not asked again in that fetch either, which starts over from the next
 member or the origin (:mod:`frumitcache.origin._links`). Anything but GET goes to the origin
@@ -260,17 +261,20 @@ class _LinkStream(httpx.AsyncByteStream):
         cfg = self._transport._config
         floor = RateFloor(cfg.min_rate, cfg.slow_window_s)
         try:
+            asked = trio.current_time()
             async for part in self._inner:
                 link.bytes_received += len(part)
                 now = trio.current_time()
+                waited = now - asked  # for the member: not our pacing, not our reader
                 wait = link.bucket.take(len(part), now)
                 if wait > 0:
                     await trio.sleep(wait)
                 yield part
-                if floor.add(len(part), trio.current_time()):
+                if floor.add(len(part), trio.current_time(), waited):
                     # A crawling link: end this body; the fetcher resumes after what it has
                     # from the next member, site or the origin.
                     raise httpx.ReadTimeout(f"slower than federation.min_rate ({cfg.min_rate} B/s)")
+                asked = trio.current_time()
         except httpx.TransportError as exc:
             if not self._closed:
                 detail = f"broke mid-body: {exc or type(exc).__name__}"

@@ -71,28 +71,45 @@ def takes(role: Role, status: int, origin_said: bool) -> bool:
     return role == "parent" and origin_said and status in (404, 410)
 
 
+#: A wait this long for a link's next bytes means the member had none ready (a parent waiting
+#: for its own source releases each verified chunk in one burst): not the link's slowness. A
+#: busy narrow link hands over bytes as packets arrive (a member pacing at federation.max_rate,
+#: 64 KiB at a time), so it waits this long only below 64 KiB/s or when stalled.
+IDLE_GAP_S = 1.0
+
+
 class RateFloor:
-    """Is a link slower than ``min_rate`` bytes/s over the last ``window_s``? Fed each body
-    piece with the time (``add(n, now)``); the first window starts at the first piece, so the
-    wait for the answer's head (the parent fetching) is not counted. ``min_rate`` 0: never."""
+    """Is a *link* slower than ``min_rate`` bytes/s over the last ``window_s``? Fed each body
+    piece with the time and how long the reader waited for it (``add(n, now, waited)``); the
+    first window starts at the first piece, so the wait for the answer's head is not counted,
+    and waits of :data:`IDLE_GAP_S` or more (the member had nothing to send: a parent slowed by
+    its own origin) leave the rate: it is the bytes over the time the link was busy. So a child
+    leaves a narrow link, also while its parent is still fetching, and stays with a parent that
+    is slow for its own reasons (leaving it would make the origin send those bytes again).
+    ``min_rate`` 0: never."""
 
     def __init__(self, min_rate: int, window_s: float) -> None:
         self.min_rate = min_rate
         self.window_s = window_s
         self._start: float | None = None
         self._bytes = 0
+        self._idle = 0.0
 
-    def add(self, n: int, now: float) -> bool:
-        """Count ``n`` bytes received at ``now``; True when the window ended too slow."""
+    def add(self, n: int, now: float, waited: float = 0.0) -> bool:
+        """Count ``n`` bytes received at ``now`` after ``waited`` seconds; True when the window
+        ended with the link busy and too slow."""
         if not self.min_rate:
             return False
         if self._start is None:
             self._start = now
             return False
         self._bytes += n
+        if waited >= IDLE_GAP_S:
+            self._idle += waited
         elapsed = now - self._start
         if elapsed < self.window_s:
             return False
-        slow = self._bytes < self.min_rate * elapsed
-        self._start, self._bytes = now, 0
+        busy = elapsed - self._idle
+        slow = busy > 0 and self._bytes < self.min_rate * busy
+        self._start, self._bytes, self._idle = now, 0, 0.0
         return slow

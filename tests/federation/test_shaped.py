@@ -180,3 +180,85 @@ def _holds(agent: AgentProcess, chunk: bytes) -> bool:
     """Is ``chunk`` in the agent's store (a chunk file is renamed into place whole)?"""
     name = hashlib.sha256(chunk).hexdigest()
     return (agent.store / "chunks" / name[:2] / name).exists()
+
+
+async def test_shaped_a_1mbit_federation_link_is_left_while_the_parent_still_fetches(
+    tmp_path: Path,
+) -> None:
+    """The edge's federation link (its path to the core's Pis) is shaped to 1 Mbit/s inside its
+    20 Mbit uplink; the core fetches from the origin at 16 Mbit/s. With federation.min_rate
+    2 Mbit/s the edge finds each core Pi's link slower than that while the core is still
+    fetching (the link is busy: the core has bytes to spare), leaves it after slow_window_s,
+    and resumes from the origin after the bytes it has: nothing the parent sent is fetched
+    again, and the core's own fetch stays the only other one at the origin."""
+    data = os.urandom(6 * CHUNK)
+    digest = hashlib.sha256(data).hexdigest()
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "release.bin").write_bytes(data)
+    fed = ShapedFederation([2, 2], uplink=UPLINK, core_uplink=2 * MiB, slow_links={1: 125_000})
+    agents: list[AgentProcess] = []
+    origin: subprocess.Popen[bytes] | None = None
+    try:
+        fed.build()
+        origin = start_origin(fed, www)
+        key = new_key()
+        core_v6 = [f"[{fed.pi_v6(0, i)}]:3147" for i in range(2)]
+        core = site_agents(fed, 0, tmp_path, key, [], site=SITE_TIMERS)
+        edge = site_agents(fed, 1, tmp_path, key, core_v6, site=SITE_TIMERS)
+        for agent in edge:
+            agent.settings["federation"].update(min_rate=250_000, slow_window_s=3.0)
+        agents = core + edge
+        async with trio.open_nursery() as nursery:
+            for agent in agents:
+                nursery.start_soon(agent.start)
+        await seeder_of(core)
+        await seeder_of(edge)
+        url = f"http://{fed.origin_v4}:{ORIGIN_PORT}/release.bin"
+        results: dict[int, subprocess.CompletedProcess[bytes]] = {}
+        core_had: list[int] = []  # the origin's bytes to the core when the edge left a link
+
+        async def watch_the_edge() -> None:
+            while not any(_LEFT in a.log() for a in edge):  # noqa: ASYNC110 (a log file)
+                await trio.sleep(0.1)
+            log = (await trio.to_thread.run_sync(origin_stats, fed))["log"]
+            core_had.append(sum(e["bytes_sent"] for e in log if e["peer"].startswith(_CORE)))
+
+        async def one(i: int, agent: AgentProcess) -> None:
+            results[i] = await pull(agent, url, digest, tmp_path / f"out{i}")
+
+        with trio.fail_after(75):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch_the_edge)
+                async with trio.open_nursery() as pulls:
+                    for i, agent in enumerate(agents):
+                        pulls.start_soon(one, i, agent)
+                nursery.cancel_scope.cancel()  # the edge never left a link: core_had is empty
+        logs = [a.log() for a in agents]
+        for i, result in sorted(results.items()):
+            assert result.returncode == 0, (result.stderr, logs[i])
+            assert (tmp_path / f"out{i}").read_bytes() == data
+        assert core_had, logs[2:]  # the edge left a link ...
+        assert core_had[0] < len(data), core_had  # ... while the core was still fetching
+        counters = [await uplink(a) for a in edge]
+        federation = sum(c["federation_bytes"] for c in counters)
+        from_origin = sum(c["origin_bytes"] for c in counters)
+        assert 0 < federation < len(data), counters
+        assert federation + from_origin == len(data), counters  # resumed after the parent's
+        sent = origin_stats(fed)["bytes_sent"]["/release.bin"]
+        assert sent == len(data) + from_origin, (sent, counters)
+        print(f"edge: {federation} from the core, {from_origin} from the origin; origin {sent}")
+    finally:
+        for agent in agents:
+            agent.kill()
+        if origin is not None:
+            origin.kill()
+            origin.wait(timeout=10)
+            if origin.stdout is not None:
+                origin.stdout.close()
+        fed.teardown()
+    assert not fed.exists()
+
+
+_LEFT = "slower than federation.min_rate"
+_CORE = "10.98.10."  # ShapedFederation.pi_v4 of site 0

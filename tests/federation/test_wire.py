@@ -59,6 +59,29 @@ def test_a_crawling_link_is_found_after_a_window() -> None:
     assert not floor.add(20_000, 120.0)  # 40 kB in 10 s: fast enough
 
 
+def test_a_crawling_link_is_found_while_its_parent_is_still_fetching() -> None:
+    # A 1 Mbit/s link from a parent with chunks to spare: bytes every 0.1 s, never a wait.
+    floor = RateFloor(min_rate=250_000, window_s=10.0)
+    fired = [floor.add(12_500, 100.0 + t / 10, waited=0.1) for t in range(101)]
+    assert fired == [False] * 100 + [True]
+
+
+def test_a_parent_waiting_for_its_own_source_is_not_a_slow_link() -> None:
+    # A fast link from a parent whose origin gives 1 MiB/s: a 4 MiB chunk in 0.1 s, then 4 s
+    # of waiting for the next one. 1 MiB/s on average, under the floor; the link is not.
+    floor = RateFloor(min_rate=2 * 1024 * 1024, window_s=10.0)
+    now = 100.0
+    for _chunk in range(10):
+        for piece in range(64):
+            now += 0.1 / 64
+            assert not floor.add(65_536, now, waited=4.0 if piece == 0 else 0.0)
+        now += 4.0
+    # The same parent across a link slower than the floor while busy: found.
+    floor = RateFloor(min_rate=2 * 1024 * 1024, window_s=10.0)
+    fired = [floor.add(65_536, 100.0 + t / 10, waited=0.5) for t in range(101)]
+    assert fired[-1], fired
+
+
 def test_no_floor_never_fires() -> None:
     floor = RateFloor(min_rate=0, window_s=1.0)
     assert not any(floor.add(1, float(t)) for t in range(100))
