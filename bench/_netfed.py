@@ -224,9 +224,10 @@ def site_agents(
     return agents
 
 
-def start_origin(fed: ShapedFederation, root: Path) -> subprocess.Popen[bytes]:
-    """The test origin serving ``root`` in the origin namespace on :data:`ORIGIN_PORT`; the
-    caller kills it by pid (and closes its stdout)."""
+def start_origin(fed: ShapedFederation, root: Path, rate: int = 0) -> subprocess.Popen[bytes]:
+    """The test origin serving ``root`` in the origin namespace on :data:`ORIGIN_PORT`, at most
+    ``rate`` bytes/s over all its connections (0: no limit); the caller kills it by pid (and
+    closes its stdout)."""
     proc = subprocess.Popen(
         [
             *fed.prefix(fed.origin_ns),
@@ -239,6 +240,8 @@ def start_origin(fed: ShapedFederation, root: Path) -> subprocess.Popen[bytes]:
             str(ORIGIN_PORT),
             "--dir",
             str(root),
+            "--rate",
+            str(rate),
         ],
         stdout=subprocess.PIPE,
     )

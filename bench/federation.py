@@ -26,6 +26,10 @@ core's Pis, to RATE both ways (an htb class of its own on that edge's uplink); i
 origin keeps the uplink. Adds ``slow_link``: whether that edge's Pis all completed, their last
 time, and where its bytes came from. ``--edge-federation min_rate=2Mbit`` (any [federation]
 key) sets the edges' fallback knobs; otherwise they keep the agent's defaults.
+
+``--origin-rate RATE``: the origin itself sends at most RATE in all (the test origin's shared
+limit), so the core is a parent slowed by its own origin: a child's floor above that pace must
+keep it (the origin sends once) where the federation links are wide.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
     uplink = parse_quantity(args.uplink, "bytes/s")
     core_uplink = parse_quantity(args.core_uplink, "bytes/s") if args.core_uplink else uplink
     slow_links = dict([args.slow_link]) if args.slow_link else {}
+    origin_rate = parse_quantity(args.origin_rate, "bytes/s") if args.origin_rate else 0
     data = os.urandom(size)
     digest = hashlib.sha256(data).hexdigest()
     www = work / "www"
@@ -88,7 +93,7 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
     origin: subprocess.Popen[bytes] | None = None
     try:
         fed.build()
-        origin = start_origin(fed, www)
+        origin = start_origin(fed, www, rate=origin_rate)
         key = os.urandom(32).hex() if mode == "federated" else None
         by_v6 = [f"[{fed.pi_v6(0, i)}]:3147" for i in range(args.core)]
         by_v4 = [f"{fed.pi_v4(0, i)}:3147" for i in range(args.core)]
@@ -143,6 +148,7 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
             "bytes": size,
             "uplink_bytes_s": uplink,
             "core_uplink_bytes_s": core_uplink,
+            "origin_rate_bytes_s": origin_rate,
             "origin_bytes": sent,
             "origin_ratio": round(sent / size, 4),
             "federation_bytes": sum(site["federation_bytes"] for site in sites[1:]),
@@ -206,6 +212,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", default="32MiB")
     parser.add_argument("--uplink", default="20Mbit", help="each edge site's uplink, each way")
     parser.add_argument("--core-uplink", default="100Mbit", help="the core's uplink, each way")
+    parser.add_argument(
+        "--origin-rate", help="the origin's own limit over all its connections (e.g. 8Mbit)"
+    )
     parser.add_argument("--mode", choices=("federated", "islands", "both"), default="both")
     parser.add_argument("--settle-s", type=float, default=8.0, help="wait for seeders first")
     parser.add_argument(
