@@ -4,7 +4,8 @@ real HTTP server (the test origin, serving the lie at the federation path) plays
 child's check of the object's SHA-256 (``pull --sha256``) finds the lie: the link is left,
 named in the log and counted per link in ``frumitcache site``, everything it sent is dropped,
 and the object comes again from the next parent or the origin. Nothing wrong is stored or
-handed out, and every pull completes."""
+handed out, and every pull completes. One level further up (a liar as the parent of the
+child's parent) the child is still right, at the cost of the whole object from the origin."""
 
 from __future__ import annotations
 
@@ -143,3 +144,49 @@ async def test_hostile_parent_sending_a_wrong_whole_object_the_edge_completes_fr
         assert "wrong bytes for 1 object(s)" in text, text
     finally:
         edge.kill()
+
+
+async def test_a_lying_grandparent_the_child_completes_and_the_origin_sends_again(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A three-level chain: the child's parent is a middle site whose parents are a hostile
+    one (first) and the honest core, which already holds the object. The middle does not know
+    the object's SHA-256 (the wire carries none), so it takes the liar's bytes; the child,
+    which knows it (``pull --sha256``), leaves the middle, drops them and fetches the whole
+    object from the origin: correct, but the origin sends it a second time (the core had it),
+    and the middle never learns it was lied to."""
+    origin = OriginServer(rate=6 * MiB)
+    await nursery.start(origin.serve, loopback_address())
+    data = os.urandom(2 * CHUNK + 4321)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/chain.bin", data)
+    lie = data[:CHUNK] + os.urandom(CHUNK) + data[2 * CHUNK :]
+    liar, liar_member = await hostile_parent(nursery, lie)
+    key = new_key()
+    core = fed_site(tmp_path / "core", 1, key)
+    middle = fed_site(tmp_path / "middle", 1, key, parents=[liar_member, *members(core)])
+    child = fed_site(tmp_path / "child", 1, key, parents=members(middle))
+    sites = [core, middle, child]
+    try:
+        for site in sites:
+            await site.start()
+        url = origin.url("/chain.bin")
+        with trio.fail_after(90):
+            first = await pull(core.agents[0], url, digest, tmp_path / "core.out")
+            assert first.returncode == 0, (first.stderr, core.agents[0].log())
+            result = await pull(child.agents[0], url, digest, tmp_path / "child.out")
+        log = child.agents[0].log()
+        assert result.returncode == 0, (result.stderr, log)
+        assert (tmp_path / "child.out").read_bytes() == data
+        assert " from origin, " in result.stderr.decode(), result.stderr
+        assert liar.stats.requests[PATH] >= 1
+        assert "fetch.link-rejected" in log, log
+        assert f"parent@{members(middle)[0]}" in log, log
+        assert "fetch.link-rejected" not in middle.agents[0].log()
+        # The cost: the core's copy, then the whole object again for the child.
+        assert origin.stats.bytes_sent["/chain.bin"] == 2 * len(data), origin.stats.requests
+        counters = await uplink(middle.agents[0])
+        print(f"middle: {counters}; origin requests {origin.stats.requests}")
+    finally:
+        for site in sites:
+            site.kill()
