@@ -53,7 +53,8 @@ class SiteConfig(Section):
     lease_s: float = opt(
         3.0,
         "Seeder lease; a seeder whose lease lapses holds its origin fetch, and stops it when "
-        "the lease is not back (same term) within another lease_s.",
+        "the site shows the lease cannot come back in the same term (another seeder or term "
+        "named, a step-down), or after site.fallback_timeout_s.",
         "s",
     )
     member_forget_s: float = opt(
@@ -78,9 +79,10 @@ class SiteConfig(Section):
     )
     fallback_timeout_s: float = opt(
         15.0,
-        "How long the site must get nowhere (no seeder named, no chunk arriving) before "
-        "falling back to the origin; a seeder that is named (its leases arrive) but from which "
-        "no chunk arrives is given 4 times as long.",
+        "How long the site must get nowhere (no seeder named, no majority of the site heard, "
+        "no chunk arriving) before falling back to the origin; a site that is named a seeder "
+        "(its leases arrive) or heard as a majority (it can elect one) but from which no chunk "
+        "arrives is given 4 times as long.",
         "s",
     )
 

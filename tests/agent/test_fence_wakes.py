@@ -174,3 +174,24 @@ async def test_another_seeder_named_while_held_fires_at_once(
     assert fired
     assert cancelled
     assert 1.5 <= when - start < 1.6  # not at the grace's end (4.0)
+
+
+async def test_without_evidence_the_hold_outlasts_the_lease_until_the_bound(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The bound is site.fallback_timeout_s (15 s): a lease back in the same term 4 s after
+    # it lapsed (a loaded site's late acks, seen at N = 100) releases the hold; no fence.
+    site = _Site(until=trio.current_time() + 1.0)
+    fence = _Fence(15.0)
+    fetch = trio.CancelScope()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fence.run, cast("SiteLink", site), fetch)
+        await trio.sleep(5.0)  # lapsed at 1.0: held for 4 s, more than a lease
+        assert _held(fence)
+        assert not fence.fired
+        site.renew()
+        await trio.sleep(0.1)
+        assert not _held(fence)
+        assert not fence.fired
+        assert not fetch.cancel_called
+        fence.scope.cancel()
