@@ -374,7 +374,12 @@ class ContentService:
                 held = len(self._store.partial_chunks(flight.url))
                 if clock is None:
                     clock = FallbackClock(cfg.fallback, cfg.fallback_timeout_s, now, held)
-                clock.observe(now, seeder_named=node.seeder() is not None, held=held)
+                clock.observe(
+                    now,
+                    seeder_named=node.seeder() is not None,
+                    majority_heard=node.hears_majority(),
+                    held=held,
+                )
                 verdict = clock.decide()
                 if verdict is Verdict.ORIGIN:
                     self.stats.fallbacks += 1

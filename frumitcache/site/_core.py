@@ -353,6 +353,14 @@ class SiteCore:
     def seeder(self, now: float) -> tuple[str, int] | None:
         return self.election.seeder(now)
 
+    def hears_majority(self, now: float) -> bool:
+        """Has this node heard a majority of its electorate (itself included) within half of
+        ``forget_after_s``? Then it is on a side of the site that can elect a seeder: not cut
+        off. Half the horizon: longer than the gap between a seeder-less node's broadcasts
+        (3/4 to 1 times a quarter of it), so a site between seeders still counts whole."""
+        heard = self.membership.heard_within(now, self.membership.forget_after_s / 2)
+        return self.election.is_majority(heard, now)
+
     def lease_until(self) -> float:
         """When this node's seeder lease runs out unless renewed (``-inf`` when it has none)."""
         election = self.election

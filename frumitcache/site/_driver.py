@@ -39,12 +39,7 @@ import trio
 
 from frumitcache._log import get_logger
 from frumitcache.config import SiteConfig
-from frumitcache.errors import (
-    FrumitcacheError,
-    NotSeederError,
-    PeerError,
-    origin_status,
-)
+from frumitcache.errors import FrumitcacheError, NotSeederError, PeerError, origin_status
 from frumitcache.site._catalogue import Catalogue
 from frumitcache.site._codec import FrameCodec, FrameRejected, derive_mac_key
 from frumitcache.site._core import SiteCore, Timings
@@ -174,6 +169,10 @@ class SiteNode:
     def is_seeder(self) -> bool:
         """True only while this node holds a live seeder lease: check before fetching."""
         return self._core is not None and self._core.is_seeder(self._now())
+
+    def hears_majority(self) -> bool:
+        """Has this node heard a majority of its site lately (it is not cut off from it)?"""
+        return self._core is not None and self._core.hears_majority(self._now())
 
     def lease_until(self) -> float:
         """trio time at which our seeder lease runs out unless renewed (-inf: none held)."""

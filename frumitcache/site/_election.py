@@ -217,6 +217,10 @@ class Election:
                 size = max(size, reported)
         return size
 
+    def is_majority(self, count: int, now: float) -> bool:
+        """Are ``count`` nodes a majority of the electorate, as this node counts it (rule 1)?"""
+        return count > self._electorate_size(now) // 2
+
     def _majority(self, now: float, reported: dict[str, int]) -> bool:
         size = max([self._electorate_size(now), *reported.values()])
         return len(reported) > size // 2

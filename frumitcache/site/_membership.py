@@ -175,6 +175,10 @@ class Membership:
             e.info for e in self._others.values() if now < e.last_heard + self.forget_after_s
         ]
 
+    def heard_within(self, now: float, window_s: float) -> int:
+        """How many nodes, this one included, were heard within the last ``window_s``."""
+        return 1 + sum(1 for e in self._others.values() if now < e.last_heard + window_s)
+
     def electorate(self, now: float) -> frozenset[str]:
         """This node and every member heard within ``forget_after_s``."""
         return frozenset(

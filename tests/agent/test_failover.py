@@ -74,10 +74,57 @@ async def test_seeder_killed_half_way_through_a_large_object(
         site.kill()
 
 
+async def test_members_that_hear_their_site_wait_out_a_failover_longer_than_the_fallback(
+    origin: OriginServer, tmp_path: Path
+) -> None:
+    """The seeder is SIGKILLed half-way with ``site.fallback_timeout_s`` shorter than a
+    failover (1 s: the survivors' evidence of death alone takes 1.5 s). Each survivor hears
+    the other (2 of 3, a majority): the site will name a seeder, so neither fetches the
+    origin on its own; the new seeder resumes with Range and the object crosses the uplink
+    about once."""
+    data = os.urandom(64 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/big.bin", data)
+    site = LoopbackSite(tmp_path / "site", 3, settings={"site": {"fallback_timeout_s": 1.0}})
+    try:
+        await site.start()
+        first = await wait_for_seeder(site)
+        victim = next(a for a in site.agents if a.settings["node"]["name"] == first)
+        survivors = [a for a in site.agents if a is not victim]
+        results: dict[int, subprocess.CompletedProcess[bytes]] = {}
+
+        async def one(i: int, agent: AgentProcess) -> None:
+            results[i] = await pull(agent, origin.url("/big.bin"), digest, tmp_path / f"out{i}")
+
+        async def kill_half_way() -> None:
+            while origin.stats.bytes_sent["/big.bin"] < len(data) // 2:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+            victim.kill()
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(kill_half_way)
+                for i, agent in enumerate(survivors):
+                    nursery.start_soon(one, i, agent)
+        logs = [a.log() for a in survivors]
+        for i, result in sorted(results.items()):
+            assert result.returncode == 0, (result.stderr, logs)
+            assert (tmp_path / f"out{i}").read_bytes() == data
+        assert "fetch.fallback-origin" not in "".join(logs), logs
+        for agent in survivors:
+            assert (await site_status(agent))["fallbacks"] == 0
+        sent = origin.stats.bytes_sent["/big.bin"]
+        assert sent <= len(data) + CHUNK + 512 * 1024, (sent, origin.stats.requests, logs)
+    finally:
+        site.kill()
+
+
 async def test_seeder_paused_past_its_lease(origin: OriginServer, tmp_path: Path) -> None:
     """SIGSTOP the seeder for about its lease, three times during the fetch: its lease lapses
-    (fence) and either comes back in the same term or another member takes over. Every pull,
-    the paused seeder's own included, completes with the right bytes."""
+    (the fence holds its fetch) and either comes back in the same term (the fetch goes on) or
+    another member takes over (the fence stops it on that evidence, never on a timer: the
+    bound, site.fallback_timeout_s, is far off). Every pull, the paused seeder's own
+    included, completes with the right bytes."""
     data = os.urandom(64 * MiB)
     digest = hashlib.sha256(data).hexdigest()
     origin.add("/big.bin", data)
@@ -109,7 +156,9 @@ async def test_seeder_paused_past_its_lease(origin: OriginServer, tmp_path: Path
                 for i, agent in enumerate(site.agents):
                     nursery.start_soon(one, i, agent)
         logs = [a.log() for a in site.agents]
-        assert "seeder.fenced" in "".join(logs)  # the pauses did reach the fence
+        assert "seeder.held" in "".join(logs)  # the pauses did reach the fence
+        fenced = [line for log in logs for line in log.splitlines() if "seeder.fenced" in line]
+        assert not [line for line in fenced if "lease not back" in line], fenced
         for i, result in sorted(results.items()):
             assert result.returncode == 0, (result.stderr, logs)
             assert (tmp_path / f"out{i}").read_bytes() == data

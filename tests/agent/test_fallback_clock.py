@@ -32,9 +32,15 @@ TIMEOUT_S = 1.0
 
 class _Node:
     named: tuple[str, int] | None = ("other", 1)  # a member's view: someone else seeds
+    majority = False  # hears a majority of its site (it can elect a seeder)
+    named_at = float("inf")  # trio time from which ``later`` is named instead of ``named``
+    later: tuple[str, int] | None = None
 
     def seeder(self) -> tuple[str, int] | None:
-        return self.named
+        return self.later if trio.current_time() >= self.named_at else self.named
+
+    def hears_majority(self) -> bool:
+        return self.majority
 
     async def wait_seeder(self) -> tuple[str, int]:
         await trio.sleep_forever()
@@ -58,7 +64,12 @@ Attempt = Callable[[Store, Flight], Awaitable[None]]
 
 
 async def _run(
-    tmp_path: Path, attempts: list[Attempt], *, named: bool = True
+    tmp_path: Path,
+    attempts: list[Attempt],
+    *,
+    named: bool = True,
+    majority: bool = False,
+    named_after: float = float("inf"),
 ) -> tuple[ContentService, OriginServer]:
     origin = OriginServer()
     store = Store.open(tmp_path / "store", max_bytes=1 << 30, chunk_size=CHUNK)
@@ -72,6 +83,8 @@ async def _run(
     site = _MemberSite()
     if not named:
         site.node.named = None
+    site.node.majority = majority
+    site.node.named_at, site.node.later = trio.current_time() + named_after, ("next", 2)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(origin.serve, loopback_address())
@@ -146,6 +159,44 @@ async def test_a_named_seeder_that_never_answers_gets_longer_then_falls_back(
     assert trio.current_time() - started >= STUCK_FACTOR * TIMEOUT_S
 
 
+async def test_a_member_that_hears_its_site_waits_for_a_seeder_instead_of_the_origin(
+    tmp_path: Path,
+) -> None:
+    # The seeder's lease lapsed in this member's view (a loaded site: late renewals) and no
+    # seeder is named for longer than the timeout, but the member hears a majority of its
+    # site, which will name one (the same, or the next): the member waits for it and gets
+    # the object from it. The origin is not asked.
+    service, origin = await _run(
+        tmp_path, [_the_rest], named=False, majority=True, named_after=3 * TIMEOUT_S
+    )
+    assert service.stats.fallbacks == 0
+    assert origin.stats.requests["/obj.bin"] == 0
+
+
+async def test_a_member_cut_off_from_its_site_falls_back_after_the_timeout(
+    tmp_path: Path,
+) -> None:
+    # Hostile: the minority side of a partition (no seeder, no majority heard) is what the
+    # fallback is for: after the timeout, not the stuck time.
+    started = trio.current_time()
+    service, origin = await _run(tmp_path, [_unreachable] * 10, named=False, majority=False)
+    assert service.stats.fallbacks == 1
+    assert origin.stats.requests["/obj.bin"] == 1
+    assert trio.current_time() - started >= TIMEOUT_S
+
+
+async def test_a_site_heard_that_never_names_a_seeder_falls_back_after_the_stuck_time(
+    tmp_path: Path,
+) -> None:
+    # Hostile: most of the site answers beacons but no seeder ever comes (elections that
+    # never end): liveness, after STUCK_FACTOR times the timeout.
+    started = trio.current_time()
+    service, origin = await _run(tmp_path, [_unreachable] * 10, named=False, majority=True)
+    assert service.stats.fallbacks == 1
+    assert origin.stats.requests["/obj.bin"] == 1
+    assert trio.current_time() - started >= STUCK_FACTOR * TIMEOUT_S
+
+
 # --- the pure clock ----------------------------------------------------------------------------
 
 
@@ -174,6 +225,29 @@ def test_clock_no_seeder_named_falls_back_after_the_timeout() -> None:
     clock.observe(114.9, seeder_named=False, held=0)
     assert clock.decide() is Verdict.RETRY
     clock.observe(115.0, seeder_named=False, held=0)
+    assert clock.decide() is Verdict.ORIGIN
+    assert clock.waited() == 15.0
+
+
+def test_clock_a_site_heard_without_a_seeder_named_is_waited_for() -> None:
+    # The N = 100 herd: the seeder's lease lapsed in this member's view for 30 s (late
+    # renewals), while the member heard most of its site: no fallback at 15 s.
+    clock = FallbackClock("after-timeout", 15.0, now=0.0)
+    for now in range(0, 59, 3):
+        clock.observe(float(now), seeder_named=False, majority_heard=True, held=0)
+        assert clock.decide() is Verdict.RETRY, now
+    clock.observe(60.0, seeder_named=False, majority_heard=True, held=0)
+    assert clock.decide() is Verdict.ORIGIN  # stuck: a site that never serves is left
+    assert clock.waited() == 60.0
+
+
+def test_clock_a_member_cut_off_falls_back_a_timeout_after_it_last_heard_its_site() -> None:
+    # Hostile: a partition leaves the member on the minority side.
+    clock = FallbackClock("after-timeout", 15.0, now=0.0)
+    clock.observe(10.0, seeder_named=False, majority_heard=True, held=0)
+    clock.observe(24.9, seeder_named=False, majority_heard=False, held=0)
+    assert clock.decide() is Verdict.RETRY
+    clock.observe(25.0, seeder_named=False, majority_heard=False, held=0)
     assert clock.decide() is Verdict.ORIGIN
     assert clock.waited() == 15.0
 
