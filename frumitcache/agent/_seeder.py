@@ -4,14 +4,12 @@ A member's ``FetchRequest`` starts (or joins) the flight for its URL here; every
 announced to the site the moment it is stored, so members pull it while the rest still
 arrives. After a failover the new seeder first pulls the chunks live members already hold,
 then resumes the origin with HTTP Range after them. A seeder whose lease lapses holds its
-origin fetch, and stops it when the site shows the lease cannot come back (fencing,
-:class:`_Fence`).
+origin fetch, and stops it when the site names another seeder (fencing, :class:`_Fence`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, TypedDict
@@ -145,7 +143,16 @@ class SeederRole:
             flight.revalidate = False
         await self._pull_held_prefix(flight, after_failover=after_failover)
         flight.provenance = "uplink"
-        fence = _Fence(svc.site_config.fallback_timeout_s)
+
+        async def reannounce() -> None:
+            # Re-elected: the new term's catalogue was rebuilt from what this node holds,
+            # without the object's size and metadata the members need to follow each chunk.
+            so_far = tuple(store.partial_chunks(flight.url))
+            await node.announce_object(
+                _partial(flight.url, flight.size, store.chunk_size, so_far, flight.meta)
+            )
+
+        fence = _Fence(svc.site_config.fallback_timeout_s, on_new_term=reannounce)
         fetched: list[Manifest] = []
         ended = trio.Event()  # the origin fetch returned
 
@@ -337,36 +344,41 @@ def _upstream_of(request: FetchRequest) -> _Upstream | ErrorReply:
 
 class _Fence:
     """Fencing: a seeder whose lease lapses holds its origin fetch, and stops it only when
-    the lease cannot come back. ``fired`` says it stopped it (the lease may be back by the
-    time the fetch has unwound).
+    the site shows that another node may be fetching. ``fired`` says it stopped it (the lease
+    may be back by the time the fetch has unwound).
 
     Why holding is safe: while :attr:`hold` is held, no byte is read from the origin's socket
     (TCP flow control pauses the origin), none is written to the store and no chunk is
-    announced. The lease can come back in the same term only with a majority's acks, which a
-    site that elected another seeder will not give; so going on after a renewal is as safe as
-    the same seeder resuming its partial with Range, and costs no bytes, while a stopped fetch
-    loses what was in flight (the origin's socket buffers: up to a few MB, paid for again by
-    the resume).
+    announced. It goes on only when this node holds a live lease again: in the same term
+    (which takes a majority's acks, which a site that elected another seeder will not give),
+    or in a new term of its own won while no other seeder was named (it is then the one
+    node allowed to fetch, as when a new seeder resumes a partial with Range). Going on costs
+    no bytes; a stopped fetch loses what was in flight (the origin's socket buffers: up to a
+    few MB, paid for again by the resume).
 
-    So the fetch is stopped on evidence only: at once when the site names another seeder or
-    another term of ours, or when our seeder role is gone (a step-down, a vote for another
-    candidate: the lease cannot come back in this term). A lapse without such evidence is a
-    loaded site's late acks: at N = 100 on 2 cores the lease came back in the same term
-    0.7 s after a fence at ``lease_s``, again and again, each fence paying the bytes in
-    flight once more. ``grace_s`` (``site.fallback_timeout_s``) only bounds the hold for
-    liveness: a seeder cut off from its site for that long lets go of the connection, as its
-    members leave for the origin after that time.
+    So the fetch is stopped on evidence only: at once when the site names another seeder
+    (who resumes the object from what members hold). A lapse without it is a loaded site's
+    late acks: at N = 100 on 2 cores the lease came back in the same term 0.7 s after a
+    fence at ``lease_s``, or this node won the next term, again and again, each fence paying
+    the bytes in flight once more. ``grace_s`` (``site.fallback_timeout_s``) only bounds the
+    hold for liveness: a seeder cut off from its site for that long lets go of the
+    connection, as its members leave for the origin after that time. ``on_new_term`` runs
+    before a fetch goes on in a new term (the seeder re-announces the object to the new
+    term's catalogue).
 
     Event-driven: the fence wakes when the site says the seeder changed (a step-down, a
     lapse the driver noticed) and, in case the driver is late, when the lease it last saw
     runs out; a renewed lease only moves that deadline. While held it wakes on
     ``site.lease_changed`` (a change, or a renewal the driver took) and at the bound."""
 
-    def __init__(self, grace_s: float) -> None:
+    def __init__(
+        self, grace_s: float, *, on_new_term: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self.scope = trio.CancelScope()
         self.hold = FetchHold()
         self.fired = False
         self.grace_s = grace_s
+        self.on_new_term = on_new_term
 
     async def run(self, site: SiteLink, fetch: trio.CancelScope) -> None:
         with self.scope:
@@ -379,29 +391,32 @@ class _Fence:
                         await changed.wait()
                 self.hold.hold()
                 log.warning("seeder.held", detail="lease lapsed; origin fetch held")
-                why = await self._lease_back(site, ours)
-                if why:
+                back = await self._lease_back(site)
+                if isinstance(back, str):
+                    why = back
                     break
+                if back != ours:
+                    ours = back
+                    log.info("seeder.new-term", term=back[1], detail="origin fetch goes on")
+                    if self.on_new_term is not None:
+                        await self.on_new_term()
                 self.hold.release()
-                log.info("seeder.lease-back", detail="same term; origin fetch goes on")
+                log.info("seeder.lease-back", detail="origin fetch goes on")
             log.warning("seeder.fenced", detail="lease lost; origin fetch stopped", reason=why)
             self.fired = True
             fetch.cancel()
 
-    async def _lease_back(self, site: SiteLink, ours: tuple[str, int]) -> str:
-        """Wait (at most ``grace_s``) for our lease to be back in the same term: "" when it
-        is, else why it cannot be, at once on evidence (another seeder or term named, our
-        role gone)."""
+    async def _lease_back(self, site: SiteLink) -> tuple[str, int] | str:
+        """Wait (at most ``grace_s``) for a live lease of ours: its ``(us, term)``, in the
+        same term or a new one; else why not, at once when another seeder is named."""
         with trio.move_on_after(self.grace_s):
             while True:
                 changed = site.lease_changed
                 seeder = site.seeder()
-                if site.is_seeder() or seeder is not None:
-                    return "" if seeder == ours and site.is_seeder() else f"site names {seeder}"
-                if site.lease_until() == -math.inf:
-                    # Stepped down (or voted for another): only a new term could make us
-                    # seeder again.
-                    return "stepped down"
+                if seeder is not None and seeder[0] != site.node_id:
+                    return f"site names {seeder}"
+                if seeder is not None and site.is_seeder():
+                    return seeder
                 await changed.wait()
         return f"lease not back within {self.grace_s:g}s"
 

@@ -52,9 +52,9 @@ class SiteConfig(Section):
     member_timeout_s: float = opt(4.0, "A member silent this long is considered gone.", "s")
     lease_s: float = opt(
         3.0,
-        "Seeder lease; a seeder whose lease lapses holds its origin fetch, and stops it when "
-        "the site shows the lease cannot come back in the same term (another seeder or term "
-        "named, a step-down), or after site.fallback_timeout_s.",
+        "Seeder lease; a seeder whose lease lapses holds its origin fetch, goes on when its "
+        "lease is back (the same term, or a new term it won), and stops it when the site "
+        "names another seeder, or after site.fallback_timeout_s.",
         "s",
     )
     member_forget_s: float = opt(

@@ -1,9 +1,9 @@
 """The seeder's fence waits on events, not a polling loop: it wakes when the site says the
 seeder changed and when the lease it last saw runs out; a renewed lease only moves that
-deadline. A lapsed lease holds the fetch (no cancel) until the lease is back in the same term,
-the site names another seeder or the seeder steps down (stopped at once), or the grace runs
-out (stopped). The site is faked (pure timing logic); the real fence runs under trio's mock
-clock."""
+deadline. A lapsed lease holds the fetch (no cancel) until the lease is back (the same term,
+or a new term this node won: released), the site names another seeder (stopped at once), or
+the bound runs out (stopped). The site is faked (pure timing logic); the real fence runs under
+trio's mock clock."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ class _Site:
         self.until = until
         self.role_lost = False
         self.other: tuple[str, int] | None = None  # a seeder the site names instead
+        self.term = 1
         self.looks = 0
         self.seeder_changed = trio.Event()
         self.lease_changed = trio.Event()
@@ -42,7 +43,7 @@ class _Site:
         return self._live()
 
     def seeder(self) -> tuple[str, int] | None:
-        return ("me", 1) if self._live() else self.other
+        return ("me", self.term) if self._live() else self.other
 
     def lease_until(self) -> float:
         return -math.inf if self.role_lost else self.until
@@ -61,6 +62,11 @@ class _Site:
 
     def step_down(self) -> None:
         self.role_lost = True
+        self._wake(changed=True)
+
+    def win(self, term: int) -> None:
+        """This node wins a new term (it stood after its step-down)."""
+        self.role_lost, self.term, self.until = False, term, trio.current_time() + 1.0
         self._wake(changed=True)
 
     def name(self, other: tuple[str, int]) -> None:
@@ -87,6 +93,10 @@ def _held(fence: _Fence) -> bool:
     return fence.hold.held  # a call: mypy would narrow the attribute across the awaits
 
 
+def _fired(fence: _Fence) -> bool:
+    return fence.fired
+
+
 async def _nothing() -> None:
     await trio.lowlevel.checkpoint()
 
@@ -100,8 +110,9 @@ async def test_a_lease_that_runs_out_holds_then_fires_after_the_grace_without_po
     assert fired
     assert cancelled
     assert 3.0 + GRACE <= when - start < 3.1 + GRACE
-    # Once at start, once at the deadline, once when held: no 0.2 s ticks.
-    assert site.looks == 3
+    # Once at start, once at the deadline (held: the site names no one, nothing to look at):
+    # no 0.2 s ticks.
+    assert site.looks == 2
 
 
 async def test_a_renewed_lease_moves_the_deadline_and_does_not_fire(
@@ -146,18 +157,58 @@ async def test_a_lease_back_in_the_same_term_releases_the_hold(
         fence.scope.cancel()
 
 
-async def test_a_step_down_fires_at_once(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_step_down_holds_until_another_seeder_is_named(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A step-down (this node stood again, or voted for another) is no evidence that another
+    # node fetches: held; the seeder the site then names stops the fetch.
     site = _Site(until=trio.current_time() + 60.0)
 
-    async def step_down_later() -> None:
+    async def step_down_then_name_another() -> None:
         await trio.sleep(1.0)
         site.step_down()
+        await trio.sleep(2.0)
+        assert site.lease_until() == -math.inf
+        site.name(("other", 2))
 
     start = trio.current_time()
-    fired, when, cancelled = await _run_fence(site, step_down_later())
+    fired, when, cancelled = await _run_fence(site, step_down_then_name_another())
     assert fired
     assert cancelled
-    assert 1.0 <= when - start < 1.1  # the seeder-changed event, not the 60 s lease
+    assert 3.0 <= when - start < 3.1  # when named, not at the step-down nor the bound
+
+
+async def test_a_new_term_won_by_this_node_releases_the_hold_after_the_hook(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # At N = 100 the lapsed seeder often won the next term itself: the fetch goes on (no
+    # bytes in flight lost), after the hook re-announced the object to the new catalogue.
+    site = _Site(until=trio.current_time() + 1.0)
+    calls: list[tuple[bool, tuple[str, int] | None]] = []
+
+    async def on_new_term() -> None:
+        calls.append((fence.hold.held, site.seeder()))
+
+    fence = _Fence(GRACE, on_new_term=on_new_term)
+    fetch = trio.CancelScope()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fence.run, cast("SiteLink", site), fetch)
+        await trio.sleep(1.5)
+        site.step_down()
+        await trio.sleep(0.5)
+        assert _held(fence)
+        site.win(5)
+        await trio.sleep(0.1)
+        assert not _held(fence)
+        assert calls == [(True, ("me", 5))]  # once, while still held
+        await trio.sleep(1.5)  # the new term's lease ran out (at 3.1): held again, not fired
+        assert _held(fence)
+        assert not fence.fired
+        site.name(("other", 6))
+        await trio.sleep(0.1)
+        assert _fired(fence)
+        assert fetch.cancel_called
+        fence.scope.cancel()
 
 
 async def test_another_seeder_named_while_held_fires_at_once(
