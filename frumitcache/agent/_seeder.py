@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypedDict
 import trio
 
 from frumitcache._log import get_logger
+from frumitcache.agent._fallback import STUCK_FACTOR
 from frumitcache.agent._flight import Flight, first_error, wait_any
 from frumitcache.agent._member import SeederChanged, wire_manifest
 from frumitcache.content import ContentRequest, HttpMeta
@@ -359,10 +360,12 @@ class _Fence:
     So the fetch is stopped on evidence only: at once when the site names another seeder
     (who resumes the object from what members hold). A lapse without it is a loaded site's
     late acks: at N = 100 on 2 cores the lease came back in the same term 0.7 s after a
-    fence at ``lease_s``, or this node won the next term, again and again, each fence paying
-    the bytes in flight once more. ``grace_s`` (``site.fallback_timeout_s``) only bounds the
-    hold for liveness: a seeder cut off from its site for that long lets go of the
-    connection, as its members leave for the origin after that time. ``on_new_term`` runs
+    fence at ``lease_s``, or this node won the next term 17 s after the lapse, again and
+    again, each fence paying the bytes in flight once more. ``grace_s``
+    (``site.fallback_timeout_s``) bounds the hold for liveness, as it bounds a member's wait:
+    a seeder that hears no majority of its site after that long is cut off and lets go of
+    the connection (and goes to the origin itself as a member would); one that hears its
+    site keeps holding, up to :data:`STUCK_FACTOR` times that. ``on_new_term`` runs
     before a fetch goes on in a new term (the seeder re-announces the object to the new
     term's catalogue).
 
@@ -407,18 +410,27 @@ class _Fence:
             fetch.cancel()
 
     async def _lease_back(self, site: SiteLink) -> tuple[str, int] | str:
-        """Wait (at most ``grace_s``) for a live lease of ours: its ``(us, term)``, in the
-        same term or a new one; else why not, at once when another seeder is named."""
-        with trio.move_on_after(self.grace_s):
-            while True:
-                changed = site.lease_changed
-                seeder = site.seeder()
-                if seeder is not None and seeder[0] != site.node_id:
-                    return f"site names {seeder}"
-                if seeder is not None and site.is_seeder():
-                    return seeder
-                await changed.wait()
-        return f"lease not back within {self.grace_s:g}s"
+        """Wait for a live lease of ours: its ``(us, term)``, in the same term or a new one;
+        else why not: at once when another seeder is named, after ``grace_s`` when this
+        node is cut off from its site (no majority heard), after :data:`STUCK_FACTOR` times
+        that in any case (the members' own limit)."""
+        start = trio.current_time()
+        check = start + self.grace_s
+        while True:
+            with trio.move_on_at(check):
+                while True:
+                    changed = site.lease_changed
+                    seeder = site.seeder()
+                    if seeder is not None and seeder[0] != site.node_id:
+                        return f"site names {seeder}"
+                    if seeder is not None and site.is_seeder():
+                        return seeder
+                    await changed.wait()
+            if not site.hears_majority():
+                return f"cut off from the site for {check - start:g}s"
+            if check - start >= STUCK_FACTOR * self.grace_s:
+                return f"lease not back within {check - start:g}s"
+            check += self.grace_s
 
 
 def _known_chunks(manifest: ObjectManifest | None) -> int:

@@ -206,6 +206,10 @@ class SiteLink(SiteHooks):
         """``(node id, term)`` of the live seeder as this node sees it, else ``None``."""
         return self.node.seeder() if self.node is not None else None
 
+    def hears_majority(self) -> bool:
+        """Has this node heard a majority of its site lately (it is not cut off from it)?"""
+        return self.node is not None and self.node.hears_majority()
+
     async def seed_chunk(self, digest: bytes) -> None:
         """Offer a stored chunk to the swarm when it is big enough to go that way."""
         if self.swarm is None:

@@ -54,7 +54,8 @@ class SiteConfig(Section):
         3.0,
         "Seeder lease; a seeder whose lease lapses holds its origin fetch, goes on when its "
         "lease is back (the same term, or a new term it won), and stops it when the site "
-        "names another seeder, or after site.fallback_timeout_s.",
+        "names another seeder, when it hears no majority of the site after "
+        "site.fallback_timeout_s, or after 4 times that.",
         "s",
     )
     member_forget_s: float = opt(

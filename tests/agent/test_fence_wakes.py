@@ -14,6 +14,7 @@ from typing import cast
 import trio
 import trio.testing
 
+from frumitcache.agent._fallback import STUCK_FACTOR
 from frumitcache.agent._seeder import _Fence
 from frumitcache.agent._sitelink import SiteLink
 
@@ -31,6 +32,7 @@ class _Site:
         self.role_lost = False
         self.other: tuple[str, int] | None = None  # a seeder the site names instead
         self.term = 1
+        self.majority = False  # cut off from the site unless a test says otherwise
         self.looks = 0
         self.seeder_changed = trio.Event()
         self.lease_changed = trio.Event()
@@ -47,6 +49,9 @@ class _Site:
 
     def lease_until(self) -> float:
         return -math.inf if self.role_lost else self.until
+
+    def hears_majority(self) -> bool:
+        return self.majority
 
     def _wake(self, *, changed: bool) -> None:
         if changed:
@@ -101,7 +106,7 @@ async def _nothing() -> None:
     await trio.lowlevel.checkpoint()
 
 
-async def test_a_lease_that_runs_out_holds_then_fires_after_the_grace_without_polling(
+async def test_a_lease_that_runs_out_holds_then_fires_after_the_grace_when_cut_off(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     site = _Site(until=trio.current_time() + 3.0)
@@ -225,6 +230,21 @@ async def test_another_seeder_named_while_held_fires_at_once(
     assert fired
     assert cancelled
     assert 1.5 <= when - start < 1.6  # not at the grace's end (4.0)
+
+
+async def test_a_seeder_that_hears_its_site_holds_past_the_bound_up_to_the_stuck_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # At N = 100 the lapsed seeder won the next term 17 s after the lapse, while it heard
+    # its site all along: not cut off, so it holds (4 x the bound at most, the members'
+    # own limit).
+    site = _Site(until=trio.current_time() + 1.0)
+    site.majority = True
+    start = trio.current_time()
+    fired, when, cancelled = await _run_fence(site, _nothing())
+    assert fired
+    assert cancelled
+    assert 1.0 + STUCK_FACTOR * GRACE <= when - start < 1.1 + STUCK_FACTOR * GRACE
 
 
 async def test_without_evidence_the_hold_outlasts_the_lease_until_the_bound(

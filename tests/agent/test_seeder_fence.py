@@ -1,9 +1,9 @@
 """The seeder's fence, with the site faked and everything else real (store, uplink client,
-throttled HTTP origin). A lease that lapses and comes back in the same term (late acks on a
-loaded box), however much later than ``lease_s``, holds the fetch: one origin request, the
-object's bytes exactly once. Evidence that the lease cannot come back (another seeder named,
-a step-down) stops the fetch at once, and so does a lease not back within the bound
-(``site.fallback_timeout_s``); the next seeder term resumes it with Range as before."""
+throttled HTTP origin). A lease that lapses and comes back (late acks on a loaded box), in the
+same term however much later than ``lease_s`` or in a new term this node won, holds the fetch:
+one origin request, the object's bytes exactly once. Another seeder named stops the fetch at
+once, and so does a lease not back within the bound (``site.fallback_timeout_s``) while this
+node hears no majority of its site; the next seeder term resumes it with Range as before."""
 
 from __future__ import annotations
 
@@ -83,6 +83,7 @@ class _Site:
         self.other: tuple[str, int] | None = None
         self.lapsed_at = -math.inf
         self.stepped_down = False
+        self.majority = True  # hears its site: a lapse is late acks, not a partition
         self.announced = 0
         self.on_fetch: object = None
         self.seeder_changed = trio.Event()
@@ -121,6 +122,9 @@ class _Site:
 
     def seeder(self) -> tuple[str, int] | None:
         return (self.node_id, self.term) if self.live else self.other
+
+    def hears_majority(self) -> bool:
+        return self.majority
 
     def lease_until(self) -> float:
         # Renewed at every look while live, as a live lease is; lapsed (role kept) otherwise.
@@ -268,6 +272,7 @@ async def test_a_lease_that_does_not_come_back_stops_the_fetch_and_the_next_term
 
     async def drive(origin: OriginServer, store: Store, url: str) -> None:
         site.lapse()
+        site.majority = False  # cut off from the site (a partition's minority side)
         await trio.sleep(BOUND + 0.5)  # the bound ran out: the fetch was stopped
         assert "seeder.fenced" in caplog.messages
         site.elect(2)  # this node wins the next term: it resumes its partial
