@@ -36,6 +36,7 @@ from pathlib import Path
 PREFIX = "fc"
 SITE_NET = "10.99.0"
 INET_NET = "10.99.1"
+SITE_NET6 = "fd99:fc::"  # a ULA /64 for the site LAN when the Pis get IPv6 addresses
 ETC_NETNS = Path("/etc/netns")
 _NAME = re.compile(rf"^{PREFIX}(\d+)-[a-z0-9]+$")
 
@@ -167,6 +168,9 @@ class ShapedSite(Namespaces):
     up: int  # bytes/s per Pi
     tag: str = field(default_factory=lambda: f"{PREFIX}{os.getpid()}")
     created: list[str] = field(default_factory=list)
+    #: Also give the bridge and every Pi an IPv6 ULA address on the site LAN (no DAD: the
+    #: addresses are usable at once); the uplink and the origin stay IPv4.
+    ipv6: bool = False
 
     @property
     def site_ns(self) -> str:
@@ -182,6 +186,9 @@ class ShapedSite(Namespaces):
     def pi_address(self, i: int) -> str:
         return f"{SITE_NET}.{10 + i}"
 
+    def pi_address6(self, i: int) -> str:
+        return f"{SITE_NET6}{10 + i:x}"
+
     @property
     def origin_address(self) -> str:
         return f"{INET_NET}.2"
@@ -194,6 +201,8 @@ class ShapedSite(Namespaces):
         self._add_ns(inet)
         _ip("-n", site, "link", "add", "br0", "type", "bridge")
         _ip("-n", site, "addr", "add", f"{SITE_NET}.1/24", "dev", "br0")
+        if self.ipv6:
+            _ip("-n", site, "addr", "add", f"{SITE_NET6}1/64", "dev", "br0", "nodad")
         _ip("-n", site, "link", "set", "br0", "up")
         subprocess.run(
             ["ip", "netns", "exec", site, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"],
@@ -217,6 +226,8 @@ class ShapedSite(Namespaces):
             _ip("-n", site, "link", "set", port, "master", "br0")
             _ip("-n", site, "link", "set", port, "up")
             _ip("-n", pi, "addr", "add", f"{self.pi_address(i)}/24", "dev", "eth0")
+            if self.ipv6:
+                _ip("-n", pi, "addr", "add", f"{self.pi_address6(i)}/64", "dev", "eth0", "nodad")
             _ip("-n", pi, "link", "set", "eth0", "up")
             _ip("-n", pi, "route", "add", "default", "via", f"{SITE_NET}.1")
             _shape(pi, "eth0", self.up)

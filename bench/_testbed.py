@@ -264,15 +264,17 @@ class LoopbackTestbed(Testbed):
 class ShapedTestbed(Testbed):
     mode = "shaped"
 
-    def __init__(self, nodes: int, rates: Rates, work: Path) -> None:
+    def __init__(self, nodes: int, rates: Rates, work: Path, *, ipv6: bool = False) -> None:
         super().__init__(nodes, rates, work)
         cleanup_leftovers()
         self.site = ShapedSite(
-            nodes, uplink=rates.uplink or 0, down=rates.down or 0, up=rates.up or 0
+            nodes, uplink=rates.uplink or 0, down=rates.down or 0, up=rates.up or 0, ipv6=ipv6
         )
         self.site.build()
+        # With ``ipv6`` the Pis are reached (and their agents bind) at their IPv6 addresses.
+        address = self.site.pi_address6 if ipv6 else self.site.pi_address
         self.pis = [
-            Host(f"pi{i}", self.site.pi_address(i), tuple(self.site.prefix(self.site.pi_ns(i))))
+            Host(f"pi{i}", address(i), tuple(self.site.prefix(self.site.pi_ns(i))))
             for i in range(nodes)
         ]
         self.origin_host = Host(

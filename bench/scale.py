@@ -19,6 +19,11 @@ site with static peer lists, the Pi with the highest priority preferred as seede
 * ``failover_s`` (``--no-kill`` skips it): the seeder is SIGKILLed, then seconds until a live
   agent names another seeder, and ``failover_agreed_s`` until every live agent names it.
 
+``--discovery`` gives the agents no peer lists: they find each other by multicast beacons.
+``--ipv6`` puts each agent in its own network namespace on one bridge, at an IPv6 ULA address
+(:class:`bench._testbed.ShapedTestbed`, root only): with ``--discovery`` the site forms over an
+IPv6 link-local multicast group, as on a site LAN.
+
 Every process is started and killed by pid (:class:`bench._testbed.LoopbackTestbed`). The
 test machine is shared: give the load average (``loadavg_1m``, in the output) with figures.
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -41,10 +47,10 @@ import trio
 from bench._herdcli import parse_args as herd_args
 from bench._report import machine
 from bench._systems import Frumitcache, cpu_seconds, memory_mb
-from bench._testbed import LoopbackTestbed, Rates
+from bench._testbed import LoopbackTestbed, Rates, ShapedTestbed, Testbed
 from bench.herd import Run
 
-_FRAME_KEYS = ("frames_in", "frames_out", "bytes_in", "bytes_out")
+_FRAME_KEYS = ("frames_in", "frames_out", "bytes_in", "bytes_out", "dropped_frames")
 
 
 async def _frames(system: Frumitcache) -> list[dict[str, int]]:
@@ -75,13 +81,14 @@ async def idle(system: Frumitcache, seconds: float) -> dict[str, Any]:
     after_frames = await _frames(system)
     n = len(pids)
     cpu = sum(a - b for a, b in zip(cpu_after, cpu_before, strict=True))
-    frames = nbytes = 0
+    frames = nbytes = dropped = 0
     answered = 0
     for b, a in zip(before_frames, after_frames, strict=True):
         if a and b:
             answered += 1
             frames += a["frames_in"] + a["frames_out"] - b["frames_in"] - b["frames_out"]
             nbytes += a["bytes_in"] + a["bytes_out"] - b["bytes_in"] - b["bytes_out"]
+            dropped += a["dropped_frames"] - b["dropped_frames"]
     # The status calls around the window are outside it; each agent's counters span ~elapsed.
     return {
         "idle_s": round(elapsed, 1),
@@ -91,6 +98,8 @@ async def idle(system: Frumitcache, seconds: float) -> dict[str, Any]:
         ),
         "frames_per_s_per_agent": round(frames / elapsed / max(answered, 1), 2),
         "bytes_per_s_per_agent": round(nbytes / elapsed / max(answered, 1), 1),
+        # Frames an agent received and refused (own multicast echoes included), per second.
+        "dropped_per_s_per_agent": round(dropped / elapsed / max(answered, 1), 2),
         "rss_mb_max": round(max(rss), 1),
         "rss_mb_mean": round(sum(rss) / n, 1),
     }
@@ -128,16 +137,24 @@ async def agreed_seeder(system: Frumitcache, killed: str, limit_s: float) -> flo
     return None
 
 
-async def measure(args: argparse.Namespace, bed: LoopbackTestbed, work: Path) -> dict[str, Any]:
+async def measure(args: argparse.Namespace, bed: Testbed, work: Path) -> dict[str, Any]:
     run = Run(
         herd_args(["--nodes", str(args.nodes), "--size", str(args.size), "--quiet"]), bed, work
     )
     run.base = await trio.to_thread.run_sync(bed.start_origin, run.root)
-    system = Frumitcache(bed, work / "site", extra={"log": {"level": args.log_level}})
+    extra: dict[str, dict[str, Any]] = {"log": {"level": args.log_level}}
+    if args.discovery:
+        # No peer lists: the agents find each other by multicast beacons, on a group of this
+        # run's own so that no other site on the host is heard.
+        group = {"multicast_v6": _run_group6()} if args.ipv6 else {"multicast_v4": _run_group()}
+        extra["site"] = {"discovery": True, "peers": [], **group}
+    system = Frumitcache(bed, work / "site", extra=extra)
     system.settle_limit_s = args.settle
     row: dict[str, Any] = {
         "bench": "scale",
         "nodes": args.nodes,
+        "network": "netns-ipv6" if args.ipv6 else "loopback-ipv4",
+        "discovery": "multicast" if args.discovery else "static-peers",
         "machine": machine(),
         "loadavg_1m_start": round(os.getloadavg()[0], 2),
     }
@@ -190,6 +207,17 @@ async def measure(args: argparse.Namespace, bed: LoopbackTestbed, work: Path) ->
     return row
 
 
+def _run_group() -> str:
+    """An IPv4 multicast group in the site-local scope (239.255/16) for this run only."""
+    n = secrets.randbelow(254 * 254)
+    return f"239.255.{1 + n // 254}.{1 + n % 254}"
+
+
+def _run_group6() -> str:
+    """An IPv6 link-local multicast group (ff02::/16) for this run only."""
+    return f"ff02::42:{1 + secrets.randbelow(0xFFFE):x}"
+
+
 def _size(text: str) -> int:
     units = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
     for unit, factor in units.items():
@@ -211,6 +239,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--settle", type=float, default=60.0, help="formation limit in s")
     parser.add_argument("--no-herd", dest="herd", action="store_false", help="skip the herd")
     parser.add_argument("--no-kill", dest="kill", action="store_false", help="skip failover")
+    parser.add_argument(
+        "--discovery",
+        action="store_true",
+        help="agents get no peer list and find each other by multicast beacons "
+        "(site.discovery = true, a group of the run's own); default: static peer lists",
+    )
+    parser.add_argument(
+        "--ipv6",
+        action="store_true",
+        help="each agent in its own network namespace on one bridge, at an IPv6 ULA address "
+        "(the origin stays IPv4 behind the site's router, shaped to --uplink); root only",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--log-level", default="warning", help="the agents' (default warning)")
     parser.add_argument(
@@ -221,7 +261,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     uplink = herd_args(["--uplink", args.uplink]).uplink
     work = Path(tempfile.mkdtemp(prefix="scale-"))
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    bed = LoopbackTestbed(args.nodes, Rates(uplink=uplink or None, down=None, up=None), work)
+    rates = Rates(uplink=uplink or None, down=None, up=None)
+    if args.ipv6 and os.geteuid() != 0:
+        parser.error("--ipv6 builds network namespaces: run as root")
+    bed: Testbed = (
+        ShapedTestbed(args.nodes, rates, work, ipv6=True)
+        if args.ipv6
+        else LoopbackTestbed(args.nodes, rates, work)
+    )
     try:
         row = trio.run(measure, args, bed, work)
     finally:
