@@ -28,9 +28,10 @@ Once a seeder holds a lease, the seeder is the hub:
 - its :class:`~._messages.Lease` rounds (every ``lease_s / 3``, to each alive member) are the
   heartbeat both ways (a member's :class:`~._messages.LeaseAck` shows the seeder it lives);
 - each lease carries the version of the seeder's :class:`~._messages.Roster` (its alive
-  members); a member whose ack names another version is sent the roster once, and while the
-  versions match each lease counts every roster member as heard, so members know each other
-  without a frame between them;
+  members); a member whose ack names another version is sent the change from the version it
+  holds (:class:`~._messages.RosterDelta`, :mod:`._roster`) or, when that is unknown, too big
+  or did not take, the whole roster; while the versions match each lease counts every roster
+  member as heard, so members know each other without a frame between them;
 - a follower beacons to the seeder alone, every ``BACKOFF`` beacon intervals (its load and
   free disk); the seeder multicasts a beacon every ``BACKOFF`` intervals, so that nodes
   outside the site (a healed partition, a node started late) still hear of it;
@@ -45,7 +46,6 @@ members to electorates or keep them fresh, which can only make majorities harder
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import random
 from dataclasses import dataclass
@@ -64,25 +64,17 @@ from frumitcache.site._messages import (
     MemberInfo,
     Message,
     Roster,
+    RosterDelta,
     Vote,
 )
 from frumitcache.site._policy import View
+from frumitcache.site._roster import RosterHistory, apply_delta, roster_version
 
 #: Beacon intervals between two beacons of a node that follows (or is) a live seeder.
 BACKOFF = 5
 
 #: Before a seeder exists: how many nodes, on average, answer a newcomer's beacon.
 REPLIERS = 3
-
-
-def roster_version(members: tuple[MemberInfo, ...]) -> int:
-    """A version naming who is in a roster and where they are reached (not their load): it
-    changes only when members come, go or move."""
-    digest = hashlib.blake2b(digest_size=8)
-    for m in sorted(members, key=lambda m: m.node_id):
-        fields = (m.node_id, m.address, m.control_port, m.peer_port, m.swarm_port, m.priority)
-        digest.update(repr(fields).encode())
-    return int.from_bytes(digest.digest(), "big") >> 2 or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +155,7 @@ class SiteCore:
         # Seeder: its last roster and version. Member: the version it holds of its seeder's
         # roster, and who is in it.
         self._roster: Roster | None = None
+        self._history = RosterHistory()
         self.roster_held = 0
         self._roster_members: tuple[MemberInfo, ...] = ()
         # Where the seeder followed listens, as its own roster said in its current term (a
@@ -213,6 +206,9 @@ class SiteCore:
         if isinstance(msg, Roster):
             self._on_roster(sender, msg, now)
             return []
+        if isinstance(msg, RosterDelta):
+            self._on_delta(sender, msg, now)
+            return []
         if isinstance(msg, Bye):
             if msg.node_id == sender:
                 self.membership.bye(sender)
@@ -240,7 +236,7 @@ class SiteCore:
                 and msg.roster != roster.version
                 and self.election.is_seeder(now)
             ):
-                out.append(Outgoing(sender, roster))
+                out.append(Outgoing(sender, self._history.update_for(sender, msg.roster, roster)))
             return out
         if isinstance(msg, Claim | Vote):
             return self._stamp(self.election.receive(msg, now), now)
@@ -260,6 +256,24 @@ class SiteCore:
             self._roster_members = msg.members
             if self._lease_named == (sender, msg.term, msg.version):
                 self._witnessed(sender, msg.term)
+
+    def _on_delta(self, sender: str, msg: RosterDelta, now: float) -> None:
+        if not (
+            msg.seeder == sender
+            and self._followed(now) == sender
+            and msg.base
+            and msg.base == self.roster_held
+        ):
+            return  # not our seeder's, or not from the version held: the next ack says so
+        members = apply_delta(self._roster_members, msg)
+        if members is None:
+            return
+        for info in msg.added:
+            self.membership.learn(info, now, refresh=True)
+        self.roster_held = msg.version
+        self._roster_members = members
+        if self._lease_named == (sender, msg.term, msg.version):
+            self._witnessed(sender, msg.term)
 
     def _witnessed(self, seeder: str, term: int) -> None:
         """The roster held is ``seeder``'s own of ``term``: where it listens (rule 8)."""
@@ -316,6 +330,7 @@ class SiteCore:
         members = self.membership.members(now)
         roster = Roster(self.election.term, self.node_id, roster_version(members), members)
         self._roster = roster
+        self._history.record(roster)
         return [
             Outgoing(o.to, dataclasses.replace(o.msg, roster=roster.version))
             if isinstance(o.msg, Lease)

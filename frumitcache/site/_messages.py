@@ -78,6 +78,24 @@ class Roster:
 
 
 @dataclass(frozen=True, slots=True)
+class RosterDelta:
+    """The change from the seeder's roster version ``base`` to ``version``: members that came
+    or moved (``added``, whole) and the node ids that left (``removed``). Sent instead of the
+    whole :class:`Roster` to a member whose ack names a recent version, so that one member
+    coming or going costs every other member a short frame, not the whole list (at N = 100 a
+    roster is 8-16 KB: a burst of fragmented datagrams to each member). A member holding
+    another version, or whose result does not hash to ``version``, ignores it; its next ack
+    then gets the whole roster."""
+
+    term: int
+    seeder: str
+    base: int
+    version: int
+    added: tuple[MemberInfo, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Bye:
     """A member leaves on purpose (shutdown): forget it now rather than after the timeout."""
 
@@ -284,6 +302,7 @@ class Bulk:
 Message = (
     Beacon
     | Roster
+    | RosterDelta
     | Bye
     | Claim
     | Vote
@@ -307,6 +326,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     for cls in (
         Beacon,
         Roster,
+        RosterDelta,
         Bye,
         Claim,
         Vote,

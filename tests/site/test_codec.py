@@ -61,7 +61,7 @@ def test_every_message_round_trips(msg: Message) -> None:
 
 def test_message_types_are_all_known() -> None:
     assert all(name == cls.__name__ for name, cls in MESSAGE_TYPES.items())
-    assert len(MESSAGE_TYPES) == 16
+    assert len(MESSAGE_TYPES) == 17
 
 
 def test_wrong_key_tampering_and_other_sites_are_rejected() -> None:

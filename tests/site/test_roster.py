@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from frumitcache.site import Beacon, Lease, LeaseAck, SiteCore, Timings
 from frumitcache.site._core import roster_version
-from frumitcache.site._messages import Roster
+from frumitcache.site._messages import Roster, RosterDelta
 from tests.site.sim import SimSite, member
 
 
@@ -116,3 +116,132 @@ def test_roster_version_ignores_load_but_not_addresses() -> None:
     assert roster_version((dataclasses.replace(a, load=3.5), b)) == base
     assert roster_version((dataclasses.replace(a, address="10.9.9.9"), b)) != base
     assert roster_version((a,)) != base
+
+
+# --- deltas -------------------------------------------------------------------------------------
+
+
+def _seeder_with(n: int) -> tuple[SiteCore, float]:
+    """A seeder (n0) with members n1..n(n-1), one lease round done."""
+    t = Timings()
+    s = SiteCore(member(0), t, now=0.0, solo=True)
+    s.on_timer(0.0)
+    for i in range(1, n):
+        s.receive(f"n{i}", Beacon(member(i), 0, None, 1), 0.1)
+    return s, t.lease_s / 3 + 0.01
+
+
+def _round(s: SiteCore, now: float) -> Lease:
+    leases = [o.msg for o in s.on_timer(now) if isinstance(o.msg, Lease)]
+    assert leases
+    lease = leases[0]
+    assert isinstance(lease, Lease)
+    return lease
+
+
+def _answer(s: SiteCore, lease: Lease, who: str, held: int, now: float) -> list[object]:
+    ack = LeaseAck(lease.term, "n0", lease.seq, who, True, 2, roster=held)
+    return [o.msg for o in s.receive(who, ack, now) if isinstance(o.msg, Roster | RosterDelta)]
+
+
+def test_a_member_one_version_behind_gets_the_change_not_the_roster() -> None:
+    s, now = _seeder_with(10)
+    first = _round(s, now)
+    s.receive("n10", Beacon(member(10), 0, None, 1), now + 0.1)  # one more member
+    second = _round(s, now + 1.1)
+    assert second.roster != first.roster
+    (sent,) = _answer(s, second, "n3", first.roster, now + 1.2)
+    assert isinstance(sent, RosterDelta)
+    assert (sent.base, sent.version) == (first.roster, second.roster)
+    assert [m.node_id for m in sent.added] == ["n10"]
+    assert sent.removed == ()
+
+
+def test_a_member_with_an_unknown_version_gets_the_whole_roster() -> None:
+    s, now = _seeder_with(10)
+    lease = _round(s, now)
+    (sent,) = _answer(s, lease, "n3", 12345, now + 0.1)
+    assert isinstance(sent, Roster)
+    (sent,) = _answer(s, lease, "n4", 0, now + 0.1)  # holds none yet
+    assert isinstance(sent, Roster)
+
+
+def test_a_delta_that_did_not_take_is_followed_by_the_whole_roster() -> None:
+    s, now = _seeder_with(10)
+    first = _round(s, now)
+    s.receive("n10", Beacon(member(10), 0, None, 1), now + 0.1)
+    second = _round(s, now + 1.1)
+    assert isinstance(_answer(s, second, "n3", first.roster, now + 1.2)[0], RosterDelta)
+    # Its next ack still names the old version (the delta was lost, or it could not apply it).
+    (again,) = _answer(s, second, "n3", first.roster, now + 2.2)
+    assert isinstance(again, Roster)
+    assert again.version == second.roster
+
+
+def _follower(seeder_roster: Roster) -> tuple[SiteCore, float]:
+    """n1 following n0 and holding ``seeder_roster``."""
+    t = Timings()
+    f = SiteCore(member(1), t, now=0.0)
+    f.receive("n0", Beacon(member(0), 1, "n0", 2), 0.0)
+    now = t.lease_s + 0.1
+    f.receive("n0", Lease(1, "n0", 1, roster=seeder_roster.version), now)
+    f.receive("n0", seeder_roster, now)
+    assert f.roster_held == seeder_roster.version
+    return f, now
+
+
+def _roster(*ids: int) -> Roster:
+    members = tuple(member(i) for i in ids)
+    return Roster(1, "n0", roster_version(members), members)
+
+
+def test_a_follower_applies_a_delta_from_the_version_it_holds() -> None:
+    old, new = _roster(0, 1, 2, 3), _roster(0, 1, 3, 4)
+    f, now = _follower(old)
+    f.receive("n0", RosterDelta(1, "n0", old.version, new.version, (member(4),), ("n2",)), now)
+    assert f.roster_held == new.version
+    assert f.membership.info("n4") is not None
+
+
+def test_a_follower_ignores_deltas_it_cannot_trust() -> None:
+    old, new = _roster(0, 1, 2, 3), _roster(0, 1, 3, 4)
+    f, now = _follower(old)
+    change = ((member(4),), ("n2",))
+    cases = {
+        # from a version it does not hold
+        "other base": RosterDelta(1, "n0", 999, new.version, *change),
+        # whose result is not the roster the version names (a forged or garbled delta)
+        "wrong result": RosterDelta(1, "n0", old.version, new.version, (member(5),), ("n2",)),
+        # from a node that is not its seeder, or naming another seeder
+        "not the seeder": RosterDelta(1, "n3", old.version, new.version, *change),
+    }
+    for name, delta in cases.items():
+        sender = "n3" if name == "not the seeder" else "n0"
+        f.receive(sender, delta, now)
+        assert f.roster_held == old.version, name
+    assert f.membership.info("n4") is None
+    assert f.membership.info("n5") is None
+
+
+def test_a_joiner_costs_the_formed_site_deltas_not_rosters() -> None:
+    site, seeder = _formed(30)
+    sent: list[object] = []
+    original = site._send
+
+    def spy(src: str, outgoing: list) -> None:  # type: ignore[type-arg]
+        sent.extend(o.msg for o in outgoing if src == seeder)
+        original(src, outgoing)
+
+    site._send = spy  # type: ignore[method-assign]
+    late = member(40)
+    site.nodes["n40"] = type(site.nodes["n0"])(late, None)
+    site.start_node("n40")
+    site.run_until(site.now + 8.0)
+    whole = [m for m in sent if isinstance(m, Roster) and m.version]
+    deltas = [m for m in sent if isinstance(m, RosterDelta)]
+    # The joiner gets the whole roster; the 29 others each get the change (one member).
+    assert len(deltas) >= 29
+    assert len(whole) <= 3
+    for node in site.nodes.values():
+        assert node.core is not None
+        assert len(node.core.members(site.now)) == 31
