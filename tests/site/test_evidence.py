@@ -7,10 +7,10 @@ from __future__ import annotations
 import dataclasses
 
 from frumitcache.site import Claim, Lease, LeaseAck, SiteCore, Vote, rank_key
-from frumitcache.site._core import roster_version
 from frumitcache.site._election import Outgoing
 from frumitcache.site._evidence import Probe, Refused
 from frumitcache.site._messages import Roster
+from frumitcache.site._roster import roster_version
 from tests.site.sim import TIMINGS, SimSite, member
 
 T = TIMINGS

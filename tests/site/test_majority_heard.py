@@ -7,8 +7,8 @@ feeds them."""
 from __future__ import annotations
 
 from frumitcache.site import Beacon, Lease, SiteCore
-from frumitcache.site._core import roster_version
 from frumitcache.site._messages import Roster
+from frumitcache.site._roster import roster_version
 from tests.site.sim import TIMINGS, member
 
 T = TIMINGS

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from frumitcache.site import Beacon, Lease, LeaseAck, SiteCore, Timings
-from frumitcache.site._core import roster_version
 from frumitcache.site._messages import Roster, RosterDelta
+from frumitcache.site._roster import roster_version
 from tests.site.sim import SimSite, member
 
 
