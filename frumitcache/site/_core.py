@@ -268,7 +268,10 @@ class SiteCore:
         members = apply_delta(self._roster_members, msg)
         if members is None:
             return
-        for info in msg.added:
+        # Like a whole roster, it shows every member alive (and brings back any this node
+        # forgot): while the roster changes every round, leases name a version this node does
+        # not hold yet and refresh no one.
+        for info in members:
             self.membership.learn(info, now, refresh=True)
         self.roster_held = msg.version
         self._roster_members = members

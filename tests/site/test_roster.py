@@ -245,3 +245,22 @@ def test_a_joiner_costs_the_formed_site_deltas_not_rosters() -> None:
     for node in site.nodes.values():
         assert node.core is not None
         assert len(node.core.members(site.now)) == 31
+
+
+def test_a_site_started_one_node_at_a_time_forms_while_its_roster_changes_every_round() -> None:
+    """Nodes coming up one by one over 30 s (a rack powered on): the seeder's roster changes
+    every round, so a member's held version is always one behind the lease's and leases
+    refresh no one; the deltas themselves must keep every member alive (a delta that only
+    added the newcomers let the others time out and be forgotten: 65-69 of 100 known)."""
+    n, spread = 60, 30.0
+    site = SimSite([member(0), member(1)], seed=5, delay=(0.001, 0.3))
+    for i in range(2, n):
+        site.run_until(spread * i / n)
+        site.nodes[f"n{i}"] = type(site.nodes["n0"])(member(i), None)
+        site.start_node(f"n{i}")
+    site.run_until(spread + 10.0)
+    (seeder,) = site.seeders()
+    for node_id, node in site.nodes.items():
+        assert node.core is not None
+        assert len(node.core.members(site.now)) == n, node_id
+        assert node.core.seeder(site.now) is not None, node_id
