@@ -260,7 +260,8 @@ def test_a_site_started_one_node_at_a_time_forms_while_its_roster_changes_every_
         site.start_node(f"n{i}")
     site.run_until(spread + 10.0)
     (seeder,) = site.seeders()
+    views = site.views()
+    assert {view[0] if view else None for view in views.values()} == {seeder}
     for node_id, node in site.nodes.items():
         assert node.core is not None
         assert len(node.core.members(site.now)) == n, node_id
-        assert node.core.seeder(site.now) is not None, node_id
