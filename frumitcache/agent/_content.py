@@ -377,7 +377,7 @@ class ContentService:
                 clock.observe(
                     now,
                     seeder_named=node.seeder() is not None,
-                    majority_heard=node.hears_majority(),
+                    site_heard=node.hears_site(),
                     held=held,
                 )
                 verdict = clock.decide()

@@ -5,21 +5,22 @@ A site with one slow uplink is hurt most by members that go to the origin one by
 one costs the whole object over the uplink again. So a failed attempt to get an object
 through the site is not a reason to leave it; only a site that cannot serve is:
 
-- **no seeder named** (none elected, or this node hears no lease), **no majority of the site
-  heard** and no chunk of the object arriving, for ``site.fallback_timeout_s``: the site is
+- **no seeder named** (none elected, or this node hears no lease), **the site not heard**
+  (neither a majority of it nor a seeder's beacon naming itself: ``SiteNode.hears_site``)
+  and no chunk of the object arriving, for ``site.fallback_timeout_s``: the site is
   unreachable (a minority side of a partition, a dead site);
-- a seeder named (its leases reach this node: it lives) or a majority heard (the site can
-  elect one), but for :data:`STUCK_FACTOR` times the timeout no chunk of the object arrived
-  here: it answers, yet nothing comes.
+- a seeder named (its leases reach this node: it lives) or the site heard (it has a seeder,
+  or can elect one), but for :data:`STUCK_FACTOR` times the timeout no chunk of the object
+  arrived here: it answers, yet nothing comes.
 
 A seeder that is slow to answer (a loaded one: a request timed out) while its leases still
 arrive is alive, and a seeder change hands the member to the new seeder, which resumes the
 object; neither starts the fallback clock on its own. Nor does a seeder's lease lapsing in
-this member's view while the member still hears most of its site: at N = 100 on 2 cores a
-member's promise ran out for 30 s while the seeder held and regained its lease in the same
-term, and that member's fetch of its own cost the whole object over the uplink again; a
-majority heard means the site will name a seeder (the same one or the next). Chunks arriving
-restart both clocks.
+this member's view while the member still hears its site: at N = 100 on 2 cores a member's
+promise ran out for 22-30 s while the seeder held and regained its lease in the same term
+(the others, following the seeder, beacon to it alone: such a member hears only the seeder's
+beacons), and that member's fetch of its own cost the whole object over the uplink again.
+Chunks arriving restart both clocks.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class FallbackClock:
     timeout_s: float
     now: float
     held: int = 0  # chunks of the object held here when last observed
-    #: Last instant the site showed it can serve: a seeder named, a majority heard, or
+    #: Last instant the site showed it can serve: a seeder named, the site heard, or
     #: chunks arrived.
     alive_at: float = field(init=False)
     #: Last instant chunks of the object arrived here.
@@ -62,12 +63,12 @@ class FallbackClock:
         self.alive_at = self.progress_at = self.now
 
     def observe(
-        self, now: float, *, seeder_named: bool, held: int, majority_heard: bool = False
+        self, now: float, *, seeder_named: bool, held: int, site_heard: bool = False
     ) -> None:
-        """What the member sees now: is a live seeder named, does it hear a majority of its
+        """What the member sees now: is a live seeder named, does it hear its
         site, how many chunks are held."""
         self.now = max(self.now, now)
-        self.site_live = seeder_named or majority_heard
+        self.site_live = seeder_named or site_heard
         if held > self.held:
             self.progress_at = self.now
             self.alive_at = self.now

@@ -363,7 +363,7 @@ class _Fence:
     fence at ``lease_s``, or this node won the next term 17 s after the lapse, again and
     again, each fence paying the bytes in flight once more. ``grace_s``
     (``site.fallback_timeout_s``) bounds the hold for liveness, as it bounds a member's wait:
-    a seeder that hears no majority of its site after that long is cut off and lets go of
+    a seeder that does not hear its site after that long is cut off and lets go of
     the connection (and goes to the origin itself as a member would); one that hears its
     site keeps holding, up to :data:`STUCK_FACTOR` times that. ``on_new_term`` runs
     before a fetch goes on in a new term (the seeder re-announces the object to the new
@@ -412,7 +412,7 @@ class _Fence:
     async def _lease_back(self, site: SiteLink) -> tuple[str, int] | str:
         """Wait for a live lease of ours: its ``(us, term)``, in the same term or a new one;
         else why not: at once when another seeder is named, after ``grace_s`` when this
-        node is cut off from its site (no majority heard), after :data:`STUCK_FACTOR` times
+        node is cut off from its site (not heard), after :data:`STUCK_FACTOR` times
         that in any case (the members' own limit)."""
         start = trio.current_time()
         check = start + self.grace_s
@@ -426,7 +426,7 @@ class _Fence:
                     if seeder is not None and site.is_seeder():
                         return seeder
                     await changed.wait()
-            if not site.hears_majority():
+            if not site.hears_site():
                 return f"cut off from the site for {check - start:g}s"
             if check - start >= STUCK_FACTOR * self.grace_s:
                 return f"lease not back within {check - start:g}s"

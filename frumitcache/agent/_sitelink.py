@@ -206,9 +206,9 @@ class SiteLink(SiteHooks):
         """``(node id, term)`` of the live seeder as this node sees it, else ``None``."""
         return self.node.seeder() if self.node is not None else None
 
-    def hears_majority(self) -> bool:
-        """Has this node heard a majority of its site lately (it is not cut off from it)?"""
-        return self.node is not None and self.node.hears_majority()
+    def hears_site(self) -> bool:
+        """Does this node hear its site lately (a majority, or a seeder naming itself)?"""
+        return self.node is not None and self.node.hears_site()
 
     async def seed_chunk(self, digest: bytes) -> None:
         """Offer a stored chunk to the swarm when it is big enough to go that way."""

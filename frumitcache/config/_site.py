@@ -54,7 +54,7 @@ class SiteConfig(Section):
         3.0,
         "Seeder lease; a seeder whose lease lapses holds its origin fetch, goes on when its "
         "lease is back (the same term, or a new term it won), and stops it when the site "
-        "names another seeder, when it hears no majority of the site after "
+        "names another seeder, when it does not hear its site (a majority, a seeder) after "
         "site.fallback_timeout_s, or after 4 times that.",
         "s",
     )
@@ -80,10 +80,10 @@ class SiteConfig(Section):
     )
     fallback_timeout_s: float = opt(
         15.0,
-        "How long the site must get nowhere (no seeder named, no majority of the site heard, "
-        "no chunk arriving) before falling back to the origin; a site that is named a seeder "
-        "(its leases arrive) or heard as a majority (it can elect one) but from which no chunk "
-        "arrives is given 4 times as long.",
+        "How long the site must get nowhere (no seeder named, neither a majority of the site "
+        "nor a seeder's beacon heard, no chunk arriving) before falling back to the origin; a "
+        "site that names a seeder or is heard but from which no chunk arrives is given 4 "
+        "times as long.",
         "s",
     )
 

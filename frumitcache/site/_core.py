@@ -163,6 +163,7 @@ class SiteCore:
         # peer port). Rule 8 probes only there.
         self._witness: tuple[str, int, str, int] | None = None
         self._lease_named: tuple[str, int, int] | None = None  # (seeder, term, roster version)
+        self._seeder_heard_at = -math.inf  # a seeder's beacon or lease naming itself
 
     @property
     def node_id(self) -> str:
@@ -173,6 +174,8 @@ class SiteCore:
     def receive(self, sender: str, msg: Message, now: float) -> list[Outgoing]:
         """Feed one authenticated message from ``sender``."""
         self.membership.touch(sender, now)
+        if isinstance(msg, Beacon | Lease) and self._names_itself_seeder(sender, msg):
+            self._seeder_heard_at = now
         if isinstance(msg, Beacon):
             if msg.member.node_id != sender:
                 return []  # a member speaks only for itself
@@ -241,6 +244,10 @@ class SiteCore:
         if isinstance(msg, Claim | Vote):
             return self._stamp(self.election.receive(msg, now), now)
         return []
+
+    def _names_itself_seeder(self, sender: str, msg: Beacon | Lease) -> bool:
+        """``sender`` says it is the seeder, in a term not below the one this node knows."""
+        return msg.seeder == sender and msg.term >= self.election.term
 
     def _followed(self, now: float) -> str | None:
         """The live seeder this node follows or is (``None``: there is none)."""
@@ -371,12 +378,19 @@ class SiteCore:
     def seeder(self, now: float) -> tuple[str, int] | None:
         return self.election.seeder(now)
 
-    def hears_majority(self, now: float) -> bool:
-        """Has this node heard a majority of its electorate (itself included) within half of
-        ``forget_after_s``? Then it is on a side of the site that can elect a seeder: not cut
-        off. Half the horizon: longer than the gap between a seeder-less node's broadcasts
-        (3/4 to 1 times a quarter of it), so a site between seeders still counts whole."""
-        heard = self.membership.heard_within(now, self.membership.forget_after_s / 2)
+    def hears_site(self, now: float) -> bool:
+        """Does this node hear its site, within half of ``forget_after_s``: a majority of its
+        electorate (itself included), or a seeder of a term not below ours saying, in its
+        beacon or its lease, that it holds the lease? Then it is not cut off from a site
+        that can serve. Half the horizon: longer than the gap between a seeder-less node's
+        broadcasts (3/4 to 1 times a quarter of it) and than the seeder's beacon interval
+        (``BACKOFF`` beacon intervals); a member whose promise ran out while the others still
+        follow the seeder hears none of them (they beacon to the seeder alone), only the
+        seeder's beacons."""
+        window = self.membership.forget_after_s / 2
+        if now < self._seeder_heard_at + window:
+            return True
+        heard = self.membership.heard_within(now, window)
         return self.election.is_majority(heard, now)
 
     def lease_until(self) -> float:

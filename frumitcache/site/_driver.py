@@ -170,9 +170,9 @@ class SiteNode:
         """True only while this node holds a live seeder lease: check before fetching."""
         return self._core is not None and self._core.is_seeder(self._now())
 
-    def hears_majority(self) -> bool:
-        """Has this node heard a majority of its site lately (it is not cut off from it)?"""
-        return self._core is not None and self._core.hears_majority(self._now())
+    def hears_site(self) -> bool:
+        """Does this node hear its site lately (a majority, or a seeder naming itself)?"""
+        return self._core is not None and self._core.hears_site(self._now())
 
     def lease_until(self) -> float:
         """trio time at which our seeder lease runs out unless renewed (-inf: none held)."""

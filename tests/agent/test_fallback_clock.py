@@ -39,7 +39,7 @@ class _Node:
     def seeder(self) -> tuple[str, int] | None:
         return self.later if trio.current_time() >= self.named_at else self.named
 
-    def hears_majority(self) -> bool:
+    def hears_site(self) -> bool:
         return self.majority
 
     async def wait_seeder(self) -> tuple[str, int]:
@@ -234,9 +234,9 @@ def test_clock_a_site_heard_without_a_seeder_named_is_waited_for() -> None:
     # renewals), while the member heard most of its site: no fallback at 15 s.
     clock = FallbackClock("after-timeout", 15.0, now=0.0)
     for now in range(0, 59, 3):
-        clock.observe(float(now), seeder_named=False, majority_heard=True, held=0)
+        clock.observe(float(now), seeder_named=False, site_heard=True, held=0)
         assert clock.decide() is Verdict.RETRY, now
-    clock.observe(60.0, seeder_named=False, majority_heard=True, held=0)
+    clock.observe(60.0, seeder_named=False, site_heard=True, held=0)
     assert clock.decide() is Verdict.ORIGIN  # stuck: a site that never serves is left
     assert clock.waited() == 60.0
 
@@ -244,10 +244,10 @@ def test_clock_a_site_heard_without_a_seeder_named_is_waited_for() -> None:
 def test_clock_a_member_cut_off_falls_back_a_timeout_after_it_last_heard_its_site() -> None:
     # Hostile: a partition leaves the member on the minority side.
     clock = FallbackClock("after-timeout", 15.0, now=0.0)
-    clock.observe(10.0, seeder_named=False, majority_heard=True, held=0)
-    clock.observe(24.9, seeder_named=False, majority_heard=False, held=0)
+    clock.observe(10.0, seeder_named=False, site_heard=True, held=0)
+    clock.observe(24.9, seeder_named=False, site_heard=False, held=0)
     assert clock.decide() is Verdict.RETRY
-    clock.observe(25.0, seeder_named=False, majority_heard=False, held=0)
+    clock.observe(25.0, seeder_named=False, site_heard=False, held=0)
     assert clock.decide() is Verdict.ORIGIN
     assert clock.waited() == 15.0
 

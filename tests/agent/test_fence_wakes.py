@@ -50,7 +50,7 @@ class _Site:
     def lease_until(self) -> float:
         return -math.inf if self.role_lost else self.until
 
-    def hears_majority(self) -> bool:
+    def hears_site(self) -> bool:
         return self.majority
 
     def _wake(self, *, changed: bool) -> None:

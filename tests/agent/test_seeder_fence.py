@@ -46,7 +46,7 @@ class _Node:
     def seeder(self) -> tuple[str, int] | None:
         return self.site.seeder() if self.site.is_seeder() else None
 
-    def hears_majority(self) -> bool:
+    def hears_site(self) -> bool:
         return True  # a loaded site, not a partition
 
     async def wait_seeder(self) -> tuple[str, int]:
@@ -123,7 +123,7 @@ class _Site:
     def seeder(self) -> tuple[str, int] | None:
         return (self.node_id, self.term) if self.live else self.other
 
-    def hears_majority(self) -> bool:
+    def hears_site(self) -> bool:
         return self.majority
 
     def lease_until(self) -> float:
