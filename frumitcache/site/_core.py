@@ -246,7 +246,12 @@ class SiteCore:
         return []
 
     def _names_itself_seeder(self, sender: str, msg: Beacon | Lease) -> bool:
-        """``sender`` says it is the seeder, in a term not below the one this node knows."""
+        """``sender`` says it is the seeder, in a term not below the one this node knows, or
+        is the seeder this node last followed (no newer one known): a lapsed seeder's
+        beacons name no seeder, yet its term is not superseded and it may renew."""
+        leader = self.election.leader
+        if leader is not None and leader[0] == sender and msg.term >= leader[1]:
+            return True
         return msg.seeder == sender and msg.term >= self.election.term
 
     def _followed(self, now: float) -> str | None:
@@ -380,13 +385,14 @@ class SiteCore:
 
     def hears_site(self, now: float) -> bool:
         """Does this node hear its site, within half of ``forget_after_s``: a majority of its
-        electorate (itself included), or a seeder of a term not below ours saying, in its
-        beacon or its lease, that it holds the lease? Then it is not cut off from a site
-        that can serve. Half the horizon: longer than the gap between a seeder-less node's
-        broadcasts (3/4 to 1 times a quarter of it) and than the seeder's beacon interval
-        (``BACKOFF`` beacon intervals); a member whose promise ran out while the others still
-        follow the seeder hears none of them (they beacon to the seeder alone), only the
-        seeder's beacons."""
+        electorate (itself included), a seeder of a term not below ours naming itself in a
+        beacon or lease, or any frame of the seeder this node last followed (a lapsed
+        seeder's beacons name no seeder; its term stands until a newer seeder is known)?
+        Then it is not cut off from a site that can serve. Half the horizon: longer than the
+        gap between a seeder-less node's broadcasts (3/4 to 1 times a quarter of it) and the
+        seeder's beacon interval (``BACKOFF`` beacon intervals); a member whose promise ran
+        out while the others still follow the seeder hears none of them (they beacon to the
+        seeder alone), only the seeder."""
         window = self.membership.forget_after_s / 2
         if now < self._seeder_heard_at + window:
             return True

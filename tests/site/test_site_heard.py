@@ -98,3 +98,22 @@ def test_a_seeder_of_an_older_term_or_one_naming_another_does_not_count() -> Non
     core.receive("n2", Beacon(member(2), 3, "n2", 9), later)  # term 3 < 4
     core.receive("n3", Beacon(member(3), 4, "n0", 9), later)  # names another
     assert not core.hears_site(later)
+
+
+def test_a_lapsed_seeder_still_beaconing_its_term_counts_until_a_newer_seeder() -> None:
+    # The N = 100 herd: the seeder held its fetch 17 s with its lease lapsed (its beacons
+    # named no seeder), then renewed in the same term; a member that heard only those
+    # beacons fell back. The seeder it last followed, in that term or later, counts.
+    core = SiteCore(member(1), T, now=0.0)
+    now = T.lease_s + 0.5
+    core.receive("n0", Beacon(member(0), 4, "n0", 9), now)  # of a site of 9
+    core.receive("n0", Lease(4, "n0", 1), now)
+    later = now + WINDOW + 5.0
+    assert not core.hears_site(later)
+    core.receive("n0", Beacon(member(0), 4, None, 9), later)  # lapsed: names no one
+    assert core.hears_site(later)
+    # Hostile: once this node follows a newer seeder, the old one's beacons do not count.
+    core.receive("n2", Lease(6, "n2", 1), later + 1.0)
+    quiet = later + 1.0 + WINDOW + 1.0
+    core.receive("n0", Beacon(member(0), 4, None, 9), quiet)
+    assert not core.hears_site(quiet)
