@@ -280,15 +280,10 @@ class SiteCore:
         members = apply_delta(self._roster_members, msg)
         if members is None:
             return
-        # Like a whole roster, it shows every member alive (and brings back any this node
-        # forgot): while the roster changes every round, leases name a version this node does
-        # not hold yet and refresh no one.
-        for info in members:
-            self.membership.learn(info, now, refresh=True)
-        self.roster_held = msg.version
-        self._roster_members = members
-        if self._lease_named == (sender, msg.term, msg.version):
-            self._witnessed(sender, msg.term)
+        # Then it is the whole roster of that version, taken as one: it shows every member
+        # alive (and brings back any this node forgot), since while the roster changes every
+        # round leases name a version this node does not hold yet and refresh no one.
+        self._on_roster(sender, Roster(msg.term, sender, msg.version, members), now)
 
     def _witnessed(self, seeder: str, term: int) -> None:
         """The roster held is ``seeder``'s own of ``term``: where it listens (rule 8)."""
