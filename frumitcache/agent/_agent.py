@@ -168,6 +168,7 @@ class Agent:
             content.source,
             key,
             held=lambda url: content.lookup(url, None) is not None,
+            fetching=content.is_fetching,
             limits=PeerLimits.from_config(cfg.site),
             max_clock_skew_s=cfg.site.max_clock_skew_s,
             max_rate=cfg.federation.max_rate,

@@ -25,7 +25,8 @@ member or the origin (:mod:`frumitcache.origin._links`). Anything but GET goes t
 directly, and so does a request with credentials (a registry's token), unless the fetcher knows
 the object's SHA-256 (a registry blob or manifest by digest): then members are asked only for
 what they hold (``only-if-cached``, parents too: they could not fetch it without our
-credentials), never sent the credentials, and whatever they send is checked against the digest
+credentials; a parent also serves what it is fetching for itself at that moment), never sent
+the credentials, and whatever they send is checked against the digest
 before it is stored.
 
 This module dials only the members listed in ``[federation]`` (the uplink seam's one other
@@ -49,6 +50,8 @@ from frumitcache.config import FederationConfig, split_member
 from frumitcache.federation._wire import (
     FORWARDED,
     FRESHNESS_HEADER,
+    IN_FLIGHT_HEADER,
+    JOIN,
     ONLY_IF_CACHED,
     ORIGIN_STATUS_HEADER,
     REFUSED_HEADER,
@@ -176,6 +179,10 @@ class FederationTransport(httpx.AsyncBaseTransport):
             headers[SITE_HEADER] = self._site
         if link.role == "sibling" or held_only:
             headers["cache-control"] = ONLY_IF_CACHED
+        if held_only and link.role == "parent":
+            # A parent pulling the same blob for itself right now serves it as it arrives:
+            # the origin sends it once although our token cannot travel.
+            headers[IN_FLIGHT_HEADER] = JOIN
         timeout = dict(request.extensions.get("timeout") or {})
         timeout["connect"] = self._config.connect_timeout_s
         # A parent releases a chunk once it is verified: the gap between two reads can be a

@@ -14,8 +14,9 @@ A request for an origin URL is opened through the content seam exactly as a loca
 would be: held here, pulled from the site, or fetched by the site's seeder, which single-flights
 it for every child at once. Bytes go out as the seam releases them (cut-through), complete
 chunks with ``sendfile``. A sibling request (``only-if-cached``) is answered only from what this
-agent holds, never fetched. An unsigned or wrongly signed request gets ``403`` and the
-connection is closed; the agent serves on.
+agent holds, never fetched (a parent asked to join: also from its own fetch running right now).
+An unsigned or wrongly signed request gets ``403`` and the connection is closed; the agent
+serves on.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from frumitcache.content import (
 from frumitcache.errors import FrumitcacheError, OriginStatusError
 from frumitcache.federation._wire import (
     FRESHNESS_HEADER,
+    IN_FLIGHT_HEADER,
+    JOIN,
     ONLY_IF_CACHED,
     ORIGIN_STATUS_HEADER,
     REFUSED_HEADER,
@@ -69,6 +72,7 @@ class FederationServerStats:
     requests: int = 0
     refused: int = 0  # no or wrong federation key: 403
     not_held: int = 0  # a sibling's only-if-cached request for what is not here: 504
+    joined: int = 0  # an only-if-cached request that joined this agent's running fetch
     failed: int = 0  # the seam's error answered (origin status, unreachable, ...)
     bytes_served: int = 0
     #: By asking child: ``site@address`` (the site a child names in ``x-frumit-site``; not
@@ -92,6 +96,7 @@ class FederationServer:
         key: bytes,
         *,
         held: Callable[[str], bool],
+        fetching: Callable[[str], bool] = lambda url: False,
         limits: PeerLimits | None = None,
         max_clock_skew_s: float = 60.0,
         max_rate: int = 0,
@@ -100,6 +105,7 @@ class FederationServer:
         self._source = source
         self._max_rate = max_rate  # bytes/s per child connection (federation.max_rate)
         self._held = held  # does this agent hold ``url`` complete (a sibling's question)?
+        self._fetching = fetching  # is a fetch of ``url`` running on this agent right now?
         self._gate = RequestGate(key, limits=limits, max_clock_skew_s=max_clock_skew_s, clock=clock)
         self.admission = self._gate.admission
         self.stats = FederationServerStats()
@@ -172,9 +178,13 @@ class FederationServer:
             return
         sibling = ONLY_IF_CACHED in headers.get("cache-control", "")
         if sibling and not self._held(url):
-            self.stats.not_held += 1
-            await _text(conn, stream, 504, "not held here (only-if-cached)\n")
-            return
+            # Only a parent is asked to join (see _wire): its own running fetch, never a new one.
+            # The seam's open below joins it in the same trio step, so it cannot end in between.
+            if headers.get(IN_FLIGHT_HEADER) != JOIN or not self._fetching(url):
+                self.stats.not_held += 1
+                await _text(conn, stream, 504, "not held here (only-if-cached)\n")
+                return
+            self.stats.joined += 1
         revalidate = headers.get(FRESHNESS_HEADER) == "revalidate" and not sibling
         accept = headers.get("accept")
         try:

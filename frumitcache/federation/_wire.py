@@ -8,7 +8,10 @@ nonce, HMAC-SHA256 over method, path, time and nonce). Range, If-Range, If-None-
 If-Modified-Since and Accept travel as in any HTTP request; ``Cache-Control: only-if-cached``
 asks a sibling for what it holds, never for a fetch (Squid's sibling rule); ``X-Frumit-Freshness:
 revalidate`` says the object may change (an apt index), so a parent serves it revalidated within
-its site's window rather than as held.
+its site's window rather than as held. ``X-Frumit-In-Flight: join`` on an only-if-cached request
+to a parent (a registry blob the child fetches with a token it may not pass on) lets the parent
+serve what it is fetching for itself at that moment, as it arrives: no fetch is started for the
+child, and the child checks the bytes against the digest it knows.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ ORIGIN_STATUS_HEADER = "x-frumit-origin-status"
 #: that member for a while, where any other refusal concerns one object only.
 REFUSED_HEADER = "x-frumit-federation"
 ONLY_IF_CACHED = "only-if-cached"
+#: On an only-if-cached request: the member's own running fetch of the object counts as held.
+#: Sent to parents only: a sibling that joined another's running fetch would chain every site
+#: of a simultaneous release behind the first one's upload.
+IN_FLIGHT_HEADER = "x-frumit-in-flight"
+JOIN = "join"
 #: Request headers a child passes on to the link as they are.
 FORWARDED = ("range", "if-range", "if-none-match", "if-modified-since", "accept", "user-agent")
 _MAX_URL = 8192

@@ -72,6 +72,10 @@ async def test_refusals_are_clear_and_the_agent_serves_on(
                 target, headers={**signed(key, target), "cache-control": "only-if-cached"}
             )
             assert miss.status_code == 504
+            # Asked to join a fetch that does not run: still a miss, nothing is fetched.
+            join = {**signed(key, target), "cache-control": "only-if-cached"}
+            join["x-frumit-in-flight"] = "join"
+            assert (await client.get(target, headers=join)).status_code == 504
             # A signed request for the object: the site fetches it and streams it back.
             good = await client.get(target, headers=signed(key, target))
             assert good.status_code == 200, good.text

@@ -77,6 +77,8 @@ async def test_siblings_then_parents_signed_and_named() -> None:
     sibling, parent = net.asked
     assert sibling.headers["cache-control"] == "only-if-cached"
     assert "cache-control" not in parent.headers
+    assert "x-frumit-in-flight" not in sibling.headers  # only a held-only ask of a parent
+    assert "x-frumit-in-flight" not in parent.headers
     assert parent.headers["range"] == "bytes=10-"  # a resume travels on
     assert parse_target(parent.url.raw_path.decode()) == URL
     assert AUTH_HEADER.decode() in parent.headers
@@ -196,6 +198,9 @@ async def test_a_credentialed_fetch_by_digest_asks_only_what_members_hold() -> N
         assert "authorization" not in asked.headers
         assert token not in str(asked.url) + repr(asked.headers.raw)
         assert parse_target(asked.url.raw_path.decode()) == BLOB
+    # The parent may also serve what it is fetching for itself right now; a sibling may not
+    # (it would chain every site of a simultaneous release behind one site's upload).
+    assert [r.headers.get("x-frumit-in-flight") for r in net.asked] == [None, "join"]
     assert origin.asked == []
 
     none_hold = Recorder({h: (504, {}) for h in ("10.0.1.1", "10.0.0.1", "10.0.0.2")})

@@ -15,11 +15,12 @@ import pytest
 import trio
 
 from frumitcache.client import AgentClient
+from frumitcache.testing.registry import build_layout, skopeo_push
 from tests.agent.test_site_herd import wait_for_seeder
 from tests.federation.sites import fed_site, members, new_key, uplink
 from tests.oci.conftest import REGISTRY_NAME, Pushed
 from tests.oci.test_registry_site import blobs_of, skopeo_pull
-from tests.oci.test_token_auth import Auth
+from tests.oci.test_token_auth import SECRET, USER, Auth
 
 pytestmark = pytest.mark.slow
 
@@ -138,6 +139,82 @@ async def test_blobs_of_a_token_registry_come_from_the_core(auth: Auth, tmp_path
         assert counters["federation_bytes"] >= sum(
             len(auth.layout.blobs[p.rsplit("/", 1)[1]]) for p in blobs
         ), counters
+        assert "eyJ" not in core.agents[0].log() + edge.agents[0].log()
+    finally:
+        core.kill()
+        edge.kill()
+
+
+async def test_a_token_registry_blob_the_core_is_fetching_is_joined(
+    auth: Auth, tmp_path: Path
+) -> None:
+    """The same blob of a token registry asked at the core and at the edge at the same moment:
+    the edge's seeder cannot pass its token on, so it asks the core only-if-cached, and the
+    core, still fetching the blob for its own client, serves it as it arrives. The registry
+    sends the blob once (it sent it twice before: the core answered 504 until it held it)."""
+    auth.tokens.fail_with = None
+    auth.tokens.token_lifetime_s = 300
+    oci = {
+        "registries": [f"{REGISTRY_NAME}=http://{auth.registry.host}"],
+        "allowed_hosts": [f"{auth.registry.address}:*"],
+    }
+    key = new_key()
+    core = fed_site(tmp_path / "core", 1, key)
+    edge = fed_site(tmp_path / "edge", 1, key, parents=members(core), name="edge")
+    for site in (core, edge):
+        site.agents[0].settings["oci"].update(oci)
+    # A 1 MiB layer behind a slow core uplink: the core's fetch of it runs for seconds.
+    big = build_layout(
+        tmp_path / "big",
+        "v1",
+        shared=b"big" * 1000,
+        per_platform=1,
+        layer_size=1 << 20,
+        platforms=(("amd64", ""),),
+        fast_random=True,
+    )
+    skopeo_push(big.path, "v1", f"{auth.registry.host}/public/big:v1", creds=f"{USER}:{SECRET}")
+    core.agents[0].settings.setdefault("origin", {})["max_rate"] = 200_000
+    digest, blob = max(big.blobs.items(), key=lambda kv: len(kv[1]))
+    path = f"/v2/public/big/blobs/{digest}"
+    try:
+        await core.start()
+        await edge.start()
+        # As skopeo does, the image's manifest first: the edge then holds a token for the
+        # repository and sends it with the blob request (a request without one is no test).
+        for site in (core, edge):
+            async with httpx.AsyncClient(trust_env=False, timeout=60) as client:
+                tag = f"http://{site.addresses[0]}:3146/v2/public/big/manifests/v1"
+                assert (await client.get(f"{tag}?ns={REGISTRY_NAME}")).status_code == 200
+        before = len(auth.registry.requests())
+        was = await uplink(edge.agents[0])
+        got: dict[str, bytes] = {}
+
+        async def pull(name: str, address: str) -> None:
+            url = f"http://{address}:3146{path}?ns={REGISTRY_NAME}"
+            async with httpx.AsyncClient(trust_env=False, timeout=60) as client:
+                response = await client.get(url)
+            assert response.status_code == 200, (name, response.text)
+            got[name] = response.content
+
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pull, "core", core.addresses[0])
+                for _ in range(1200):  # until the core's fetch of the blob runs
+                    if (await uplink(core.agents[0])).get("active_fetches", 0) >= 1:
+                        break
+                    await trio.sleep(0.05)
+                nursery.start_soon(pull, "edge", edge.addresses[0])
+        assert got == {"core": blob, "edge": blob}
+        served = [
+            p.split("?")[0]
+            for m, p, status in auth.registry.requests()[before:]
+            if m == "GET" and status in (200, 206) and "/blobs/" in p
+        ]
+        assert served == [path], served
+        counters = await uplink(edge.agents[0])
+        assert counters["federation_bytes"] - was["federation_bytes"] >= len(blob), counters
+        assert counters["origin_bytes"] == was["origin_bytes"], (was, counters)
         assert "eyJ" not in core.agents[0].log() + edge.agents[0].log()
     finally:
         core.kill()
