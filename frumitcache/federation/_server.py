@@ -33,7 +33,7 @@ import trio
 
 from frumitcache._log import Throttle, get_logger
 from frumitcache._rate import TokenBucket
-from frumitcache._sendfile import FileRange, send_body
+from frumitcache._sendfile import FileRange, paced_step, send_body
 from frumitcache.content import (
     Content,
     ContentRequest,
@@ -62,7 +62,6 @@ log = get_logger("federation")
 
 _AUTH = AUTH_HEADER.decode()
 _SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # what a label may hold
-_PACED_PIECE = 64 * 1024  # bytes between two pacing waits of a rate-limited link
 
 
 @dataclass(slots=True)
@@ -292,11 +291,12 @@ async def _send_paced(
     def pace(n: int) -> float:
         return bucket.take(n, trio.current_time())
 
+    step = paced_step(bucket.rate)  # a child's floor sees a slow link busy, not idle
     if isinstance(body, FileRange):
-        await send_body(conn, stream, body, pace=pace)
+        await send_body(conn, stream, body, pace=pace, step_bytes=step)
         return
-    for at in range(0, len(body), _PACED_PIECE):
-        part = body[at : at + _PACED_PIECE]
+    for at in range(0, len(body), step):
+        part = body[at : at + step]
         wait = pace(len(part))
         if wait > 0:
             await trio.sleep(wait)

@@ -81,8 +81,9 @@ def takes(role: Role, status: int, origin_said: bool) -> bool:
 
 #: A wait this long for a link's next bytes means the member had none ready (a parent waiting
 #: for its own source releases each verified chunk in one burst): not the link's slowness. A
-#: busy narrow link hands over bytes as packets arrive (a member pacing at federation.max_rate,
-#: 64 KiB at a time), so it waits this long only below 64 KiB/s or when stalled.
+#: busy narrow link hands over bytes as packets arrive (a member pacing at federation.max_rate
+#: sends a quarter second of its rate at a time, at least 4 KiB), so it waits this long only
+#: when stalled or paced below 4 KiB/s.
 IDLE_GAP_S = 1.0
 
 

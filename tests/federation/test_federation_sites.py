@@ -300,23 +300,30 @@ async def test_a_stalled_parent_does_not_stall_the_site(
         edge.kill()
 
 
+@pytest.mark.parametrize(
+    ("max_rate", "min_rate", "size"),
+    [(256 * 1024, MiB, 8 * MiB), (16 * 1024, 32 * 1024, 768 * 1024)],
+    ids=["256KiB/s", "16KiB/s"],
+)
 async def test_a_crawling_parent_link_does_not_stall_the_site(
-    origin: OriginServer, tmp_path: Path
+    origin: OriginServer, tmp_path: Path, max_rate: int, min_rate: int, size: int
 ) -> None:
-    """The core sends at most 256 KiB/s on each child link (federation.max_rate); the edge
-    wants 1 MiB/s (federation.min_rate): after a window it leaves the link and resumes from
-    the origin with Range after the bytes it has."""
-    data = os.urandom(8 * MiB)
+    """The core sends at most ``max_rate`` on each child link (federation.max_rate); the edge
+    wants twice or four times that (federation.min_rate): after a window it leaves the link
+    and resumes from the origin with Range after the bytes it has. At 16 KiB/s the core sends
+    a quarter second of its rate at a time: 64 KiB pieces four seconds apart looked to the
+    edge's floor like a parent with nothing to send, and the edge crawled on to the end."""
+    data = os.urandom(size)
     digest = hashlib.sha256(data).hexdigest()
     origin.add("/c.bin", data)
     key = new_key()
-    core = fed_site(tmp_path / "core", 1, key, extra={"max_rate": 256 * 1024})
+    core = fed_site(tmp_path / "core", 1, key, extra={"max_rate": max_rate})
     edge = fed_site(
         tmp_path / "edge",
         1,
         key,
         parents=members(core),
-        extra={"min_rate": MiB, "slow_window_s": 2.0},
+        extra={"min_rate": min_rate, "slow_window_s": 2.0},
     )
     try:
         await core.start()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from frumitcache._sendfile import paced_step
 from frumitcache.federation import RateFloor, Role, object_target, parse_target, takes
+from frumitcache.federation._wire import IDLE_GAP_S
 
 
 @pytest.mark.parametrize(
@@ -85,3 +87,15 @@ def test_a_parent_waiting_for_its_own_source_is_not_a_slow_link() -> None:
 def test_no_floor_never_fires() -> None:
     floor = RateFloor(min_rate=0, window_s=1.0)
     assert not any(floor.add(1, float(t)) for t in range(100))
+
+
+@pytest.mark.parametrize(
+    ("rate", "step"),
+    [(10_000_000, 64 * 1024), (256 * 1024, 64 * 1024), (16 * 1024, 4 * 1024), (1000, 4 * 1024)],
+)
+def test_a_paced_link_sends_at_most_a_quarter_second_at_a_time(rate: int, step: int) -> None:
+    """A member pacing a child link sends pieces the child's floor sees as a busy link: each
+    at most a quarter second of the rate (so well under IDLE_GAP_S apart), at least 4 KiB."""
+    assert paced_step(rate) == step
+    if rate >= 16 * 1024:
+        assert step / rate <= 0.25 < IDLE_GAP_S
