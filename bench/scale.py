@@ -22,9 +22,9 @@ site with static peer lists, the Pi with the highest priority preferred as seede
 ``--discovery`` gives the agents no peer lists: they find each other by multicast beacons.
 ``--ipv6`` puts each agent in its own network namespace on one bridge, at an IPv6 ULA address
 (:class:`bench._testbed.ShapedTestbed`, root only): with ``--discovery`` the site forms over an
-IPv6 link-local multicast group, as on a site LAN. The kernel's per-CPU receive backlog
-(``net.core.netdev_max_backlog``) is raised to 300 packets per Pi for the run and restored
-after: one kernel stands in for the whole LAN (``netdev_max_backlog`` in the row).
+IPv6 link-local multicast group, as on a site LAN. One kernel stands in for the whole LAN, so
+its receive backlog and neighbour tables are raised for the run and restored after
+(:mod:`bench._kernel`; the values raised in the row's ``kernel_limits``).
 
 Every process is started and killed by pid (:class:`bench._testbed.LoopbackTestbed`). The
 test machine is shared: give the load average (``loadavg_1m``, in the output) with figures.
@@ -47,6 +47,7 @@ from typing import Any
 import trio
 
 from bench._herdcli import parse_args as herd_args
+from bench._kernel import raise_limits, restore, wanted
 from bench._report import machine
 from bench._systems import Frumitcache, cpu_seconds, memory_mb
 from bench._testbed import LoopbackTestbed, Rates, ShapedTestbed, Testbed
@@ -266,8 +267,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rates = Rates(uplink=uplink or None, down=None, up=None)
     if args.ipv6 and os.geteuid() != 0:
         parser.error("--ipv6 builds network namespaces: run as root")
-    # Small sites fit the default (the suite runs 4 Pis): leave the host alone there.
-    backlog = _raise_backlog(300 * args.nodes) if args.ipv6 and args.nodes > 8 else None
+    # One kernel stands in for the LAN: its backlog and neighbour tables are raised for the run.
+    raised = raise_limits(args.nodes) if args.ipv6 else {}
     try:
         bed: Testbed = (
             ShapedTestbed(args.nodes, rates, work, ipv6=True)
@@ -275,15 +276,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else LoopbackTestbed(args.nodes, rates, work)
         )
     except BaseException:
-        _restore_backlog(backlog)
+        restore(raised)
         raise
     try:
         row = trio.run(measure, args, bed, work)
-        if backlog is not None:
-            row["netdev_max_backlog"] = max(backlog, 300 * args.nodes)
+        if args.ipv6:
+            row["kernel_limits"] = {
+                f"{p.parent.parent.parent.name}.{p.name}" if "neigh" in str(p) else p.name: v
+                for p, v in wanted(args.nodes).items()
+                if p in raised
+            }
     finally:
         bed.close()
-        _restore_backlog(backlog)
+        restore(raised)
         signal.signal(signal.SIGTERM, previous)
         if args.keep:
             print(f"work directory kept: {work}", file=sys.stderr)
@@ -291,28 +296,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(row, indent=None if args.json else 2), flush=True)
     return row
-
-
-_BACKLOG = Path("/proc/sys/net/core/netdev_max_backlog")
-
-
-def _raise_backlog(wanted: int) -> int:
-    """Let the kernel queue ``wanted`` received packets per CPU for the run; the old value.
-
-    All the namespaces share one kernel: each multicast or neighbour-discovery packet on the
-    bridge becomes one packet per Pi in the sending CPU's backlog (1,000 by default), so a
-    100-Pi bridge dropped frames in bursts (thousands per run in /proc/net/softnet_stat) that
-    a switch with a queue per port would have delivered. Restored by :func:`_restore_backlog`.
-    """
-    old = int(_BACKLOG.read_text())
-    if wanted > old:
-        _BACKLOG.write_text(f"{wanted}\n")
-    return old
-
-
-def _restore_backlog(old: int | None) -> None:
-    if old is not None:
-        _BACKLOG.write_text(f"{old}\n")
 
 
 def _interrupt(signum: int, frame: object) -> None:
