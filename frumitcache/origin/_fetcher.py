@@ -49,11 +49,11 @@ from frumitcache.origin._allow import (
     AllowList,
     AllowPolicy,
     Door,
-    install_guard,
 )
 from frumitcache.origin._body import ResponseBody
 from frumitcache.origin._hold import FetchHold
 from frumitcache.origin._tunnel import UplinkStream, connect_checked, host_port
+from frumitcache.origin._uplink import uplink_transport
 from frumitcache.origin._via import via_of
 
 if TYPE_CHECKING:
@@ -105,13 +105,7 @@ class OriginFetcher:
         self.allow = allow or AllowPolicy.from_lists(config.allow)
         self._store: _Store = store
         if transport is None:
-            proxy = httpx.Proxy(config.proxy) if config.proxy else None
-            transport = httpx.AsyncHTTPTransport(proxy=proxy)
-            if proxy is None and not install_guard(
-                transport, self.allow.door("site"), trio.socket.getaddrinfo
-            ):
-                # Refuse to run unguarded rather than let a name resolve to loopback.
-                raise OriginError("cannot guard origin connections with this httpx/httpcore")
+            transport = uplink_transport(config.proxy, self.allow.door("site"))
         if wrap is not None:
             transport = wrap(transport)
         self._client = httpx.AsyncClient(
