@@ -126,6 +126,11 @@ class System:
         self.sample()
         return max(self._hwm.values()) if self._hwm else None
 
+    def peak_rss_by_pi(self) -> dict[str, float]:
+        """Each daemon's peak RSS in MiB by Pi name (killed ones as last read)."""
+        self.sample()
+        return {d.host.name: round(self._hwm[d.pid], 1) for d in self.daemons if d.pid in self._hwm}
+
     def rss_mb(self) -> float | None:
         """Largest current RSS of a live daemon (at rest, when asked before a herd)."""
         values = [memory_mb(d.pid, "VmRSS") for d in self.daemons if d.proc.poll() is None]

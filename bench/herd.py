@@ -27,8 +27,9 @@ Each (scenario, system) gives one JSON object (``--json`` prints them one per li
 ``uplink_bytes`` (the origin's own counter), ``uplink_ratio`` (÷ F), ``t_last_s`` (last verified
 copy, ``null`` if a live Pi never got one), ``t_bound_s`` (see :mod:`bench._report`),
 ``bound_ratio``, ``verified`` (every live Pi's copy hashed right), ``max_rss_mb`` (largest
-daemon peak RSS), ``times_s`` per Pi and more. The markdown table, the JSON and a PNG per
-scenario (each Pi's completion over time, one line per system) go to ``--out``.
+daemon peak RSS; ``peak_rss_mb_by_pi``: each Pi's), ``times_s`` per Pi and more. The markdown
+table, the JSON and a PNG per scenario (each Pi's completion over time, one line per system)
+go to ``--out``.
 """
 
 from __future__ import annotations
@@ -226,6 +227,7 @@ class Run:
             live_nodes=len(live),
             times_s=times,
             max_rss_mb=system.max_rss_mb(),
+            peak_rss_mb_by_pi=system.peak_rss_by_pi(),
             idle_rss_mb=idle_rss,
             cpu_s=cpu if system.daemons else None,
             cpu_s_per_gb=(cpu / (delivered / 1e9)) if system.daemons and delivered else None,
