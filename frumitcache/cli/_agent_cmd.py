@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from frumitcache._log import get_logger, setup_logging
-from frumitcache._malloc import limit_malloc_arenas
+from frumitcache._malloc import tune_malloc
 from frumitcache._version import __version__
 from frumitcache.cli import _exit
 from frumitcache.cli._flags import add_agent_flags, load_cli_config
@@ -92,7 +92,7 @@ async def serve(config: Config) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_cli_config(args)
     setup_logging(config.log.level, config.log.format)
-    limit_malloc_arenas()  # before libtorrent's and trio's threads start
+    tune_malloc()  # before libtorrent's and trio's threads start
     try:
         trio.run(serve, config, strict_exception_groups=True)
     except BaseExceptionGroup as group:
