@@ -2,8 +2,9 @@
 
 A member's ``FetchRequest`` starts (or joins) the flight for its URL here; every chunk is
 announced to the site the moment it is stored, so members pull it while the rest still
-arrives. After a failover the new seeder first pulls the chunks live members already hold,
-then resumes the origin with HTTP Range after them. A seeder whose lease lapses holds its
+arrives. A new seeder first takes what the site holds (:mod:`._takeover`: the seeder it
+replaced, if alive, reports first; a whole object held is not fetched again), then resumes
+the origin with HTTP Range after it. A seeder whose lease lapses holds its
 origin fetch, and stops it when the site names another seeder (fencing, :class:`_Fence`).
 """
 
@@ -20,19 +21,18 @@ from frumitcache._log import get_logger
 from frumitcache.agent._fallback import STUCK_FACTOR
 from frumitcache.agent._flight import Flight, first_error, wait_any
 from frumitcache.agent._member import SeederChanged, wire_manifest
+from frumitcache.agent._takeover import take_from_site
 from frumitcache.content import ContentRequest, HttpMeta
 from frumitcache.errors import (
     DigestMismatchError,
     FetchRestartedError,
     FrumitcacheError,
     NotInStoreError,
-    PeerError,
     ProtocolError,
 )
 from frumitcache.origin import Door, FetchHold, FetchInfo
 from frumitcache.site import ErrorReply, FetchRequest, ObjectInfo, ObjectManifest
 from frumitcache.store import Manifest
-from frumitcache.swarm import ChunkRef
 
 if TYPE_CHECKING:
     from frumitcache.agent._content import ContentService
@@ -142,7 +142,14 @@ class SeederRole:
         if flight.revalidate and not due:
             # The site asked the origin about it within the window: what is held is current.
             flight.revalidate = False
-        await self._pull_held_prefix(flight, after_failover=after_failover)
+        whole = await take_from_site(svc, flight, after_failover=after_failover)
+        if whole is not None:
+            # The site held it all (the seeder this node replaced, alive, had completed it):
+            # the origin is not asked.
+            flight.manifest, flight.provenance = whole, "site"
+            svc.stats.fetched_site += 1
+            await node.announce_object(wire_manifest(flight.url, whole, store.key_meta(flight.url)))
+            return
         flight.provenance = "uplink"
 
         async def reannounce() -> None:
@@ -267,53 +274,6 @@ class SeederRole:
         flight.manifest = held
         flight.provenance = "local"  # the origin was not reached: these bytes are the store's
 
-    async def _pull_held_prefix(self, flight: Flight, *, after_failover: bool) -> None:
-        """After a failover: bring in the chunks live members already hold, so the origin
-        fetch resumes (with Range) after them instead of starting over."""
-        site = self._svc.site
-        assert site is not None
-        store = self._svc.store
-        node, chunks = site.parts()
-        if after_failover:
-            # Members report what they hold to a new seeder (Have); give the reports a moment
-            # to arrive so the origin resumes after every chunk the site still has.
-            await _settle(
-                lambda: _known_chunks(node.catalogue.get(flight.url)), node.wait_catalogue_change
-            )
-        info = node.catalogue.info(flight.url)
-        manifest = info.manifest
-        if manifest is None or manifest.complete or not manifest.chunks:
-            return
-        writer = store.open_writer(flight.url, expected_digest=flight.sha256)
-        try:
-            if list(writer.chunks) != list(manifest.chunks[: len(writer.chunks)]):
-                await writer.discard()
-                flight.restarted(None)  # a reader of what was dropped must not go on
-                writer = store.open_writer(flight.url, expected_digest=flight.sha256)
-            flight.writing.set()
-            flight.handover()
-            for index in range(len(writer.chunks), len(manifest.chunks)):
-                holders = site.holders(
-                    info.holders[index].full if index < len(info.holders) else ()
-                )
-                if not holders:
-                    break
-                digest = manifest.chunks[index]
-                try:
-                    await chunks.fetch(ChunkRef(digest, manifest.chunk_size), holders)
-                except (PeerError, DigestMismatchError) as exc:
-                    log.info(
-                        "resume.chunk-unavailable", url=flight.url, index=index, detail=str(exc)
-                    )
-                    break
-                await writer.add_chunk(digest)
-            if writer.chunks:
-                log.info("resume.prefix", url=flight.url, chunks=len(writer.chunks))
-        finally:
-            with trio.CancelScope(shield=True):
-                await writer.abort()  # keeps the chunks: the origin fetch resumes after them
-            flight.handover()
-
 
 class _Upstream(TypedDict):
     door: Door
@@ -431,34 +391,6 @@ class _Fence:
             if check - start >= STUCK_FACTOR * self.grace_s:
                 return f"lease not back within {check - start:g}s"
             check += self.grace_s
-
-
-def _known_chunks(manifest: ObjectManifest | None) -> int:
-    return -1 if manifest is None else len(manifest.chunks)
-
-
-async def _settle(
-    measure: Callable[[], int],
-    wait_change: Callable[[], Awaitable[None]],
-    *,
-    quiet_s: float = 0.5,
-    limit_s: float = 2.0,
-) -> None:
-    """Wait until ``measure()`` has not changed for ``quiet_s`` (at most ``limit_s``).
-
-    It looks again only when ``wait_change`` returns (the catalogue took a report), never on
-    a tick; a report that leaves ``measure()`` as it was does not extend the wait."""
-    with trio.move_on_after(limit_s):
-        last = measure()
-        quiet_until = trio.current_time() + quiet_s
-        while True:
-            with trio.move_on_at(quiet_until) as quiet:
-                await wait_change()
-            if quiet.cancelled_caught:
-                return
-            now = measure()
-            if now != last:
-                last, quiet_until = now, trio.current_time() + quiet_s
 
 
 def _partial(

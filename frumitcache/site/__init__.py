@@ -35,6 +35,7 @@ from frumitcache.site._messages import (
     Vote,
     split_have,
 )
+from frumitcache.site._policy import Reports
 from frumitcache.site._setup import SiteHooks, SiteStatistics, member_from_config, parse_peer
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectManifest",
     "Outgoing",
+    "Reports",
     "Role",
     "SiteCore",
     "SiteHooks",

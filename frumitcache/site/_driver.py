@@ -66,6 +66,7 @@ from frumitcache.site._policy import (
     CataloguePolicy,
     Drop,
     Publish,
+    Reports,
     SeederChanged,
     View,
 )
@@ -455,6 +456,11 @@ class SiteNode:
         except FrumitcacheError as exc:  # e.g. a URL outside the allow-list: the asker learns why
             return ErrorReply(msg.request_id, exc.code, str(exc), *origin_status(exc))
         return dataclasses.replace(reply, request_id=msg.request_id)
+
+    def reports(self) -> Reports:
+        """Seeder: whose ``Have`` reports came in this term, and which seeder this node
+        followed before it (a new seeder taking over a fetch waits for that one's)."""
+        return self.policy.reports(self._view(self._now()))
 
     def resume_index(self, url: str) -> int:
         """Seeder: index of the first chunk of ``url`` that no alive member holds completely;

@@ -17,6 +17,10 @@ time). The trio driver (:mod:`._driver`) carries out what it returns:
 - this node's own progress (:meth:`CataloguePolicy.announce`): the seeder records it,
   publishes it and tells every alive member; a member tells the seeder.
 
+A new seeder that takes over an object mid-fetch asks :meth:`CataloguePolicy.reports` who has
+reported in its term, since when it is seeder and which seeder it followed before
+(:class:`Reports`): the old seeder, if still alive, may hold more of the object than anyone.
+
 Neither reads the clock nor touches a socket: ``now`` is an argument, :meth:`next_deadline`
 says when :meth:`on_timer` wants to run.
 """
@@ -71,6 +75,20 @@ Action = Outgoing | Publish | Drop | SeederChanged
 
 
 @dataclass(frozen=True, slots=True)
+class Reports:
+    """The ``Have`` reports of this node's term as seeder, as a seeder taking over a fetch
+    weighs them: ``began`` (when this term of ours began; ``-inf`` while it holds none),
+    ``previous`` (the last other seeder this node followed before it, ``None`` if none),
+    ``reported`` (members whose report came in this term) and ``alive`` (the other alive
+    members now)."""
+
+    began: float
+    previous: str | None
+    reported: frozenset[str]
+    alive: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class View:
     """The election's view at one instant, as the policy needs it.
 
@@ -101,6 +119,10 @@ class CataloguePolicy:
         self._seeder: tuple[str, int] | None = None
         self._reports: list[Have] = []
         self._resend_at: list[float] = []
+        self._began = float("-inf")  # when our term began
+        self._followed: str | None = None  # the last other seeder this node followed
+        self._previous: str | None = None  # ... as of when our term began
+        self._reported: set[str] = set()  # members whose Have came in our term
 
     # --- the election's view ------------------------------------------------------------------
 
@@ -110,6 +132,7 @@ class CataloguePolicy:
             self.catalogue.remove_member(node)
         if view.seeding_term is not None and view.seeding_term != self._term:
             self._term = view.seeding_term
+            self._began, self._previous, self._reported = now, self._followed, set()
             self.catalogue = Catalogue()
             for have in self.holdings():
                 self.catalogue.apply_have(dataclasses.replace(have, node_id=self.me))
@@ -118,6 +141,7 @@ class CataloguePolicy:
             previous, self._seeder = self._seeder, view.seeder
             self._reports, self._resend_at = [], []
             if view.seeder is not None and view.seeder[0] != self.me:
+                self._followed = view.seeder[0]
                 self._reports = self.holdings()
                 if previous is not None and previous[0] == self.me and len(self.catalogue):
                     # We stepped down (partition healed): hand over what we knew, naming no
@@ -153,6 +177,7 @@ class CataloguePolicy:
                     cat.add_holder(digest, sender)
             elif isinstance(msg, Have) and msg.node_id == sender:
                 cat.apply_have(msg)
+                self._reported.add(sender)
             else:
                 return [Drop("not-for-seeder")]
             return []
@@ -178,6 +203,11 @@ class CataloguePolicy:
             for digest in msg.manifest.chunks:
                 self.catalogue.add_holder(digest, self.me)
         return [Publish(msg), *(Outgoing(n, msg) for n in view.alive)]
+
+    def reports(self, view: View) -> Reports:
+        """Who reported in our term as seeder (see :class:`Reports`)."""
+        began = self._began if view.seeding_term is not None else float("-inf")
+        return Reports(began, self._previous, frozenset(self._reported), frozenset(view.alive))
 
     def lookup(self, msg: Lookup) -> ObjectInfo:
         """The seeder's answer to a member's lookup."""

@@ -20,7 +20,7 @@ from frumitcache.agent import ContentService
 from frumitcache.agent._sitelink import SiteLink
 from frumitcache.config import OriginConfig, SiteConfig
 from frumitcache.origin import OriginFetcher
-from frumitcache.site import Catalogue, ObjectManifest
+from frumitcache.site import Catalogue, ObjectManifest, Reports
 from frumitcache.store import Store
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer
@@ -56,6 +56,9 @@ class _Node:
 
     async def wait_catalogue_change(self) -> None:
         await trio.sleep_forever()  # no members, so no reports
+
+    def reports(self) -> Reports:
+        return Reports(-math.inf, None, frozenset(), frozenset())  # nobody to wait for
 
     async def announce_object(self, manifest: ObjectManifest) -> None:
         (self.complete if manifest.complete else self.partials).append(manifest)

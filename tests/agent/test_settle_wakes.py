@@ -8,7 +8,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from frumitcache.agent._seeder import _settle
+from frumitcache.agent._takeover import settle as _settle
 
 
 class _Catalogue:

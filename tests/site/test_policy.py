@@ -150,3 +150,25 @@ def test_no_member_can_name_another_as_a_holder(
             honest[digest].add(sender)
     for digest, senders in honest.items():
         assert set(p.catalogue.holders(digest).full) <= senders
+
+
+def test_a_new_seeder_knows_whom_it_followed_and_who_reported_in_its_term() -> None:
+    """What a seeder taking over a fetch weighs (Reports): the seeder it followed before its
+    term (the one that fetched), when its term began, and who reported since; a report from
+    an earlier term of ours, or from someone speaking for another, does not count."""
+    p = policy()
+    assert p.reports(following("s")).began == float("-inf")  # not seeding: no term of ours
+    p.on_view(following("s"), 0.0)
+    p.on_view(View(seeder=None), 1.0)  # its lease lapsed in our view
+    p.on_view(seeding(4, alive=("s", "b")), 2.5)
+    reports = p.reports(seeding(4, alive=("s", "b")))
+    assert (reports.began, reports.previous, reports.reported) == (2.5, "s", frozenset())
+    assert reports.alive == {"s", "b"}
+    p.receive("b", Have("s", full=(D2,)), seeding(4))  # b speaking for s: dropped
+    assert p.reports(seeding(4)).reported == frozenset()
+    p.receive("s", Have("s", full=(D2,)), seeding(4))
+    assert p.reports(seeding(4)).reported == {"s"}
+    # A later term of ours starts counting afresh (members report to it again).
+    p.on_view(seeding(6), 9.0)
+    reports = p.reports(seeding(6))
+    assert (reports.began, reports.previous, reports.reported) == (9.0, "s", frozenset())

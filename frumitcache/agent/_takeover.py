@@ -1,0 +1,196 @@
+"""A seeder taking over an object mid-fetch: what the site holds first, the origin after.
+
+A new seeder's catalogue starts from members' ``Have`` reports, which come when each member
+hears of the new seeder (a few resends, then no more). The seeder it replaced is the one
+that fetched: alive (its lease lapsed under load, and the site elected another) it holds
+more of the object than any member, often all of it. So before the origin is asked:
+
+1. :func:`awaited` (pure): the previous seeder's report is waited for while it is alive and
+   has not reported, from the start of this node's term up to :data:`REPORT_WAIT_LEASES`
+   leases (about the longest a loaded site's lease round takes); nothing is waited for once
+   the site holds the whole object, or once the term is older than that;
+2. after a failover, the others' reports settle (:func:`settle`: a quiet moment, bounded);
+3. :func:`take_from_site` pulls whole chunks from their holders in order (each verified by its
+   digest on arrival): all of them when the site holds the object complete (the origin is
+   not asked at all), else as many as the site holds, and the origin fetch resumes after
+   them with Range.
+
+What is not taken: the old seeder's unfinished chunk (the bytes of the chunk it was writing
+when it was fenced, kept in its memory). No hash covers a part of a chunk: the chunk's
+digest exists only once the chunk is complete, and the whole object's SHA-256 only at the
+end (a herd pulled without ``--sha256`` has none at all). Bytes that nothing can verify are
+not taken from a peer; the origin sends that chunk again from its start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from frumitcache._log import get_logger
+from frumitcache.agent._flight import Flight
+from frumitcache.errors import DigestMismatchError, PeerError
+from frumitcache.site import ObjectInfo, ObjectManifest, Reports
+from frumitcache.store import Manifest
+from frumitcache.swarm import ChunkRef
+
+if TYPE_CHECKING:
+    from frumitcache.agent._content import ContentService
+
+log = get_logger("content")
+
+#: How long, in leases from the start of its term, a new seeder waits for the report of the
+#: seeder it replaced (while that one is alive): a stretched lease round takes up to 3.
+REPORT_WAIT_LEASES = 3.0
+
+
+def awaited(reports: Reports, *, whole: bool, now: float, limit_s: float) -> float | None:
+    """Until when to wait for the previous seeder's report (``None``: not at all).
+
+    ``whole``: the site already holds the object complete (nothing more to learn)."""
+    previous = reports.previous
+    if whole or previous is None or previous not in reports.alive:
+        return None
+    if previous in reports.reported:
+        return None
+    until = reports.began + limit_s
+    return until if now < until else None
+
+
+def held_whole(info: ObjectInfo, live: Callable[[tuple[str, ...]], bool]) -> bool:
+    """Does the site hold the object of ``info`` complete, every chunk at a live member?"""
+    manifest = info.manifest
+    if manifest is None or not manifest.complete or manifest.digest is None:
+        return False
+    return len(info.holders) >= len(manifest.chunks) and all(
+        live(h.full) for h in info.holders[: len(manifest.chunks)]
+    )
+
+
+async def settle(
+    measure: Callable[[], int],
+    wait_change: Callable[[], Awaitable[None]],
+    *,
+    quiet_s: float = 0.5,
+    limit_s: float = 2.0,
+) -> None:
+    """Wait until ``measure()`` has not changed for ``quiet_s`` (at most ``limit_s``).
+
+    It looks again only when ``wait_change`` returns (the catalogue took a report), never on
+    a tick; a report that leaves ``measure()`` as it was does not extend the wait."""
+    with trio.move_on_after(limit_s):
+        last = measure()
+        quiet_until = trio.current_time() + quiet_s
+        while True:
+            with trio.move_on_at(quiet_until) as quiet:
+                await wait_change()
+            if quiet.cancelled_caught:
+                return
+            now = measure()
+            if now != last:
+                last, quiet_until = now, trio.current_time() + quiet_s
+
+
+def known_chunks(manifest: ObjectManifest | None) -> int:
+    """What :func:`settle` watches: the chunks the catalogue lists (-1: object unknown)."""
+    return -1 if manifest is None else len(manifest.chunks) + (1 if manifest.complete else 0)
+
+
+def _chunk_len(manifest: ObjectManifest, index: int) -> int:
+    if manifest.size is None:
+        return manifest.chunk_size
+    return min(manifest.chunk_size, manifest.size - index * manifest.chunk_size)
+
+
+async def take_from_site(
+    svc: ContentService, flight: Flight, *, after_failover: bool
+) -> Manifest | None:
+    """Bring in what live members hold of ``flight``'s object (see the module docstring): the
+    complete object when the site holds it whole (returned: the origin is not asked), else
+    the chunks it holds before the first one nobody holds (``None``: the origin fetch resumes
+    after them)."""
+    site = svc.site
+    assert site is not None
+    node, chunks = site.parts()
+    url = flight.url
+
+    def live(nodes: tuple[str, ...]) -> bool:
+        return bool(site.holders(nodes))
+
+    def whole_now() -> bool:
+        return held_whole(node.catalogue.info(url), live)
+
+    limit = REPORT_WAIT_LEASES * svc.site_config.lease_s
+    start = trio.current_time()
+    waited = False
+    while True:
+        now = trio.current_time()
+        until = awaited(node.reports(), whole=whole_now(), now=now, limit_s=limit)
+        if until is None:
+            if waited:
+                log.info("takeover.reported", url=url, waited_s=round(now - start, 2))
+            break
+        # Woken by each report the catalogue takes; the previous seeder's ends the wait.
+        waited = True
+        with trio.move_on_at(until) as late:
+            await node.wait_catalogue_change()
+        if late.cancelled_caught:
+            log.info("takeover.no-report", url=url, previous=node.reports().previous)
+            break
+    if after_failover and not whole_now():
+        # Members report what they hold to a new seeder (Have); give the reports a moment to
+        # arrive so the origin resumes after every chunk the site still has.
+        await settle(lambda: known_chunks(node.catalogue.get(url)), node.wait_catalogue_change)
+    info = node.catalogue.info(url)
+    manifest = info.manifest
+    if manifest is None or not manifest.chunks:
+        return None
+    whole = (
+        held_whole(info, live)
+        and not flight.revalidate  # the origin must be asked (the window says so)
+        and flight.sha256 in (None, manifest.digest)
+    )
+    if manifest.complete and not whole:
+        return None  # another version, or not all of it held: the origin's answer decides
+    store = svc.store
+    writer = store.open_writer(url, expected_digest=flight.sha256 or manifest.digest)
+    try:
+        if list(writer.chunks) != list(manifest.chunks[: len(writer.chunks)]):
+            await writer.discard()
+            flight.restarted(None)  # a reader of what was dropped must not go on
+            writer = store.open_writer(url, expected_digest=flight.sha256 or manifest.digest)
+        if whole and flight.size is None:
+            flight.size = manifest.size  # readers may follow the object before it is complete
+        flight.writing.set()
+        flight.handover()
+        for index in range(len(writer.chunks), len(manifest.chunks)):
+            holders = site.holders(info.holders[index].full if index < len(info.holders) else ())
+            if not holders:
+                break
+            digest = manifest.chunks[index]
+            try:
+                await chunks.fetch(
+                    ChunkRef(digest, _chunk_len(manifest, index)), holders, direct=True
+                )
+            except (PeerError, DigestMismatchError) as exc:
+                log.info("resume.chunk-unavailable", url=url, index=index, detail=str(exc))
+                break
+            await writer.add_chunk(digest)
+            await node.announce_chunk(url, index, digest, store.chunk_size)
+            await site.seed_chunk(digest)
+        if whole and list(writer.chunks) == list(manifest.chunks):
+            # Each chunk was verified by its digest on arrival, and the list is the
+            # site-authenticated manifest's: its SHA-256 is trusted, as a member trusts it.
+            taken = await writer.finish(site_digest=manifest.digest)
+            log.info("takeover.whole", url=url, chunks=len(taken.chunks))
+            return taken
+        if writer.chunks:
+            log.info("resume.prefix", url=url, chunks=len(writer.chunks))
+        return None
+    finally:
+        with trio.CancelScope(shield=True):
+            if not writer.closed:
+                await writer.abort()  # keeps the chunks: the origin fetch resumes after them
+        flight.handover()
