@@ -152,9 +152,7 @@ class Simulator:
             if self._dirty:
                 fair_rates(self.flows)
                 self._dirty = False
-            t_flow = min(
-                (self.now + f.remaining / f.rate for f in self.flows if f.rate > 0), default=INF
-            )
+            t_flow = min((self._due_at(f) for f in self.flows), default=INF)
             t_timer = self._timers[0].at if self._timers else INF
             t = min(t_flow, t_timer)
             if t == INF:
@@ -164,7 +162,7 @@ class Simulator:
                 break
             # Flows due by t finish at t, even when rounding left them a few bytes (or a
             # finish time that adding to a large clock cannot move): no zero-length loops.
-            due = {id(f) for f in self.flows if f.rate > 0 and self.now + f.remaining / f.rate <= t}
+            due = {id(f) for f in self.flows if self._due_at(f) <= t}
             self._advance(t)
             self.events += 1
             if t_flow <= t_timer:
@@ -178,6 +176,13 @@ class Simulator:
                 timer = heapq.heappop(self._timers)
                 timer.action(self.now)
         return self.now
+
+    def _due_at(self, flow: Flow) -> float:
+        # A flow left with less than _EPS (rounding) has no rate (fair_rates skips it) and is
+        # due now, or it would never finish.
+        if flow.remaining <= _EPS:
+            return self.now
+        return self.now + flow.remaining / flow.rate if flow.rate > 0 else INF
 
     def _advance(self, t: float) -> None:
         dt = t - self.now

@@ -62,6 +62,20 @@ def test_simulator_finishes_flows_in_order_and_counts_bytes() -> None:
     assert link.carried == 40
 
 
+def test_a_flow_left_with_rounding_crumbs_finishes() -> None:
+    # Rounding can leave a flow a few 1e-10 bytes: it gets no rate, and must still finish
+    # (a 100-site federation with start_s 0 stalled on exactly this).
+    sim = Simulator()
+    link = Resource("link", 10.0)
+    done: list[float] = []
+    flow = sim.start(Flow(4, ((link, 1.0),), on_done=done.append))
+    other = sim.start(Flow(10, ((link, 1.0),)))
+    flow.done = flow.size - 5e-10
+    assert sim.run() == pytest.approx(1.0)
+    assert done == [0.0]
+    assert other.remaining == 0
+
+
 def _site(pis: int, size: int, feed: str, chunk_latency_s: float = 0.0) -> SiteRun:
     sim = Simulator()
     spec = SiteSpec(pis, 100 * MBIT, 100 * MBIT, 20 * MBIT)
