@@ -2,27 +2,40 @@
 
 Two levels, because sites touch each other only through the backbone:
 
-1. **Backbone.** The core's seeder fetches each chunk from the origin once (single-flight for
-   every child) over the core's uplink; every edge site's seeder streams the object chunk by
-   chunk, each chunk from a sibling that already holds it (asked first, held content only) or
-   else from the parent once the parent holds it (cut-through at chunk granularity: a chunk is
-   forwarded once it is whole and verified). A flow uses the sender's side (the core's egress,
-   or the sibling's backbone link up) and the receiver's backbone link down, capped by what the
+1. **Backbone.** Each edge site's seeder makes one request, as the agent does
+   (``frumitcache/federation/_client.py``): its siblings first, in the configured (ring) order,
+   with ``only-if-cached`` — a sibling answers only for an object it holds *complete*
+   (``_server.py`` asks the store, which names complete objects only) — then the core parent,
+   whose seeder fetches each chunk from the origin once (single-flight for every child) and
+   streams it on cut-through, a chunk once it is whole and verified. The whole object then
+   comes from that one member, chunk after chunk in one response. So in a release every site
+   asks for at once, nobody holds it complete when asked and siblings carry nothing; they carry
+   an object some sites already hold (``held_by``: those sites and the core hold it when the
+   others ask, as after an earlier wave). A flow uses the sender's side (the core's egress, or
+   the sibling's backbone link up) and the receiver's backbone link down, capped by what the
    receiving seeder can take (its port, and its CPU budget for receiving the chunk and handing
    one copy on).
+
+   ``chunk_exchange`` is a **what-if, not in the agent**: siblings serve each other single
+   chunks they hold, one request per chunk, and site i asks for the chunks starting at
+   i·K/S (then wraps), so sites hold different chunks and have something to give.
 2. **Sites.** Each site then runs alone (:class:`bench._sim_site.SiteRun` fed with the chunk
    arrival times of level 1). Decoupling them ignores that a seeder serving siblings also uses
    its LAN port for them; backbone links (10-50 Mbit/s) are far below a Pi's port.
 
-The lower bound of a Pi at site i, for F bytes, S sites of N Pis, core uplink U_c, core egress
-E, backbone link b_i, Pi links d/u, and B = the backbone upload of the sites that may serve as
-siblings (0 without siblings)::
+The lower bound of the last Pi, for F bytes, S sites of N Pis that ask, core uplink U_c,
+core egress E, backbone link b_i of site i, Pi links d/u::
 
-    T_i = max(F/U_c, F/b_i, F/d, N·F/(b_i + N·u), S·F/(E + B))
+    T = max over i of max(F/U_c, F/b_i, F/d, N·F/(b_i + N·u)),  and  S·F/(E + B)
 
-every byte crosses the core's uplink, site i's backbone link and a Pi's downlink; the site's N
-copies leave its backbone link or its Pis' ports; and the S sites' copies leave the core or the
-sites' backbone uplinks. The federation's bound is the largest T_i.
+every byte crosses the core's uplink (not when the core holds the object already), site i's
+backbone link and a Pi's downlink; the site's N copies leave its backbone link or its Pis'
+ports; and the S sites' copies leave the core or the backbone uplinks of sites that can serve
+as siblings under the rule: B = 0 when every site asks at once (nobody holds the object
+complete then), the sum of the ``held_by`` sites' links that are some asking site's sibling
+when some sites hold it (a relaxation: which sibling a site may use is not imposed), every
+site's link in the chunk-exchange what-if. The first four terms bound each Pi of site i
+(``site_bound``: a Pi's ratio is taken against it); the shared term bounds only the last site.
 """
 
 from __future__ import annotations
@@ -51,18 +64,33 @@ class FederationSpec:
     core_egress: float
     siblings: int = 0  # ring neighbours on each side a seeder asks first
     cpu_quota: float | None = None
-    # Site i asks for the chunks starting at i·K/S (then wraps) instead of from the first: in
-    # a cold release the sites then hold different chunks, so siblings have something to give.
-    striped: bool = False
+    # Sites that hold the object complete when the others ask (the core holds it too): they
+    # ask nothing, their Pis are not counted.
+    held_by: frozenset[int] = frozenset()
+    # What-if, not in the agent: siblings serve single held chunks (module docstring).
+    chunk_exchange: bool = False
 
     @property
     def sites(self) -> int:
         return len(self.backbone)
 
+    def askers(self) -> list[int]:
+        return [i for i in range(self.sites) if i not in self.held_by]
+
     def sibling_ids(self, i: int) -> list[int]:
+        """Site i's siblings in the order its seeder asks them: nearest first, right, left."""
         s = self.sites
         near = [(i + k) % s for j in range(1, self.siblings + 1) for k in (j, -j)]
         return [j for j in dict.fromkeys(near) if j != i]
+
+    def sibling_upload(self) -> float:
+        """B of the module docstring: the backbone upload siblings can give under the rule."""
+        if not self.siblings:
+            return 0.0
+        if self.chunk_exchange:
+            return sum(self.backbone)
+        serving = {j for i in self.askers() for j in self.sibling_ids(i) if j in self.held_by}
+        return sum(self.backbone[j] for j in serving)
 
 
 def backbone_rates(sites: int, low: float, high: float, seed: int) -> tuple[float, ...]:
@@ -71,17 +99,25 @@ def backbone_rates(sites: int, low: float, high: float, seed: int) -> tuple[floa
     return tuple(rng.uniform(low, high) for _ in range(sites))
 
 
+def every_kth(sites: int, share: float) -> frozenset[int]:
+    """``share`` of the sites, spread evenly around the ring (0, k, 2k, ...)."""
+    if share <= 0:
+        return frozenset()
+    count = max(1, min(sites, round(share * sites)))
+    return frozenset(j * sites // count for j in range(count))
+
+
 def site_bound(spec: FederationSpec, i: int, size: int) -> float:
-    """T_i of the module docstring."""
+    """T_i of the module docstring without its shared term: a bound for each Pi of site i."""
     f, n, b = size, spec.pis, spec.backbone[i]
-    sibling_up = sum(spec.backbone) if spec.siblings else 0.0
-    return max(
-        f / spec.core_uplink,
-        f / b,
-        f / spec.down,
-        n * f / (b + n * spec.up),
-        spec.sites * f / (spec.core_egress + sibling_up),
-    )
+    origin = 0.0 if spec.held_by else f / spec.core_uplink
+    return max(origin, f / b, f / spec.down, n * f / (b + n * spec.up))
+
+
+def federation_bound(spec: FederationSpec, size: int) -> float:
+    """The largest T_i: the last asking site's bound, with the shared term S·F/(E + B)."""
+    shared = len(spec.askers()) * size / (spec.core_egress + spec.sibling_upload())
+    return max(shared, *(site_bound(spec, i, size) for i in spec.askers()))
 
 
 @dataclass(slots=True)
@@ -94,6 +130,11 @@ class _Edge:
     order: list[int]
     next_chunk: int = 0
     uploads: int = 0
+    source: _Edge | None = None  # the sibling the whole object comes from (held rule)
+
+    @property
+    def complete(self) -> float:
+        return max(self.has)
 
 
 @dataclass(slots=True)
@@ -116,7 +157,8 @@ class Backbone:
     def __post_init__(self) -> None:
         s, eff = self.spec, self.cal.efficiency
         n = max(1, math.ceil(self.size / self.chunk_size))
-        self.core_has = [INF] * n
+        held = 0.0 if s.held_by else INF
+        self.core_has = [held] * n
         self.core_in = Resource("core.uplink", eff * s.core_uplink)
         self.core_out = Resource("core.egress", eff * s.core_egress)
         per_byte = self.cal.cpu_rx + self.cal.cpu_tx
@@ -127,14 +169,14 @@ class Backbone:
                 Resource(f"site{i}.down", eff * b),
                 Resource(f"site{i}.up", eff * b),
                 min(eff * s.down, cpu_cap),
-                [INF] * n,
+                [0.0 if i in s.held_by else INF] * n,
                 self._order(i, n),
             )
             for i, b in enumerate(s.backbone)
         ]
 
     def _order(self, i: int, n: int) -> list[int]:
-        start = i * n // self.spec.sites if self.spec.striped else 0
+        start = i * n // self.spec.sites if self.spec.chunk_exchange else 0
         return [(start + j) % n for j in range(n)]
 
     def chunk_bytes(self, k: int) -> int:
@@ -142,9 +184,10 @@ class Backbone:
 
     def run(self) -> None:
         t0 = self.cal.start_s
-        self.sim.at(t0, lambda now: self._core_fetch(0))
-        for edge in self.edges:
-            self.sim.at(t0, partial(self._next, edge))
+        if not self.spec.held_by:
+            self.sim.at(t0, lambda now: self._core_fetch(0))
+        for i in self.spec.askers():
+            self.sim.at(t0, partial(self._ask, self.edges[i]))
         self.sim.run()
 
     def _core_fetch(self, k: int) -> None:
@@ -158,19 +201,40 @@ class Backbone:
         flow = Flow(self.chunk_bytes(k), ((self.core_in, 1.0),), on_done=done, tag=f"core{k}")
         self.sim.start(flow)
 
+    def _ask(self, edge: _Edge, now: float) -> None:
+        """The seeder's one request (held rule): the first sibling holding the object
+        complete, else the parent; the response arrives a request latency later."""
+        if not self.spec.chunk_exchange:
+            holders = [
+                self.edges[j]
+                for j in self.spec.sibling_ids(edge.index)
+                if self.edges[j].complete <= now
+            ]
+            edge.source = holders[0] if holders else None
+            self.sim.at(now + self.cal.http_latency_s, partial(self._next, edge))
+        else:
+            self._next(edge, now)
+
     def _next(self, edge: _Edge, now: float) -> None:
         if edge.next_chunk >= len(edge.order):
             return
         k = edge.order[edge.next_chunk]
-        holders = [
-            self.edges[j] for j in self.spec.sibling_ids(edge.index) if self.edges[j].has[k] <= now
-        ]
-        if holders:
-            source = min(holders, key=lambda e: (e.uploads, e.index))
+        exchange = self.spec.chunk_exchange
+        source: _Edge | None
+        if exchange:
+            holders = [
+                self.edges[j]
+                for j in self.spec.sibling_ids(edge.index)
+                if self.edges[j].has[k] <= now
+            ]
+            source = min(holders, key=lambda e: (e.uploads, e.index)) if holders else None
+        else:
+            source = edge.source
+        if source is not None:
             source.uploads += 1
             sender = source.link_up
         elif self.core_has[k] <= now:
-            source, sender = None, self.core_out
+            sender = self.core_out
         else:
             self._waiters[k].append(lambda t: self._next(edge, t))
             return
@@ -184,8 +248,11 @@ class Backbone:
 
         uses = ((sender, 1.0), (edge.link_down, 1.0))
         flow = Flow(self.chunk_bytes(k), uses, edge.cap, done, f"site{edge.index}.{k}")
+        if not exchange:  # one response: the next chunk follows on the same stream
+            self.sim.start(flow)
+            return
 
-        def send(t: float) -> None:
+        def send(t: float) -> None:  # what-if: one request per chunk
             self.sim.start(flow)
 
         self.sim.at(now + self.cal.http_latency_s, send)
@@ -204,9 +271,10 @@ class Backbone:
 @dataclass(slots=True)
 class FederationResult:
     backbone: Backbone
-    sites: list[SiteRun]
-    times_s: list[float]  # every Pi of every edge site
-    bounds_s: list[float]  # each Pi's own bound T_i
+    sites: list[SiteRun]  # the sites that asked, in order
+    times_s: list[float]  # every Pi of every site that asked
+    bounds_s: list[float]  # each Pi's own site's bound (local terms)
+    bound_s: float  # the federation's: the last Pi's
 
 
 def run_federation(
@@ -219,7 +287,8 @@ def run_federation(
     times: list[float] = []
     bounds: list[float] = []
     done: dict[tuple[float, ...], SiteRun] = {}
-    for i, edge in enumerate(level1.edges):
+    for i in spec.askers():
+        edge = level1.edges[i]
         key = tuple(edge.has)
         site = done.get(key)
         if site is None:
@@ -233,4 +302,4 @@ def run_federation(
         site_times = site.pi_times()
         times += site_times
         bounds += [site_bound(spec, i, size)] * len(site_times)
-    return FederationResult(level1, runs, times, bounds)
+    return FederationResult(level1, runs, times, bounds, federation_bound(spec, size))

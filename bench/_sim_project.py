@@ -2,7 +2,7 @@
 
 Pis are Pi-3 class: each has its own CPU budget (``cpu_quota`` of one test-machine core, as
 ``--pi pi3`` in bench.herd) and spends the CPU per GB measured at N=16 under that budget. That
-cost is held flat beyond N=16: it rose from N=8 to N=16 (21.0 → 30.6 agent CPU-s per GB) and
+cost is held flat beyond N=16: it rose from N=8 to N=16 in every measurement so far and
 nothing measured says how it goes on; ``--agent-cpu`` changes it.
 """
 
@@ -15,13 +15,14 @@ from typing import Any
 
 from bench._report import lower_bound
 from bench._sim_control import parent_frames, site_frames
-from bench._sim_fed import FederationSpec, backbone_rates, run_federation
+from bench._sim_fed import FederationSpec, backbone_rates, every_kth, run_federation
 from bench._sim_flow import Simulator
 from bench._sim_site import CHUNK_SIZE, Calibration, SiteRun, SiteSpec
+from bench._sim_validate import projection_cpu
 from bench._testbed import Rates
 
-PROJECTION_AGENT_CPU = 30.6  # N=16 cold, 10 % budget, 1ae94ed (bench/README.md)
-PROJECTION_CLIENT_CPU = 6.3
+# The budgeted cold N=16 herd's (bench/results/sim/validation-herds.json).
+PROJECTION_AGENT_CPU, PROJECTION_CLIENT_CPU = projection_cpu()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,8 @@ class Plan:
     core_uplink: float = 0.0
     core_egress: float = 0.0
     siblings: int = 0
-    striped: bool = False
+    held_share: float = 0.0  # of the sites already holding the object (every k-th): a later wave
+    chunk_exchange: bool = False  # what-if, not in the agent (bench._sim_fed)
     cpu_quota: float | None = 0.10
     seed: int = 1
     label: str = ""
@@ -100,11 +102,12 @@ def project_federation(plan: Plan, cal: Calibration) -> dict[str, Any]:
     rates = backbone_rates(plan.sites, plan.backbone_low, plan.backbone_high, plan.seed)
     spec = FederationSpec(
         plan.pis, plan.down, plan.up, rates, plan.core_uplink, plan.core_egress,
-        plan.siblings, plan.cpu_quota, plan.striped,
+        plan.siblings, plan.cpu_quota, every_kth(plan.sites, plan.held_share),
+        plan.chunk_exchange,
     )  # fmt: skip
     result = run_federation(spec, cal, plan.size, chunk_size=CHUNK_SIZE)
-    times, bounds = result.times_s, result.bounds_s
-    bound = max(bounds)
+    asking = len(spec.askers())
+    times, bound = result.times_s, result.bound_s
     backbone = result.backbone.backbone_bytes()
     chunks = len(result.backbone.core_has)
     fetch_s = max(times) - cal.start_s
@@ -116,27 +119,28 @@ def project_federation(plan: Plan, cal: Calibration) -> dict[str, Any]:
         "case": plan.label or f"federation {plan.sites}x{plan.pis}",
         "kind": "federation",
         "sites": plan.sites,
-        "pis": plan.pis * plan.sites,
+        "pis": plan.pis * asking,
         "pis_per_site": plan.pis,
+        "sites_holding": len(spec.held_by),
         "size_bytes": plan.size,
         "backbone_mbit": [plan.backbone_low * 8e-6, plan.backbone_high * 8e-6],
         "core_uplink_mbit": plan.core_uplink * 8e-6,
         "core_egress_mbit": plan.core_egress * 8e-6,
         "siblings_per_site": len(spec.sibling_ids(0)),
-        "striped": plan.striped,
+        "chunk_exchange": plan.chunk_exchange,
         "origin_bytes": origin,
         "origin_ratio": origin / plan.size,
         "backbone_bytes": backbone,
-        "backbone_ratio": backbone["into_sites"] / (plan.size * plan.sites),
+        "backbone_ratio": backbone["into_sites"] / (plan.size * asking),
         "t_bound_s": round(bound, 2),
         "t_last_s": round(max(times), 2),
         "bound_ratio": round(max(times) / bound, 3),
         "times_s": [round(t, 3) for t in times],
         "time_quantiles_s": _quantiles(times),
-        "ratio_quantiles": _quantiles([t / b for t, b in zip(times, bounds, strict=True)]),
+        "ratio_quantiles": _quantiles([t / bound for t in times]),
         "control_frames": {
             **control.as_dict(),
-            "parent_during_fetch_per_s": round(parent_frames(plan.sites, fetch_s), 3),
+            "parent_during_fetch_per_s": round(parent_frames(asking, fetch_s), 3),
         },
         "events": result.backbone.sim.events + sum(s.sim.events for s in _distinct(result.sites)),
         "wall_s": round(time.perf_counter() - started, 2),

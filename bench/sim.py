@@ -9,13 +9,15 @@ Python, deterministic for a seed, no I/O in the model):
   assigned member's copy from the seeder, the others traded among the members (members are one
   class of identical Pis);
 - ``bench._sim_fed``: edge sites under a core parent over backbone links (single-flight at the
-  parent, siblings for held content);
+  parent; siblings serve only objects they hold complete, as the agent's do, plus a
+  chunk-trading what-if that is not in the agent);
 - ``bench._sim_control``: control frames per node from the agents' rules;
 - ``bench._sim_validate``: calibration and the validation table; ``bench._sim_project``: the
   projections.
 
 Run ``python -m bench.sim`` (validation and the default projections: one site of 100 Pis, and
-100 sites x 100 Pis under a core parent, for 64 MiB and 1 GiB). JSON goes to
+100 sites x 100 Pis under a core parent, for 64 MiB and 1 GiB, released to every site at once
+and to the sites that ask after a tenth of them hold it). JSON goes to
 ``--out/sim.json`` (and stdout with ``--json``), a table to ``sim.md``, plots to
 ``sim-<case>.png`` when matplotlib is importable.
 """
@@ -40,7 +42,8 @@ from bench._sim_project import (
     projection_calibration,
 )
 from bench._sim_report import markdown
-from bench._sim_validate import calibrate, validate
+from bench._sim_site import CHUNK_SIZE
+from bench._sim_validate import calibrate, chunk_size_note, validate
 from frumitcache.config import parse_quantity
 
 
@@ -70,7 +73,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument(
         "--siblings", default="0,all",
-        help="ring siblings per side (all: every site), one run each; 'all' runs striped",
+        help="ring siblings per side (all: every site), one run each",
+    )  # fmt: skip
+    p.add_argument(
+        "--release", default="together,late",
+        help="together: every site asks at once; late: the sites not in --held-by ask for an "
+        "object those hold (and the core); one run each",
+    )  # fmt: skip
+    p.add_argument(
+        "--held-by", type=float, default=0.1,
+        help="share of the sites holding the object in a late release (every k-th site)",
+    )  # fmt: skip
+    p.add_argument(
+        "--what-if", choices=("chunks", "none"), default="chunks",
+        help="chunks: add rows for a rule NOT in the agent: siblings serve each other single "
+        "chunks, sites ask in different chunk orders (release together, siblings > 0)",
     )  # fmt: skip
     p.add_argument("--cpu-quota", type=float, default=10.0, help="%% of a core per Pi (0: none)")
     p.add_argument("--agent-cpu", type=float, default=PROJECTION_AGENT_CPU, help="CPU-s/GB")
@@ -82,7 +99,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def plans(args: argparse.Namespace) -> list[Plan]:
-    low, _, high = args.backbone.partition("-")
     quota = args.cpu_quota / 100 if args.cpu_quota > 0 else None
     out: list[Plan] = []
     for size in args.sizes:
@@ -92,19 +108,43 @@ def plans(args: argparse.Namespace) -> list[Plan]:
         if not args.sites:
             continue
         for egress in args.core_egress.split(","):
-            for sib in args.siblings.split(","):
-                every = sib == "all"
-                siblings = args.sites // 2 if every else int(sib)
-                out.append(
-                    Plan(
-                        size, args.pis, args.down, args.up, args.uplink, args.sites,
-                        _rate(low), _rate(high or low), args.core_uplink, _rate(egress),
-                        siblings, every, quota, args.seed,
-                        f"federation {args.sites}x{args.pis}, {label}, egress {egress}, "
-                        f"siblings {sib}",
-                    )
-                )  # fmt: skip
+            for release in args.release.split(","):
+                for sib in args.siblings.split(","):
+                    out.append(_plan(args, size, egress, release, sib, quota))
+            if args.what_if == "chunks":
+                out += [
+                    _plan(args, size, egress, "together", sib, quota, exchange=True)
+                    for sib in args.siblings.split(",")
+                    if sib != "0"
+                ]
     return out
+
+
+def _plan(
+    args: argparse.Namespace,
+    size: int,
+    egress: str,
+    release: str,
+    sib: str,
+    quota: float | None,
+    *,
+    exchange: bool = False,
+) -> Plan:
+    if release not in ("together", "late"):
+        raise SystemExit(f"bench.sim: --release {release!r}: together or late")
+    low, _, high = args.backbone.partition("-")
+    siblings = args.sites // 2 if sib == "all" else int(sib)
+    held = args.held_by if release == "late" else 0.0
+    what = "release together" if release == "together" else f"late ({held:.0%} of sites hold it)"
+    if exchange:
+        what += ", WHAT-IF siblings trade chunks (not in the agent)"
+    return Plan(
+        size, args.pis, args.down, args.up, args.uplink, args.sites, _rate(low),
+        _rate(high or low), args.core_uplink, _rate(egress), siblings, held, exchange, quota,
+        args.seed,
+        f"federation {args.sites}x{args.pis}, {size / (1 << 20):g} MiB, egress {egress}, "
+        f"siblings {sib}, {what}",
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     cal = calibrate()
     report: dict[str, Any] = {"machine": machine(), "argv": sys.argv[1:] if argv is None else argv}
     report["calibration"] = asdict(cal)
+    report["chunk_size"] = CHUNK_SIZE
+    note = chunk_size_note()
+    if note:
+        report["calibration_note"] = note
+        print(f"bench.sim: {note}", file=sys.stderr)
     if not args.no_validate:
         report["validation"] = validate(cal)
         report["control_validation"] = idle_validation()
@@ -157,7 +202,12 @@ def _plots(report: dict[str, Any], out: Path) -> list[str]:
 def _variant(row: dict[str, Any]) -> str:
     if row["kind"] != "federation":
         return ""
-    return f", egress {row['core_egress_mbit']:g} Mbit, siblings {row['siblings_per_site']}"
+    late = ", late" if row["sites_holding"] else ""
+    what_if = ", what-if chunk trade" if row["chunk_exchange"] else ""
+    return (
+        f", egress {row['core_egress_mbit']:g} Mbit, siblings {row['siblings_per_site']}"
+        f"{late}{what_if}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,11 +12,19 @@ import pytest
 from bench import _sim_control, sim
 from bench._report import lower_bound
 from bench._sim_control import idle_validation, site_frames
-from bench._sim_fed import FederationSpec, backbone_rates, run_federation, site_bound
+from bench._sim_fed import (
+    FederationSpec,
+    backbone_rates,
+    every_kth,
+    federation_bound,
+    run_federation,
+    site_bound,
+)
 from bench._sim_flow import Flow, Resource, Simulator, fair_rates
 from bench._sim_site import CHUNK_SIZE, Calibration, SiteRun, SiteSpec
-from bench._sim_validate import MEASURED, base_calibration, simulate_case
+from bench._sim_validate import MEASURED, base_calibration, chunk_size_note, simulate_case
 from bench._testbed import Rates
+from frumitcache.config import StoreConfig
 
 MBIT = 1e6 / 8
 MiB = 1 << 20
@@ -24,7 +32,10 @@ CAL = Calibration(efficiency=1.0, start_s=0.0, chunk_latency_s=0.0, http_latency
 
 
 def test_chunk_size_is_the_stores() -> None:
-    assert 4 * MiB == CHUNK_SIZE
+    # The projections follow the store's default chunk size; the validation simulates each
+    # measured herd at the chunk size it ran with, and says when that is no longer the default.
+    assert StoreConfig().chunk_size == CHUNK_SIZE
+    assert {c.chunk_size for c in MEASURED} != {CHUNK_SIZE} or chunk_size_note() is None
 
 
 def test_fair_rates_share_a_link_and_respect_caps() -> None:
@@ -128,21 +139,47 @@ def test_cpu_budget_throttles_and_latency_delays() -> None:
     assert slow >= free + 1.0
 
 
-def _federation(sites: int, siblings: int, striped: bool, egress: float) -> FederationSpec:
+def _federation(
+    sites: int,
+    siblings: int,
+    egress: float,
+    *,
+    exchange: bool = False,
+    held_by: frozenset[int] = frozenset(),
+) -> FederationSpec:
     return FederationSpec(
         pis=5, down=100 * MBIT, up=100 * MBIT,
         backbone=backbone_rates(sites, 10 * MBIT, 50 * MBIT, seed=7),
-        core_uplink=100 * MBIT, core_egress=egress, siblings=siblings, striped=striped,
+        core_uplink=100 * MBIT, core_egress=egress, siblings=siblings, held_by=held_by,
+        chunk_exchange=exchange,
     )  # fmt: skip
 
 
+def _check_bounds_and_sites(spec: FederationSpec, size: int, result: object) -> None:
+    from bench._sim_fed import FederationResult
+
+    assert isinstance(result, FederationResult)
+    askers = spec.askers()
+    assert len(result.times_s) == len(askers) * spec.pis
+    # Each Pi is no faster than its own site's links allow, the last no faster than the
+    # federation's bound (with the shared term).
+    for t, b in zip(result.times_s, result.bounds_s, strict=True):
+        assert t >= b * (1 - 1e-9)
+    assert result.bounds_s == [site_bound(spec, i, size) for i in askers for _ in range(spec.pis)]
+    assert max(result.times_s) >= result.bound_s * (1 - 1e-9)
+    assert result.bound_s == federation_bound(spec, size)
+    for site in result.sites:
+        lan = site.lan_bytes()
+        assert lan["from_seeder"] + lan["from_members"] == (spec.pis - 1) * size
+
+
 @pytest.mark.parametrize(
-    ("siblings", "striped", "egress"),
-    [(0, False, 1000 * MBIT), (1, True, 60 * MBIT), (3, True, 20 * MBIT)],
+    ("siblings", "exchange", "egress"),
+    [(0, False, 1000 * MBIT), (2, False, 60 * MBIT), (1, True, 60 * MBIT), (3, True, 20 * MBIT)],
 )
-def test_federation_origin_once_and_bound(siblings: int, striped: bool, egress: float) -> None:
+def test_federation_origin_once_and_bound(siblings: int, exchange: bool, egress: float) -> None:
     size = 40 * MiB + 7
-    spec = _federation(6, siblings, striped, egress)
+    spec = _federation(6, siblings, egress, exchange=exchange)
     result = run_federation(spec, CAL, size)
     # The parent single-flights every child's miss: the origin sends F, once.
     assert result.backbone.origin_bytes() == size
@@ -150,21 +187,70 @@ def test_federation_origin_once_and_bound(siblings: int, striped: bool, egress: 
     # Each site receives F over its backbone link, from the parent or a sibling.
     assert bytes_["into_sites"] == spec.sites * size
     assert bytes_["from_parent"] + bytes_["from_siblings"] == bytes_["into_sites"]
-    if siblings:
+    if exchange:  # the what-if: siblings trade the chunks they hold
         assert bytes_["from_siblings"] > 0
-    else:
-        assert bytes_["from_siblings"] == 0
-    assert len(result.times_s) == spec.sites * spec.pis
-    for t, b in zip(result.times_s, result.bounds_s, strict=True):
-        assert t >= b * (1 - 1e-9)
-    assert max(result.bounds_s) == max(site_bound(spec, i, size) for i in range(spec.sites))
-    for site in result.sites:
-        lan = site.lan_bytes()
-        assert lan["from_seeder"] + lan["from_members"] == (spec.pis - 1) * size
+    _check_bounds_and_sites(spec, size, result)
+
+
+@pytest.mark.parametrize("siblings", [1, 3])
+def test_a_release_to_every_site_at_once_gets_nothing_from_siblings(siblings: int) -> None:
+    # Every seeder asks when no site holds the object complete: its siblings answer 504
+    # (only-if-cached, complete objects only), even though they hold some chunks while their
+    # own fetch runs; everything comes from the parent, as without siblings.
+    size = 24 * MiB + 5
+    spec = _federation(6, siblings, 60 * MBIT)
+    result = run_federation(spec, CAL, size)
+    bytes_ = result.backbone.backbone_bytes()
+    assert bytes_["from_siblings"] == 0
+    assert bytes_["from_parent"] == spec.sites * size
+    assert result.backbone.origin_bytes() == size
+    alone = run_federation(_federation(6, 0, 60 * MBIT), CAL, size)
+    assert result.times_s == alone.times_s
+    # Under the rule siblings add no capacity to a release every site asks for at once.
+    assert spec.sibling_upload() == 0
+    assert result.bound_s == alone.bound_s
+    _check_bounds_and_sites(spec, size, result)
+
+
+def test_an_object_a_sibling_holds_complete_comes_from_it() -> None:
+    # Site 0 (and the core) hold the object; sites 1 and 5, its ring neighbours, ask it first
+    # and get the whole object from it; the others, with no holding sibling, from the parent.
+    size = 24 * MiB + 5
+    spec = _federation(6, 1, 60 * MBIT, held_by=frozenset({0}))
+    result = run_federation(spec, CAL, size)
+    level1 = result.backbone
+    assert level1.origin_bytes() == 0  # the core holds it: nothing from the origin
+    assert [e.source.index if e.source else None for e in level1.edges] == [
+        None, 0, None, None, None, 0,
+    ]  # fmt: skip
+    assert level1.edges[0].link_up.carried == 2 * size
+    bytes_ = level1.backbone_bytes()
+    assert bytes_["from_siblings"] == 2 * size
+    assert bytes_["from_parent"] == 3 * size
+    assert bytes_["into_sites"] == 5 * size
+    # B: the holding sibling's link; the asking sites' Pis only (site 0's already hold it).
+    assert spec.sibling_upload() == spec.backbone[0]
+    _check_bounds_and_sites(spec, size, result)
+
+
+def test_a_site_asks_its_nearest_holding_sibling_first() -> None:
+    # Siblings are asked in the configured order (nearest first, right before left); the first
+    # that holds the object serves all of it, a second holder is not used.
+    spec = _federation(8, 3, 60 * MBIT, held_by=frozenset({2, 6}))
+    result = run_federation(spec, CAL, 8 * MiB)
+    sources = {e.index: e.source.index if e.source else None for e in result.backbone.edges}
+    assert sources == {0: 2, 1: 2, 3: 2, 4: 6, 5: 6, 7: 6, 2: None, 6: None}
+    assert result.backbone.backbone_bytes()["from_parent"] == 0
+
+
+def test_every_kth_spreads_the_holders() -> None:
+    assert every_kth(100, 0.1) == frozenset(range(0, 100, 10))
+    assert every_kth(6, 0.0) == frozenset()
+    assert every_kth(3, 0.01) == frozenset({0})
 
 
 def test_same_seed_same_result() -> None:
-    spec = _federation(6, 1, True, 50 * MBIT)
+    spec = _federation(6, 1, 50 * MBIT, exchange=True)
     one = run_federation(spec, CAL, 16 * MiB).times_s
     two = run_federation(spec, CAL, 16 * MiB).times_s
     assert one == two
@@ -200,7 +286,16 @@ def test_validation_uplink_bytes_exact() -> None:
     cal = base_calibration()
     for case in MEASURED:
         run = simulate_case(case, cal)
-        assert run.uplink_bytes() == (0 if case.warm else case.size)
+        assert run.uplink_bytes() == case.uplink_bytes == (0 if case.warm else case.size)
+
+
+def test_validation_covers_the_issues_runs() -> None:
+    # N=8 and N=16, cold and warm, with and without the Pi-class budget.
+    names = [c.name for c in MEASURED]
+    assert names == [
+        f"N={n} {s}{budget}" for budget in ("", ", 10 %") for n in (8, 16) for s in ("cold", "warm")
+    ]
+    assert len({c.source for c in MEASURED}) == 1
 
 
 def test_cli_small_run(tmp_path: Path) -> None:
@@ -212,9 +307,16 @@ def test_cli_small_run(tmp_path: Path) -> None:
     assert code == 0
     report = json.loads((out / "sim.json").read_text())
     assert [row["case"] for row in report["validation"]] == [c.name for c in MEASURED]
-    kinds = [row["kind"] for row in report["projection"]]
-    assert kinds == ["site", "federation", "federation"]
-    for row in report["projection"]:
-        assert row["origin_bytes"] == 8 * MiB
+    rows = report["projection"]
+    assert [row["kind"] for row in rows] == ["site"] + ["federation"] * 5
+    # together x (0, all), late x (0, all), the chunk-trading what-if (labelled as such)
+    shape = [(r["sites_holding"], r["siblings_per_site"], r["chunk_exchange"]) for r in rows[1:]]
+    assert shape == [(0, 0, False), (0, 3, False), (1, 0, False), (1, 3, False), (0, 3, True)]
+    assert "WHAT-IF" in rows[-1]["case"]
+    assert "not in the agent" in rows[-1]["case"]
+    for row in rows:
+        assert row["origin_bytes"] == (0 if row.get("sites_holding") else 8 * MiB)
         assert row["bound_ratio"] >= 1.0
+    assert rows[2]["backbone_bytes"]["from_siblings"] == 0  # together: siblings hold nothing
+    assert rows[4]["backbone_bytes"]["from_siblings"] > 0  # late: the holder serves
     assert "| N=8 cold |" in (out / "sim.md").read_text()
