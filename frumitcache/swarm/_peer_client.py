@@ -29,7 +29,14 @@ from frumitcache._signing import HEADER, sign
 from frumitcache.errors import DigestMismatchError, PeerError
 from frumitcache.swarm._holders import HolderPenalties
 from frumitcache.swarm._merkle import MerkleTree, tree_from_layer
-from frumitcache.swarm._peer_wire import MAX_TREES, Address, next_event, unpack_trees
+from frumitcache.swarm._peer_wire import (
+    MAX_TREES,
+    Address,
+    content_length,
+    next_event,
+    receive_body,
+    unpack_trees,
+)
 from frumitcache.swarm._storeapi import ChunkStore
 
 log = get_logger("swarm")
@@ -46,7 +53,7 @@ async def get_chunk(
     max_bytes: int,
     what: str = "",
     method: bytes = b"GET",
-    sink: Callable[[bytes], None] | None = None,
+    sink: Callable[[bytes | memoryview], None] | None = None,
     local_address: str | None = None,
 ) -> bytearray:
     """One signed ``GET /chunk/<hex>[/what]`` for chunk ``digest`` from ``address``; the body,
@@ -78,7 +85,7 @@ async def signed_request(
     max_bytes: int,
     what: str,
     method: bytes = b"GET",
-    sink: Callable[[bytes], None] | None = None,
+    sink: Callable[[bytes | memoryview], None] | None = None,
     local_address: str | None = None,
 ) -> bytearray:
     """One signed request for ``path``; the body (``what`` names it in errors). It leaves
@@ -104,6 +111,13 @@ async def signed_request(
         if resp.status_code != 200:
             raise PeerError(f"{host}: {what}: HTTP {resp.status_code}")
         body = bytearray()
+        length = content_length(resp)
+        if length is not None:
+            # Every answer of the peer port has a Content-Length: read it off the socket.
+            if length > max_bytes:
+                raise PeerError(f"{host}: {what} longer than {max_bytes} bytes")
+            await receive_body(conn, stream, length, sink or body.extend)
+            return body
         received = 0
         while True:
             event = await next_event(conn, stream)
@@ -262,7 +276,7 @@ class HttpChunkClient:
         sha, xx = hashlib.sha256(), xxhash.xxh3_64()
         fds: list[int] = []  # the file is created with the first body bytes (not for a 403)
 
-        def sink(data: bytes) -> None:
+        def sink(data: bytes | memoryview) -> None:
             if not fds:
                 work.mkdir(exist_ok=True)
                 fds.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))

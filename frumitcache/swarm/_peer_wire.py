@@ -3,13 +3,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+
 import h11
 import trio
 
+from frumitcache.errors import PeerError
+
 Address = tuple[str, int]
 
+#: Body bytes the kernel gathers before a receive wakes (``SO_RCVLOWAT``): without it a
+#: chunk's body came a TCP segment or two per wake-up, each through h11 and trio's loop.
+BODY_LOWAT = 128 * 1024
+#: Bytes one read takes (the buffer each body reuses).
+BODY_READ = 256 * 1024
 
-def header(req: h11.Request, name: bytes) -> bytes | None:
+
+def header(req: h11.Request | h11.Response, name: bytes) -> bytes | None:
     for key, value in req.headers:
         if key == name:
             return bytes(value)
@@ -24,6 +37,48 @@ async def next_event(conn: h11.Connection, stream: trio.SocketStream) -> object:
             conn.receive_data(data)
             continue
         return event
+
+
+def content_length(resp: h11.Response) -> int | None:
+    """The response's Content-Length (h11 has checked it is one decimal), None without one."""
+    value = header(resp, b"content-length")
+    return None if value is None else int(value)
+
+
+async def receive_body(
+    conn: h11.Connection,
+    stream: trio.SocketStream,
+    length: int,
+    sink: Callable[[memoryview], None],
+) -> None:
+    """Hand the ``length`` bytes of the Content-Length body after the head ``conn`` just
+    parsed to ``sink``, piece by piece (a view valid only during the call), read straight
+    from the socket: the kernel wakes the reader once ``BODY_LOWAT`` bytes wait (or the
+    peer closes, or its receive window fills), not per segment. Raises PeerError when the
+    peer closes early; the connection is not reused (its requests say ``close``)."""
+    early = conn.trailing_data[0][:length]  # body bytes h11 read along with the head
+    got = len(early)
+    if early:
+        sink(memoryview(early))
+    sock = stream.socket
+    fd = sock.fileno()
+    buf = memoryview(bytearray(min(BODY_READ, max(length - got, 1))))
+    lowat = 0
+    while got < length:
+        want = min(length - got, BODY_LOWAT)
+        if want != lowat:
+            lowat = want
+            with contextlib.suppress(OSError):  # not a Linux TCP socket: wake per segment
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
+        await trio.lowlevel.wait_readable(sock)
+        try:
+            n = os.readv(fd, [buf[: length - got]])
+        except BlockingIOError:
+            continue
+        if n == 0:
+            raise PeerError(f"closed after {got} of {length} body bytes")
+        got += n
+        sink(buf[:n])
 
 
 async def send_simple(
