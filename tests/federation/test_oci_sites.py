@@ -16,6 +16,7 @@ import trio
 
 from frumitcache.client import AgentClient
 from frumitcache.testing.registry import build_layout, skopeo_push
+from frumitcache.testing.site import LoopbackSite
 from tests.agent.test_site_herd import wait_for_seeder
 from tests.federation.sites import fed_site, members, new_key, uplink
 from tests.oci.conftest import REGISTRY_NAME, Pushed
@@ -101,12 +102,9 @@ def _blob_bytes_by_source(metrics: str) -> dict[str, int]:
     }
 
 
-async def test_blobs_of_a_token_registry_come_from_the_core(auth: Auth, tmp_path: Path) -> None:
-    """A registry behind a token service (as Docker Hub and ghcr.io are, anonymous pulls of
-    public images included): the edge's seeder sends the registry's token with every blob
-    request, yet takes each blob the core holds from the core, asked only-if-cached and
-    without the token (checked against its digest on arrival); the registry served each blob
-    once for the federation and no token left the edge for the core."""
+def token_sites(auth: Auth, tmp_path: Path) -> tuple[LoopbackSite, LoopbackSite]:
+    """A one-agent core and a one-agent edge under it, both with the token registry as their
+    registry door's upstream (tokens that live 300 s)."""
     auth.tokens.fail_with = None
     auth.tokens.token_lifetime_s = 300
     oci = {
@@ -118,6 +116,16 @@ async def test_blobs_of_a_token_registry_come_from_the_core(auth: Auth, tmp_path
     edge = fed_site(tmp_path / "edge", 1, key, parents=members(core), name="edge")
     for site in (core, edge):
         site.agents[0].settings["oci"].update(oci)
+    return core, edge
+
+
+async def test_blobs_of_a_token_registry_come_from_the_core(auth: Auth, tmp_path: Path) -> None:
+    """A registry behind a token service (as Docker Hub and ghcr.io are, anonymous pulls of
+    public images included): the edge's seeder sends the registry's token with every blob
+    request, yet takes each blob the core holds from the core, asked only-if-cached and
+    without the token (checked against its digest on arrival); the registry served each blob
+    once for the federation and no token left the edge for the core."""
+    core, edge = token_sites(auth, tmp_path)
     try:
         await core.start()
         await edge.start()
@@ -152,17 +160,7 @@ async def test_a_token_registry_blob_the_core_is_fetching_is_joined(
     the edge's seeder cannot pass its token on, so it asks the core only-if-cached, and the
     core, still fetching the blob for its own client, serves it as it arrives. The registry
     sends the blob once (it sent it twice before: the core answered 504 until it held it)."""
-    auth.tokens.fail_with = None
-    auth.tokens.token_lifetime_s = 300
-    oci = {
-        "registries": [f"{REGISTRY_NAME}=http://{auth.registry.host}"],
-        "allowed_hosts": [f"{auth.registry.address}:*"],
-    }
-    key = new_key()
-    core = fed_site(tmp_path / "core", 1, key)
-    edge = fed_site(tmp_path / "edge", 1, key, parents=members(core), name="edge")
-    for site in (core, edge):
-        site.agents[0].settings["oci"].update(oci)
+    core, edge = token_sites(auth, tmp_path)
     # A 1 MiB layer behind a slow core uplink: the core's fetch of it runs for seconds.
     big = build_layout(
         tmp_path / "big",
