@@ -458,29 +458,24 @@ class SiteNode:
         return dataclasses.replace(reply, request_id=msg.request_id)
 
     def reports(self) -> Reports:
-        """Seeder: whose ``Have`` reports came in this term, and which seeder this node
-        followed before it (a new seeder taking over a fetch waits for that one's)."""
+        """Seeder: who sent ``Have`` this term, and the seeder this node followed before."""
         return self.policy.reports(self._view(self._now()))
 
     def resume_index(self, url: str) -> int:
-        """Seeder: index of the first chunk of ``url`` that no alive member holds completely;
-        an interrupted origin fetch resumes there with ``Range: bytes=index*chunk_size-``."""
+        """Seeder: the first chunk of ``url`` no alive member holds whole (fetches resume there)."""
         live = {m.node_id for m in self.members()}
         return self.catalogue.resume_index(url, live)
 
     def open_subscription(self, max_buffer: int = 1024) -> trio.MemoryReceiveChannel[Announcement]:
-        """A channel of the seeder's announcements (and this node's own, when it is the
-        seeder). Close it when done; a full channel drops (counted as ``subscriber-full``)."""
+        """The seeder's announcements (ours too when seeder); full: drops, ``subscriber-full``."""
         return self._listeners.subscribe(max_buffer)
 
     async def wait_catalogue_change(self) -> None:
-        """Until the catalogue takes a member's next announcement or ``Have`` report (this
-        node's own ``announce_*`` do not wake it: their caller knows)."""
+        """Until the catalogue takes a member's announcement or ``Have`` (not this node's own)."""
         await self._listeners.wait_changed()
 
     async def announce_chunk(self, url: str, index: int, digest: bytes, chunk_size: int) -> None:
-        """Chunk ``index`` of ``url`` is complete here. The seeder records and broadcasts it to
-        every alive member; a member tells the seeder it now holds it."""
+        """Chunk ``index`` of ``url`` is whole here (the seeder broadcasts it, a member tells)."""
         msg = ChunkAnnounce(url, index, digest, chunk_size, self.me.node_id)
         await self._carry_out(self.policy.announce(msg, self._view(self._now())))
 
