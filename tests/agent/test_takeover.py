@@ -116,6 +116,20 @@ async def _replace_the_seeder(
     return data, heir, results
 
 
+def _every_copy_right(
+    site: LoopbackSite,
+    tmp_path: Path,
+    data: bytes,
+    results: dict[str, subprocess.CompletedProcess[bytes]],
+) -> dict[str, str]:
+    """Every pull succeeded with the object's bytes; the agents' logs by node name."""
+    logs = {a.settings["node"]["name"]: a.log() for a in site.agents}
+    for node, result in results.items():
+        assert result.returncode == 0, (result.stderr, logs)
+        assert (tmp_path / node).read_bytes() == data
+    return logs
+
+
 async def test_a_replaced_seeder_that_holds_the_object_whole_is_the_source(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
@@ -123,10 +137,7 @@ async def test_a_replaced_seeder_that_holds_the_object_whole_is_the_source(
     site = LoopbackSite(tmp_path / "site", 3, settings=SETTINGS)
     try:
         data, heir, results = await _replace_the_seeder(site, tmp_path, origin, comes_back=True)
-        logs = {a.settings["node"]["name"]: a.log() for a in site.agents}
-        for node, result in results.items():
-            assert result.returncode == 0, (result.stderr, logs)
-            assert (tmp_path / node).read_bytes() == data
+        logs = _every_copy_right(site, tmp_path, data, results)
         assert "takeover.whole" in logs[heir], logs[heir]
         assert origin.stats.requests["/whole.bin"] == 1, logs
         assert origin.stats.bytes_sent["/whole.bin"] == len(data), logs
@@ -143,10 +154,7 @@ async def test_a_replaced_seeder_that_stays_silent_holds_the_new_one_a_bounded_t
         data, heir, results = await _replace_the_seeder(
             site, tmp_path, origin, comes_back=False, member_pulls=False
         )
-        logs = {a.settings["node"]["name"]: a.log() for a in site.agents}
-        for node, result in results.items():
-            assert result.returncode == 0, (result.stderr, logs)
-            assert (tmp_path / node).read_bytes() == data
+        logs = _every_copy_right(site, tmp_path, data, results)
         assert "takeover.no-report" in logs[heir], logs[heir]
         assert origin.stats.bytes_sent["/whole.bin"] == 2 * len(data), logs
     finally:
@@ -162,10 +170,7 @@ async def test_a_replaced_seeder_with_rotten_chunks_passes_on_no_bad_byte(
         data, heir, results = await _replace_the_seeder(
             site, tmp_path, origin, comes_back=True, rot=True
         )
-        logs = {a.settings["node"]["name"]: a.log() for a in site.agents}
-        for node, result in results.items():
-            assert result.returncode == 0, (result.stderr, logs)
-            assert (tmp_path / node).read_bytes() == data
+        logs = _every_copy_right(site, tmp_path, data, results)
         assert "resume.chunk-unavailable" in logs[heir], logs[heir]
         assert "takeover.whole" not in logs[heir], logs[heir]
     finally:
