@@ -95,6 +95,7 @@ class Agent:
             for child, n in sorted(served.bytes_by_child.items()):
                 origin_stats[f"federation served {child}"] = n
             origin_stats["federation_refused"] = served.refused
+            origin_stats["federation_busy"] = served.busy  # siblings sent on (503 busy)
         return Status(
             version=__version__,
             node=node_name(self.config),
@@ -172,6 +173,7 @@ class Agent:
             limits=PeerLimits.from_config(cfg.site),
             max_clock_skew_s=cfg.site.max_clock_skew_s,
             max_rate=cfg.federation.max_rate,
+            max_sibling_streams=cfg.federation.max_sibling_streams,
         )
         self._federation = server
         address = cfg.federation.listen or cfg.node.address  # "*": every address

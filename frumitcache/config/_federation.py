@@ -47,6 +47,15 @@ class FederationConfig(Section):
         "Agents of sibling sites (same form): asked first, and only for what they already "
         "hold (only-if-cached); they never fetch for this site.",
     )
+    max_sibling_streams: int = opt(
+        2,
+        "Most held objects this agent's endpoint streams to sibling sites at once; a sibling "
+        "asking for another is answered 503 busy and asks its next sibling, then its parents "
+        "(busy is not failed: it asks this agent again for the next object). Without it, every "
+        "later site of a late release that finds this agent holding the object takes all of it "
+        "from here, over one site's link, while the parents idle. Children asking as a parent's "
+        "children are never refused. 0 means no limit.",
+    )
     listen: str = opt(
         "",
         "Address of this agent's federation endpoint (serving its site's content to "
@@ -105,6 +114,8 @@ class FederationConfig(Section):
 
     def check(self) -> None:
         check_port("federation.port", self.port)
+        if self.max_sibling_streams < 0:
+            raise ConfigError("federation.max_sibling_streams: must be 0 (no limit) or more")
         if self.max_rate and self.min_rate > self.max_rate:
             raise ConfigError("federation.min_rate: above federation.max_rate, every link fails")
         if self.slow_window_s <= 0:

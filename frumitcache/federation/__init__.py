@@ -6,13 +6,22 @@
 - :class:`FederationTransport` — a child site's links, wrapped around the origin fetcher's
   transport: siblings (only what they hold), then parents, then the origin; a link that dies
   mid-body is skipped and the fetch resumes with Range from the next.
-- :mod:`._wire` rules (``object_target``, ``parse_target``, ``takes``, :class:`RateFloor`):
-  the path, which answers a child takes and when a link crawls, pure.
+- :mod:`._wire` rules (``object_target``, ``parse_target``, ``takes``, :class:`RateFloor`,
+  :class:`SiblingSlots`): the path, which answers a child takes, when a link crawls and when a
+  member is too busy for another sibling, pure.
 """
 
 from frumitcache.federation._client import FederationTransport, Link
 from frumitcache.federation._server import FederationServer, FederationServerStats
-from frumitcache.federation._wire import RateFloor, Role, object_target, parse_target, takes
+from frumitcache.federation._wire import (
+    RateFloor,
+    Role,
+    SiblingSlots,
+    object_target,
+    parse_target,
+    sibling_ask,
+    takes,
+)
 
 __all__ = [
     "FederationServer",
@@ -21,7 +30,9 @@ __all__ = [
     "Link",
     "RateFloor",
     "Role",
+    "SiblingSlots",
     "object_target",
     "parse_target",
+    "sibling_ask",
     "takes",
 ]

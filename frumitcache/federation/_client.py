@@ -6,8 +6,10 @@ wrap=...)``), so a federated fetch is the same fetch as before: the same single 
 resume after the bytes already stored, retries, ``origin.max_rate`` pacing and byte counters.
 Only where the bytes come from changes. For each GET without credentials it tries, in order:
 
-1. siblings, with ``only-if-cached`` (they answer from what they hold or say 504), skipped for
-   objects that may change (their copy may be older than the origin's);
+1. siblings, with ``only-if-cached`` (they answer from what they hold or say 504; 503 with
+   ``x-frumit-busy`` when already serving ``max_sibling_streams`` sibling sites: the next
+   sibling or a parent is asked, and that one again for the next object), skipped for objects
+   that may change (their copy may be older than the origin's);
 2. parents, which fetch through their own site (single-flight for all their children) and
    stream the object back cut-through;
 3. the origin, through the wrapped transport, exactly as without federation.
@@ -48,6 +50,7 @@ from frumitcache._log import get_logger
 from frumitcache._rate import TokenBucket
 from frumitcache.config import FederationConfig, split_member
 from frumitcache.federation._wire import (
+    BUSY_HEADER,
     FORWARDED,
     FRESHNESS_HEADER,
     IN_FLIGHT_HEADER,
@@ -86,7 +89,8 @@ class Link:
     bucket: TokenBucket
     down_until: float = -1.0  # trio time before which the member is skipped
     answered: int = 0  # requests it answered with content
-    passed: int = 0  # requests it declined (not held, refused, failed)
+    passed: int = 0  # requests it declined (not held, busy, refused, failed)
+    busy: int = 0  # of those, answered busy (serving max_sibling_streams siblings already)
     failures: int = 0  # unreachable, or broke mid-body
     bytes_received: int = 0
     name: str = field(init=False)
@@ -210,6 +214,11 @@ class FederationTransport(httpx.AsyncBaseTransport):
                 # Any other refusal (not held, not allowed, the origin's 401, the member's
                 # site failing) concerns this object only.
                 self._fail(link, "refused: federation key not accepted", count=False)
+            elif BUSY_HEADER in response.headers:
+                # Busy with other siblings: this object only, never marked down (the next
+                # object may find it free); nothing is remembered of this answer.
+                link.busy += 1
+                log.info("federation.sibling-busy", url=str(request.url), link=link.name)
             await response.aclose()
             return None
         link.answered += 1

@@ -14,7 +14,9 @@ A request for an origin URL is opened through the content seam exactly as a loca
 would be: held here, pulled from the site, or fetched by the site's seeder, which single-flights
 it for every child at once. Bytes go out as the seam releases them (cut-through), complete
 chunks with ``sendfile``. A sibling request (``only-if-cached``) is answered only from what this
-agent holds, never fetched (a parent asked to join: also from its own fetch running right now).
+agent holds, never fetched (a parent asked to join: also from its own fetch running right now),
+and only while fewer than ``federation.max_sibling_streams`` such answers run: the next gets
+``503`` with ``x-frumit-busy`` and its site asks its next sibling or its parents.
 An unsigned or wrongly signed request gets ``403`` and the connection is closed; the agent
 serves on.
 """
@@ -47,6 +49,7 @@ from frumitcache.content import (
 )
 from frumitcache.errors import FrumitcacheError, OriginStatusError
 from frumitcache.federation._wire import (
+    BUSY_HEADER,
     FRESHNESS_HEADER,
     IN_FLIGHT_HEADER,
     JOIN,
@@ -54,7 +57,9 @@ from frumitcache.federation._wire import (
     ORIGIN_STATUS_HEADER,
     REFUSED_HEADER,
     SITE_HEADER,
+    SiblingSlots,
     parse_target,
+    sibling_ask,
 )
 from frumitcache.swarm import AUTH_HEADER, PeerLimits, RequestGate, serve_signed
 
@@ -72,6 +77,7 @@ class FederationServerStats:
     refused: int = 0  # no or wrong federation key: 403
     not_held: int = 0  # a sibling's only-if-cached request for what is not here: 504
     joined: int = 0  # an only-if-cached request that joined this agent's running fetch
+    busy: int = 0  # a sibling's ask while max_sibling_streams were being served: 503
     failed: int = 0  # the seam's error answered (origin status, unreachable, ...)
     bytes_served: int = 0
     #: By asking child: ``site@address`` (the site a child names in ``x-frumit-site``; not
@@ -99,9 +105,11 @@ class FederationServer:
         limits: PeerLimits | None = None,
         max_clock_skew_s: float = 60.0,
         max_rate: int = 0,
+        max_sibling_streams: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._source = source
+        self._siblings = SiblingSlots(max_sibling_streams)  # held objects streamed to siblings
         self._max_rate = max_rate  # bytes/s per child connection (federation.max_rate)
         self._held = held  # does this agent hold ``url`` complete (a sibling's question)?
         self._fetching = fetching  # is a fetch of ``url`` running on this agent right now?
@@ -175,15 +183,47 @@ class FederationServer:
         if req.method not in (b"GET", b"HEAD") or url is None:
             await _text(conn, stream, 400, "not a federation request\n")
             return
-        sibling = ONLY_IF_CACHED in headers.get("cache-control", "")
+        cache_control = headers.get("cache-control", "")
+        in_flight = headers.get(IN_FLIGHT_HEADER, "")
+        sibling = ONLY_IF_CACHED in cache_control
         if sibling and not self._held(url):
             # Only a parent is asked to join (see _wire): its own running fetch, never a new one.
             # The seam's open below joins it in the same trio step, so it cannot end in between.
-            if headers.get(IN_FLIGHT_HEADER) != JOIN or not self._fetching(url):
+            if in_flight != JOIN or not self._fetching(url):
                 self.stats.not_held += 1
                 await _text(conn, stream, 504, "not held here (only-if-cached)\n")
                 return
             self.stats.joined += 1
+        elif sibling_ask(cache_control, in_flight):
+            # Held, for a sibling: served only while fewer than max_sibling_streams run, so
+            # later sites of a late release spread over holders and parents, not pile on one.
+            if not self._siblings.take():
+                self.stats.busy += 1
+                await _text(
+                    conn,
+                    stream,
+                    503,
+                    "busy serving sibling sites (federation.max_sibling_streams)\n",
+                    extra=[(BUSY_HEADER, "siblings"), ("Retry-After", "1")],
+                )
+                return
+            try:
+                await self._serve(conn, stream, req, headers, url, peer, sibling)
+            finally:
+                self._siblings.give()
+            return
+        await self._serve(conn, stream, req, headers, url, peer, sibling)
+
+    async def _serve(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        req: h11.Request,
+        headers: dict[str, str],
+        url: str,
+        peer: str,
+        sibling: bool,
+    ) -> None:
         revalidate = headers.get(FRESHNESS_HEADER) == "revalidate" and not sibling
         accept = headers.get("accept")
         try:

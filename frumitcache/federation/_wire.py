@@ -36,6 +36,10 @@ ONLY_IF_CACHED = "only-if-cached"
 #: of a simultaneous release behind the first one's upload.
 IN_FLIGHT_HEADER = "x-frumit-in-flight"
 JOIN = "join"
+#: Set on the 503 of a member already serving ``federation.max_sibling_streams`` held objects to
+#: sibling sites: the child asks its next sibling, then its parents, and asks this one again
+#: for the next object (busy is not failed).
+BUSY_HEADER = "x-frumit-busy"
 #: Request headers a child passes on to the link as they are.
 FORWARDED = ("range", "if-range", "if-none-match", "if-modified-since", "accept", "user-agent")
 _MAX_URL = 8192
@@ -77,6 +81,35 @@ def takes(role: Role, status: int, origin_said: bool) -> bool:
     if status in (200, 206, 304, 416):
         return True
     return role == "parent" and origin_said and status in (404, 410)
+
+
+def sibling_ask(cache_control: str, in_flight: str) -> bool:
+    """Is a request with these header values a sibling's ask for held content (only-if-cached,
+    not a child's ask to join its parent's running fetch)? Such asks share a member's
+    ``federation.max_sibling_streams``; a parent's children never do."""
+    return ONLY_IF_CACHED in cache_control and in_flight != JOIN
+
+
+class SiblingSlots:
+    """How many held objects a member is streaming to sibling sites, against ``limit`` (0: no
+    limit). Without one, every later site of a late release that finds this member holding
+    the object takes all of it from here, and a dozen sites share one site's uplink while the
+    parents, which would serve them, idle (bench.sim ``--release late``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.serving = 0
+
+    def take(self) -> bool:
+        """A slot for one more stream; False when the member is busy (answer 503)."""
+        if self.limit and self.serving >= self.limit:
+            return False
+        self.serving += 1
+        return True
+
+    def give(self) -> None:
+        """A stream ended (completed, cut or refused after the slot was taken)."""
+        self.serving = max(0, self.serving - 1)
 
 
 #: A wait this long for a link's next bytes means the member had none ready (a parent waiting

@@ -334,3 +334,46 @@ async def test_hostile_parents_both_wrong_the_origin_sends_the_object(tmp_path: 
     assert rejected == {"parent@10.0.0.1:3147": 1, "parent@10.0.0.2:3147": 1}
     assert [r.headers.get("range") for r in origin_asked] == [None]
     assert getattr(heard[-1], "via", "?") is None
+
+
+BUSY = (503, {"x-frumit-busy": "siblings", "retry-after": "1"})
+
+
+async def test_a_busy_sibling_sends_the_child_on_without_counting_it_failed() -> None:
+    """The first sibling is busy serving other sites: the second sibling is asked, and when it
+    holds nothing the parent. The busy one is not marked down: the next object asks it first
+    again, and takes it from there once it is free (busy is not remembered as absence)."""
+    net = Recorder({"10.0.1.1": BUSY, "10.0.1.2": (504, {})})
+    origin = Recorder({})
+    cfg = FederationConfig(
+        key=KEY, parents=["10.0.0.1"], siblings=["10.0.1.1", "10.0.1.2"], retry_after_s=3600.0
+    )
+    transport = FederationTransport(
+        origin.transport(), config=cfg, key=KEY.encode(), links=net.transport()
+    )
+    response = await transport.handle_async_request(fetch())
+    assert response.extensions[VIA_EXTENSION] == "parent@10.0.0.1:3147"
+    assert [r.url.host for r in net.asked] == ["10.0.1.1", "10.0.1.2", "10.0.0.1"]
+    busy = transport.links[0]
+    assert (busy.busy, busy.passed, busy.failures, busy.down_until) == (1, 1, 0, -1.0)
+    net.asked.clear()
+    net.answers["10.0.1.1"] = (200, {})  # free again
+    response = await transport.handle_async_request(fetch())
+    assert response.extensions[VIA_EXTENSION] == "sibling@10.0.1.1:3147"
+    assert [r.url.host for r in net.asked] == ["10.0.1.1"]
+    assert origin.asked == []
+
+
+async def test_a_sibling_busy_for_every_ask_does_not_stall_the_site() -> None:
+    """Hostile: a sibling that answers busy to everything, a dead parent: every fetch falls
+    through to the origin at once, and the sibling is still asked (and still not failed)."""
+    net = Recorder({"10.0.1.1": BUSY, "10.0.0.1": (0, {}), "10.0.0.2": (0, {})})
+    origin = Recorder({})
+    transport = links(net, origin)
+    for _ in range(3):
+        response = await transport.handle_async_request(fetch())
+        assert VIA_EXTENSION not in response.extensions  # the origin's answer
+    assert len(origin.asked) == 3
+    sibling = transport.links[0]
+    assert (sibling.busy, sibling.failures) == (3, 0)
+    assert [r.url.host for r in net.asked].count("10.0.1.1") == 3

@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from frumitcache._sendfile import paced_step
-from frumitcache.federation import RateFloor, Role, object_target, parse_target, takes
+from frumitcache.federation import (
+    RateFloor,
+    Role,
+    SiblingSlots,
+    object_target,
+    parse_target,
+    sibling_ask,
+    takes,
+)
 from frumitcache.federation._wire import IDLE_GAP_S
 
 
@@ -99,3 +107,34 @@ def test_a_paced_link_sends_at_most_a_quarter_second_at_a_time(rate: int, step: 
     assert paced_step(rate) == step
     if rate >= 16 * 1024:
         assert step / rate <= 0.25 < IDLE_GAP_S
+
+
+def test_sibling_slots_refuse_past_the_limit_and_free_on_give() -> None:
+    slots = SiblingSlots(2)
+    assert slots.take()
+    assert slots.take()
+    assert not slots.take()  # a third sibling while two are served: busy
+    assert slots.serving == 2  # a refusal takes no slot
+    slots.give()
+    assert slots.take()
+    for _ in range(5):  # hostile: more gives than takes never go below zero
+        slots.give()
+    assert slots.serving == 0
+    unlimited = SiblingSlots(0)
+    assert all(unlimited.take() for _ in range(100))
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "in_flight", "counted"),
+    [
+        ("only-if-cached", "", True),  # a sibling's ask for held content
+        ("max-age=0, only-if-cached", "", True),
+        ("only-if-cached", "join", False),  # a child joining its parent's fetch: never busy
+        ("", "", False),  # a child asking its parent to fetch
+        ("", "join", False),
+    ],
+)
+def test_which_asks_share_the_sibling_slots(
+    cache_control: str, in_flight: str, counted: bool
+) -> None:
+    assert sibling_ask(cache_control, in_flight) is counted
