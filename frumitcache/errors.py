@@ -21,7 +21,8 @@ translated where they enter our code, so callers catch one family::
     │   └── BadUrlError          a URL that is not http:// or https:// (or not a URL)
     ├── NotAllowedError          the URL (or a redirect) is outside the upstream allow-list
     ├── PeerError                a site member misbehaved or failed (bad data, gone)
-    │   └── NotSeederError       a member asked a node that is not (or no longer) the seeder
+    │   ├── NotSeederError       a member asked a node that is not (or no longer) the seeder
+    │   └── HolderSilentError    a holder did not answer a chunk request in time (frozen)
     └── AgentError               talking to the local agent failed
         ├── AgentUnavailableError  no agent is listening on the control socket
         └── NotPermittedError    the call needs root or the agent's own user
@@ -120,6 +121,13 @@ class NotSeederError(PeerError):
     """The node asked is not the site's seeder (any more): ask the one elected now."""
 
     code = "not-seeder"
+
+
+class HolderSilentError(PeerError):
+    """A holder took no step of a chunk answer (head, or the next body bytes) in the time
+    allowed: alive in the site's view but frozen (paused, thrashing, unplugged mid-answer)."""
+
+    code = "holder-silent"
 
 
 class AgentError(FrumitcacheError):

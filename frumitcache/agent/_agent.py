@@ -258,6 +258,8 @@ class Agent:
             node=name,
             peer_http_served=self._site.http_server.statistics().bytes_served,
             peer_http_fetched=self._site.http_client.bytes_fetched,
+            # Chunk requests a holder left unanswered (frozen Pi): each skipped it a while.
+            peer_http_silent=self._site.http_client.silent_holders,
         )
         return out
 

@@ -74,7 +74,12 @@ class SiteLink(SiteHooks):
         )
         # Requests leave from the node's address, the one its swarm dials from: a holder
         # admits a signed request's source to its libtorrent port.
-        self.http_client = HttpChunkClient(store, key, local_address=config.node.address)
+        self.http_client = HttpChunkClient(
+            store,
+            key,
+            local_address=config.node.address,
+            answer_timeout=config.swarm.answer_timeout_s,
+        )
         self.swarm: Swarm | None = None
         self.node: SiteNode | None = None
         self.chunks: ChunkFetcher | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from frumitcache.config._field import MiB, Section, check_port, opt
+from frumitcache.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,14 @@ class SwarmConfig(Section):
     stall_timeout_s: float = opt(
         20.0, "A libtorrent fetch with no progress for this long falls back to peer HTTP.", "s"
     )
+    answer_timeout_s: float = opt(
+        5.0,
+        "A holder that sends no answer to a chunk request (its head, or the next body "
+        "bytes) for this long is skipped for a back-off (5 s, doubling) and the next holder "
+        "asked: a frozen Pi stays a member until member_timeout_s, and each chunk waited "
+        "the whole-chunk bound (30 s) on it.",
+        "s",
+    )
     parallel_chunks: int = opt(
         8,
         "Chunks of one object fetched at once (each libtorrent chunk pays a connect tick, "
@@ -46,3 +55,5 @@ class SwarmConfig(Section):
 
     def check(self) -> None:
         check_port("swarm.port", self.port)
+        if not self.answer_timeout_s > 0:
+            raise ConfigError("swarm.answer_timeout_s: must be positive")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import math
 import os
 import secrets
 import time
@@ -26,7 +27,7 @@ import xxhash
 
 from frumitcache._log import get_logger
 from frumitcache._signing import HEADER, sign
-from frumitcache.errors import DigestMismatchError, PeerError
+from frumitcache.errors import DigestMismatchError, HolderSilentError, PeerError
 from frumitcache.swarm._holders import HolderPenalties
 from frumitcache.swarm._merkle import MerkleTree, tree_from_layer
 from frumitcache.swarm._peer_wire import (
@@ -55,9 +56,10 @@ async def get_chunk(
     method: bytes = b"GET",
     sink: Callable[[bytes | memoryview], None] | None = None,
     local_address: str | None = None,
+    answer_s: float = math.inf,
 ) -> bytearray:
     """One signed ``GET /chunk/<hex>[/what]`` for chunk ``digest`` from ``address``; the body,
-    unverified.
+    unverified. ``answer_s`` bounds each step of the answer (see :func:`signed_request`).
 
     With ``sink`` the body is handed to it piece by piece as it arrives (and an empty
     bytearray returned): a large chunk never sits whole in memory.
@@ -74,6 +76,7 @@ async def get_chunk(
         sink=sink,
         what=f"chunk {name}",
         local_address=local_address,
+        answer_s=answer_s,
     )
 
 
@@ -87,13 +90,21 @@ async def signed_request(
     method: bytes = b"GET",
     sink: Callable[[bytes | memoryview], None] | None = None,
     local_address: str | None = None,
+    answer_s: float = math.inf,
 ) -> bytearray:
     """One signed request for ``path``; the body (``what`` names it in errors). It leaves
-    from ``local_address`` when that is of the holder's address family."""
+    from ``local_address`` when that is of the holder's address family.
+
+    A holder that sends no response head within ``answer_s`` of the connect, or then no
+    body bytes for ``answer_s``, raises :class:`HolderSilentError`: the kernel of a frozen
+    Pi still accepts the connection, so only the answer tells."""
     target = path.encode()
     host = address[0]
     bind = local_address if _same_family(local_address, host) else None
-    stream = await trio.open_tcp_stream(host, address[1], local_address=bind)
+    with trio.move_on_after(answer_s) as connecting:
+        stream = await trio.open_tcp_stream(host, address[1], local_address=bind)
+    if connecting.cancelled_caught:
+        raise HolderSilentError(f"{host}: no connection in {answer_s:g} s")
     async with stream:
         conn = h11.Connection(h11.CLIENT)
         headers = [
@@ -104,8 +115,11 @@ async def signed_request(
         if method != b"GET":
             headers.append((b"content-length", b"0"))
         req = h11.Request(method=method, target=target, headers=headers)
-        await stream.send_all((conn.send(req) or b"") + (conn.send(h11.EndOfMessage()) or b""))
-        resp = await next_event(conn, stream)
+        with trio.move_on_after(answer_s) as asking:
+            await stream.send_all((conn.send(req) or b"") + (conn.send(h11.EndOfMessage()) or b""))
+            resp = await next_event(conn, stream)
+        if asking.cancelled_caught:
+            raise HolderSilentError(f"{host}: {what}: no answer in {answer_s:g} s")
         if not isinstance(resp, h11.Response):
             raise PeerError(f"{host}: no HTTP response")
         if resp.status_code != 200:
@@ -116,7 +130,7 @@ async def signed_request(
             # Every answer of the peer port has a Content-Length: read it off the socket.
             if length > max_bytes:
                 raise PeerError(f"{host}: {what} longer than {max_bytes} bytes")
-            await receive_body(conn, stream, length, sink or body.extend)
+            await receive_body(conn, stream, length, sink or body.extend, stall_s=answer_s)
             return body
         received = 0
         while True:
@@ -160,6 +174,7 @@ class HttpChunkClient:
         *,
         clock: Callable[[], float] = time.monotonic,
         local_address: str | None = None,
+        answer_timeout: float = 5.0,
     ) -> None:
         self._store = store
         self._key = key
@@ -168,6 +183,11 @@ class HttpChunkClient:
         self._clock = clock
         self.penalties = HolderPenalties()
         self.timeout = 30.0
+        #: A chunk's holder that takes no step of its answer for this long is skipped for a
+        #: back-off (``swarm.answer_timeout_s``). Not for trees: a holder may compute them.
+        self.answer_timeout = answer_timeout
+        #: Chunk requests a holder left unanswered (:class:`HolderSilentError`).
+        self.silent_holders = 0
         self.bytes_fetched = 0
         self.digest_mismatches = 0
         #: Holders told about a bad chunk that answered they dropped it.
@@ -295,6 +315,7 @@ class HttpChunkClient:
                     max_bytes=size,
                     sink=sink,
                     local_address=self.local_address,
+                    answer_s=self.answer_timeout,
                 )
             finally:
                 for fd in fds:
@@ -325,11 +346,19 @@ class HttpChunkClient:
                             self._key,
                             max_bytes=size,
                             local_address=self.local_address,
+                            answer_s=self.answer_timeout,
                         )
                     if len(data) != size:
                         raise DigestMismatchError(f"{len(data)} bytes, expected {size}")
                     # The store hashes the bytes once, as it takes them, and refuses a mismatch.
                     await self._store.put_chunk(data, digest)
+            except HolderSilentError as exc:
+                # Frozen but still a member: the chunks behind this one skip it at once.
+                self.silent_holders += 1
+                self.penalise(holder[0])
+                log.info("holder.silent", holder=holder[0], error=str(exc))
+                errors.append(f"{holder[0]}: {exc}")
+                continue
             except _FETCH_ERRORS as exc:
                 errors.append(f"{holder[0]}: {exc}")
                 continue

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from collections.abc import Callable
 import h11
 import trio
 
-from frumitcache.errors import PeerError
+from frumitcache.errors import HolderSilentError, PeerError
 
 Address = tuple[str, int]
 
@@ -50,12 +51,15 @@ async def receive_body(
     stream: trio.SocketStream,
     length: int,
     sink: Callable[[memoryview], None],
+    *,
+    stall_s: float = math.inf,
 ) -> None:
     """Hand the ``length`` bytes of the Content-Length body after the head ``conn`` just
     parsed to ``sink``, piece by piece (a view valid only during the call), read straight
     from the socket: the kernel wakes the reader once ``BODY_LOWAT`` bytes wait (or the
     peer closes, or its receive window fills), not per segment. Raises PeerError when the
-    peer closes early; the connection is not reused (its requests say ``close``)."""
+    peer closes early, HolderSilentError when no wake-up comes for ``stall_s``; the
+    connection is not reused (its requests say ``close``)."""
     early = conn.trailing_data[0][:length]  # body bytes h11 read along with the head
     got = len(early)
     if early:
@@ -70,10 +74,17 @@ async def receive_body(
             lowat = want
             with contextlib.suppress(OSError):  # not a Linux TCP socket: wake per segment
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
-        await trio.lowlevel.wait_readable(sock)
+        # A slow holder (paced by its upload_rate) may not fill the low mark in ``stall_s``:
+        # only a wait that ends with nothing to read at all is silence.
+        with trio.move_on_after(stall_s) as waited:
+            await trio.lowlevel.wait_readable(sock)
         try:
             n = os.readv(fd, [buf[: length - got]])
         except BlockingIOError:
+            if waited.cancelled_caught:
+                raise HolderSilentError(
+                    f"no body bytes for {stall_s:g} s after {got} of {length}"
+                ) from None
             continue
         if n == 0:
             raise PeerError(f"closed after {got} of {length} body bytes")
