@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--chunk-size", type=lambda s: parse_quantity(s, "bytes"), default=0,
         help="frumitcache's store chunk size (default: the agent's own)",
     )  # fmt: skip
+    parser.add_argument(
+        "--agent-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="a frumitcache agent setting for this run (repeatable; VALUE in TOML, e.g. "
+        "swarm.parallel_chunks=16): for trying a knob side by side with the default",
+    )  # fmt: skip
     parser.add_argument("--apt-packages", type=int, default=16, help="packages in the apt herd")
     parser.add_argument("--timeout", type=float, default=0, help="per herd; 0: from the rates")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="table, plots")
@@ -74,6 +80,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     args = parser.parse_args(argv)
     args.budget = budget_of(args)
+    try:
+        args.agent_settings = agent_settings(args.agent_set)
+    except ValueError as exc:
+        parser.error(f"--agent-set: {exc}")
     if args.scenario == "all":
         args.scenarios = list(SCENARIOS)
     elif all(name in SCENARIOS for name in args.scenario.split(",")):
@@ -98,6 +108,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "origin host, and only inside the shaped site's namespaces do they stay local"
         )
     return args
+
+
+def agent_settings(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["swarm.parallel_chunks=16", ...]`` as the agent's settings by section."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not sep or not dot or not section or not key:
+            raise ValueError(f"{item!r}: want SECTION.KEY=VALUE")
+        try:
+            parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{item!r}: the value is not TOML ({exc})") from None
+        out.setdefault(section, {})[key] = parsed
+    return out
 
 
 def rebound(row: dict[str, Any]) -> None:

@@ -113,6 +113,7 @@ class Run:
             "system": system,
             "mode": self.bed.mode,
             "nodes": self.bed.nodes,
+            "agent_set": list(self.args.agent_set),
             **self.bed.describe(),
             **_cgroup.describe(self.args.budget),
             "loadavg_1m": round(os.getloadavg()[0], 2),
@@ -368,8 +369,11 @@ class Run:
     async def one(self, scenario: str, name: str) -> dict[str, Any]:
         work = self.work / "systems" / f"{scenario}-{name}"
         system = SYSTEMS[name](self.bed, work)
-        if isinstance(system, Frumitcache) and self.args.chunk_size:
-            system.extra = {"store": {"chunk_size": self.args.chunk_size}}
+        if isinstance(system, Frumitcache):
+            extra = {section: dict(values) for section, values in self.args.agent_settings.items()}
+            if self.args.chunk_size:
+                extra.setdefault("store", {})["chunk_size"] = self.args.chunk_size
+            system.extra = extra
         kill_at = self.args.kill_seeder_at if scenario == "seeder-kill" else None
         try:
             if scenario == "oci":

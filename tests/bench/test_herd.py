@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from bench import _cgroup
+from bench._herdcli import agent_settings
 from bench._netns import ETC_NETNS, PREFIX, ShapedSite, cleanup_leftovers, list_namespaces
 from bench._report import lower_bound, markdown
 from bench._testbed import Rates
@@ -71,6 +72,15 @@ def test_bound_is_the_slowest_constraint() -> None:
     assert lower_bound(size, n, Rates(uplink=None, down=None, up=None)) is None
 
 
+def test_agent_settings_from_the_command_line() -> None:
+    assert agent_settings(
+        ["swarm.parallel_chunks=16", "site.discovery = true", 'log.level="info"']
+    ) == {"swarm": {"parallel_chunks": 16}, "site": {"discovery": True}, "log": {"level": "info"}}
+    for bad in ("swarm.parallel_chunks", "parallel_chunks=3", "swarm.=3", "swarm.x=not toml"):
+        with pytest.raises(ValueError, match=r"want SECTION\.KEY=VALUE|not TOML"):
+            agent_settings([bad])
+
+
 def test_table_shows_rows_and_unrunnable_ones() -> None:
     rows = [
         {
@@ -99,6 +109,7 @@ def test_loopback_smoke(tmp_path: Path) -> None:
         "--nodes", str(nodes), "--size", "2MiB", "--uplink", "80Mbit",
         "--systems", "direct,frumitcache", "--scenario", "cold", "--out", str(tmp_path),
         "--chunk-size", str(chunk),  # four chunks: one chunk too many stays below 2 x F
+        "--agent-set", "swarm.parallel_chunks=2",
         timeout=110,
     )  # fmt: skip
     assert [r["system"] for r in rows] == ["direct", "frumitcache"], log
@@ -119,6 +130,7 @@ def test_loopback_smoke(tmp_path: Path) -> None:
         assert row["t_bound_s"] == pytest.approx(size / uplink)
         assert row["bound_ratio"] == pytest.approx(row["t_last_s"] / row["t_bound_s"])
     direct, ours = rows
+    assert ours["agent_set"] == ["swarm.parallel_chunks=2"]
     # No cache: each Pi's copy crossed the uplink, exactly, in one request each.
     assert direct["uplink_bytes"] == nodes * size
     assert direct["origin_requests"] == nodes
