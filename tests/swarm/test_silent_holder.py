@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -16,6 +18,7 @@ from frumitcache.errors import HolderSilentError
 from frumitcache.store import Store
 from frumitcache.swarm._peer_client import HttpChunkClient, get_chunk
 from frumitcache.swarm._peer_http import PeerHttpServer
+from frumitcache.swarm._peer_wire import next_event
 from frumitcache.testing.net import loopback_address
 from tests.swarm.test_peer_body import KEY, _head, _raw_holder
 
@@ -112,4 +115,33 @@ async def test_a_slow_holder_that_keeps_sending_is_not_silent(tmp_path: Path) ->
             assert await client.fetch(digest, len(body), [holder]) == holder
             assert client.silent_holders == 0
             assert (await mine.read_chunk(digest)) == body
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_answer_that_waited_while_this_node_was_starved_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # This node is the slow one: its thread stalls past the answer deadline (a Pi starved of
+    # CPU) while the holder's answer is already in the socket. The answer is read (trio takes
+    # bytes that are ready without a cancellation point), and the holder is not called silent.
+    body = os.urandom(5000)
+    stalls: list[int] = []
+
+    async def starved(conn: Any, stream: trio.SocketStream) -> Any:
+        if not stalls:
+            stalls.append(1)
+            await trio.sleep(0.3)  # the holder answers meanwhile
+            time.sleep(0.6)  # noqa: ASYNC251 (blocks the loop: a starved process)
+        return await next_event(conn, stream)
+
+    async def prompt(stream: trio.SocketStream) -> None:
+        await stream.send_all(_head(len(body)) + body)
+
+    monkeypatch.setattr("frumitcache.swarm._peer_client.next_event", starved)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            holder = await _raw_holder(nursery, prompt)
+            got = await get_chunk(holder, b"\0" * 32, KEY, max_bytes=len(body), answer_s=0.5)
+            assert got == body
+            assert stalls == [1]
             nursery.cancel_scope.cancel()
