@@ -14,7 +14,11 @@ Two levels, because sites touch each other only through the backbone:
    others ask, as after an earlier wave). A flow uses the sender's side (the core's egress, or
    the sibling's backbone link up) and the receiver's backbone link down, capped by what the
    receiving seeder can take (its port, and its CPU budget for receiving the chunk and handing
-   one copy on).
+   one copy on). ``sibling_streams`` k is ``federation.max_sibling_streams``: a holder already
+   streaming the object to k sibling sites answers the next one busy (503), which asks its next
+   sibling, then the parent; 0 is no limit (the agent's rule before it). Like the 504s of
+   siblings that hold nothing, a busy answer adds no time here: the seeder's walk over its
+   siblings is one request latency, whatever it meets.
 
    ``chunk_exchange`` is a **what-if, not in the agent**: siblings serve each other single
    chunks they hold, one request per chunk, and site i asks for the chunks starting at
@@ -69,6 +73,8 @@ class FederationSpec:
     held_by: frozenset[int] = frozenset()
     # What-if, not in the agent: siblings serve single held chunks (module docstring).
     chunk_exchange: bool = False
+    #: federation.max_sibling_streams: held objects a sibling streams at once (0: no limit).
+    sibling_streams: int = 0
 
     @property
     def sites(self) -> int:
@@ -131,6 +137,8 @@ class _Edge:
     next_chunk: int = 0
     uploads: int = 0
     source: _Edge | None = None  # the sibling the whole object comes from (held rule)
+    streams: int = 0  # held objects this site streams to siblings right now (held rule)
+    done: bool = False  # every chunk received
 
     @property
     def complete(self) -> float:
@@ -203,20 +211,27 @@ class Backbone:
 
     def _ask(self, edge: _Edge, now: float) -> None:
         """The seeder's one request (held rule): the first sibling holding the object
-        complete, else the parent; the response arrives a request latency later."""
+        complete and not busy (serving fewer than ``sibling_streams`` siblings), else the
+        parent; the response arrives a request latency later."""
         if not self.spec.chunk_exchange:
+            limit = self.spec.sibling_streams
             holders = [
                 self.edges[j]
                 for j in self.spec.sibling_ids(edge.index)
-                if self.edges[j].complete <= now
+                if self.edges[j].complete <= now and not (limit and self.edges[j].streams >= limit)
             ]
             edge.source = holders[0] if holders else None
+            if edge.source is not None:
+                edge.source.streams += 1
             self.sim.at(now + self.cal.http_latency_s, partial(self._next, edge))
         else:
             self._next(edge, now)
 
     def _next(self, edge: _Edge, now: float) -> None:
         if edge.next_chunk >= len(edge.order):
+            if edge.source is not None and not edge.done:
+                edge.source.streams -= 1  # the stream ended: the holder may serve another
+            edge.done = True
             return
         k = edge.order[edge.next_chunk]
         exchange = self.spec.chunk_exchange

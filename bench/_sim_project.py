@@ -45,6 +45,7 @@ class Plan:
     cpu_quota: float | None = 0.10
     seed: int = 1
     label: str = ""
+    sibling_streams: int = 0  # federation.max_sibling_streams (0: no limit)
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
@@ -103,7 +104,7 @@ def project_federation(plan: Plan, cal: Calibration) -> dict[str, Any]:
     spec = FederationSpec(
         plan.pis, plan.down, plan.up, rates, plan.core_uplink, plan.core_egress,
         plan.siblings, plan.cpu_quota, every_kth(plan.sites, plan.held_share),
-        plan.chunk_exchange,
+        plan.chunk_exchange, sibling_streams=plan.sibling_streams,
     )  # fmt: skip
     result = run_federation(spec, cal, plan.size, chunk_size=CHUNK_SIZE)
     asking = len(spec.askers())
@@ -128,6 +129,7 @@ def project_federation(plan: Plan, cal: Calibration) -> dict[str, Any]:
         "core_egress_mbit": plan.core_egress * 8e-6,
         "siblings_per_site": len(spec.sibling_ids(0)),
         "chunk_exchange": plan.chunk_exchange,
+        "sibling_streams": plan.sibling_streams,
         "origin_bytes": origin,
         "origin_ratio": origin / plan.size,
         "backbone_bytes": backbone,

@@ -44,7 +44,7 @@ from bench._sim_project import (
 from bench._sim_report import markdown
 from bench._sim_site import CHUNK_SIZE
 from bench._sim_validate import calibrate, chunk_size_note, validate
-from frumitcache.config import parse_quantity
+from frumitcache.config import FederationConfig, parse_quantity
 
 
 def _rate(text: str) -> int:
@@ -74,6 +74,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--siblings", default="0,all",
         help="ring siblings per side (all: every site), one run each",
+    )  # fmt: skip
+    p.add_argument(
+        "--sibling-streams", default=str(FederationConfig().max_sibling_streams),
+        help="federation.max_sibling_streams: held objects a sibling streams at once, the next "
+        "asker is sent on busy (0: no limit, the rule before it); comma-separated for one run "
+        "each (rows with siblings; default: the agent's default)",
     )  # fmt: skip
     p.add_argument(
         "--release", default="together,late",
@@ -110,7 +116,9 @@ def plans(args: argparse.Namespace) -> list[Plan]:
         for egress in args.core_egress.split(","):
             for release in args.release.split(","):
                 for sib in args.siblings.split(","):
-                    out.append(_plan(args, size, egress, release, sib, quota))
+                    streams = args.sibling_streams.split(",") if sib != "0" else ["0"]
+                    for k in streams:
+                        out.append(_plan(args, size, egress, release, sib, quota, int(k)))
             if args.what_if == "chunks":
                 out += [
                     _plan(args, size, egress, "together", sib, quota, exchange=True)
@@ -127,6 +135,7 @@ def _plan(
     release: str,
     sib: str,
     quota: float | None,
+    streams: int = 0,
     *,
     exchange: bool = False,
 ) -> Plan:
@@ -138,12 +147,14 @@ def _plan(
     what = "release together" if release == "together" else f"late ({held:.0%} of sites hold it)"
     if exchange:
         what += ", WHAT-IF siblings trade chunks (not in the agent)"
+    elif siblings:
+        what += f", sibling streams {streams or 'unlimited'}"
     return Plan(
         size, args.pis, args.down, args.up, args.uplink, args.sites, _rate(low),
         _rate(high or low), args.core_uplink, _rate(egress), siblings, held, exchange, quota,
         args.seed,
         f"federation {args.sites}x{args.pis}, {size / (1 << 20):g} MiB, egress {egress}, "
-        f"siblings {sib}, {what}",
+        f"siblings {sib}, {what}", streams,
     )  # fmt: skip
 
 
@@ -204,9 +215,11 @@ def _variant(row: dict[str, Any]) -> str:
         return ""
     late = ", late" if row["sites_holding"] else ""
     what_if = ", what-if chunk trade" if row["chunk_exchange"] else ""
+    streams = row.get("sibling_streams", 0)
+    busy = f", streams {streams}" if streams and row["siblings_per_site"] else ""
     return (
         f", egress {row['core_egress_mbit']:g} Mbit, siblings {row['siblings_per_site']}"
-        f"{late}{what_if}"
+        f"{late}{busy}{what_if}"
     )
 
 

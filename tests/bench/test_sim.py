@@ -24,7 +24,7 @@ from bench._sim_flow import Flow, Resource, Simulator, fair_rates
 from bench._sim_site import CHUNK_SIZE, Calibration, SiteRun, SiteSpec
 from bench._sim_validate import MEASURED, base_calibration, chunk_size_note, simulate_case
 from bench._testbed import Rates
-from frumitcache.config import StoreConfig
+from frumitcache.config import FederationConfig, StoreConfig
 
 MBIT = 1e6 / 8
 MiB = 1 << 20
@@ -243,6 +243,37 @@ def test_a_site_asks_its_nearest_holding_sibling_first() -> None:
     assert result.backbone.backbone_bytes()["from_parent"] == 0
 
 
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_busy_holder_sends_later_sites_on(streams: int) -> None:
+    # federation.max_sibling_streams: a holder streaming to `streams` sites answers the next
+    # busy; that site asks its next holding sibling, then the parent. Two holders, six askers.
+    size = 8 * MiB
+    spec = replace(_federation(8, 3, 60 * MBIT, held_by=frozenset({2, 6})), sibling_streams=streams)
+    result = run_federation(spec, CAL, size)
+    edges = result.backbone.edges
+    served: dict[int, int] = {}
+    for e in edges:
+        if e.source is not None:
+            served[e.source.index] = served.get(e.source.index, 0) + 1
+    assert served == {2: streams, 6: streams}
+    assert [e.link_up.carried for e in (edges[2], edges[6])] == [streams * size] * 2
+    bytes_ = result.backbone.backbone_bytes()
+    assert bytes_["from_siblings"] == 2 * streams * size
+    assert bytes_["from_parent"] == (6 - 2 * streams) * size
+    assert all(e.streams == 0 for e in edges)  # every stream ended and gave its slot back
+    _check_bounds_and_sites(spec, size, result)
+
+
+def test_a_site_sent_on_busy_asks_the_next_holder_first() -> None:
+    # Site 1's nearest holder (2) is busy with site 0: it takes the object from its next one.
+    spec = replace(_federation(8, 3, 60 * MBIT, held_by=frozenset({2, 6})), sibling_streams=1)
+    sources = {
+        e.index: e.source.index if e.source else None
+        for e in run_federation(spec, CAL, 8 * MiB).backbone.edges
+    }
+    assert sources == {0: 2, 1: 6, 3: None, 4: None, 5: None, 7: None, 2: None, 6: None}
+
+
 def test_every_kth_spreads_the_holders() -> None:
     assert every_kth(100, 0.1) == frozenset(range(0, 100, 10))
     assert every_kth(6, 0.0) == frozenset()
@@ -319,4 +350,8 @@ def test_cli_small_run(tmp_path: Path) -> None:
         assert row["bound_ratio"] >= 1.0
     assert rows[2]["backbone_bytes"]["from_siblings"] == 0  # together: siblings hold nothing
     assert rows[4]["backbone_bytes"]["from_siblings"] > 0  # late: the holder serves
+    # ... up to the agent's default federation.max_sibling_streams at once, then busy.
+    default = FederationConfig().max_sibling_streams
+    assert rows[4]["sibling_streams"] == default
+    assert f"sibling streams {default}" in rows[4]["case"]
     assert "| N=8 cold |" in (out / "sim.md").read_text()
