@@ -9,14 +9,17 @@ import os
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
+from frumitcache.federation import object_target
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer
 from frumitcache.testing.site import LoopbackSite
 from tests.agent.test_site_herd import pull
 from tests.federation.sites import fed_site, members, new_key, uplink
+from tests.federation.test_endpoint import signed
 
 pytestmark = pytest.mark.slow
 
@@ -113,3 +116,69 @@ async def test_a_busy_sibling_sends_later_sites_to_the_parent_or_the_origin(
     finally:
         for site in sites:
             site.kill()
+
+
+async def test_busy_is_per_stream_and_a_cut_stream_frees_its_slot(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """Hostile, at a real agent's endpoint (max_sibling_streams 1, paced at 256 KiB/s): while
+    one sibling's stream runs, another sibling's ask is 503 busy (x-frumit-busy, Retry-After)
+    and a parent-style ask (no only-if-cached) is still served; when the first sibling cuts
+    its stream mid-body, the slot comes back and the next sibling ask is served."""
+    origin = OriginServer()
+    await nursery.start(origin.serve, loopback_address())
+    data = os.urandom(4 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/p.bin", data)
+    key = new_key()
+    holder = fed_site(
+        tmp_path / "h", 1, key, extra={"max_sibling_streams": 1, "max_rate": 256 * 1024}
+    )
+    h = holder.agents[0]
+    target = object_target(origin.url("/p.bin"))
+    base = f"http://{holder.addresses[0]}:3147"
+
+    def ask(sibling: bool) -> dict[str, str]:
+        headers = signed(key, target)
+        if sibling:
+            headers["cache-control"] = "only-if-cached"
+        return headers
+
+    try:
+        await holder.start()
+        with trio.fail_after(90):
+            held = await pull(h, origin.url("/p.bin"), digest, tmp_path / "held")
+            assert held.returncode == 0, (held.stderr, h.log())
+            # The first sibling's stream, on a socket of its own so the test can cut it.
+            first = await trio.open_tcp_stream(holder.addresses[0], 3147)
+            head = "".join(f"{k}: {v}\r\n" for k, v in ask(True).items())
+            await first.send_all(f"GET {target} HTTP/1.1\r\nHost: h\r\n{head}\r\n".encode())
+            got = b""
+            while b"\r\n\r\n" not in got or len(got) < 64 * 1024:
+                got += await first.receive_some(65536)
+            assert got.startswith(b"HTTP/1.1 200"), got[:200]  # flowing: the one slot is taken
+            async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=30) as other:
+                busy = await other.get(target, headers=ask(True))
+                assert busy.status_code == 503, busy.text
+                assert busy.headers["x-frumit-busy"] == "siblings"
+                assert busy.headers["retry-after"] == "1"
+                # A parent's child is never refused (ranged: paced, keep it short).
+                child = await other.get(target, headers={**ask(False), "range": "bytes=0-1023"})
+                assert child.status_code == 206
+                assert child.content == data[:1024]
+            await first.aclose()
+            # The first sibling cut its stream mid-body (closed its connection).
+            async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=30) as again:
+                while True:
+                    part = await again.get(target, headers={**ask(True), "range": "bytes=-1024"})
+                    if part.status_code != 503:
+                        break
+                    await trio.sleep(0.2)  # the holder notices the cut at its next send
+                assert part.status_code == 206, part.text
+                assert part.content == data[-1024:]
+        served = await uplink(h)
+        assert served["federation_busy"] >= 1, served
+        assert h.proc is not None
+        assert h.proc.poll() is None
+    finally:
+        holder.kill()
