@@ -114,6 +114,13 @@ def session_settings(address: str, port: int, config: SwarmConfig) -> dict[str, 
         "user_agent": "frumitcache",
         "smooth_connects": False,
         "connection_speed": 200,
+        # Dial in plaintext: by default every dial opens with the obfuscated handshake (a
+        # 768-bit Diffie-Hellman exchange, then RC4) only to settle on plaintext, once per
+        # chunk torrent per peer. It hides nothing here (the chunk hashes and the site's
+        # admission do the work), and a DH costs a Pi 1 far more than this box. Incoming stays
+        # pe_enabled so a member that still dials obfuscated is answered.
+        "out_enc_policy": int(lt.enc_policy.disabled),
+        "in_enc_policy": int(lt.enc_policy.enabled),
     }
 
 
