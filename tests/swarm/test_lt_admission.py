@@ -17,11 +17,11 @@ import libtorrent as lt
 import trio
 
 from frumitcache.config import SwarmConfig
-from frumitcache.store import Store
-from frumitcache.swarm import Swarm, chunk_torrent, merkle_tree
+from frumitcache.swarm import chunk_torrent, merkle_tree
 from frumitcache.swarm._lt import session_settings
 from frumitcache.swarm._torrent import site_mac
 from frumitcache.testing.net import loopback_address
+from tests.swarm.holding import seeding_holder
 
 MiB = 1024 * 1024
 
@@ -39,16 +39,10 @@ async def test_keyless_session_on_a_member_address_gets_nothing(tmp_path: Path) 
     data = os.urandom(2 * MiB)
     digest = hashlib.sha256(data).digest()
     root = merkle_tree(data).root
-    store = Store.open(tmp_path / "holder", max_bytes=1 << 30, chunk_size=4 * MiB)
-    await store.put_chunk(data, digest)
-    holder = Swarm(store, address=loopback_address(), key=key)
     member = loopback_address()
     raw: Any = None
-    with store, trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(holder.run)
-            holder.set_members([member])
-            await holder.seed(digest)
+    with trio.fail_after(60):
+        async with seeding_holder(tmp_path / "holder", data, digest, key, [member]) as holder:
             params: Any = session_settings(
                 member, 0, SwarmConfig()
             )  # a dict: the stubs want a pack
@@ -77,7 +71,6 @@ async def test_keyless_session_on_a_member_address_gets_nothing(tmp_path: Path) 
             assert not (tmp_path / "keyless" / digest.hex()).exists() or not any(
                 (tmp_path / "keyless" / digest.hex()).read_bytes()
             )
-            nursery.cancel_scope.cancel()
     del raw
 
 
@@ -88,14 +81,10 @@ async def test_filter_is_default_deny_from_the_start(tmp_path: Path) -> None:
     data = os.urandom(256 * 1024)
     digest = hashlib.sha256(data).digest()
     root = merkle_tree(data).root
-    store = Store.open(tmp_path / "holder", max_bytes=1 << 30, chunk_size=4 * MiB)
-    await store.put_chunk(data, digest)
-    holder = Swarm(store, address=loopback_address(), key=key)
     raw: Any = None
-    with store, trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(holder.run)
-            await holder.seed(digest)  # no set_members: the site has not spoken yet
+    with trio.fail_after(60):
+        # No members named: the site has not spoken yet.
+        async with seeding_holder(tmp_path / "holder", data, digest, key, None) as holder:
             params: Any = session_settings(loopback_address(), 0, SwarmConfig())
             raw = lt.session(params)
             peer = (holder.address, holder.listen_port)
@@ -108,5 +97,4 @@ async def test_filter_is_default_deny_from_the_start(tmp_path: Path) -> None:
                 h.connect_peer(peer)
                 await trio.sleep(0.2)
             assert h.status().total_wanted_done == 0
-            nursery.cancel_scope.cancel()
     del raw

@@ -22,11 +22,11 @@ import libtorrent as lt
 import trio
 
 from frumitcache.config import SwarmConfig
-from frumitcache.store import Store
-from frumitcache.swarm import Swarm, chunk_torrent, merkle_tree
+from frumitcache.swarm import chunk_torrent, merkle_tree
 from frumitcache.swarm._lt import peer_class_filter, session_settings
 from frumitcache.swarm._torrent import site_mac, torrent_of_tree
 from frumitcache.testing.net import loopback_address
+from tests.swarm.holding import seeding_holder
 
 MiB = 1024 * 1024
 _ENCRYPTED = int(lt.peer_info.rc4_encrypted) | int(lt.peer_info.plaintext_encrypted)
@@ -89,21 +89,14 @@ def test_the_settings_pack_dials_plaintext_and_answers_both() -> None:
 async def _from_new_holder(tmp_path: Path, *, old_dialer: bool) -> set[int]:
     key = os.urandom(32)
     data, digest = _chunk()
-    store = Store.open(tmp_path / "holder", max_bytes=1 << 30, chunk_size=4 * MiB)
-    await store.put_chunk(data, digest)
-    holder = Swarm(store, address=loopback_address(), key=key)
     member = loopback_address()
     raw: Any = None
-    with store, trio.fail_after(90):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(holder.run)
-            holder.set_members([member])
-            await holder.seed(digest)
+    with trio.fail_after(90):
+        async with seeding_holder(tmp_path / "holder", data, digest, key, [member]) as holder:
             raw = _session(_settings(member, old=old_dialer))
             ct = chunk_torrent(digest, len(data), merkle_tree(data).root, mac=site_mac(key, digest))
             h = _add(raw, ct.leecher_bytes(), tmp_path / "member")
             seen = await _pull(h, (holder.address, holder.listen_port))
-            nursery.cancel_scope.cancel()
     del raw
     assert (tmp_path / "member" / digest.hex()).read_bytes() == data
     assert seen, "never saw the connection"
