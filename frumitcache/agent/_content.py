@@ -372,13 +372,23 @@ class ContentService:
             except PeerError as exc:
                 now = trio.current_time()
                 held = len(self._store.partial_chunks(flight.url))
+                named = node.seeder()
                 if clock is None:
-                    clock = FallbackClock(cfg.fallback, cfg.fallback_timeout_s, now, held)
+                    clock = FallbackClock(
+                        cfg.fallback,
+                        cfg.fallback_timeout_s,
+                        now,
+                        held,
+                        flight.site_chunks,
+                        named,
+                    )
                 clock.observe(
                     now,
-                    seeder_named=node.seeder() is not None,
+                    seeder_named=named is not None,
                     site_heard=node.hears_site(),
                     held=held,
+                    site_chunks=flight.site_chunks,
+                    seeder=named,
                 )
                 verdict = clock.decide()
                 if verdict is Verdict.ORIGIN:
@@ -387,6 +397,7 @@ class ContentService:
                         "fetch.fallback-origin",
                         url=flight.url,
                         reason=str(exc),
+                        rule=clock.fired() or "always",
                         waited_s=round(clock.waited(), 1),
                     )
                     await self.from_origin(flight)

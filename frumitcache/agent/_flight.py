@@ -50,6 +50,9 @@ class Flight:
         self.done = trio.Event()
         self.error: FrumitcacheError | None = None
         self.failovers = 0
+        #: The most chunks of the object the site was known to hold (the member's plans
+        #: learn them from the seeder): the fallback clock counts its growth as progress.
+        self.site_chunks = 0
         #: The uplink fetch dropped what it stored and started over (federated bytes failed
         #: verification): bytes read before that are void (see ``restarted``).
         self.restarts = 0
@@ -80,6 +83,11 @@ class Flight:
             self.provenance, self.via = ("federation", value.via) if value.via else ("uplink", None)
             self.writing.set()
         self.handover()
+
+    def learned(self, site_chunks: int) -> None:
+        """A member's plan knows ``site_chunks`` chunks in the site (only growth counts:
+        a new seeder's catalogue, or a new attempt, learning them again is not news)."""
+        self.site_chunks = max(self.site_chunks, site_chunks)
 
     def handover(self) -> None:
         event, self.changed = self.changed, trio.Event()

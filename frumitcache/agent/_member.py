@@ -192,6 +192,7 @@ class MemberRole:
         kick = [trio.Event()]  # set when the plan's deadline may have moved
 
         def carry_out(todo: list[Outgoing]) -> None:
+            flight.learned(len(plan.digests))  # the site's progress, for the fallback clock
             for step in todo:
                 if isinstance(step, OfferChunk):
                     send.send_nowait(self._offer(plan, step))

@@ -1,6 +1,8 @@
 """When a member gives up on the site and fetches the origin itself (``site.fallback =
 after-timeout``): only after the site got nowhere for ``fallback_timeout_s`` with no seeder
-named, or for ``STUCK_FACTOR`` times that with a seeder named but nothing arriving. The pure
+named, for ``STUCK_FACTOR`` times that with a seeder named but the site not moving (no chunk
+here or learned of in the site, no new term), or for ``CAP_FACTOR`` times that with no chunk
+arriving here whatever the site shows. The pure
 clock first; then the member role scripted (real store, uplink client and HTTP origin, the
 site faked): what is under test is the content service's use of the clock."""
 
@@ -15,7 +17,7 @@ from typing import cast
 import trio
 
 from frumitcache.agent import ContentService
-from frumitcache.agent._fallback import STUCK_FACTOR, FallbackClock, Verdict
+from frumitcache.agent._fallback import CAP_FACTOR, STUCK_FACTOR, FallbackClock, Verdict
 from frumitcache.agent._flight import Flight
 from frumitcache.agent._sitelink import SiteLink
 from frumitcache.config import OriginConfig, SiteConfig
@@ -197,6 +199,54 @@ async def test_a_site_heard_that_never_names_a_seeder_falls_back_after_the_stuck
     assert trio.current_time() - started >= STUCK_FACTOR * TIMEOUT_S
 
 
+def _learning(count: list[int]) -> Attempt:
+    """An attempt that learns one more chunk in the site (the seeder announced it), gets
+    none of it here, then fails: a loaded site that moves."""
+
+    async def attempt(store: Store, flight: Flight) -> None:
+        count[0] += 1
+        flight.learned(count[0])
+        await _unreachable(store, flight)
+
+    return attempt
+
+
+async def test_a_site_that_learns_chunks_is_waited_for_past_the_stuck_time(
+    tmp_path: Path,
+) -> None:
+    # About 0.6 s per failed attempt: 9 of them take longer than the stuck time, without a
+    # chunk here. Before: a fallback after STUCK_FACTOR x the timeout.
+    count = [0]
+    started = trio.current_time()
+    service, origin = await _run(tmp_path, [_learning(count)] * 9 + [_the_rest])
+    assert trio.current_time() - started > STUCK_FACTOR * TIMEOUT_S
+    assert service.stats.fallbacks == 0
+    assert origin.stats.requests["/obj.bin"] == 0
+
+
+async def test_a_new_term_is_waited_for_past_the_stuck_time(tmp_path: Path) -> None:
+    # The seeder never answers; a new term is named before the stuck time (the measured case:
+    # a seeder held, then elected again). The member waits for it. Before: a fallback.
+    unreachable: Attempt = _unreachable
+    attempts = [unreachable] * 9 + [_the_rest]
+    started = trio.current_time()
+    service, origin = await _run(tmp_path, attempts, named_after=0.6 * STUCK_FACTOR * TIMEOUT_S)
+    assert trio.current_time() - started > STUCK_FACTOR * TIMEOUT_S
+    assert service.stats.fallbacks == 0
+    assert origin.stats.requests["/obj.bin"] == 0
+
+
+async def test_a_site_that_moves_but_never_delivers_is_left_at_the_cap(tmp_path: Path) -> None:
+    # Hostile: chunks announced that never reach this member. It leaves after CAP_FACTOR x
+    # the timeout, not never.
+    count = [0]
+    started = trio.current_time()
+    service, origin = await _run(tmp_path, [_learning(count)] * 40)
+    assert service.stats.fallbacks == 1
+    assert origin.stats.requests["/obj.bin"] == 1
+    assert trio.current_time() - started >= CAP_FACTOR * TIMEOUT_S
+
+
 # --- the pure clock ----------------------------------------------------------------------------
 
 
@@ -269,4 +319,118 @@ def test_clock_time_going_backwards_changes_nothing() -> None:
     clock = FallbackClock("after-timeout", 15.0, now=0.0)
     clock.observe(20.0, seeder_named=False, held=0)
     clock.observe(5.0, seeder_named=False, held=0)
+    assert clock.decide() is Verdict.ORIGIN
+
+
+# --- the site's progress (issue 14: a seeder held for 37 s, then a new term) --------------------
+
+SEEDER = ("pi2", 35)
+
+
+def test_clock_chunks_learned_in_the_site_restart_the_stuck_clock() -> None:
+    # The seeder announces chunks (the member's plan learns them) but none has reached this
+    # member yet (a loaded site): the site moves, the member stays.
+    clock = FallbackClock("after-timeout", 15.0, now=0.0, seeder=SEEDER)
+    clock.observe(20.0, seeder_named=True, held=0, site_chunks=1, seeder=SEEDER)
+    clock.observe(45.0, seeder_named=True, held=0, site_chunks=2, seeder=SEEDER)
+    clock.observe(70.0, seeder_named=True, held=0, site_chunks=2, seeder=SEEDER)
+    assert clock.decide() is Verdict.RETRY  # before: ORIGIN, 70 s without a chunk here
+    clock.observe(104.9, seeder_named=True, held=0, site_chunks=2, seeder=SEEDER)
+    assert clock.decide() is Verdict.RETRY
+    clock.observe(105.0, seeder_named=True, held=0, site_chunks=2, seeder=SEEDER)
+    assert clock.decide() is Verdict.ORIGIN  # nothing new for STUCK_FACTOR x 15 s
+    assert clock.fired() == "stuck"
+    assert clock.waited() == 60.0
+
+
+def test_clock_a_new_term_restarts_the_stuck_clock() -> None:
+    # The measured case: the seeder's lease lapsed, its fence held the fetch for 37 s, it won
+    # a new term at ~58 s of this member's wait; the member's next failed attempt (the loaded
+    # seeder does not answer in 2 s) came at 62 s. Before: ORIGIN.
+    clock = FallbackClock("after-timeout", 15.0, now=0.0, seeder=SEEDER)
+    clock.observe(10.0, seeder_named=True, held=1, seeder=SEEDER)  # one chunk came
+    clock.observe(30.0, seeder_named=False, site_heard=True, held=1)  # the lapse
+    clock.observe(62.0, seeder_named=True, held=1, seeder=("pi2", 36))
+    assert clock.decide() is Verdict.RETRY
+    clock.observe(121.9, seeder_named=True, held=1, seeder=("pi2", 36))
+    assert clock.decide() is Verdict.RETRY
+    clock.observe(122.0, seeder_named=True, held=1, seeder=("pi2", 36))
+    assert clock.decide() is Verdict.ORIGIN
+    assert clock.fired() == "stuck"
+
+
+def test_clock_a_seeder_named_after_none_restarts_the_stuck_clock() -> None:
+    clock = FallbackClock("after-timeout", 15.0, now=0.0)  # no seeder named at the start
+    clock.observe(40.0, seeder_named=False, site_heard=True, held=0)
+    clock.observe(59.0, seeder_named=True, held=0, seeder=SEEDER)
+    clock.observe(61.0, seeder_named=True, held=0, seeder=SEEDER)
+    assert clock.decide() is Verdict.RETRY
+
+
+def test_clock_the_same_term_named_again_after_a_lapse_is_not_progress() -> None:
+    # This member's view of the lease lapsed and came back in the same term: nothing moved.
+    clock = FallbackClock("after-timeout", 15.0, now=0.0, seeder=SEEDER)
+    clock.observe(30.0, seeder_named=False, site_heard=True, held=0)
+    clock.observe(59.0, seeder_named=True, held=0, seeder=SEEDER)
+    assert clock.decide() is Verdict.RETRY
+    clock.observe(60.0, seeder_named=True, held=0, seeder=SEEDER)
+    assert clock.decide() is Verdict.ORIGIN
+
+
+def test_clock_a_site_that_moves_but_never_delivers_here_is_left_at_the_cap() -> None:
+    # Hostile: a flapping site (a new term every few seconds) or one announcing chunks this
+    # member cannot get. No chunk here for CAP_FACTOR x 15 s: the member leaves.
+    clock = FallbackClock("after-timeout", 15.0, now=0.0, seeder=SEEDER)
+    cap = CAP_FACTOR * 15.0
+    for step in range(1, int(cap / 5)):
+        now = step * 5.0
+        clock.observe(now, seeder_named=True, held=0, site_chunks=step, seeder=("pi2", step))
+        assert clock.decide() is Verdict.RETRY, now
+    clock.observe(cap, seeder_named=True, held=0, site_chunks=99, seeder=("pi3", 99))
+    assert clock.decide() is Verdict.ORIGIN
+    assert clock.fired() == "capped"
+    assert clock.waited() == cap
+    never = FallbackClock("never", 15.0, now=0.0, seeder=SEEDER)
+    never.observe(cap, seeder_named=True, held=0, site_chunks=1, seeder=("pi3", 1))
+    assert never.decide() is Verdict.FAIL
+
+
+def test_clock_a_chunk_here_restarts_the_cap() -> None:
+    clock = FallbackClock("after-timeout", 15.0, now=0.0, seeder=SEEDER)
+    for step in range(1, 40):
+        # A new term every 5 s (flapping), one chunk here every 100 s: it delivers.
+        clock.observe(step * 5.0, seeder_named=True, held=step // 20, seeder=("pi2", step))
+        assert clock.decide() is Verdict.RETRY, step
+
+
+def test_clock_silent_still_falls_back_after_the_timeout_whatever_came_before() -> None:
+    # Site progress does not stretch the silent rule: cut off is cut off.
+    clock = FallbackClock("after-timeout", 15.0, now=0.0, seeder=SEEDER)
+    clock.observe(10.0, seeder_named=True, held=0, site_chunks=3, seeder=("pi2", 36))
+    clock.observe(24.9, seeder_named=False, site_heard=False, held=0, site_chunks=3)
+    assert clock.decide() is Verdict.RETRY
+    clock.observe(25.0, seeder_named=False, site_heard=False, held=0, site_chunks=3)
+    assert clock.decide() is Verdict.ORIGIN
+    assert clock.fired() == "silent"
+    assert clock.waited() == 15.0
+
+
+def test_clock_a_lower_count_is_not_progress() -> None:
+    # Hostile input: a new attempt's plan (a new seeder's catalogue) knows fewer chunks than
+    # learned before, then as many again: neither is news.
+    clock = FallbackClock("after-timeout", 15.0, now=0.0, site_chunks=5, seeder=SEEDER)
+    clock.observe(30.0, seeder_named=True, held=0, site_chunks=2, seeder=SEEDER)
+    clock.observe(50.0, seeder_named=True, held=0, site_chunks=5, seeder=SEEDER)
+    clock.observe(60.0, seeder_named=True, held=0, site_chunks=4, seeder=SEEDER)
+    assert clock.decide() is Verdict.ORIGIN
+    assert clock.site_chunks == 5
+
+
+def test_clock_a_held_count_going_down_is_not_progress() -> None:
+    # The writer dropped chunks that differ from the site's list: held shrinks, then grows
+    # back to where it was. No chunk is new here.
+    clock = FallbackClock("after-timeout", 15.0, now=0.0, held=3, seeder=SEEDER)
+    clock.observe(20.0, seeder_named=True, held=0, seeder=SEEDER)
+    clock.observe(40.0, seeder_named=True, held=3, seeder=SEEDER)
+    clock.observe(60.0, seeder_named=True, held=3, seeder=SEEDER)
     assert clock.decide() is Verdict.ORIGIN
