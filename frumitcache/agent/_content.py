@@ -8,8 +8,9 @@
    holders as it is announced (:mod:`frumitcache.agent._member`). If the seeder changes, ask
    the new one; if this node becomes the seeder, carry on as the seeder from what it holds.
 4. **Fallback**: the site cannot serve → fetch the origin directly if ``site.fallback`` allows
-   it (at once, or after ``site.fallback_timeout_s`` with no seeder named; a named seeder from
-   which nothing arrives gets longer: :mod:`frumitcache.agent._fallback`), counted and logged.
+   it (at once, or after ``site.fallback_timeout_s`` with no seeder named; a named seeder
+   gets longer while the site moves, up to a cap: :mod:`frumitcache.agent._fallback`), counted
+   and logged.
 
 Every URL passes the allow-list of the door that asked (:meth:`ContentService.ensure`), and the
 seeder checks a member's ``FetchRequest`` against the union of its own lists: a member cannot

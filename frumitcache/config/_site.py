@@ -82,8 +82,9 @@ class SiteConfig(Section):
         15.0,
         "How long the site must get nowhere (no seeder named, neither a majority of the site "
         "nor a seeder's beacon heard, no chunk arriving) before falling back to the origin; a "
-        "site that names a seeder or is heard but from which no chunk arrives is given 4 "
-        "times as long.",
+        "site that names a seeder or is heard is given 4 times as long without progress (a "
+        "chunk arriving or announced, a new seeder term), and 8 times as long at most "
+        "without a chunk arriving.",
         "s",
     )
 
