@@ -345,6 +345,18 @@ class ContentService:
         node, _ = site.parts()
         cfg = self.site_config
         clock: FallbackClock | None = None  # started by the first failed attempt
+
+        def observe(into: FallbackClock) -> None:
+            named = node.seeder()
+            into.observe(
+                trio.current_time(),
+                seeder_named=named is not None,
+                site_heard=node.hears_site(),
+                held=len(self._store.partial_chunks(flight.url)),
+                site_chunks=flight.site_chunks,
+                seeder=named,
+            )
+
         while True:
             seeder = node.seeder()
             if seeder is None:
@@ -364,6 +376,10 @@ class ContentService:
                 self.stats.failovers += 1
                 flight.failovers += 1
                 log.info("fetch.seeder-changed", url=flight.url)
+                if clock is not None:
+                    # A new term is the site's progress: it may be lapsed again by the next
+                    # failed attempt (a loaded site's terms last seconds).
+                    observe(clock)
                 if seeder is not None and node.seeder() == seeder:
                     # It said it is not the seeder (its lease lapsed) but this node still
                     # follows it: ask again when that settles, not in a tight loop.
@@ -371,26 +387,16 @@ class ContentService:
                         await site.seeder_changed.wait()
                 continue
             except PeerError as exc:
-                now = trio.current_time()
-                held = len(self._store.partial_chunks(flight.url))
-                named = node.seeder()
                 if clock is None:
                     clock = FallbackClock(
                         cfg.fallback,
                         cfg.fallback_timeout_s,
-                        now,
-                        held,
+                        trio.current_time(),
+                        len(self._store.partial_chunks(flight.url)),
                         flight.site_chunks,
-                        named,
+                        node.seeder(),
                     )
-                clock.observe(
-                    now,
-                    seeder_named=named is not None,
-                    site_heard=node.hears_site(),
-                    held=held,
-                    site_chunks=flight.site_chunks,
-                    seeder=named,
-                )
+                observe(clock)
                 verdict = clock.decide()
                 if verdict is Verdict.ORIGIN:
                     self.stats.fallbacks += 1

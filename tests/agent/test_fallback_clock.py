@@ -19,6 +19,7 @@ import trio
 from frumitcache.agent import ContentService
 from frumitcache.agent._fallback import CAP_FACTOR, STUCK_FACTOR, FallbackClock, Verdict
 from frumitcache.agent._flight import Flight
+from frumitcache.agent._member import SeederChanged
 from frumitcache.agent._sitelink import SiteLink
 from frumitcache.config import OriginConfig, SiteConfig
 from frumitcache.errors import PeerError
@@ -37,9 +38,13 @@ class _Node:
     majority = False  # hears a majority of its site (it can elect a seeder)
     named_at = float("inf")  # trio time from which ``later`` is named instead of ``named``
     later: tuple[str, int] | None = None
+    lapsed = (float("inf"), float("inf"))  # trio times between which none is named
 
     def seeder(self) -> tuple[str, int] | None:
-        return self.later if trio.current_time() >= self.named_at else self.named
+        now = trio.current_time()
+        if self.lapsed[0] <= now < self.lapsed[1]:
+            return None
+        return self.later if now >= self.named_at else self.named
 
     def hears_site(self) -> bool:
         return self.majority
@@ -72,6 +77,7 @@ async def _run(
     named: bool = True,
     majority: bool = False,
     named_after: float = float("inf"),
+    lapsed: tuple[float, float] = (float("inf"), float("inf")),
 ) -> tuple[ContentService, OriginServer]:
     origin = OriginServer()
     store = Store.open(tmp_path / "store", max_bytes=1 << 30, chunk_size=CHUNK)
@@ -87,6 +93,7 @@ async def _run(
         site.node.named = None
     site.node.majority = majority
     site.node.named_at, site.node.later = trio.current_time() + named_after, ("next", 2)
+    site.node.lapsed = (trio.current_time() + lapsed[0], trio.current_time() + lapsed[1])
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(origin.serve, loopback_address())
@@ -232,6 +239,29 @@ async def test_a_new_term_is_waited_for_past_the_stuck_time(tmp_path: Path) -> N
     started = trio.current_time()
     service, origin = await _run(tmp_path, attempts, named_after=0.6 * STUCK_FACTOR * TIMEOUT_S)
     assert trio.current_time() - started > STUCK_FACTOR * TIMEOUT_S
+    assert service.stats.fallbacks == 0
+    assert origin.stats.requests["/obj.bin"] == 0
+
+
+async def _seeder_changed(store: Store, flight: Flight) -> None:
+    raise SeederChanged()
+
+
+async def test_a_new_term_that_lapses_before_the_next_failure_still_counts(
+    tmp_path: Path,
+) -> None:
+    # A loaded site's terms last seconds: the member follows a new term (SeederChanged, not a
+    # failure), and by its next failed attempt none is named again; then the same term
+    # comes back (not news) and still does not answer. The term counts from when the
+    # member followed it. Before: a fallback at STUCK_FACTOR x the timeout.
+    unreachable: Attempt = _unreachable
+    attempts = [unreachable] * 5 + [_seeder_changed, unreachable, _the_rest]
+    started = trio.current_time()
+    service, origin = await _run(
+        tmp_path, attempts, majority=True, named_after=2.9, lapsed=(3.2, 5.6)
+    )
+    assert trio.current_time() - started > STUCK_FACTOR * TIMEOUT_S
+    assert service.stats.failovers == 1
     assert service.stats.fallbacks == 0
     assert origin.stats.requests["/obj.bin"] == 0
 
