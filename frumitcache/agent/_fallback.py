@@ -32,8 +32,8 @@ promise ran out for 22-30 s while the seeder held and regained its lease in the 
 (the others, following the seeder, beacon to it alone: such a member hears only the seeder's
 beacons), and that member's fetch of its own cost the whole object over the uplink again.
 The same term named again after such a lapse is not progress (nothing moved). Chunks
-arriving here restart every clock. What the member sees is sampled at each failed attempt,
-so progress counts from the attempt that first shows it.
+arriving here restart every clock. What the member sees is sampled at each failed attempt
+and each seeder change it follows, so progress counts from the sample that first shows it.
 """
 
 from __future__ import annotations
