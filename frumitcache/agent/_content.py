@@ -388,14 +388,9 @@ class ContentService:
                 continue
             except PeerError as exc:
                 if clock is None:
-                    clock = FallbackClock(
-                        cfg.fallback,
-                        cfg.fallback_timeout_s,
-                        trio.current_time(),
-                        len(self._store.partial_chunks(flight.url)),
-                        flight.site_chunks,
-                        node.seeder(),
-                    )
+                    # Its first observation, at its start, is its baseline (counts and the
+                    # seeder seen then restart clocks that start now anyway).
+                    clock = FallbackClock(cfg.fallback, cfg.fallback_timeout_s, trio.current_time())
                 observe(clock)
                 verdict = clock.decide()
                 if verdict is Verdict.ORIGIN:
