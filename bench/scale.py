@@ -11,7 +11,8 @@ site with static peer lists, the Pi with the highest priority preferred as seede
   agent names all N members and all name the same seeder (statuses polled every 0.25 s);
 * ``rss_mb_max`` / ``rss_mb_mean``: resident memory of each agent at rest (VmRSS);
 * ``idle_cpu_pct_per_agent``: CPU of all agents over ``--idle`` seconds after formation, in
-  % of one core per agent; ``frames_per_s_per_agent`` / ``bytes_per_s_per_agent``: control
+  % of one core per agent (the kernel counts it in 10 ms ticks: give a small site enough
+  ``--idle`` to collect some); ``frames_per_s_per_agent`` / ``bytes_per_s_per_agent``: control
   frames (and their bytes) each agent sent plus received per second over the same window;
 * the herd (``--no-herd`` skips it): every Pi pulls the same ``--size`` object at once through
   its own agent (``frumitcache pull``), as :meth:`bench.herd.Run.herd` does: ``uplink_ratio``

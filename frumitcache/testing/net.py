@@ -18,6 +18,9 @@ _lock = threading.Lock()
 _rng = random.Random(os.getpid())
 _block = _rng.randrange(1, 250)
 _counter = itertools.count(_rng.randrange(2, 40))
+# Below Linux's default ephemeral range (32768-60999) and above the well-known ports.
+_PORTS = (20000, 32000)
+_given: set[tuple[str, int]] = set()
 
 
 def _free(address: str) -> bool:
@@ -41,7 +44,29 @@ def loopback_address() -> str:
 
 
 def free_port(address: str) -> int:
-    """A TCP port that is free on ``address`` right now (for configs that need one up front)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
+    """A port free for TCP and UDP on ``address`` right now (for configs that need one up front).
+
+    Drawn below the kernel's ephemeral range: a port the kernel hands out for binding port 0 is
+    one it may also give the next outgoing connection from ``address``, which then takes it
+    before the node that was told to listen there starts.
+    """
+    with _lock:
+        for _ in range(500):
+            port = _rng.randrange(_PORTS[0], _PORTS[1])
+            if (address, port) in _given:
+                continue
+            if _bindable(address, port, socket.SOCK_STREAM) and _bindable(
+                address, port, socket.SOCK_DGRAM
+            ):
+                _given.add((address, port))
+                return port
+    raise RuntimeError(f"no free port on {address}")
+
+
+def _bindable(address: str, port: int, kind: socket.SocketKind) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
