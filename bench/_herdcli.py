@@ -57,6 +57,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a frumitcache agent setting for this run (repeatable; VALUE in TOML, e.g. "
         "swarm.parallel_chunks=16): for trying a knob side by side with the default",
     )  # fmt: skip
+    parser.add_argument(
+        "--log-level", default=None, choices=("debug", "info", "warning", "error"),
+        help="the frumitcache agents' log level (default: the agent's own); their logs stay "
+        "in the scratch directory with --keep",
+    )  # fmt: skip
     parser.add_argument("--apt-packages", type=int, default=16, help="packages in the apt herd")
     parser.add_argument("--timeout", type=float, default=0, help="per herd; 0: from the rates")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="table, plots")
@@ -84,6 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.agent_settings = agent_settings(args.agent_set)
     except ValueError as exc:
         parser.error(f"--agent-set: {exc}")
+    if args.log_level is not None:
+        args.agent_settings.setdefault("log", {})["level"] = args.log_level
     if args.scenario == "all":
         args.scenarios = list(SCENARIOS)
     elif all(name in SCENARIOS for name in args.scenario.split(",")):

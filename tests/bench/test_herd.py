@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from bench import _cgroup
-from bench._herdcli import agent_settings
+from bench._herdcli import agent_settings, parse_args
 from bench._netns import ETC_NETNS, PREFIX, ShapedSite, cleanup_leftovers, list_namespaces
 from bench._report import lower_bound, markdown
 from bench._testbed import Rates
@@ -79,6 +79,14 @@ def test_agent_settings_from_the_command_line() -> None:
     for bad in ("swarm.parallel_chunks", "parallel_chunks=3", "swarm.=3", "swarm.x=not toml"):
         with pytest.raises(ValueError, match=r"want SECTION\.KEY=VALUE|not TOML"):
             agent_settings([bad])
+
+
+def test_log_level_flag_sets_the_agents_log_level() -> None:
+    args = parse_args(["--log-level", "info", "--agent-set", "swarm.parallel_chunks=2"])
+    assert args.agent_settings == {"swarm": {"parallel_chunks": 2}, "log": {"level": "info"}}
+    assert parse_args([]).agent_settings == {}
+    with pytest.raises(SystemExit):
+        parse_args(["--log-level", "loud"])
 
 
 def test_table_shows_rows_and_unrunnable_ones() -> None:
