@@ -5,10 +5,13 @@ hears of the new seeder (a few resends, then no more). The seeder it replaced is
 that fetched: alive (its lease lapsed under load, and the site elected another) it holds
 more of the object than any member, often all of it. So before the origin is asked:
 
-1. :func:`awaited` (pure): the previous seeder's report is waited for while it is alive and
-   has not reported, from the start of this node's term up to :data:`REPORT_WAIT_LEASES`
-   leases (about the longest a loaded site's lease round takes); nothing is waited for once
-   the site holds the whole object, or once the term is older than that;
+1. :func:`awaited` (pure): the previous seeder's report is waited for while it has not
+   reported, from the start of this node's term up to :data:`REPORT_WAIT_LEASES` leases
+   (about the longest a loaded site's lease round takes) while it is alive, up to
+   :data:`QUIET_WAIT_LEASES` while it is only quiet (a lapsed seeder beacons to everyone
+   once per gap, longer than ``member_timeout_s``: this node's leases reach it, and its ack
+   makes it alive; a seeder that crashed does not ack); nothing is waited for once the site
+   holds the whole object, or once the term is older than that;
 2. after a failover, the others' reports settle (:func:`settle`: a quiet moment, bounded);
 3. :func:`take_from_site` pulls whole chunks from their holders in order (each verified by its
    digest on arrival): all of them when the site holds the object complete (the origin is
@@ -45,17 +48,28 @@ log = get_logger("content")
 #: seeder it replaced (while that one is alive): a stretched lease round takes up to 3.
 REPORT_WAIT_LEASES = 3.0
 
+#: ... while that one is only quiet (in the electorate, not heard within member_timeout_s,
+#: not found dead): long enough for our leases to reach it and its ack to come back.
+QUIET_WAIT_LEASES = 1.0
 
-def awaited(reports: Reports, *, whole: bool, now: float, limit_s: float) -> float | None:
+
+def awaited(
+    reports: Reports, *, whole: bool, now: float, limit_s: float, quiet_limit_s: float
+) -> float | None:
     """Until when to wait for the previous seeder's report (``None``: not at all).
 
-    ``whole``: the site already holds the object complete (nothing more to learn)."""
+    ``whole``: the site already holds the object complete (nothing more to learn);
+    ``limit_s`` / ``quiet_limit_s``: from the start of the term, while the previous seeder
+    is alive / quiet."""
     previous = reports.previous
-    if whole or previous is None or previous not in reports.alive:
+    if whole or previous is None or previous in reports.reported:
         return None
-    if previous in reports.reported:
-        return None
-    until = reports.began + limit_s
+    if previous in reports.alive:
+        until = reports.began + limit_s
+    elif previous in reports.quiet:
+        until = reports.began + quiet_limit_s
+    else:
+        return None  # gone (forgotten, said bye, or found dead)
     return until if now < until else None
 
 
@@ -122,26 +136,34 @@ async def take_from_site(
     def whole_now() -> bool:
         return held_whole(node.catalogue.info(url), live)
 
-    limit = REPORT_WAIT_LEASES * svc.site_config.lease_s
+    lease_s = svc.site_config.lease_s
     start = trio.current_time()
     waited = False
     while True:
         now = trio.current_time()
-        until = awaited(node.reports(), whole=whole_now(), now=now, limit_s=limit)
+        reports = node.reports()
+        until = awaited(
+            reports,
+            whole=whole_now(),
+            now=now,
+            limit_s=REPORT_WAIT_LEASES * lease_s,
+            quiet_limit_s=QUIET_WAIT_LEASES * lease_s,
+        )
         if until is None:
-            if waited:
+            if waited and reports.previous in reports.reported:
                 log.info("takeover.reported", url=url, waited_s=round(now - start, 2))
+            elif waited:
+                log.info("takeover.no-report", url=url, previous=reports.previous)
             break
-        # Woken by each report the catalogue takes; the previous seeder's ends the wait.
+        # Woken by each report the catalogue takes (the previous seeder's ends the wait), and
+        # at the bound: a quiet previous seeder that acked our lease since is alive now.
         waited = True
-        with trio.move_on_at(until) as late:
+        with trio.move_on_at(until):
             await node.wait_catalogue_change()
-        if late.cancelled_caught:
-            log.info("takeover.no-report", url=url, previous=node.reports().previous)
-            break
-    if after_failover and not whole_now():
-        # Members report what they hold to a new seeder (Have); give the reports a moment to
-        # arrive so the origin resumes after every chunk the site still has.
+    if (after_failover or waited) and not whole_now():
+        # Members report what they hold to a new seeder (Have), the previous seeder again
+        # after the chunks it had in flight; give the reports a moment to arrive so the
+        # origin resumes after every chunk the site still has.
         await settle(lambda: known_chunks(node.catalogue.get(url)), node.wait_catalogue_change)
     info = node.catalogue.info(url)
     manifest = info.manifest

@@ -25,8 +25,10 @@ quiet).
 
 Once a seeder holds a lease, the seeder is the hub:
 
-- its :class:`~._messages.Lease` rounds (every ``lease_s / 3``, to each alive member) are the
-  heartbeat both ways (a member's :class:`~._messages.LeaseAck` shows the seeder it lives);
+- its :class:`~._messages.Lease` rounds (every ``lease_s / 3``, to each alive member, and to
+  the seeder before it while that one is quiet: it must learn of its successor, report what
+  it fetched and be fenced) are the heartbeat both ways (a member's
+  :class:`~._messages.LeaseAck` shows the seeder it lives);
 - each lease carries the version of the seeder's :class:`~._messages.Roster` (its alive
   members); a member whose ack names another version is sent the change from the version it
   holds (:class:`~._messages.RosterDelta`, :mod:`._roster`) or, when that is unknown, too big
@@ -164,6 +166,7 @@ class SiteCore:
         self._witness: tuple[str, int, str, int] | None = None
         self._lease_named: tuple[str, int, int] | None = None  # (seeder, term, roster version)
         self._seeder_heard_at = -math.inf  # a seeder's beacon or lease naming itself
+        self._predecessor: str | None = None  # the last other seeder this node knew
 
     @property
     def node_id(self) -> str:
@@ -334,19 +337,41 @@ class SiteCore:
         return gap * self._rng.uniform(0.75, 1.0)
 
     def _stamp(self, out: list[Outgoing], now: float) -> list[Outgoing]:
-        """A lease round of ours: take a fresh roster and name its version in the leases."""
+        """A lease round of ours: take a fresh roster and name its version in the leases; the
+        seeder before us gets it too when it is quiet (see :meth:`quiet_ids`)."""
+        leader = self.election.leader
+        if leader is not None and leader[0] != self.node_id:
+            self._predecessor = leader[0]
         if not any(isinstance(o.msg, Lease) and o.msg.seeder == self.node_id for o in out):
             return out
         members = self.membership.members(now)
         roster = Roster(self.election.term, self.node_id, roster_version(members), members)
         self._roster = roster
         self._history.record(roster)
-        return [
+        stamped = [
             Outgoing(o.to, dataclasses.replace(o.msg, roster=roster.version))
             if isinstance(o.msg, Lease)
             else o
             for o in out
         ]
+        before = self._predecessor
+        if before is not None and before in self.quiet_ids(now):
+            # Leases go to alive members only; without this one a lapsed seeder that beacons
+            # elsewhere never learns of us, so it neither reports what it fetched (a takeover
+            # waits for that) nor is fenced. It is in the electorate: its ack may count.
+            lease = next(o.msg for o in stamped if isinstance(o.msg, Lease))
+            stamped.append(Outgoing(before, lease))
+        return stamped
+
+    def quiet_ids(self, now: float) -> list[str]:
+        """Members of the electorate not heard within ``member_timeout_s``, none found dead
+        (rule 8 of :mod:`._election`)."""
+        alive = set(self.membership.alive_ids(now))
+        return sorted(
+            n
+            for n in self.membership.electorate(now)
+            if n != self.node_id and n not in alive and not self.election.watch.found_dead(n)
+        )
 
     def next_deadline(self) -> float:
         return min(self.membership.next_deadline(), self.election.next_deadline())
@@ -409,9 +434,11 @@ class SiteCore:
     def view(self, now: float) -> View:
         """The election's view, as the catalogue policy (:mod:`._policy`) takes it."""
         election = self.election
+        seeder_role = election.role is Role.SEEDER
         return View(
             seeder=election.seeder(now),
-            seeding_term=election.term if election.role is Role.SEEDER else None,
+            seeding_term=election.term if seeder_role else None,
             seeding=election.is_seeder(now),
             alive=self.membership.alive_ids(now),
+            quiet=self.quiet_ids(now) if seeder_role else (),  # only a seeder asks (reports)
         )

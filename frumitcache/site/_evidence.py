@@ -95,6 +95,10 @@ class DeathWatch:
         flight) gets no promise."""
         return self._dead is not None and self._dead[0] == seeder and term <= self._dead[1]
 
+    def found_dead(self, node: str) -> bool:
+        """Was ``node`` found dead (in the last seeder term this node found dead)?"""
+        return self._dead is not None and self._dead[0] == node
+
     def claim_refused(self, claim: Claim, now: float) -> None:
         self._claim = (claim, now)
 

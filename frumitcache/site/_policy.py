@@ -11,8 +11,9 @@ time). The trio driver (:mod:`._driver`) carries out what it returns:
 - while another node is the seeder, its announcements go to this node's subscribers
   (:class:`Publish`); anything from anyone else is dropped (:class:`Drop`, counted);
 - when the seeder changes to another node, this node's holdings go to it as ``Have``
-  reports, sent again after ``HAVE_RESENDS`` (UDP may lose one; merging twice changes nothing)
-  while it stays the seeder; a seeder that steps down (a healed partition) hands over its
+  reports, read afresh and sent again after ``HAVE_RESENDS`` (UDP may lose one; merging twice
+  changes nothing; a fenced seeder's chunks in flight complete meanwhile) while it stays the
+  seeder; a seeder that steps down (a healed partition) hands over its
   whole catalogue the same way;
 - this node's own progress (:meth:`CataloguePolicy.announce`): the seeder records it,
   publishes it and tells every alive member; a member tells the seeder.
@@ -79,13 +80,15 @@ class Reports:
     """The ``Have`` reports of this node's term as seeder, as a seeder taking over a fetch
     weighs them: ``began`` (when this term of ours began; ``-inf`` while it holds none),
     ``previous`` (the last other seeder this node followed before it, ``None`` if none),
-    ``reported`` (members whose report came in this term) and ``alive`` (the other alive
-    members now)."""
+    ``reported`` (members whose report came in this term), ``alive`` (the other alive
+    members now) and ``quiet`` (members not heard within ``member_timeout_s`` but still in
+    the electorate, none found dead: a lapsed seeder is often one, see :class:`View`)."""
 
     began: float
     previous: str | None
     reported: frozenset[str]
     alive: frozenset[str]
+    quiet: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +98,17 @@ class View:
     ``seeding_term``: our term while we hold the seeder role (reports count from winning the
     term, before the first lease round is acked: members report as soon as they follow us);
     ``seeding``: we hold a live lease (only then do our own announcements go out as the
-    seeder's); ``seeder``: the live seeder we see; ``alive``: the other alive members.
+    seeder's); ``seeder``: the live seeder we see; ``alive``: the other alive members;
+    ``quiet``: the other members of the electorate, not found dead. A seeder whose lease
+    lapsed beacons to its best candidate and to everyone only once per gap (longer than
+    ``member_timeout_s``), so the node elected after it often finds it quiet, not alive.
     """
 
     seeder: tuple[str, int] | None
     seeding_term: int | None = None
     seeding: bool = False
     alive: Sequence[str] = ()
+    quiet: Sequence[str] = ()
 
 
 class CataloguePolicy:
@@ -117,7 +124,7 @@ class CataloguePolicy:
         self.catalogue = Catalogue()
         self._term = -1  # the term of ours the catalogue belongs to
         self._seeder: tuple[str, int] | None = None
-        self._reports: list[Have] = []
+        self._handover: list[Have] = []  # what we knew as seeder, when we stepped down
         self._resend_at: list[float] = []
         self._began = float("-inf")  # when our term began
         self._followed: str | None = None  # the last other seeder this node followed
@@ -139,15 +146,14 @@ class CataloguePolicy:
         out: list[Action] = []
         if view.seeder != self._seeder:
             previous, self._seeder = self._seeder, view.seeder
-            self._reports, self._resend_at = [], []
+            self._handover, self._resend_at = [], []
             if view.seeder is not None and view.seeder[0] != self.me:
                 self._followed = view.seeder[0]
-                self._reports = self.holdings()
                 if previous is not None and previous[0] == self.me and len(self.catalogue):
                     # We stepped down (partition healed): hand over what we knew, naming no
                     # holder (members report their own holdings to the new seeder).
                     known = self.catalogue.snapshot()
-                    self._reports.append(Have(self.me, objects=known, held=False))
+                    self._handover = [Have(self.me, objects=known, held=False)]
                 self._resend_at = [now + d for d in HAVE_RESENDS]
             out.append(SeederChanged(view.seeder, previous))
         return out + self.on_timer(now)
@@ -156,7 +162,10 @@ class CataloguePolicy:
         out: list[Action] = []
         while self._resend_at and self._resend_at[0] <= now and self._seeder is not None:
             self._resend_at.pop(0)
-            out += [Outgoing(self._seeder[0], have) for have in self._reports]
+            # Read again for each resend: a fenced seeder's chunks in flight complete after
+            # the first report, and the new seeder resumes the origin after what it hears.
+            reports = self.holdings() + self._handover
+            out += [Outgoing(self._seeder[0], have) for have in reports]
         return out
 
     def next_deadline(self) -> float:
@@ -207,7 +216,13 @@ class CataloguePolicy:
     def reports(self, view: View) -> Reports:
         """Who reported in our term as seeder (see :class:`Reports`)."""
         began = self._began if view.seeding_term is not None else float("-inf")
-        return Reports(began, self._previous, frozenset(self._reported), frozenset(view.alive))
+        return Reports(
+            began,
+            self._previous,
+            frozenset(self._reported),
+            frozenset(view.alive),
+            frozenset(view.quiet),
+        )
 
     def lookup(self, msg: Lookup) -> ObjectInfo:
         """The seeder's answer to a member's lookup."""

@@ -1,14 +1,19 @@
 """How long a seeder taking over a fetch waits for the report of the seeder it replaced
-(:func:`frumitcache.agent._takeover.awaited`, pure): only while that one is alive and has
-not reported, only up to a bound from the start of its term, and not at all once the site
-holds the object whole."""
+(:func:`frumitcache.agent._takeover.awaited`, pure): only while that one is alive (or quiet:
+in the electorate, not heard within ``member_timeout_s``, not found dead) and has not
+reported, only up to a bound from the start of its term, and not at all once the site holds
+the object whole."""
 
 from __future__ import annotations
 
-from frumitcache.agent._takeover import awaited, held_whole, known_chunks
+import functools
+
+from frumitcache.agent import _takeover
+from frumitcache.agent._takeover import held_whole, known_chunks
 from frumitcache.site import ChunkHolders, ObjectInfo, ObjectManifest, Reports
 
-LIMIT = 9.0
+LIMIT, QUIET_LIMIT = 9.0, 3.0
+awaited = functools.partial(_takeover.awaited, quiet_limit_s=QUIET_LIMIT)
 
 
 def reports(
@@ -16,8 +21,9 @@ def reports(
     *,
     reported: tuple[str, ...] = (),
     alive: tuple[str, ...] = ("old", "m"),
+    quiet: tuple[str, ...] = (),
 ) -> Reports:
-    return Reports(10.0, previous, frozenset(reported), frozenset(alive))
+    return Reports(10.0, previous, frozenset(reported), frozenset(alive), frozenset(quiet))
 
 
 def test_the_alive_previous_seeder_is_waited_for_up_to_the_bound() -> None:
@@ -30,6 +36,22 @@ def test_nothing_is_waited_for_once_it_reported_or_when_it_is_gone() -> None:
     assert awaited(reports(reported=("old",)), whole=False, now=11.0, limit_s=LIMIT) is None
     assert awaited(reports(alive=("m",)), whole=False, now=11.0, limit_s=LIMIT) is None
     assert awaited(reports(None), whole=False, now=11.0, limit_s=LIMIT) is None  # first term
+
+
+def test_a_quiet_previous_seeder_is_waited_for_a_shorter_while() -> None:
+    """Issue 14's 1.61 run: pi4, the lapsed seeder, beaconed elsewhere and was not alive in
+    pi2's view when pi2 took over 1 s into its term; pi2 resumed the origin at once, after the
+    one chunk it knew of. Our leases reach a quiet one and its ack makes it alive; a crashed
+    one does not ack, so its successor waits a lease at most."""
+    quiet = reports(alive=("m",), quiet=("old",))
+    assert awaited(quiet, whole=False, now=11.0, limit_s=LIMIT) == 13.0
+    assert awaited(quiet, whole=False, now=13.0, limit_s=LIMIT) is None
+    acked = reports(alive=("m", "old"))  # its ack came: alive, the longer bound
+    assert awaited(acked, whole=False, now=13.0, limit_s=LIMIT) == 19.0
+    gone = reports(alive=("m",), quiet=("m2",))  # forgotten, said bye or found dead
+    assert awaited(gone, whole=False, now=11.0, limit_s=LIMIT) is None
+    done = reports(alive=("m",), quiet=("old",), reported=("old",))
+    assert awaited(done, whole=False, now=11.0, limit_s=LIMIT) is None
 
 
 def test_other_members_reports_do_not_end_the_wait() -> None:

@@ -81,6 +81,17 @@ def test_a_new_seeder_gets_our_holdings_a_few_times_while_it_stays() -> None:
     assert p.next_deadline() == float("inf")
 
 
+def test_each_resend_carries_what_is_held_then() -> None:
+    """A fenced seeder's chunks in flight complete after its first report: the resends say
+    so (the new seeder resumes the origin after what it hears). Issue 14."""
+    held = list(MINE)
+    p = CataloguePolicy("me", lambda: list(held))
+    assert p.on_view(following("s"), 10.0)[1:] == [Send("s", MINE[0])]
+    later = Have("me", full=(D1, D2))
+    held[:] = [later]
+    assert p.on_timer(10.0 + HAVE_RESENDS[1]) == [Send("s", later)]
+
+
 def test_a_seeder_that_steps_down_hands_its_catalogue_over() -> None:
     p = policy()
     p.on_view(seeding(), 0.0)
@@ -164,6 +175,9 @@ def test_a_new_seeder_knows_whom_it_followed_and_who_reported_in_its_term() -> N
     reports = p.reports(seeding(4, alive=("s", "b")))
     assert (reports.began, reports.previous, reports.reported) == (2.5, "s", frozenset())
     assert reports.alive == {"s", "b"}
+    quiet = p.reports(View(("me", 4), 4, True, alive=("b",), quiet=("s",)))
+    assert quiet.alive == {"b"}
+    assert quiet.quiet == {"s"}  # the election's, passed on
     p.receive("b", Have("s", full=(D2,)), seeding(4))  # b speaking for s: dropped
     assert p.reports(seeding(4)).reported == frozenset()
     p.receive("s", Have("s", full=(D2,)), seeding(4))
