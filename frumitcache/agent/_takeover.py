@@ -139,6 +139,7 @@ async def take_from_site(
     lease_s = svc.site_config.lease_s
     start = trio.current_time()
     waited = False
+    quiet = False  # the previous seeder was quiet (not alive) when the wait began
     while True:
         now = trio.current_time()
         reports = node.reports()
@@ -150,13 +151,15 @@ async def take_from_site(
             quiet_limit_s=QUIET_WAIT_LEASES * lease_s,
         )
         if until is None:
+            fields = {"url": url, "previous": reports.previous, "quiet": quiet}
             if waited and reports.previous in reports.reported:
-                log.info("takeover.reported", url=url, waited_s=round(now - start, 2))
+                log.info("takeover.reported", waited_s=round(now - start, 2), **fields)
             elif waited:
-                log.info("takeover.no-report", url=url, previous=reports.previous)
+                log.info("takeover.no-report", **fields)
             break
         # Woken by each report the catalogue takes (the previous seeder's ends the wait), and
         # at the bound: a quiet previous seeder that acked our lease since is alive now.
+        quiet = quiet or (not waited and reports.previous in reports.quiet)
         waited = True
         with trio.move_on_at(until):
             await node.wait_catalogue_change()
