@@ -23,6 +23,12 @@ Two levels, because sites touch each other only through the backbone:
    ``chunk_exchange`` is a **what-if, not in the agent**: siblings serve each other single
    chunks they hold, one request per chunk, and site i asks for the chunks starting at
    i·K/S (then wraps), so sites hold different chunks and have something to give.
+
+   ``parent_streams`` k > 0 is another **what-if, not in the agent** (an object-level
+   epidemic): the parent streams to at most k children at once and answers the next one busy
+   with a Retry-After; that child waits ``retry_after_s`` and walks its siblings again, then the
+   parent, and so on. A site that completes holds the object and serves siblings like any
+   holder (``sibling_streams`` at once), so sites that ask later find more holders.
 2. **Sites.** Each site then runs alone (:class:`bench._sim_site.SiteRun` fed with the chunk
    arrival times of level 1). Decoupling them ignores that a seeder serving siblings also uses
    its LAN port for them; backbone links (10-50 Mbit/s) are far below a Pi's port.
@@ -40,6 +46,18 @@ complete then), the sum of the ``held_by`` sites' links that are some asking sit
 when some sites hold it (a relaxation: which sibling a site may use is not imposed), every
 site's link in the chunk-exchange what-if. The first four terms bound each Pi of site i
 (``site_bound``: a Pi's ratio is taken against it); the shared term bounds only the last site.
+
+In the epidemic what-if a site that completes serves too, so the capacity grows as sites
+finish and S·F/(E + B) is no bound; ``epidemic_bound`` replaces it. Let c_1 <= ... <= c_S be
+the asking sites' completion times and β_1 >= ... >= β_S their backbone links sorted. By c_m,
+m·F bytes have reached sites, from the core, the holders and the m-1 sites complete before:
+
+    m·F <= (E + B)·c_m + Σ_{l<m} β_l·(c_m - c_l)^+        and        c_m >= F / min(β_m, d)
+
+(the largest links finishing first gives the most capacity; among any m sites the slowest
+link is at most β_m). The smallest c_m meeting both, given the earlier ones, is g_m <= c_m
+by induction; the bound is max(g_S, each site's own terms). It holds for any rule in which a
+site serves only objects it holds complete, whatever it does with busy answers.
 """
 
 from __future__ import annotations
@@ -75,6 +93,10 @@ class FederationSpec:
     chunk_exchange: bool = False
     #: federation.max_sibling_streams: held objects a sibling streams at once (0: no limit).
     sibling_streams: int = 0
+    # What-if, not in the agent: the parent streams to at most this many children at once and
+    # answers the others busy; they retry their siblings, then it, after ``retry_after_s``.
+    parent_streams: int = 0
+    retry_after_s: float = 1.0
 
     @property
     def sites(self) -> int:
@@ -121,9 +143,37 @@ def site_bound(spec: FederationSpec, i: int, size: int) -> float:
 
 
 def federation_bound(spec: FederationSpec, size: int) -> float:
-    """The largest T_i: the last asking site's bound, with the shared term S·F/(E + B)."""
+    """The largest T_i: the last asking site's bound, with the shared term S·F/(E + B)
+    (``epidemic_bound`` in the epidemic what-if, where finished sites serve)."""
+    if spec.parent_streams:
+        return epidemic_bound(spec, size)
     shared = len(spec.askers()) * size / (spec.core_egress + spec.sibling_upload())
     return max(shared, *(site_bound(spec, i, size) for i in spec.askers()))
+
+
+def epidemic_bound(spec: FederationSpec, size: int) -> float:
+    """The last Pi's bound when sites serve once they hold the object complete (g_S of the
+    module docstring, and each asking site's own terms)."""
+    links = sorted((spec.backbone[i] for i in spec.askers()), reverse=True)
+    serving = links if spec.siblings else [0.0] * len(links)
+    base = spec.core_egress + spec.sibling_upload()
+    gamma: list[float] = []
+    for m, link in enumerate(links, start=1):
+        fluid = _fill_time(m * size, base, list(zip(gamma, serving, strict=False)))
+        gamma.append(max(fluid, size / min(link, spec.down)))
+    return max(gamma[-1], *(site_bound(spec, i, size) for i in spec.askers()))
+
+
+def _fill_time(need: float, rate: float, starts: list[tuple[float, float]]) -> float:
+    """When ``need`` bytes have flowed from time 0 at ``rate``, plus each ``(t, r)`` of
+    ``starts`` adding r from t on."""
+    now, got = 0.0, 0.0
+    for start, extra in sorted(starts):
+        if got + rate * (start - now) >= need:
+            break
+        got += rate * (start - now)
+        now, rate = start, rate + extra
+    return now + (need - got) / rate
 
 
 @dataclass(slots=True)
@@ -139,6 +189,7 @@ class _Edge:
     source: _Edge | None = None  # the sibling the whole object comes from (held rule)
     streams: int = 0  # held objects this site streams to siblings right now (held rule)
     done: bool = False  # every chunk received
+    busy_answers: int = 0  # from the parent (epidemic what-if)
 
     @property
     def complete(self) -> float:
@@ -158,6 +209,7 @@ class Backbone:
     edges: list[_Edge] = field(init=False)
     core_in: Resource = field(init=False)
     core_out: Resource = field(init=False)
+    core_streams: int = field(init=False, default=0)  # children the parent streams to now
     _waiters: dict[int, list[Callable[[float], None]]] = field(
         init=False, default_factory=lambda: defaultdict(list)
     )
@@ -221,16 +273,28 @@ class Backbone:
                 if self.edges[j].complete <= now and not (limit and self.edges[j].streams >= limit)
             ]
             edge.source = holders[0] if holders else None
+            answered = now + self.cal.http_latency_s
             if edge.source is not None:
                 edge.source.streams += 1
-            self.sim.at(now + self.cal.http_latency_s, partial(self._next, edge))
+            elif self.spec.parent_streams and self.core_streams >= self.spec.parent_streams:
+                # What-if: the parent is busy; by the Retry-After more siblings may hold it.
+                edge.busy_answers += 1
+                self.sim.at(answered + self.spec.retry_after_s, partial(self._ask, edge))
+                return
+            else:
+                self.core_streams += 1
+            self.sim.at(answered, partial(self._next, edge))
         else:
             self._next(edge, now)
 
     def _next(self, edge: _Edge, now: float) -> None:
         if edge.next_chunk >= len(edge.order):
-            if edge.source is not None and not edge.done:
-                edge.source.streams -= 1  # the stream ended: the holder may serve another
+            if not edge.done and not self.spec.chunk_exchange:
+                # The stream ended: the holder (or the parent) may serve another.
+                if edge.source is not None:
+                    edge.source.streams -= 1
+                else:
+                    self.core_streams -= 1
             edge.done = True
             return
         k = edge.order[edge.next_chunk]

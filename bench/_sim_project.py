@@ -46,6 +46,8 @@ class Plan:
     seed: int = 1
     label: str = ""
     sibling_streams: int = 0  # federation.max_sibling_streams (0: no limit)
+    parent_streams: int = 0  # what-if, not in the agent: a busy parent, children retry (_sim_fed)
+    retry_after_s: float = 1.0
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
@@ -105,6 +107,7 @@ def project_federation(plan: Plan, cal: Calibration) -> dict[str, Any]:
         plan.pis, plan.down, plan.up, rates, plan.core_uplink, plan.core_egress,
         plan.siblings, plan.cpu_quota, every_kth(plan.sites, plan.held_share),
         plan.chunk_exchange, sibling_streams=plan.sibling_streams,
+        parent_streams=plan.parent_streams, retry_after_s=plan.retry_after_s,
     )  # fmt: skip
     result = run_federation(spec, cal, plan.size, chunk_size=CHUNK_SIZE)
     asking = len(spec.askers())
@@ -130,6 +133,7 @@ def project_federation(plan: Plan, cal: Calibration) -> dict[str, Any]:
         "siblings_per_site": len(spec.sibling_ids(0)),
         "chunk_exchange": plan.chunk_exchange,
         "sibling_streams": plan.sibling_streams,
+        **_epidemic(plan, sum(e.busy_answers for e in result.backbone.edges)),
         "origin_bytes": origin,
         "origin_ratio": origin / plan.size,
         "backbone_bytes": backbone,
@@ -146,6 +150,16 @@ def project_federation(plan: Plan, cal: Calibration) -> dict[str, Any]:
         },
         "events": result.backbone.sim.events + sum(s.sim.events for s in _distinct(result.sites)),
         "wall_s": round(time.perf_counter() - started, 2),
+    }
+
+
+def _epidemic(plan: Plan, busy_answers: int) -> dict[str, int]:
+    """The epidemic what-if's own figures (absent from the other rows, which keep their shape)."""
+    if not plan.parent_streams:
+        return {}
+    return {
+        "parent_streams": plan.parent_streams,
+        "parent_busy_answers": busy_answers,
     }
 
 

@@ -9,8 +9,8 @@ Python, deterministic for a seed, no I/O in the model):
   assigned member's copy from the seeder, the others traded among the members (members are one
   class of identical Pis);
 - ``bench._sim_fed``: edge sites under a core parent over backbone links (single-flight at the
-  parent; siblings serve only objects they hold complete, as the agent's do, plus a
-  chunk-trading what-if that is not in the agent);
+  parent; siblings serve only objects they hold complete, as the agent's do, plus two what-ifs
+  that are not in the agent: chunk trading, and a busy parent whose children re-ask siblings);
 - ``bench._sim_control``: control frames per node from the agents' rules;
 - ``bench._sim_validate``: calibration and the validation table; ``bench._sim_project``: the
   projections.
@@ -55,6 +55,13 @@ def _sizes(text: str) -> list[int]:
     return [parse_quantity(s, "bytes") for s in text.split(",") if s]
 
 
+def _what_ifs(text: str) -> frozenset[str]:
+    names = frozenset(text.split(",")) - {"none", ""}
+    if names - {"chunks", "epidemic"}:
+        raise argparse.ArgumentTypeError(f"{text!r}: chunks, epidemic or none")
+    return names
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--validate-only", action="store_true", help="only the validation table")
@@ -91,10 +98,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="share of the sites holding the object in a late release (every k-th site)",
     )  # fmt: skip
     p.add_argument(
-        "--what-if", choices=("chunks", "none"), default="chunks",
-        help="chunks: add rows for a rule NOT in the agent: siblings serve each other single "
-        "chunks, sites ask in different chunk orders (release together, siblings > 0)",
+        "--what-if", type=_what_ifs, default=_what_ifs("chunks,epidemic"),
+        help="comma-separated rows for rules NOT in the agent (none: no such rows). chunks: "
+        "siblings serve each other single chunks, sites ask in different chunk orders (release "
+        "together, siblings > 0); epidemic: the parent streams to --parent-streams children at "
+        "once and answers the others busy, they re-ask their siblings after --retry-after "
+        "(every release, siblings > 0)",
     )  # fmt: skip
+    p.add_argument(
+        "--parent-streams", default="10",
+        help="epidemic what-if: children the parent streams to at once; comma-separated for "
+        "one run each",
+    )  # fmt: skip
+    p.add_argument(
+        "--retry-after", type=float, default=1.0, help="epidemic what-if: seconds (Retry-After)"
+    )
     p.add_argument("--cpu-quota", type=float, default=10.0, help="%% of a core per Pi (0: none)")
     p.add_argument("--agent-cpu", type=float, default=PROJECTION_AGENT_CPU, help="CPU-s/GB")
     p.add_argument("--client-cpu", type=float, default=PROJECTION_CLIENT_CPU, help="CPU-s/GB")
@@ -119,11 +137,19 @@ def plans(args: argparse.Namespace) -> list[Plan]:
                     streams = args.sibling_streams.split(",") if sib != "0" else ["0"]
                     for k in streams:
                         out.append(_plan(args, size, egress, release, sib, quota, int(k)))
-            if args.what_if == "chunks":
+            siblings = [sib for sib in args.siblings.split(",") if sib != "0"]
+            if "chunks" in args.what_if:
                 out += [
                     _plan(args, size, egress, "together", sib, quota, exchange=True)
-                    for sib in args.siblings.split(",")
-                    if sib != "0"
+                    for sib in siblings
+                ]
+            if "epidemic" in args.what_if:
+                out += [
+                    _plan(args, size, egress, release, sib, quota, int(k), parent=int(parent))
+                    for release in args.release.split(",")
+                    for sib in siblings
+                    for k in args.sibling_streams.split(",")
+                    for parent in args.parent_streams.split(",")
                 ]
     return out
 
@@ -138,6 +164,7 @@ def _plan(
     streams: int = 0,
     *,
     exchange: bool = False,
+    parent: int = 0,
 ) -> Plan:
     if release not in ("together", "late"):
         raise SystemExit(f"bench.sim: --release {release!r}: together or late")
@@ -149,12 +176,17 @@ def _plan(
         what += ", WHAT-IF siblings trade chunks (not in the agent)"
     elif siblings:
         what += f", sibling streams {streams or 'unlimited'}"
+    if parent:
+        what += (
+            f", WHAT-IF parent busy above {parent} streams, children re-ask siblings every "
+            f"{args.retry_after:g} s (not in the agent)"
+        )
     return Plan(
         size, args.pis, args.down, args.up, args.uplink, args.sites, _rate(low),
         _rate(high or low), args.core_uplink, _rate(egress), siblings, held, exchange, quota,
         args.seed,
         f"federation {args.sites}x{args.pis}, {size / (1 << 20):g} MiB, egress {egress}, "
-        f"siblings {sib}, {what}", streams,
+        f"siblings {sib}, {what}", streams, parent, args.retry_after,
     )  # fmt: skip
 
 
@@ -215,6 +247,8 @@ def _variant(row: dict[str, Any]) -> str:
         return ""
     late = ", late" if row["sites_holding"] else ""
     what_if = ", what-if chunk trade" if row["chunk_exchange"] else ""
+    if row.get("parent_streams"):
+        what_if += f", what-if busy parent {row['parent_streams']}"
     streams = row.get("sibling_streams", 0)
     busy = f", streams {streams}" if streams and row["siblings_per_site"] else ""
     return (

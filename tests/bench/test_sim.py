@@ -15,6 +15,7 @@ from bench._sim_control import idle_validation, site_frames
 from bench._sim_fed import (
     FederationSpec,
     backbone_rates,
+    epidemic_bound,
     every_kth,
     federation_bound,
     run_federation,
@@ -274,6 +275,70 @@ def test_a_site_sent_on_busy_asks_the_next_holder_first() -> None:
     assert sources == {0: 2, 1: 6, 3: None, 4: None, 5: None, 7: None, 2: None, 6: None}
 
 
+def _epidemic(spec: FederationSpec, parent: int, streams: int = 1) -> FederationSpec:
+    return replace(spec, sibling_streams=streams, parent_streams=parent, retry_after_s=1.0)
+
+
+def test_the_epidemic_beats_the_pile_up_on_a_thin_parent() -> None:
+    # What-if (not in the agent): one holder among eight sites, a 20 Mbit/s core egress. Today
+    # the holder serves one site and six share the core; with a parent busy above one stream
+    # the others re-ask their siblings every second and find the sites that finished.
+    size = 16 * MiB
+    today = replace(_federation(8, 4, 20 * MBIT, held_by=frozenset({0})), sibling_streams=1)
+    what_if = _epidemic(today, parent=1)
+    pile_up = run_federation(today, CAL, size)
+    epidemic = run_federation(what_if, CAL, size)
+    assert max(epidemic.times_s) < 0.8 * max(pile_up.times_s)
+    level1 = epidemic.backbone
+    assert sum(e.busy_answers for e in level1.edges) > 0
+    siblings = [r.backbone.backbone_bytes()["from_siblings"] for r in (pile_up, epidemic)]
+    assert siblings[1] > siblings[0]
+    assert level1.core_streams == 0
+    assert all(e.streams == 0 for e in level1.edges)
+    # The bound counts the sites that finish as servers: lower than today's S·F/(E + B).
+    assert epidemic.bound_s == epidemic_bound(what_if, size) < federation_bound(today, size)
+    _check_bounds_and_sites(what_if, size, epidemic)
+    assert level1.origin_bytes() == 0
+
+
+@pytest.mark.parametrize("held", [frozenset(), frozenset({0, 4})])
+@pytest.mark.parametrize(("parent", "streams"), [(1, 1), (2, 2), (3, 1)])
+def test_the_epidemic_never_beats_its_bound(
+    held: frozenset[int], parent: int, streams: int
+) -> None:
+    size = 12 * MiB + 3
+    spec = _epidemic(_federation(9, 4, 30 * MBIT, held_by=held), parent, streams)
+    result = run_federation(spec, CAL, size)
+    assert result.backbone.origin_bytes() == (0 if held else size)
+    bytes_ = result.backbone.backbone_bytes()
+    assert bytes_["into_sites"] == len(spec.askers()) * size
+    assert bytes_["from_parent"] + bytes_["from_siblings"] == bytes_["into_sites"]
+    _check_bounds_and_sites(spec, size, result)
+
+
+def test_a_parent_cap_never_reached_changes_nothing() -> None:
+    spec = replace(_federation(6, 3, 60 * MBIT, held_by=frozenset({0})), sibling_streams=1)
+    today = run_federation(spec, CAL, 8 * MiB)
+    capped = run_federation(_epidemic(spec, parent=5), CAL, 8 * MiB)
+    assert capped.times_s == today.times_s
+    assert sum(e.busy_answers for e in capped.backbone.edges) == 0
+
+
+def test_the_epidemic_bound_by_hand() -> None:
+    # Three sites asking at once, links b, core egress b, nothing else limiting: the first
+    # finishes at F/b at the earliest; then two links send, so the second at 1.5 F/b; then
+    # three, so the third at (1.5 + 1/3) F/b, against 3 F/b if finished sites did not serve.
+    b, size = 10 * MBIT, 6 * MiB
+    spec = FederationSpec(
+        pis=1, down=1e12, up=1e12, backbone=(b, b, b), core_uplink=1e12, core_egress=b,
+        siblings=1, parent_streams=1,
+    )  # fmt: skip
+    assert epidemic_bound(spec, size) == pytest.approx((1.5 + 1 / 3) * size / b)
+    assert federation_bound(replace(spec, parent_streams=0), size) == pytest.approx(3 * size / b)
+    # Without siblings nobody serves: the bound is the core's S·F/E again.
+    assert epidemic_bound(replace(spec, siblings=0), size) == pytest.approx(3 * size / b)
+
+
 def test_every_kth_spreads_the_holders() -> None:
     assert every_kth(100, 0.1) == frozenset(range(0, 100, 10))
     assert every_kth(6, 0.0) == frozenset()
@@ -339,12 +404,20 @@ def test_cli_small_run(tmp_path: Path) -> None:
     report = json.loads((out / "sim.json").read_text())
     assert [row["case"] for row in report["validation"]] == [c.name for c in MEASURED]
     rows = report["projection"]
-    assert [row["kind"] for row in rows] == ["site"] + ["federation"] * 5
-    # together x (0, all), late x (0, all), the chunk-trading what-if (labelled as such)
-    shape = [(r["sites_holding"], r["siblings_per_site"], r["chunk_exchange"]) for r in rows[1:]]
-    assert shape == [(0, 0, False), (0, 3, False), (1, 0, False), (1, 3, False), (0, 3, True)]
-    assert "WHAT-IF" in rows[-1]["case"]
-    assert "not in the agent" in rows[-1]["case"]
+    assert [row["kind"] for row in rows] == ["site"] + ["federation"] * 7
+    # together x (0, all), late x (0, all), the chunk-trading what-if, the epidemic what-if
+    # (together, late; the parent busy above 10 streams), each labelled as such
+    shape = [
+        (r["sites_holding"], r["siblings_per_site"], r["chunk_exchange"], r.get("parent_streams"))
+        for r in rows[1:]
+    ]
+    assert shape == [
+        (0, 0, False, None), (0, 3, False, None), (1, 0, False, None), (1, 3, False, None),
+        (0, 3, True, None), (0, 3, False, 10), (1, 3, False, 10),
+    ]  # fmt: skip
+    for row in rows[-3:]:
+        assert "WHAT-IF" in row["case"]
+        assert "not in the agent" in row["case"]
     for row in rows:
         assert row["origin_bytes"] == (0 if row.get("sites_holding") else 8 * MiB)
         assert row["bound_ratio"] >= 1.0
