@@ -48,10 +48,11 @@ from typing import IO, Any
 
 import trio
 
+from bench._blob import sha256_of
 from bench._report import machine
 from bench._systems import Frumitcache, cpu_seconds, memory_mb
 from bench._testbed import LoopbackTestbed, Rates
-from bench.herd import _sha256, wait_exit
+from bench.herd import wait_exit
 from frumitcache.config import parse_quantity
 from frumitcache.testing.generated import Generated
 
@@ -153,7 +154,7 @@ async def pull(
     client = _children_cpu_s() - client0
     file_disk: int | None = None
     if got is None:
-        digest = await trio.to_thread.run_sync(_sha256, out)
+        digest = await trio.to_thread.run_sync(sha256_of, out)
         got = (digest or "", out.stat().st_size if out.exists() else 0)
         file_disk = allocated_bytes(out) if out.exists() else 0
         out.unlink(missing_ok=True)

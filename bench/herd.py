@@ -35,10 +35,8 @@ go to ``--out``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -52,6 +50,7 @@ from typing import Any
 import trio
 
 from bench import _cgroup
+from bench._blob import sha256_of, write_random
 from bench._herd_oci import oci_row
 from bench._herdcli import parse_args, rebound, write_outputs
 from bench._netns import cleanup_leftovers
@@ -60,31 +59,6 @@ from bench._systems import SYSTEMS, Frumitcache, NotRunnable, System
 from bench._testbed import LoopbackTestbed, Rates, ShapedTestbed, Testbed
 
 OBJECT_PATH = "/debian/herd/herd-blob_1.0_all.deb"  # a .deb name: apt-cacher-ng caches those
-
-
-def _write_random(path: Path, size: int) -> str:
-    """Incompressible bytes (seeded, so runs of one size serve the same object); SHA-256 hex."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(size)
-    digest = hashlib.sha256()
-    with path.open("wb") as f:
-        left = size
-        while left:
-            block = rng.randbytes(min(left, 1 << 20))
-            f.write(block)
-            digest.update(block)
-            left -= len(block)
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str | None:
-    if not path.exists():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Run:
@@ -97,7 +71,7 @@ class Run:
         self.size: int = args.size
         self.rows: list[dict[str, Any]] = []
         self.root = work / "origin"
-        self.sha = _write_random(self.root / OBJECT_PATH.lstrip("/"), self.size)
+        self.sha = write_random(self.root / OBJECT_PATH.lstrip("/"), self.size)
         self.repo: dict[str, Any] | None = None
         self.oci: Any = None  # the registry herd's upstream (bench._herd_oci), built once
         self.base = ""
@@ -198,7 +172,7 @@ class Run:
 
         live = [i for i in range(bed.nodes) if bed.pis[i].name != killed]
         hashes = await trio.to_thread.run_sync(
-            lambda: [_sha256(out / f"pi{i}.bin") for i in range(bed.nodes)]
+            lambda: [sha256_of(out / f"pi{i}.bin") for i in range(bed.nodes)]
         )
         verified = all(hashes[i] == self.sha for i in live)
         complete: list[float] = [
@@ -269,7 +243,7 @@ class Run:
         finally:
             builder.close()
         pool = self.root / "debian/pool/main"
-        debs = {p.name: _sha256(p) for p in pool.glob("*.deb")}
+        debs = {p.name: sha256_of(p) for p in pool.glob("*.deb")}
         return {"names": list(sizes), "debs": debs, "keyring": builder.keyring}
 
     async def apt_herd(self, system: System) -> dict[str, Any]:
@@ -319,7 +293,7 @@ class Run:
         expected = self.repo["debs"]
         verified = True
         for i, client in enumerate(clients):
-            got = {p.name: _sha256(p) for p in (client.home / "downloads").glob("*.deb")}
+            got = {p.name: sha256_of(p) for p in (client.home / "downloads").glob("*.deb")}
             if got != expected:
                 verified = False
                 times[i] = None

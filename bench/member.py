@@ -33,11 +33,12 @@ from typing import Any
 import trio
 
 from bench import _cgroup
+from bench._blob import sha256_of, write_random
 from bench._cgroup import PROFILES, Budget
 from bench._report import machine
 from bench._systems import Frumitcache, cpu_seconds, memory_mb
 from bench._testbed import LoopbackTestbed, Rates
-from bench.herd import OBJECT_PATH, _sha256, _write_random, wait_exit
+from bench.herd import OBJECT_PATH, wait_exit
 from frumitcache.config import parse_quantity
 
 
@@ -48,7 +49,7 @@ def _children_cpu_s() -> float:
 
 async def run(args: argparse.Namespace, bed: LoopbackTestbed, work: Path) -> list[dict[str, Any]]:
     root = work / "origin"
-    sha = _write_random(root / OBJECT_PATH.lstrip("/"), args.size)
+    sha = write_random(root / OBJECT_PATH.lstrip("/"), args.size)
     base = await trio.to_thread.run_sync(bed.start_origin, root)
     url = base + OBJECT_PATH
     rows: list[dict[str, Any]] = []
@@ -76,7 +77,7 @@ async def run(args: argparse.Namespace, bed: LoopbackTestbed, work: Path) -> lis
             client = _children_cpu_s() - client0
             stats = await trio.to_thread.run_sync(bed.origin_stats)
             peak = [memory_mb(p) for p in pids]
-            verified = code == 0 and await trio.to_thread.run_sync(_sha256, out) == sha
+            verified = code == 0 and await trio.to_thread.run_sync(sha256_of, out) == sha
             gb = args.size / 1e9
             row: dict[str, Any] = {
                 "bench": "member",
