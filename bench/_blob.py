@@ -7,10 +7,11 @@ import random
 from pathlib import Path
 
 
-def write_random(path: Path, size: int) -> str:
-    """Incompressible bytes (seeded, so runs of one size serve the same object); SHA-256 hex."""
+def write_random(path: Path, size: int, seed: int | None = None) -> str:
+    """Incompressible bytes, SHA-256 hex. Seeded by ``size`` unless ``seed`` is given, so runs of
+    one size serve the same object; a caller that needs distinct objects passes its own seed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(size)
+    rng = random.Random(size if seed is None else seed)
     digest = hashlib.sha256()
     with path.open("wb") as f:
         left = size

@@ -18,9 +18,9 @@ and the holder's bytes sent ÷ chunk size.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -30,29 +30,10 @@ from typing import Any
 
 import trio
 
+from bench._blob import sha256_of, write_random
 from frumitcache.config import SwarmConfig, parse_quantity
 from frumitcache.swarm._nodeproc import NodeProcess, start_nodes
 from frumitcache.testing.net import loopback_address
-
-
-def _sha_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _write_random(path: Path, size: int) -> str:
-    h = hashlib.sha256()
-    with path.open("wb") as f:
-        left = size
-        while left:
-            block = os.urandom(min(left, 1 << 20))
-            h.update(block)
-            f.write(block)
-            left -= len(block)
-    return h.hexdigest()
 
 
 async def swarm_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -63,7 +44,7 @@ async def swarm_run(args: argparse.Namespace) -> dict[str, Any]:
     extra.append("--super-seeding" if args.seeder_once else "--no-super-seeding")
     with tempfile.TemporaryDirectory(prefix="bench-swarm-") as tmp:
         root = Path(tmp)
-        want = _write_random(root / "object", size)
+        want = write_random(root / "object", size, seed=random.getrandbits(64))
         addresses = [loopback_address() for _ in range(args.nodes)]
         times: list[float] = []
         async with trio.open_nursery() as nursery:
@@ -95,7 +76,7 @@ async def swarm_run(args: argparse.Namespace) -> dict[str, Any]:
                 seconds = time.monotonic() - started
                 stats = [await n.call({"cmd": "stats"}) for n in nodes]
             nursery.cancel_scope.cancel()
-        verified = all(_sha_file(root / f"copy{i}") == want for i in range(len(fetchers)))
+        verified = all(sha256_of(root / f"copy{i}") == want for i in range(len(fetchers)))
     sent = [int(s["uploaded"]) for s in stats]
     return {
         "nodes": args.nodes,
@@ -132,7 +113,7 @@ async def threshold_run(args: argparse.Namespace) -> dict[str, Any]:
                         samples, ratios = [], []
                         for rep in range(args.repeat):
                             part = root / f"part-{size}-{transport}-{rep}"
-                            _write_random(part, size)
+                            write_random(part, size, seed=random.getrandbits(64))
                             put = await holder.call(
                                 {"cmd": "put", "path": str(part), "chunk_size": size}
                             )

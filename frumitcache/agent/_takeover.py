@@ -152,7 +152,7 @@ async def take_from_site(
         )
         if until is None:
             fields = {"url": url, "previous": reports.previous, "quiet": quiet}
-            if reports.previous is not None and reports.previous in reports.reported:
+            if reports.previous in reports.reported:
                 # Logged also when it came before the takeover began (waited_s=0): no line at
                 # all means the previous seeder was not waited for.
                 log.info("takeover.reported", waited_s=round(now - start, 2), **fields)
