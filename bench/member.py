@@ -3,12 +3,13 @@
     python -m bench.member --size 256MiB --json
     python -m bench.member --size 256MiB --cpu-quota 10 --json      # per-Pi cgroups (root)
 
-Two real agents (``python -m frumitcache agent``) on loopback addresses form one site, as in
-:mod:`bench.herd`'s ``frumitcache`` system. The object is put on the seeder first (its own
-``frumitcache pull`` from a local origin, not measured); then ``frumitcache pull`` on the other
-Pi (the member) fetches it while the origin counts what it is asked for. The origin has no rate
-limit: the figure is the member's data path (carrier, hashing, store, client hand-off), not a
-link.
+Real agents (``python -m frumitcache agent``; two, or ``--agents K``) on loopback addresses
+form one site, as in :mod:`bench.herd`'s ``frumitcache`` system; with more than two, the others
+stay idle, as when one Pi pulls what the seeder already holds. The object is put on the seeder
+first (its own ``frumitcache pull`` from a local origin, not measured); then ``frumitcache
+pull`` on one other Pi (the member) fetches it while the origin counts what it is asked for.
+The origin has no rate limit: the figure is the member's data path (carrier, hashing, store,
+client hand-off), not a link.
 
 One JSON object per ``--repeat``: ``seconds``, ``MBps`` (10^6 bytes/s), each agent's CPU
 seconds per GB (``holder_cpu_s_per_gb``, ``member_cpu_s_per_gb``, from ``/proc``), the pull
@@ -35,6 +36,7 @@ import trio
 from bench import _cgroup
 from bench._blob import sha256_of, write_random
 from bench._cgroup import PROFILES, Budget
+from bench._herdcli import agent_settings
 from bench._report import machine
 from bench._systems import Frumitcache, cpu_seconds, memory_mb
 from bench._testbed import LoopbackTestbed, Rates
@@ -54,12 +56,12 @@ async def run(args: argparse.Namespace, bed: LoopbackTestbed, work: Path) -> lis
     url = base + OBJECT_PATH
     rows: list[dict[str, Any]] = []
     for attempt in range(args.repeat):
-        system = Frumitcache(bed, work / f"site{attempt}")
+        system = Frumitcache(bed, work / f"site{attempt}", args.agent_settings)
         try:
             await system.start()
             await system.warm(url, sha)
             holder = await system.seeder()
-            member = 1 - holder
+            member = 1 if holder == 0 else 0
             await trio.to_thread.run_sync(bed.reset_origin)
             out = work / "member.bin"
             pids = [d.pid for d in system.daemons]
@@ -82,7 +84,8 @@ async def run(args: argparse.Namespace, bed: LoopbackTestbed, work: Path) -> lis
             row: dict[str, Any] = {
                 "bench": "member",
                 "bytes": args.size,
-                "agents": 2,
+                "agents": args.agents,
+                "agent_set": list(args.agent_set),
                 "seconds": seconds,
                 "MBps": args.size / seconds / 1e6,
                 "verified": verified,
@@ -125,12 +128,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="object size (default 256MiB)",
     )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--agents", type=int, default=2,
+        help="agents in the site (default 2); one holds the object, one pulls, the rest idle",
+    )  # fmt: skip
+    parser.add_argument(
+        "--agent-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="an agent setting for every agent, e.g. swarm.seeder_grace_s=20.0 (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=600, help="per pull, seconds")
     parser.add_argument("--cpu-quota", type=float, default=None, metavar="PCT")
     parser.add_argument("--memory", type=int, default=None, metavar="MB")
     parser.add_argument("--pi", choices=sorted(PROFILES), default=None)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args(argv)
+    if args.agents < 2:
+        parser.error("--agents: at least 2 (a holder and a member)")
+    try:
+        args.agent_settings = agent_settings(args.agent_set)
+    except ValueError as exc:
+        parser.error(f"--agent-set: {exc}")
     args.budget = None
     if args.pi or args.cpu_quota is not None or args.memory is not None:
         base = PROFILES[args.pi] if args.pi else Budget()
@@ -145,7 +162,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.budget is not None and os.geteuid() != 0:
         raise SystemExit("--cpu-quota / --memory / --pi need root (per-Pi cgroups)")
     work = Path(tempfile.mkdtemp(prefix="member-"))
-    bed = LoopbackTestbed(2, Rates(None, None, None), work)
+    bed = LoopbackTestbed(args.agents, Rates(None, None, None), work)
     cgroups: _cgroup.CgroupSet | None = None
     try:
         if args.budget is not None:
