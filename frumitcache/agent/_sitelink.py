@@ -137,6 +137,7 @@ class SiteLink(SiteHooks):
                 cfg.swarm,
                 me=Holder(address, peer_port, swarm_port),
             )
+            self.http_server.activity = self.chunks
             await nursery.start(self.node.run)
             nursery.start_soon(self._refresh)
             log.info(

@@ -33,7 +33,14 @@ class SwarmConfig(Section):
     seeder_grace_s: float = opt(
         3.0,
         "A chunk that made no progress for this long may be fetched from the seeder by "
-        "any fetcher (its assigned fetcher is slow or gone).",
+        "any fetcher, unless its assigned fetcher says it is fetching it.",
+        "s",
+    )
+    assigned_grace_s: float = opt(
+        20.0,
+        "The same while the chunk's assigned fetcher says it is fetching it (asked every "
+        "2 s): its copy from a busy seeder takes seconds, and widening sooner makes the "
+        "seeder's port carry chunks twice.",
         "s",
     )
     stall_timeout_s: float = opt(

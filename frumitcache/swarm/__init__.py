@@ -24,16 +24,10 @@ from frumitcache._signing import HEADER as AUTH_HEADER
 from frumitcache._signing import Verifier as RequestVerifier
 from frumitcache._signing import sign as sign_request
 from frumitcache.swarm._admission import Admission, PeerLimits
-from frumitcache.swarm._fetch import (
-    ChunkFetcher,
-    ChunkOffer,
-    ChunkRef,
-    Holder,
-    assigned_fetcher,
-    fetch_object,
-)
+from frumitcache.swarm._fetch import ChunkFetcher, ChunkRef, Holder, assigned_fetcher
 from frumitcache.swarm._lt import ChunkStatistics, SwarmStatistics
 from frumitcache.swarm._merkle import MerkleHasher, MerkleTree, merkle_tree, piece_size_for
+from frumitcache.swarm._object import ChunkOffer, fetch_object
 from frumitcache.swarm._peer_client import HttpChunkClient
 from frumitcache.swarm._peer_http import IdleTimer, PeerHttpServer, PeerHttpStatistics
 from frumitcache.swarm._session import Swarm, cleanup_partials

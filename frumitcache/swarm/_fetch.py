@@ -1,18 +1,16 @@
-"""Fetching chunks and whole objects from site holders, in order, with cut-through.
+"""Fetching single chunks from site holders over the right transport.
 
 :class:`ChunkFetcher` picks the transport per chunk: peer HTTP up to ``small_chunk_bytes``
 (one request, no connect tick), libtorrent above it (the swarm trades pieces), and peer HTTP
-again if the swarm stalls. :func:`fetch_object` takes the chunks of an object as they become
-known (a channel: the seeder may still be fetching the tail from the origin), fetches several
-at once, and hands each to ``sink`` in order the moment it and all before it are stored — so
-a reader receives chunk 0 while later chunks are in flight or not yet published.
+again if the swarm stalls. Each chunk of a complete object is taken from the seeder by one
+assigned fetcher (:func:`assigned_fetcher`); the others wait for it to trade the chunk on
+(``_widen``). Whole objects: :mod:`._object`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -21,16 +19,22 @@ from frumitcache.config import SwarmConfig
 from frumitcache.errors import DigestMismatchError, FrumitcacheError, PeerError
 from frumitcache.swarm._merkle import MerkleTree
 from frumitcache.swarm._peer_client import HttpChunkClient
-from frumitcache.swarm._peer_wire import MAX_TREES, Address
+from frumitcache.swarm._peer_wire import MAX_TREES, STATE_FETCHING, STATE_IDLE, Address
 from frumitcache.swarm._session import Swarm
 from frumitcache.swarm._storeapi import ChunkStore
 
 #: Trees asked for or fetched ahead and not used yet, kept at most (about 1 KB each).
 _TREES_KEPT = 256
+#: How often a member waiting past the short grace asks the assigned fetcher again.
+_STATE_EVERY_S = 2.0
+#: A fellow that said it fetches nothing at all (or was gone or silent) is not waited for
+#: again for this long: a lone puller in a site of idle members pays one grace, not one per
+#: chunk assigned to them.
+_IDLE_MEMORY_S = 10.0
 
 
 @contextlib.asynccontextmanager
-async def _nursery() -> AsyncIterator[trio.Nursery]:
+async def strict_nursery() -> AsyncIterator[trio.Nursery]:
     """A strict nursery whose failure is raised as our own error when it is one of ours.
 
     Callers catch PeerError and friends; trio (since 0.25) would hand them an ExceptionGroup.
@@ -92,18 +96,6 @@ def assigned_fetcher(digest: bytes, candidates: Sequence[Holder]) -> Holder:
     return ordered[_spread(digest, len(ordered))]
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkOffer:
-    """Chunk ``index`` of an object is available from ``holders``."""
-
-    index: int
-    chunk: ChunkRef
-    holders: tuple[Holder, ...]
-    #: No one is downloading the chunk (a warm pull): take it from a holder over peer HTTP
-    #: rather than pay a libtorrent connect tick for a swarm with nobody to trade with.
-    direct: bool = False
-
-
 class ChunkFetcher:
     """Brings single chunks into the store over the right transport."""
 
@@ -117,6 +109,7 @@ class ChunkFetcher:
         me: Holder | None = None,
         seeder_once: bool = True,
         seeder_grace: float = 3.0,
+        assigned_grace: float = 20.0,
         stall_timeout: float = 20.0,
     ) -> None:
         self._store = store
@@ -126,6 +119,7 @@ class ChunkFetcher:
         self._me = me
         self._seeder_once = seeder_once
         self._grace = seeder_grace
+        self._assigned_grace = max(seeder_grace, assigned_grace)
         self._stall = stall_timeout
         #: Chunks (digest → size) whose trees the next batch asks for (:meth:`want_trees`).
         self._tree_wanted: dict[bytes, int] = {}
@@ -135,6 +129,11 @@ class ChunkFetcher:
         self._tree_pending: dict[bytes, trio.Event] = {}
         #: Chunks being fetched now, set when that fetch ends (stored or failed).
         self._inflight: dict[bytes, trio.Event] = {}
+        #: Chunks offered to a running :func:`fetch_object` and not fetched yet (how many
+        #: offers): this node will fetch them as soon as a worker is free.
+        self._queued: dict[bytes, int] = {}
+        #: Fellows (by address) that said they want a chunk we waited for from them: when.
+        self._idle: dict[str, float] = {}
 
     @classmethod
     def from_config(
@@ -154,8 +153,25 @@ class ChunkFetcher:
             me=me,
             seeder_once=config.super_seeding,
             seeder_grace=config.seeder_grace_s,
+            assigned_grace=config.assigned_grace_s,
             stall_timeout=config.stall_timeout_s,
         )
+
+    def is_fetching(self, digest: bytes) -> bool:
+        """Is a fetch of chunk ``digest`` running or queued here (the peer port's ``/state``)?"""
+        return digest in self._inflight or digest in self._queued
+
+    def is_busy(self) -> bool:
+        """Is any chunk being fetched, or queued for a worker, here now?"""
+        return bool(self._inflight or self._queued)
+
+    def note_queued(self, digest: bytes, n: int) -> None:
+        """``n`` more (or fewer) offers of chunk ``digest`` wait for a worker here."""
+        left = self._queued.get(digest, 0) + n
+        if left > 0:
+            self._queued[digest] = left
+        else:
+            self._queued.pop(digest, None)
 
     @property
     def me(self) -> Holder | None:
@@ -254,7 +270,7 @@ class ChunkFetcher:
                     await self._swarm.seed(chunk.digest, verified=True)
                 return
         if self._swarm is not None and chunk.size > self._small:
-            if self._first_replica(chunk, usable):
+            if self._first_replica(chunk, usable) or self._assigned_idle(chunk, usable):
                 # This node is the one fetcher that takes the chunk from the seeder: one HTTP
                 # GET (no libtorrent connect tick) puts a first replica in the site within a
                 # LAN chunk-time, which is what a seeder's death can cost; the others then
@@ -298,6 +314,59 @@ class ChunkFetcher:
         others = [h for h in holders if not h.seeder]
         return assigned_fetcher(chunk.digest, [self._me, *others]) == self._me
 
+    def _assigned_idle(self, chunk: ChunkRef, holders: Sequence[Holder]) -> bool:
+        """Did the fellow assigned ``chunk`` say lately that it fetches nothing at all (or was
+        it gone or silent)? Then nobody will trade the chunk to us: take it from the seeder as
+        its assigned fetcher would (a lone puller in a site of idle members waits one grace,
+        not one per chunk)."""
+        if not self._seeder_once or self._me is None or not any(h.seeder for h in holders):
+            return False
+        others = [h for h in holders if not h.seeder]
+        if not others:
+            return False
+        assigned = assigned_fetcher(chunk.digest, [self._me, *others])
+        return assigned != self._me and self._known_idle(assigned.address)
+
+    def _known_idle(self, address: str) -> bool:
+        at = self._idle.get(address)
+        return at is not None and trio.current_time() - at < _IDLE_MEMORY_S
+
+    async def _widen(
+        self, swarm: Swarm, digest: bytes, assigned: Holder | None, late: list[tuple[str, int]]
+    ) -> None:
+        """Once ``digest`` has made no progress for ``seeder_grace_s``, let anyone dial the
+        seeder for it, unless its assigned fetcher says it is fetching it: then wait on, up to
+        ``assigned_grace_s`` without progress. Its copy from a seeder serving the whole
+        site's first round takes seconds, and widening then made the seeder's port carry
+        chunks twice (48-86 MiB more for 64 MiB in a warm 8-Pi herd, 2026-12-04); an assigned
+        member that is idle, busy with other chunks, gone or silent costs the short grace."""
+        start = trio.current_time()
+        while True:
+            since = max(start, swarm.progressed_at(digest) or start)
+            quiet = trio.current_time() - since
+            if quiet >= self._assigned_grace:
+                break
+            if assigned is not None and self._known_idle(assigned.address):
+                break  # it said so for another chunk lately: nobody will trade this one to us
+            if quiet < self._grace:
+                # The download's wait loop records its progress once a second; sleeping to
+                # the deadline it implies asks libtorrent nothing.
+                await trio.sleep_until(since + self._grace)
+                continue
+            if assigned is None:
+                break
+            state = await self._http.chunk_state((assigned.address, assigned.peer_port), digest)
+            if state is None or state == STATE_IDLE:
+                self._idle[assigned.address] = trio.current_time()
+                break
+            self._idle.pop(assigned.address, None)
+            if state != STATE_FETCHING:
+                break  # "absent": busy with other chunks (or not offered this one yet)
+            await trio.sleep_until(
+                min(trio.current_time() + _STATE_EVERY_S, since + self._assigned_grace)
+            )
+        swarm.add_holders(digest, late)
+
     async def _fetch_swarm(self, swarm: Swarm, chunk: ChunkRef, holders: list[Holder]) -> None:
         seeders = [h for h in holders if h.seeder]
         others = [h for h in holders if not h.seeder]
@@ -314,22 +383,10 @@ class ChunkFetcher:
         def addresses(hs: Sequence[Holder]) -> list[tuple[str, int]]:
             return [(h.address, h.swarm_port) for h in hs]
 
-        async with _nursery() as nursery:
+        async with strict_nursery() as nursery:
             if late:
-                # The assigned fetcher may be slow or dead: once the chunk has made no
-                # progress for a grace period, anyone may dial the seeder for it.
-                # The download's wait loop records its progress once a second; sleeping
-                # to the deadline it implies asks libtorrent nothing.
-                async def widen() -> None:
-                    start = trio.current_time()
-                    while True:
-                        since = max(start, swarm.progressed_at(chunk.digest) or start)
-                        if trio.current_time() - since >= self._grace:
-                            break
-                        await trio.sleep_until(since + self._grace)
-                    swarm.add_holders(chunk.digest, addresses(late))
-
-                nursery.start_soon(widen)
+                assigned = assigned_fetcher(chunk.digest, [self._me, *others]) if self._me else None
+                nursery.start_soon(self._widen, swarm, chunk.digest, assigned, addresses(late))
             # Root and piece layer from a holder: the leecher then needs no hash requests.
             try:
                 tree, source = await self._tree(chunk, holders)
@@ -354,110 +411,3 @@ class ChunkFetcher:
                     self._http.penalise(source[0])
                 raise
             nursery.cancel_scope.cancel()
-
-
-def _with_ready(
-    first: ChunkOffer, offers: trio.MemoryReceiveChannel[ChunkOffer]
-) -> list[ChunkOffer]:
-    """``first`` and the offers already waiting in the channel behind it."""
-    ready = [first]
-    while True:
-        try:
-            ready.append(offers.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel):
-            return ready
-
-
-async def fetch_object(
-    fetcher: ChunkFetcher,
-    offers: trio.MemoryReceiveChannel[ChunkOffer],
-    sink: Callable[[int, ChunkRef], Awaitable[None]],
-    *,
-    parallel: int = 8,
-    retries: int = 3,
-) -> int:
-    """Fetch every offered chunk; call ``sink(index, chunk)`` in index order once stored.
-
-    ``offers`` is closed by the producer after the last chunk. An offer for an index already
-    seen adds holders. Returns the number of chunks. A chunk that fails ``retries`` times
-    raises :class:`PeerError` (or :class:`DigestMismatchError`).
-    """
-    # ``parallel`` workers take the offers in the order they came (index order). One task per
-    # offer behind a limiter let trio's scheduler pick the start order, which is a batch run
-    # backwards half the time: chunk 0 of 12,800 came last, so nothing reached the writer (or
-    # a reader cutting through) until the whole object was in. In a warm herd every member
-    # thus works on the same few chunks, each one's assigned fetcher among them: members
-    # started at their own points were slower (bench/README.md, issue 11's warm "regression").
-    queue_send, queue = trio.open_memory_channel[ChunkOffer](math.inf)
-    stored: dict[int, ChunkRef] = {}
-    known: dict[int, ChunkOffer] = {}
-    progress = trio.Condition()
-    next_index = 0
-
-    async def one(offer: ChunkOffer) -> None:
-        last: Exception | None = None
-        for attempt in range(retries):
-            try:
-                now = known[offer.index]
-                await fetcher.fetch(offer.chunk, now.holders, direct=now.direct)
-                break
-            except (PeerError, DigestMismatchError) as exc:
-                last = exc
-            await trio.sleep(min(2.0, 0.2 * math.pow(2, attempt)))
-        else:
-            assert last is not None
-            raise last
-        async with progress:
-            stored[offer.index] = offer.chunk
-            progress.notify_all()
-
-    async def worker() -> None:
-        async for offer in queue:
-            await one(offer)
-
-    async def deliver() -> None:
-        nonlocal next_index
-        while True:
-            async with progress:
-                while next_index not in stored:
-                    if closed and next_index >= total:
-                        return
-                    if closed and next_index not in known:
-                        raise PeerError(f"object incomplete: chunk {next_index} never offered")
-                    await progress.wait()
-                chunk = stored[next_index]
-            await sink(next_index, chunk)
-            next_index += 1
-
-    closed = False
-    total = 0
-    async with _nursery() as nursery:
-        nursery.start_soon(deliver)
-        for _ in range(max(1, parallel)):
-            nursery.start_soon(worker)
-        async with offers, queue_send:
-            async for first in offers:
-                new: list[ChunkOffer] = []
-                for offer in _with_ready(first, offers):
-                    if offer.index in known:
-                        was = known[offer.index]
-                        merged = tuple(dict.fromkeys((*was.holders, *offer.holders)))
-                        known[offer.index] = ChunkOffer(
-                            offer.index, offer.chunk, merged, direct=was.direct and offer.direct
-                        )
-                        fetcher.add_holders(offer.chunk, offer.holders)
-                        continue
-                    known[offer.index] = offer
-                    total = max(total, offer.index + 1)
-                    new.append(offer)
-                # Every offer already at hand (a complete object: all of them) before the first
-                # fetch starts, so that one request brings all their trees.
-                fetcher.want_trees([offer.chunk for offer in new if not offer.direct])
-                for offer in new:
-                    queue_send.send_nowait(offer)
-        async with progress:
-            closed = True
-            progress.notify_all()
-    if len(stored) != total:
-        raise PeerError(f"object incomplete: {len(stored)} of {total} chunks")
-    return total

@@ -220,6 +220,23 @@ class HttpChunkClient:
         if state == b"dropped":
             self.reported_dropped += 1
 
+    async def chunk_state(self, holder: Address, digest: bytes) -> bytes | None:
+        """What ``holder`` says of chunk ``digest``: ``held``, ``fetching`` or ``absent``;
+        None when it gives no answer within ``answer_timeout`` (gone, or frozen)."""
+        try:
+            with trio.fail_after(self.answer_timeout):
+                body = await get_chunk(
+                    holder,
+                    digest,
+                    self._key,
+                    max_bytes=16,
+                    what="state",
+                    local_address=self.local_address,
+                )
+        except _FETCH_ERRORS:
+            return None
+        return bytes(body)
+
     async def fetch_tree(
         self, digest: bytes, size: int, holders: Iterable[Address], root: bytes | None = None
     ) -> tuple[MerkleTree, Address]:

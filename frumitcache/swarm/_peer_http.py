@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import h11
 import trio
@@ -24,16 +25,32 @@ from frumitcache._sendfile import FileRange, send_body
 from frumitcache.errors import FrumitcacheError, NotInStoreError, ProtocolError
 from frumitcache.swarm._admission import PeerLimits
 from frumitcache.swarm._merkle import MerkleTree
-from frumitcache.swarm._peer_wire import MAX_TREES, pack_trees, send_simple
+from frumitcache.swarm._peer_wire import (
+    MAX_TREES,
+    STATE_ABSENT,
+    STATE_FETCHING,
+    STATE_HELD,
+    STATE_IDLE,
+    pack_trees,
+    send_simple,
+)
 from frumitcache.swarm._signed_port import RequestGate, serve_signed
 from frumitcache.swarm._storeapi import ChunkStore
 
 log = get_logger("swarm")
 
-_PATH = re.compile(rb"^/chunk/([^/]*)(/tree|/verify)?$")
+_PATH = re.compile(rb"^/chunk/([^/]*)(/tree|/verify|/state)?$")
 _TREES = b"/trees/"
 # Slowest receiver an unpaced body allows for (bytes/s) before the idle timeout ends it.
 _FLOOR_RATE = 32 * 1024
+
+
+class FetchActivity(Protocol):
+    """What a node is fetching (:class:`~._fetch.ChunkFetcher`)."""
+
+    def is_fetching(self, digest: bytes) -> bool: ...
+
+    def is_busy(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +91,8 @@ class PeerHttpServer:
     ) -> None:
         #: Called with a peer's IP once it made a signed request (it holds the site key).
         self.on_member = on_member
+        #: What this node is fetching (set by the site link: ``/state`` answers from it).
+        self.activity: FetchActivity | None = None
         self._store = store
         self._trees = trees
         self._gate = RequestGate(key, limits=limits, max_clock_skew_s=max_clock_skew_s, clock=clock)
@@ -171,6 +190,9 @@ class PeerHttpServer:
         if req.method != b"GET" or m.group(2) == b"/verify":
             await send_simple(conn, stream, 404, b"not found\n")
             return
+        if m.group(2) == b"/state":
+            await send_simple(conn, stream, 200, self.chunk_state(digest))
+            return
         if m.group(2):
             await self._respond_tree(conn, stream, digest)
             return
@@ -215,6 +237,17 @@ class PeerHttpServer:
             await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
         self._served += 1
         self._bytes += sent
+
+    def chunk_state(self, digest: bytes) -> bytes:
+        """``held``, ``fetching``, ``absent`` or ``idle``: a member waiting on this node for a
+        chunk assigned to it asks before it turns to the seeder."""
+        if self._store.has_chunk(digest):
+            return STATE_HELD
+        if self.activity is None:
+            return STATE_IDLE
+        if self.activity.is_fetching(digest):
+            return STATE_FETCHING
+        return STATE_ABSENT if self.activity.is_busy() else STATE_IDLE
 
     async def _respond_tree(
         self, conn: h11.Connection, stream: trio.SocketStream, digest: bytes

@@ -103,6 +103,13 @@ async def send_simple(
     )
 
 
+#: The answers of ``GET /chunk/<hex>/state``: the chunk is whole here, being fetched (or queued
+#: for a worker) here, neither while other chunks are, or neither and nothing at all is.
+STATE_HELD = b"held"
+STATE_FETCHING = b"fetching"
+STATE_ABSENT = b"absent"
+STATE_IDLE = b"idle"
+
 #: Chunks whose trees one ``GET /trees/<hex>,<hex>,...`` may ask for (a 4.2 KB target).
 MAX_TREES = 64
 

@@ -42,8 +42,9 @@ from frumitcache._digest import parse_digest
 from frumitcache.config import GiB, MiB, SwarmConfig
 from frumitcache.errors import FrumitcacheError
 from frumitcache.store import ObjectWriter, Store
-from frumitcache.swarm._fetch import ChunkFetcher, ChunkOffer, ChunkRef, Holder, fetch_object
+from frumitcache.swarm._fetch import ChunkFetcher, ChunkRef, Holder
 from frumitcache.swarm._merkle import MerkleHasher, piece_size_for
+from frumitcache.swarm._object import ChunkOffer, fetch_object
 from frumitcache.swarm._peer_client import HttpChunkClient
 from frumitcache.swarm._peer_http import PeerHttpServer
 from frumitcache.swarm._session import Swarm, cleanup_partials

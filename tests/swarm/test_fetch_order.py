@@ -46,6 +46,9 @@ class _Fetcher:
     def want_trees(self, chunks: Sequence[ChunkRef]) -> None:
         pass
 
+    def note_queued(self, digest: bytes, n: int) -> None:
+        pass
+
 
 def _refs(n: int) -> list[ChunkRef]:
     return [ChunkRef(hashlib.sha256(b"%d" % i).digest(), 1 << 20) for i in range(n)]
