@@ -132,7 +132,7 @@ class ChunkFetcher:
         #: Chunks offered to a running :func:`fetch_object` and not fetched yet (how many
         #: offers): this node will fetch them as soon as a worker is free.
         self._queued: dict[bytes, int] = {}
-        #: Fellows (by address) that said they want a chunk we waited for from them: when.
+        #: Fellows (by address) that said they fetch nothing at all, or gave no answer: when.
         self._idle: dict[str, float] = {}
 
     @classmethod
@@ -311,21 +311,24 @@ class ChunkFetcher:
         death made the site fetch again)."""
         if not self._seeder_once or self._me is None or not any(h.seeder for h in holders):
             return False
-        others = [h for h in holders if not h.seeder]
-        return assigned_fetcher(chunk.digest, [self._me, *others]) == self._me
+        return self._assigned(chunk, holders) == self._me
+
+    def _assigned(self, chunk: ChunkRef, holders: Sequence[Holder]) -> Holder | None:
+        """The fetcher assigned ``chunk`` among this node and the holders that are not the
+        seeder (None when this node has no site identity)."""
+        if self._me is None:
+            return None
+        return assigned_fetcher(chunk.digest, [self._me, *(h for h in holders if not h.seeder)])
 
     def _assigned_idle(self, chunk: ChunkRef, holders: Sequence[Holder]) -> bool:
         """Did the fellow assigned ``chunk`` say lately that it fetches nothing at all (or was
         it gone or silent)? Then nobody will trade the chunk to us: take it from the seeder as
         its assigned fetcher would (a lone puller in a site of idle members waits one grace,
         not one per chunk)."""
-        if not self._seeder_once or self._me is None or not any(h.seeder for h in holders):
+        if not self._seeder_once or not any(h.seeder for h in holders):
             return False
-        others = [h for h in holders if not h.seeder]
-        if not others:
-            return False
-        assigned = assigned_fetcher(chunk.digest, [self._me, *others])
-        return assigned != self._me and self._known_idle(assigned.address)
+        assigned = self._assigned(chunk, holders)
+        return assigned is not None and assigned != self._me and self._known_idle(assigned.address)
 
     def _known_idle(self, address: str) -> bool:
         at = self._idle.get(address)
@@ -369,14 +372,11 @@ class ChunkFetcher:
 
     async def _fetch_swarm(self, swarm: Swarm, chunk: ChunkRef, holders: list[Holder]) -> None:
         seeders = [h for h in holders if h.seeder]
-        others = [h for h in holders if not h.seeder]
-        first = others
-        if (
-            not self._seeder_once
-            or self._me is None
-            or not others
-            or assigned_fetcher(chunk.digest, [self._me, *others]) == self._me
-        ):
+        assigned = self._assigned(chunk, holders)
+        # The assigned fetcher (or a node with no fellow, or no site identity) dials everyone;
+        # the others dial their fellows and wait for the chunk to be traded on (``_widen``).
+        first = [h for h in holders if not h.seeder]
+        if not self._seeder_once or assigned == self._me:
             first = holders
         late = [h for h in seeders if h not in first]
 
@@ -385,7 +385,6 @@ class ChunkFetcher:
 
         async with strict_nursery() as nursery:
             if late:
-                assigned = assigned_fetcher(chunk.digest, [self._me, *others]) if self._me else None
                 nursery.start_soon(self._widen, swarm, chunk.digest, assigned, addresses(late))
             # Root and piece layer from a holder: the leecher then needs no hash requests.
             try:

@@ -221,8 +221,8 @@ class HttpChunkClient:
             self.reported_dropped += 1
 
     async def chunk_state(self, holder: Address, digest: bytes) -> bytes | None:
-        """What ``holder`` says of chunk ``digest``: ``held``, ``fetching`` or ``absent``;
-        None when it gives no answer within ``answer_timeout`` (gone, or frozen)."""
+        """What ``holder`` says of chunk ``digest``: ``held``, ``fetching``, ``absent`` or
+        ``idle``; None when it gives no answer within ``answer_timeout`` (gone, or frozen)."""
         try:
             with trio.fail_after(self.answer_timeout):
                 body = await get_chunk(
