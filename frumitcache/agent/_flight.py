@@ -14,6 +14,11 @@ from frumitcache.errors import FrumitcacheError, NotInStoreError
 from frumitcache.origin import Door, FetchInfo
 from frumitcache.store import Manifest
 
+#: Why an uplink fetch drops what it stored, unless told otherwise (origin/_job.py's links).
+FEDERATION_RESTART = "a federation link's bytes failed the object's SHA-256"
+#: Why a member drops what it pulled: its seeder now lists other chunks for the URL.
+SITE_RESTART = "the site now lists other chunks for it"
+
 
 class Flight:
     """``writing`` is set while a writer for the URL exists (callers may follow it),
@@ -56,6 +61,7 @@ class Flight:
         #: The uplink fetch dropped what it stored and started over (federated bytes failed
         #: verification): bytes read before that are void (see ``restarted``).
         self.restarts = 0
+        self.restart_why = ""  # the last start-over's cause, for a reader's error
 
     # Handed to the origin fetcher as its task_status: "the writer exists, the size is known".
     def started(self, value: FetchInfo | None = None) -> None:
@@ -70,11 +76,13 @@ class Flight:
         self.writing.set()
         self.handover()
 
-    def restarted(self, value: FetchInfo | None) -> None:
+    def restarted(self, value: FetchInfo | None, *, why: str = FEDERATION_RESTART) -> None:
         """The origin fetcher's ``restarted`` hook: ``None`` when it dropped what it stored
-        (before a new writer exists), then the next answer's info."""
+        (before a new writer exists), then the next answer's info. ``why`` names the cause
+        for readers (a member that drops its chunks says so)."""
         if value is None:
             self.restarts += 1
+            self.restart_why = why
             # Readers that start now wait for the new answer (its size, where it comes from).
             self.writing = trio.Event()
         else:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from frumitcache._log import get_logger
-from frumitcache.agent._flight import Flight, first_error
+from frumitcache.agent._flight import SITE_RESTART, Flight, first_error
 from frumitcache.agent._plan import (
     AllOffered,
     AskCatalogue,
@@ -150,7 +150,7 @@ class MemberRole:
                 listed = list(known.chunks) if known is not None else []
                 if list(writer.chunks) != listed[: len(writer.chunks)]:
                     await writer.discard()
-                    flight.restarted(None)  # a reader of what was dropped must not go on
+                    flight.restarted(None, why=SITE_RESTART)  # its readers must not go on
                     writer = store.open_writer(flight.url, expected_digest=expected)
                 plan = MemberPlan(flight.url, store.chunk_size, start=len(writer.chunks))
                 first = plan.receive(reply, trio.current_time())

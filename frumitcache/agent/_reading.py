@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from typing import TypeVar
 
+from frumitcache._log import get_logger
 from frumitcache.agent._flight import Flight, wait_any
 from frumitcache.content import ChunkFile, ContentInfo, Piece
 from frumitcache.errors import (
@@ -21,6 +22,21 @@ from frumitcache.errors import (
     OriginUnreachableError,
 )
 from frumitcache.store import HeldChunk, Manifest, ObjectReader, Store
+
+log = get_logger("content")
+
+#: Times a read whose fetch started over before it handed out a byte follows the new fetch.
+#: The read learns of start-overs when the flight ends, and an ended flight does not start
+#: over again: one is the rule, the bound only keeps the loop finite.
+READ_AGAIN = 2
+
+
+class _Unsent(Exception):
+    """The fetch started over before the read handed out a byte (``error`` if not read again)."""
+
+    def __init__(self, error: FetchRestartedError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _cut(chunk: bytes, pos: int, end: int) -> bytes:
@@ -94,11 +110,27 @@ class FlightContent:
     async def read(self, start: int, end: int) -> AsyncIterator[AsyncIterator[bytes]]:
         # aclosing: a client that hangs up releases the store reader at once, not at GC (and
         # a reader left half-way leaves no suspended generator for the collector).
-        async with (
-            aclosing(follow(self._store, self._flight, start)) as chunks,
-            aclosing(self._pieces(chunks, start, end)) as pieces,
-        ):
+        async with aclosing(self._again(start, end)) as pieces:
             yield pieces
+
+    async def _again(self, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        """The range's pieces, read again (up to :data:`READ_AGAIN` times) when the fetch
+        started over before this read handed out a byte: with ``hold_back`` the object's
+        SHA-256 is fixed, so the new fetch brings the same bytes, and the client (a door
+        whose response has not begun) need not be told to ask again."""
+        for left in range(READ_AGAIN, -1, -1):
+            async with (
+                aclosing(follow(self._store, self._flight, start)) as chunks,
+                aclosing(self._pieces(chunks, start, end)) as pieces,
+            ):
+                try:
+                    async for piece in pieces:
+                        yield piece
+                    return
+                except _Unsent as unsent:
+                    if not left:
+                        raise unsent.error from None
+                    log.info("read.again", url=self._flight.url, detail=str(unsent.error))
 
     @asynccontextmanager
     async def read_files(self, start: int, end: int) -> AsyncIterator[AsyncIterator[Piece]]:
@@ -112,6 +144,7 @@ class FlightContent:
         reached = start
         if reached >= end:
             return
+        handed = False
         async for chunk in chunks:
             restarts = flight.restarts  # of the writer this chunk was read from
             piece = _cut(chunk, reached, end)
@@ -123,11 +156,13 @@ class FlightContent:
                 await flight.wait()
                 if flight.restarts != restarts:
                     # What was verified is the object fetched again, not these bytes.
-                    raise FetchRestartedError(
-                        f"{flight.url}: the agent dropped what it sent (a federation link's "
-                        "bytes failed the object's SHA-256) and fetched it again: ask again"
+                    error = FetchRestartedError(
+                        f"{flight.url}: the agent dropped what it sent ({flight.restart_why}) "
+                        "and fetched it again: ask again"
                     )
+                    raise _Unsent(error) if self._hold_back and not handed else error
             yield piece
+            handed = True
             if reached >= end:
                 return
         if reached < end:
@@ -158,8 +193,8 @@ async def follow(
     expecting it): an older object still stored under the URL is never handed over.
 
     A hand-over keeps the chunks (the next writer resumes after them); a restart drops them
-    (a federation link's bytes failed verification): bytes handed out before it are void, so
-    the read ends with :class:`FetchRestartedError` rather than go on in the new writer.
+    (``flight.restart_why``): bytes handed out before it are void, so the read ends with
+    :class:`FetchRestartedError` rather than go on in the new writer.
     """
     key: str | bytes = flight.sha256 if flight.sha256 is not None else flight.url
     delivered = offset
@@ -168,9 +203,8 @@ async def follow(
         if flight.restarts != restarts:
             if delivered > offset:
                 raise FetchRestartedError(
-                    f"{flight.url}: the agent dropped the first {delivered} bytes it sent (a "
-                    "federation link's bytes failed the object's SHA-256) and fetches the "
-                    "object again: ask again"
+                    f"{flight.url}: the agent dropped the first {delivered} bytes it sent "
+                    f"({flight.restart_why}) and fetches the object again: ask again"
                 )
             restarts = flight.restarts  # nothing handed out yet: follow the new writer
         changed = flight.changed
