@@ -15,8 +15,8 @@ translated where they enter our code, so callers catch one family::
     │   ├── OriginUnreachableError  connect failure or timeout
     │   └── OriginTruncatedError the body was shorter than announced and could not be resumed
     ├── DigestMismatchError      content does not hash to the digest it was asked for
-    │   └── FetchRestartedError  bytes sent so far came from a federation link that failed
-    │                            verification: void; the agent fetches the object again
+    │   └── FetchRestartedError  bytes sent so far are void (a federation link's failed the
+    │                            SHA-256, or the site lists other chunks): fetched again
     ├── ProtocolError            a peer or client sent something malformed
     │   └── BadUrlError          a URL that is not http:// or https:// (or not a URL)
     ├── NotAllowedError          the URL (or a redirect) is outside the upstream allow-list
@@ -91,7 +91,9 @@ class DigestMismatchError(FrumitcacheError):
 
 class FetchRestartedError(DigestMismatchError):
     """A reader had handed out bytes of an object whose fetch then dropped them (bytes from a
-    federation link failed the object's SHA-256) and started over: ask again."""
+    federation link failed the object's SHA-256, or a member's site now lists other chunks for
+    the URL) and started over: ask again. A read that handed out nothing follows the new fetch
+    instead when the object's SHA-256 was known."""
 
     code = "fetch-restarted"
 

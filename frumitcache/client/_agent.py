@@ -196,7 +196,8 @@ class AgentClient:
         older agent), and the target appears (by rename, after fsync) only when the whole
         object checked out; on any failure no target file is left. Should the agent drop what
         it sent (:class:`~frumitcache.errors.FetchRestartedError`: a federation link's bytes
-        failed the object's SHA-256, and it fetches the object again), the file starts over.
+        failed the object's SHA-256, or the site changed its listing, and it fetches the
+        object again), the file starts over.
         """
         check_url(url)
         digest = parse_sha256(sha256)
@@ -213,8 +214,8 @@ class AgentClient:
                         await self.pull_into(url, fd, sha256=digest)
                         break
                     except FetchRestartedError:
-                        # The agent dropped what it sent (a federation link's bytes failed
-                        # the object's SHA-256) and fetches it again: start the file over.
+                        # The agent dropped what it sent (bytes that failed the SHA-256, a
+                        # changed site listing) and fetches it again: start the file over.
                         if attempt == RESTARTS or not rewind(fd):
                             raise
                 await trio.to_thread.run_sync(os.fsync, fd)

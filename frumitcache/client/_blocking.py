@@ -121,10 +121,11 @@ def pull_into_blocking(
 ) -> PullOutcome:
     """:meth:`AgentClient.pull_into`, blocking, for the agent on the socket at ``path``.
 
-    When the agent drops what it sent (a federation link's bytes failed the object's SHA-256
-    and it fetches the object again: :class:`FetchRestartedError`), ``out`` is emptied and the
-    pull asked again, with ``files`` only: ``out`` is then the caller's own new file (stdout,
-    perhaps a file appended to, is never truncated)."""
+    When the agent drops what it sent (a federation link's bytes failed the object's SHA-256,
+    or the site changed its listing, and it fetches the object again:
+    :class:`FetchRestartedError`), ``out`` is emptied and the pull asked again, with ``files``
+    only: ``out`` is then the caller's own new file (stdout, perhaps a file appended to, is
+    never truncated)."""
     for attempt in range(RESTARTS + 1):
         try:
             outcome = _pull_once(

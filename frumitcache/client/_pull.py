@@ -154,7 +154,8 @@ def check_digest(url: str, got: bytes, reported: bytes | None, wanted: bytes | N
 
 
 #: Pulls asked again after the agent dropped what it sent (FetchRestartedError: bytes from a
-#: federation link failed the object's SHA-256); one per link that lied is plenty.
+#: federation link failed the object's SHA-256, or the site changed its listing); one per
+#: link that lied is plenty.
 RESTARTS = 3
 
 
