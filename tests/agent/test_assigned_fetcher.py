@@ -10,103 +10,57 @@ tests/swarm/test_widen.py)."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import pytest
 import trio
 
 from frumitcache.testing.agents import AgentProcess
-from frumitcache.testing.net import loopback_address
-from frumitcache.testing.origin import OriginServer
-from frumitcache.testing.site import LoopbackSite
 
-from .test_site_herd import pull, wait_for_seeder
+from .test_site_herd import pull
+from .warm_site import MiB, warm_site
 
 pytestmark = pytest.mark.slow
-
-MiB = 1024 * 1024
 
 
 SLOW = {"swarm": {"assigned_grace_s": 600.0, "stall_timeout_s": 600.0}}
 
 
 async def test_survivors_take_a_dead_members_chunks_from_the_seeder(tmp_path: Path) -> None:
-    data = os.urandom(32 * MiB)
-    digest = hashlib.sha256(data).hexdigest()
-    origin = OriginServer()
-    site = LoopbackSite(
-        tmp_path / "site",
-        4,
-        priorities=[10, 0, 0, 0],
-        settings={
-            # The seeder's port at 4 MiB/s: each member's assigned copies take seconds, so the
-            # victim dies holding none of them whole.
-            "swarm": {**SLOW["swarm"], "upload_rate": 4 * MiB},
-        },
-    )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(origin.serve, loopback_address())
-        origin.add("/warm.bin", data)
-        url = origin.url("/warm.bin")
-        try:
-            await site.start()
-            seeder_name = await wait_for_seeder(site)
-            by_name = {f"pi-{i:02d}": a for i, a in enumerate(site.agents)}
-            seeder = by_name[seeder_name]
-            victim, *survivors = [a for n, a in by_name.items() if n != seeder_name]
-            with trio.fail_after(120):
-                first = await pull(seeder, url, digest, tmp_path / "seeder.bin")
-                assert first.returncode == 0, first.stderr
-                results = {}
+    # The seeder's port at 4 MiB/s: each member's assigned copies take seconds, so the victim
+    # dies holding none of them whole.
+    settings = {"swarm": {**SLOW["swarm"], "upload_rate": 4 * MiB}}
+    async with warm_site(tmp_path, settings) as warm:
+        victim, *survivors = warm.members
+        results = {}
 
-                async def one(i: int, agent: AgentProcess) -> None:
-                    results[i] = await pull(agent, url, digest, tmp_path / f"out{i}")
+        async def one(i: int, agent: AgentProcess) -> None:
+            results[i] = await pull(agent, warm.url, warm.digest, tmp_path / f"out{i}")
 
-                async with trio.open_nursery() as pulls:
-                    pulls.start_soon(
-                        victim.pull, url, "--sha256", digest, "-o", str(tmp_path / "v")
-                    )
-                    for i, agent in enumerate(survivors):
-                        pulls.start_soon(one, i, agent)
-                    await trio.sleep(1.0)
-                    victim.kill()
-                assert not (tmp_path / "v").exists()  # it died before it had the object
-            for i, result in results.items():
-                assert result.returncode == 0, (result.stderr, survivors[i].log())
-                assert (tmp_path / f"out{i}").read_bytes() == data
-            assert origin.stats.requests["/warm.bin"] == 1
-        finally:
-            site.kill()
-            nursery.cancel_scope.cancel()
+        with trio.fail_after(120):
+            async with trio.open_nursery() as pulls:
+                pulls.start_soon(
+                    victim.pull, warm.url, "--sha256", warm.digest, "-o", str(tmp_path / "v")
+                )
+                for i, agent in enumerate(survivors):
+                    pulls.start_soon(one, i, agent)
+                await trio.sleep(1.0)
+                victim.kill()
+        assert not (tmp_path / "v").exists()  # it died before it had the object
+        for i, result in results.items():
+            assert result.returncode == 0, (result.stderr, survivors[i].log())
+            assert (tmp_path / f"out{i}").read_bytes() == warm.data
+        assert warm.origin.stats.requests[warm.path] == 1
 
 
 async def test_a_lone_puller_among_idle_members(tmp_path: Path) -> None:
     """One Pi pulls what the seeder holds while the other two do nothing: 3 of 4 of the
     chunks are assigned to idle members, who say so; the puller takes them from the seeder.
     (Waiting the long grace for them would take 600 s.)"""
-    data = os.urandom(32 * MiB)
-    digest = hashlib.sha256(data).hexdigest()
-    origin = OriginServer()
-    site = LoopbackSite(tmp_path / "site", 4, priorities=[10, 0, 0, 0], settings=SLOW)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(origin.serve, loopback_address())
-        origin.add("/lone.bin", data)
-        url = origin.url("/lone.bin")
-        try:
-            await site.start()
-            seeder_name = await wait_for_seeder(site)
-            by_name = {f"pi-{i:02d}": a for i, a in enumerate(site.agents)}
-            seeder = by_name[seeder_name]
-            puller = next(a for n, a in by_name.items() if n != seeder_name)
-            with trio.fail_after(120):
-                first = await pull(seeder, url, digest, tmp_path / "seeder.bin")
-                assert first.returncode == 0, first.stderr
-                result = await pull(puller, url, digest, tmp_path / "out.bin")
-            assert result.returncode == 0, (result.stderr, puller.log())
-            assert (tmp_path / "out.bin").read_bytes() == data
-            assert origin.stats.requests["/lone.bin"] == 1
-        finally:
-            site.kill()
-            nursery.cancel_scope.cancel()
+    async with warm_site(tmp_path, SLOW, name="lone.bin") as warm:
+        puller = warm.members[0]
+        with trio.fail_after(120):
+            result = await pull(puller, warm.url, warm.digest, tmp_path / "out.bin")
+        assert result.returncode == 0, (result.stderr, puller.log())
+        assert (tmp_path / "out.bin").read_bytes() == warm.data
+        assert warm.origin.stats.requests[warm.path] == 1
