@@ -211,17 +211,28 @@ class CgroupSet:
             return stat.get("throttled_usec", 0) / 1e6
         return stat.get("throttled_time", 0) / 1e9
 
-    def figures(self, before: dict[str, float], delivered: int) -> dict[str, float | None]:
+    def figures(self, before: dict[str, float], delivered: int) -> dict[str, object]:
         """A row's budget figures since ``before`` (a :meth:`snapshot`): daemons' (agents',
-        apt-cacher-ng's) and clients' CPU seconds per GB delivered, seconds throttled."""
-        used = usage(before, self.snapshot())
+        apt-cacher-ng's) and clients' CPU seconds per GB delivered, seconds throttled; and
+        each Pi's daemon CPU and throttled seconds (which Pi's budget held the herd up)."""
+        after = self.snapshot()
+        used = usage(before, after)
         gb = delivered / 1e9
+
+        def by_pi(role: str) -> dict[str, float]:
+            return {
+                group: round(after[f"{group}/{role}"] - before.get(f"{group}/{role}", 0.0), 2)
+                for group in self.groups
+            }
+
         return {
             "agent_cpu_s": used["daemons"],
             "client_cpu_s": used["clients"],
             "agent_cpu_s_per_gb": used["daemons"] / gb if gb else None,
             "client_cpu_s_per_gb": used["clients"] / gb if gb else None,
             "throttled_s": used["throttled"],
+            "agent_cpu_s_by_pi": by_pi("daemons"),
+            "throttled_s_by_pi": by_pi("throttled"),
         }
 
     def snapshot(self) -> dict[str, float]:

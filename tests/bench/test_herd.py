@@ -264,6 +264,8 @@ def test_shaped_herd_leaves_nothing_behind(tmp_path: Path) -> None:
     assert row["client_cpu_s"] > 0
     assert row["agent_cpu_s"] == 0  # direct has no daemons
     assert row["throttled_s"] >= 0
+    assert row["agent_cpu_s_by_pi"] == {"pi0": 0, "pi1": 0}  # per Pi: which budget held it up
+    assert set(row["throttled_s_by_pi"]) == {"pi0", "pi1"}
     assert ours(f"{PREFIX}{proc.pid}") == []
     assert cgroups_of(proc.pid) == []
 
