@@ -19,6 +19,7 @@ from frumitcache._log import get_logger
 from frumitcache.agent._flight import SITE_RESTART, Flight, first_error
 from frumitcache.agent._plan import (
     AllOffered,
+    Alone,
     AskCatalogue,
     Failed,
     MemberPlan,
@@ -152,7 +153,9 @@ class MemberRole:
                     await writer.discard()
                     flight.restarted(None, why=SITE_RESTART)  # its readers must not go on
                     writer = store.open_writer(flight.url, expected_digest=expected)
-                plan = MemberPlan(flight.url, store.chunk_size, start=len(writer.chunks))
+                plan = MemberPlan(
+                    flight.url, store.chunk_size, start=len(writer.chunks), me=site.node_id
+                )
                 first = plan.receive(reply, trio.current_time())
                 flight.meta = HttpMeta(*plan.meta)
                 flight.writing.set()
@@ -190,6 +193,15 @@ class MemberRole:
         node, chunks = site.parts()
         send, receive = trio.open_memory_channel[ChunkOffer](math.inf)
         kick = [trio.Event()]  # set when the plan's deadline may have moved
+        alone: list[bytes] = []  # the chunks marked as pulled alone in the fetcher
+
+        def pull_alone(now_alone: bool) -> None:
+            if alone:
+                chunks.pull_alone(alone, False)
+                alone.clear()
+            if now_alone:
+                alone.extend(plan.digests)
+                chunks.pull_alone(alone, True)
 
         def carry_out(todo: list[Outgoing]) -> None:
             flight.learned(len(plan.digests))  # the site's progress, for the fallback clock
@@ -217,6 +229,8 @@ class MemberRole:
                     )
                 elif isinstance(step, AskCatalogue):
                     nursery.start_soon(ask_catalogue, step.fetch)
+                elif isinstance(step, Alone):
+                    pull_alone(step.alone)
             kick[0].set()
 
         async def sink(index: int, ref: ChunkRef) -> None:
@@ -293,6 +307,8 @@ class MemberRole:
             if ours is not None:
                 raise first_error(ours) from None
             raise
+        finally:
+            pull_alone(False)
         # The seeder's digest comes in MAC'd frames and each chunk of its list was verified on
         # arrival: trust it instead of hashing the whole object again.
         trusted = plan.digest if list(writer.chunks) == plan.digests else None

@@ -16,7 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from frumitcache.errors import FetchRestartedError, PeerError
-from frumitcache.site import ChunkAnnounce, FetchFailed, ObjectAnnounce, ObjectInfo, ObjectManifest
+from frumitcache.site import (
+    ChunkAnnounce,
+    FetchFailed,
+    ObjectAnnounce,
+    ObjectInfo,
+    ObjectManifest,
+    lists_alone,
+)
 
 #: Ask the catalogue again after this long without news while chunks are missing.
 QUIET_S = 1.0
@@ -25,6 +32,13 @@ QUIET_S = 1.0
 #: same term) or ended while it was deposed answers lookups with "partial, nobody fetching"
 #: until someone asks it to fetch; a request joins a fetch that is still running.
 REASK_S = 5.0
+#: A member the seeder says pulls the object alone takes the chunks assigned to idle fellows
+#: straight from the seeder once a second answer, this long after the first, says so again:
+#: a herd's members ask within about a second, and the first to ask must not take them all.
+ALONE_SETTLE_S = 1.0
+#: While it pulls alone, a member asks whether it still does once a second, or less often for
+#: a large object, whose description each answer carries: one second per this many chunks.
+ALONE_CHUNKS_PER_ASK_S = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +73,15 @@ class AskCatalogue:
 
 
 @dataclass(frozen=True, slots=True)
+class Alone:
+    """Whether this member pulls the object alone, as the seeder said twice over at least
+    ``ALONE_SETTLE_S`` (``True``, said again on each answer that confirms it), or no longer
+    (``False``, once, after a ``True``)."""
+
+    alone: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Failed:
     """The seeder's fetch failed: fail the same way."""
 
@@ -68,15 +91,17 @@ class Failed:
     retry_after: str = ""
 
 
-Outgoing = OfferChunk | SizeKnown | AllOffered | AskCatalogue | Failed
+Outgoing = OfferChunk | SizeKnown | AllOffered | AskCatalogue | Alone | Failed
 News = ObjectInfo | ChunkAnnounce | ObjectAnnounce | FetchFailed
 
 
 class MemberPlan:
-    """What a member knows of an object it pulls; ``start`` chunks are already held."""
+    """What a member knows of an object it pulls; ``start`` chunks are already held. ``me``
+    (this node's id) lets it hear the seeder say that it pulls alone."""
 
-    def __init__(self, url: str, chunk_size: int, *, start: int = 0) -> None:
+    def __init__(self, url: str, chunk_size: int, *, start: int = 0, me: str | None = None) -> None:
         self.url = url
+        self.me = me
         self.chunk_size = chunk_size
         self.start = start
         self.digests: list[bytes] = []
@@ -93,6 +118,9 @@ class MemberPlan:
         self._quiet_since: float | None = None
         self._learned_at: float | None = None  # when news last told this plan something new
         self._learned = 0  # how many times news told it something new (chunks, holders, end)
+        self._alone_since: float | None = None  # the first answer of a run saying "alone"
+        self._alone_asked: float | None = None  # when "alone" was last asked about or said
+        self._alone_told = False  # an Alone(True) went out and no Alone(False) since
 
     # --- input ------------------------------------------------------------------------------
 
@@ -100,6 +128,7 @@ class MemberPlan:
         """Take in one piece of news about any object; what to do about it."""
         size_before = self.size
         before = self._learned
+        alone: Alone | None = None
         if isinstance(news, FetchFailed):
             if news.url != self.url:
                 return []
@@ -114,6 +143,7 @@ class MemberPlan:
             for index, held in enumerate(news.holders):
                 self.partial[index] = tuple(held.partial)
                 self._add_holders(index, held.full)
+            alone = self._hear_alone(news, now)
         elif isinstance(news, ChunkAnnounce):
             if news.url != self.url:
                 return []
@@ -136,18 +166,44 @@ class MemberPlan:
         out: list[Outgoing] = []
         if self.size is not None and size_before is None:
             out.append(SizeKnown(self.size))
+        if alone is not None:
+            out.append(alone)
         return out + self._offers()
 
-    def next_deadline(self) -> float | None:
-        """When to ask the catalogue again if nothing is heard (None: nothing missing)."""
-        if self.closed or self._quiet_since is None:
+    def _hear_alone(self, info: ObjectInfo, now: float) -> Alone | None:
+        """What the seeder's answer says of this member pulling alone (see :class:`Alone`)."""
+        if self.me is not None and lists_alone(info, self.me):
+            if self._alone_since is None:
+                self._alone_since = now
+            self._alone_asked = now
+            if now - self._alone_since >= ALONE_SETTLE_S:
+                self._alone_told = True
+                return Alone(True)
             return None
-        return self._quiet_since + QUIET_S
+        self._alone_since = self._alone_asked = None
+        if self._alone_told:
+            self._alone_told = False
+            return Alone(False)
+        return None
+
+    def _alone_every(self) -> float:
+        return max(QUIET_S, len(self.digests) / ALONE_CHUNKS_PER_ASK_S)
+
+    def next_deadline(self) -> float | None:
+        """When to ask the catalogue again if nothing is heard (None: nothing missing), or,
+        pulling alone, whether that still holds (every ``QUIET_S``)."""
+        quiet = None if self.closed or self._quiet_since is None else self._quiet_since + QUIET_S
+        alone = None if self._alone_asked is None else self._alone_asked + self._alone_every()
+        return min((t for t in (quiet, alone) if t is not None), default=None)
 
     def on_timer(self, now: float) -> list[Outgoing]:
         deadline = self.next_deadline()
         if deadline is None or now < deadline:
             return []
+        if self._alone_asked is not None and now >= self._alone_asked + self._alone_every():
+            self._alone_asked = now  # at most one question a second, answered or not
+        if self.closed or self._quiet_since is None or now < self._quiet_since + QUIET_S:
+            return [AskCatalogue(self.url)]
         self._quiet_since = now
         if self._learned_at is not None and now - self._learned_at >= REASK_S:
             self._learned_at = now  # at most one request per REASK_S

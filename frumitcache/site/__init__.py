@@ -36,6 +36,7 @@ from frumitcache.site._messages import (
     split_have,
 )
 from frumitcache.site._policy import Reports
+from frumitcache.site._pullers import Pullers, lists_alone
 from frumitcache.site._setup import SiteHooks, SiteStatistics, member_from_config, parse_peer
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectManifest",
     "Outgoing",
+    "Pullers",
     "Reports",
     "Role",
     "SiteCore",
@@ -75,6 +77,7 @@ __all__ = [
     "Timings",
     "Vote",
     "derive_mac_key",
+    "lists_alone",
     "member_from_config",
     "parse_peer",
     "rank_key",

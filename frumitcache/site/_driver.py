@@ -449,13 +449,14 @@ class SiteNode:
                 f"not the seeder (seeder: {seeder[0] if seeder else None})",
             )
         self._served += 1
+        self.policy.asked(sender, msg.url, self._now())
         if isinstance(msg, Lookup):
-            return self.policy.lookup(msg)
+            return self.policy.answer(sender, self.policy.lookup(msg), self._now())
         try:
             reply = await self.hooks.on_fetch_request(sender, msg)
         except FrumitcacheError as exc:  # e.g. a URL outside the allow-list: the asker learns why
             return ErrorReply(msg.request_id, exc.code, str(exc), *origin_status(exc))
-        return dataclasses.replace(reply, request_id=msg.request_id)
+        return self.policy.answer(sender, reply, self._now(), msg.request_id)
 
     def reports(self) -> Reports:
         """Seeder: who sent ``Have`` this term, and the seeder this node followed before."""

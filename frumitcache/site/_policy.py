@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from frumitcache.site._catalogue import Catalogue
 from frumitcache.site._election import Outgoing
@@ -42,7 +43,9 @@ from frumitcache.site._messages import (
     Message,
     ObjectAnnounce,
     ObjectInfo,
+    Reply,
 )
+from frumitcache.site._pullers import Pullers
 
 Announcement = ChunkAnnounce | ObjectAnnounce | FetchFailed
 
@@ -130,6 +133,7 @@ class CataloguePolicy:
         self._followed: str | None = None  # the last other seeder this node followed
         self._previous: str | None = None  # ... as of when our term began
         self._reported: set[str] = set()  # members whose Have came in our term
+        self.pullers = Pullers()  # who asked for which URL lately (a lone puller is told)
 
     # --- the election's view ------------------------------------------------------------------
 
@@ -227,3 +231,22 @@ class CataloguePolicy:
     def lookup(self, msg: Lookup) -> ObjectInfo:
         """The seeder's answer to a member's lookup."""
         return self.catalogue.info(msg.url, request_id=msg.request_id)
+
+    def asked(self, sender: str, url: str, now: float) -> None:
+        """``sender`` asked the seeder for ``url`` (a lookup or a fetch request)."""
+        if sender != self.me:
+            self.pullers.note(url, sender, now)
+
+    @overload
+    def answer(self, sender: str, reply: ObjectInfo, now: float) -> ObjectInfo: ...
+    @overload
+    def answer(self, sender: str, reply: Reply, now: float, rid: int) -> Reply: ...
+
+    def answer(self, sender: str, reply: Reply, now: float, rid: int | None = None) -> Reply:
+        """``reply`` as sent to ``sender`` (request id ``rid``): an :class:`ObjectInfo` tells
+        it whether it pulls alone (:class:`Pullers`)."""
+        if rid is not None:
+            reply = dataclasses.replace(reply, request_id=rid)
+        if sender == self.me or not isinstance(reply, ObjectInfo):
+            return reply
+        return self.pullers.answer(sender, reply, now)

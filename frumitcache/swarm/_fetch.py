@@ -10,6 +10,7 @@ assigned fetcher (:func:`assigned_fetcher`); the others wait for it to trade the
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,14 @@ _STATE_EVERY_S = 2.0
 #: again for this long: a lone puller in a site of idle members pays one grace, not one per
 #: chunk assigned to them.
 _IDLE_MEMORY_S = 10.0
+#: Chunks taken from the seeder at once for fellows that will not trade them on (idle, or this
+#: node pulls alone): two keep a LAN link busy, and a herd member that asks late finds at most
+#: two of its chunks copied twice.
+_FOR_IDLE_AT_ONCE = 2
+
+
+class _TakeDirect(PeerError):
+    """A chunk waiting on its fellows turns out to be pulled alone: take it from the seeder."""
 
 
 @contextlib.asynccontextmanager
@@ -134,6 +143,10 @@ class ChunkFetcher:
         self._queued: dict[bytes, int] = {}
         #: Fellows (by address) that said they fetch nothing at all, or gave no answer: when.
         self._idle: dict[str, float] = {}
+        #: Chunks of objects this node pulls alone (the seeder said so): no fellow trades them.
+        self._alone: Counter[bytes] = Counter()
+        self._alone_news = trio.Event()  # set (and replaced) when chunks join ``_alone``
+        self._for_idle = trio.Semaphore(_FOR_IDLE_AT_ONCE)
 
     @classmethod
     def from_config(
@@ -172,6 +185,18 @@ class ChunkFetcher:
             self._queued[digest] = left
         else:
             self._queued.pop(digest, None)
+
+    def pull_alone(self, digests: Iterable[bytes], alone: bool) -> None:
+        """This node pulls the object of ``digests`` alone (``True``), or no longer: its chunks
+        that wait for a fellow are taken from the seeder instead, at most
+        ``_FOR_IDLE_AT_ONCE`` at a time. Calls pair up (one ``False`` per ``True``)."""
+        for digest in set(digests):
+            self._alone[digest] += 1 if alone else -1
+            if self._alone[digest] <= 0:
+                del self._alone[digest]
+        if alone:
+            self._alone_news.set()
+            self._alone_news = trio.Event()
 
     @property
     def me(self) -> Holder | None:
@@ -270,19 +295,20 @@ class ChunkFetcher:
                     await self._swarm.seed(chunk.digest, verified=True)
                 return
         if self._swarm is not None and chunk.size > self._small:
-            if self._first_replica(chunk, usable) or self._assigned_idle(chunk, usable):
-                # This node is the one fetcher that takes the chunk from the seeder: one HTTP
-                # GET (no libtorrent connect tick) puts a first replica in the site within a
-                # LAN chunk-time, which is what a seeder's death can cost; the others then
-                # trade it through the swarm from here.
-                seeders = [(h.address, h.peer_port) for h in usable if h.seeder]
-                with contextlib.suppress(PeerError):
-                    await self._http.fetch(chunk.digest, chunk.size, seeders)
-                    await self._swarm.seed(chunk.digest, verified=True)
-                    return
+            # This node is the one fetcher that takes the chunk from the seeder: one HTTP GET
+            # (no libtorrent connect tick) puts a first replica in the site within a LAN
+            # chunk-time, which is what a seeder's death can cost; the others then trade it
+            # through the swarm from here.
+            if self._first_replica(chunk, usable) and await self._from_seeder(chunk, usable):
+                return
+            if self._assigned_idle(chunk, usable) and await self._for_idle_fellow(chunk, usable):
+                return
             try:
                 await self._fetch_swarm(self._swarm, chunk, usable)
                 return
+            except _TakeDirect:
+                if await self._for_idle_fellow(chunk, usable):
+                    return
             except PeerError:
                 pass  # the swarm stalled: try the holders one by one over HTTP
         # Over HTTP the seeder is asked last: a fellow fetcher may already hold the chunk.
@@ -293,6 +319,25 @@ class ChunkFetcher:
         if self._swarm is not None and chunk.size > self._small:
             # A large chunk that came over HTTP (the swarm stalled) is still served by torrent.
             await self._swarm.seed(chunk.digest, verified=True)
+
+    async def _from_seeder(self, chunk: ChunkRef, holders: Sequence[Holder]) -> bool:
+        """Take ``chunk`` from the seeder over peer HTTP and seed it on; ``False`` if that
+        failed (the caller goes on another way)."""
+        assert self._swarm is not None
+        seeders = [(h.address, h.peer_port) for h in holders if h.seeder]
+        try:
+            await self._http.fetch(chunk.digest, chunk.size, seeders)
+            await self._swarm.seed(chunk.digest, verified=True)
+        except PeerError:
+            return False
+        return True
+
+    async def _for_idle_fellow(self, chunk: ChunkRef, holders: Sequence[Holder]) -> bool:
+        """:meth:`_from_seeder` for a chunk whose assigned fellow will not trade it on."""
+        async with self._for_idle:
+            if self._store.has_chunk(chunk.digest):
+                return True
+            return await self._from_seeder(chunk, holders)
 
     def assigned_here(self, digest: bytes, members: Sequence[Holder]) -> bool:
         """Is this node the one among itself and ``members`` (the seeder left out) assigned to
@@ -328,7 +373,9 @@ class ChunkFetcher:
         if not self._seeder_once or not any(h.seeder for h in holders):
             return False
         assigned = self._assigned(chunk, holders)
-        return assigned is not None and assigned != self._me and self._known_idle(assigned.address)
+        if assigned is None or assigned == self._me:
+            return False
+        return chunk.digest in self._alone or self._known_idle(assigned.address)
 
     def _known_idle(self, address: str) -> bool:
         at = self._idle.get(address)
@@ -345,6 +392,8 @@ class ChunkFetcher:
         member that is idle, busy with other chunks, gone or silent costs the short grace."""
         start = trio.current_time()
         while True:
+            if digest in self._alone:  # no fellow pulls it: nobody will trade it to us
+                raise _TakeDirect(f"chunk {digest.hex()}: pulled alone")
             since = max(start, swarm.progressed_at(digest) or start)
             quiet = trio.current_time() - since
             if quiet >= self._assigned_grace:
@@ -354,7 +403,7 @@ class ChunkFetcher:
             if quiet < self._grace:
                 # The download's wait loop records its progress once a second; sleeping to
                 # the deadline it implies asks libtorrent nothing.
-                await trio.sleep_until(since + self._grace)
+                await self._nap_until(since + self._grace)
                 continue
             if assigned is None:
                 break
@@ -365,10 +414,15 @@ class ChunkFetcher:
             self._idle.pop(assigned.address, None)
             if state != STATE_FETCHING:
                 break  # "absent": busy with other chunks (or not offered this one yet)
-            await trio.sleep_until(
+            await self._nap_until(
                 min(trio.current_time() + _STATE_EVERY_S, since + self._assigned_grace)
             )
         swarm.add_holders(digest, late)
+
+    async def _nap_until(self, deadline: float) -> None:
+        """Until ``deadline``, or until chunks are found to be pulled alone."""
+        with trio.move_on_at(deadline):
+            await self._alone_news.wait()
 
     async def _fetch_swarm(self, swarm: Swarm, chunk: ChunkRef, holders: list[Holder]) -> None:
         seeders = [h for h in holders if h.seeder]

@@ -4,9 +4,10 @@ Each chunk of a complete object is taken from the seeder by one assigned member;
 wait for it to trade the chunk on. A member that waited ``swarm.seeder_grace_s`` asks the
 assigned one over the peer port; while it says it is fetching (or has the chunk queued) the
 wait goes on, up to ``swarm.assigned_grace_s``; otherwise the waiting member turns to the
-seeder. Here the long grace and the libtorrent stall timeout are 600 s: the pulls finish within
-the tests' bounds only if a dead or idle member is not waited for (the unit side:
-tests/swarm/test_widen.py)."""
+seeder; a member the seeder says pulls alone turns to it without waiting. Here the long grace
+and the libtorrent stall timeout are 600 s: the pulls finish within the tests' bounds only if a
+dead or idle member is not waited for (the unit side: tests/swarm/test_widen.py,
+tests/swarm/test_pull_alone.py)."""
 
 from __future__ import annotations
 
@@ -55,9 +56,12 @@ async def test_survivors_take_a_dead_members_chunks_from_the_seeder(tmp_path: Pa
 
 async def test_a_lone_puller_among_idle_members(tmp_path: Path) -> None:
     """One Pi pulls what the seeder holds while the other two do nothing: 3 of 4 of the
-    chunks are assigned to idle members, who say so; the puller takes them from the seeder.
-    (Waiting the long grace for them would take 600 s.)"""
-    async with warm_site(tmp_path, SLOW, name="lone.bin") as warm:
+    chunks are assigned to idle members. The seeder tells the puller that nobody else asked for
+    the object; a second answer a second later says so again, and the puller takes those chunks
+    from the seeder. Both graces are 600 s here, so waiting for the idle members, or asking
+    them after the short grace, would take 600 s."""
+    settings = {"swarm": {**SLOW["swarm"], "seeder_grace_s": 600.0}}
+    async with warm_site(tmp_path, settings, name="lone.bin") as warm:
         puller = warm.members[0]
         with trio.fail_after(120):
             result = await pull(puller, warm.url, warm.digest, tmp_path / "out.bin")
