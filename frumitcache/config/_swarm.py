@@ -33,7 +33,8 @@ class SwarmConfig(Section):
     seeder_grace_s: float = opt(
         3.0,
         "A chunk that made no progress for this long may be fetched from the seeder by "
-        "any fetcher, unless its assigned fetcher says it is fetching it.",
+        "any fetcher, unless its assigned fetcher says it is fetching it. A member the "
+        "seeder says pulls the object alone (nobody else asked for it) does not wait.",
         "s",
     )
     assigned_grace_s: float = opt(

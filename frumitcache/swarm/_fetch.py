@@ -4,7 +4,9 @@
 (one request, no connect tick), libtorrent above it (the swarm trades pieces), and peer HTTP
 again if the swarm stalls. Each chunk of a complete object is taken from the seeder by one
 assigned fetcher (:func:`assigned_fetcher`); the others wait for it to trade the chunk on
-(``_widen``). Whole objects: :mod:`._object`.
+(``_widen``), except for a fellow known to fetch nothing and for an object this node pulls
+alone (:meth:`ChunkFetcher.pull_alone`): then they take it from the seeder themselves. Whole
+objects: :mod:`._object`.
 """
 
 from __future__ import annotations
