@@ -8,28 +8,29 @@ clock; through real agents: tests/agent/test_assigned_fetcher.py."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import trio
 
 from frumitcache.swarm import ChunkFetcher
 
-from .test_widen import FELLOWS, ME, SEEDER, _chunk_assigned_to, _Http, _Store, _Swarm
+from .test_widen import (
+    FELLOWS,
+    ME,
+    SEEDER,
+    _chunk_assigned_to,
+    _Http,
+    _Store,
+    _Swarm,
+    fake_fetcher,
+)
 
 SEEDER_HTTP = (SEEDER.address, SEEDER.peer_port)
 
 
 def _fetcher(http: _Http, store: _Store, swarm: _Swarm) -> ChunkFetcher:
     # The graces long, as in the real-agent test: only the alone news can end a wait.
-    return ChunkFetcher(
-        cast(Any, store),
-        cast(Any, http),
-        cast(Any, swarm),
-        small_chunk_bytes=1 << 20,
-        me=ME,
-        seeder_grace=600.0,
-        assigned_grace=600.0,
-    )
+    return fake_fetcher(store, http, swarm, seeder_grace=600.0, assigned_grace=600.0)
 
 
 def _parts() -> tuple[_Http, _Store, _Swarm]:

@@ -122,6 +122,21 @@ class _Swarm:
         self.store.chunks.add(digest)
 
 
+def fake_fetcher(
+    store: _Store, http: _Http, swarm: _Swarm, *, seeder_grace: float, assigned_grace: float
+) -> ChunkFetcher:
+    """A fetcher over the fakes, as member ``ME``."""
+    return ChunkFetcher(
+        cast(Any, store),
+        cast(Any, http),
+        cast(Any, swarm),
+        small_chunk_bytes=1 << 20,
+        me=ME,
+        seeder_grace=seeder_grace,
+        assigned_grace=assigned_grace,
+    )
+
+
 def _same(state: bytes, address: str) -> bytes:
     return state
 
@@ -134,15 +149,7 @@ async def _widened_after(
     swarm = _Swarm(store, progressed)
     http = _Http(state)
     http.store = store
-    fetcher = ChunkFetcher(
-        cast(Any, store),
-        cast(Any, http),
-        cast(Any, swarm),
-        small_chunk_bytes=1 << 20,
-        me=ME,
-        seeder_grace=3.0,
-        assigned_grace=20.0,
-    )
+    fetcher = fake_fetcher(store, http, swarm, seeder_grace=3.0, assigned_grace=20.0)
     chunk = _chunk_assigned_to(FELLOWS[0])
     start = trio.current_time()
     with trio.fail_after(60):
