@@ -191,7 +191,8 @@ class MemberPlan:
 
     def next_deadline(self) -> float | None:
         """When to ask the catalogue again if nothing is heard (None: nothing missing), or,
-        pulling alone, whether that still holds (every ``QUIET_S``)."""
+        pulling alone, whether that still holds (every ``QUIET_S``, less often for a large
+        object: ``ALONE_CHUNKS_PER_ASK_S``)."""
         quiet = None if self.closed or self._quiet_since is None else self._quiet_since + QUIET_S
         alone = None if self._alone_asked is None else self._alone_asked + self._alone_every()
         return min((t for t in (quiet, alone) if t is not None), default=None)

@@ -35,11 +35,11 @@ class Pullers:
 
     def note(self, url: str, node: str, now: float) -> None:
         """``node`` asked for ``url`` at ``now``."""
-        asked = self._asked.pop(url, None) or {}
+        asked = self._asked.setdefault(url, {})
+        self._asked.move_to_end(url)
         for other in [n for n, at in asked.items() if now - at > self.window_s]:
             del asked[other]
         asked[node] = now
-        self._asked[url] = asked
         while len(self._asked) > self.max_urls:
             self._asked.popitem(last=False)
 
@@ -55,6 +55,8 @@ class Pullers:
         if info.manifest is None or not info.holders:
             return info
         alone = self.alone(info.url, node, now)
+        if not alone and not lists_alone(info, node):
+            return info  # the common case (a herd, apt): nothing to add or take out
         holders = tuple(
             _listed(held, node, alone and node not in held.full) for held in info.holders
         )
