@@ -118,6 +118,10 @@ async def one_run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, 
                 "completed": completed,
                 "pullers": len(pullers),
                 "fenced": sum("seeder.fenced" in a.log() for a in site.agents),
+                # Takeovers that took the fenced seeder's unfinished chunk (agent/_tail.py).
+                "tails_taken": sum(
+                    line.count("takeover.tail ") for a in site.agents for line in [a.log()]
+                ),
                 "seconds": round(seconds, 1),
             }
         finally:

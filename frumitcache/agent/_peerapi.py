@@ -10,6 +10,7 @@ signature covers them:
     POST /prefetch/<base64url(msgpack [url, sha256 or nil])>   ->  200 "present" | "fetching"
     POST /keys/<sha256 hex>   ->  200 the keys (URLs) naming that complete object, one a line
     GET /bulk/<token>   ->  200 the body of a site message too large for a frame (404: gone)
+    GET /tail/<base64url(key)>   ->  200 a fenced seeder's unfinished chunk (:mod:`._tail`)
 
 The second exists because the seeder's catalogue is indexed by URL: a member asked to locate
 a digest it does not hold itself learns a URL for it from the members that do. The third
@@ -18,8 +19,8 @@ carries the description of an object too big for a control frame
 after the fetch.
 
 :class:`PrefetchPeerHttpServer` answers all three (and everything else as the plain chunk
-server does); :func:`request_prefetch`, :func:`request_keys` and :func:`request_bulk` ask a
-member.
+server does); :func:`request_prefetch`, :func:`request_keys`, :func:`request_bulk` and
+:func:`request_tail` ask a member.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import msgpack
 import trio
 
 from frumitcache._digest import parse_digest
+from frumitcache.agent._tail import TAIL, Tail, key_of, tail_path, unpack_tail
 from frumitcache.errors import FrumitcacheError, PeerError, ProtocolError
 from frumitcache.store import Store
 from frumitcache.swarm import (
@@ -55,6 +57,8 @@ PrefetchHandler = Callable[[str, bytes | None], str]
 KeysHandler = Callable[[bytes], list[str]]
 #: Called with a bulk token; returns the body kept under it (``None``: none).
 BulkHandler = Callable[[int], bytes | None]
+#: Called with a key; returns the packed tail kept for it (``None``: none).
+TailHandler = Callable[[str], bytes | None]
 
 
 def encode_target(url: str, sha256: bytes | None) -> bytes:
@@ -90,6 +94,7 @@ class PrefetchPeerHttpServer(PeerHttpServer):
         prefetch: PrefetchHandler,
         keys: KeysHandler,
         bulk: BulkHandler | None = None,
+        tail: TailHandler | None = None,
         upload_rate: int = 0,
         trees: Callable[[bytes], Awaitable[MerkleTree]] | None = None,
         limits: PeerLimits | None = None,
@@ -108,6 +113,7 @@ class PrefetchPeerHttpServer(PeerHttpServer):
         self._prefetch = prefetch
         self._keys = keys
         self._bulk = bulk
+        self._tail = tail
 
     async def _respond(
         self, conn: h11.Connection, stream: trio.SocketStream, req: h11.Request, idle: IdleTimer
@@ -119,6 +125,15 @@ class PrefetchPeerHttpServer(PeerHttpServer):
             if self._bulk is not None and token.isdigit() and len(token) <= 20:
                 body = self._bulk(int(token))
             await _reply(conn, stream, 404 if body is None else 200, body or b"gone")
+            return
+        if req.target.startswith(TAIL) and req.method == b"GET":
+            try:
+                key = key_of(req.target)
+            except ValueError as exc:
+                await _reply(conn, stream, 400, str(exc).encode())
+                return
+            body = self._tail(key) if self._tail is not None else None
+            await _reply(conn, stream, 404 if body is None else 200, body or b"no tail")
             return
         if not req.target.startswith((PREFIX, KEYS)):
             await super()._respond(conn, stream, req, idle)
@@ -189,6 +204,21 @@ async def request_bulk(
     if status != 200:
         raise PeerError(f"{address[0]}: bulk body {token} not served (HTTP {status})")
     return body
+
+
+async def request_tail(
+    address: tuple[str, int], key: bytes, name: str, *, chunk_size: int, timeout_s: float = 10.0
+) -> Tail | None:
+    """The unfinished chunk of object ``name`` the member at ``address`` keeps (``None``:
+    none); PeerError when the answer is not one the site key authenticates."""
+    status, body = await _signed(
+        address, key, tail_path(name), timeout_s, method=b"GET", max_body=chunk_size + 256
+    )
+    if status == 404:
+        return None
+    if status != 200:
+        raise PeerError(f"{address[0]}: tail not served (HTTP {status})")
+    return unpack_tail(key, name, body, chunk_size=chunk_size)
 
 
 async def _signed_post(

@@ -17,7 +17,13 @@ import trio
 
 from frumitcache._log import get_logger
 from frumitcache.agent import _sysinfo
-from frumitcache.agent._peerapi import PrefetchHandler, PrefetchPeerHttpServer, request_bulk
+from frumitcache.agent._peerapi import (
+    PrefetchHandler,
+    PrefetchPeerHttpServer,
+    request_bulk,
+    request_tail,
+)
+from frumitcache.agent._tail import Tail, pack_tail
 from frumitcache.config import Config
 from frumitcache.errors import AgentError
 from frumitcache.site import (
@@ -68,6 +74,7 @@ class SiteLink(SiteHooks):
             prefetch=self._prefetch,
             keys=self._keys,
             bulk=self._bulk_body,
+            tail=self._tail_body,
             upload_rate=config.swarm.upload_rate,
             limits=PeerLimits.from_config(config.site),
             max_clock_skew_s=config.site.max_clock_skew_s,
@@ -110,6 +117,7 @@ class SiteLink(SiteHooks):
                     prefetch=self._prefetch,
                     keys=self._keys,
                     bulk=self._bulk_body,
+                    tail=self._tail_body,
                     upload_rate=cfg.swarm.upload_rate,
                     trees=self._tree,
                     on_member=self.swarm.admit,
@@ -239,6 +247,26 @@ class SiteLink(SiteHooks):
         return await request_bulk(
             (member.address, member.peer_port), self.key, bulk.token, bulk.size
         )
+
+    def _tail_body(self, key: str) -> bytes | None:
+        """The unfinished chunk of ``key`` this node kept when its fetch stopped, packed for
+        the seeder that took the object over (:mod:`._tail`)."""
+        kept = self.store.kept_tail(key)
+        if kept is None:
+            return None
+        return pack_tail(self.key, key, Tail(*kept))
+
+    async def fetch_tail(self, node: str, key: str) -> Tail | None:
+        """The unfinished chunk of ``key`` that member ``node`` keeps, if it is live."""
+        for holder in self.holders((node,)):
+            return await request_tail(
+                (holder.address, holder.peer_port),
+                self.key,
+                key,
+                chunk_size=self.store.chunk_size,
+                timeout_s=self.config.swarm.answer_timeout_s * 2,
+            )
+        return None
 
     def _keys(self, digest: bytes) -> list[str]:
         """The keys naming the complete object ``digest`` here (a member locating it asks)."""

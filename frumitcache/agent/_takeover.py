@@ -18,11 +18,11 @@ more of the object than any member, often all of it. So before the origin is ask
    not asked at all), else as many as the site holds, and the origin fetch resumes after
    them with Range.
 
-What is not taken: the old seeder's unfinished chunk (the bytes of the chunk it was writing
-when it was fenced, kept in its memory). No hash covers a part of a chunk: the chunk's
-digest exists only once the chunk is complete, and the whole object's SHA-256 only at the
-end (a herd pulled without ``--sha256`` has none at all). Bytes that nothing can verify are
-not taken from a peer; the origin sends that chunk again from its start.
+4. :func:`take_tail`: then the old seeder's unfinished chunk (the bytes of the chunk it was
+   writing when it was fenced, kept in its memory), when it starts right after the chunks
+   taken: the origin resumes after it. No hash covers part of a chunk, so those bytes are
+   authenticated with the site key instead (:mod:`._tail`), as the manifests the old seeder
+   wrote were.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ import trio
 
 from frumitcache._log import get_logger
 from frumitcache.agent._flight import Flight
+from frumitcache.agent._tail import tail_fits
 from frumitcache.errors import DigestMismatchError, PeerError
 from frumitcache.site import ObjectInfo, ObjectManifest, Reports
-from frumitcache.store import Manifest
+from frumitcache.store import Manifest, ObjectWriter
 from frumitcache.swarm import ChunkRef
 
 if TYPE_CHECKING:
@@ -213,11 +214,34 @@ async def take_from_site(
             taken = await writer.finish(site_digest=manifest.digest)
             log.info("takeover.whole", url=url, chunks=len(taken.chunks))
             return taken
+        if reports.previous is not None and writer.offset == writer.stored:
+            await take_tail(svc, flight, writer, reports.previous)
         if writer.chunks:
-            log.info("resume.prefix", url=url, chunks=len(writer.chunks))
+            log.info("resume.prefix", url=url, chunks=len(writer.chunks), offset=writer.offset)
         return None
     finally:
         with trio.CancelScope(shield=True):
             if not writer.closed:
                 await writer.abort()  # keeps the chunks: the origin fetch resumes after them
         flight.handover()
+
+
+async def take_tail(svc: ContentService, flight: Flight, writer: ObjectWriter, node: str) -> None:
+    """Append the unfinished chunk member ``node`` (the seeder this one replaced) keeps of
+    ``flight``'s object, when it starts at ``writer``'s end and was written for the same
+    object; the writer's abort then keeps it for the origin fetch, which resumes after it."""
+    site = svc.site
+    assert site is not None
+    url = flight.url
+    try:
+        tail = await site.fetch_tail(node, url)
+    except PeerError as exc:
+        log.info("takeover.tail-refused", url=url, previous=node, detail=str(exc))
+        return
+    if tail is None:
+        return
+    if not tail_fits(tail, stored=writer.stored, expected=writer.expected_digest, size=flight.size):
+        log.info("takeover.tail-skipped", url=url, previous=node, at=tail.at, ours=writer.stored)
+        return
+    await writer.write(tail.data)
+    log.info("takeover.tail", url=url, previous=node, at=tail.at, bytes=len(tail.data))

@@ -94,12 +94,22 @@ class LiveObjects:
             self._tails.popitem(last=False)
 
     def take_tail(self, key: str, at: int, expected: bytes | None) -> bytearray:
-        """``key``'s kept tail if it starts at byte ``at`` (right after the stored chunks)
-        and was written expecting no other digest than ``expected``."""
-        kept = self._tails.pop(key, None)
-        if kept is None or kept[0] != at or (expected and kept[1] not in (None, expected)):
+        """A copy of ``key``'s kept tail if it starts at byte ``at`` (right after the stored
+        chunks) and was written expecting no other digest than ``expected``; a tail that does
+        not fit is dropped. One that fits stays listed (:meth:`peek_tail`: a seeder taking
+        over asks for it) until the writer that took it changes it (``drop_tail``) or ends."""
+        kept = self._tails.get(key)
+        if kept is None:
             return bytearray()
-        return kept[2]
+        if kept[0] != at or (expected and kept[1] not in (None, expected)):
+            del self._tails[key]
+            return bytearray()
+        return bytearray(kept[2])
+
+    def peek_tail(self, key: str) -> tuple[int, bytes | None, bytes] | None:
+        """``(at, expected digest, bytes)`` of ``key``'s kept tail, if any."""
+        kept = self._tails.get(key)
+        return None if kept is None else (kept[0], kept[1], bytes(kept[2]))
 
     def drop_tail(self, key: str) -> None:
         self._tails.pop(key, None)

@@ -238,6 +238,11 @@ class Store:
         self._lives.add(live)
         return ObjectWriter(self._core, self._lives, self.evict, live, spec)
 
+    def kept_tail(self, key: str) -> tuple[int, bytes | None, bytes] | None:
+        """``(at, expected digest, bytes)``: the unfinished chunk an aborted writer of ``key``
+        left in memory (bytes from offset ``at``, a chunk boundary), if any."""
+        return self._lives.peek_tail(key)
+
     def partial_chunks(self, key: str) -> list[bytes]:
         """Chunk digests of the key's in-progress or partial object, in order."""
         live = self._lives.get(key)

@@ -111,7 +111,7 @@ class ObjectWriter:
             view = memoryview(data).cast("B")
             if not view:
                 return
-            self._restored = 0
+            self._leave_restored()
             if self._tail_closed():
                 self._abort_now("failed")
                 raise StoreError(f"{self.key}: cannot write after a short chunk")
@@ -127,6 +127,12 @@ class ObjectWriter:
                 if len(self._buf) == self.chunk_size:
                     full, self._buf = self._buf, bytearray()
                     await self._put(full)
+
+    def _leave_restored(self) -> None:
+        # The kept tail this writer took back stays listed until its bytes change here.
+        if self._restored:
+            self._restored = 0
+            self._lives.drop_tail(self.key)
 
     async def _put(self, data: bytearray) -> None:
         idx = len(self.chunks)
@@ -171,7 +177,8 @@ class ObjectWriter:
     async def _add_chunk(self, digest: bytes) -> None:
         if self._buf and len(self._buf) == self._restored:
             # The verified whole chunk supersedes the bytes of it an aborted fetch left.
-            self._buf, self._restored = bytearray(), 0
+            self._buf = bytearray()
+            self._leave_restored()
         if self._buf:
             raise StoreError(f"{self.key}: add_chunk after a partial write()")
         if self._tail_closed():
@@ -203,6 +210,7 @@ class ObjectWriter:
         async with self._lock:
             self._check_open()
             if self._buf:
+                self._leave_restored()
                 tail, self._buf = self._buf, bytearray()
                 await self._put(tail)
             if site_digest is None:

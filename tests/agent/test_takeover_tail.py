@@ -1,0 +1,85 @@
+"""A seeder fenced mid-chunk hands its unfinished chunk to the seeder that replaces it,
+through real agent processes: the seeder pulls from a slow origin and is paused (SIGSTOP)
+in the middle of its second chunk, past its lease, so the other two elect another; they
+pull at once, and the old seeder comes back 1 s later. The new seeder takes the whole chunk
+and then the old one's unfinished bytes (``takeover.tail``), and its origin request resumes
+with Range at the byte after them, not at the chunk's start (on main before this, it
+resumed at the chunk boundary and the origin sent those bytes again). Every copy is right:
+the pulls name the object's SHA-256, which checks every byte, the handed ones included.
+
+The hostile answers (another site's key, another object's tail, changed bytes, a tail that
+does not start where the new seeder's chunks end) are in tests/agent/test_tail.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import trio
+
+from frumitcache.testing.agents import AgentProcess
+from frumitcache.testing.net import loopback_address
+from frumitcache.testing.origin import OriginServer
+from frumitcache.testing.site import LoopbackSite
+from tests.agent.test_site_herd import pull, wait_for_seeder
+from tests.agent.test_takeover import SETTINGS, _every_copy_right, _heir
+
+pytestmark = pytest.mark.slow
+
+MiB = 1024 * 1024
+CHUNK = 4 * MiB
+PATH = "/tail.bin"
+_TAKEN = re.compile(r"takeover\.tail(?![-\w])[^\n]*?\bat=(\d+)[^\n]*?\bbytes=(\d+)")
+
+
+async def test_the_new_seeder_takes_the_fenced_seeders_unfinished_chunk(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    origin = OriginServer(rate=4 * MiB)
+    await nursery.start(origin.serve, loopback_address())
+    data = os.urandom(4 * CHUNK + 12345)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add(PATH, data)
+    url = origin.url(PATH)
+    site = LoopbackSite(tmp_path / "site", 3, settings=SETTINGS)
+    try:
+        await site.start()
+        first = await wait_for_seeder(site)
+        name = {a: a.settings["node"]["name"] for a in site.agents}
+        old = next(a for a in site.agents if name[a] == first)
+        survivors = [a for a in site.agents if a is not old]
+        results: dict[str, subprocess.CompletedProcess[bytes]] = {}
+
+        async def one(agent: AgentProcess) -> None:
+            results[name[agent]] = await pull(agent, url, digest, tmp_path / name[agent])
+
+        with trio.fail_after(120):
+            async with trio.open_nursery() as pulls:
+                pulls.start_soon(one, old)
+                while origin.stats.bytes_sent[PATH] < 1.5 * CHUNK:  # noqa: ASYNC110
+                    await trio.sleep(0.02)
+                os.kill(old.pid, signal.SIGSTOP)
+                try:
+                    with trio.fail_after(30):
+                        heir = await _heir(survivors, first)
+                    for agent in survivors:
+                        pulls.start_soon(one, agent)
+                    await trio.sleep(1.0)
+                finally:
+                    os.kill(old.pid, signal.SIGCONT)
+        logs = _every_copy_right(site, tmp_path, data, results)
+        taken = _TAKEN.search(logs[heir])
+        assert taken is not None, (logs[heir], logs[first])
+        at, count = int(taken[1]), int(taken[2])
+        assert at % CHUNK == 0
+        assert 0 < count < CHUNK
+        ranges = [r.headers.get("range", "") for r in origin.stats.log if r.path == PATH]
+        assert f"bytes={at + count}-" in ranges, (ranges, logs[heir])
+    finally:
+        site.kill()
