@@ -17,6 +17,11 @@ site with static peer lists, the Pi with the highest priority preferred as seede
 * the herd (``--no-herd`` skips it): every Pi pulls the same ``--size`` object at once through
   its own agent (``frumitcache pull``), as :meth:`bench.herd.Run.herd` does: ``uplink_ratio``
   (origin bytes ÷ size), ``verified`` (every copy hashed right), ``t_last_s``;
+* ``--pause-seeder AT:SECONDS`` (e.g. ``0.5:6``): in the herd, once the origin has sent AT of
+  the object, the seeder is SIGSTOPped for SECONDS (past its lease: the site names another
+  seeder mid-fetch, as a loaded site does by chance) and resumed; ``herd.paused`` names it,
+  and counts the agents' log lines ``seeder.fenced`` and (at ``--log-level info``)
+  ``takeover.tail`` (the new seeder took the old one's unfinished chunk);
 * ``failover_s`` (``--no-kill`` skips it): the seeder is SIGKILLed, then seconds until a live
   agent names another seeder, and ``failover_agreed_s`` until every live agent names it.
 
@@ -173,7 +178,12 @@ async def measure(args: argparse.Namespace, bed: Testbed, work: Path) -> dict[st
         row.update(await idle(system, args.idle))
         row["loadavg_1m_idle"] = round(os.getloadavg()[0], 2)
         if args.herd:
-            herd = await run.herd(system, "cold", None)
+            paused: dict[str, Any] = {}
+            async with trio.open_nursery() as nursery:
+                if args.pause_seeder is not None:
+                    nursery.start_soon(_pause_seeder, system, bed, args, paused)
+                herd = await run.herd(system, "cold", None)
+                nursery.cancel_scope.cancel()
             row["herd"] = {
                 k: herd.get(k)
                 for k in (
@@ -195,6 +205,11 @@ async def measure(args: argparse.Namespace, bed: Testbed, work: Path) -> dict[st
             for i in range(len(system.daemons)):
                 fallbacks += int((await system.status(i)).site.get("fallbacks", 0))
             row["herd"]["fallbacks"] = fallbacks
+            if paused:
+                logs = [p.read_text(errors="replace") for p in (work / "site").glob("*/agent.log")]
+                paused["fenced"] = sum(text.count("seeder.fenced") for text in logs)
+                paused["tails_taken"] = sum(text.count("takeover.tail ") for text in logs)
+                row["herd"]["paused"] = paused
         if args.kill:
             killed = await system.kill_seeder()
             t0 = trio.current_time()
@@ -209,6 +224,39 @@ async def measure(args: argparse.Namespace, bed: Testbed, work: Path) -> dict[st
             await system.stop()
     row["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     return row
+
+
+async def _pause_seeder(
+    system: Frumitcache, bed: Testbed, args: argparse.Namespace, out: dict[str, Any]
+) -> None:
+    """SIGSTOP the seeder once the origin has sent ``at`` of the object, SIGCONT it after
+    ``seconds`` (see the module docstring); what was done goes into ``out``."""
+    at, seconds = args.pause_seeder
+    t0 = trio.current_time()
+    while True:
+        stats = await trio.to_thread.run_sync(bed.origin_stats)
+        if stats["total_bytes_sent"] >= at * args.size:
+            break
+        await trio.sleep(0.05)
+    i = await system.seeder()
+    pid = system.daemons[i].pid
+    os.kill(pid, signal.SIGSTOP)
+    out.update(node=bed.pis[i].name, at_s=round(trio.current_time() - t0, 2), seconds=seconds)
+    try:
+        await trio.sleep(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def _pause(text: str) -> tuple[float, float]:
+    at, sep, seconds = text.partition(":")
+    try:
+        pair = (float(at), float(seconds))
+    except ValueError:
+        pair = (-1.0, -1.0)
+    if not sep or not 0 <= pair[0] < 1 or pair[1] <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: want AT:SECONDS, e.g. 0.5:6")
+    return pair
 
 
 def _run_group() -> str:
@@ -243,6 +291,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--settle", type=float, default=60.0, help="formation limit in s")
     parser.add_argument("--no-herd", dest="herd", action="store_false", help="skip the herd")
     parser.add_argument("--no-kill", dest="kill", action="store_false", help="skip failover")
+    parser.add_argument(
+        "--pause-seeder",
+        type=_pause,
+        metavar="AT:SECONDS",
+        help="in the herd, SIGSTOP the seeder for SECONDS once the origin sent AT of the object",
+    )
     parser.add_argument(
         "--discovery",
         action="store_true",

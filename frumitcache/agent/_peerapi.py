@@ -50,6 +50,9 @@ PREFIX = b"/prefetch/"
 KEYS = b"/keys/"
 BULK = b"/bulk/"
 _MAX_BODY = 4096
+#: A tail asked of a member still writing the object: asked again this often, this many times.
+TAIL_RETRY_S = 0.25
+TAIL_TRIES = 5
 
 #: Called with (url, sha256) on the member asked; returns "present" or "fetching".
 PrefetchHandler = Callable[[str, bytes | None], str]
@@ -57,8 +60,9 @@ PrefetchHandler = Callable[[str, bytes | None], str]
 KeysHandler = Callable[[bytes], list[str]]
 #: Called with a bulk token; returns the body kept under it (``None``: none).
 BulkHandler = Callable[[int], bytes | None]
-#: Called with a key; returns the packed tail kept for it (``None``: none).
-TailHandler = Callable[[str], bytes | None]
+#: Called with a key; returns the packed tail kept for it (``None``: none; "writing": not
+#: yet, a writer of the key is open).
+TailHandler = Callable[[str], bytes | str | None]
 
 
 def encode_target(url: str, sha256: bytes | None) -> bytes:
@@ -132,8 +136,11 @@ class PrefetchPeerHttpServer(PeerHttpServer):
             except ValueError as exc:
                 await _reply(conn, stream, 400, str(exc).encode())
                 return
-            body = self._tail(key) if self._tail is not None else None
-            await _reply(conn, stream, 404 if body is None else 200, body or b"no tail")
+            tail = self._tail(key) if self._tail is not None else None
+            if isinstance(tail, str):
+                await _reply(conn, stream, 409, tail.encode())
+            else:
+                await _reply(conn, stream, 404 if tail is None else 200, tail or b"no tail")
             return
         if not req.target.startswith((PREFIX, KEYS)):
             await super()._respond(conn, stream, req, idle)
@@ -210,11 +217,17 @@ async def request_tail(
     address: tuple[str, int], key: bytes, name: str, *, chunk_size: int, timeout_s: float = 10.0
 ) -> Tail | None:
     """The unfinished chunk of object ``name`` the member at ``address`` keeps (``None``:
-    none); PeerError when the answer is not one the site key authenticates."""
-    status, body = await _signed(
-        address, key, tail_path(name), timeout_s, method=b"GET", max_body=chunk_size + 256
-    )
-    if status == 404:
+    none); PeerError when the answer is not one the site key authenticates. While the member
+    still writes the object (its fenced fetch unwinding: 409) it is asked again, every
+    :data:`TAIL_RETRY_S` up to :data:`TAIL_TRIES` times."""
+    for _ in range(TAIL_TRIES):
+        status, body = await _signed(
+            address, key, tail_path(name), timeout_s, method=b"GET", max_body=chunk_size + 256
+        )
+        if status != 409:
+            break
+        await trio.sleep(TAIL_RETRY_S)
+    if status in (404, 409):
         return None
     if status != 200:
         raise PeerError(f"{address[0]}: tail not served (HTTP {status})")

@@ -248,12 +248,13 @@ class SiteLink(SiteHooks):
             (member.address, member.peer_port), self.key, bulk.token, bulk.size
         )
 
-    def _tail_body(self, key: str) -> bytes | None:
+    def _tail_body(self, key: str) -> bytes | str | None:
         """The unfinished chunk of ``key`` this node kept when its fetch stopped, packed for
-        the seeder that took the object over (:mod:`._tail`)."""
+        the seeder that took the object over (:mod:`._tail`); "writing" while a writer of
+        the key that left none is open (a fenced fetch still unwinding)."""
         kept = self.store.kept_tail(key)
         if kept is None:
-            return None
+            return "writing" if self.store.is_writing(key) else None
         return pack_tail(self.key, key, Tail(*kept))
 
     async def fetch_tail(self, node: str, key: str) -> Tail | None:

@@ -174,6 +174,8 @@ async def take_from_site(
     info = node.catalogue.info(url)
     manifest = info.manifest
     if manifest is None or not manifest.chunks:
+        if reports.previous is not None:  # it may have stopped inside the first chunk
+            await _tail_alone(svc, flight, reports.previous)
         return None
     whole = (
         held_whole(info, live)
@@ -245,3 +247,15 @@ async def take_tail(svc: ContentService, flight: Flight, writer: ObjectWriter, n
         return
     await writer.write(tail.data)
     log.info("takeover.tail", url=url, previous=node, at=tail.at, bytes=len(tail.data))
+
+
+async def _tail_alone(svc: ContentService, flight: Flight, node: str) -> None:
+    """:func:`take_tail` when the site holds no whole chunk of the object."""
+    writer = svc.store.open_writer(flight.url, expected_digest=flight.sha256)
+    try:
+        if writer.offset == writer.stored:
+            await take_tail(svc, flight, writer, node)
+    finally:
+        with trio.CancelScope(shield=True):
+            await writer.abort()  # keeps the tail: the origin fetch resumes after it
+        flight.handover()

@@ -238,6 +238,10 @@ class Store:
         self._lives.add(live)
         return ObjectWriter(self._core, self._lives, self.evict, live, spec)
 
+    def is_writing(self, key: str) -> bool:
+        """Is a writer of ``key`` open in this process?"""
+        return self._lives.get(key) is not None
+
     def kept_tail(self, key: str) -> tuple[int, bytes | None, bytes] | None:
         """``(at, expected digest, bytes)``: the unfinished chunk an aborted writer of ``key``
         left in memory (bytes from offset ``at``, a chunk boundary), if any."""

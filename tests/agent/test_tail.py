@@ -72,9 +72,18 @@ def test_where_a_tail_may_follow_a_writer(
 
 @pytest.fixture
 async def port(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[tuple[str, int]]:
-    def tail(name: str) -> bytes | None:
+    asked: dict[str, int] = {}
+
+    def tail(name: str) -> bytes | str | None:
+        asked[name] = asked.get(name, 0) + 1
         if name == URL:
             return pack_tail(KEY, name, TAIL)
+        if name.endswith("/unwinding") and asked[name] < 3:
+            return "writing"  # a fenced fetch still unwinding: the tail comes after
+        if name.endswith("/unwinding"):
+            return pack_tail(KEY, name, TAIL)
+        if name.endswith("/writing"):
+            return "writing"
         if name.endswith("/forged"):
             return pack_tail(b"w" * 32, name, TAIL)
         return None
@@ -92,6 +101,10 @@ async def test_the_tail_is_served_on_a_signed_request_only(port: tuple[str, int]
     with trio.fail_after(10):
         assert await request_tail(port, KEY, URL, chunk_size=CHUNK) == TAIL
         assert await request_tail(port, KEY, "http://origin/other", chunk_size=CHUNK) is None
+        unwinding = "http://origin/unwinding"
+        assert await request_tail(port, KEY, unwinding, chunk_size=CHUNK) == TAIL
+        # A writer that never leaves a tail: asked a bounded number of times, then none.
+        assert await request_tail(port, KEY, "http://origin/writing", chunk_size=CHUNK) is None
         with pytest.raises(PeerError, match="not signed with the site key"):
             await request_tail(port, KEY, "http://origin/forged", chunk_size=CHUNK)
         with pytest.raises(PeerError, match="403"):

@@ -1,8 +1,8 @@
 """A seeder fenced mid-chunk hands its unfinished chunk to the seeder that replaces it,
 through real agent processes: the seeder pulls from a slow origin and is paused (SIGSTOP)
-in the middle of its second chunk, past its lease, so the other two elect another; they
-pull at once, and the old seeder comes back 1 s later. The new seeder takes the whole chunk
-and then the old one's unfinished bytes (``takeover.tail``), and its origin request resumes
+in the middle of its first or second chunk, past its lease, so the other two elect another; they
+pull at once, and the old seeder comes back 1 s later. The new seeder takes the whole chunk, if
+any, and then the old one's unfinished bytes (``takeover.tail``), and its origin request resumes
 with Range at the byte after them, not at the chunk's start (on main before this, it
 resumed at the chunk boundary and the origin sent those bytes again). Every copy is right:
 the pulls name the object's SHA-256, which checks every byte, the handed ones included.
@@ -38,8 +38,11 @@ PATH = "/tail.bin"
 _TAKEN = re.compile(r"takeover\.tail(?![-\w])[^\n]*?\bat=(\d+)[^\n]*?\bbytes=(\d+)")
 
 
+# Paused in its first chunk (the site holds no whole chunk: the tail is all the new seeder
+# takes) or in its second (after the first, taken whole).
+@pytest.mark.parametrize("pause_at", [0.5, 1.5])
 async def test_the_new_seeder_takes_the_fenced_seeders_unfinished_chunk(
-    tmp_path: Path, nursery: trio.Nursery
+    tmp_path: Path, nursery: trio.Nursery, pause_at: float
 ) -> None:
     origin = OriginServer(rate=4 * MiB)
     await nursery.start(origin.serve, loopback_address())
@@ -62,7 +65,7 @@ async def test_the_new_seeder_takes_the_fenced_seeders_unfinished_chunk(
         with trio.fail_after(120):
             async with trio.open_nursery() as pulls:
                 pulls.start_soon(one, old)
-                while origin.stats.bytes_sent[PATH] < 1.5 * CHUNK:  # noqa: ASYNC110
+                while origin.stats.bytes_sent[PATH] < pause_at * CHUNK:  # noqa: ASYNC110
                     await trio.sleep(0.02)
                 os.kill(old.pid, signal.SIGSTOP)
                 try:
@@ -77,7 +80,7 @@ async def test_the_new_seeder_takes_the_fenced_seeders_unfinished_chunk(
         taken = _TAKEN.search(logs[heir])
         assert taken is not None, (logs[heir], logs[first])
         at, count = int(taken[1]), int(taken[2])
-        assert at % CHUNK == 0
+        assert at == int(pause_at) * CHUNK
         assert 0 < count < CHUNK
         ranges = [r.headers.get("range", "") for r in origin.stats.log if r.path == PATH]
         assert f"bytes={at + count}-" in ranges, (ranges, logs[heir])

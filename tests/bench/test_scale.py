@@ -34,3 +34,28 @@ def test_scale_smoke() -> None:
     assert row["killed"].startswith("pi")
     assert row["failover_s"] is not None
     assert row["failover_agreed_s"] is not None
+
+
+def test_scale_pauses_the_seeder_mid_herd() -> None:
+    # A pause past the lease (3 s) and member timeout (4 s): the others name another seeder,
+    # the paused one is fenced when it comes back, and every copy is still right.
+    argv = [sys.executable, "-m", "bench.scale", "--nodes", "3", "--idle", "2",
+            "--size", "8MiB", "--uplink", "20Mbit", "--pause-seeder", "0.3:6",
+            "--no-kill", "--log-level", "info", "--json"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    herd = json.loads(done.stdout.strip().splitlines()[-1])["herd"]
+    assert herd["verified"] is True, herd
+    assert herd["completed"] == 3, herd
+    paused = herd["paused"]
+    assert paused["node"].startswith("pi"), paused
+    assert paused["seconds"] == 6
+    assert paused["fenced"] >= 1, paused
+
+
+@pytest.mark.parametrize("text", ["0.5", "1.5:6", "0.5:0", "x:y", ":"])
+def test_a_bad_pause_is_refused(text: str) -> None:
+    from bench.scale import main
+
+    with pytest.raises(SystemExit):
+        main(["--pause-seeder", text])
