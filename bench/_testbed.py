@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,8 @@ class Testbed:
         self.origin_port = 0
         self._procs: list[subprocess.Popen[bytes]] = []
         self._probe: subprocess.Popen[str] | None = None
+        # One question at a time: a herd's reset and a watcher's reads run in threads.
+        self._probe_lock = threading.Lock()
         # Per-Pi CPU/memory budgets (bench._cgroup), owned and torn down by the harness.
         self.cgroups: CgroupSet | None = None
 
@@ -202,9 +205,10 @@ class Testbed:
         assert probe is not None
         assert probe.stdin is not None
         assert probe.stdout is not None
-        probe.stdin.write(cmd + "\n")
-        probe.stdin.flush()
-        answer: dict[str, Any] = json.loads(probe.stdout.readline())
+        with self._probe_lock:
+            probe.stdin.write(cmd + "\n")
+            probe.stdin.flush()
+            answer: dict[str, Any] = json.loads(probe.stdout.readline())
         if "error" in answer:
             raise RuntimeError(f"origin stats: {answer['error']}")
         return answer

@@ -233,6 +233,7 @@ async def _pause_seeder(
     ``seconds`` (see the module docstring); what was done goes into ``out``."""
     at, seconds = args.pause_seeder
     t0 = trio.current_time()
+    await trio.sleep(0.5)  # the herd resets the origin's counters first
     while True:
         stats = await trio.to_thread.run_sync(bed.origin_stats)
         if stats["total_bytes_sent"] >= at * args.size:

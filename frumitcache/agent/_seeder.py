@@ -160,7 +160,9 @@ class SeederRole:
                 _partial(flight.url, flight.size, store.chunk_size, so_far, flight.meta)
             )
 
-        fence = _Fence(svc.site_config.fallback_timeout_s, on_new_term=reannounce)
+        fence = _Fence(
+            svc.site_config.fallback_timeout_s, on_new_term=reannounce, chunk_size=store.chunk_size
+        )
         fetched: list[Manifest] = []
         ended = trio.Event()  # the origin fetch returned
 
@@ -335,8 +337,13 @@ class _Fence:
     ``site.lease_changed`` (a change, or a renewal the driver took) and at the bound."""
 
     def __init__(
-        self, grace_s: float, *, on_new_term: Callable[[], Awaitable[None]] | None = None
+        self,
+        grace_s: float,
+        *,
+        on_new_term: Callable[[], Awaitable[None]] | None = None,
+        chunk_size: int | None = None,
     ) -> None:
+        self.chunk_size = chunk_size  # what a stopped fetch drains up to (None: no drain)
         self.scope = trio.CancelScope()
         self.hold = FetchHold()
         self.fired = False
@@ -367,6 +374,9 @@ class _Fence:
                 log.info("seeder.lease-back", detail="origin fetch goes on")
             log.warning("seeder.fenced", detail="lease lost; origin fetch stopped", reason=why)
             self.fired = True
+            # What already crossed the uplink joins the unfinished chunk the next seeder takes.
+            if self.chunk_size is not None:
+                await self.hold.drain(chunk_size=self.chunk_size)
             fetch.cancel()
 
     async def _lease_back(self, site: SiteLink) -> tuple[str, int] | str:

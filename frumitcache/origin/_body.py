@@ -11,8 +11,11 @@ the chain to its end (the closed socket ends it with an error), so nothing is le
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import struct
+import termios
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import httpx
 import trio
@@ -109,21 +112,83 @@ async def copy_body(
 ) -> None:
     """Write ``body`` into ``sink`` piece by piece, counting each piece and pacing it once
     written. Past ``limit`` bytes: :class:`DigestMismatchError` (the caller discards
-    what was written). With ``hold``: no piece is written, and no next one read, while held."""
-    async for data in body.chunks():
+    what was written). With ``hold``: no piece is written, and no next one read, while held;
+    a hold that drains (:meth:`FetchHold.drain`) gets what has arrived, then this waits to be
+    cancelled."""
+    chunks = body.chunks()
+    async for data in chunks:
         n = len(data)
         count(n)
         if limit is not None and sink.offset + n > limit:
             # h11 never reads past a Content-Length, so this is a chunked body longer
             # than expected, or a Content-Range that understated the object.
             raise DigestMismatchError(f"{url}: origin sent more than the {limit} bytes expected")
-        if hold is not None:
-            await hold.wait_open()  # a piece read just before the hold waits for its end
+        # A piece read just before the hold waits for its end.
+        if hold is not None and await hold.wait_body():
+            await _drain(body, chunks, data, sink, count, hold, limit)
         await sink.write(data)
         await pace(n)
-        if hold is not None:
-            await hold.wait_open()  # not one more read from the socket while held
+        # Not one more read from the socket while held.
+        if hold is not None and await hold.wait_body():
+            await _drain(body, chunks, b"", sink, count, hold, limit)
     body.done = True
+
+
+#: Longest wait for a drained body's next piece: what has arrived comes at once.
+_DRAIN_READ_S = 0.05
+
+
+async def _drain(
+    body: ResponseBody,
+    chunks: AsyncIterator[bytes],
+    first: bytes,
+    sink: _Sink,
+    count: Callable[[int], None],
+    hold: FetchHold,
+    limit: int | None,
+) -> NoReturn:
+    """Write what a held fetch has received (``first``, then what waits in its socket and
+    its HTTP reader's buffer, at most 64 KiB of it), stopping a byte short of the next chunk
+    boundary and of the object's end (``limit``, if known): the chunk stays unfinished (a
+    tail), and no whole chunk appears that the site was not told of. Then wait for the
+    holder to stop the fetch."""
+    grain = hold.grain or 1
+    room = grain - 1 - sink.offset % grain
+    if limit is not None:
+        room = min(room, limit - 1 - sink.offset)
+    budget = min(room, _queued(body) + 65536)
+    taken = 0
+    piece = first
+    while True:
+        take = piece[: max(0, budget - taken)]
+        if take:
+            await sink.write(take)
+            taken += len(take)
+        if taken >= budget:
+            break
+        with trio.move_on_after(_DRAIN_READ_S):
+            try:
+                piece = await chunks.__anext__()
+            except StopAsyncIteration:
+                break
+            count(len(piece))
+            continue
+        break
+    hold.drained()
+    await trio.sleep_forever()
+
+
+def _queued(body: ResponseBody) -> int:
+    """Bytes waiting in the body's socket (0 when unknown)."""
+    stream = body.response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is None:
+        return 0
+    try:
+        got = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", got)[0])
 
 
 __all__ = ["ResponseBody", "copy_body"]
