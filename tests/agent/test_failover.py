@@ -19,7 +19,7 @@ from frumitcache.testing.agents import AgentProcess
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer
 from frumitcache.testing.site import LoopbackSite
-from tests.agent.test_site_herd import pull, site_status, wait_for_seeder
+from tests.agent.test_site_herd import pull, seated, site_status, wait_for_seeder
 
 pytestmark = pytest.mark.slow
 
@@ -44,9 +44,8 @@ async def test_seeder_killed_half_way_through_a_large_object(
     site = LoopbackSite(tmp_path / "site", 3)
     try:
         await site.start()
-        first = await wait_for_seeder(site)
-        victim = next(a for a in site.agents if a.settings["node"]["name"] == first)
-        survivors = [a for a in site.agents if a is not victim]
+        seats = await seated(site)
+        first, victim, survivors = seats.first, seats.seeder, seats.survivors
         results: dict[int, subprocess.CompletedProcess[bytes]] = {}
 
         async def one(i: int, agent: AgentProcess) -> None:
@@ -88,9 +87,8 @@ async def test_members_that_hear_their_site_wait_out_a_failover_longer_than_the_
     site = LoopbackSite(tmp_path / "site", 3, settings={"site": {"fallback_timeout_s": 1.0}})
     try:
         await site.start()
-        first = await wait_for_seeder(site)
-        victim = next(a for a in site.agents if a.settings["node"]["name"] == first)
-        survivors = [a for a in site.agents if a is not victim]
+        seats = await seated(site)
+        victim, survivors = seats.seeder, seats.survivors
         results: dict[int, subprocess.CompletedProcess[bytes]] = {}
 
         async def one(i: int, agent: AgentProcess) -> None:
@@ -131,8 +129,7 @@ async def test_seeder_paused_past_its_lease(origin: OriginServer, tmp_path: Path
     site = LoopbackSite(tmp_path / "site", 3)
     try:
         await site.start()
-        first = await wait_for_seeder(site)
-        victim = next(a for a in site.agents if a.settings["node"]["name"] == first)
+        victim = (await seated(site)).seeder
         results: dict[int, subprocess.CompletedProcess[bytes]] = {}
 
         async def one(i: int, agent: AgentProcess) -> None:
@@ -181,10 +178,9 @@ async def test_after_a_seeder_kill_the_new_seeder_names_the_survivors_as_holders
     site = LoopbackSite(tmp_path / "site", 4, priorities=[30, 20, 0, 0])
     try:
         await site.start()
-        first = await wait_for_seeder(site)
-        name = {a: a.settings["node"]["name"] for a in site.agents}
-        seeder = next(a for a in site.agents if name[a] == first)
-        holder = [a for a in site.agents if a is not seeder][-1]
+        seats = await seated(site)
+        first, seeder, name = seats.first, seats.seeder, seats.name
+        holder = seats.survivors[-1]
         with trio.fail_after(60):
             pulled = await pull(holder, url, digest, tmp_path / "first")
         assert pulled.returncode == 0, pulled.stderr
@@ -242,10 +238,8 @@ async def test_a_killed_seeder_is_replaced_on_evidence_before_its_lease_could_en
     site = LoopbackSite(tmp_path / "site", 3, settings=settings)
     try:
         await site.start()
-        first = await wait_for_seeder(site)
-        name = {a: a.settings["node"]["name"] for a in site.agents}
-        victim = next(a for a in site.agents if name[a] == first)
-        survivors = [a for a in site.agents if a is not victim]
+        seats = await seated(site)
+        first, victim, survivors, name = seats.first, seats.seeder, seats.survivors, seats.name
         term = (await site_status(survivors[0]))["term"]
         # A renewal later each survivor holds the seeder's roster of this term (sent after
         # the first round's acks), which names where it listens: only there is it probed.

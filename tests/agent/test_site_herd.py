@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,24 @@ async def wait_for_seeder(site: LoopbackSite) -> str:
             ):
                 return str(seeders.pop())
             await trio.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class Seated:
+    """A formed site seen from the test: the seeder agent, the others, every agent's name."""
+
+    first: str
+    seeder: AgentProcess
+    survivors: list[AgentProcess]
+    name: dict[AgentProcess, str]
+
+
+async def seated(site: LoopbackSite) -> Seated:
+    """Waits for one agreed seeder and splits the site around it."""
+    first = await wait_for_seeder(site)
+    name = {a: str(a.settings["node"]["name"]) for a in site.agents}
+    seeder = next(a for a in site.agents if name[a] == first)
+    return Seated(first, seeder, [a for a in site.agents if a is not seeder], name)
 
 
 @pytest.fixture

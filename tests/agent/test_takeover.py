@@ -32,7 +32,7 @@ from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer
 from frumitcache.testing.site import LoopbackSite
 from tests.agent.test_corrupt_holder import _chunk_files, _rot
-from tests.agent.test_site_herd import pull, site_status, wait_for_seeder
+from tests.agent.test_site_herd import pull, seated, site_status
 
 pytestmark = pytest.mark.slow
 
@@ -77,10 +77,8 @@ async def _replace_the_seeder(
     origin.add("/whole.bin", data)
     url = origin.url("/whole.bin")
     await site.start()
-    first = await wait_for_seeder(site)
-    name = {a: a.settings["node"]["name"] for a in site.agents}
-    old = next(a for a in site.agents if name[a] == first)
-    survivors = [a for a in site.agents if a is not old]
+    seats = await seated(site)
+    first, old, survivors, name = seats.first, seats.seeder, seats.survivors, seats.name
     with trio.fail_after(60):
         got = await pull(old, url, digest, tmp_path / "old")
     assert got.returncode == 0, got.stderr

@@ -27,7 +27,7 @@ from frumitcache.testing.agents import AgentProcess
 from frumitcache.testing.net import loopback_address
 from frumitcache.testing.origin import OriginServer
 from frumitcache.testing.site import LoopbackSite
-from tests.agent.test_site_herd import pull, wait_for_seeder
+from tests.agent.test_site_herd import pull, seated
 from tests.agent.test_takeover import SETTINGS, _every_copy_right, _heir
 
 pytestmark = pytest.mark.slow
@@ -53,10 +53,8 @@ async def test_the_new_seeder_takes_the_fenced_seeders_unfinished_chunk(
     site = LoopbackSite(tmp_path / "site", 3, settings=SETTINGS)
     try:
         await site.start()
-        first = await wait_for_seeder(site)
-        name = {a: a.settings["node"]["name"] for a in site.agents}
-        old = next(a for a in site.agents if name[a] == first)
-        survivors = [a for a in site.agents if a is not old]
+        seats = await seated(site)
+        first, old, survivors, name = seats.first, seats.seeder, seats.survivors, seats.name
         results: dict[str, subprocess.CompletedProcess[bytes]] = {}
 
         async def one(agent: AgentProcess) -> None:
