@@ -22,6 +22,9 @@ site with static peer lists, the Pi with the highest priority preferred as seede
   seeder mid-fetch, as a loaded site does by chance) and resumed; ``herd.paused`` names it,
   and counts the agents' log lines ``seeder.fenced`` and (at ``--log-level info``)
   ``takeover.tail`` (the new seeder took the old one's unfinished chunk);
+* ``herd.fallbacks``: members that left the site for the origin; with any, ``fallback_lines``
+  holds (up to 20 of) their ``fetch.fallback-origin`` log lines: which rule fired, the
+  attempt's error, how long the site had got nowhere;
 * ``failover_s`` (``--no-kill`` skips it): the seeder is SIGKILLed, then seconds until a live
   agent names another seeder, and ``failover_agreed_s`` until every live agent names it.
 
@@ -205,8 +208,17 @@ async def measure(args: argparse.Namespace, bed: Testbed, work: Path) -> dict[st
             for i in range(len(system.daemons)):
                 fallbacks += int((await system.status(i)).site.get("fallbacks", 0))
             row["herd"]["fallbacks"] = fallbacks
+            logs = [p.read_text(errors="replace") for p in (work / "site").glob("*/agent.log")]
+            if fallbacks:
+                # Why they left (a warning: logged at the default level), kept with the row:
+                # a rare fallback is diagnosed from the row alone, without --keep.
+                row["herd"]["fallback_lines"] = [
+                    line
+                    for text in logs
+                    for line in text.splitlines()
+                    if "fetch.fallback-origin" in line
+                ][:20]
             if paused:
-                logs = [p.read_text(errors="replace") for p in (work / "site").glob("*/agent.log")]
                 paused["fenced"] = sum(text.count("seeder.fenced") for text in logs)
                 paused["tails_taken"] = sum(text.count("takeover.tail ") for text in logs)
                 row["herd"]["paused"] = paused

@@ -404,6 +404,18 @@ class ContentService:
                     )
                     await self.from_origin(flight)
                     return
+                if verdict is Verdict.RETRY:
+                    # Why a member waits on its site, for the day it leaves (the clocks it
+                    # reads: `agent/_fallback.py`).
+                    log.info(
+                        "fetch.attempt-failed",
+                        url=flight.url,
+                        reason=str(exc),
+                        site_live=clock.site_live,
+                        held=clock.held,
+                        site_chunks=clock.site_chunks,
+                        quiet_s=round(trio.current_time() - clock.site_progress_at, 1),
+                    )
                 if verdict is Verdict.FAIL:
                     raise PeerError(
                         f"{exc}; not fetching {flight.url} from the origin because "

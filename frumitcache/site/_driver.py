@@ -26,7 +26,6 @@ What the agent wires (see also :class:`SiteHooks`):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import secrets
 import time
@@ -39,7 +38,8 @@ import trio
 
 from frumitcache._log import get_logger
 from frumitcache.config import SiteConfig
-from frumitcache.errors import FrumitcacheError, NotSeederError, PeerError, origin_status
+from frumitcache.errors import FrumitcacheError, NotSeederError, origin_status
+from frumitcache.site._asking import Answered, Asker
 from frumitcache.site._catalogue import Catalogue
 from frumitcache.site._codec import FrameCodec, FrameRejected, derive_mac_key
 from frumitcache.site._core import SiteCore, Timings
@@ -73,7 +73,6 @@ from frumitcache.site._policy import (
 from frumitcache.site._probe import probe_seeder
 from frumitcache.site._setup import (
     Addr,
-    Pending,
     SiteHooks,
     SiteStatistics,
     bind_control,
@@ -116,7 +115,7 @@ class SiteNode:
         self.hooks = hooks or SiteHooks()
         self.durable_path = durable_path
         self._wall = wall_clock
-        self._retry = request_retry_s
+        self._answered = Answered()
         self.probe_seeder = probe_seeder
         self.codec = FrameCodec(
             derive_mac_key(site_key, site.name),
@@ -132,7 +131,6 @@ class SiteNode:
         self._static: list[Addr] = []
         self._last_addr: dict[str, Addr] = {}
         self._wakeup = trio.Event()
-        self._pending: dict[int, Pending] = {}
         self._nursery: trio.Nursery | None = None
         self._seeder_known = trio.Event()
         self._last_durable: Durable | None = None
@@ -149,6 +147,9 @@ class SiteNode:
         )
         self._taker = BulkTaker(self.hooks, self._dropped)
         self._served = 0
+        self._asker = Asker(
+            request_retry_s, me.node_id, self.seeder, self.send, self._serve, self._dropped
+        )
         self._serving: set[tuple[str, int]] = set()
         self._ready = trio.Event()
         #: Send a Bye on shutdown (tests clear it to look like a crash).
@@ -297,19 +298,19 @@ class SiteNode:
         await self._sender.send_all(self._core.receive(sender, msg, now))
         if isinstance(msg, Lookup | FetchRequest):
             # A retransmission of a request still being served gets the one reply.
-            if (sender, msg.request_id) not in self._serving:
+            # One answered is not served again: a loaded seeder must not fall further behind.
+            key = (sender, msg.request_id)
+            answered, again = self._answered.copy_of(key, now)
+            if again is not None:
+                await self.send(sender, again)
+            elif answered:
+                self._dropped["request-copy"] += 1
+            elif key not in self._serving:
                 assert self._nursery is not None
-                self._serving.add((sender, msg.request_id))
+                self._serving.add(key)
                 self._nursery.start_soon(self._serve_remote, sender, msg)
         elif isinstance(msg, ObjectInfo | ErrorReply):
-            pending = self._pending.get(msg.request_id)
-            problem = "reply-unsolicited" if pending is None else pending.matches(sender, msg)
-            if problem is not None:
-                self._dropped[problem] += 1
-            else:
-                assert pending is not None
-                with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
-                    pending.channel.send_nowait(msg)
+            self._asker.reply(sender, msg)
         elif isinstance(msg, Bulk) and self._taker.wanted(sender, msg):
             assert self._nursery is not None
             self._nursery.start_soon(self._take_bulk, sender, msg)
@@ -403,39 +404,18 @@ class SiteNode:
     async def request(
         self, msg: Lookup | FetchRequest, *, timeout_s: float = 2.0
     ) -> ObjectInfo | ErrorReply:
-        """Ask the seeder; resent every ``request_retry_s`` until answered or ``timeout_s``.
+        """Ask the seeder; resent (backing off from ``request_retry_s``) until answered or
+        ``timeout_s``, which grows while the seeder does not answer (``_asking.Patience``).
 
         Raises :class:`~frumitcache.errors.PeerError` when there is no live seeder or it does
         not answer in time (the caller may then fall back to the origin if allowed).
         """
-        # Unpredictable ids: an outsider cannot pre-compute the id of a reply to forge.
-        rid = secrets.randbits(64)
-        while rid in self._pending:
-            rid = secrets.randbits(64)
-        msg = dataclasses.replace(msg, request_id=rid)
-        if self.seeder() is None:
-            raise PeerError("no live seeder in the site")
-        send, receive = trio.open_memory_channel[ObjectInfo | ErrorReply](1)
-        pending = self._pending[rid] = Pending(send, msg, set())
-        try:
-            with trio.move_on_after(timeout_s):
-                while True:
-                    # Asked afresh on every try: the seeder may fail over meanwhile.
-                    seeder = self.seeder()
-                    if seeder is not None and seeder[0] == self.me.node_id:
-                        return await self._serve(self.me.node_id, msg)
-                    if seeder is not None:
-                        pending.asked.add(seeder[0])
-                        await self.send(seeder[0], msg)
-                    with trio.move_on_after(self._retry):
-                        return await receive.receive()
-            raise PeerError(f"the seeder did not answer within {timeout_s}s")
-        finally:
-            del self._pending[rid]
+        return await self._asker.request(msg, timeout_s)
 
     async def _serve_remote(self, sender: str, msg: Lookup | FetchRequest) -> None:
         try:
             reply = await self._serve(sender, msg)
+            self._answered.remember((sender, msg.request_id), reply, self._now())
             await self.send(sender, reply)
         finally:
             self._serving.discard((sender, msg.request_id))
