@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import pytest
 import trio
@@ -17,6 +20,7 @@ from frumitcache.testing.net import loopback_address
 from tests.site.test_driver import RecordingHooks, eventually, make_node, running, wait_one_seeder
 
 SEEDER = ("s", 3)
+H = TypeVar("H", bound=RecordingHooks)
 
 
 def test_patience_grows_while_unanswered_and_is_back_at_an_answer_or_another_seeder() -> None:
@@ -69,18 +73,24 @@ class SlowHooks(RecordingHooks):
         return await super().on_fetch_request(sender, request)
 
 
-def two_nodes(hooks: type[RecordingHooks]) -> list[SiteNode]:
+@asynccontextmanager
+async def seated(hooks: type[H]) -> AsyncIterator[tuple[SiteNode, SiteNode, H]]:
+    """Two nodes with ``hooks``, running: (seeder, member, the seeder's hooks)."""
     a, b = loopback_address(), loopback_address()
     nodes = [make_node("node0", a, [b]), make_node("node1", b, [a])]
     for node in nodes:
         node.hooks = hooks()
-        node.hooks.node = node  # type: ignore[attr-defined]
-    return nodes
+        node.hooks.node = node
+    async with running(*nodes):
+        seeder = await wait_one_seeder(nodes)
+        member = next(n for n in nodes if n is not seeder)
+        assert isinstance(seeder.hooks, hooks)
+        yield seeder, member, seeder.hooks
 
 
-def count_requests(seeder: SiteNode) -> list[Message]:
+def count_requests(seeder: SiteNode) -> list[FetchRequest]:
     """Every fetch request frame the seeder takes in, copies included."""
-    seen: list[Message] = []
+    seen: list[FetchRequest] = []
     handle = seeder._handle
 
     async def counting(sender: str, msg: Message) -> None:
@@ -95,13 +105,8 @@ def count_requests(seeder: SiteNode) -> list[Message]:
 async def test_a_seeder_slower_than_the_timeout_answers_the_next_longer_wait(
     autojump_clock: MockClock,
 ) -> None:
-    nodes = two_nodes(SlowHooks)
     with trio.fail_after(60):
-        async with running(*nodes):
-            seeder = await wait_one_seeder(nodes)
-            member = next(n for n in nodes if n is not seeder)
-            hooks = seeder.hooks
-            assert isinstance(hooks, SlowHooks)
+        async with seated(SlowHooks) as (seeder, member, hooks):
             seen = count_requests(seeder)
             with pytest.raises(PeerError, match="did not answer within 2 s"):
                 await member.request(FetchRequest(0, "http://o/x"))
@@ -126,13 +131,8 @@ async def test_a_seeder_slower_than_the_timeout_answers_the_next_longer_wait(
 async def test_a_copy_of_an_answered_request_is_not_served_twice(
     autojump_clock: MockClock,
 ) -> None:
-    nodes = two_nodes(RecordingHooks)
     with trio.fail_after(60):
-        async with running(*nodes):
-            seeder = await wait_one_seeder(nodes)
-            member = next(n for n in nodes if n is not seeder)
-            hooks = seeder.hooks
-            assert isinstance(hooks, RecordingHooks)
+        async with seated(RecordingHooks) as (seeder, member, hooks):
             ask = FetchRequest(77, "http://o/x")  # sent by hand: the member waits for no reply
 
             def unsolicited() -> int:
