@@ -22,6 +22,8 @@ site with static peer lists, the Pi with the highest priority preferred as seede
   seeder mid-fetch, as a loaded site does by chance) and resumed; ``herd.paused`` names it,
   and counts the agents' log lines ``seeder.fenced`` and (at ``--log-level info``)
   ``takeover.tail`` (the new seeder took the old one's unfinished chunk);
+* ``herd.control``: control frames over the herd, per agent (sent + received), the most one
+  agent took in (the seeder: every member asks it) and the frames dropped;
 * ``herd.fallbacks``: members that left the site for the origin; with any, ``fallback_lines``
   holds (up to 20 of) their ``fetch.fallback-origin`` log lines: which rule fired, the
   attempt's error, how long the site had got nowhere;
@@ -78,6 +80,19 @@ async def _frames(system: Frumitcache) -> list[dict[str, int]]:
             continue
         out.append({})
     return out
+
+
+def _herd_frames(before: list[dict[str, int]], after: list[dict[str, int]]) -> dict[str, Any]:
+    """Control frames over the herd: per agent (sent + received), the most one agent took in
+    (the seeder, which every member asks), and frames dropped."""
+    pairs = [(b, a) for b, a in zip(before, after, strict=True) if a and b]
+    taken = [a["frames_in"] - b["frames_in"] for b, a in pairs]
+    sent = [a["frames_out"] - b["frames_out"] for b, a in pairs]
+    return {
+        "frames_per_agent": round((sum(taken) + sum(sent)) / max(len(pairs), 1), 1),
+        "max_frames_in": max(taken, default=0),
+        "dropped": sum(a["dropped_frames"] - b["dropped_frames"] for b, a in pairs),
+    }
 
 
 async def idle(system: Frumitcache, seconds: float) -> dict[str, Any]:
@@ -182,6 +197,7 @@ async def measure(args: argparse.Namespace, bed: Testbed, work: Path) -> dict[st
         row["loadavg_1m_idle"] = round(os.getloadavg()[0], 2)
         if args.herd:
             paused: dict[str, Any] = {}
+            frames_before = await _frames(system)
             async with trio.open_nursery() as nursery:
                 if args.pause_seeder is not None:
                     nursery.start_soon(_pause_seeder, system, bed, args, paused)
@@ -203,6 +219,7 @@ async def measure(args: argparse.Namespace, bed: Testbed, work: Path) -> dict[st
                 )
                 if herd.get(k) is not None
             }
+            row["herd"]["control"] = _herd_frames(frames_before, await _frames(system))
             # Members that gave up on the seeder and went to the origin themselves.
             fallbacks = 0
             for i in range(len(system.daemons)):

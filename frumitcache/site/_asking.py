@@ -28,10 +28,12 @@ Reply = ObjectInfo | ErrorReply
 
 #: A member's requests wait at most this many times the asked timeout (2 s: 8 s).
 MAX_PATIENCE = 4.0
-#: Resends of one request back off to at most one a second.
+#: Resends of one request come every ``retry_s`` for this long, then back off to at most one
+#: a second.
+QUICK_S = 1.0
 MAX_RESEND_S = 1.0
 #: A copy of a question arriving this soon after its answer crossed the reply: no new reply.
-CROSSED_S = 0.5
+CROSSED_S = 0.1
 #: Answers are remembered this long (longer than any member's patience).
 KEEP_S = 10.0
 
@@ -41,8 +43,9 @@ class Patience:
     """A member's patience with its seeder ``(node, term)``: each request that goes unanswered
     doubles the next one's timeout (up to :data:`MAX_PATIENCE` times what the caller asked),
     an answer brings it back to 1, and so does another seeder (a new one may be quick; a dead
-    one is found by its leases, not by requests). Within a request, resends come after
-    ``retry_s``, then twice as long each time, at most :data:`MAX_RESEND_S` apart."""
+    one is found by its leases, not by requests). Within a request, resends come every
+    ``retry_s`` for :data:`QUICK_S`, then twice as far apart each time, at most
+    :data:`MAX_RESEND_S`."""
 
     retry_s: float
     factor: float = 1.0
@@ -54,10 +57,15 @@ class Patience:
         return asked_s * self.factor
 
     def resend_gaps(self) -> Iterator[float]:
+        # Quick at first (a control frame lost on a LAN full of chunk bytes is resent within
+        # ``retry_s``), then backing off: a seeder slow to answer is not sent ever more copies.
+        waited = 0.0
         gap = self.retry_s
         while True:
             yield gap
-            gap = min(gap * 2, max(MAX_RESEND_S, self.retry_s))
+            waited += gap
+            if waited >= QUICK_S:
+                gap = min(gap * 2, max(MAX_RESEND_S, self.retry_s))
 
     def answered(self) -> None:
         self.factor = 1.0
