@@ -404,8 +404,9 @@ class SiteNode:
     async def request(
         self, msg: Lookup | FetchRequest, *, timeout_s: float = 2.0
     ) -> ObjectInfo | ErrorReply:
-        """Ask the seeder; resent (backing off from ``request_retry_s``) until answered or
-        ``timeout_s``, which grows while the seeder does not answer (``_asking.Patience``).
+        """Ask the seeder; resent every ``request_retry_s`` for a second, then less often,
+        until answered or ``timeout_s``, which grows while the seeder does not answer
+        (``_asking.Patience``).
 
         Raises :class:`~frumitcache.errors.PeerError` when there is no live seeder or it does
         not answer in time (the caller may then fall back to the origin if allowed).
