@@ -225,7 +225,11 @@ async def measure(args: argparse.Namespace, bed: Testbed, work: Path) -> dict[st
             for i in range(len(system.daemons)):
                 fallbacks += int((await system.status(i)).site.get("fallbacks", 0))
             row["herd"]["fallbacks"] = fallbacks
-            logs = [p.read_text(errors="replace") for p in (work / "site").glob("*/agent.log")]
+            logs = (
+                [p.read_text(errors="replace") for p in (work / "site").glob("*/agent.log")]
+                if fallbacks or paused
+                else []
+            )
             if fallbacks:
                 # Why they left (a warning: logged at the default level), kept with the row:
                 # a rare fallback is diagnosed from the row alone, without --keep.

@@ -414,7 +414,7 @@ class ContentService:
                         site_live=clock.site_live,
                         held=clock.held,
                         site_chunks=clock.site_chunks,
-                        quiet_s=round(trio.current_time() - clock.site_progress_at, 1),
+                        waited_s=round(clock.waited(), 1),
                     )
                 if verdict is Verdict.FAIL:
                     raise PeerError(
