@@ -6,8 +6,9 @@ while the seeder is SIGKILLed or SIGSTOPped past its lease; the origin's byte co
 ``kill``: the seeder is SIGKILLed when the origin has sent half of F (as
 tests/agent/test_failover.py); ``pause``: it is SIGSTOPped for ``--pause-s`` (about a lease)
 at 1/5, 2/5 and 3/5 of F, and resumed each time. One JSON object per run: ``mode``,
-``uplink_bytes``, ``uplink_ratio`` (÷ F), ``origin_requests``, ``gets`` (each origin GET's
-Range, status and body bytes), ``completed`` (pulls that ended
+``uplink_bytes``, ``uplink_ratio`` (÷ F), ``uplink_delivered_ratio`` (the bytes the seeders' TCP
+acknowledged ÷ F), ``origin_requests``, ``gets`` (each origin GET's Range, status, body bytes
+sent and acknowledged), ``completed`` (pulls that ended
 with the right bytes), ``fenced`` (agents whose log shows the fence), ``seconds``.
 """
 
@@ -102,18 +103,22 @@ async def one_run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, 
                 if code == 0 and (work / f"out{i}").read_bytes() == data
             )
             sent = origin.stats.bytes_sent[PATH]
+            gets = [r for r in origin.stats.log if r.path == PATH]
+            acked = [r.bytes_delivered for r in gets]
             return {
                 "mode": mode,
                 "nodes": args.nodes,
                 "bytes": len(data),
                 "uplink_bytes": sent,
                 "uplink_ratio": round(sent / len(data), 3),
+                "uplink_delivered_ratio": (
+                    None if None in acked else round(sum(filter(None, acked)) / len(data), 3)
+                ),
                 "origin_requests": origin.stats.requests[PATH],
-                # Each GET: its Range (where it resumed), status and body bytes sent.
+                # Each GET: its Range (where it resumed), status, body bytes sent and delivered.
                 "gets": [
-                    [r.headers.get("range", ""), r.status, r.bytes_sent]
-                    for r in origin.stats.log
-                    if r.path == PATH
+                    [r.headers.get("range", ""), r.status, r.bytes_sent, a]
+                    for r, a in zip(gets, acked, strict=True)
                 ],
                 "completed": completed,
                 "pullers": len(pullers),

@@ -24,7 +24,9 @@ Scenarios (``--scenario``, default ``cold``; ``all`` runs each):
 
 Each (scenario, system) gives one JSON object (``--json`` prints them one per line) with
 ``scenario``, ``system``, ``nodes``, ``bytes`` (F, or the unique bytes of the apt run),
-``uplink_bytes`` (the origin's own counter), ``uplink_ratio`` (÷ F), ``t_last_s`` (last verified
+``uplink_bytes`` (the origin's own counter), ``uplink_ratio`` (÷ F), ``uplink_delivered_ratio``
+(of those, the bytes the Pis' TCP acknowledged, ÷ F: not what sat in the origin's socket when a
+Pi stopped reading; frumitcache/testing/_delivered.py), ``t_last_s`` (last verified
 copy, ``null`` if a live Pi never got one), ``t_bound_s`` (see :mod:`bench._report`),
 ``bound_ratio``, ``verified`` (every live Pi's copy hashed right), ``max_rss_mb`` (largest
 daemon peak RSS; ``peak_rss_mb_by_pi``: each Pi's), ``times_s`` per Pi and more. The markdown
@@ -181,6 +183,7 @@ class Run:
         all_done = len(complete) == len(live)
         delivered = len(complete) * size
         uplink = int(stats["total_bytes_sent"])
+        acked = stats.get("total_bytes_delivered")
         bound = lower_bound(size, bed.nodes, bed.rates, warm=scenario == "warm")
         t_last = max(complete) if all_done and complete else None
         failed = [bed.pis[i].name for i in live if times[i] is None]
@@ -193,6 +196,7 @@ class Run:
             delivered_bytes=delivered,
             uplink_bytes=uplink,
             uplink_ratio=uplink / size,
+            uplink_delivered_ratio=None if acked is None else int(acked) / size,
             origin_requests=int(stats["total_requests"]),
             t_last_s=t_last,
             t_bound_s=bound,

@@ -16,7 +16,9 @@ site with static peer lists, the Pi with the highest priority preferred as seede
   frames (and their bytes) each agent sent plus received per second over the same window;
 * the herd (``--no-herd`` skips it): every Pi pulls the same ``--size`` object at once through
   its own agent (``frumitcache pull``), as :meth:`bench.herd.Run.herd` does: ``uplink_ratio``
-  (origin bytes ÷ size), ``verified`` (every copy hashed right), ``t_last_s``;
+  (origin bytes ÷ size), ``uplink_delivered_ratio`` (the bytes the agents' TCP acknowledged ÷
+  size: not those left in the origin's socket by a seeder that stopped reading), ``verified``
+  (every copy hashed right), ``t_last_s``;
 * ``--pause-seeder AT:SECONDS`` (e.g. ``0.5:6``): in the herd, once the origin has sent AT of
   the object, the seeder is SIGSTOPped for SECONDS (past its lease: the site names another
   seeder mid-fetch, as a loaded site does by chance) and resumed; ``herd.paused`` names it,
@@ -208,6 +210,7 @@ async def measure(args: argparse.Namespace, bed: Testbed, work: Path) -> dict[st
                 for k in (
                     "bytes",
                     "uplink_ratio",
+                    "uplink_delivered_ratio",
                     "verified",
                     "completed",
                     "live_nodes",

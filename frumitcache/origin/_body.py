@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
+import socket
 import struct
 import termios
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 import httpx
 import trio
 
+from frumitcache._log import get_logger
 from frumitcache.errors import DigestMismatchError
 from frumitcache.origin._hold import FetchHold
+
+log = get_logger("origin")
 
 
 class ResponseBody:
@@ -134,7 +139,10 @@ async def copy_body(
     body.done = True
 
 
-#: Longest wait for a drained body's next piece: what has arrived comes at once.
+#: Longest wait for a drained body's next piece when its socket is empty (what has arrived
+#: comes at once); while the socket holds bytes the read waits for them, however busy the
+#: process is (a seeder just resumed from SIGSTOP has a backlog: 50 ms left ~240 KiB behind).
+#: The fence bounds the whole drain (:meth:`FetchHold.drain`'s ``limit_s``).
 _DRAIN_READ_S = 0.05
 
 
@@ -157,6 +165,12 @@ async def _drain(
     if limit is not None:
         room = min(room, limit - 1 - sink.offset)
     budget = min(room, _queued(body) + 65536)
+    # Each read makes room, and the origin's send buffer would pour into it: bytes that cross
+    # the uplink only to be dropped at the close. A tiny receive buffer keeps the window shut.
+    sock = _socket(body)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     taken = 0
     piece = first
     while True:
@@ -166,7 +180,7 @@ async def _drain(
             taken += len(take)
         if taken >= budget:
             break
-        with trio.move_on_after(_DRAIN_READ_S):
+        with trio.move_on_after(math.inf if _queued(body) else _DRAIN_READ_S):
             try:
                 piece = await chunks.__anext__()
             except StopAsyncIteration:
@@ -174,14 +188,20 @@ async def _drain(
             count(len(piece))
             continue
         break
+    log.info("fetch.drained", taken=taken, budget=budget, left=_queued(body))
     hold.drained()
     await trio.sleep_forever()
 
 
+def _socket(body: ResponseBody) -> Any:
+    """The body's socket (a trio socket under httpcore's trio backend), or None."""
+    stream = body.response.extensions.get("network_stream")
+    return stream.get_extra_info("socket") if stream is not None else None
+
+
 def _queued(body: ResponseBody) -> int:
     """Bytes waiting in the body's socket (0 when unknown)."""
-    stream = body.response.extensions.get("network_stream")
-    sock = stream.get_extra_info("socket") if stream is not None else None
+    sock = _socket(body)
     if sock is None:
         return 0
     try:

@@ -9,7 +9,9 @@ When the site names another seeder the fetch is stopped; first, :meth:`FetchHold
 it take the bytes that already crossed the uplink and wait in its socket (a held fetch's
 receive buffer: ~0.5 MB on loopback), up to the end of the chunk it is in, so that they join
 its unfinished chunk, which the new seeder takes over (agent/_tail.py) instead of asking the
-origin for them again. Nothing is announced meanwhile: :meth:`FetchHold.wait_open` stays shut.
+origin for them again. It shrinks the socket's receive buffer first, so that the room each
+read makes does not let the origin's send buffer cross only to be dropped at the close.
+Nothing is announced meanwhile: :meth:`FetchHold.wait_open` stays shut.
 """
 
 from __future__ import annotations

@@ -11,11 +11,13 @@ from typing import Any
 import h11
 import trio
 
+from frumitcache.testing._delivered import CountedStream
+
 
 def socket_of(stream: trio.abc.Stream) -> socket.socket:
-    """The socket under a plain or a TLS stream (for SO_LINGER)."""
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
+    """The socket under a plain, TLS or counted stream (for SO_LINGER)."""
+    while isinstance(stream, trio.SSLStream | CountedStream):
+        stream = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream.inner
     assert isinstance(stream, trio.SocketStream)
     return stream.socket  # type: ignore[return-value]
 

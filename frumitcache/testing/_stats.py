@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from frumitcache.testing._delivered import Delivery
 
 
 @dataclass(slots=True)
@@ -21,6 +24,13 @@ class RequestRecord:
     status: int = 0
     bytes_sent: int = 0
     peer: str = ""  # the client's address ("" if not a socket)
+    delivery: Delivery | None = None  # how to tell what the client acknowledged (plain TCP)
+
+    @property
+    def bytes_delivered(self) -> int | None:
+        """Body bytes the client's TCP acknowledged (None over TLS): ``bytes_sent`` less
+        what was still in the origin's socket (testing/_delivered.py)."""
+        return None if self.delivery is None else self.delivery.delivered(self.bytes_sent)
 
 
 @dataclass(slots=True)
@@ -37,6 +47,13 @@ class ServerStats:
         return sum(self.bytes_sent.values())
 
     @property
+    def total_bytes_delivered(self) -> int | None:
+        """Body bytes the clients acknowledged, over every logged request (None if any
+        request cannot say)."""
+        counts = [e.bytes_delivered for e in self.log]
+        return None if None in counts else sum(c for c in counts if c is not None)
+
+    @property
     def total_requests(self) -> int:
         return sum(self.requests.values())
 
@@ -47,12 +64,16 @@ class ServerStats:
         self.log.clear()
 
     def to_json(self) -> dict[str, Any]:
+        delivered = [e.bytes_delivered for e in self.log]
         return {
             "requests": dict(self.requests),
             "bytes_sent": dict(self.bytes_sent),
             "connections": self.connections,
             "total_requests": self.total_requests,
             "total_bytes_sent": self.total_bytes_sent,
+            "total_bytes_delivered": (
+                None if None in delivered else sum(d for d in delivered if d is not None)
+            ),
             "log": [
                 {
                     "method": e.method,
@@ -61,7 +82,8 @@ class ServerStats:
                     "status": e.status,
                     "range": e.headers.get("range", ""),
                     "bytes_sent": e.bytes_sent,
+                    "bytes_delivered": d,
                 }
-                for e in self.log
+                for e, d in zip(self.log, delivered, strict=True)
             ],
         }

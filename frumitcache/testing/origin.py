@@ -7,7 +7,9 @@ A global rate limit shared by every connection models a slow site uplink. Per pa
 :class:`Fault` makes it misbehave: an error status, a body cut short (closed or reset), a
 stall, a Content-Length lie, a slow drip, a redirect, Range ignored, or the content replaced
 after a response. It counts requests and body bytes sent per path, so a test can assert that
-the origin served each file once.
+the origin served each file once, and how many of those bytes each client's TCP acknowledged
+(``bytes_delivered``: what crossed, not what sat in the origin's socket when a client stopped
+reading; testing/_delivered.py).
 
 In a test::
 
@@ -23,7 +25,8 @@ As a process (multi-process tests, benchmarks)::
         [--tls-cert CERT.pem --tls-key KEY.pem]
 
 prints ``{"port": N}`` once listening; ``GET /_stats`` answers the counts as JSON (with
-``log``: each request's method, path, client address, Range, status and bytes sent),
+``log``: each request's method, path, client address, Range, status, bytes sent and
+delivered),
 ``POST /_fault`` with ``{"path": "/x", "fault": {...} | null}`` sets a fault and
 ``POST /_reset`` clears the counts.
 
@@ -55,6 +58,7 @@ import h11
 import trio
 
 from frumitcache.origin import TokenBucket
+from frumitcache.testing._delivered import CountedStream, Delivery, counted
 from frumitcache.testing._h11io import peer_of, read_request, reason, send, send_simple, socket_of
 from frumitcache.testing._resource import (
     PIECE,
@@ -221,6 +225,7 @@ class OriginServer:
         await trio.serve_listeners(self._connection, listeners)
 
     async def _connection(self, stream: trio.abc.Stream) -> None:
+        stream = counted(stream)
         conn = h11.Connection(h11.SERVER)
         self.stats.connections += 1
         try:
@@ -251,6 +256,8 @@ class OriginServer:
             return await self._control(conn, stream, method, path, body)
         self.stats.requests[path] += 1
         entry = RequestRecord(method, path, target, headers, peer=peer_of(stream))
+        if isinstance(stream, CountedStream):
+            entry.delivery = Delivery(stream)
         self.stats.log.append(entry)
 
         def record(n: int) -> None:
@@ -264,6 +271,8 @@ class OriginServer:
                 conn, stream, method, headers, resource, fault, record, entry
             )
         finally:
+            if entry.delivery is not None:
+                entry.delivery.end()
             if fault is not None and fault.replace_with is not None:
                 self.add(path, fault.replace_with)
         return keep
