@@ -309,8 +309,12 @@ class Election:
         if self.role is Role.SEEDER:
             ours = (self.backing(now), self.term, self.me)
             if (lease.backing, lease.term, lease.seeder) < ours:
-                # Healing: the other seeder must step down; tell it at once.
-                mine = Lease(self.term, self.me, self._seq, backing=ours[0])
+                # Healing: the other seeder must step down; tell it at once. The reply names
+                # the current round, so it asks for that round's duration: an ack promising
+                # less must not extend a stretched lease past the promise.
+                rnd = self._rounds.get(self._seq)
+                d = rnd.duration if rnd is not None and rnd.duration != self.lease_s else 0.0
+                mine = Lease(self.term, self.me, self._seq, backing=ours[0], duration=d)
                 return [Outgoing(lease.seeder, mine)]
             self._become_follower()
         size = self._electorate_size(now)

@@ -199,3 +199,30 @@ def test_a_slow_network_stretches_leases_safely(
     if crash is None and loss == 0.0:
         assert stretched > LEASE  # the slow phase did stretch it
         assert all(h[1:] == first for h in site.seeder_history), site.seeder_history[:5]
+
+
+def test_a_healing_reply_offers_its_rounds_stretched_duration() -> None:
+    """The reply that tells a lower seeder to step down names the current round: an ack to it
+    counts for that round, so it must ask for that round's duration. Found by the simulation
+    (a reply of ``lease_s`` acked into a 9 s round held a lease 3 s past the acker's promise,
+    and the acker, whose promise ran out, won a later term against it)."""
+    t = 10.0
+    seeder = _seeder_of_three(t)
+    for _ in range(40):  # no acks: the rounds stretch to the bound
+        t = seeder.next_deadline()
+        _alive(seeder, t)
+        seeder.on_timer(t)
+    seeder.receive(LeaseAck(seeder.term, "n0", seeder._seq, "n1", True, 3), t)
+    assert seeder.is_seeder(t)
+    stretched = seeder.lease_duration(t)
+    assert stretched > LEASE
+    out = seeder.receive(Lease(1, "n9", 1, backing=1), t + 0.01)  # a lower seeder heals in
+    reply = _lease_of(out)
+    assert reply.seq == seeder._seq
+    assert reply.duration == seeder._rounds[reply.seq].duration == stretched
+    # The lower seeder follows and promises that long, so its ack may extend the lease.
+    lower = SiteCore(member(9), TIMINGS, now=0.0, solo=True)
+    lower.on_timer(0.0)
+    ack = lower.receive("n0", reply, t + 0.02)
+    assert [type(o.msg) for o in ack] == [LeaseAck]
+    assert lower.election.promise_until == t + 0.02 + stretched

@@ -202,6 +202,23 @@ def test_short_partitions_never_elect_twice_per_term(s: Schedule) -> None:
 
 @_settings
 @given(schedules(partitions=True, max_partition_s=60.0))
+@example(  # the healing reply of a stretched seeder offered lease_s: a second seeder at 85 s
+    Schedule(
+        n=5,
+        priorities=[1, 0, 0, 0, 1],
+        seed=4456,
+        loss=0.2,
+        delay_max=0.005,
+        events=[
+            (0.0, "crash", 0),
+            (0.5, "restart", 0),
+            (5.0, "crash", 2),
+            (14.0, "crash", 4),
+            (25.0, "partition", [0, 1, 0, 0, 0]),
+            (76.0, "heal", None),
+        ],
+    )
+)
 def test_long_partitions_converge_after_healing(s: Schedule) -> None:
     site, healed_at = run_schedule(s)
     assert_converged(site)
