@@ -28,7 +28,9 @@ Each (scenario, system) gives one JSON object (``--json`` prints them one per li
 (of those, the bytes the Pis' TCP acknowledged, ÷ F: not what sat in the origin's socket when a
 Pi stopped reading; frumitcache/testing/_delivered.py), ``t_last_s`` (last verified
 copy, ``null`` if a live Pi never got one), ``t_bound_s`` (see :mod:`bench._report`),
-``bound_ratio``, ``verified`` (every live Pi's copy hashed right), ``max_rss_mb`` (largest
+``bound_ratio``, ``verified`` (every live Pi's copy hashed right), ``origin_gets`` (the
+object herd's first 20 origin GETs: peer, Range, status, bytes sent, bytes acknowledged),
+``max_rss_mb`` (largest
 daemon peak RSS; ``peak_rss_mb_by_pi``: each Pi's), ``times_s`` per Pi and more. The markdown
 table, the JSON and a PNG per scenario (each Pi's completion over time, one line per system)
 go to ``--out``.
@@ -198,6 +200,7 @@ class Run:
             uplink_ratio=uplink / size,
             uplink_delivered_ratio=None if acked is None else int(acked) / size,
             origin_requests=int(stats["total_requests"]),
+            origin_gets=_gets(stats),
             t_last_s=t_last,
             t_bound_s=bound,
             bound_ratio=(t_last / bound) if t_last is not None and bound else None,
@@ -405,6 +408,14 @@ async def sampler(system: System, codes: list[int | None]) -> None:
     while any(c is None for c in codes):
         system.sample()
         await trio.sleep(0.5)
+
+
+def _gets(stats: dict[str, Any], most: int = 20) -> list[list[Any]]:
+    """The origin's first ``most`` GETs as ``[peer, range, status, sent, delivered]``: where a
+    fetch resumed (a seeder change) and what each left unacknowledged, read off the row."""
+    gets = [e for e in stats.get("log", []) if e.get("method") == "GET"][:most]
+    keys = ("peer", "range", "status", "bytes_sent", "bytes_delivered")
+    return [[e.get(k) for k in keys] for e in gets]
 
 
 def _summary(row: dict[str, Any]) -> str:

@@ -18,7 +18,8 @@ site with static peer lists, the Pi with the highest priority preferred as seede
   its own agent (``frumitcache pull``), as :meth:`bench.herd.Run.herd` does: ``uplink_ratio``
   (origin bytes ÷ size), ``uplink_delivered_ratio`` (the bytes the agents' TCP acknowledged ÷
   size: not those left in the origin's socket by a seeder that stopped reading), ``verified``
-  (every copy hashed right), ``t_last_s``;
+  (every copy hashed right), ``t_last_s``, ``origin_gets`` (each origin GET: peer, Range,
+  status, bytes sent and acknowledged);
 * ``--pause-seeder AT:SECONDS`` (e.g. ``0.5:6``): in the herd, once the origin has sent AT of
   the object, the seeder is SIGSTOPped for SECONDS (past its lease: the site names another
   seeder mid-fetch, as a loaded site does by chance) and resumed; ``herd.paused`` names it,
@@ -216,6 +217,7 @@ async def measure(args: argparse.Namespace, bed: Testbed, work: Path) -> dict[st
                     "live_nodes",
                     "t_last_s",
                     "origin_requests",
+                    "origin_gets",
                     "max_rss_mb",
                     "errors",
                     "notes",

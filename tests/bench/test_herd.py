@@ -142,6 +142,9 @@ def test_loopback_smoke(tmp_path: Path) -> None:
     # No cache: each Pi's copy crossed the uplink, exactly, in one request each.
     assert direct["uplink_bytes"] == nodes * size
     assert direct["origin_requests"] == nodes
+    # Each GET listed: peer, Range, status, bytes sent, bytes the Pi's TCP acknowledged.
+    assert [g[1:] for g in direct["origin_gets"]] == [["", 200, size, size]] * nodes
+    assert sum(g[3] for g in ours["origin_gets"]) == ours["uplink_bytes"]
     assert direct["max_rss_mb"] is None
     # The site fetched the object across the uplink once: F, plus at most one chunk fetched
     # twice (a chunk in flight when its fetcher changed); a second Pi at the origin is >= 2 F.
