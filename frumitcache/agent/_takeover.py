@@ -11,7 +11,12 @@ more of the object than any member, often all of it. So before the origin is ask
    :data:`QUIET_WAIT_LEASES` while it is only quiet (a lapsed seeder beacons to everyone
    once per gap, longer than ``member_timeout_s``: this node's leases reach it, and its ack
    makes it alive; a seeder that crashed does not ack); nothing is waited for once the site
-   holds the whole object, or once the term is older than that;
+   holds the whole object, or once the term is older than that. Its peer port is probed
+   once before the first wait: a connect accepted means its process lives (paused, or
+   swapping: a stopped process's kernel still answers), and it is waited for as if alive even
+   while quiet, since what it fetched crosses the uplink again if it is not; refused means it
+   is gone (killed a moment ago, it is alive in the membership for ``member_timeout_s``), and
+   it is not waited for;
 2. after a failover, the others' reports settle (:func:`settle`: a quiet moment, bounded);
 3. :func:`take_from_site` pulls whole chunks from their holders in order (each verified by its
    digest on arrival): all of them when the site holds the object complete (the origin is
@@ -55,17 +60,25 @@ QUIET_WAIT_LEASES = 1.0
 
 
 def awaited(
-    reports: Reports, *, whole: bool, now: float, limit_s: float, quiet_limit_s: float
+    reports: Reports,
+    *,
+    whole: bool,
+    now: float,
+    limit_s: float,
+    quiet_limit_s: float,
+    listening: bool | None = None,
 ) -> float | None:
     """Until when to wait for the previous seeder's report (``None``: not at all).
 
     ``whole``: the site already holds the object complete (nothing more to learn);
     ``limit_s`` / ``quiet_limit_s``: from the start of the term, while the previous seeder
-    is alive / quiet."""
+    is alive / quiet; ``listening``: what a probe of its peer port found (True: its process
+    lives, ``limit_s`` even while quiet; False: refused, gone, however recently it was heard;
+    None: no answer, or not probed)."""
     previous = reports.previous
-    if whole or previous is None or previous in reports.reported:
+    if whole or previous is None or previous in reports.reported or listening is False:
         return None
-    if previous in reports.alive:
+    if previous in reports.alive or (listening and previous in reports.quiet):
         until = reports.began + limit_s
     elif previous in reports.quiet:
         until = reports.began + quiet_limit_s
@@ -141,28 +154,40 @@ async def take_from_site(
     start = trio.current_time()
     waited = False
     quiet = False  # the previous seeder was quiet (not alive) when the wait began
+    listening: bool | None = None  # what the probe of its peer port found
+    probed = False
     while True:
-        now = trio.current_time()
         reports = node.reports()
+        previous = reports.previous
+        now = trio.current_time()
         until = awaited(
             reports,
             whole=whole_now(),
             now=now,
             limit_s=REPORT_WAIT_LEASES * lease_s,
             quiet_limit_s=QUIET_WAIT_LEASES * lease_s,
+            listening=listening,
         )
+        if until is not None and not probed and previous is not None:
+            # Once, before the first wait: a process killed a moment ago is still alive in
+            # the membership for member_timeout_s, and a paused one turns quiet.
+            probed = True
+            listening = await node.listening(previous)
+            continue
         if until is None:
-            fields = {"url": url, "previous": reports.previous, "quiet": quiet}
+            fields = {"url": url, "previous": previous, "quiet": quiet, "listening": listening}
             if reports.previous in reports.reported:
                 # Logged also when it came before the takeover began (waited_s=0): no line at
                 # all means the previous seeder was not waited for.
                 log.info("takeover.reported", waited_s=round(now - start, 2), **fields)
             elif waited:
                 log.info("takeover.no-report", **fields)
+            elif listening is False:
+                log.info("takeover.previous-gone", **fields)  # its peer port refused
             break
         # Woken by each report the catalogue takes (the previous seeder's ends the wait), and
         # at the bound: a quiet previous seeder that acked our lease since is alive now.
-        quiet = quiet or (not waited and reports.previous in reports.quiet)
+        quiet = quiet or (not waited and previous in reports.quiet)
         waited = True
         with trio.move_on_at(until):
             await node.wait_catalogue_change()

@@ -70,7 +70,7 @@ from frumitcache.site._policy import (
     SeederChanged,
     View,
 )
-from frumitcache.site._probe import probe_seeder
+from frumitcache.site._probe import peer_port_answer, probe_seeder
 from frumitcache.site._setup import (
     Addr,
     SiteHooks,
@@ -179,6 +179,15 @@ class SiteNode:
     def lease_until(self) -> float:
         """trio time at which our seeder lease runs out unless renewed (-inf: none held)."""
         return self._core.lease_until() if self._core is not None else float("-inf")
+
+    async def listening(self, node: str) -> bool | None:
+        """Does a process of member ``node`` live? Its peer port, probed at the address its
+        frames come from: True accepted, False refused (gone), None no answer or unknown."""
+        info = self._core.membership.info(node) if self._core else None
+        if self._core is None or info is None:
+            return None
+        source, timeout_s = self._last_addr.get(node), self._core.timings.lease_s / 3
+        return await peer_port_answer(info.address, info.peer_port, source, timeout_s=timeout_s)
 
     def statistics(self) -> SiteStatistics:
         core = self._core

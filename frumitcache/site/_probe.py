@@ -1,4 +1,5 @@
 """The I/O of rule 8 (:mod:`._evidence`): is anything listening at a late seeder's peer port?
+(Also asked by a seeder taking over a fetch: does the quiet seeder it replaced still live?)
 
 Only a refused connect (``ECONNREFUSED``: the host's kernel answered with a reset, or a
 firewall rejected the port) counts, and only at the address the seeder's own control frames
@@ -32,26 +33,37 @@ def _same_address(a: str, b: str) -> bool:
         return False
 
 
-async def seeder_gone(probe: Probe, source: tuple[Any, ...] | None, *, timeout_s: float) -> bool:
-    """True only when a TCP connect to ``probe``'s address and port is refused and that address
-    is ``source``, where the seeder's last frame came from."""
-    if source is None or not _same_address(str(source[0]), probe.address):
-        return False
-    family = family_of(probe.address)
-    target: tuple[Any, ...] = (probe.address, probe.port)
+async def peer_port_answer(
+    address: str, port: int, source: tuple[Any, ...] | None, *, timeout_s: float
+) -> bool | None:
+    """A TCP connect to ``address:port``, only when ``address`` is ``source`` (where the
+    node's last frame came from): True accepted (a process of it lives, perhaps paused: its
+    kernel completes the handshake), False refused (none is left), None no answer."""
+    if source is None or not _same_address(str(source[0]), address):
+        return None
+    family = family_of(address)
+    target: tuple[Any, ...] = (address, port)
     if family == socket.AF_INET6 and len(source) >= 4:
         target = (*target, 0, source[3])  # a link-local address needs the frame's scope
     sock = trio.socket.socket(family, socket.SOCK_STREAM)
     try:
         with trio.move_on_after(timeout_s):
             await sock.connect(target)
-        return False
+            return True
+        return None
     except ConnectionRefusedError:
-        return True
-    except OSError:  # unreachable, no route, ...: no evidence
         return False
+    except OSError:  # unreachable, no route, ...: no evidence
+        return None
     finally:
         sock.close()
+
+
+async def seeder_gone(probe: Probe, source: tuple[Any, ...] | None, *, timeout_s: float) -> bool:
+    """True only when a TCP connect to ``probe``'s address and port is refused and that address
+    is ``source``, where the seeder's last frame came from."""
+    answer = await peer_port_answer(probe.address, probe.port, source, timeout_s=timeout_s)
+    return answer is False
 
 
 async def probe_seeder(

@@ -69,6 +69,9 @@ async def test_seeder_killed_half_way_through_a_large_object(
         assert sent <= len(data) + CHUNK + 512 * 1024, (sent, origin.stats.requests, logs)
         view = await site_status(survivors[0])
         assert view["seeder"] not in (None, first)
+        # The heir probed the killed seeder's peer port (refused) rather than waiting out its
+        # report while the membership still counted it alive.
+        assert not any("takeover.no-report" in log for log in logs), logs
     finally:
         site.kill()
 

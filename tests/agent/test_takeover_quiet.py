@@ -8,6 +8,11 @@ and it pulls at once. ``member_timeout_s`` (1.5 s) is shorter than the failover 
 resumed 0.5 s later, hears the new seeder's lease (sent to the quiet previous seeder), reports
 the object, and the new seeder takes it whole. On the old code the new seeder did not wait
 (the old one was not alive) and the origin sent the object twice.
+
+Resumed 3 s later, past the quiet bound (a lease from the new term's start), it is waited for
+all the same: its peer port accepts the heir's probe (a stopped process's kernel completes the
+handshake), so it is waited for as an alive one, up to 3 leases (issue 14's keep8 run, 1.40
+x F: the heir gave up on a seeder paused 8 s and fetched again what that one then reported).
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ pytestmark = pytest.mark.slow
 SETTINGS = {"site": {"lease_s": 2.0, "member_timeout_s": 1.5, "member_forget_s": 30.0}}
 
 
+@pytest.mark.parametrize("paused_s", [0.5, 3.0])
 async def test_a_quiet_replaced_seeder_is_waited_for_and_is_the_source(
-    tmp_path: Path, nursery: trio.Nursery
+    tmp_path: Path, nursery: trio.Nursery, paused_s: float
 ) -> None:
     origin = await _origin(nursery)
     data = os.urandom(4 * CHUNK + 12345)
@@ -54,7 +60,7 @@ async def test_a_quiet_replaced_seeder_is_waited_for_and_is_the_source(
                 heir = name[await _heir(survivors, first)]
 
             async def resume() -> None:
-                await trio.sleep(0.5)
+                await trio.sleep(paused_s)
                 os.kill(old.pid, signal.SIGCONT)
 
             with trio.fail_after(60):
@@ -69,5 +75,7 @@ async def test_a_quiet_replaced_seeder_is_waited_for_and_is_the_source(
         assert origin.stats.requests["/whole.bin"] == 1, log  # the old seeder's fetch only
         assert "takeover.whole" in log, log
         assert "quiet=True" in log, log  # the case this test is about
+        if paused_s > SETTINGS["site"]["lease_s"]:
+            assert "listening=True" in log, log  # past the quiet bound: the probe kept it
     finally:
         site.kill()

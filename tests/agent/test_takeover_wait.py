@@ -54,6 +54,25 @@ def test_a_quiet_previous_seeder_is_waited_for_a_shorter_while() -> None:
     assert awaited(done, whole=False, now=11.0, limit_s=LIMIT) is None
 
 
+def test_a_quiet_previous_seeder_whose_port_answers_is_waited_for_as_if_alive() -> None:
+    """Issue 14's keep8 run (1.40 x F): pi1, the seeder, was paused 8 s mid-fetch; its heir
+    found it quiet, waited a lease and fetched again from the last whole chunk what pi1 then
+    drained and reported. A paused process's kernel still accepts a connect on its peer port:
+    waited for as long as an alive one. Refused (a reset: nothing listens) is gone, even
+    while the membership still counts it alive."""
+    quiet = reports(alive=("m",), quiet=("old",))
+    assert awaited(quiet, whole=False, now=11.0, limit_s=LIMIT, listening=True) == 19.0
+    assert awaited(quiet, whole=False, now=18.0, limit_s=LIMIT, listening=True) == 19.0
+    assert awaited(quiet, whole=False, now=19.0, limit_s=LIMIT, listening=True) is None
+    assert awaited(quiet, whole=False, now=11.0, limit_s=LIMIT, listening=False) is None
+    assert awaited(quiet, whole=False, now=11.0, limit_s=LIMIT, listening=None) == 13.0
+    # Refused: gone, though heard within member_timeout_s (killed a moment ago).
+    assert awaited(reports(), whole=False, now=11.0, limit_s=LIMIT, listening=False) is None
+    assert awaited(reports(), whole=False, now=11.0, limit_s=LIMIT, listening=True) == 19.0
+    done = reports(alive=("m",), quiet=("old",), reported=("old",))
+    assert awaited(done, whole=False, now=11.0, limit_s=LIMIT, listening=True) is None
+
+
 def test_other_members_reports_do_not_end_the_wait() -> None:
     mine = reports(reported=("m",))
     assert awaited(mine, whole=False, now=11.0, limit_s=LIMIT) == 19.0
