@@ -24,7 +24,9 @@ site with static peer lists, the Pi with the highest priority preferred as seede
   the object, the seeder is SIGSTOPped for SECONDS (past its lease: the site names another
   seeder mid-fetch, as a loaded site does by chance) and resumed; ``herd.paused`` names it,
   and counts the agents' log lines ``seeder.fenced`` and (at ``--log-level info``)
-  ``takeover.tail`` (the new seeder took the old one's unfinished chunk);
+  ``takeover.tail`` (the new seeder took the old one's unfinished chunk), and lists (up to 10
+  of) the ``takeover.reported`` / ``no-report`` / ``previous-gone`` / ``whole`` lines: how the
+  new seeder's wait for the paused one's report ended (``takeover_lines``, at info);
 * ``herd.control``: control frames over the herd, per agent (sent + received), the most one
   agent took in (the seeder: every member asks it) and the frames dropped;
 * ``herd.fallbacks``: members that left the site for the origin; with any, ``fallback_lines``
@@ -247,6 +249,14 @@ async def measure(args: argparse.Namespace, bed: Testbed, work: Path) -> dict[st
             if paused:
                 paused["fenced"] = sum(text.count("seeder.fenced") for text in logs)
                 paused["tails_taken"] = sum(text.count("takeover.tail ") for text in logs)
+                # How the heir's wait for the paused seeder's report ended (--log-level info).
+                paused["takeover_lines"] = [
+                    line
+                    for text in logs
+                    for line in text.splitlines()
+                    if any(f"takeover.{e} " in line for e in ("reported", "no-report", "whole"))
+                    or "takeover.previous-gone" in line
+                ][:10]
                 row["herd"]["paused"] = paused
         if args.kill:
             killed = await system.kill_seeder()

@@ -219,6 +219,12 @@ class SeederRole:
             # an object that never came or failed with it. A fenced fetch goes round again
             # instead: as a member of a new seeder, or as this seeder resuming its partial.
             assert fence.fired
+            # A chunk the fence's drain completed was not announced (nothing is while held):
+            # the next seeder hears of it now, and takes it before this node's tail after it.
+            stored = store.partial_chunks(flight.url)
+            if stored:
+                last = len(stored) - 1
+                await node.announce_chunk(flight.url, last, stored[last], store.chunk_size)
             raise SeederChanged()
         # The fetcher's own answer, not ``store.lookup(url)``: the object it stored is the one
         # to announce, whatever the URL's key names by the time this task runs again.

@@ -25,7 +25,10 @@ more of the object than any member, often all of it. So before the origin is ask
 
 4. :func:`take_tail`: then the old seeder's unfinished chunk (the bytes of the chunk it was
    writing when it was fenced, kept in its memory), when it starts right after the chunks
-   taken: the origin resumes after it. No hash covers part of a chunk, so those bytes are
+   taken: the origin resumes after it. Its fence's drain may have completed one more chunk
+   (what had crossed ran past a boundary), which it announces as its fetch stops: a tail one
+   chunk past ours waits for that announcement (:data:`CATCH_UP_S`) and takes that chunk
+   first. No hash covers part of a chunk, so those bytes are
    authenticated with the site key instead (:mod:`._tail`), as the manifests the old seeder
    wrote were.
 """
@@ -53,6 +56,10 @@ log = get_logger("content")
 #: How long, in leases from the start of its term, a new seeder waits for the report of the
 #: seeder it replaced (while that one is alive): a stretched lease round takes up to 3.
 REPORT_WAIT_LEASES = 3.0
+
+#: How long a new seeder waits for the announcement of a chunk the old one's drain completed
+#: (its tail starts after it), before it resumes the origin at its own end instead.
+CATCH_UP_S = 2.0
 
 #: ... while that one is only quiet (in the electorate, not heard within member_timeout_s,
 #: not found dead): long enough for our leases to reach it and its ack to come back.
@@ -85,6 +92,14 @@ def awaited(
     else:
         return None  # gone (forgotten, said bye, or found dead)
     return until if now < until else None
+
+
+def catch_up_to(at: int, *, stored: int, chunk_size: int) -> int | None:
+    """The chunk count to reach before a tail at ``at`` fits a writer holding ``stored``
+    bytes (``None``: none to reach). A fenced seeder's drain completes one chunk at most."""
+    if at == stored + chunk_size and stored % chunk_size == 0:
+        return at // chunk_size
+    return None
 
 
 def held_whole(info: ObjectInfo, live: Callable[[tuple[str, ...]], bool]) -> bool:
@@ -141,7 +156,7 @@ async def take_from_site(
     after them)."""
     site = svc.site
     assert site is not None
-    node, chunks = site.parts()
+    node = site.parts()[0]
     url = flight.url
 
     def live(nodes: tuple[str, ...]) -> bool:
@@ -220,21 +235,7 @@ async def take_from_site(
             flight.size = manifest.size  # readers may follow the object before it is complete
         flight.writing.set()
         flight.handover()
-        for index in range(len(writer.chunks), len(manifest.chunks)):
-            holders = site.holders(info.holders[index].full if index < len(info.holders) else ())
-            if not holders:
-                break
-            digest = manifest.chunks[index]
-            try:
-                await chunks.fetch(
-                    ChunkRef(digest, _chunk_len(manifest, index)), holders, direct=True
-                )
-            except (PeerError, DigestMismatchError) as exc:
-                log.info("resume.chunk-unavailable", url=url, index=index, detail=str(exc))
-                break
-            await writer.add_chunk(digest)
-            await node.announce_chunk(url, index, digest, store.chunk_size)
-            await site.seed_chunk(digest)
+        await _take_chunks(svc, flight, writer)
         if whole and list(writer.chunks) == list(manifest.chunks):
             # Each chunk was verified by its digest on arrival, and the list is the
             # site-authenticated manifest's: its SHA-256 is trusted, as a member trusts it.
@@ -267,11 +268,63 @@ async def take_tail(svc: ContentService, flight: Flight, writer: ObjectWriter, n
         return
     if tail is None:
         return
+    want = catch_up_to(tail.at, stored=writer.stored, chunk_size=writer.chunk_size)
+    if want is not None:
+        # Its fence's drain completed a chunk (announced as its fetch stopped, after the
+        # report this node settled on): take that one first, and the tail fits after it.
+        await _catch_up(svc, flight, writer, want)
     if not tail_fits(tail, stored=writer.stored, expected=writer.expected_digest, size=flight.size):
         log.info("takeover.tail-skipped", url=url, previous=node, at=tail.at, ours=writer.stored)
         return
     await writer.write(tail.data)
     log.info("takeover.tail", url=url, previous=node, at=tail.at, bytes=len(tail.data))
+
+
+async def _take_chunks(
+    svc: ContentService, flight: Flight, writer: ObjectWriter, *, upto: int | None = None
+) -> None:
+    """Pull the chunks after ``writer``'s (up to index ``upto``) from their live holders, in
+    order, as the catalogue lists them now; stop at the first nobody can give."""
+    site = svc.site
+    assert site is not None
+    node, chunks = site.parts()
+    url = flight.url
+    info = node.catalogue.info(url)
+    manifest = info.manifest
+    if manifest is None or list(writer.chunks) != list(manifest.chunks[: len(writer.chunks)]):
+        return
+    end = len(manifest.chunks) if upto is None else min(upto, len(manifest.chunks))
+    for index in range(len(writer.chunks), end):
+        holders = site.holders(info.holders[index].full if index < len(info.holders) else ())
+        if not holders:
+            break
+        digest = manifest.chunks[index]
+        try:
+            await chunks.fetch(ChunkRef(digest, _chunk_len(manifest, index)), holders, direct=True)
+        except (PeerError, DigestMismatchError) as exc:
+            log.info("resume.chunk-unavailable", url=url, index=index, detail=str(exc))
+            break
+        await writer.add_chunk(digest)
+        await node.announce_chunk(url, index, digest, svc.store.chunk_size)
+        await site.seed_chunk(digest)
+
+
+async def _catch_up(svc: ContentService, flight: Flight, writer: ObjectWriter, want: int) -> None:
+    """Take chunks up to index ``want`` once the catalogue lists them (at most
+    :data:`CATCH_UP_S`: the announcement is one frame, sent as the old fetch stopped)."""
+    site = svc.site
+    assert site is not None
+    node = site.parts()[0]
+
+    def listed() -> int:
+        manifest = node.catalogue.get(flight.url)
+        return 0 if manifest is None else len(manifest.chunks)
+
+    with trio.move_on_after(CATCH_UP_S):
+        while listed() < want:
+            await node.wait_catalogue_change()
+    await _take_chunks(svc, flight, writer, upto=want)
+    log.info("takeover.caught-up", url=flight.url, chunks=len(writer.chunks), want=want)
 
 
 async def _tail_alone(svc: ContentService, flight: Flight, node: str) -> None:

@@ -156,12 +156,15 @@ async def _drain(
     limit: int | None,
 ) -> NoReturn:
     """Write what a held fetch has received (``first``, then what waits in its socket and
-    its HTTP reader's buffer, at most 64 KiB of it), stopping a byte short of the next chunk
-    boundary and of the object's end (``limit``, if known): the chunk stays unfinished (a
-    tail), and no whole chunk appears that the site was not told of. Then wait for the
+    its HTTP reader's buffer, at most 64 KiB of it), through at most one chunk boundary and
+    a byte short of the next one and of the object's end (``limit``, if known): a chunk it
+    completes is stored (its seeder announces it as it stops, see agent/_seeder.py), the
+    next stays unfinished (a tail), and no complete object appears. Then wait for the
     holder to stop the fetch."""
     grain = hold.grain or 1
-    room = grain - 1 - sink.offset % grain
+    # A fence a few KB short of a boundary, with half a MB waiting: stopping at the boundary
+    # would drop what crossed after it, and the next seeder would ask the origin again.
+    room = 2 * grain - 1 - sink.offset % grain
     if limit is not None:
         room = min(room, limit - 1 - sink.offset)
     budget = min(room, _queued(body) + 65536)

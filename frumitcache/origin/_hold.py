@@ -5,13 +5,14 @@ The seeder holds its fetch while its lease has lapsed and lets it go on when the
 socket (TCP flow control pauses the origin) and none is written to the store. The hold sits
 between reads, so no read is in progress and httpx's read timeout does not run meanwhile.
 
-When the site names another seeder the fetch is stopped; first, :meth:`FetchHold.drain` lets
-it take the bytes that already crossed the uplink and wait in its socket (a held fetch's
-receive buffer: ~0.5 MB on loopback), up to the end of the chunk it is in, so that they join
-its unfinished chunk, which the new seeder takes over (agent/_tail.py) instead of asking the
-origin for them again. It shrinks the socket's receive buffer first, so that the room each
-read makes does not let the origin's send buffer cross only to be dropped at the close.
-Nothing is announced meanwhile: :meth:`FetchHold.wait_open` stays shut.
+When the site names another seeder the fetch is stopped; first, :meth:`FetchHold.drain` lets it
+take the bytes that already crossed the uplink and wait in its socket (a held fetch's receive
+buffer: ~0.5 MB on loopback), short of the end of the chunk after the one it is in, so that they
+join its unfinished chunk, which the new seeder takes over (agent/_tail.py) with the chunk it
+completed, if any, instead of asking the origin for them again. It shrinks the socket's receive
+buffer first, so that the room each read makes does not let the origin's send buffer cross only
+to be dropped at the close. Nothing is announced meanwhile: :meth:`FetchHold.wait_open` stays
+shut.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class FetchHold:
         self._open.set()
         self._gate = self._open  # what the body copy waits on: opens to drain as well
         self._drained = trio.Event()
-        #: Set by :meth:`drain`: the chunk size, whose boundary the drained bytes stop short of.
+        #: Set by :meth:`drain`: the chunk size; the drained bytes cross one boundary at most.
         self.grain: int | None = None
 
     @property
@@ -60,8 +61,8 @@ class FetchHold:
         return self.held and self.draining
 
     async def drain(self, *, chunk_size: int, limit_s: float = 1.0) -> None:
-        """Let the held body copy take what has already arrived, short of the next chunk
-        boundary (see the module docstring); return once it says :meth:`drained` (at most
+        """Let the held body copy take what has already arrived, short of the second chunk
+        boundary from here (see the module docstring); return once it says :meth:`drained` (at most
         ``limit_s``). The caller then stops the fetch."""
         if not self.held:
             return

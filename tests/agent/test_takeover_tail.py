@@ -38,12 +38,12 @@ PATH = "/tail.bin"
 _TAKEN = re.compile(r"takeover\.tail(?![-\w])[^\n]*?\bat=(\d+)[^\n]*?\bbytes=(\d+)")
 
 
-# Paused in its first chunk (the site holds no whole chunk: the tail is all the new seeder
-# takes) or in its second (after the first, taken whole).
-@pytest.mark.parametrize("pause_at", [0.5, 1.5])
-async def test_the_new_seeder_takes_the_fenced_seeders_unfinished_chunk(
-    tmp_path: Path, nursery: trio.Nursery, pause_at: float
-) -> None:
+async def _fenced_at(
+    tmp_path: Path, nursery: trio.Nursery, pause_sent: int
+) -> tuple[str, dict[str, str], list[str]]:
+    """The old seeder pulls from a 4 MiB/s origin and is paused once the origin sent
+    ``pause_sent`` bytes; the others elect an heir and pull, the old one comes back 1 s later.
+    Every copy right; the heir's name, the logs by name and the origin's Range headers."""
     origin = OriginServer(rate=4 * MiB)
     await nursery.start(origin.serve, loopback_address())
     data = os.urandom(4 * CHUNK + 12345)
@@ -63,7 +63,7 @@ async def test_the_new_seeder_takes_the_fenced_seeders_unfinished_chunk(
         with trio.fail_after(120):
             async with trio.open_nursery() as pulls:
                 pulls.start_soon(one, old)
-                while origin.stats.bytes_sent[PATH] < pause_at * CHUNK:  # noqa: ASYNC110
+                while origin.stats.bytes_sent[PATH] < pause_sent:  # noqa: ASYNC110
                     await trio.sleep(0.02)
                 os.kill(old.pid, signal.SIGSTOP)
                 try:
@@ -75,12 +75,39 @@ async def test_the_new_seeder_takes_the_fenced_seeders_unfinished_chunk(
                 finally:
                     os.kill(old.pid, signal.SIGCONT)
         logs = _every_copy_right(site, tmp_path, data, results)
-        taken = _TAKEN.search(logs[heir])
-        assert taken is not None, (logs[heir], logs[first])
-        at, count = int(taken[1]), int(taken[2])
-        assert at == int(pause_at) * CHUNK
-        assert 0 < count < CHUNK
         ranges = [r.headers.get("range", "") for r in origin.stats.log if r.path == PATH]
-        assert f"bytes={at + count}-" in ranges, (ranges, logs[heir])
+        return heir, logs, ranges
     finally:
         site.kill()
+
+
+# Paused in its first chunk (the site holds no whole chunk: the tail is all the new seeder
+# takes) or in its second (after the first, taken whole).
+@pytest.mark.parametrize("pause_at", [0.5, 1.5])
+async def test_the_new_seeder_takes_the_fenced_seeders_unfinished_chunk(
+    tmp_path: Path, nursery: trio.Nursery, pause_at: float
+) -> None:
+    heir, logs, ranges = await _fenced_at(tmp_path, nursery, int(pause_at * CHUNK))
+    taken = _TAKEN.search(logs[heir])
+    assert taken is not None, logs
+    at, count = int(taken[1]), int(taken[2])
+    assert at == int(pause_at) * CHUNK
+    assert 0 < count < CHUNK
+    assert f"bytes={at + count}-" in ranges, (ranges, logs[heir])
+
+
+async def test_a_chunk_the_fenced_seeders_drain_completed_is_taken_before_its_tail(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """Paused 100 KB short of the second boundary, with more than that waiting in its socket:
+    its drain completes the second chunk and keeps what follows (issue 14's keep4 run, 1.0195
+    x F: the drain stopped at the boundary, and what had crossed after it crossed again). The
+    heir takes that chunk from it, announced as its fetch stopped, then the tail after it;
+    the origin resumes after the tail, past the boundary."""
+    heir, logs, ranges = await _fenced_at(tmp_path, nursery, 2 * CHUNK - 100_000)
+    taken = _TAKEN.search(logs[heir])
+    assert taken is not None, logs
+    at, count = int(taken[1]), int(taken[2])
+    assert at == 2 * CHUNK, logs[heir]
+    assert 0 < count < CHUNK
+    assert f"bytes={at + count}-" in ranges, (ranges, logs[heir])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 
 from frumitcache.agent import _takeover
-from frumitcache.agent._takeover import held_whole, known_chunks
+from frumitcache.agent._takeover import catch_up_to, held_whole, known_chunks
 from frumitcache.site import ChunkHolders, ObjectInfo, ObjectManifest, Reports
 
 LIMIT, QUIET_LIMIT = 9.0, 3.0
@@ -104,3 +104,12 @@ def test_the_settle_measure_moves_when_an_object_becomes_complete() -> None:
     whole = ObjectManifest("u", b"\x09" * 32, 4, 4, (b"\1" * 32,), True)
     assert known_chunks(None) == -1
     assert known_chunks(partial) < known_chunks(whole)
+
+
+def test_a_tail_one_chunk_past_the_writer_asks_for_that_chunk_first() -> None:
+    """A fenced seeder's drain completes one chunk at most, then keeps a tail after it."""
+    assert catch_up_to(8, stored=4, chunk_size=4) == 2  # chunk 1 first, then the tail
+    assert catch_up_to(4, stored=0, chunk_size=4) == 1
+    assert catch_up_to(4, stored=4, chunk_size=4) is None  # it fits as it is
+    assert catch_up_to(12, stored=4, chunk_size=4) is None  # two chunks: not a drain's
+    assert catch_up_to(0, stored=4, chunk_size=4) is None  # behind ours

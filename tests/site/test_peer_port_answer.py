@@ -40,20 +40,27 @@ async def test_a_listening_port_is_accepted_and_a_closed_one_refused() -> None:
 
 async def test_a_paused_process_still_answers_a_connect() -> None:
     address = loopback_address()
-    with subprocess.Popen(
-        [sys.executable, "-c", LISTENER, address], stdout=subprocess.PIPE, text=True
-    ) as child:
-        try:
-            assert child.stdout is not None
-            port = int(child.stdout.readline())
-            os.kill(child.pid, signal.SIGSTOP)
-            assert await peer_port_answer(address, port, (address, 1), timeout_s=2.0) is True
-            child.kill()  # SIGKILL reaches a stopped process; its socket goes with it
-            child.wait(timeout=10)
-            assert await peer_port_answer(address, port, (address, 1), timeout_s=2.0) is False
-        finally:
-            child.kill()
-            child.wait(timeout=10)
+    child = await trio.lowlevel.open_process(
+        [sys.executable, "-c", LISTENER, address], stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None
+        line = b""
+        with trio.fail_after(10):
+            while not line.endswith(b"\n"):
+                line += await child.stdout.receive_some(64)
+        port = int(line)
+        os.kill(child.pid, signal.SIGSTOP)
+        assert await peer_port_answer(address, port, (address, 1), timeout_s=2.0) is True
+        child.kill()  # SIGKILL reaches a stopped process; its socket goes with it
+        await child.wait()
+        assert await peer_port_answer(address, port, (address, 1), timeout_s=2.0) is False
+    finally:
+        child.kill()
+        with trio.CancelScope(shield=True):
+            await child.wait()
+            if child.stdout is not None:
+                await child.stdout.aclose()
 
 
 async def test_only_the_address_its_frames_came_from_is_probed() -> None:
