@@ -25,8 +25,9 @@ site with static peer lists, the Pi with the highest priority preferred as seede
   seeder mid-fetch, as a loaded site does by chance) and resumed; ``herd.paused`` names it,
   and counts the agents' log lines ``seeder.fenced`` and (at ``--log-level info``)
   ``takeover.tail`` (the new seeder took the old one's unfinished chunk), and lists (up to 10
-  of) the ``takeover.reported`` / ``no-report`` / ``previous-gone`` / ``whole`` lines: how the
-  new seeder's wait for the paused one's report ended (``takeover_lines``, at info);
+  of) the ``takeover.reported`` / ``no-report`` / ``previous-gone`` / ``whole`` / ``tail`` /
+  ``caught-up`` and ``fetch.drained`` lines: how the new seeder's wait for the paused one's
+  report ended, what it took, and what the old one's drain took (``takeover_lines``, at info);
 * ``herd.control``: control frames over the herd, per agent (sent + received), the most one
   agent took in (the seeder: every member asks it) and the frames dropped;
 * ``herd.fallbacks``: members that left the site for the origin; with any, ``fallback_lines``
@@ -254,8 +255,8 @@ async def measure(args: argparse.Namespace, bed: Testbed, work: Path) -> dict[st
                     line
                     for text in logs
                     for line in text.splitlines()
-                    if any(f"takeover.{e} " in line for e in ("reported", "no-report", "whole"))
-                    or "takeover.previous-gone" in line
+                    if any(f"takeover.{e} " in line for e in _TAKEOVER_EVENTS)
+                    or "fetch.drained" in line
                 ][:10]
                 row["herd"]["paused"] = paused
         if args.kill:
@@ -295,6 +296,11 @@ async def _pause_seeder(
         await trio.sleep(seconds)
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+#: The log lines (at info) that say how a takeover went: how the heir's wait for the old
+#: seeder's report ended, what it took, and what the old seeder's drain took from its socket.
+_TAKEOVER_EVENTS = ("reported", "no-report", "previous-gone", "whole", "tail", "caught-up")
 
 
 def _pause(text: str) -> tuple[float, float]:
