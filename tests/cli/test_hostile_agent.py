@@ -161,13 +161,21 @@ async def stalled(conn: MessageStream, fd: int) -> None:
     await trio.sleep_forever()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_an_interrupted_pull_leaves_nothing(nursery: trio.Nursery, tmp_path: Path) -> None:
     """Ctrl-C while the blocking client waits for the agent: exit 130, no partial file."""
     path = await serve(nursery, tmp_path, stalled)
     outdir = tmp_path / "out"
     outdir.mkdir()
     proc = await trio.lowlevel.open_process(
-        pull_command(path, outdir / "a.bin"), stderr=subprocess.DEVNULL
+        pull_command(path, outdir / "a.bin"),
+        stderr=subprocess.DEVNULL,
+        # A shell's background job inherits SIGINT ignored, and Python then never turns it
+        # into KeyboardInterrupt: the client gets Ctrl-C as a terminal would send it.
+        preexec_fn=_default_sigint,
     )
     try:
         with trio.fail_after(60):

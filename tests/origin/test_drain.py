@@ -67,7 +67,8 @@ async def test_a_drained_fetch_keeps_what_had_crossed(tmp_path: Path, address: s
         )
         assert kept is not None
         at, _, tail = kept
-        assert at == CHUNK
+        # Drained, what waits may run past the second chunk's end: that chunk is stored.
+        assert at == CHUNK or (drain and at == 2 * CHUNK), at
         assert tail == data[at : at + len(tail)]
         lost[drain] = sent - (at + len(tail))
         crossed_lost[drain] = delivered - (at + len(tail))
