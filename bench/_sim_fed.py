@@ -20,6 +20,13 @@ Two levels, because sites touch each other only through the backbone:
    siblings that hold nothing, a busy answer adds no time here: the seeder's walk over its
    siblings is one request latency, whatever it meets.
 
+   ``sibling_recheck_s`` (``federation.sibling_recheck_s``): while a site streams from the
+   parent, its seeder walks its siblings again that often; the first holding the object
+   complete (a site that finished counts) and free takes the rest from the byte reached, one
+   request latency later, and the parent serves one child fewer. Sites that finish then serve,
+   so the bound is ``epidemic_bound``; ``first_holders_bound`` (S·F/(E + B)) is what a rule
+   where each site asks once can reach, reported beside it.
+
    ``chunk_exchange`` is a **what-if, not in the agent**: siblings serve each other single
    chunks they hold, one request per chunk, and site i asks for the chunks starting at
    i·K/S (then wraps), so sites hold different chunks and have something to give.
@@ -97,6 +104,9 @@ class FederationSpec:
     # answers the others busy; they retry their siblings, then it, after ``retry_after_s``.
     parent_streams: int = 0
     retry_after_s: float = 1.0
+    #: federation.sibling_recheck_s: a child streaming from its parent walks its siblings
+    #: again this often and moves to the first that holds the object and is free (0: never).
+    sibling_recheck_s: float = 0.0
 
     @property
     def sites(self) -> int:
@@ -143,10 +153,17 @@ def site_bound(spec: FederationSpec, i: int, size: int) -> float:
 
 
 def federation_bound(spec: FederationSpec, size: int) -> float:
-    """The largest T_i: the last asking site's bound, with the shared term S·F/(E + B)
-    (``epidemic_bound`` in the epidemic what-if, where finished sites serve)."""
-    if spec.parent_streams:
+    """The last Pi's bound under the spec's rule: ``epidemic_bound`` where finished sites may
+    serve (sites re-ask their siblings: ``sibling_recheck_s``, or the epidemic what-if), else
+    ``first_holders_bound``."""
+    if spec.parent_streams or (spec.sibling_recheck_s and spec.siblings):
         return epidemic_bound(spec, size)
+    return first_holders_bound(spec, size)
+
+
+def first_holders_bound(spec: FederationSpec, size: int) -> float:
+    """The largest T_i with the shared term S·F/(E + B): the bound when only the core and
+    the sites holding the object when the others ask send it (each site asks once)."""
     shared = len(spec.askers()) * size / (spec.core_egress + spec.sibling_upload())
     return max(shared, *(site_bound(spec, i, size) for i in spec.askers()))
 
@@ -190,6 +207,9 @@ class _Edge:
     streams: int = 0  # held objects this site streams to siblings right now (held rule)
     done: bool = False  # every chunk received
     busy_answers: int = 0  # from the parent (epidemic what-if)
+    flow: Flow | None = None  # the chunk on its way now (held rule)
+    gen: int = 0  # bumped when the source changes: a wait for the old one is dropped
+    switches: int = 0  # moves from the parent to a sibling (sibling_recheck_s)
 
     @property
     def complete(self) -> float:
@@ -283,6 +303,9 @@ class Backbone:
                 return
             else:
                 self.core_streams += 1
+                again = self.spec.sibling_recheck_s
+                if again:
+                    self.sim.at(answered + again, partial(self._recheck, edge))
             self.sim.at(answered, partial(self._next, edge))
         else:
             self._next(edge, now)
@@ -309,32 +332,68 @@ class Backbone:
             source = min(holders, key=lambda e: (e.uploads, e.index)) if holders else None
         else:
             source = edge.source
+        if source is None and self.core_has[k] > now:
+            gen = edge.gen
+            self._waiters[k].append(lambda t: self._next(edge, t) if edge.gen == gen else None)
+            return
+        # One response: the next chunk follows on the same stream; the what-if asks per chunk.
+        delay = self.cal.http_latency_s if exchange else 0.0
+        self._send(edge, k, self.chunk_bytes(k), source, now + delay)
+
+    def _send(self, edge: _Edge, k: int, size: float, source: _Edge | None, when: float) -> None:
+        """Chunk k (its last ``size`` bytes) from ``source`` (None: the parent) from ``when``."""
         if source is not None:
             source.uploads += 1
-            sender = source.link_up
-        elif self.core_has[k] <= now:
-            sender = self.core_out
-        else:
-            self._waiters[k].append(lambda t: self._next(edge, t))
-            return
+        sender = source.link_up if source is not None else self.core_out
 
         def done(t: float) -> None:
             edge.has[k] = t
+            edge.flow = None
             if source is not None:
                 source.uploads -= 1
             edge.next_chunk += 1
             self._next(edge, t)
 
         uses = ((sender, 1.0), (edge.link_down, 1.0))
-        flow = Flow(self.chunk_bytes(k), uses, edge.cap, done, f"site{edge.index}.{k}")
-        if not exchange:  # one response: the next chunk follows on the same stream
-            self.sim.start(flow)
+        flow = Flow(size, uses, edge.cap, done, f"site{edge.index}.{k}")
+
+        def send(t: float) -> None:
+            edge.flow = self.sim.start(flow)
+
+        if when <= self.sim.now:
+            send(when)
+        else:
+            self.sim.at(when, send)
+
+    def _recheck(self, edge: _Edge, now: float) -> None:
+        """``sibling_recheck_s``: a child still streaming from its parent walks its siblings
+        again; the first holding the object complete and free takes the rest (a Range
+        request after the bytes the child has: one request latency)."""
+        if edge.done or edge.source is not None:
             return
-
-        def send(t: float) -> None:  # what-if: one request per chunk
-            self.sim.start(flow)
-
-        self.sim.at(now + self.cal.http_latency_s, send)
+        limit = self.spec.sibling_streams
+        holders = [
+            self.edges[j]
+            for j in self.spec.sibling_ids(edge.index)
+            if self.edges[j].complete <= now and not (limit and self.edges[j].streams >= limit)
+        ]
+        if not holders:
+            self.sim.at(now + self.spec.sibling_recheck_s, partial(self._recheck, edge))
+            return
+        holder = holders[0]
+        self.core_streams -= 1
+        holder.streams += 1
+        edge.source = holder
+        edge.switches += 1
+        edge.gen += 1
+        when = now + self.cal.http_latency_s
+        flow = edge.flow
+        if flow is None or flow not in self.sim.flows:
+            self.sim.at(when, partial(self._next, edge))  # between chunks, or waiting on one
+            return
+        left = self.sim.cancel(flow)
+        edge.flow = None
+        self._send(edge, edge.order[edge.next_chunk], left, holder, when)
 
     def origin_bytes(self) -> int:
         return self.core_in.carried

@@ -135,6 +135,16 @@ class Simulator:
         self._dirty = True
         return flow
 
+    def cancel(self, flow: Flow) -> float:
+        """Stop ``flow`` where it is (its ``on_done`` never runs); the bytes it still had, in
+        whole bytes, so a flow sending the rest keeps ``carried`` exact."""
+        self.flows = [f for f in self.flows if f is not flow]
+        self._dirty = True
+        moved = round(flow.done)
+        for r, k in flow.uses:
+            r.carried += round(k * moved)
+        return flow.size - moved
+
     @staticmethod
     def _settle(flow: Flow) -> None:
         for r, k in flow.uses:

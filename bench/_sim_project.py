@@ -15,7 +15,13 @@ from typing import Any
 
 from bench._report import lower_bound
 from bench._sim_control import parent_frames, site_frames
-from bench._sim_fed import FederationSpec, backbone_rates, every_kth, run_federation
+from bench._sim_fed import (
+    FederationSpec,
+    backbone_rates,
+    every_kth,
+    first_holders_bound,
+    run_federation,
+)
 from bench._sim_flow import Simulator
 from bench._sim_site import CHUNK_SIZE, Calibration, SiteRun, SiteSpec
 from bench._sim_validate import projection_cpu
@@ -48,6 +54,7 @@ class Plan:
     sibling_streams: int = 0  # federation.max_sibling_streams (0: no limit)
     parent_streams: int = 0  # what-if, not in the agent: a busy parent, children retry (_sim_fed)
     retry_after_s: float = 1.0
+    sibling_recheck_s: float = 0.0  # federation.sibling_recheck_s (0: never)
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
@@ -108,6 +115,7 @@ def project_federation(plan: Plan, cal: Calibration) -> dict[str, Any]:
         plan.siblings, plan.cpu_quota, every_kth(plan.sites, plan.held_share),
         plan.chunk_exchange, sibling_streams=plan.sibling_streams,
         parent_streams=plan.parent_streams, retry_after_s=plan.retry_after_s,
+        sibling_recheck_s=plan.sibling_recheck_s,
     )  # fmt: skip
     result = run_federation(spec, cal, plan.size, chunk_size=CHUNK_SIZE)
     asking = len(spec.askers())
@@ -134,6 +142,7 @@ def project_federation(plan: Plan, cal: Calibration) -> dict[str, Any]:
         "chunk_exchange": plan.chunk_exchange,
         "sibling_streams": plan.sibling_streams,
         **_epidemic(plan, sum(e.busy_answers for e in result.backbone.edges)),
+        **_recheck(plan, sum(e.switches for e in result.backbone.edges)),
         "origin_bytes": origin,
         "origin_ratio": origin / plan.size,
         "backbone_bytes": backbone,
@@ -141,6 +150,8 @@ def project_federation(plan: Plan, cal: Calibration) -> dict[str, Any]:
         "t_bound_s": round(bound, 2),
         "t_last_s": round(max(times), 2),
         "bound_ratio": round(max(times) / bound, 3),
+        # Reached only by a rule that lets finished sites serve (else the same as t_bound_s).
+        "t_bound_first_holders_s": round(first_holders_bound(spec, plan.size), 2),
         "times_s": [round(t, 3) for t in times],
         "time_quantiles_s": _quantiles(times),
         "ratio_quantiles": _quantiles([t / bound for t in times]),
@@ -161,6 +172,13 @@ def _epidemic(plan: Plan, busy_answers: int) -> dict[str, int]:
         "parent_streams": plan.parent_streams,
         "parent_busy_answers": busy_answers,
     }
+
+
+def _recheck(plan: Plan, switches: int) -> dict[str, float]:
+    """Rows where children re-ask their siblings: how often, and how many moved."""
+    if not plan.sibling_recheck_s:
+        return {}
+    return {"sibling_recheck_s": plan.sibling_recheck_s, "switches_to_siblings": switches}
 
 
 def _distinct(runs: list[SiteRun]) -> list[SiteRun]:

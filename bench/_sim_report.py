@@ -42,7 +42,7 @@ def control_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def projection_table(rows: list[dict[str, Any]]) -> list[str]:
     head = ["case", "Pis", "F MiB", "origin ÷ F", "backbone ÷ S·F (from siblings)", "bound s",
-            "last Pi s", "last ÷ bound", "Pi t ÷ bound p50 / p90",
+            "last Pi s", "last ÷ bound", "last ÷ first-holders bound", "Pi t ÷ bound p50 / p90",
             "frames/s seeder / member (fetch)", "sim wall s"]  # fmt: skip
     body = []
     for r in rows:
@@ -55,12 +55,18 @@ def projection_table(rows: list[dict[str, Any]]) -> list[str]:
         )  # fmt: skip
         body.append(
             [r["case"], r["pis"], r["size_bytes"] / MiB, f"{r['origin_ratio']:.3f}", backbone,
-             r["t_bound_s"], r["t_last_s"], r["bound_ratio"],
+             r["t_bound_s"], r["t_last_s"], r["bound_ratio"], _first_holders(r),
              f"{q['p50']:.2f} / {q['p90']:.2f}",
              f"{c['seeder_during_fetch_per_s']:.0f} / {c['member_during_fetch_per_s']:.1f}",
              r["wall_s"]]
         )  # fmt: skip
     return _table(head, body)
+
+
+def _first_holders(row: dict[str, Any]) -> str:
+    """The last Pi against the bound of a rule where only the first holders send (site: -)."""
+    bound = row.get("t_bound_first_holders_s")
+    return f"{row['t_last_s'] / bound:.2f}" if bound else "-"
 
 
 def markdown(report: dict[str, Any]) -> str:

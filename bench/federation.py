@@ -27,6 +27,15 @@ origin keeps the uplink. Adds ``slow_link``: whether that edge's Pis all complet
 time, and where its bytes came from. ``--edge-federation min_rate=2Mbit`` (any [federation]
 key) sets the edges' fallback knobs; otherwise they keep the agent's defaults.
 
+``--late K`` (a second wave): the core and the first K edges hold the object before the others
+ask (their Pis pull it first, untimed), and every edge names the other edges' agents as
+siblings, nearest index first (ring). The timed herd is the other edges' Pis. Adds ``late``,
+``origin_bytes_timed`` (what the origin sent during the timed herd: 0 when it holds) and
+``from_siblings`` / ``from_parents`` per timed edge; ``t_bound_s`` is then
+max(F/U, (E-K)·F/(U_core + K·U)), what the first holders can send (sites that finish and serve
+their siblings, ``federation.sibling_recheck_s``, can beat it). Compare
+``--edge-federation sibling_recheck_s=0`` (each site asks its siblings once).
+
 ``--origin-rate RATE``: the origin itself sends at most RATE in all (the test origin's shared
 limit), so the core is a parent slowed by its own origin: a child's floor above that pace must
 keep it (the origin sends once) where the federation links are wide.
@@ -59,6 +68,7 @@ from bench._fedfaults import (
 )
 from bench._netfed import ORIGIN_PORT, ShapedFederation, origin_stats, site_agents, start_origin
 from bench._netns import cleanup_leftovers
+from frumitcache.client import AgentClient
 from frumitcache.config import parse_quantity
 from frumitcache.testing.agents import AgentProcess
 
@@ -104,6 +114,8 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
                 for section, name, value in args.set:
                     agent.settings.setdefault(section, {})[name] = value
                 if s and key is not None:
+                    if args.late:
+                        agent.settings["federation"]["siblings"] = _siblings(fed, s, args)
                     agent.settings["federation"].update(args.edge_federation)
             agents.append(site)
         flat = [a for site in agents for a in site]
@@ -113,6 +125,16 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
         await trio.sleep(args.settle_s)  # seeders elected
         victim = await seeder_of(agents[0]) if args.kill_parent_seeder_at else None
         url = f"http://{fed.origin_v4}:{ORIGIN_PORT}/release.bin"
+        held_sent = 0
+        if args.late:
+            # The first wave, untimed: the core, then the first K edges hold the object.
+            holders = [agents[0], *agents[1 : 1 + args.late]]
+            for site in holders:
+                async with trio.open_nursery() as wave:
+                    for agent in site:
+                        wave.start_soon(_first_wave, agent, url, digest, work / mode)
+            held_sent = int(origin_stats(fed)["bytes_sent"].get("/release.bin", 0))
+            flat = [a for site in agents[1 + args.late :] for a in site]
         times: dict[str, float | None] = {}
         killed: dict[str, Any] = {}
         start = trio.current_time()
@@ -140,6 +162,9 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
         sites = await uplink_by_site(agents)
         done = [t for t in survivors.values() if t is not None]
         bound = max(size / uplink, args.edges * size / core_uplink)
+        if args.late:
+            asking = args.edges - args.late
+            bound = max(size / uplink, asking * size / (core_uplink + args.late * uplink))
         t_last = max(done) if len(done) == len(survivors) else None
         result: dict[str, Any] = {
             "mode": mode,
@@ -159,6 +184,10 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
             "times_s": {n: round(t, 2) if t is not None else None for n, t in times.items()},
             "uplink_by_site": sites,
         }
+        if args.late:
+            result["late"] = args.late
+            result["origin_bytes_timed"] = sent - held_sent
+            result["by_edge"] = await _by_edge(agents[1 + args.late :])
         if args.kill_parent_seeder_at:
             result["kill_at"] = args.kill_parent_seeder_at
             result["killed"] = killed or None
@@ -186,6 +215,34 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
             if origin.stdout is not None:
                 origin.stdout.close()
         fed.teardown()
+
+
+def _siblings(fed: ShapedFederation, s: int, args: argparse.Namespace) -> list[str]:
+    """Edge s's siblings for ``--late``: every other edge's agents, the next index first."""
+    edges = [1 + (s - 1 + k) % args.edges for k in range(1, args.edges)]
+    return [f"{fed.pi_v4(t, i)}:3147" for t in edges for i in range(args.pis)]
+
+
+async def _first_wave(agent: AgentProcess, url: str, digest: str, work: Path) -> None:
+    if not await _pull(agent, url, digest, work / f"wave1-{name_of(agent)}.out"):
+        raise RuntimeError(f"bench.federation: the first wave failed on {name_of(agent)}")
+
+
+async def _by_edge(sites: list[list[AgentProcess]]) -> list[dict[str, int]]:
+    """Per timed edge: bytes its agents took from siblings and from parents, and moves."""
+    out = []
+    for site in sites:
+        row = {"from_siblings": 0, "from_parents": 0}
+        for agent in site:
+            counters = (await AgentClient(agent.socket).status()).origin
+            for name, n in counters.items():
+                if name.startswith("federation sibling@"):
+                    row["from_siblings"] += int(n)
+                elif name.startswith("federation parent@"):
+                    row["from_parents"] += int(n)
+        row["moved"] = sum(a.log().count("federation.moved-to-sibling") for a in site)
+        out.append(row)
+    return out
 
 
 def _flag(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -224,6 +281,14 @@ def main(argv: list[str] | None = None) -> None:
         help="SIGKILL the core site's seeder once the origin has sent this share of the object",
     )
     parser.add_argument(
+        "--late",
+        type=int,
+        default=0,
+        metavar="K",
+        help="a second wave: the core and the first K edges hold the object first, every edge "
+        "names the others as siblings, the other edges' Pis are timed",
+    )
+    parser.add_argument(
         "--slow-link",
         type=_flag(parse_slow_link),
         metavar="EDGE=RATE",
@@ -256,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.slow_link and not args.slow_link[0] <= args.edges:
         parser.error(f"--slow-link: edge {args.slow_link[0]} of {args.edges}")
+    if not 0 <= args.late < args.edges:
+        parser.error(f"--late: 0 to {args.edges - 1} of {args.edges} edges")
     if os.geteuid() != 0:
         sys.exit("bench.federation needs root (network namespaces and tc)")
     cleanup_leftovers()

@@ -113,6 +113,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--retry-after", type=float, default=1.0, help="epidemic what-if: seconds (Retry-After)"
     )
+    p.add_argument(
+        "--sibling-recheck", default=f"{FederationConfig().sibling_recheck_s:g}",
+        help="federation.sibling_recheck_s: a child streaming from its parent walks its "
+        "siblings again this often and moves to the first holding the object and free "
+        "(0: never, the rule before it); comma-separated for one run each (rows with "
+        "siblings; default: the agent's default)",
+    )  # fmt: skip
     p.add_argument("--cpu-quota", type=float, default=10.0, help="%% of a core per Pi (0: none)")
     p.add_argument("--agent-cpu", type=float, default=PROJECTION_AGENT_CPU, help="CPU-s/GB")
     p.add_argument("--client-cpu", type=float, default=PROJECTION_CLIENT_CPU, help="CPU-s/GB")
@@ -135,8 +142,13 @@ def plans(args: argparse.Namespace) -> list[Plan]:
             for release in args.release.split(","):
                 for sib in args.siblings.split(","):
                     streams = args.sibling_streams.split(",") if sib != "0" else ["0"]
+                    rechecks = args.sibling_recheck.split(",") if sib != "0" else ["0"]
                     for k in streams:
-                        out.append(_plan(args, size, egress, release, sib, quota, int(k)))
+                        for again in rechecks:
+                            out.append(
+                                _plan(args, size, egress, release, sib, quota, int(k),
+                                      recheck=float(again))
+                            )  # fmt: skip
             siblings = [sib for sib in args.siblings.split(",") if sib != "0"]
             if "chunks" in args.what_if:
                 out += [
@@ -165,6 +177,7 @@ def _plan(
     *,
     exchange: bool = False,
     parent: int = 0,
+    recheck: float = 0.0,
 ) -> Plan:
     if release not in ("together", "late"):
         raise SystemExit(f"bench.sim: --release {release!r}: together or late")
@@ -176,6 +189,8 @@ def _plan(
         what += ", WHAT-IF siblings trade chunks (not in the agent)"
     elif siblings:
         what += f", sibling streams {streams or 'unlimited'}"
+        if recheck:
+            what += f", re-ask siblings every {recheck:g} s"
     if parent:
         what += (
             f", WHAT-IF parent busy above {parent} streams, children re-ask siblings every "
@@ -186,7 +201,7 @@ def _plan(
         _rate(high or low), args.core_uplink, _rate(egress), siblings, held, exchange, quota,
         args.seed,
         f"federation {args.sites}x{args.pis}, {size / (1 << 20):g} MiB, egress {egress}, "
-        f"siblings {sib}, {what}", streams, parent, args.retry_after,
+        f"siblings {sib}, {what}", streams, parent, args.retry_after, recheck,
     )  # fmt: skip
 
 

@@ -58,6 +58,17 @@ class FederationConfig(Section):
         "the sites holding the object, every site a sibling) 1 keeps the last Pi at 1.21x the "
         "bound behind a 1 Gbit/s core (9.18x without a limit, 2.12x with 2).",
     )
+    sibling_recheck_s: float = opt(
+        10.0,
+        "While the object streams from a parent, its siblings are asked again this often (a "
+        "walk of only-if-cached requests, from the offset reached). The first that holds the "
+        "object and is free takes the rest (Range), and the parent's stream ends: a sibling "
+        "busy when the fetch began, or a site that has finished since, takes over from a "
+        "parent shared by many children. Objects that may change never come from siblings. "
+        "0 means never. In bench.sim (10,000 Pis, a late release behind a 100 Mbit/s core "
+        "egress, a tenth of the sites holding it) the last Pi comes at 126 s instead of 454 s.",
+        "s",
+    )
     listen: str = opt(
         "",
         "Address of this agent's federation endpoint (serving its site's content to "
@@ -116,6 +127,8 @@ class FederationConfig(Section):
 
     def check(self) -> None:
         check_port("federation.port", self.port)
+        if self.sibling_recheck_s < 0:
+            raise ConfigError("federation.sibling_recheck_s: must be 0 (never) or more")
         if self.max_sibling_streams < 0:
             raise ConfigError("federation.max_sibling_streams: must be 0 (no limit) or more")
         if self.max_rate and self.min_rate > self.max_rate:

@@ -21,6 +21,11 @@ body broke (its link crawling under ``min_rate`` while busy, see ``RateFloor``; 
 ``read_timeout_s``; cut) is not asked again for the rest of that fetch, however short
 ``retry_after_s``: otherwise two parents on one slow path take turns until the fetcher's
 resumes run out, and the origin is never reached.
+While a parent streams an object, the siblings are asked again every
+``federation.sibling_recheck_s`` from the offset reached: the first that holds it and is free
+answers, its answer is kept, and the parent's stream ends as a break the fetcher resumes with
+Range, which is then handed that answer (a sibling busy when the fetch began, or a site that
+finished since, takes over from a parent many children share).
 A member whose bytes failed the fetcher's check of the object (its SHA-256 or size, named in
 ``SKIP_EXTENSION``) is not asked again in that fetch either, which starts over from the next
 member or the origin (:mod:`frumitcache.origin._links`). Anything but GET goes to the origin
@@ -77,6 +82,26 @@ log = get_logger("federation")
 #: Fetches in progress whose broken members a transport remembers (a bound, not a tuning knob:
 #: a seeder fetches a handful of objects at once).
 _BROKE_URLS = 256
+#: A sibling's answer kept for the fetcher's resume is dropped if not taken by then (the
+#: fetch was cancelled): it holds one of that sibling's stream slots.
+_HANDOFF_S = 30.0
+
+
+class _MovedToSibling(httpx.ReadError):
+    """Ends a parent's body on purpose: a sibling answered for the rest (not the link's fault)."""
+
+
+@dataclass(slots=True)
+class _Move:
+    """What a parent's stream needs to offer the rest of its object to the siblings."""
+
+    request: httpx.Request  # the fetcher's request this stream answers
+    freshness: str
+    held_only: bool
+    start: int  # the offset of the body's first byte
+    total: int | None  # the object's size, when the answer said it
+    validator: str | None  # the answer's ETag or Last-Modified: If-Range for the sibling
+    next_at: float  # trio time of the next walk over the siblings
 
 
 @dataclass(slots=True)
@@ -140,6 +165,8 @@ class FederationTransport(httpx.AsyncBaseTransport):
         # URL -> members whose body broke during its current fetch (a request without Range
         # starts a new fetch); the oldest URLs are dropped past _BROKE_URLS.
         self._broke: OrderedDict[str, set[str]] = OrderedDict()
+        # URL -> (offset, when, a sibling's answer from there) for the fetcher's next resume.
+        self._handoff: dict[str, tuple[int, float, httpx.Response]] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         # Only the fetcher's object fetches (they carry a freshness) may come from another
@@ -161,6 +188,9 @@ class FederationTransport(httpx.AsyncBaseTransport):
         broke = self._broke.get(url, set())
         # Links whose bytes failed the fetcher's check of this object: never again in its fetch.
         rejected = request.extensions.get(SKIP_EXTENSION) or frozenset()
+        handed = await self._claim(url, request.headers.get("range"), rejected)
+        if handed is not None:
+            return handed
         for link in self.links:
             if link.role == "sibling" and freshness == "revalidate":
                 continue
@@ -226,12 +256,86 @@ class FederationTransport(httpx.AsyncBaseTransport):
         log.info("federation.fetch", url=str(request.url), link=link.name, status=status)
         inner = response.stream
         assert isinstance(inner, httpx.AsyncByteStream)  # an async transport's body
+        move = None
+        start, total = _span(response)
+        if (
+            link.role == "parent"
+            and status in (200, 206)
+            and start >= 0
+            and self._may_move(freshness)
+        ):
+            validator = response.headers.get("etag") or response.headers.get("last-modified")
+            again = trio.current_time() + self._config.sibling_recheck_s
+            move = _Move(request, freshness, held_only, start, total, validator, again)
         return httpx.Response(
             status_code=status,
             headers=response.headers,
-            stream=_LinkStream(inner, link, self, str(request.url)),
+            stream=_LinkStream(inner, link, self, str(request.url), move),
             extensions={**response.extensions, VIA_EXTENSION: link.name},
         )
+
+    def _may_move(self, freshness: str) -> bool:
+        """May a parent's stream of this object be taken over by a sibling?"""
+        if freshness == "revalidate" or not self._config.sibling_recheck_s:
+            return False
+        return any(link.role == "sibling" for link in self.links)
+
+    async def _move_to_sibling(self, url: str, move: _Move, offset: int) -> str | None:
+        """Ask the siblings for ``url`` from ``offset`` on, as the fetcher's resume would; keep
+        the first whole answer for that resume (``_claim``). The sibling's name, or None."""
+        broke = self._broke.get(url, set())
+        rejected = move.request.extensions.get(SKIP_EXTENSION) or frozenset()
+        headers = {k: v for k, v in move.request.headers.items() if k.lower() != "if-range"}
+        headers["range"] = f"bytes={offset}-"
+        if move.validator:
+            headers["if-range"] = move.validator  # another version answers 200: not taken
+        probe = httpx.Request("GET", move.request.url, headers=headers)
+        probe.extensions = move.request.extensions
+        for link in self.links:
+            if link.role != "sibling" or link.name in broke or link.name in rejected:
+                continue
+            if trio.current_time() < link.down_until:
+                continue
+            response = await self._ask(link, probe, move.freshness, held_only=move.held_only)
+            if response is None:
+                continue
+            start, total = _span(response)
+            other_size = None not in (total, move.total) and total != move.total
+            if response.status_code != 206 or start != offset or other_size:
+                # Not the rest of the same object: the parent goes on.
+                log.warning(
+                    "federation.sibling-mismatch", url=url, link=link.name,
+                    status=response.status_code, offset=offset, start=start, total=total,
+                )  # fmt: skip
+                await response.aclose()
+                continue
+            await self._drop(url)
+            self._handoff[url] = (offset, trio.current_time(), response)
+            log.info("federation.moved-to-sibling", url=url, link=link.name, offset=offset)
+            return link.name
+        return None
+
+    async def _claim(
+        self, url: str, range_: str | None, rejected: frozenset[str]
+    ) -> httpx.Response | None:
+        """The sibling's answer kept for this resume, if it starts where the resume does;
+        answers kept past ``_HANDOFF_S`` (their fetch gone) are closed."""
+        now = trio.current_time()
+        for stale in [u for u, (_, at, _r) in self._handoff.items() if now - at > _HANDOFF_S]:
+            await self._drop(stale)
+        handed = self._handoff.pop(url, None)
+        if handed is None:
+            return None
+        offset, _, response = handed
+        if range_ == f"bytes={offset}-" and response.extensions[VIA_EXTENSION] not in rejected:
+            return response
+        await response.aclose()
+        return None
+
+    async def _drop(self, url: str) -> None:
+        handed = self._handoff.pop(url, None)
+        if handed is not None:
+            await handed[2].aclose()
 
     def _fail(self, link: Link, detail: str, *, count: bool = True) -> None:
         if count:
@@ -249,8 +353,23 @@ class FederationTransport(httpx.AsyncBaseTransport):
             self._broke.popitem(last=False)
 
     async def aclose(self) -> None:
+        for url in list(self._handoff):
+            await self._drop(url)
         await self._links.aclose()
         await self._origin.aclose()
+
+
+def _span(response: httpx.Response) -> tuple[int, int | None]:
+    """The offset of a body's first byte and the object's size, as its head says."""
+    if response.status_code == 206:
+        unit, _, spec = response.headers.get("content-range", "").partition(" ")
+        first, _, total = spec.partition("/")
+        start = first.partition("-")[0]
+        if unit != "bytes" or not start.isdigit():
+            return -1, None  # not a range we can resume from
+        return int(start), int(total) if total.isdigit() else None
+    length = response.headers.get("content-length", "")
+    return 0, int(length) if length.isdigit() else None
 
 
 def _knows_digest(request: httpx.Request) -> bool:
@@ -264,18 +383,26 @@ class _LinkStream(httpx.AsyncByteStream):
     member down, so the fetcher's Range resume goes to the next one."""
 
     def __init__(
-        self, inner: httpx.AsyncByteStream, link: Link, transport: FederationTransport, url: str
+        self,
+        inner: httpx.AsyncByteStream,
+        link: Link,
+        transport: FederationTransport,
+        url: str,
+        move: _Move | None = None,
     ) -> None:
         self._inner = inner
         self._link = link
         self._transport = transport
         self._url = url
+        self._move = move  # a parent's stream: the siblings may take over
         self._closed = False  # given up on by the reader: a break after that is not the link's
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         link = self._link
         cfg = self._transport._config
         floor = RateFloor(cfg.min_rate, cfg.slow_window_s)
+        move = self._move
+        got = 0
         try:
             asked = trio.current_time()
             async for part in self._inner:
@@ -290,7 +417,16 @@ class _LinkStream(httpx.AsyncByteStream):
                     # A crawling link: end this body; the fetcher resumes after what it has
                     # from the next member, site or the origin.
                     raise httpx.ReadTimeout(f"slower than federation.min_rate ({cfg.min_rate} B/s)")
+                got += len(part)
+                if move is not None and trio.current_time() >= move.next_at:
+                    offset = move.start + got
+                    taker = await self._transport._move_to_sibling(self._url, move, offset)
+                    if taker is not None:
+                        raise _MovedToSibling(f"{taker} has the rest from byte {offset}")
+                    move.next_at = trio.current_time() + cfg.sibling_recheck_s
                 asked = trio.current_time()
+        except _MovedToSibling:
+            raise
         except httpx.TransportError as exc:
             if not self._closed:
                 detail = f"broke mid-body: {exc or type(exc).__name__}"

@@ -18,6 +18,7 @@ from bench._sim_fed import (
     epidemic_bound,
     every_kth,
     federation_bound,
+    first_holders_bound,
     run_federation,
     site_bound,
 )
@@ -302,12 +303,20 @@ def test_the_epidemic_beats_the_pile_up_on_a_thin_parent() -> None:
 
 
 @pytest.mark.parametrize("held", [frozenset(), frozenset({0, 4})])
-@pytest.mark.parametrize(("parent", "streams"), [(1, 1), (2, 2), (3, 1)])
-def test_the_epidemic_never_beats_its_bound(
-    held: frozenset[int], parent: int, streams: int
+@pytest.mark.parametrize(
+    ("parent", "streams", "recheck"),
+    [(1, 1, 0.0), (2, 2, 0.0), (3, 1, 0.0), (0, 1, 0.5), (0, 2, 3.0), (0, 0, 1.0)],
+)
+def test_sites_that_serve_once_finished_never_beat_the_bound(
+    held: frozenset[int], parent: int, streams: int, recheck: float
 ) -> None:
+    # The epidemic what-if (a busy parent) and the agent's re-asking sites both let finished
+    # sites serve: neither beats the epidemic bound, and every byte crosses once.
     size = 12 * MiB + 3
-    spec = _epidemic(_federation(9, 4, 30 * MBIT, held_by=held), parent, streams)
+    spec = replace(
+        _epidemic(_federation(9, 4, 30 * MBIT, held_by=held), parent, streams),
+        sibling_recheck_s=recheck,
+    )
     result = run_federation(spec, CAL, size)
     assert result.backbone.origin_bytes() == (0 if held else size)
     bytes_ = result.backbone.backbone_bytes()
@@ -428,3 +437,28 @@ def test_cli_small_run(tmp_path: Path) -> None:
     assert rows[4]["sibling_streams"] == default
     assert f"sibling streams {default}" in rows[4]["case"]
     assert "| N=8 cold |" in (out / "sim.md").read_text()
+
+
+def test_a_site_on_a_thin_parent_moves_to_a_sibling_that_finished() -> None:
+    # federation.sibling_recheck_s: one holder among eight sites, a 20 Mbit/s core egress, one
+    # sibling stream per holder. Asking once, six sites share the core to the end; re-asking
+    # every 2 s, they move to the holder once it is free and to the sites that finished, each
+    # from the byte it reached: every byte still crosses once.
+    size = 16 * MiB + 3
+    today = replace(_federation(8, 4, 20 * MBIT, held_by=frozenset({0})), sibling_streams=1)
+    rechecking = replace(today, sibling_recheck_s=2.0)
+    once, again = run_federation(today, CAL, size), run_federation(rechecking, CAL, size)
+    assert max(again.times_s) < 0.8 * max(once.times_s)
+    level1 = again.backbone
+    assert sum(e.switches for e in level1.edges) > 0
+    assert sum(e.switches for e in once.backbone.edges) == 0
+    bytes_ = level1.backbone_bytes()
+    assert bytes_["into_sites"] == 7 * size
+    assert bytes_["from_parent"] + bytes_["from_siblings"] == bytes_["into_sites"]
+    assert bytes_["from_siblings"] > once.backbone.backbone_bytes()["from_siblings"]
+    assert level1.origin_bytes() == 0
+    assert level1.core_streams == 0
+    assert all(e.streams == 0 for e in level1.edges)
+    # Finished sites serve: the bound is the epidemic one, below S·F/(E + B).
+    assert again.bound_s == epidemic_bound(rechecking, size) < first_holders_bound(today, size)
+    _check_bounds_and_sites(rechecking, size, again)
