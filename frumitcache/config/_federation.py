@@ -55,8 +55,9 @@ class FederationConfig(Section):
         "later site of a late release that finds this agent holding the object takes all of it "
         "from here, over one site's link, while the parents idle. Children asking as a parent's "
         "children are never refused. 0 means no limit. In bench.sim (10,000 Pis, a tenth of "
-        "the sites holding the object, every site a sibling) 1 keeps the last Pi at 1.21x the "
-        "bound behind a 1 Gbit/s core (9.18x without a limit, 2.12x with 2).",
+        "the sites holding the object, every site a sibling, re-asking every 10 s) 1 keeps the "
+        "last Pi at 1.15x the bound behind a 1 Gbit/s core (8.71x without a limit, 2.02x with "
+        "2).",
     )
     sibling_recheck_s: float = opt(
         10.0,

@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
 from frumitcache.config import FederationConfig, OriginConfig
-from frumitcache.origin import OriginFetcher
+from frumitcache.federation import FederationTransport
+from frumitcache.origin import FRESHNESS_EXTENSION, VIA_EXTENSION, OriginFetcher
 from frumitcache.store import Store
 
 KEY = "ab" * 32
@@ -55,6 +57,21 @@ def _serve(data: bytes, request: httpx.Request, trickle: bool) -> httpx.Response
     return httpx.Response(206, headers=extra, stream=stream)
 
 
+def _members(
+    sibling: Answer, to_sibling: list[httpx.Request]
+) -> Callable[[httpx.Request], httpx.Response]:
+    """The members' network: the sibling answers as ``sibling`` (given the request and how
+    many times it was asked; each ask recorded), the parent serves DATA slowly."""
+
+    def members(request: httpx.Request) -> httpx.Response:
+        if request.url.host == SIBLING:
+            to_sibling.append(request)
+            return sibling(request, len(to_sibling))
+        return _serve(DATA, request, trickle=True)
+
+    return members
+
+
 async def _fetch(
     tmp_path: Path, sibling: Answer, **config: object
 ) -> tuple[bytes, dict[str, int], list[httpx.Request], list[httpx.Request]]:
@@ -63,12 +80,7 @@ async def _fetch(
     bytes per link, what the sibling and the origin were asked."""
     to_sibling: list[httpx.Request] = []
     to_origin: list[httpx.Request] = []
-
-    def members(request: httpx.Request) -> httpx.Response:
-        if request.url.host == SIBLING:
-            to_sibling.append(request)
-            return sibling(request, len(to_sibling))
-        return _serve(DATA, request, trickle=True)
+    members = _members(sibling, to_sibling)
 
     def origin(request: httpx.Request) -> httpx.Response:
         to_origin.append(request)
@@ -80,8 +92,6 @@ async def _fetch(
         siblings=[SIBLING],
         **{"sibling_recheck_s": 0.05, **config},  # type: ignore[arg-type]
     )
-    from frumitcache.federation import FederationTransport
-
     with Store.open(tmp_path / "store", max_bytes=1 << 22, chunk_size=CHUNK) as store:
         fetcher = OriginFetcher(
             OriginConfig(retries=3, allow=["origin.example"]),
@@ -166,3 +176,75 @@ async def test_no_walk_when_rechecks_are_off(tmp_path: Path) -> None:
     assert digest == hashlib.sha256(DATA).digest()
     assert len(asked) == 1
     assert by_link == {"parent@10.0.0.1:3147": len(DATA)}
+
+
+def _transport(sibling: Answer) -> tuple[FederationTransport, list[httpx.Request]]:
+    """A transport over a slow honest parent and one sibling answering as ``sibling``."""
+    to_sibling: list[httpx.Request] = []
+    cfg = FederationConfig(key=KEY, parents=[PARENT], siblings=[SIBLING], sibling_recheck_s=0.05)
+    never = httpx.MockTransport(lambda r: httpx.Response(599))  # the origin: not asked here
+    links = httpx.MockTransport(_members(sibling, to_sibling))
+    return FederationTransport(never, config=cfg, key=KEY.encode(), links=links), to_sibling
+
+
+def _rest(request: httpx.Request, asked: int) -> httpx.Response:
+    """Busy for the fetch's first walk, then the rest of the object from where asked."""
+    return BUSY if "range" not in request.headers else _serve(DATA, request, trickle=False)
+
+
+async def test_an_object_that_may_change_is_never_moved_to_a_sibling() -> None:
+    """An object revalidated with its origin (an apt index) never comes from a sibling: its
+    parent's stream is not offered to them, however long it runs."""
+    transport, asked = _transport(_rest)
+    request = httpx.Request("GET", URL, extensions={FRESHNESS_EXTENSION: "revalidate"})
+    response = await transport.handle_async_request(request)
+    assert response.extensions[VIA_EXTENSION] == "parent@10.0.0.1:3147"
+    stream = response.stream
+    assert isinstance(stream, httpx.AsyncByteStream)
+    assert b"".join([part async for part in stream]) == DATA
+    assert asked == []
+
+
+class _Watched(httpx.AsyncByteStream):
+    """A sibling's body that records being closed."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_a_sibling_answer_never_claimed_is_closed(autojump_clock: object) -> None:
+    """Hostile to the sibling's slot: the parent's stream ends for a sibling, but the fetch is
+    gone before its resume (cancelled). The kept answer holds one of that sibling's stream
+    slots: it is closed once a later request finds it older than 30 s."""
+    bodies: list[_Watched] = []
+
+    def sibling(request: httpx.Request, asked: int) -> httpx.Response:
+        if "range" not in request.headers:
+            return BUSY
+        start = int(request.headers["range"][6:-1])
+        bodies.append(_Watched(DATA[start:]))
+        extra = {"content-range": f"bytes {start}-{len(DATA) - 1}/{len(DATA)}"}
+        return httpx.Response(206, headers=extra, stream=bodies[-1])
+
+    transport, _ = _transport(sibling)
+    request = httpx.Request("GET", URL, extensions={FRESHNESS_EXTENSION: "immutable"})
+    response = await transport.handle_async_request(request)
+    stream = response.stream
+    assert isinstance(stream, httpx.AsyncByteStream)
+    with pytest.raises(httpx.ReadError, match="has the rest from byte"):
+        async for _ in stream:
+            pass
+    await stream.aclose()
+    assert len(bodies) == 1
+    assert not bodies[0].closed  # kept for the resume that never comes
+    await trio.sleep(31)
+    other = httpx.Request("GET", URL + ".other", extensions={FRESHNESS_EXTENSION: "immutable"})
+    await transport.handle_async_request(other)
+    assert bodies[0].closed
