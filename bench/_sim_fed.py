@@ -286,12 +286,7 @@ class Backbone:
         complete and not busy (serving fewer than ``sibling_streams`` siblings), else the
         parent; the response arrives a request latency later."""
         if not self.spec.chunk_exchange:
-            limit = self.spec.sibling_streams
-            holders = [
-                self.edges[j]
-                for j in self.spec.sibling_ids(edge.index)
-                if self.edges[j].complete <= now and not (limit and self.edges[j].streams >= limit)
-            ]
+            holders = self._free_holders(edge, now)
             edge.source = holders[0] if holders else None
             answered = now + self.cal.http_latency_s
             if edge.source is not None:
@@ -309,6 +304,16 @@ class Backbone:
             self.sim.at(answered, partial(self._next, edge))
         else:
             self._next(edge, now)
+
+    def _free_holders(self, edge: _Edge, now: float) -> list[_Edge]:
+        """``edge``'s siblings, in its order, holding the object complete and streaming it to
+        fewer than ``sibling_streams`` sites (not busy)."""
+        limit = self.spec.sibling_streams
+        return [
+            self.edges[j]
+            for j in self.spec.sibling_ids(edge.index)
+            if self.edges[j].complete <= now and not (limit and self.edges[j].streams >= limit)
+        ]
 
     def _next(self, edge: _Edge, now: float) -> None:
         if edge.next_chunk >= len(edge.order):
@@ -371,12 +376,7 @@ class Backbone:
         request after the bytes the child has: one request latency)."""
         if edge.done or edge.source is not None:
             return
-        limit = self.spec.sibling_streams
-        holders = [
-            self.edges[j]
-            for j in self.spec.sibling_ids(edge.index)
-            if self.edges[j].complete <= now and not (limit and self.edges[j].streams >= limit)
-        ]
+        holders = self._free_holders(edge, now)
         if not holders:
             self.sim.at(now + self.spec.sibling_recheck_s, partial(self._recheck, edge))
             return

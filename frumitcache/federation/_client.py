@@ -74,6 +74,7 @@ from frumitcache.origin import (
     FRESHNESS_EXTENSION,
     SKIP_EXTENSION,
     VIA_EXTENSION,
+    parse_content_range,
 )
 from frumitcache.swarm import AUTH_HEADER, sign_request
 
@@ -185,7 +186,6 @@ class FederationTransport(httpx.AsyncBaseTransport):
         url = str(request.url)
         if "range" not in request.headers:
             self._broke.pop(url, None)  # a new fetch: every member gets its chance again
-        broke = self._broke.get(url, set())
         # Links whose bytes failed the fetcher's check of this object: never again in its fetch.
         rejected = request.extensions.get(SKIP_EXTENSION) or frozenset()
         handed = await self._claim(url, request.headers.get("range"), rejected)
@@ -194,8 +194,7 @@ class FederationTransport(httpx.AsyncBaseTransport):
         for link in self.links:
             if link.role == "sibling" and freshness == "revalidate":
                 continue
-            now = trio.current_time()
-            if now < link.down_until or link.name in broke or link.name in rejected:
+            if not self._usable(link, url, rejected):
                 continue
             response = await self._ask(link, request, freshness, held_only=held_only)
             if response is not None:
@@ -274,6 +273,13 @@ class FederationTransport(httpx.AsyncBaseTransport):
             extensions={**response.extensions, VIA_EXTENSION: link.name},
         )
 
+    def _usable(self, link: Link, url: str, rejected: frozenset[str]) -> bool:
+        """May ``link`` be asked for ``url`` now: not skipped after a failure, and neither
+        broken mid-body nor rejected in this fetch?"""
+        if trio.current_time() < link.down_until or link.name in rejected:
+            return False
+        return link.name not in self._broke.get(url, ())
+
     def _may_move(self, freshness: str) -> bool:
         """May a parent's stream of this object be taken over by a sibling?"""
         if freshness == "revalidate" or not self._config.sibling_recheck_s:
@@ -283,7 +289,6 @@ class FederationTransport(httpx.AsyncBaseTransport):
     async def _move_to_sibling(self, url: str, move: _Move, offset: int) -> str | None:
         """Ask the siblings for ``url`` from ``offset`` on, as the fetcher's resume would; keep
         the first whole answer for that resume (``_claim``). The sibling's name, or None."""
-        broke = self._broke.get(url, set())
         rejected = move.request.extensions.get(SKIP_EXTENSION) or frozenset()
         headers = {k: v for k, v in move.request.headers.items() if k.lower() != "if-range"}
         headers["range"] = f"bytes={offset}-"
@@ -292,9 +297,7 @@ class FederationTransport(httpx.AsyncBaseTransport):
         probe = httpx.Request("GET", move.request.url, headers=headers)
         probe.extensions = move.request.extensions
         for link in self.links:
-            if link.role != "sibling" or link.name in broke or link.name in rejected:
-                continue
-            if trio.current_time() < link.down_until:
+            if link.role != "sibling" or not self._usable(link, url, rejected):
                 continue
             response = await self._ask(link, probe, move.freshness, held_only=move.held_only)
             if response is None:
@@ -362,12 +365,10 @@ class FederationTransport(httpx.AsyncBaseTransport):
 def _span(response: httpx.Response) -> tuple[int, int | None]:
     """The offset of a body's first byte and the object's size, as its head says."""
     if response.status_code == 206:
-        unit, _, spec = response.headers.get("content-range", "").partition(" ")
-        first, _, total = spec.partition("/")
-        start = first.partition("-")[0]
-        if unit != "bytes" or not start.isdigit():
+        parsed = parse_content_range(response.headers.get("content-range", ""))
+        if parsed is None:
             return -1, None  # not a range we can resume from
-        return int(start), int(total) if total.isdigit() else None
+        return parsed[0], parsed[2]
     length = response.headers.get("content-length", "")
     return 0, int(length) if length.isdigit() else None
 
