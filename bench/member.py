@@ -35,8 +35,8 @@ import trio
 
 from bench import _cgroup
 from bench._blob import sha256_of, write_random
-from bench._cgroup import PROFILES, Budget
-from bench._herdcli import agent_settings
+from bench._cgroup import PROFILES
+from bench._herdcli import agent_settings, budget_of
 from bench._report import machine
 from bench._systems import Frumitcache, cpu_seconds, memory_mb
 from bench._testbed import LoopbackTestbed, Rates
@@ -148,12 +148,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.agent_settings = agent_settings(args.agent_set)
     except ValueError as exc:
         parser.error(f"--agent-set: {exc}")
-    args.budget = None
-    if args.pi or args.cpu_quota is not None or args.memory is not None:
-        base = PROFILES[args.pi] if args.pi else Budget()
-        quota = base.cpu_quota_pct if args.cpu_quota is None else args.cpu_quota
-        memory = base.memory_mb if args.memory is None else args.memory
-        args.budget = Budget(quota or None, memory or None)
+    args.budget = budget_of(args)
     return args
 
 
