@@ -51,28 +51,25 @@ from bench._herdcli import budget_of
 from bench._report import lower_bound
 from bench._testbed import LoopbackTestbed, Rates, ShapedTestbed, Testbed
 from frumitcache.config import parse_quantity
-from frumitcache.swarm._merkle import MerkleHasher, piece_size_for
-from frumitcache.swarm._torrent import bencode
+from frumitcache.swarm._merkle import file_tree, merkle_tree, piece_size_for
+from frumitcache.swarm._torrent import bencode, torrent_of_tree
 
 SYSTEMS = ("chunks", "chunks-assigned", "object", "object-super", "agents")
 PORT = 3145
 
 
-def _torrent(path: Path, name: str, piece: int) -> bytes:
-    """A v2-only torrent of one file with its piece layer: what a seeder adds."""
-    tree = MerkleHasher(piece)
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            tree.update(block)
-    t = tree.finish()
+def _object_torrent(path: Path, piece: int) -> bytes:
+    """The whole object's v2 torrent with its piece layer (what a seeder adds), at the chunks'
+    piece size: the agent's ``chunk_torrent`` derives its piece size from the file's own."""
+    _, t, _ = file_tree(path, piece, sha=False)
     info = {
-        b"file tree": {name.encode(): {b"": {b"length": t.size, b"pieces root": t.root}}},
+        b"file tree": {b"object": {b"": {b"length": t.size, b"pieces root": t.root}}},
         b"meta version": 2,
-        b"name": name.encode(),
+        b"name": b"object",
         b"piece length": piece,
     }
     out: dict[bytes, object] = {b"info": info}
-    if t.piece_layer:
+    if t.piece_layer:  # BEP 52 leaves it out for a file of one piece
         out[b"piece layers"] = {t.root: t.piece_layer}
     return bencode(out)
 
@@ -89,15 +86,16 @@ def prepare(work: Path, size: int, chunk: int) -> str:
     with whole.open("rb") as f:
         i = 0
         while data := f.read(chunk):
-            name = hashlib.sha256(data).hexdigest()
-            path = work / "chunks" / "held" / name
-            path.write_bytes(data)
+            # The agent's own chunk torrent, byte for byte (no site key).
+            tree = merkle_tree(data)
+            ct = torrent_of_tree(hashlib.sha256(data).digest(), tree)
+            (work / "chunks" / "held" / ct.name).write_bytes(data)
             (work / "chunks" / "torrents" / f"{i:05d}.torrent").write_bytes(
-                _torrent(path, name, piece_size_for(len(data)))
+                ct.seeder_bytes(tree.piece_layer)
             )
             i += 1
     os.link(whole, work / "object" / "held" / "object")
-    (work / "object" / "torrents" / "00000.torrent").write_bytes(_torrent(whole, "object", piece))
+    (work / "object" / "torrents" / "00000.torrent").write_bytes(_object_torrent(whole, piece))
     return sha
 
 
@@ -193,18 +191,9 @@ def run_bare(
 
 def run_agents(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """bench.herd's warm row for the agents, same options, in its own process."""
-    argv = [sys.executable, "-m", "bench.herd", "--nodes", str(args.nodes)]
-    argv += [
-        "--size",
-        str(args.size),
-        "--systems",
-        "frumitcache",
-        "--scenario",
-        "warm",
-        "--json",
-        "--quiet",
-    ]
-    argv += ["--out", str(work / "herd"), "--chunk-size", str(args.chunk_size)]
+    argv = [sys.executable, "-m", "bench.herd", "--nodes", str(args.nodes), "--size"]
+    argv += [str(args.size), "--chunk-size", str(args.chunk_size), "--out", str(work / "herd")]
+    argv += ["--systems", "frumitcache", "--scenario", "warm", "--json", "--quiet"]
     if args.shaped:
         argv += ["--shaped", "--down", str(args.down), "--up", str(args.up)]
     if args.budget is not None:
