@@ -16,9 +16,8 @@ Two levels, because sites touch each other only through the backbone:
    receiving seeder can take (its port, and its CPU budget for receiving the chunk and handing
    one copy on). ``sibling_streams`` k is ``federation.max_sibling_streams``: a holder already
    streaming the object to k sibling sites answers the next one busy (503), which asks its next
-   sibling, then the parent; 0 is no limit (the agent's rule before it). Like the 504s of
-   siblings that hold nothing, a busy answer adds no time here: the seeder's walk over its
-   siblings is one request latency, whatever it meets.
+   sibling, then the parent; 0 is no limit. Like a 504, a busy answer adds no time here: the
+   seeder's walk over its siblings is one request latency, whatever it meets.
 
    ``sibling_recheck_s`` (``federation.sibling_recheck_s``): while a site streams from the
    parent, its seeder walks its siblings again that often; the first holding the object
@@ -26,6 +25,11 @@ Two levels, because sites touch each other only through the backbone:
    request latency later, and the parent serves one child fewer. Sites that finish then serve,
    so the bound is ``epidemic_bound``; ``first_holders_bound`` (S·F/(E + B)) is what a rule
    where each site asks once can reach, reported beside it.
+
+   ``relay_depth`` (``federation.relay_depth``): siblings also serve what they fetch, each
+   chunk once whole there, within the depth and not back up the chain; a site's streams are
+   its link / ``relay_rate``; a first walk that finds nobody is walked again after a random
+   pause. Partial objects are served: the bound counts every link.
 
    ``chunk_exchange`` is a **what-if, not in the agent**: siblings serve each other single
    chunks they hold, one request per chunk, and site i asks for the chunks starting at
@@ -78,6 +82,7 @@ from functools import partial
 
 from bench._sim_flow import INF, Flow, Resource, Simulator
 from bench._sim_site import CHUNK_SIZE, Calibration, SiteRun, SiteSpec
+from frumitcache.federation._client import RELAY_PAUSE_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,13 @@ class FederationSpec:
     #: federation.sibling_recheck_s: a child streaming from its parent walks its siblings
     #: again this often and moves to the first that holds the object and is free (0: never).
     sibling_recheck_s: float = 0.0
+    #: federation.relay_depth: a site also serves siblings what it is still fetching, each
+    #: chunk once whole, while at most relay_depth - 1 relays stand between the asker and the
+    #: parent (0: only objects held complete).
+    relay_depth: int = 0
+    #: With relays: each site's max_sibling_streams set to its link / relay_rate (at least 1),
+    #: as the operator is told to (0: ``sibling_streams`` for every site).
+    relay_rate: float = 0.0
 
     @property
     def sites(self) -> int:
@@ -125,8 +137,8 @@ class FederationSpec:
         """B of the module docstring: the backbone upload siblings can give under the rule."""
         if not self.siblings:
             return 0.0
-        if self.chunk_exchange:
-            return sum(self.backbone)
+        if self.chunk_exchange or self.relay_depth:
+            return sum(self.backbone)  # partial objects are served: every link can give
         serving = {j for i in self.askers() for j in self.sibling_ids(i) if j in self.held_by}
         return sum(self.backbone[j] for j in serving)
 
@@ -156,6 +168,8 @@ def federation_bound(spec: FederationSpec, size: int) -> float:
     """The last Pi's bound under the spec's rule: ``epidemic_bound`` where finished sites may
     serve (sites re-ask their siblings: ``sibling_recheck_s``, or the epidemic what-if), else
     ``first_holders_bound``."""
+    if spec.relay_depth and spec.siblings:
+        return first_holders_bound(spec, size)  # relays serve partial objects: every link
     if spec.parent_streams or (spec.sibling_recheck_s and spec.siblings):
         return epidemic_bound(spec, size)
     return first_holders_bound(spec, size)
@@ -210,6 +224,7 @@ class _Edge:
     flow: Flow | None = None  # the chunk on its way now (held rule)
     gen: int = 0  # bumped when the source changes: a wait for the old one is dropped
     switches: int = 0  # moves from the parent to a sibling (sibling_recheck_s)
+    asked: bool = False  # its fetch runs: with relay_depth it may serve what it has so far
 
     @property
     def complete(self) -> float:
@@ -231,6 +246,11 @@ class Backbone:
     core_out: Resource = field(init=False)
     core_streams: int = field(init=False, default=0)  # children the parent streams to now
     _waiters: dict[int, list[Callable[[float], None]]] = field(
+        init=False, default_factory=lambda: defaultdict(list)
+    )
+    _rng: random.Random = field(init=False, default_factory=lambda: random.Random(0))
+    # (site, chunk) -> children waiting for a relay's chunk (relay_depth)
+    _relay_waiters: dict[tuple[int, int], list[Callable[[float], None]]] = field(
         init=False, default_factory=lambda: defaultdict(list)
     )
 
@@ -281,12 +301,17 @@ class Backbone:
         flow = Flow(self.chunk_bytes(k), ((self.core_in, 1.0),), on_done=done, tag=f"core{k}")
         self.sim.start(flow)
 
-    def _ask(self, edge: _Edge, now: float) -> None:
-        """The seeder's one request (held rule): the first sibling holding the object
-        complete and not busy (serving fewer than ``sibling_streams`` siblings), else the
-        parent; the response arrives a request latency later."""
+    def _ask(self, edge: _Edge, now: float, second: bool = False) -> None:
+        """The seeder's one request: the first free sibling holding the object (or relaying,
+        after a pause of up to the agent's ``RELAY_PAUSE_S`` if nobody does), else the parent;
+        the response arrives a request latency later."""
         if not self.spec.chunk_exchange:
             holders = self._free_holders(edge, now)
+            if not holders and not second and self.spec.relay_depth > 1 and self.spec.siblings:
+                pause = self._rng.uniform(0, RELAY_PAUSE_S)
+                self.sim.at(now + pause, partial(self._ask, edge, second=True))
+                return
+            edge.asked = True  # its fetch runs, from a known source: it may relay
             edge.source = holders[0] if holders else None
             answered = now + self.cal.http_latency_s
             if edge.source is not None:
@@ -306,14 +331,37 @@ class Backbone:
             self._next(edge, now)
 
     def _free_holders(self, edge: _Edge, now: float) -> list[_Edge]:
-        """``edge``'s siblings, in its order, holding the object complete and streaming it to
-        fewer than ``sibling_streams`` sites (not busy)."""
-        limit = self.spec.sibling_streams
-        return [
-            self.edges[j]
-            for j in self.spec.sibling_ids(edge.index)
-            if self.edges[j].complete <= now and not (limit and self.edges[j].streams >= limit)
-        ]
+        """``edge``'s siblings, in its order, holding the object complete (or, with
+        ``relay_depth``, fetching it within the depth and not through ``edge``) and streaming
+        to fewer sites than their limit (not busy)."""
+        out = []
+        for j in self.spec.sibling_ids(edge.index):
+            other = self.edges[j]
+            limit = self._limit(j)
+            if limit and other.streams >= limit:
+                continue
+            if other.complete <= now or self._may_relay(other, edge, now):
+                out.append(other)
+        return out
+
+    def _limit(self, j: int) -> int:
+        """Site j's max_sibling_streams."""
+        if (s := self.spec).relay_depth and s.relay_rate:
+            return max(1, int(s.backbone[j] // s.relay_rate))
+        return s.sibling_streams
+
+    def _may_relay(self, other: _Edge, asker: _Edge, now: float) -> bool:
+        """``frumitcache.federation.may_relay``: ``other`` fetches the object now, its bytes
+        do not come through ``asker``, and fewer than relay_depth relays would stand between
+        ``asker`` and the parent (a complete holder up the chain ends the chain)."""
+        if not self.spec.relay_depth or not other.asked or other.done:
+            return False
+        depth, up = 1, other.source  # walk up: a loop back to asker, or too deep
+        while up is not None and up.complete > now:
+            if up is asker:
+                return False
+            depth, up = depth + 1, up.source
+        return depth < self.spec.relay_depth
 
     def _next(self, edge: _Edge, now: float) -> None:
         if edge.next_chunk >= len(edge.order):
@@ -341,6 +389,13 @@ class Backbone:
             gen = edge.gen
             self._waiters[k].append(lambda t: self._next(edge, t) if edge.gen == gen else None)
             return
+        if source is not None and not exchange and source.has[k] > now:
+            # A relay sends each chunk once it holds it whole (verified), as the parent does.
+            gen = edge.gen
+            self._relay_waiters[(source.index, k)].append(
+                lambda t: self._next(edge, t) if edge.gen == gen else None
+            )
+            return
         # One response: the next chunk follows on the same stream; the what-if asks per chunk.
         delay = self.cal.http_latency_s if exchange else 0.0
         self._send(edge, k, self.chunk_bytes(k), source, now + delay)
@@ -354,6 +409,8 @@ class Backbone:
         def done(t: float) -> None:
             edge.has[k] = t
             edge.flow = None
+            for wake in self._relay_waiters.pop((edge.index, k), []):
+                wake(t)
             if source is not None:
                 source.uploads -= 1
             edge.next_chunk += 1
@@ -376,7 +433,8 @@ class Backbone:
         request after the bytes the child has: one request latency)."""
         if edge.done or edge.source is not None:
             return
-        holders = self._free_holders(edge, now)
+        # Only a holder takes over (the agent's move asks without relay).
+        holders = [h for h in self._free_holders(edge, now) if h.complete <= now]
         if not holders:
             self.sim.at(now + self.spec.sibling_recheck_s, partial(self._recheck, edge))
             return
@@ -399,11 +457,9 @@ class Backbone:
         return self.core_in.carried
 
     def backbone_bytes(self) -> dict[str, int]:
-        return {
-            "from_parent": self.core_out.carried,
-            "from_siblings": sum(e.link_up.carried for e in self.edges),
-            "into_sites": sum(e.link_down.carried for e in self.edges),
-        }
+        up = sum(e.link_up.carried for e in self.edges)
+        down = sum(e.link_down.carried for e in self.edges)
+        return {"from_parent": self.core_out.carried, "from_siblings": up, "into_sites": down}
 
 
 @dataclass(slots=True)

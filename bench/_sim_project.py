@@ -55,6 +55,8 @@ class Plan:
     parent_streams: int = 0  # what-if, not in the agent: a busy parent, children retry (_sim_fed)
     retry_after_s: float = 1.0
     sibling_recheck_s: float = 0.0  # federation.sibling_recheck_s (0: never)
+    relay_depth: int = 0  # federation.relay_depth (0: siblings serve held objects only)
+    relay_rate: float = 0.0  # with relays: a site's sibling streams are its link / this
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
@@ -115,7 +117,8 @@ def project_federation(plan: Plan, cal: Calibration) -> dict[str, Any]:
         plan.siblings, plan.cpu_quota, every_kth(plan.sites, plan.held_share),
         plan.chunk_exchange, sibling_streams=plan.sibling_streams,
         parent_streams=plan.parent_streams, retry_after_s=plan.retry_after_s,
-        sibling_recheck_s=plan.sibling_recheck_s,
+        sibling_recheck_s=plan.sibling_recheck_s, relay_depth=plan.relay_depth,
+        relay_rate=plan.relay_rate,
     )  # fmt: skip
     result = run_federation(spec, cal, plan.size, chunk_size=CHUNK_SIZE)
     asking = len(spec.askers())
@@ -143,6 +146,7 @@ def project_federation(plan: Plan, cal: Calibration) -> dict[str, Any]:
         "sibling_streams": plan.sibling_streams,
         **_epidemic(plan, sum(e.busy_answers for e in result.backbone.edges)),
         **_recheck(plan, sum(e.switches for e in result.backbone.edges)),
+        **_relay(plan),
         "origin_bytes": origin,
         "origin_ratio": origin / plan.size,
         "backbone_bytes": backbone,
@@ -179,6 +183,13 @@ def _recheck(plan: Plan, switches: int) -> dict[str, float]:
     if not plan.sibling_recheck_s:
         return {}
     return {"sibling_recheck_s": plan.sibling_recheck_s, "switches_to_siblings": switches}
+
+
+def _relay(plan: Plan) -> dict[str, float]:
+    """Rows where siblings relay what they are fetching: the depth and the streams rule."""
+    if not plan.relay_depth:
+        return {}
+    return {"relay_depth": plan.relay_depth, "relay_rate_mbit": plan.relay_rate * 8e-6}
 
 
 def _distinct(runs: list[SiteRun]) -> list[SiteRun]:

@@ -36,6 +36,11 @@ max(F/U, (E-K)·F/(U_core + K·U)), what the first holders can send (sites that 
 their siblings, ``federation.sibling_recheck_s``, can beat it). Compare
 ``--edge-federation sibling_recheck_s=0`` (each site asks its siblings once).
 
+``--siblings``: every edge names the others as siblings in the release every site asks at once
+(no first wave); ``t_bound_s`` is then max(F/U, E·F/(U_core + E·U)), reached only if edges
+serve each other what they are still fetching (``--edge-federation relay_depth=3``); adds
+``by_edge``.
+
 ``--origin-rate RATE``: the origin itself sends at most RATE in all (the test origin's shared
 limit), so the core is a parent slowed by its own origin: a child's floor above that pace must
 keep it (the origin sends once) where the federation links are wide.
@@ -114,7 +119,7 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
                 for section, name, value in args.set:
                     agent.settings.setdefault(section, {})[name] = value
                 if s and key is not None:
-                    if args.late:
+                    if args.late or args.siblings:
                         agent.settings["federation"]["siblings"] = _siblings(fed, s, args)
                     agent.settings["federation"].update(args.edge_federation)
             agents.append(site)
@@ -165,6 +170,9 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
         if args.late:
             asking = args.edges - args.late
             bound = max(size / uplink, asking * size / (core_uplink + args.late * uplink))
+        elif args.siblings:
+            # Every edge's uplink may serve the others (relays: federation.relay_depth).
+            bound = max(size / uplink, args.edges * size / (core_uplink + args.edges * uplink))
         t_last = max(done) if len(done) == len(survivors) else None
         result: dict[str, Any] = {
             "mode": mode,
@@ -188,6 +196,9 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
             result["late"] = args.late
             result["origin_bytes_timed"] = sent - held_sent
             result["by_edge"] = await _by_edge(agents[1 + args.late :])
+        elif args.siblings:
+            result["siblings"] = True
+            result["by_edge"] = await _by_edge(agents[1:])
         if args.kill_parent_seeder_at:
             result["kill_at"] = args.kill_parent_seeder_at
             result["killed"] = killed or None
@@ -218,7 +229,8 @@ async def run(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]
 
 
 def _siblings(fed: ShapedFederation, s: int, args: argparse.Namespace) -> list[str]:
-    """Edge s's siblings for ``--late``: every other edge's agents, the next index first."""
+    """Edge s's siblings (``--late``, ``--siblings``): every other edge's agents, the next
+    index first."""
     edges = [1 + (s - 1 + k) % args.edges for k in range(1, args.edges)]
     return [f"{fed.pi_v4(t, i)}:3147" for t in edges for i in range(args.pis)]
 
@@ -287,6 +299,13 @@ def main(argv: list[str] | None = None) -> None:
         metavar="K",
         help="a second wave: the core and the first K edges hold the object first, every edge "
         "names the others as siblings, the other edges' Pis are timed",
+    )
+    parser.add_argument(
+        "--siblings",
+        action="store_true",
+        help="every edge names the others as siblings (as --late does) in a release every "
+        "site asks at once; t_bound_s then lets every edge's uplink serve the others: with "
+        "--edge-federation relay_depth=N siblings relay what they fetch",
     )
     parser.add_argument(
         "--slow-link",

@@ -120,6 +120,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(0: never, the rule before it); comma-separated for one run each (rows with "
         "siblings; default: the agent's default)",
     )  # fmt: skip
+    p.add_argument(
+        "--relay-depth", default="0,4",
+        help="federation.relay_depth: siblings also serve what they are still fetching, "
+        "within this depth (0: held objects only, the agent's default); comma-separated for "
+        "one run each (rows with siblings)",
+    )  # fmt: skip
+    p.add_argument(
+        "--relay-rate", type=_rate, default=_rate("12Mbit"),
+        help="with relays, each site's max_sibling_streams is its link / this (at least 1), "
+        "as federation.relay_depth's help tells the operator (0: --sibling-streams)",
+    )  # fmt: skip
     p.add_argument("--cpu-quota", type=float, default=10.0, help="%% of a core per Pi (0: none)")
     p.add_argument("--agent-cpu", type=float, default=PROJECTION_AGENT_CPU, help="CPU-s/GB")
     p.add_argument("--client-cpu", type=float, default=PROJECTION_CLIENT_CPU, help="CPU-s/GB")
@@ -143,12 +154,14 @@ def plans(args: argparse.Namespace) -> list[Plan]:
                 for sib in args.siblings.split(","):
                     streams = args.sibling_streams.split(",") if sib != "0" else ["0"]
                     rechecks = args.sibling_recheck.split(",") if sib != "0" else ["0"]
+                    relays = args.relay_depth.split(",") if sib != "0" else ["0"]
                     for k in streams:
                         for again in rechecks:
-                            out.append(
+                            out += [
                                 _plan(args, size, egress, release, sib, quota, int(k),
-                                      recheck=float(again))
-                            )  # fmt: skip
+                                      recheck=float(again), relay=int(depth))
+                                for depth in relays
+                            ]  # fmt: skip
             siblings = [sib for sib in args.siblings.split(",") if sib != "0"]
             if "chunks" in args.what_if:
                 out += [
@@ -178,6 +191,7 @@ def _plan(
     exchange: bool = False,
     parent: int = 0,
     recheck: float = 0.0,
+    relay: int = 0,
 ) -> Plan:
     if release not in ("together", "late"):
         raise SystemExit(f"bench.sim: --release {release!r}: together or late")
@@ -191,6 +205,9 @@ def _plan(
         what += f", sibling streams {streams or 'unlimited'}"
         if recheck:
             what += f", re-ask siblings every {recheck:g} s"
+        if relay:
+            per = f"link / {args.relay_rate * 8e-6:g} Mbit/s" if args.relay_rate else streams
+            what += f", relay depth {relay} (sibling streams {per})"
     if parent:
         what += (
             f", WHAT-IF parent busy above {parent} streams, children re-ask siblings every "
@@ -202,6 +219,7 @@ def _plan(
         args.seed,
         f"federation {args.sites}x{args.pis}, {size / (1 << 20):g} MiB, egress {egress}, "
         f"siblings {sib}, {what}", streams, parent, args.retry_after, recheck,
+        relay, args.relay_rate if relay else 0.0,
     )  # fmt: skip
 
 
@@ -264,6 +282,8 @@ def _variant(row: dict[str, Any]) -> str:
     what_if = ", what-if chunk trade" if row["chunk_exchange"] else ""
     if row.get("parent_streams"):
         what_if += f", what-if busy parent {row['parent_streams']}"
+    if row.get("relay_depth"):
+        what_if += f", relay {row['relay_depth']}"
     streams = row.get("sibling_streams", 0)
     busy = f", streams {streams}" if streams and row["siblings_per_site"] else ""
     return (

@@ -96,6 +96,7 @@ class Agent:
                 origin_stats[f"federation served {child}"] = n
             origin_stats["federation_refused"] = served.refused
             origin_stats["federation_busy"] = served.busy  # siblings sent on (503 busy)
+            origin_stats["federation_relayed"] = served.relayed  # served from a running fetch
         return Status(
             version=__version__,
             node=node_name(self.config),
@@ -157,6 +158,11 @@ class Agent:
 
         return wrap
 
+    def _upstream(self, url: str) -> tuple[str, ...] | None:
+        """The sites this agent's uplink fetch of ``url`` comes through (relay_depth); () for
+        a site without parents or siblings, which fetches from the origin itself."""
+        return () if self._links is None else self._links.upstream(url)
+
     async def _serve_federation(
         self,
         content: ContentService,
@@ -174,6 +180,9 @@ class Agent:
             max_clock_skew_s=cfg.site.max_clock_skew_s,
             max_rate=cfg.federation.max_rate,
             max_sibling_streams=cfg.federation.max_sibling_streams,
+            relay_depth=cfg.federation.relay_depth,
+            site=cfg.site.name,
+            upstream=self._upstream,
         )
         self._federation = server
         address = cfg.federation.listen or cfg.node.address  # "*": every address

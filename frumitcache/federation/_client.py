@@ -9,7 +9,9 @@ Only where the bytes come from changes. For each GET without credentials it trie
 1. siblings, with ``only-if-cached`` (they answer from what they hold or say 504; 503 with
    ``x-frumit-busy`` when already serving ``max_sibling_streams`` sibling sites: the next
    sibling or a parent is asked, and that one again for the next object), skipped for objects
-   that may change (their copy may be older than the origin's);
+   that may change (their copy may be older than the origin's); with ``relay_depth`` also
+   from what their seeder is fetching now (the answer names the sites it comes through, kept
+   as ``upstream``: this site relays on only within the depth, never back up the chain);
 2. parents, which fetch through their own site (single-flight for all their children) and
    stream the object back cut-through;
 3. the origin, through the wrapped transport, exactly as without federation.
@@ -43,6 +45,7 @@ every byte they send, per link (``parent@host:port``).
 
 from __future__ import annotations
 
+import random
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -56,6 +59,7 @@ from frumitcache._rate import TokenBucket
 from frumitcache.config import FederationConfig, split_member
 from frumitcache.federation._wire import (
     BUSY_HEADER,
+    CHAIN_HEADER,
     FORWARDED,
     FRESHNESS_HEADER,
     IN_FLIGHT_HEADER,
@@ -63,10 +67,12 @@ from frumitcache.federation._wire import (
     ONLY_IF_CACHED,
     ORIGIN_STATUS_HEADER,
     REFUSED_HEADER,
+    RELAY,
     SITE_HEADER,
     RateFloor,
     Role,
     object_target,
+    parse_chain,
     takes,
 )
 from frumitcache.origin import (
@@ -83,6 +89,9 @@ log = get_logger("federation")
 #: Fetches in progress whose broken members a transport remembers (a bound, not a tuning knob:
 #: a seeder fetches a handful of objects at once).
 _BROKE_URLS = 256
+#: With relays, the longest random pause before a second walk over the siblings (a fetch's
+#: first request only): spreads a release's simultaneous asks over a second.
+RELAY_PAUSE_S = 1.0
 #: A sibling's answer kept for the fetcher's resume is dropped if not taken by then (the
 #: fetch was cancelled): it holds one of that sibling's stream slots.
 _HANDOFF_S = 30.0
@@ -168,6 +177,21 @@ class FederationTransport(httpx.AsyncBaseTransport):
         self._broke: OrderedDict[str, set[str]] = OrderedDict()
         # URL -> (offset, when, a sibling's answer from there) for the fetcher's next resume.
         self._handoff: dict[str, tuple[int, float, httpx.Response]] = {}
+        # URL -> the sites its current fetch comes through (relay_depth; () from a parent, the
+        # origin or a holder; None: unknown), the oldest dropped past _BROKE_URLS.
+        self._chains: OrderedDict[str, tuple[str, ...] | None] = OrderedDict()
+
+    def upstream(self, url: str) -> tuple[str, ...] | None:
+        """The sites this transport's running fetch of ``url`` comes through, nearest first
+        (() from a parent, a holder or the origin); None before an answer, or unknown. The
+        federation endpoint relays only a fetch whose chain it knows (``may_relay``)."""
+        return self._chains.get(url)
+
+    def _through(self, url: str, chain: tuple[str, ...] | None) -> None:
+        self._chains[url] = chain
+        self._chains.move_to_end(url)
+        while len(self._chains) > _BROKE_URLS:
+            self._chains.popitem(last=False)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         # Only the fetcher's object fetches (they carry a freshness) may come from another
@@ -186,24 +210,43 @@ class FederationTransport(httpx.AsyncBaseTransport):
         url = str(request.url)
         if "range" not in request.headers:
             self._broke.pop(url, None)  # a new fetch: every member gets its chance again
+            self._chains.pop(url, None)
         # Links whose bytes failed the fetcher's check of this object: never again in its fetch.
         rejected = request.extensions.get(SKIP_EXTENSION) or frozenset()
         handed = await self._claim(url, request.headers.get("range"), rejected)
         if handed is not None:
+            self._through(url, ())  # a holder's: complete, so no chain to loop back through
             return handed
-        for link in self.links:
-            if link.role == "sibling" and freshness == "revalidate":
+        walks: tuple[str, ...] = ("sibling", "parent")
+        if freshness != "revalidate" and "range" not in request.headers and self._relaying():
+            # Sites of a release ask at once: whoever asks a sibling before that one asked its
+            # parent finds nothing to relay. A second walk after a random pause finds the
+            # sites that asked first (bench.sim models the same pause).
+            walks = ("sibling", "pause", "sibling", "parent")
+        for role in walks:
+            if role == "pause":
+                await trio.sleep(random.uniform(0, RELAY_PAUSE_S))
                 continue
-            if not self._usable(link, url, rejected):
-                continue
-            response = await self._ask(link, request, freshness, held_only=held_only)
-            if response is not None:
-                return response
+            for link in self.links:
+                if link.role != role or (role == "sibling" and freshness == "revalidate"):
+                    continue
+                if not self._usable(link, url, rejected):
+                    continue
+                response = await self._ask(link, request, freshness, held_only=held_only)
+                if response is not None:
+                    return response
         self.to_origin += 1
+        self._through(url, ())
         return await self._origin.handle_async_request(request)
 
     async def _ask(
-        self, link: Link, request: httpx.Request, freshness: str, *, held_only: bool
+        self,
+        link: Link,
+        request: httpx.Request,
+        freshness: str,
+        *,
+        held_only: bool,
+        relay: bool = True,
     ) -> httpx.Response | None:
         # Only the FORWARDED headers travel: never Authorization or a cookie.
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED}
@@ -216,6 +259,9 @@ class FederationTransport(httpx.AsyncBaseTransport):
             # A parent pulling the same blob for itself right now serves it as it arrives:
             # the origin sends it once although our token cannot travel.
             headers[IN_FLIGHT_HEADER] = JOIN
+        elif link.role == "sibling" and relay and self._config.relay_depth and self._site:
+            # A sibling fetching it right now may relay it (within the depth, see _wire).
+            headers[IN_FLIGHT_HEADER] = RELAY
         timeout = dict(request.extensions.get("timeout") or {})
         timeout["connect"] = self._config.connect_timeout_s
         # A parent releases a chunk once it is verified: the gap between two reads can be a
@@ -230,6 +276,10 @@ class FederationTransport(httpx.AsyncBaseTransport):
         ask.headers[AUTH_HEADER.decode()] = sign_request(
             self._key, b"GET", ask.url.raw_path, self._clock()
         ).decode()
+        if link.role == "parent":
+            # Known before the answer: a sibling asking meanwhile may relay from here (a parent
+            # holds its first bytes back until a whole chunk is verified: seconds).
+            self._through(str(request.url), ())
         try:
             response = await self._links.handle_async_request(ask)
         except httpx.TransportError as exc:
@@ -251,6 +301,8 @@ class FederationTransport(httpx.AsyncBaseTransport):
             await response.aclose()
             return None
         link.answered += 1
+        chained = response.headers.get(CHAIN_HEADER)
+        self._through(str(request.url), parse_chain(chained) if chained is not None else ())
         status = response.status_code
         log.info("federation.fetch", url=str(request.url), link=link.name, status=status)
         inner = response.stream
@@ -272,6 +324,12 @@ class FederationTransport(httpx.AsyncBaseTransport):
             stream=_LinkStream(inner, link, self, str(request.url), move),
             extensions={**response.extensions, VIA_EXTENSION: link.name},
         )
+
+    def _relaying(self) -> bool:
+        """Do this site's siblings relay what they fetch (``federation.relay_depth``)?"""
+        if self._config.relay_depth < 2 or not self._site:  # 1: no relay between
+            return False
+        return any(link.role == "sibling" for link in self.links)
 
     def _usable(self, link: Link, url: str, rejected: frozenset[str]) -> bool:
         """May ``link`` be asked for ``url`` now: not skipped after a failure, and neither
@@ -299,7 +357,10 @@ class FederationTransport(httpx.AsyncBaseTransport):
         for link in self.links:
             if link.role != "sibling" or not self._usable(link, url, rejected):
                 continue
-            response = await self._ask(link, probe, move.freshness, held_only=move.held_only)
+            # Only a holder takes over (no relay): one at the same offset would gain nothing.
+            response = await self._ask(
+                link, probe, move.freshness, held_only=move.held_only, relay=False
+            )
             if response is None:
                 continue
             start, total = _span(response)

@@ -14,16 +14,17 @@ A request for an origin URL is opened through the content seam exactly as a loca
 would be: held here, pulled from the site, or fetched by the site's seeder, which single-flights
 it for every child at once. Bytes go out as the seam releases them (cut-through), complete
 chunks with ``sendfile``. A sibling request (``only-if-cached``) is answered only from what this
-agent holds, never fetched (a parent asked to join: also from its own fetch running right now),
-and only while fewer than ``federation.max_sibling_streams`` such answers run: the next gets
-``503`` with ``x-frumit-busy`` and its site asks its next sibling or its parents.
+agent holds, never fetched (a parent asked to join: also from its own fetch running right now;
+with ``federation.relay_depth``, a sibling asking to relay: from that fetch too, within the depth
+and never back to a site the bytes come through), and only while fewer than
+``federation.max_sibling_streams`` such answers run: the next gets ``503`` with
+``x-frumit-busy`` and its site asks its next sibling or its parents.
 An unsigned or wrongly signed request gets ``403`` and the connection is closed; the agent
 serves on.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -50,23 +51,26 @@ from frumitcache.content import (
 from frumitcache.errors import FrumitcacheError, OriginStatusError
 from frumitcache.federation._wire import (
     BUSY_HEADER,
+    CHAIN_HEADER,
     FRESHNESS_HEADER,
     IN_FLIGHT_HEADER,
     JOIN,
     ONLY_IF_CACHED,
     ORIGIN_STATUS_HEADER,
     REFUSED_HEADER,
+    RELAY,
     SITE_HEADER,
     SiblingSlots,
+    may_relay,
     parse_target,
     sibling_ask,
+    site_name,
 )
 from frumitcache.swarm import AUTH_HEADER, PeerLimits, RequestGate, serve_signed
 
 log = get_logger("federation")
 
 _AUTH = AUTH_HEADER.decode()
-_SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # what a label may hold
 
 
 @dataclass(slots=True)
@@ -77,6 +81,7 @@ class FederationServerStats:
     refused: int = 0  # no or wrong federation key: 403
     not_held: int = 0  # a sibling's only-if-cached request for what is not here: 504
     joined: int = 0  # an only-if-cached request that joined this agent's running fetch
+    relayed: int = 0  # a sibling's ask served from this agent's running fetch (relay_depth)
     busy: int = 0  # a sibling's ask while max_sibling_streams were being served: 503
     failed: int = 0  # the seam's error answered (origin status, unreachable, ...)
     bytes_served: int = 0
@@ -106,6 +111,9 @@ class FederationServer:
         max_clock_skew_s: float = 60.0,
         max_rate: int = 0,
         max_sibling_streams: int = 0,
+        relay_depth: int = 0,
+        site: str = "",
+        upstream: Callable[[str], tuple[str, ...] | None] = lambda url: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._source = source
@@ -113,6 +121,9 @@ class FederationServer:
         self._max_rate = max_rate  # bytes/s per child connection (federation.max_rate)
         self._held = held  # does this agent hold ``url`` complete (a sibling's question)?
         self._fetching = fetching  # is a fetch of ``url`` running on this agent right now?
+        self._relay_depth = relay_depth  # federation.relay_depth (0: held objects only)
+        self._site = site  # this agent's site.name: a relay names itself in the chain
+        self._upstream = upstream  # the sites this agent's fetch of ``url`` comes through
         self._gate = RequestGate(key, limits=limits, max_clock_skew_s=max_clock_skew_s, clock=clock)
         self.admission = self._gate.admission
         self.stats = FederationServerStats()
@@ -187,7 +198,10 @@ class FederationServer:
         in_flight = headers.get(IN_FLIGHT_HEADER, "")
         sibling = ONLY_IF_CACHED in cache_control
         if sibling and not self._held(url):
-            # Only a parent is asked to join (see _wire): its own running fetch, never a new one.
+            if in_flight == RELAY:
+                await self._relay(conn, stream, req, headers, url, peer)
+                return
+            # A parent is asked to join (see _wire): its own running fetch, never a new one.
             # The seam's open below joins it in the same trio step, so it cannot end in between.
             if in_flight != JOIN or not self._fetching(url):
                 self.stats.not_held += 1
@@ -197,22 +211,62 @@ class FederationServer:
         elif sibling_ask(cache_control, in_flight):
             # Held, for a sibling: served only while fewer than max_sibling_streams run, so
             # later sites of a late release spread over holders and parents, not pile on one.
-            if not self._siblings.take():
-                self.stats.busy += 1
-                await _text(
-                    conn,
-                    stream,
-                    503,
-                    "busy serving sibling sites (federation.max_sibling_streams)\n",
-                    extra=[(BUSY_HEADER, "siblings"), ("Retry-After", "1")],
-                )
-                return
-            try:
-                await self._serve(conn, stream, req, headers, url, peer, sibling)
-            finally:
-                self._siblings.give()
+            await self._on_slot(conn, stream, req, headers, url, peer, [])
             return
         await self._serve(conn, stream, req, headers, url, peer, sibling)
+
+    async def _on_slot(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        req: h11.Request,
+        headers: dict[str, str],
+        url: str,
+        peer: str,
+        extra: list[tuple[str, str]],
+        *,
+        relayed: bool = False,
+    ) -> None:
+        """Serve a sibling on one of the ``max_sibling_streams`` slots, or answer 503 busy:
+        the sibling asks its next sibling or its parents."""
+        if not self._siblings.take():
+            self.stats.busy += 1
+            await _text(
+                conn,
+                stream,
+                503,
+                "busy serving sibling sites (federation.max_sibling_streams)\n",
+                extra=[(BUSY_HEADER, "siblings"), ("Retry-After", "1")],
+            )
+            return
+        self.stats.relayed += relayed  # counted as it starts: status shows a relay running
+        try:
+            await self._serve(conn, stream, req, headers, url, peer, True, extra)
+        finally:
+            self._siblings.give()
+
+    async def _relay(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        req: h11.Request,
+        headers: dict[str, str],
+        url: str,
+        peer: str,
+    ) -> None:
+        """A sibling's ask for what this agent is fetching right now (``relay_depth``): served
+        from that fetch as it arrives, within the depth and never back up the chain, on one of
+        the sibling slots; anything else is not held here (504)."""
+        upstream = self._upstream(url) if self._fetching(url) else None
+        asker = headers.get(SITE_HEADER, "")
+        if not may_relay(asker, self._site, upstream, self._relay_depth):
+            self.stats.not_held += 1
+            await _text(conn, stream, 504, "not held here (only-if-cached, no relay)\n")
+            return
+        chain = ",".join((self._site, *(upstream or ())))
+        await self._on_slot(
+            conn, stream, req, headers, url, peer, [(CHAIN_HEADER, chain)], relayed=True
+        )
 
     async def _serve(
         self,
@@ -223,6 +277,7 @@ class FederationServer:
         url: str,
         peer: str,
         sibling: bool,
+        extra: list[tuple[str, str]] | None = None,
     ) -> None:
         revalidate = headers.get(FRESHNESS_HEADER) == "revalidate" and not sibling
         accept = headers.get("accept")
@@ -243,7 +298,7 @@ class FederationServer:
             log.info("federation.failed", url=url, peer=peer, status=status, detail=str(exc))
             await _text(conn, stream, status, f"{exc}\n", extra=extra)
             return
-        await self._answer(conn, stream, req, headers, content, url, peer)
+        await self._answer(conn, stream, req, headers, content, url, peer, extra or [])
 
     async def _answer(
         self,
@@ -254,6 +309,7 @@ class FederationServer:
         content: Content,
         url: str,
         peer: str,
+        extra: list[tuple[str, str]],
     ) -> None:
         info = content.info
         last_modified = parse_http_date(info.meta.last_modified)
@@ -284,6 +340,7 @@ class FederationServer:
             ("Content-Length", str(plan.end - plan.start)),
             ("Accept-Ranges", "bytes"),
             ("X-Frumit-Provenance", info.provenance),
+            *extra,
         ]
         head = h11.Response(status_code=plan.status, headers=out)
         if req.method == b"HEAD" or plan.end == plan.start:
@@ -351,7 +408,7 @@ def _child_of(headers: dict[str, str], stream: trio.SocketStream) -> str:
     """``site@address`` of the asking child (the address alone if it names no usable site)."""
     address = _peer_of(stream)
     site = headers.get(SITE_HEADER, "")
-    return f"{site}@{address}" if _SITE_NAME.fullmatch(site) else address
+    return f"{site}@{address}" if site_name(site) else address
 
 
 def _peer_of(stream: trio.SocketStream) -> str:

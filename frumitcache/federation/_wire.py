@@ -11,11 +11,15 @@ revalidate`` says the object may change (an apt index), so a parent serves it re
 its site's window rather than as held. ``X-Frumit-In-Flight: join`` on an only-if-cached request
 to a parent (a registry blob the child fetches with a token it may not pass on) lets the parent
 serve what it is fetching for itself at that moment, as it arrives: no fetch is started for the
-child, and the child checks the bytes against the digest it knows.
+child, and the child checks the bytes against the digest it knows. ``X-Frumit-In-Flight: relay``
+on a sibling's request (``federation.relay_depth``) lets the sibling serve what its seeder is
+fetching right now, chunk by chunk as verified, within the depth (``may_relay``); the answer
+names the relaying sites in ``X-Frumit-Chain``.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -32,10 +36,16 @@ ORIGIN_STATUS_HEADER = "x-frumit-origin-status"
 REFUSED_HEADER = "x-frumit-federation"
 ONLY_IF_CACHED = "only-if-cached"
 #: On an only-if-cached request: the member's own running fetch of the object counts as held.
-#: Sent to parents only: a sibling that joined another's running fetch would chain every site
-#: of a simultaneous release behind the first one's upload.
+#: ``join`` is sent to parents (a registry blob the child may not fetch itself). ``relay`` is
+#: sent to siblings when ``federation.relay_depth`` is set: a sibling serves what its seeder
+#: is fetching right now only within that depth (``may_relay``), or every site of a
+#: simultaneous release would chain behind the first one's upload.
 IN_FLIGHT_HEADER = "x-frumit-in-flight"
 JOIN = "join"
+RELAY = "relay"
+#: On a relayed answer: the sites the bytes pass through, nearest first (the answering site,
+#: then those its own fetch comes through). The child keeps it as its own upstream.
+CHAIN_HEADER = "x-frumit-chain"
 #: Set on the 503 of a member already serving ``federation.max_sibling_streams`` held objects to
 #: sibling sites: the child asks its next sibling, then its parents, and asks this one again
 #: for the next object (busy is not failed).
@@ -81,6 +91,41 @@ def takes(role: Role, status: int, origin_said: bool) -> bool:
     if status in (200, 206, 304, 416):
         return True
     return role == "parent" and origin_said and status in (404, 410)
+
+
+_SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # what a site label may hold
+_MAX_CHAIN = 16  # sites in a chain header: relay_depth is a handful
+
+
+def site_name(value: str) -> str | None:
+    """``value`` if it is a usable site label (``site.name``), else None."""
+    return value if _SITE_NAME.fullmatch(value) else None
+
+
+def parse_chain(value: str) -> tuple[str, ...] | None:
+    """The sites of a ``x-frumit-chain`` header; None when it is not one (too long, or a
+    name that is no site label): the child then does not relay what it fetches."""
+    names = tuple(part.strip() for part in value.split(",")) if value.strip() else ()
+    if len(names) > _MAX_CHAIN or any(site_name(name) is None for name in names):
+        return None
+    return names
+
+
+def may_relay(asker: str, own: str, upstream: tuple[str, ...] | None, depth: int) -> bool:
+    """May a site (``own``) whose running fetch comes through ``upstream`` (the sites between
+    it and its parent or the origin; None: no fetch of its own running, or its chain unknown)
+    serve that fetch to the sibling site ``asker``, under ``federation.relay_depth`` ``depth``?
+
+    Only between named sites, never to a site the bytes already pass through (a loop: each
+    would wait for the other), and only while at most ``depth`` - 1 relays stand between the
+    asker and the parent: every relay holds a chunk back until it is verified, so each level
+    adds a chunk time.
+    """
+    if not depth or upstream is None or site_name(asker) is None or not own:
+        return False
+    if asker == own or asker in upstream:
+        return False
+    return len(upstream) + 1 < depth
 
 
 def sibling_ask(cache_control: str, in_flight: str) -> bool:

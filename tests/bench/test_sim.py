@@ -413,16 +413,18 @@ def test_cli_small_run(tmp_path: Path) -> None:
     report = json.loads((out / "sim.json").read_text())
     assert [row["case"] for row in report["validation"]] == [c.name for c in MEASURED]
     rows = report["projection"]
-    assert [row["kind"] for row in rows] == ["site"] + ["federation"] * 7
-    # together x (0, all), late x (0, all), the chunk-trading what-if, the epidemic what-if
-    # (together, late; the parent busy above 10 streams), each labelled as such
+    assert [row["kind"] for row in rows] == ["site"] + ["federation"] * 9
+    # together x (0, all, all with relay depth 4), late x the same, the chunk-trading what-if,
+    # the epidemic what-if (together, late; the parent busy above 10 streams), each labelled
     shape = [
-        (r["sites_holding"], r["siblings_per_site"], r["chunk_exchange"], r.get("parent_streams"))
+        (r["sites_holding"], r["siblings_per_site"], r["chunk_exchange"], r.get("parent_streams"),
+         r.get("relay_depth"))
         for r in rows[1:]
-    ]
+    ]  # fmt: skip
     assert shape == [
-        (0, 0, False, None), (0, 3, False, None), (1, 0, False, None), (1, 3, False, None),
-        (0, 3, True, None), (0, 3, False, 10), (1, 3, False, 10),
+        (0, 0, False, None, None), (0, 3, False, None, None), (0, 3, False, None, 4),
+        (1, 0, False, None, None), (1, 3, False, None, None), (1, 3, False, None, 4),
+        (0, 3, True, None, None), (0, 3, False, 10, None), (1, 3, False, 10, None),
     ]  # fmt: skip
     for row in rows[-3:]:
         assert "WHAT-IF" in row["case"]
@@ -431,11 +433,14 @@ def test_cli_small_run(tmp_path: Path) -> None:
         assert row["origin_bytes"] == (0 if row.get("sites_holding") else 8 * MiB)
         assert row["bound_ratio"] >= 1.0
     assert rows[2]["backbone_bytes"]["from_siblings"] == 0  # together: siblings hold nothing
-    assert rows[4]["backbone_bytes"]["from_siblings"] > 0  # late: the holder serves
+    assert rows[3]["backbone_bytes"]["from_siblings"] > 0  # ... but relay what they fetch
+    assert "relay depth 4 (sibling streams link / 12 Mbit/s)" in rows[3]["case"]
+    assert rows[3]["relay_rate_mbit"] == pytest.approx(12)
+    assert rows[5]["backbone_bytes"]["from_siblings"] > 0  # late: the holder serves
     # ... up to the agent's default federation.max_sibling_streams at once, then busy.
     default = FederationConfig().max_sibling_streams
-    assert rows[4]["sibling_streams"] == default
-    assert f"sibling streams {default}" in rows[4]["case"]
+    assert rows[5]["sibling_streams"] == default
+    assert f"sibling streams {default}" in rows[5]["case"]
     assert "| N=8 cold |" in (out / "sim.md").read_text()
 
 
@@ -462,3 +467,49 @@ def test_a_site_on_a_thin_parent_moves_to_a_sibling_that_finished() -> None:
     # Finished sites serve: the bound is the epidemic one, below S·F/(E + B).
     assert again.bound_s == epidemic_bound(rechecking, size) < first_holders_bound(today, size)
     _check_bounds_and_sites(rechecking, size, again)
+
+
+def _depth(edge: object) -> int:
+    """Relays between a site and the parent (a complete holder ends the chain), walked from
+    the sim's source pointers; raises on a loop."""
+    seen, depth, up = {id(edge)}, 1, getattr(edge, "source", None)
+    while up is not None:
+        assert id(up) not in seen, "a relay loop"
+        seen.add(id(up))
+        depth, up = depth + 1, up.source
+    return depth
+
+
+@pytest.mark.parametrize("relay", [2, 3, 4])
+@pytest.mark.parametrize("held", [frozenset(), frozenset({0, 5})])
+def test_relays_beat_the_pile_up_on_a_thin_parent_within_their_depth(
+    relay: int, held: frozenset[int]
+) -> None:
+    # federation.relay_depth: ten sites ask at once behind a 20 Mbit/s core egress. Without
+    # relays nine share the core to the end; with them a sibling still fetching serves the
+    # next, each chunk once whole there, never deeper than the depth and never in a loop.
+    size = 16 * MiB + 5
+    base = replace(_federation(10, 5, 20 * MBIT, held_by=held), sibling_streams=1)
+    spec = replace(base, relay_depth=relay, relay_rate=12 * MBIT)
+    without = run_federation(base, CAL, size)
+    relayed = run_federation(spec, CAL, size)
+    assert max(relayed.times_s) < 0.75 * max(without.times_s)
+    level1 = relayed.backbone
+    assert level1.origin_bytes() == (0 if held else size)
+    bytes_ = level1.backbone_bytes()
+    assert bytes_["into_sites"] == len(spec.askers()) * size
+    assert bytes_["from_parent"] + bytes_["from_siblings"] == bytes_["into_sites"]
+    assert bytes_["from_siblings"] > without.backbone.backbone_bytes()["from_siblings"]
+    assert all(_depth(level1.edges[i]) <= relay + (1 if held else 0) for i in spec.askers())
+    assert all(e.streams == 0 for e in level1.edges)
+    # Relays serve partial objects: the bound counts every site's link.
+    assert relayed.bound_s == first_holders_bound(spec, size) <= federation_bound(base, size)
+    _check_bounds_and_sites(spec, size, relayed)
+
+
+def test_relay_depth_one_is_held_objects_only() -> None:
+    # relay_depth 1 allows no relay between a site and its parent: the agent's rule without.
+    base = replace(_federation(8, 4, 20 * MBIT), sibling_streams=1)
+    one = run_federation(replace(base, relay_depth=1), CAL, 8 * MiB)
+    assert one.times_s == run_federation(base, CAL, 8 * MiB).times_s
+    assert one.backbone.backbone_bytes()["from_siblings"] == 0

@@ -31,10 +31,12 @@ def fed_site(
     extra: dict[str, Any] | None = None,
     apt: bool = False,
     name: str = "default",
+    addresses: Sequence[str] | None = None,
 ) -> LoopbackSite:
     return LoopbackSite(
         directory,
         nodes,
+        addresses=addresses,
         settings={
             "site": {**SITE_TIMERS, "name": name},
             "apt": {"enabled": apt},

@@ -76,6 +76,10 @@ async def test_refusals_are_clear_and_the_agent_serves_on(
             join = {**signed(key, target), "cache-control": "only-if-cached"}
             join["x-frumit-in-flight"] = "join"
             assert (await client.get(target, headers=join)).status_code == 504
+            # Asked to relay (relay_depth is 0 here, and nothing runs): a miss as well.
+            relay = {**signed(key, target), "cache-control": "only-if-cached"}
+            relay.update({"x-frumit-in-flight": "relay", "x-frumit-site": "edge"})
+            assert (await client.get(target, headers=relay)).status_code == 504
             # A signed request for the object: the site fetches it and streams it back.
             good = await client.get(target, headers=signed(key, target))
             assert good.status_code == 200, good.text

@@ -15,7 +15,7 @@ from frumitcache.federation import (
     sibling_ask,
     takes,
 )
-from frumitcache.federation._wire import IDLE_GAP_S
+from frumitcache.federation._wire import IDLE_GAP_S, JOIN, RELAY, may_relay, parse_chain
 
 
 @pytest.mark.parametrize(
@@ -138,3 +138,48 @@ def test_which_asks_share_the_sibling_slots(
     cache_control: str, in_flight: str, counted: bool
 ) -> None:
     assert sibling_ask(cache_control, in_flight) is counted
+
+
+@pytest.mark.parametrize(
+    ("asker", "own", "upstream", "depth", "allowed"),
+    [
+        ("b", "a", (), 2, True),  # a fetches from its parent: one relay level is allowed
+        ("c", "b", ("a",), 2, False),  # b relays a's bytes already: depth 2 is reached
+        ("c", "b", ("a",), 3, True),
+        ("a", "b", ("a",), 4, False),  # a loop: b's bytes come through a
+        ("x", "c", ("b", "a"), 4, True),
+        ("b", "c", ("b", "a"), 4, False),  # any site up the chain, not only the nearest
+        ("b", "b", (), 4, False),  # itself (two agents of one site)
+        ("b", "a", None, 4, False),  # no fetch of its own, or its chain unknown
+        ("b", "a", (), 0, False),  # relay_depth 0: held objects only
+        ("", "a", (), 4, False),  # an asker without a site name cannot be checked for loops
+        ("b c", "a", (), 4, False),  # nor one whose name is no label
+        ("b", "", (), 4, False),  # nor a relay without a site name of its own
+    ],
+)
+def test_a_sibling_relays_its_running_fetch_within_the_depth_and_never_in_a_loop(
+    asker: str, own: str, upstream: tuple[str, ...] | None, depth: int, allowed: bool
+) -> None:
+    assert may_relay(asker, own, upstream, depth) is allowed
+
+
+@pytest.mark.parametrize(
+    ("header", "chain"),
+    [
+        ("a", ("a",)),
+        ("b, a", ("b", "a")),
+        ("", ()),
+        ("a,,b", None),  # an empty name
+        ("a,b c", None),  # not a label
+        ("a,b\x00", None),
+        (",".join(["s"] * 17), None),  # longer than any relay depth
+        ("x" * 65, None),  # a label is at most 64 characters
+    ],
+)
+def test_a_chain_header_is_read_strictly(header: str, chain: tuple[str, ...] | None) -> None:
+    assert parse_chain(header) == chain
+
+
+def test_a_relayed_ask_takes_a_sibling_slot_and_a_join_does_not() -> None:
+    assert sibling_ask("only-if-cached", RELAY)
+    assert not sibling_ask("only-if-cached", JOIN)
