@@ -28,8 +28,8 @@ Two levels, because sites touch each other only through the backbone:
 
    ``relay_depth`` (``federation.relay_depth``): siblings also serve what they fetch, each
    chunk once whole there, within the depth and not back up the chain; a site's streams are
-   its link / ``relay_rate``; a first walk that finds nobody is walked again after a random
-   pause. Partial objects are served: the bound counts every link.
+   its link / ``relay_rate``, none below it (``serve_relays`` false); a first walk that finds
+   nobody is walked again after a random pause. Partial objects are served: all links bound.
 
    ``chunk_exchange`` is a **what-if, not in the agent**: siblings serve each other single
    chunks they hold, one request per chunk, and site i asks for the chunks starting at
@@ -87,8 +87,7 @@ from frumitcache.federation._client import RELAY_PAUSE_S
 
 @dataclass(frozen=True, slots=True)
 class FederationSpec:
-    """Edge sites of ``pis`` Pis each; rates in bytes/s; ``backbone[i]`` is site i's link
-    (both directions)."""
+    """Edge sites of ``pis`` Pis each; bytes/s; ``backbone[i]``: site i's link, each way."""
 
     pis: int
     down: float
@@ -116,8 +115,8 @@ class FederationSpec:
     #: chunk once whole, while at most relay_depth - 1 relays stand between the asker and the
     #: parent (0: only objects held complete).
     relay_depth: int = 0
-    #: With relays: each site's max_sibling_streams set to its link / relay_rate (at least 1),
-    #: as the operator is told to (0: ``sibling_streams`` for every site).
+    #: With relays: each site's max_sibling_streams is its link / relay_rate (at least 1) and a
+    #: site with a slower link does not relay, as the operator is told (0: ``sibling_streams``).
     relay_rate: float = 0.0
 
     @property
@@ -354,14 +353,16 @@ class Backbone:
         """``frumitcache.federation.may_relay``: ``other`` fetches the object now, its bytes
         do not come through ``asker``, and fewer than relay_depth relays would stand between
         ``asker`` and the parent (a complete holder up the chain ends the chain)."""
-        if not self.spec.relay_depth or not other.asked or other.done:
+        s, link = self.spec, self.spec.backbone[other.index]
+        # A site slower than relay_rate does not relay (federation.serve_relays false).
+        if not s.relay_depth or not other.asked or other.done or link < s.relay_rate:
             return False
         depth, up = 1, other.source  # walk up: a loop back to asker, or too deep
         while up is not None and up.complete > now:
             if up is asker:
                 return False
             depth, up = depth + 1, up.source
-        return depth < self.spec.relay_depth
+        return depth < s.relay_depth
 
     def _next(self, edge: _Edge, now: float) -> None:
         if edge.next_chunk >= len(edge.order):

@@ -128,8 +128,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument(
         "--relay-rate", type=_rate, default=_rate("12Mbit"),
-        help="with relays, each site's max_sibling_streams is its link / this (at least 1), "
-        "as federation.relay_depth's help tells the operator (0: --sibling-streams)",
+        help="with relays, each site's max_sibling_streams is its link / this (at least 1) "
+        "and a site with a slower link does not relay (federation.serve_relays false), as "
+        "the help tells the operator (0: --sibling-streams for every site)",
     )  # fmt: skip
     p.add_argument("--cpu-quota", type=float, default=10.0, help="%% of a core per Pi (0: none)")
     p.add_argument("--agent-cpu", type=float, default=PROJECTION_AGENT_CPU, help="CPU-s/GB")

@@ -180,7 +180,7 @@ class Agent:
             max_clock_skew_s=cfg.site.max_clock_skew_s,
             max_rate=cfg.federation.max_rate,
             max_sibling_streams=cfg.federation.max_sibling_streams,
-            relay_depth=cfg.federation.relay_depth,
+            relay_depth=cfg.federation.relay_depth if cfg.federation.serve_relays else 0,
             site=cfg.site.name,
             upstream=self._upstream,
         )

@@ -77,10 +77,20 @@ class FederationConfig(Section):
         "parent or the origin; a relay is never asked by a site its bytes come through. 0 "
         "means siblings serve only objects they hold complete. Set it on every site (4) behind "
         "a core egress narrower than the sites' links together, with max_sibling_streams "
-        "about the site's backbone upload / 12 Mbit/s. In bench.sim (10,000 Pis, every site "
-        "asking at once behind a 100 Mbit/s core egress, links 10-50 Mbit/s) the last Pi comes "
-        "at 1.29x the bound instead of 10.65x (64 MiB), 1.06x instead of 10.55x (1 GiB); "
-        "behind 1 Gbit/s at 1.27-1.29x instead of 1.15x (64 MiB): leave it 0 there.",
+        "about the site's backbone upload / 12 Mbit/s (serve_relays false under that). In "
+        "bench.sim (10,000 Pis, every site asking at once behind a 100 Mbit/s core egress, "
+        "links 10-50 Mbit/s) the last Pi comes at 1.26x the bound instead of 10.65x (64 MiB), "
+        "1.06x instead of 10.55x (1 GiB); behind 1 Gbit/s at 1.21-1.24x instead of 1.15x "
+        "(64 MiB): leave it 0 there.",
+    )
+    serve_relays: bool = opt(
+        True,
+        "With relay_depth, whether this agent relays to its siblings what it is still "
+        "fetching; it asks its siblings to relay either way. Set it false on a site whose "
+        "backbone upload is under about 12 Mbit/s: a faster site relaying through it would "
+        "get the object no faster than this site's link. In bench.sim that was the last "
+        "site's case (a 32 Mbit/s site behind an 11 Mbit/s relay); with the rule the worst "
+        "row over three draws of the links went from 1.33x the bound to 1.29x.",
     )
     listen: str = opt(
         "",

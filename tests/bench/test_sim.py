@@ -513,3 +513,24 @@ def test_relay_depth_one_is_held_objects_only() -> None:
     one = run_federation(replace(base, relay_depth=1), CAL, 8 * MiB)
     assert one.times_s == run_federation(base, CAL, 8 * MiB).times_s
     assert one.backbone.backbone_bytes()["from_siblings"] == 0
+
+
+def test_a_site_slower_than_the_relay_rate_does_not_relay() -> None:
+    # federation.serve_relays false where the link is under the rate a relayed stream is given:
+    # a faster site would otherwise take the object at that slow site's pace. Ten sites behind
+    # a 20 Mbit/s core, a 30 Mbit/s relay rate: only sites with 30 Mbit/s or more relay.
+    size = 16 * MiB + 5
+    spec = replace(
+        _federation(10, 5, 20 * MBIT), sibling_streams=1, relay_depth=4, relay_rate=30 * MBIT
+    )
+    result = run_federation(spec, CAL, size)
+    level1 = result.backbone
+    slow = {e.index for e in level1.edges if spec.backbone[e.index] < 30 * MBIT}
+    assert slow  # the draw has both kinds
+    assert len(slow) < spec.sites
+    # No site takes the object from a slow site (none holds it complete before the others ask).
+    sources = {e.source.index for e in level1.edges if e.source is not None}
+    assert sources
+    assert not sources & slow
+    assert level1.backbone_bytes()["into_sites"] == len(spec.askers()) * size
+    _check_bounds_and_sites(spec, size, result)

@@ -101,3 +101,56 @@ async def test_a_sibling_relays_its_running_fetch_one_level_deep_and_never_back(
     finally:
         for site in sites:
             site.kill()
+
+
+async def test_a_site_with_serve_relays_false_asks_relays_but_serves_none(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """``federation.serve_relays = false`` (a site on a slow link): site a fetches from the
+    core with relay_depth 2 but does not relay. Site b (sibling a) asks while a's fetch runs:
+    a answers as if it had nothing, so b takes the object from the core. The agents keep
+    serving, the origin sends the object once, every copy is whole."""
+    origin = OriginServer(rate=MiB // 2)  # a's fetch runs 12 s: b asks well within it
+    await nursery.start(origin.serve, loopback_address())
+    data = os.urandom(6 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    origin.add("/s.bin", data)
+    key = new_key()
+    core = fed_site(tmp_path / "core", 1, key, name="core")
+    parents = members(core)
+    quiet = {"relay_depth": 2, "serve_relays": False}
+    a = fed_site(tmp_path / "a", 1, key, name="a", parents=parents, extra=quiet)
+    # No recheck: b never moves to a once a holds the object complete.
+    asks = {"relay_depth": 2, "sibling_recheck_s": 0.0}
+    b = fed_site(tmp_path / "b", 1, key, name="b", parents=parents, siblings=members(a), extra=asks)
+    results: dict[str, subprocess.CompletedProcess[bytes]] = {}
+
+    async def one(name: str, site_: LoopbackSite) -> None:
+        results[name] = await pull(
+            site_.agents[0], origin.url("/s.bin"), digest, tmp_path / f"out-{name}"
+        )
+
+    try:
+        for site in (core, a, b):
+            await site.start()
+        with trio.fail_after(120):
+            async with trio.open_nursery() as pulls:
+                pulls.start_soon(one, "a", a)
+                while not by_link(await uplink(a.agents[0]), "parent"):  # noqa: ASYNC110
+                    await trio.sleep(0.1)  # a's fetch runs, bytes arriving from the core
+                pulls.start_soon(one, "b", b)
+        for name in "ab":
+            assert results[name].returncode == 0, (results[name].stderr, name)
+            assert (tmp_path / f"out-{name}").read_bytes() == data
+        at = {name: await uplink(s.agents[0]) for name, s in (("a", a), ("b", b))}
+        assert at["a"]["federation_relayed"] == 0, at
+        assert by_link(at["b"], "parent") == len(data), at
+        assert by_link(at["b"], "sibling") == 0, at
+        assert origin.stats.bytes_sent["/s.bin"] == len(data)
+        for site in (core, a, b):
+            proc = site.agents[0].proc
+            assert proc is not None
+            assert proc.poll() is None
+    finally:
+        for site in (core, a, b):
+            site.kill()
