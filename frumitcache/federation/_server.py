@@ -90,6 +90,24 @@ class FederationServerStats:
     bytes_by_child: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """One child's request as the handlers pass it on: the connection, the request and what
+    was read from it."""
+
+    conn: h11.Connection
+    stream: trio.SocketStream
+    req: h11.Request
+    headers: dict[str, str]
+    url: str
+    peer: str
+
+    async def text(
+        self, status: int, text: str, extra: list[tuple[str, str]] | None = None
+    ) -> None:
+        await _text(self.conn, self.stream, status, text, extra=extra)
+
+
 class _Done(Exception):
     """End this connection (after a body failed part-way: never end a response short)."""
 
@@ -194,97 +212,69 @@ class FederationServer:
         if req.method not in (b"GET", b"HEAD") or url is None:
             await _text(conn, stream, 400, "not a federation request\n")
             return
+        ask = _Ask(conn, stream, req, headers, url, peer)
         cache_control = headers.get("cache-control", "")
         in_flight = headers.get(IN_FLIGHT_HEADER, "")
         sibling = ONLY_IF_CACHED in cache_control
         if sibling and not self._held(url):
             if in_flight == RELAY:
-                await self._relay(conn, stream, req, headers, url, peer)
+                await self._relay(ask)
                 return
             # A parent is asked to join (see _wire): its own running fetch, never a new one.
             # The seam's open below joins it in the same trio step, so it cannot end in between.
             if in_flight != JOIN or not self._fetching(url):
                 self.stats.not_held += 1
-                await _text(conn, stream, 504, "not held here (only-if-cached)\n")
+                await ask.text(504, "not held here (only-if-cached)\n")
                 return
             self.stats.joined += 1
         elif sibling_ask(cache_control, in_flight):
             # Held, for a sibling: served only while fewer than max_sibling_streams run, so
             # later sites of a late release spread over holders and parents, not pile on one.
-            await self._on_slot(conn, stream, req, headers, url, peer, [])
+            await self._on_slot(ask, [])
             return
-        await self._serve(conn, stream, req, headers, url, peer, sibling)
+        await self._serve(ask, sibling)
 
     async def _on_slot(
-        self,
-        conn: h11.Connection,
-        stream: trio.SocketStream,
-        req: h11.Request,
-        headers: dict[str, str],
-        url: str,
-        peer: str,
-        extra: list[tuple[str, str]],
-        *,
-        relayed: bool = False,
+        self, ask: _Ask, extra: list[tuple[str, str]], *, relayed: bool = False
     ) -> None:
         """Serve a sibling on one of the ``max_sibling_streams`` slots, or answer 503 busy:
         the sibling asks its next sibling or its parents."""
         if not self._siblings.take():
             self.stats.busy += 1
-            await _text(
-                conn,
-                stream,
+            await ask.text(
                 503,
                 "busy serving sibling sites (federation.max_sibling_streams)\n",
-                extra=[(BUSY_HEADER, "siblings"), ("Retry-After", "1")],
+                [(BUSY_HEADER, "siblings"), ("Retry-After", "1")],
             )
             return
         self.stats.relayed += relayed  # counted as it starts: status shows a relay running
         try:
-            await self._serve(conn, stream, req, headers, url, peer, True, extra)
+            await self._serve(ask, True, extra)
         finally:
             self._siblings.give()
 
-    async def _relay(
-        self,
-        conn: h11.Connection,
-        stream: trio.SocketStream,
-        req: h11.Request,
-        headers: dict[str, str],
-        url: str,
-        peer: str,
-    ) -> None:
+    async def _relay(self, ask: _Ask) -> None:
         """A sibling's ask for what this agent is fetching right now (``relay_depth``): served
         from that fetch as it arrives, within the depth and never back up the chain, on one of
         the sibling slots; anything else is not held here (504)."""
-        upstream = self._upstream(url) if self._fetching(url) else None
-        asker = headers.get(SITE_HEADER, "")
+        upstream = self._upstream(ask.url) if self._fetching(ask.url) else None
+        asker = ask.headers.get(SITE_HEADER, "")
         if not may_relay(asker, self._site, upstream, self._relay_depth):
             self.stats.not_held += 1
-            await _text(conn, stream, 504, "not held here (only-if-cached, no relay)\n")
+            await ask.text(504, "not held here (only-if-cached, no relay)\n")
             return
         chain = ",".join((self._site, *(upstream or ())))
-        await self._on_slot(
-            conn, stream, req, headers, url, peer, [(CHAIN_HEADER, chain)], relayed=True
-        )
+        await self._on_slot(ask, [(CHAIN_HEADER, chain)], relayed=True)
 
     async def _serve(
-        self,
-        conn: h11.Connection,
-        stream: trio.SocketStream,
-        req: h11.Request,
-        headers: dict[str, str],
-        url: str,
-        peer: str,
-        sibling: bool,
-        extra: list[tuple[str, str]] | None = None,
+        self, ask: _Ask, sibling: bool, extra: list[tuple[str, str]] | None = None
     ) -> None:
-        revalidate = headers.get(FRESHNESS_HEADER) == "revalidate" and not sibling
-        accept = headers.get("accept")
+        revalidate = ask.headers.get(FRESHNESS_HEADER) == "revalidate" and not sibling
+        accept = ask.headers.get("accept")
         try:
             content = await self._source.open(
                 ContentRequest(
-                    url,
+                    ask.url,
                     "site",
                     "revalidate" if revalidate else "immutable",
                     headers=(("Accept", accept),) if accept else (),
@@ -294,23 +284,16 @@ class FederationServer:
             self.stats.failed += 1
             status = http_status(exc)
             said = isinstance(exc, OriginStatusError) and status in (404, 410)
-            extra = [(ORIGIN_STATUS_HEADER, str(status))] if said else []
-            log.info("federation.failed", url=url, peer=peer, status=status, detail=str(exc))
-            await _text(conn, stream, status, f"{exc}\n", extra=extra)
+            why = [(ORIGIN_STATUS_HEADER, str(status))] if said else []
+            log.info(
+                "federation.failed", url=ask.url, peer=ask.peer, status=status, detail=str(exc)
+            )
+            await ask.text(status, f"{exc}\n", why)
             return
-        await self._answer(conn, stream, req, headers, content, url, peer, extra or [])
+        await self._answer(ask, content, extra or [])
 
-    async def _answer(
-        self,
-        conn: h11.Connection,
-        stream: trio.SocketStream,
-        req: h11.Request,
-        headers: dict[str, str],
-        content: Content,
-        url: str,
-        peer: str,
-        extra: list[tuple[str, str]],
-    ) -> None:
+    async def _answer(self, ask: _Ask, content: Content, extra: list[tuple[str, str]]) -> None:
+        conn, stream, req, headers, peer = ask.conn, ask.stream, ask.req, ask.headers, ask.peer
         info = content.info
         last_modified = parse_http_date(info.meta.last_modified)
         plan = plan_response(
@@ -367,7 +350,7 @@ class FederationServer:
                 self.stats.failed += 1
                 await _text(conn, stream, http_status(exc), f"{exc}\n")
                 return
-            log.warning("federation.failed-part-way", url=url, peer=peer, detail=str(exc))
+            log.warning("federation.failed-part-way", url=ask.url, peer=peer, detail=str(exc))
             raise _Done from None
         if not sent_head:
             await _send(conn, stream, head)
